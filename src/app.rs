@@ -1,0 +1,188 @@
+//! The root: builds the store, the bus, the conversation supervisor, the
+//! timer service and the HTTP listeners from one config; runs until told to
+//! stop; shuts down gracefully (stop accepting, let events in flight finish,
+//! commit the bus, stop the actors).
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use ractor::{Actor, ActorRef};
+use tokio::net::TcpListener;
+use tokio::sync::{oneshot, Semaphore};
+use tokio::task::JoinHandle;
+
+use crate::bus::embedded::EmbeddedBus;
+use crate::bus::{Bus, BusError};
+use crate::channels::graph::ClientBuildError;
+use crate::channels::{GraphClient, Outbound};
+use crate::clock::now_ms;
+use crate::config::Config;
+use crate::conversation::supervisor::{ConversationSupervisor, SupervisorArgs, SupervisorMsg, SupervisorWake};
+use crate::conversation::{timers, EngineContext};
+use crate::ingest::{self, IngressState};
+use crate::store::embedded::EmbeddedStore;
+use crate::store::{Store, StoreError};
+use crate::telemetry::{self, TelemetryError};
+
+/// Why the engine could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Bus(#[from] BusError),
+    #[error(transparent)]
+    Client(#[from] ClientBuildError),
+    #[error(transparent)]
+    Telemetry(#[from] TelemetryError),
+    #[error("cannot listen on {addr}: {reason}")]
+    Listen { addr: String, reason: String },
+    #[error("cannot start the conversation supervisor: {0}")]
+    Supervisor(String),
+}
+
+/// A running engine.
+pub struct RunningEngine {
+    pub addr: SocketAddr,
+    pub metrics_addr: SocketAddr,
+    stop: oneshot::Sender<()>,
+    done: JoinHandle<()>,
+}
+
+impl RunningEngine {
+    /// Stops gracefully and waits until it has.
+    pub async fn shutdown(self) {
+        let _ = self.stop.send(());
+        let _ = self.done.await;
+    }
+
+    /// Waits until the engine stops by itself (it does not, but for a
+    /// Ctrl-C handler racing it).
+    pub async fn wait(&mut self) {
+        let _ = (&mut self.done).await;
+    }
+}
+
+async fn bind(addr: &str) -> Result<TcpListener, StartError> {
+    TcpListener::bind(addr).await.map_err(|e| StartError::Listen {
+        addr: addr.to_string(),
+        reason: e.to_string(),
+    })
+}
+
+/// Starts the engine described by `config`.
+pub async fn start(config: Config) -> Result<RunningEngine, StartError> {
+    let config = Arc::new(config);
+    let metrics = telemetry::install_metrics()?;
+    let store: Arc<dyn Store> = Arc::new(EmbeddedStore::open(&config.store.path)?);
+    let bus: Arc<dyn Bus> = EmbeddedBus::open(&config.store.path)?;
+    let graph = GraphClient::new(&config.meta.graph_base_url, &config.outbound)?;
+    let ctx = Arc::new(EngineContext::new(config.clone(), store.clone(), bus.clone(), Outbound::new(graph)));
+
+    let (timer_handle, timer_task) = timers::channel();
+    let inflight = Arc::new(Semaphore::new(config.engine.max_inflight_events));
+    let (supervisor, supervisor_done) = Actor::spawn(
+        None,
+        ConversationSupervisor,
+        SupervisorArgs {
+            ctx: ctx.clone(),
+            timers: timer_handle,
+            inflight: inflight.clone(),
+        },
+    )
+    .await
+    .map_err(|e| StartError::Supervisor(e.to_string()))?;
+    timer_task.start(store.timers().await?, SupervisorWake(supervisor.clone()));
+
+    let deliveries = bus.subscribe().await?;
+    let consumer = tokio::spawn(consume(deliveries, supervisor.clone(), inflight.clone()));
+    let housekeeping = tokio::spawn(housekeeping(bus.clone(), store.clone()));
+
+    let listener = bind(&config.server.listen).await?;
+    let metrics_listener = bind(&config.server.metrics_listen).await?;
+    let addr = telemetry::local_addr(&listener).ok_or_else(|| StartError::Listen {
+        addr: config.server.listen.clone(),
+        reason: "no local address".into(),
+    })?;
+    let metrics_addr = telemetry::local_addr(&metrics_listener).ok_or_else(|| StartError::Listen {
+        addr: config.server.metrics_listen.clone(),
+        reason: "no local address".into(),
+    })?;
+    let metrics_task = tokio::spawn(telemetry::serve_metrics(metrics_listener, metrics));
+
+    let ingress = Arc::new(IngressState::new(&config, bus.clone(), store.clone()));
+    let app = ingest::router(ingress, config.server.max_body_bytes);
+    let (stop_tx, stop_rx) = oneshot::channel::<()>();
+    let grace = config.engine.shutdown_grace();
+    let done = tokio::spawn(async move {
+        let server = axum::serve(listener, app).with_graceful_shutdown(async move {
+            let _ = stop_rx.await;
+        });
+        if let Err(e) = server.await {
+            tracing::error!(error = %e, "HTTP server failed");
+        }
+        tracing::info!("Stopped accepting webhooks; finishing events in flight");
+        consumer.abort();
+        drain(&supervisor, grace).await;
+        if let Err(e) = bus.flush_commits().await {
+            tracing::warn!(error = %e, "Cannot commit bus progress at shutdown; events will be replayed");
+        }
+        supervisor.stop(None);
+        let _ = supervisor_done.await;
+        housekeeping.abort();
+        metrics_task.abort();
+        tracing::info!("Engine stopped");
+    });
+    tracing::info!(%addr, %metrics_addr, "Engine started");
+    Ok(RunningEngine {
+        addr,
+        metrics_addr,
+        stop: stop_tx,
+        done,
+    })
+}
+
+/// Moves bus deliveries to the supervisor, never more in flight than the
+/// semaphore allows.
+async fn consume(
+    mut deliveries: tokio::sync::mpsc::UnboundedReceiver<crate::bus::Delivery>,
+    supervisor: ActorRef<SupervisorMsg>,
+    inflight: Arc<Semaphore>,
+) {
+    loop {
+        let Ok(permit) = inflight.acquire().await else { return };
+        permit.forget();
+        let Some(d) = deliveries.recv().await else { return };
+        if supervisor.send_message(SupervisorMsg::Deliver(d)).is_err() {
+            return;
+        }
+    }
+}
+
+async fn drain(supervisor: &ActorRef<SupervisorMsg>, grace: Duration) {
+    let deadline = tokio::time::Instant::now() + grace;
+    while tokio::time::Instant::now() < deadline {
+        match ractor::call!(supervisor, SupervisorMsg::Stats) {
+            Ok((0, _)) | Err(_) => return,
+            Ok(_) => tokio::time::sleep(Duration::from_millis(20)).await,
+        }
+    }
+    tracing::warn!("Shutdown grace passed with events in flight; they will be replayed");
+}
+
+async fn housekeeping(bus: Arc<dyn Bus>, store: Arc<dyn Store>) {
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    let mut seconds = 0u64;
+    loop {
+        tick.tick().await;
+        telemetry::bus_lag(bus.lag());
+        seconds += 1;
+        if seconds % 3600 == 60 {
+            match store.purge_expired(now_ms()).await {
+                Ok(n) => tracing::info!(removed = n, "Forgot message ids past their dedup window"),
+                Err(e) => tracing::warn!(error = %e, "Cannot purge expired message ids"),
+            }
+        }
+    }
+}

@@ -1,0 +1,71 @@
+//! The bus: where accepted webhook events become durable before Meta gets
+//! its 200, and from where conversation actors consume them. Backends sit
+//! behind one trait; offsets are committed only for the contiguous prefix
+//! of finished events per partition ([`progress`]), so a crash replays from
+//! the last commit and idempotent handling makes the replay harmless.
+
+pub mod embedded;
+pub mod progress;
+
+use async_trait::async_trait;
+use tokio::sync::mpsc;
+
+use crate::event::InboundEvent;
+
+/// Where an event sits on the bus.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Position {
+    pub partition: u32,
+    pub offset: u64,
+}
+
+impl std::fmt::Display for Position {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}@{}", self.partition, self.offset)
+    }
+}
+
+/// One event handed to the engine.
+#[derive(Debug, Clone)]
+pub struct Delivery {
+    pub position: Position,
+    pub event: InboundEvent,
+}
+
+/// A bus failure. Retryable ones are answered with 503 (Meta retries).
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum BusError {
+    #[error("bus unavailable: {0}")]
+    Unavailable(String),
+    #[error("bus already has a consumer")]
+    AlreadySubscribed,
+}
+
+impl BusError {
+    pub fn retryable(&self) -> bool {
+        matches!(self, Self::Unavailable(_))
+    }
+}
+
+#[async_trait]
+pub trait Bus: Send + Sync + 'static {
+    /// Appends `events` in order and returns once every one is durable.
+    async fn publish(&self, events: &[InboundEvent]) -> Result<(), BusError>;
+
+    /// Starts delivery: first everything after the last commit (replay),
+    /// then new events, in log order per partition. One consumer per bus.
+    async fn subscribe(&self) -> Result<mpsc::UnboundedReceiver<Delivery>, BusError>;
+
+    /// Marks a delivered event finished (handled and persisted). The
+    /// contiguous finished prefix is committed in the background.
+    fn finished(&self, position: Position);
+
+    /// Commits the finished prefix now (graceful shutdown).
+    async fn flush_commits(&self) -> Result<(), BusError>;
+
+    /// Events delivered or appended and not yet committed.
+    fn lag(&self) -> u64;
+
+    /// Whether publishing can succeed now.
+    async fn ready(&self) -> bool;
+}

@@ -1,0 +1,84 @@
+//! Finished-prefix tracking for one partition: events finish out of order
+//! (different conversations), but only the contiguous prefix of finished
+//! offsets may be committed, as Confluent's parallel consumer does.
+
+use std::collections::BTreeMap;
+
+#[derive(Debug, Default)]
+pub struct PartitionProgress {
+    /// Delivered offsets not yet committed, and whether each is finished.
+    outstanding: BTreeMap<u64, bool>,
+    /// Next offset to resume from: everything below is finished.
+    committable: Option<u64>,
+}
+
+impl PartitionProgress {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Records that `offset` was handed to the engine.
+    pub fn delivered(&mut self, offset: u64) {
+        self.outstanding.entry(offset).or_insert(false);
+    }
+
+    /// Records that `offset` is finished; returns the new resume offset if
+    /// the committable prefix grew.
+    pub fn finished(&mut self, offset: u64) -> Option<u64> {
+        if let Some(done) = self.outstanding.get_mut(&offset) {
+            *done = true;
+        }
+        let mut advanced = None;
+        while let Some(entry) = self.outstanding.first_entry() {
+            if !*entry.get() {
+                break;
+            }
+            let (o, _) = entry.remove_entry();
+            advanced = Some(o + 1);
+        }
+        if advanced.is_some() {
+            self.committable = advanced;
+        }
+        advanced
+    }
+
+    /// The resume offset the finished prefix allows, if any event finished.
+    pub fn committable(&self) -> Option<u64> {
+        self.committable
+    }
+
+    /// Delivered and not yet finished-and-committable.
+    pub fn outstanding(&self) -> usize {
+        self.outstanding.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn commits_only_the_contiguous_prefix() {
+        let mut p = PartitionProgress::new();
+        for o in 10..15 {
+            p.delivered(o);
+        }
+        assert_eq!(p.finished(12), None);
+        assert_eq!(p.finished(11), None);
+        assert_eq!(p.committable(), None);
+        assert_eq!(p.finished(10), Some(13), "10, 11, 12 done: resume at 13");
+        assert_eq!(p.finished(14), None);
+        assert_eq!(p.finished(13), Some(15));
+        assert_eq!(p.outstanding(), 0);
+    }
+
+    #[test]
+    fn tolerates_gaps_and_unknown_offsets() {
+        let mut p = PartitionProgress::new();
+        p.delivered(3);
+        p.delivered(7);
+        assert_eq!(p.finished(99), None);
+        assert_eq!(p.finished(7), None);
+        assert_eq!(p.finished(3), Some(8));
+    }
+}

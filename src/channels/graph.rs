@@ -1,0 +1,104 @@
+//! The Graph API client shared by the Meta channels: JSON POSTs with the
+//! access token as a Bearer header, retried under the one [`RetryPolicy`].
+
+use std::time::Duration;
+
+use serde_json::Value;
+
+use super::meta_error::SendError;
+use super::retry::RetryPolicy;
+use crate::config::{OutboundConfig, Secret};
+use crate::event::Channel;
+use crate::telemetry;
+
+pub struct GraphClient {
+    http: reqwest::Client,
+    base_url: String,
+    policy: RetryPolicy,
+}
+
+/// Errors building the client.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot build the HTTP client: {0}")]
+pub struct ClientBuildError(String);
+
+impl GraphClient {
+    pub fn new(base_url: &str, outbound: &OutboundConfig) -> Result<Self, ClientBuildError> {
+        let http = reqwest::Client::builder()
+            .timeout(outbound.request_timeout())
+            .connect_timeout(Duration::from_secs(5))
+            .pool_idle_timeout(Duration::from_secs(60))
+            .pool_max_idle_per_host(256)
+            .tcp_nodelay(true)
+            .build()
+            .map_err(|e| ClientBuildError(e.to_string()))?;
+        Ok(Self {
+            http,
+            base_url: base_url.trim_end_matches('/').to_string(),
+            policy: RetryPolicy::from_config(outbound),
+        })
+    }
+
+    /// POSTs `body` to `{graph_base_url}/{path}`, retrying retryable
+    /// failures with backoff up to the policy's attempts. Returns the JSON
+    /// answer of the first success, or the last error.
+    pub async fn post(
+        &self,
+        channel: Channel,
+        path: &str,
+        token: &Secret,
+        body: &Value,
+    ) -> Result<Value, SendError> {
+        let url = format!("{}/{}", self.base_url, path);
+        let mut attempt = 1;
+        loop {
+            match self.post_once(&url, token, body).await {
+                Ok(v) => {
+                    telemetry::send_request(channel, "ok");
+                    return Ok(v);
+                }
+                Err(e) => {
+                    telemetry::send_request(channel, e.kind.label());
+                    if !e.retryable() || attempt >= self.policy.max_attempts {
+                        return Err(e);
+                    }
+                    tracing::debug!(attempt, error = %e, "Retrying platform call");
+                    tokio::time::sleep(self.policy.backoff(attempt)).await;
+                    attempt += 1;
+                }
+            }
+        }
+    }
+
+    async fn post_once(&self, url: &str, token: &Secret, body: &Value) -> Result<Value, SendError> {
+        let response = self
+            .http
+            .post(url)
+            .bearer_auth(token.expose())
+            .json(body)
+            .send()
+            .await
+            .map_err(|e| SendError::transport(describe_reqwest(&e)))?;
+        let status = response.status().as_u16();
+        let bytes = response
+            .bytes()
+            .await
+            .map_err(|e| SendError::transport(describe_reqwest(&e)))?;
+        if (200..300).contains(&status) {
+            Ok(serde_json::from_slice(&bytes).unwrap_or(Value::Null))
+        } else {
+            Err(SendError::from_response(status, &bytes))
+        }
+    }
+}
+
+/// A transport error without the URL (which may carry ids) or any header.
+fn describe_reqwest(e: &reqwest::Error) -> String {
+    if e.is_timeout() {
+        "request timed out".into()
+    } else if e.is_connect() {
+        "cannot connect to the platform API".into()
+    } else {
+        "request failed before a response".into()
+    }
+}

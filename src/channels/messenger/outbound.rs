@@ -1,0 +1,64 @@
+//! Send API calls: `POST {graph_base_url}/{account_id}/messages` with the
+//! documented bodies for a text reply and for `typing_on`.
+
+use serde_json::{json, Value};
+
+use crate::channels::graph::GraphClient;
+use crate::channels::meta_error::SendError;
+use crate::channels::Sent;
+use crate::config::IntegrationConfig;
+
+/// A standard reply inside the 24-hour window.
+pub fn text_body(psid: &str, text: &str) -> Value {
+    json!({
+        "recipient": { "id": psid },
+        "messaging_type": "RESPONSE",
+        "message": { "text": text },
+    })
+}
+
+pub fn typing_body(psid: &str) -> Value {
+    json!({ "recipient": { "id": psid }, "sender_action": "typing_on" })
+}
+
+fn path(integration: &IntegrationConfig) -> String {
+    format!("{}/messages", integration.account_id)
+}
+
+pub async fn send_text(
+    graph: &GraphClient,
+    integration: &IntegrationConfig,
+    psid: &str,
+    text: &str,
+) -> Result<Sent, SendError> {
+    let answer = graph
+        .post(
+            integration.channel,
+            &path(integration),
+            &integration.access_token,
+            &text_body(psid, text),
+        )
+        .await?;
+    let message_id = answer
+        .get("message_id")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_string();
+    Ok(Sent { message_id })
+}
+
+pub async fn typing_on(
+    graph: &GraphClient,
+    integration: &IntegrationConfig,
+    psid: &str,
+) -> Result<(), SendError> {
+    graph
+        .post(
+            integration.channel,
+            &path(integration),
+            &integration.access_token,
+            &typing_body(psid),
+        )
+        .await
+        .map(|_| ())
+}

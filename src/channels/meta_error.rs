@@ -1,0 +1,178 @@
+//! The one place that maps Meta's error responses (HTTP status, `code`,
+//! `error_subcode`) to what the engine does about them.
+//!
+//! Codes from Meta's Graph API, Messenger Platform and WhatsApp Cloud API
+//! error references: throttling (4, 17, 32, 613, 80006, 130429, 131056) and
+//! 5xx are retried with backoff; an expired or invalid token (190) marks the
+//! integration expired; window errors (10 with subcode 2018278, 2534022,
+//! 131047) are refused, never retried.
+
+use serde::Deserialize;
+
+use crate::config::ChannelKind;
+
+/// What kind of failure a platform call met.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SendErrorKind {
+    /// Rate limited by the platform: retry later.
+    Throttled,
+    /// The platform failed (5xx, transient flag): retry.
+    Server,
+    /// No answer (connect error, timeout): retry.
+    Transport,
+    /// The access token expired or was revoked: the integration needs a new one.
+    TokenExpired,
+    /// Outside the messaging window: not sent, never retried.
+    WindowClosed,
+    /// Any other refusal (bad recipient, permission, malformed call).
+    Rejected,
+    /// The channel has no outbound client in this build.
+    Unsupported,
+}
+
+impl SendErrorKind {
+    /// The `outcome` metric label.
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::Throttled => "throttled",
+            Self::Server => "server_error",
+            Self::Transport => "transport_error",
+            Self::TokenExpired => "token_expired",
+            Self::WindowClosed => "window_closed",
+            Self::Rejected => "rejected",
+            Self::Unsupported => "unsupported",
+        }
+    }
+}
+
+/// A failed platform call.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{} (HTTP {status}, code {code}): {message}", kind.label())]
+pub struct SendError {
+    pub kind: SendErrorKind,
+    pub status: u16,
+    pub code: i64,
+    pub subcode: Option<i64>,
+    pub message: String,
+}
+
+impl SendError {
+    /// Whether the same call may succeed if tried again.
+    pub fn retryable(&self) -> bool {
+        matches!(
+            self.kind,
+            SendErrorKind::Throttled | SendErrorKind::Server | SendErrorKind::Transport
+        )
+    }
+
+    pub fn transport(message: impl Into<String>) -> Self {
+        Self {
+            kind: SendErrorKind::Transport,
+            status: 0,
+            code: 0,
+            subcode: None,
+            message: message.into(),
+        }
+    }
+
+    pub fn unsupported(channel: ChannelKind) -> Self {
+        Self {
+            kind: SendErrorKind::Unsupported,
+            status: 0,
+            code: 0,
+            subcode: None,
+            message: format!("no outbound client for channel {}", channel.as_str()),
+        }
+    }
+
+    /// Maps an HTTP error response from the Graph API.
+    pub fn from_response(status: u16, body: &[u8]) -> Self {
+        let parsed: Option<MetaErrorBody> = serde_json::from_slice(body).ok();
+        let (code, subcode, message, transient) = match parsed {
+            Some(b) => (
+                b.error.code.unwrap_or(0),
+                b.error.error_subcode,
+                b.error.message.unwrap_or_default(),
+                b.error.is_transient.unwrap_or(false),
+            ),
+            None => (0, None, format!("unparsed error body ({} bytes)", body.len()), false),
+        };
+        let kind = classify(status, code, subcode, transient);
+        Self {
+            kind,
+            status,
+            code,
+            subcode,
+            message: truncate(&message, 300),
+        }
+    }
+}
+
+fn classify(status: u16, code: i64, subcode: Option<i64>, transient: bool) -> SendErrorKind {
+    match (code, subcode) {
+        (4 | 17 | 32 | 613 | 80006 | 130429 | 131056, _) => SendErrorKind::Throttled,
+        (190, _) => SendErrorKind::TokenExpired,
+        (10, Some(2018278)) | (2534022, _) | (_, Some(2534022)) | (131047, _) => {
+            SendErrorKind::WindowClosed
+        }
+        _ if status == 429 => SendErrorKind::Throttled,
+        _ if status >= 500 || transient || matches!(code, 1 | 2) => SendErrorKind::Server,
+        _ => SendErrorKind::Rejected,
+    }
+}
+
+fn truncate(s: &str, max: usize) -> String {
+    match s.char_indices().nth(max) {
+        Some((i, _)) => format!("{}…", &s[..i]),
+        None => s.to_string(),
+    }
+}
+
+#[derive(Deserialize)]
+struct MetaErrorBody {
+    error: MetaErrorDetail,
+}
+
+#[derive(Deserialize)]
+struct MetaErrorDetail {
+    message: Option<String>,
+    code: Option<i64>,
+    error_subcode: Option<i64>,
+    is_transient: Option<bool>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn err(status: u16, body: &str) -> SendError {
+        SendError::from_response(status, body.as_bytes())
+    }
+
+    #[test]
+    fn maps_meta_codes() {
+        let e = err(400, r#"{"error":{"message":"(#613) Calls to this api have exceeded the rate limit.","type":"OAuthException","code":613,"fbtrace_id":"A"}}"#);
+        assert_eq!(e.kind, SendErrorKind::Throttled);
+        assert!(e.retryable());
+        let e = err(400, r#"{"error":{"message":"Error validating access token: Session has expired","type":"OAuthException","code":190,"error_subcode":463}}"#);
+        assert_eq!(e.kind, SendErrorKind::TokenExpired);
+        assert!(!e.retryable());
+        let e = err(400, r#"{"error":{"message":"(#10) This message is sent outside of allowed window.","type":"OAuthException","code":10,"error_subcode":2018278}}"#);
+        assert_eq!(e.kind, SendErrorKind::WindowClosed);
+        let e = err(400, r#"{"error":{"message":"Re-engagement message","code":131047}}"#);
+        assert_eq!(e.kind, SendErrorKind::WindowClosed);
+        let e = err(400, r#"{"error":{"message":"(#100) No matching user found","type":"OAuthException","code":100,"error_subcode":2018001}}"#);
+        assert_eq!(e.kind, SendErrorKind::Rejected);
+        assert!(!e.retryable());
+        assert_eq!(err(503, "<html>").kind, SendErrorKind::Server);
+        assert_eq!(err(429, "{}").kind, SendErrorKind::Throttled);
+        let e = err(500, r#"{"error":{"message":"An unexpected error has occurred.","code":2,"is_transient":true}}"#);
+        assert!(e.retryable());
+    }
+
+    #[test]
+    fn display_is_one_readable_line() {
+        let e = err(400, r#"{"error":{"message":"(#100) No matching user found","code":100}}"#);
+        assert_eq!(e.to_string(), "rejected (HTTP 400, code 100): (#100) No matching user found");
+    }
+}

@@ -1,0 +1,321 @@
+//! Configuration: the TOML surface of CONTRACT.md, loaded in layers
+//! (compiled-in defaults < file < `SWITCHBOARD__` environment) and then
+//! validated as a whole, so every mistake is reported at once with its key.
+
+mod load;
+mod secret;
+mod validate;
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+pub use load::{load, load_from_str, ConfigError, ConfigSource};
+pub use secret::Secret;
+
+/// The whole engine configuration.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    pub server: ServerConfig,
+    pub admin: AdminConfig,
+    pub bus: BusConfig,
+    pub store: StoreConfig,
+    pub meta: MetaConfig,
+    pub engine: EngineConfig,
+    pub outbound: OutboundConfig,
+    #[serde(default)]
+    pub assistants: Vec<AssistantConfig>,
+    #[serde(default)]
+    pub apps: Vec<AppConfig>,
+    #[serde(default)]
+    pub tenants: Vec<TenantConfig>,
+    #[serde(default)]
+    pub integrations: Vec<IntegrationConfig>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerConfig {
+    pub listen: String,
+    pub metrics_listen: String,
+    pub max_body_bytes: usize,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AdminConfig {
+    pub token: Secret,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum BusKind {
+    Embedded,
+    Kafka,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BusConfig {
+    pub kind: BusKind,
+    pub kafka: KafkaConfig,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KafkaConfig {
+    pub brokers: String,
+    pub topic: String,
+    pub group_id: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StoreKind {
+    Embedded,
+    Scylla,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StoreConfig {
+    pub kind: StoreKind,
+    pub path: PathBuf,
+    pub scylla: ScyllaConfig,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ScyllaConfig {
+    pub nodes: Vec<String>,
+    pub keyspace: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MetaConfig {
+    pub graph_base_url: String,
+}
+
+/// Conversation-engine tuning (not part of the fixed surface; documented in
+/// the README).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EngineConfig {
+    /// Idle time after which a conversation actor is stopped (its state is
+    /// already persisted) and rehydrated on its next event.
+    pub passivate_after: String,
+    /// How often `typing_on` is re-sent while a reply is prepared.
+    pub typing_refresh: String,
+    /// Crashes of its actor after which an event goes to the dead letters.
+    pub max_event_attempts: u32,
+    /// Upper bound of the restart backoff of a crashing actor.
+    pub restart_backoff_max: String,
+    /// Events taken from the bus and not yet finished, at most.
+    pub max_inflight_events: usize,
+    /// How long a graceful shutdown waits for events in flight.
+    pub shutdown_grace: String,
+}
+
+/// Platform API call policy (one retry policy for every channel).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OutboundConfig {
+    pub max_attempts: u32,
+    pub backoff_initial: String,
+    pub backoff_max: String,
+    pub request_timeout: String,
+    /// After the attempts are spent on a retryable error, the reply waits
+    /// this long in the outbox and is tried again.
+    pub retry_later: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AssistantKind {
+    Rules,
+    Openai,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AssistantConfig {
+    pub id: String,
+    pub kind: AssistantKind,
+    #[serde(default)]
+    pub fallback: String,
+    #[serde(default)]
+    pub rules: Vec<RuleConfig>,
+    #[serde(default)]
+    pub base_url: Option<String>,
+    #[serde(default)]
+    pub model: Option<String>,
+    #[serde(default)]
+    pub api_key_env: Option<String>,
+    #[serde(default)]
+    pub system_prompt: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RuleConfig {
+    pub keywords: Vec<String>,
+    pub reply: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AppConfig {
+    pub id: String,
+    pub app_secret: Secret,
+    pub verify_token: Secret,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TenantConfig {
+    pub id: String,
+    #[serde(default = "default_tenant_store")]
+    pub store: StoreKind,
+}
+
+fn default_tenant_store() -> StoreKind {
+    StoreKind::Embedded
+}
+
+/// Fixed delay or a `[min, max]` range drawn uniformly per reply.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum ResponseDelay {
+    Fixed(u64),
+    Range([u64; 2]),
+}
+
+impl Default for ResponseDelay {
+    fn default() -> Self {
+        Self::Fixed(0)
+    }
+}
+
+impl ResponseDelay {
+    /// The delay to apply to one reply.
+    pub fn draw(&self) -> Duration {
+        match *self {
+            Self::Fixed(ms) => Duration::from_millis(ms),
+            Self::Range([lo, hi]) if hi > lo => {
+                Duration::from_millis(rand::random_range(lo..=hi))
+            }
+            Self::Range([lo, _]) => Duration::from_millis(lo),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ChannelKind {
+    Messenger,
+    Instagram,
+    Whatsapp,
+    Gmail,
+    Web,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IntegrationConfig {
+    pub id: String,
+    pub tenant: String,
+    pub channel: ChannelKind,
+    pub app: String,
+    pub account_id: String,
+    pub access_token: Secret,
+    pub assistant: String,
+    #[serde(default = "yes")]
+    pub enabled: bool,
+    #[serde(default)]
+    pub response_delay_ms: ResponseDelay,
+    #[serde(default = "default_max_len")]
+    pub max_message_length: usize,
+    #[serde(default = "default_rate")]
+    pub rate_limit_per_minute: u32,
+    #[serde(default = "default_dedup_window")]
+    pub dedup_window: String,
+    #[serde(default)]
+    pub escalation_keywords: Vec<String>,
+    #[serde(default)]
+    pub away_message: Option<String>,
+}
+
+fn yes() -> bool {
+    true
+}
+fn default_max_len() -> usize {
+    2000
+}
+fn default_rate() -> u32 {
+    100
+}
+fn default_dedup_window() -> String {
+    "7d".to_string()
+}
+
+/// A duration key already checked by validation; the fallback is never used
+/// for a validated config.
+pub(crate) fn duration_of(text: &str, fallback: Duration) -> Duration {
+    humantime::parse_duration(text).unwrap_or(fallback)
+}
+
+impl EngineConfig {
+    pub fn passivate_after(&self) -> Duration {
+        duration_of(&self.passivate_after, Duration::from_secs(120))
+    }
+    pub fn typing_refresh(&self) -> Duration {
+        duration_of(&self.typing_refresh, Duration::from_secs(15))
+    }
+    pub fn restart_backoff_max(&self) -> Duration {
+        duration_of(&self.restart_backoff_max, Duration::from_secs(30))
+    }
+    pub fn shutdown_grace(&self) -> Duration {
+        duration_of(&self.shutdown_grace, Duration::from_secs(10))
+    }
+}
+
+impl OutboundConfig {
+    pub fn backoff_initial(&self) -> Duration {
+        duration_of(&self.backoff_initial, Duration::from_millis(200))
+    }
+    pub fn backoff_max(&self) -> Duration {
+        duration_of(&self.backoff_max, Duration::from_secs(10))
+    }
+    pub fn request_timeout(&self) -> Duration {
+        duration_of(&self.request_timeout, Duration::from_secs(10))
+    }
+    pub fn retry_later(&self) -> Duration {
+        duration_of(&self.retry_later, Duration::from_secs(30))
+    }
+}
+
+impl IntegrationConfig {
+    pub fn dedup_window(&self) -> Duration {
+        duration_of(&self.dedup_window, Duration::from_secs(7 * 24 * 3600))
+    }
+}
+
+impl Config {
+    pub fn app(&self, id: &str) -> Option<&AppConfig> {
+        self.apps.iter().find(|a| a.id == id)
+    }
+    pub fn integration(&self, id: &str) -> Option<&IntegrationConfig> {
+        self.integrations.iter().find(|i| i.id == id)
+    }
+    pub fn assistant(&self, id: &str) -> Option<&AssistantConfig> {
+        self.assistants.iter().find(|a| a.id == id)
+    }
+
+    /// The effective configuration as TOML, every secret redacted.
+    pub fn to_redacted_toml(&self) -> String {
+        toml::to_string_pretty(self).unwrap_or_else(|e| format!("# cannot render config: {e}\n"))
+    }
+}

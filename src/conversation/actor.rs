@@ -1,0 +1,255 @@
+//! The conversation actor: owns one conversation, handles its events in
+//! order, and performs the writes and calls its [`Conversation`] policy asks
+//! for. Every change is persisted before the event counts as finished and
+//! before any reply part is sent, so a crash loses nothing.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use ractor::{Actor, ActorProcessingErr, ActorRef};
+
+use super::supervisor::SupervisorMsg;
+use super::timers::TimerHandle;
+use super::turn::{Conversation, EventOutcome};
+use super::{split_id, EngineContext};
+use crate::assistant::ReplyRequest;
+use crate::bus::Delivery;
+use crate::channels::SendErrorKind;
+use crate::clock::now_ms;
+use crate::telemetry;
+
+/// No event is being handled (see [`ConversationArgs::current`]).
+pub const NO_EVENT: u64 = u64::MAX;
+
+pub enum ConversationMsg {
+    /// An event from the bus.
+    Deliver(Delivery),
+    /// A deadline may be due.
+    Wake,
+}
+
+pub struct ConversationArgs {
+    pub ctx: Arc<EngineContext>,
+    pub id: Arc<str>,
+    pub supervisor: ActorRef<SupervisorMsg>,
+    pub timers: TimerHandle,
+    /// The bus offset being handled, for the supervisor to blame on a crash.
+    pub current: Arc<AtomicU64>,
+}
+
+pub struct ConversationActor;
+
+pub struct ConversationState {
+    args: ConversationArgs,
+    conversation: Option<Conversation>,
+}
+
+/// Why a conversation cannot run.
+#[derive(Debug, thiserror::Error)]
+pub enum ConversationError {
+    #[error("conversation id {0:?} is not {{integration}}:{{customer}}")]
+    BadId(String),
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+struct Failure(String);
+
+impl Actor for ConversationActor {
+    type Msg = ConversationMsg;
+    type State = ConversationState;
+    type Arguments = ConversationArgs;
+
+    async fn pre_start(&self, _myself: ActorRef<Self::Msg>, args: ConversationArgs) -> Result<Self::State, ActorProcessingErr> {
+        Ok(ConversationState {
+            args,
+            conversation: None,
+        })
+    }
+
+    /// Rehydrates from the store (in the actor's own task, so the supervisor
+    /// never waits on it) and resumes whatever was pending.
+    async fn post_start(&self, _myself: ActorRef<Self::Msg>, state: &mut Self::State) -> Result<(), ActorProcessingErr> {
+        let id = state.args.id.clone();
+        let (integration_id, customer) = split_id(&id).ok_or_else(|| ConversationError::BadId(id.to_string()))?;
+        let now = now_ms();
+        let stored = state.args.ctx.store.load_conversation(&id, now).await?;
+        let Some(integration) = state.args.ctx.integrations.get(integration_id).cloned() else {
+            tracing::warn!(conversation = %id, "Integration no longer configured; its events are skipped");
+            return Ok(());
+        };
+        let conversation = Conversation::new(integration, &id, customer, stored, now);
+        if !conversation.record.outbox.is_empty() {
+            // Parts stored before a crash may have reached the platform
+            // without the mark being written: sent again, and counted.
+            for _ in &conversation.record.outbox {
+                telemetry::outbox_replay(conversation.record.channel);
+            }
+        }
+        state.conversation = Some(conversation);
+        drive(state).await
+    }
+
+    async fn handle(&self, _myself: ActorRef<Self::Msg>, msg: Self::Msg, state: &mut Self::State) -> Result<(), ActorProcessingErr> {
+        match msg {
+            ConversationMsg::Deliver(d) => handle_delivery(state, d).await,
+            ConversationMsg::Wake => drive(state).await,
+        }
+    }
+}
+
+async fn handle_delivery(state: &mut ConversationState, d: Delivery) -> Result<(), ActorProcessingErr> {
+    state.args.current.store(d.position.offset, Ordering::Release);
+    let Some(conv) = state.conversation.as_mut() else {
+        finish(state, d);
+        return Ok(());
+    };
+    let now = now_ms();
+    let outcome = conv.apply(&d.event, now);
+    match outcome {
+        EventOutcome::Duplicate => telemetry::duplicate(d.event.channel),
+        EventOutcome::RateLimited => telemetry::rate_limited(d.event.channel),
+        _ => {}
+    }
+    let starts_turn = matches!(outcome, EventOutcome::Queued { starts_turn: true });
+    if starts_turn {
+        conv.schedule_typing(now, state.args.ctx.config.engine.typing_refresh());
+    }
+    // With no delay the answer goes into the same write as the message.
+    let answer_now = conv.reply_due(now);
+    if answer_now && starts_turn {
+        typing(state).await;
+    }
+    if answer_now {
+        plan_reply(state).await?;
+    }
+    persist(state).await?;
+    finish(state, d);
+    if starts_turn && !answer_now {
+        typing(state).await;
+    }
+    drive(state).await
+}
+
+fn finish(state: &ConversationState, d: Delivery) {
+    state.args.current.store(super::actor::NO_EVENT, Ordering::Release);
+    let _ = state
+        .args
+        .supervisor
+        .send_message(SupervisorMsg::Finished(state.args.id.clone(), d.position));
+}
+
+/// Does whatever is due: typing refresh, the delayed reply, the outbox.
+/// Then registers the next deadline.
+async fn drive(state: &mut ConversationState) -> Result<(), ActorProcessingErr> {
+    let now = now_ms();
+    let Some(conv) = state.conversation.as_mut() else {
+        return Ok(());
+    };
+    if conv.typing_due(now) {
+        conv.schedule_typing(now, state.args.ctx.config.engine.typing_refresh());
+        typing(state).await;
+    }
+    if state.conversation.as_ref().is_some_and(|c| c.reply_due(now)) {
+        plan_reply(state).await?;
+    }
+    persist(state).await?;
+    flush_outbox(state).await?;
+    if let Some(conv) = state.conversation.as_ref() {
+        state
+            .args
+            .timers
+            .set(state.args.id.clone(), conv.record.next_deadline());
+    }
+    Ok(())
+}
+
+async fn persist(state: &mut ConversationState) -> Result<(), ActorProcessingErr> {
+    let Some(write) = state.conversation.as_mut().and_then(Conversation::take_write) else {
+        return Ok(());
+    };
+    state.args.ctx.store.commit_turn(write).await?;
+    Ok(())
+}
+
+async fn typing(state: &ConversationState) {
+    let Some(conv) = state.conversation.as_ref() else { return };
+    if let Err(e) = state
+        .args
+        .ctx
+        .outbound
+        .typing_on(conv.integration(), &conv.record.customer)
+        .await
+    {
+        tracing::debug!(conversation = %state.args.id, error = %e, "Typing indicator not shown");
+    }
+}
+
+async fn plan_reply(state: &mut ConversationState) -> Result<(), ActorProcessingErr> {
+    let ctx = state.args.ctx.clone();
+    let Some(conv) = state.conversation.as_mut() else {
+        return Ok(());
+    };
+    let assistant_id = conv.integration().assistant.clone();
+    let Some(assistant) = ctx.assistants.get(&assistant_id) else {
+        return Err(Failure(format!("assistant {assistant_id} is not available")).into());
+    };
+    let (messages, attachments) = conv.pending_request();
+    let answer = assistant
+        .reply(&ReplyRequest {
+            channel: conv.record.channel,
+            customer: &conv.record.customer,
+            messages: &messages,
+            attachments: &attachments,
+        })
+        .await?;
+    conv.plan_reply(&answer, now_ms());
+    Ok(())
+}
+
+/// Sends stored parts in order, each awaited and marked before the next.
+async fn flush_outbox(state: &mut ConversationState) -> Result<(), ActorProcessingErr> {
+    let ctx = state.args.ctx.clone();
+    loop {
+        let now = now_ms();
+        let Some(conv) = state.conversation.as_mut() else {
+            return Ok(());
+        };
+        let Some(item) = conv.next_part(now).cloned() else {
+            return Ok(());
+        };
+        let channel = conv.record.channel;
+        let result = ctx
+            .outbound
+            .send_text(conv.integration(), &conv.record.customer, &item.text)
+            .await;
+        let now = now_ms();
+        match result {
+            Ok(sent) => {
+                conv.part_sent(sent.message_id, now);
+                telemetry::reply(channel, "sent");
+                if item.first_of_turn {
+                    let elapsed = now.saturating_sub(item.received_at_ms).saturating_sub(item.delay_ms);
+                    telemetry::event_to_reply(channel, elapsed as f64 / 1000.0);
+                }
+            }
+            Err(e) if e.retryable() => {
+                tracing::warn!(conversation = %state.args.id, error = %e, "Platform kept failing; the reply waits in the outbox");
+                conv.retry_outbox_at(now + ctx.config.outbound.retry_later().as_millis() as u64);
+                telemetry::reply(channel, "retry_later");
+                persist(state).await?;
+                return Ok(());
+            }
+            Err(e) => {
+                if e.kind == SendErrorKind::TokenExpired {
+                    tracing::error!(integration = %conv.integration().id, "Access token expired or revoked; the integration needs a new token");
+                } else {
+                    tracing::warn!(conversation = %state.args.id, error = %e, "Reply refused by the platform");
+                }
+                conv.part_failed(&e.to_string(), now);
+                telemetry::reply(channel, e.kind.label());
+            }
+        }
+        persist(state).await?;
+    }
+}

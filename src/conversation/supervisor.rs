@@ -1,0 +1,283 @@
+//! The conversation supervisor: routes deliveries and wakes to conversation
+//! actors, spawning (and so rehydrating) them on demand; restarts a failed
+//! actor with backoff and hands it its unfinished events again; moves an
+//! event that crashed its actor `max_event_attempts` times to the dead
+//! letters (the conversation goes on); passivates idle actors.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use ractor::{Actor, ActorId, ActorProcessingErr, ActorRef, RpcReplyPort, SupervisionEvent};
+use tokio::sync::Semaphore;
+
+use super::actor::{ConversationActor, ConversationArgs, ConversationMsg, NO_EVENT};
+use super::timers::{TimerHandle, WakeSink};
+use super::EngineContext;
+use crate::bus::{Delivery, Position};
+use crate::clock::now_ms;
+use crate::store::DeadLetter;
+use crate::telemetry;
+
+pub enum SupervisorMsg {
+    Deliver(Delivery),
+    Wake(Arc<str>),
+    Finished(Arc<str>, Position),
+    Respawn(Arc<str>),
+    Sweep,
+    /// Events handed out and not finished, and resident actors.
+    Stats(RpcReplyPort<(usize, usize)>),
+}
+
+pub struct SupervisorArgs {
+    pub ctx: Arc<EngineContext>,
+    pub timers: TimerHandle,
+    /// One permit per event the consumer may still take; returned when an
+    /// event finishes.
+    pub inflight: Arc<Semaphore>,
+}
+
+struct Entry {
+    actor: Option<ActorRef<ConversationMsg>>,
+    stopping: bool,
+    respawn_scheduled: bool,
+    inflight: VecDeque<(Delivery, u32)>,
+    current: Arc<AtomicU64>,
+    last_used: Instant,
+    failures: u32,
+}
+
+impl Entry {
+    fn new() -> Self {
+        Self {
+            actor: None,
+            stopping: false,
+            respawn_scheduled: false,
+            inflight: VecDeque::new(),
+            current: Arc::new(AtomicU64::new(NO_EVENT)),
+            last_used: Instant::now(),
+            failures: 0,
+        }
+    }
+}
+
+pub struct SupervisorState {
+    args: SupervisorArgs,
+    entries: HashMap<Arc<str>, Entry>,
+    by_actor: HashMap<ActorId, Arc<str>>,
+}
+
+pub struct ConversationSupervisor;
+
+impl Actor for ConversationSupervisor {
+    type Msg = SupervisorMsg;
+    type State = SupervisorState;
+    type Arguments = SupervisorArgs;
+
+    async fn pre_start(&self, myself: ActorRef<Self::Msg>, args: SupervisorArgs) -> Result<Self::State, ActorProcessingErr> {
+        let every = (args.ctx.config.engine.passivate_after() / 4).max(Duration::from_millis(250));
+        myself.send_interval(every, || SupervisorMsg::Sweep);
+        Ok(SupervisorState {
+            args,
+            entries: HashMap::new(),
+            by_actor: HashMap::new(),
+        })
+    }
+
+    async fn handle(&self, myself: ActorRef<Self::Msg>, msg: Self::Msg, state: &mut Self::State) -> Result<(), ActorProcessingErr> {
+        match msg {
+            SupervisorMsg::Deliver(d) => deliver(&myself, state, d).await,
+            SupervisorMsg::Wake(id) => wake(&myself, state, id).await,
+            SupervisorMsg::Finished(id, pos) => finished(state, &id, pos),
+            SupervisorMsg::Respawn(id) => respawn(&myself, state, id).await,
+            SupervisorMsg::Sweep => sweep(state),
+            SupervisorMsg::Stats(reply) => {
+                let inflight = state.entries.values().map(|e| e.inflight.len()).sum();
+                let _ = reply.send((inflight, state.by_actor.len()));
+            }
+        }
+        Ok(())
+    }
+
+    async fn handle_supervisor_evt(&self, myself: ActorRef<Self::Msg>, evt: SupervisionEvent, state: &mut Self::State) -> Result<(), ActorProcessingErr> {
+        match evt {
+            SupervisionEvent::ActorFailed(cell, err) => {
+                on_failed(&myself, state, cell.get_id(), err.to_string()).await;
+            }
+            SupervisionEvent::ActorTerminated(cell, _, _) => {
+                on_terminated(&myself, state, cell.get_id()).await;
+            }
+            _ => {}
+        }
+        telemetry::conversations_resident(state.by_actor.len());
+        Ok(())
+    }
+}
+
+async fn deliver(myself: &ActorRef<SupervisorMsg>, state: &mut SupervisorState, d: Delivery) {
+    let id: Arc<str> = Arc::from(d.event.conversation.as_str());
+    let entry = state.entries.entry(id.clone()).or_insert_with(Entry::new);
+    entry.last_used = Instant::now();
+    entry.inflight.push_back((d.clone(), 0));
+    match &entry.actor {
+        Some(actor) if !entry.stopping => {
+            let _ = actor.send_message(ConversationMsg::Deliver(d));
+        }
+        Some(_) => {} // handed over when the stopping actor is gone
+        None if entry.respawn_scheduled => {}
+        None => spawn(myself, state, id).await,
+    }
+}
+
+async fn wake(myself: &ActorRef<SupervisorMsg>, state: &mut SupervisorState, id: Arc<str>) {
+    let entry = state.entries.entry(id.clone()).or_insert_with(Entry::new);
+    entry.last_used = Instant::now();
+    match &entry.actor {
+        Some(actor) if !entry.stopping => {
+            let _ = actor.send_message(ConversationMsg::Wake);
+        }
+        Some(_) => {}
+        None if entry.respawn_scheduled => {}
+        // A fresh actor resumes whatever is due as it starts.
+        None => spawn(myself, state, id).await,
+    }
+}
+
+fn finished(state: &mut SupervisorState, id: &Arc<str>, pos: Position) {
+    if let Some(entry) = state.entries.get_mut(id) {
+        let before = entry.inflight.len();
+        entry.inflight.retain(|(d, _)| d.position != pos);
+        if entry.inflight.len() < before {
+            entry.failures = 0;
+            state.args.inflight.add_permits(1);
+            state.args.ctx.bus.finished(pos);
+        }
+    }
+}
+
+async fn spawn(myself: &ActorRef<SupervisorMsg>, state: &mut SupervisorState, id: Arc<str>) {
+    let Some(entry) = state.entries.get_mut(&id) else { return };
+    entry.current.store(NO_EVENT, Ordering::Release);
+    let args = ConversationArgs {
+        ctx: state.args.ctx.clone(),
+        id: id.clone(),
+        supervisor: myself.clone(),
+        timers: state.args.timers.clone(),
+        current: entry.current.clone(),
+    };
+    match Actor::spawn_linked(None, ConversationActor, args, myself.get_cell()).await {
+        Ok((actor, _)) => {
+            for (d, _) in &entry.inflight {
+                let _ = actor.send_message(ConversationMsg::Deliver(d.clone()));
+            }
+            state.by_actor.insert(actor.get_id(), id);
+            entry.actor = Some(actor);
+            telemetry::conversations_resident(state.by_actor.len());
+        }
+        Err(e) => {
+            tracing::error!(conversation = %id, error = %e, "Cannot start conversation actor");
+            entry.failures += 1;
+            schedule_respawn(myself, entry, &id, state.args.ctx.config.engine.restart_backoff_max());
+        }
+    }
+}
+
+fn schedule_respawn(myself: &ActorRef<SupervisorMsg>, entry: &mut Entry, id: &Arc<str>, max: Duration) {
+    let backoff = Duration::from_millis(50)
+        .saturating_mul(1u32 << entry.failures.min(16))
+        .min(max);
+    entry.respawn_scheduled = true;
+    let id = id.clone();
+    myself.send_after(backoff, move || SupervisorMsg::Respawn(id));
+}
+
+async fn respawn(myself: &ActorRef<SupervisorMsg>, state: &mut SupervisorState, id: Arc<str>) {
+    let Some(entry) = state.entries.get_mut(&id) else { return };
+    entry.respawn_scheduled = false;
+    if entry.actor.is_none() {
+        spawn(myself, state, id).await;
+    }
+}
+
+async fn on_failed(myself: &ActorRef<SupervisorMsg>, state: &mut SupervisorState, actor: ActorId, error: String) {
+    let Some(id) = state.by_actor.remove(&actor) else { return };
+    telemetry::actor_restart();
+    let max_attempts = state.args.ctx.config.engine.max_event_attempts;
+    let backoff_max = state.args.ctx.config.engine.restart_backoff_max();
+    let Some(entry) = state.entries.get_mut(&id) else { return };
+    entry.actor = None;
+    entry.stopping = false;
+    entry.failures += 1;
+    let blamed = entry.current.swap(NO_EVENT, Ordering::AcqRel);
+    tracing::warn!(conversation = %id, error = %error, failures = entry.failures, "Conversation actor failed; restarting");
+    let mut poison = None;
+    if let Some(idx) = entry.inflight.iter().position(|(d, _)| d.position.offset == blamed) {
+        entry.inflight[idx].1 += 1;
+        if entry.inflight[idx].1 >= max_attempts {
+            poison = entry.inflight.remove(idx);
+        }
+    }
+    if let Some((d, _)) = poison {
+        let letter = DeadLetter {
+            conversation: id.to_string(),
+            position: d.position.to_string(),
+            event: serde_json::to_value(&d.event).unwrap_or_default(),
+            error: error.clone(),
+            at_ms: now_ms(),
+        };
+        match state.args.ctx.store.dead_letter(letter).await {
+            Ok(()) => {
+                tracing::error!(conversation = %id, position = %d.position, "Event moved to dead letters after repeated crashes");
+                telemetry::dead_letter();
+                state.args.inflight.add_permits(1);
+                state.args.ctx.bus.finished(d.position);
+            }
+            Err(e) => {
+                tracing::error!(conversation = %id, error = %e, "Cannot store dead letter; the event stays in flight");
+                if let Some(entry) = state.entries.get_mut(&id) {
+                    entry.inflight.push_front((d, 0));
+                }
+            }
+        }
+    }
+    if let Some(entry) = state.entries.get_mut(&id) {
+        schedule_respawn(myself, entry, &id, backoff_max);
+    }
+}
+
+async fn on_terminated(myself: &ActorRef<SupervisorMsg>, state: &mut SupervisorState, actor: ActorId) {
+    let Some(id) = state.by_actor.remove(&actor) else { return };
+    let Some(entry) = state.entries.get_mut(&id) else { return };
+    entry.actor = None;
+    entry.stopping = false;
+    if entry.inflight.is_empty() {
+        state.entries.remove(&id);
+    } else {
+        spawn(myself, state, id).await;
+    }
+}
+
+fn sweep(state: &mut SupervisorState) {
+    let idle = state.args.ctx.config.engine.passivate_after();
+    let now = Instant::now();
+    for entry in state.entries.values_mut() {
+        if entry.stopping || !entry.inflight.is_empty() || now.duration_since(entry.last_used) < idle {
+            continue;
+        }
+        if let Some(actor) = &entry.actor {
+            entry.stopping = true;
+            actor.stop(Some("passivated".into()));
+        }
+    }
+    state.entries.retain(|_, e| e.actor.is_some() || !e.inflight.is_empty() || e.respawn_scheduled);
+}
+
+/// Forwards timer wakes to the supervisor.
+pub struct SupervisorWake(pub ActorRef<SupervisorMsg>);
+
+impl WakeSink for SupervisorWake {
+    fn wake(&self, conversation: Arc<str>) {
+        let _ = self.0.send_message(SupervisorMsg::Wake(conversation));
+    }
+}

@@ -1,0 +1,334 @@
+//! The policy of one conversation, without I/O: duplicate window, rate
+//! limit, coalescing of messages that arrive while a reply is prepared,
+//! the outbox, delivery and read marks. The actor feeds it events and
+//! clock readings and performs the writes and calls it asks for.
+
+use std::num::NonZeroU32;
+use std::sync::Arc;
+use std::time::Duration;
+
+use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
+
+use super::dedup::DedupWindow;
+use super::shaping;
+use crate::config::IntegrationConfig;
+use crate::event::{Attachment, EventKind, InboundEvent};
+use crate::store::{
+    ConversationRecord, Direction, MessageRecord, MessageStatus, OutboxItem, PendingInbound,
+    Rehydrated, TurnWrite,
+};
+
+/// What handling one event amounted to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EventOutcome {
+    /// A new customer message, queued for an answer.
+    Queued { starts_turn: bool },
+    Duplicate,
+    RateLimited,
+    /// Recorded without an answer (echo, delivery, read).
+    Recorded,
+    /// Nothing to do (our own echo, a repeated echo).
+    Ignored,
+}
+
+pub struct Conversation {
+    pub record: ConversationRecord,
+    integration: Arc<IntegrationConfig>,
+    dedup: DedupWindow,
+    limiter: DefaultDirectRateLimiter,
+    /// Changes not yet written.
+    unsaved: TurnWrite,
+    dirty: bool,
+}
+
+impl Conversation {
+    /// A conversation from its stored form, or a new one.
+    pub fn new(
+        integration: Arc<IntegrationConfig>,
+        id: &str,
+        customer: &str,
+        stored: Option<Rehydrated>,
+        now_ms: u64,
+    ) -> Self {
+        let (record, dedup) = match stored {
+            Some(r) => (r.state, DedupWindow::new(r.dedup)),
+            None => (
+                ConversationRecord::new(id, &integration.id, integration.channel, customer, now_ms),
+                DedupWindow::default(),
+            ),
+        };
+        let per_minute = NonZeroU32::new(integration.rate_limit_per_minute).unwrap_or(NonZeroU32::MIN);
+        let limiter = RateLimiter::direct(Quota::per_minute(per_minute));
+        Self {
+            unsaved: TurnWrite::new(record.clone()),
+            record,
+            integration,
+            dedup,
+            limiter,
+            dirty: false,
+        }
+    }
+
+    pub fn integration(&self) -> &IntegrationConfig {
+        &self.integration
+    }
+
+    fn window_ms(&self) -> u64 {
+        self.integration.dedup_window().as_millis() as u64
+    }
+
+    fn remember(&mut self, id: String, now_ms: u64) {
+        let expires = now_ms.saturating_add(self.window_ms());
+        self.dedup.insert(id.clone(), expires, now_ms);
+        self.unsaved.dedup.push((id, expires));
+        self.dirty = true;
+    }
+
+    fn log(&mut self, direction: Direction, text: Option<String>, time_ms: u64, status: MessageStatus, mid: Option<String>, attachments: Vec<Attachment>) -> u64 {
+        let seq = self.record.next_seq;
+        self.record.next_seq += 1;
+        self.record.message_count += 1;
+        self.unsaved.messages.push(MessageRecord {
+            seq,
+            direction,
+            text,
+            time_ms,
+            status,
+            mid,
+            attachments,
+            error: None,
+        });
+        self.dirty = true;
+        seq
+    }
+
+    fn set_status(&mut self, seq: u64, status: MessageStatus) {
+        if let Some(m) = self.unsaved.messages.iter_mut().find(|m| m.seq == seq) {
+            m.status = status;
+        } else {
+            self.unsaved.status_updates.push((seq, status));
+        }
+        self.dirty = true;
+    }
+
+    /// Applies one bus event at `now_ms`.
+    pub fn apply(&mut self, event: &InboundEvent, now_ms: u64) -> EventOutcome {
+        self.record.last_activity_ms = now_ms.max(self.record.last_activity_ms);
+        match &event.kind {
+            EventKind::Message {
+                mid,
+                text,
+                attachments,
+                quick_reply,
+            } => {
+                let text = text.clone().or_else(|| quick_reply.clone()).unwrap_or_default();
+                self.customer_message(event, mid.clone(), text, attachments.clone(), now_ms)
+            }
+            EventKind::Postback { mid, title, payload } => {
+                let key = mid
+                    .clone()
+                    .unwrap_or_else(|| format!("postback:{}:{payload}", event.timestamp_ms));
+                let text = title.clone().unwrap_or_else(|| payload.clone());
+                self.customer_message(event, key, text, Vec::new(), now_ms)
+            }
+            EventKind::Echo { mid, text, .. } => {
+                if self.dedup.contains(mid, now_ms) {
+                    return EventOutcome::Ignored;
+                }
+                // Sent by the business from another app (a person in the
+                // platform's inbox): keep it in the log.
+                self.log(Direction::Out, text.clone(), event.timestamp_ms, MessageStatus::Sent, Some(mid.clone()), Vec::new());
+                self.remember(mid.clone(), now_ms);
+                EventOutcome::Recorded
+            }
+            EventKind::Delivery { watermark, .. } => {
+                let covered = take_covered(&mut self.record.undelivered, *watermark);
+                for (seq, sent) in covered {
+                    self.set_status(seq, MessageStatus::Delivered);
+                    self.record.unread.push((seq, sent));
+                }
+                EventOutcome::Recorded
+            }
+            EventKind::Read { watermark } => {
+                let mut covered = take_covered(&mut self.record.undelivered, *watermark);
+                covered.extend(take_covered(&mut self.record.unread, *watermark));
+                for (seq, _) in covered {
+                    self.set_status(seq, MessageStatus::Read);
+                }
+                EventOutcome::Recorded
+            }
+        }
+    }
+
+    fn customer_message(&mut self, event: &InboundEvent, key: String, text: String, attachments: Vec<Attachment>, now_ms: u64) -> EventOutcome {
+        if self.dedup.contains(&key, now_ms) {
+            return EventOutcome::Duplicate;
+        }
+        self.remember(key.clone(), now_ms);
+        self.record.last_inbound_ms = Some(self.record.last_inbound_ms.unwrap_or(0).max(event.timestamp_ms));
+        if self.limiter.check().is_err() {
+            self.log(Direction::In, Some(text), event.timestamp_ms, MessageStatus::RateLimited, Some(key), attachments);
+            return EventOutcome::RateLimited;
+        }
+        let seq = self.log(Direction::In, Some(text.clone()), event.timestamp_ms, MessageStatus::Received, Some(key), attachments.clone());
+        let starts_turn = self.record.pending.is_empty() && self.record.reply_due_ms.is_none();
+        self.record.pending.push(PendingInbound {
+            seq,
+            text,
+            attachments,
+            received_at_ms: event.received_at_ms,
+        });
+        if starts_turn {
+            let delay = self.integration.response_delay_ms.draw();
+            self.record.reply_delay_ms = delay.as_millis() as u64;
+            self.record.reply_due_ms = Some(now_ms + self.record.reply_delay_ms);
+        }
+        EventOutcome::Queued { starts_turn }
+    }
+
+    /// Whether the pending messages are due for their answer.
+    pub fn reply_due(&self, now_ms: u64) -> bool {
+        !self.record.pending.is_empty() && self.record.reply_due_ms.is_some_and(|d| d <= now_ms)
+    }
+
+    /// Schedules (or clears) the next `typing_on` refresh.
+    pub fn schedule_typing(&mut self, now_ms: u64, refresh: Duration) {
+        let next = now_ms + refresh.as_millis() as u64;
+        let wanted = self.record.reply_due_ms.filter(|&due| due > next).map(|_| next);
+        if wanted != self.record.typing_refresh_ms {
+            self.record.typing_refresh_ms = wanted;
+            self.dirty = true;
+        }
+    }
+
+    pub fn typing_due(&self, now_ms: u64) -> bool {
+        self.record.typing_refresh_ms.is_some_and(|t| t <= now_ms)
+    }
+
+    /// Takes the pending messages for the assistant: texts and attachments.
+    pub fn pending_request(&self) -> (Vec<String>, Vec<Attachment>) {
+        let texts = self
+            .record
+            .pending
+            .iter()
+            .map(|p| p.text.clone())
+            .filter(|t| !t.is_empty())
+            .collect();
+        let attachments = self
+            .record
+            .pending
+            .iter()
+            .flat_map(|p| p.attachments.iter().cloned())
+            .collect();
+        (texts, attachments)
+    }
+
+    /// Turns the assistant's answer into outbox parts and closes the turn.
+    pub fn plan_reply(&mut self, answer: &str, now_ms: u64) {
+        let received_at = self
+            .record
+            .pending
+            .iter()
+            .map(|p| p.received_at_ms)
+            .min()
+            .unwrap_or(now_ms);
+        let parts = shaping::shape(answer, self.integration.channel, self.integration.max_message_length);
+        for (i, text) in parts.into_iter().enumerate() {
+            let seq = self.log(Direction::Out, Some(text.clone()), now_ms, MessageStatus::Pending, None, Vec::new());
+            self.record.outbox.push(OutboxItem {
+                seq,
+                text,
+                received_at_ms: received_at,
+                delay_ms: self.record.reply_delay_ms,
+                first_of_turn: i == 0,
+            });
+        }
+        self.record.pending.clear();
+        self.record.reply_due_ms = None;
+        self.record.typing_refresh_ms = None;
+        self.record.reply_delay_ms = 0;
+        self.dirty = true;
+    }
+
+    /// The next outbox part, if the outbox may be worked on now.
+    pub fn next_part(&self, now_ms: u64) -> Option<&OutboxItem> {
+        if self.record.outbox_retry_ms.is_some_and(|t| t > now_ms) {
+            return None;
+        }
+        self.record.outbox.first()
+    }
+
+    /// The platform accepted the first outbox part.
+    pub fn part_sent(&mut self, message_id: String, now_ms: u64) {
+        if self.record.outbox.is_empty() {
+            return;
+        }
+        let item = self.record.outbox.remove(0);
+        self.record.outbox_retry_ms = None;
+        if let Some(m) = self.unsaved.messages.iter_mut().find(|m| m.seq == item.seq) {
+            m.status = MessageStatus::Sent;
+            m.mid = Some(message_id.clone());
+        } else {
+            self.unsaved.messages.push(MessageRecord {
+                seq: item.seq,
+                direction: Direction::Out,
+                text: Some(item.text.clone()),
+                time_ms: now_ms,
+                status: MessageStatus::Sent,
+                mid: Some(message_id.clone()),
+                attachments: Vec::new(),
+                error: None,
+            });
+        }
+        self.record.undelivered.push((item.seq, now_ms));
+        if !message_id.is_empty() {
+            // Its echo will carry this id: recognise it as ours.
+            self.remember(message_id, now_ms);
+        }
+        self.dirty = true;
+    }
+
+    /// The platform refused the first outbox part for good.
+    pub fn part_failed(&mut self, reason: &str, now_ms: u64) {
+        if self.record.outbox.is_empty() {
+            return;
+        }
+        let item = self.record.outbox.remove(0);
+        self.unsaved.messages.retain(|m| m.seq != item.seq);
+        self.unsaved.messages.push(MessageRecord {
+            seq: item.seq,
+            direction: Direction::Out,
+            text: Some(item.text),
+            time_ms: now_ms,
+            status: MessageStatus::Failed,
+            mid: None,
+            attachments: Vec::new(),
+            error: Some(reason.to_string()),
+        });
+        self.dirty = true;
+    }
+
+    /// The platform kept failing: try the outbox again at `retry_at_ms`.
+    pub fn retry_outbox_at(&mut self, retry_at_ms: u64) {
+        self.record.outbox_retry_ms = Some(retry_at_ms);
+        self.dirty = true;
+    }
+
+    /// The writes accumulated since the last call, if any.
+    pub fn take_write(&mut self) -> Option<TurnWrite> {
+        if !self.dirty {
+            return None;
+        }
+        self.dirty = false;
+        let mut write = std::mem::replace(&mut self.unsaved, TurnWrite::new(self.record.clone()));
+        write.state = self.record.clone();
+        Some(write)
+    }
+}
+
+/// Removes and returns the (seq, sent) pairs sent at or before `watermark`.
+fn take_covered(list: &mut Vec<(u64, u64)>, watermark: u64) -> Vec<(u64, u64)> {
+    let (covered, rest): (Vec<_>, Vec<_>) = list.iter().partition(|(_, sent)| *sent <= watermark);
+    *list = rest;
+    covered
+}

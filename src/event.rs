@@ -1,0 +1,114 @@
+//! The inbound event model: what ingress puts on the bus and a conversation
+//! actor handles. One webhook becomes many of these; each carries the
+//! conversation it belongs to.
+
+use serde::{Deserialize, Serialize};
+
+use crate::config::ChannelKind;
+
+/// The channel an event came from (the `channel` metric label).
+pub type Channel = ChannelKind;
+
+impl ChannelKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Messenger => "messenger",
+            Self::Instagram => "instagram",
+            Self::Whatsapp => "whatsapp",
+            Self::Gmail => "gmail",
+            Self::Web => "web",
+        }
+    }
+}
+
+/// One event of one conversation, as it travels on the bus.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct InboundEvent {
+    /// `{integration}:{customer}`.
+    pub conversation: String,
+    pub integration: String,
+    pub channel: Channel,
+    /// The customer's id on the platform (PSID, IGSID, wa_id, ...).
+    pub customer: String,
+    /// The platform's time for the event, in ms since the epoch.
+    pub timestamp_ms: u64,
+    /// When ingress accepted the webhook, in ms since the epoch.
+    pub received_at_ms: u64,
+    pub kind: EventKind,
+}
+
+/// What happened.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum EventKind {
+    /// The customer wrote.
+    Message {
+        mid: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        text: Option<String>,
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        attachments: Vec<Attachment>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        quick_reply: Option<String>,
+    },
+    /// A message the business sent (by this engine or by a person in
+    /// another app), echoed back by the platform.
+    Echo {
+        mid: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        text: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        app_id: Option<u64>,
+    },
+    /// The customer pressed a button.
+    Postback {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        mid: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        title: Option<String>,
+        payload: String,
+    },
+    /// Messages sent before `watermark` were delivered.
+    Delivery {
+        watermark: u64,
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        mids: Vec<String>,
+    },
+    /// Messages sent before `watermark` were read.
+    Read { watermark: u64 },
+}
+
+impl EventKind {
+    /// The `kind` metric label.
+    pub fn label(&self) -> &'static str {
+        match self {
+            Self::Message { .. } => "message",
+            Self::Echo { .. } => "echo",
+            Self::Postback { .. } => "postback",
+            Self::Delivery { .. } => "delivery",
+            Self::Read { .. } => "read",
+        }
+    }
+}
+
+/// A file or media the customer sent, kept as a reference.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Attachment {
+    #[serde(rename = "type")]
+    pub kind: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
+}
+
+impl InboundEvent {
+    /// Bus encoding.
+    pub fn encode(&self) -> Vec<u8> {
+        // Serialising plain data to a Vec cannot fail.
+        serde_json::to_vec(self).unwrap_or_default()
+    }
+
+    /// Bus decoding.
+    pub fn decode(bytes: &[u8]) -> Result<Self, serde_json::Error> {
+        serde_json::from_slice(bytes)
+    }
+}

@@ -1,0 +1,132 @@
+//! `GET/POST /webhooks/meta/{app}`: Meta's subscription handshake and
+//! signed event delivery for Messenger and Instagram.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+
+use super::IngressState;
+use crate::channels::webhook::{self, ParsedWebhook};
+use crate::clock::now_ms;
+use crate::event::InboundEvent;
+use crate::telemetry::{self, WebhookOutcome};
+
+fn reply(channel: &'static str, outcome: WebhookOutcome, status: StatusCode, body: impl Into<String>) -> Response {
+    telemetry::webhook_request(channel, outcome);
+    (status, body.into()).into_response()
+}
+
+/// Subscription verification: echo `hub.challenge` when the token matches.
+pub async fn verify(
+    State(state): State<Arc<IngressState>>,
+    Path(app): Path<String>,
+    Query(q): Query<HashMap<String, String>>,
+) -> Response {
+    let Some(app) = state.apps.get(&app) else {
+        return reply("meta", WebhookOutcome::UnknownApp, StatusCode::NOT_FOUND, "unknown app");
+    };
+    let mode_ok = q.get("hub.mode").map(String::as_str) == Some("subscribe");
+    let token_ok = q
+        .get("hub.verify_token")
+        .is_some_and(|t| constant_time_eq(t.as_bytes(), app.verify_token.expose().as_bytes()));
+    match (mode_ok, token_ok, q.get("hub.challenge")) {
+        (true, true, Some(challenge)) => reply("meta", WebhookOutcome::Verified, StatusCode::OK, challenge.clone()),
+        _ => reply("meta", WebhookOutcome::VerifyRejected, StatusCode::FORBIDDEN, "verification failed"),
+    }
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// Event delivery. 200 only after every event is durably on the bus.
+#[tracing::instrument(skip_all, fields(app = %app))]
+pub async fn receive(
+    State(state): State<Arc<IngressState>>,
+    Path(app): Path<String>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    let Some(app_config) = state.apps.get(&app) else {
+        return reply("meta", WebhookOutcome::UnknownApp, StatusCode::NOT_FOUND, "unknown app");
+    };
+    let body = match body {
+        Ok(b) => b,
+        Err(rejection) if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE => {
+            return reply("meta", WebhookOutcome::TooLarge, StatusCode::PAYLOAD_TOO_LARGE, "body too large");
+        }
+        Err(rejection) => {
+            return reply("meta", WebhookOutcome::Malformed, StatusCode::BAD_REQUEST, rejection.body_text());
+        }
+    };
+    let signature = headers.get("x-hub-signature-256").and_then(|v| v.to_str().ok());
+    if !webhook::verify_signature(app_config.app_secret.expose().as_bytes(), &body, signature) {
+        return reply("meta", WebhookOutcome::BadSignature, StatusCode::UNAUTHORIZED, "invalid signature");
+    }
+    let received_at = now_ms();
+    let parsed = match webhook::parse(&body, received_at) {
+        Ok(p) => p,
+        Err(e) => return reply("meta", WebhookOutcome::Malformed, StatusCode::BAD_REQUEST, e.to_string()),
+    };
+    let channel = parsed.object.channel_label();
+    let (events, known_entries) = to_events(&state, &app, parsed, received_at);
+    if known_entries == 0 {
+        return reply(channel, WebhookOutcome::UnknownAccount, StatusCode::NOT_FOUND, "no integration for this account");
+    }
+    match state.bus.publish(&events).await {
+        Ok(()) => {
+            for e in &events {
+                telemetry::event_accepted(e.channel, e.kind.label());
+            }
+            reply(channel, WebhookOutcome::Accepted, StatusCode::OK, "EVENT_RECEIVED")
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "Webhook not accepted: bus unavailable");
+            reply(channel, WebhookOutcome::Unavailable, StatusCode::SERVICE_UNAVAILABLE, "temporarily unavailable")
+        }
+    }
+}
+
+/// Ties entries to integrations and builds bus events, in timestamp order
+/// per conversation (absorbing out-of-order delivery inside one batch).
+/// Entries for accounts no integration has are skipped and counted.
+pub fn to_events(
+    state: &IngressState,
+    app: &str,
+    parsed: ParsedWebhook,
+    received_at: u64,
+) -> (Vec<InboundEvent>, usize) {
+    let mut events = Vec::with_capacity(parsed.event_count());
+    let mut known = 0;
+    let channel_label = parsed.object.channel_label();
+    for entry in parsed.entries {
+        let Some(integration) = state.accounts.get(&(app.to_string(), entry.account_id)) else {
+            telemetry::entry_skipped(channel_label);
+            continue;
+        };
+        known += 1;
+        for e in entry.events {
+            events.push(InboundEvent {
+                conversation: format!("{}:{}", integration.id, e.customer),
+                integration: integration.id.clone(),
+                channel: integration.channel,
+                customer: e.customer,
+                timestamp_ms: e.timestamp_ms,
+                received_at_ms: received_at,
+                kind: e.kind,
+            });
+        }
+    }
+    // Stable: same-timestamp events keep Meta's order.
+    events.sort_by(|a, b| {
+        a.conversation
+            .cmp(&b.conversation)
+            .then(a.timestamp_ms.cmp(&b.timestamp_ms))
+    });
+    (events, known)
+}

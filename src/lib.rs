@@ -1,0 +1,20 @@
+//! switchboard: an actor-based engine that runs AI customer conversations on
+//! Meta's messaging platforms without losing, duplicating, reordering or
+//! over-sending a message.
+//!
+//! The modules follow the pipeline: [`ingest`] verifies and splits webhooks,
+//! [`bus`] makes them durable, [`conversation`] runs one actor per
+//! conversation, [`assistant`] writes the answers, [`channels`] talks to the
+//! platforms, [`store`] keeps the state.
+
+pub mod app;
+pub mod assistant;
+pub mod bus;
+pub mod channels;
+pub mod clock;
+pub mod config;
+pub mod conversation;
+pub mod event;
+pub mod ingest;
+pub mod store;
+pub mod telemetry;

@@ -1,0 +1,170 @@
+//! Group commit for a redb database: one writer thread takes every write
+//! that is waiting, applies them in one transaction and commits once, so
+//! concurrent writers share one fsync and durability does not cap
+//! throughput at the disk's fsync rate.
+
+use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TrySendError};
+use std::sync::Arc;
+
+use redb::{Database, Durability, WriteTransaction};
+use tokio::sync::oneshot;
+
+/// Most writes folded into one transaction.
+const MAX_GROUP: usize = 4096;
+/// Writes waiting for the writer at most; a full queue pushes back on callers.
+const QUEUE: usize = 65_536;
+
+/// A failed group write. Storage failures are worth retrying (the caller
+/// sees a 5xx or its actor restarts).
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum GroupCommitError {
+    #[error("storage failure: {0}")]
+    Storage(String),
+    #[error("the writer has stopped")]
+    Stopped,
+}
+
+type Apply<T> = Box<dyn FnOnce(&WriteTransaction) -> Result<T, redb::Error> + Send>;
+type After<T> = Box<dyn FnOnce(&T) + Send>;
+
+trait GroupOp: Send {
+    fn durable(&self) -> bool;
+    fn apply(&mut self, txn: &WriteTransaction) -> Result<(), redb::Error>;
+    fn complete(self: Box<Self>, committed: Result<(), GroupCommitError>);
+}
+
+struct Op<T> {
+    durable: bool,
+    apply: Option<Apply<T>>,
+    value: Option<T>,
+    after: Option<After<T>>,
+    reply: oneshot::Sender<Result<T, GroupCommitError>>,
+}
+
+impl<T: Send + 'static> GroupOp for Op<T> {
+    fn durable(&self) -> bool {
+        self.durable
+    }
+    fn apply(&mut self, txn: &WriteTransaction) -> Result<(), redb::Error> {
+        if let Some(f) = self.apply.take() {
+            self.value = Some(f(txn)?);
+        }
+        Ok(())
+    }
+    fn complete(self: Box<Self>, committed: Result<(), GroupCommitError>) {
+        let Op {
+            value, after, reply, ..
+        } = *self;
+        let result = match (committed, value) {
+            (Ok(()), Some(v)) => {
+                if let Some(after) = after {
+                    after(&v);
+                }
+                Ok(v)
+            }
+            (Ok(()), None) => Err(GroupCommitError::Storage("write was not applied".into())),
+            (Err(e), _) => Err(e),
+        };
+        let _ = reply.send(result);
+    }
+}
+
+/// Handle to the writer thread of one database.
+#[derive(Clone)]
+pub struct GroupCommit {
+    tx: SyncSender<Box<dyn GroupOp>>,
+    db: Arc<Database>,
+}
+
+impl GroupCommit {
+    /// Starts the writer thread for `db`.
+    pub fn start(db: Arc<Database>, name: &str) -> std::io::Result<Self> {
+        let (tx, rx) = sync_channel::<Box<dyn GroupOp>>(QUEUE);
+        let writer_db = db.clone();
+        std::thread::Builder::new()
+            .name(format!("{name}-writer"))
+            .spawn(move || writer_loop(&writer_db, rx))?;
+        Ok(Self { tx, db })
+    }
+
+    pub fn db(&self) -> &Database {
+        &self.db
+    }
+
+    /// Runs `apply` inside the next group transaction and resolves once it
+    /// is committed (durably, if `durable`).
+    pub async fn write<T: Send + 'static>(
+        &self,
+        durable: bool,
+        apply: impl FnOnce(&WriteTransaction) -> Result<T, redb::Error> + Send + 'static,
+    ) -> Result<T, GroupCommitError> {
+        self.write_then(durable, apply, None).await
+    }
+
+    /// Like [`write`](Self::write); `after` runs on the writer thread right
+    /// after the commit, in commit order (the bus uses it to hand appended
+    /// records to its consumer in log order).
+    pub async fn write_then<T: Send + 'static>(
+        &self,
+        durable: bool,
+        apply: impl FnOnce(&WriteTransaction) -> Result<T, redb::Error> + Send + 'static,
+        after: Option<After<T>>,
+    ) -> Result<T, GroupCommitError> {
+        let (reply, rx) = oneshot::channel();
+        let op: Box<dyn GroupOp> = Box::new(Op {
+            durable,
+            apply: Some(Box::new(apply)),
+            value: None,
+            after,
+            reply,
+        });
+        self.enqueue(op).await?;
+        rx.await.map_err(|_| GroupCommitError::Stopped)?
+    }
+
+    async fn enqueue(&self, mut op: Box<dyn GroupOp>) -> Result<(), GroupCommitError> {
+        loop {
+            match self.tx.try_send(op) {
+                Ok(()) => return Ok(()),
+                Err(TrySendError::Full(back)) => {
+                    op = back;
+                    tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+                }
+                Err(TrySendError::Disconnected(_)) => return Err(GroupCommitError::Stopped),
+            }
+        }
+    }
+}
+
+fn writer_loop(db: &Database, rx: Receiver<Box<dyn GroupOp>>) {
+    let mut batch: Vec<Box<dyn GroupOp>> = Vec::with_capacity(256);
+    while let Ok(first) = rx.recv() {
+        batch.push(first);
+        while batch.len() < MAX_GROUP {
+            match rx.try_recv() {
+                Ok(op) => batch.push(op),
+                Err(_) => break,
+            }
+        }
+        let result = commit_group(db, &mut batch).map_err(|e| {
+            tracing::error!(error = %e, writes = batch.len(), "Group commit failed");
+            GroupCommitError::Storage(e.to_string())
+        });
+        for op in batch.drain(..) {
+            op.complete(result.clone());
+        }
+    }
+}
+
+fn commit_group(db: &Database, batch: &mut [Box<dyn GroupOp>]) -> Result<(), redb::Error> {
+    let durable = batch.iter().any(|op| op.durable());
+    let mut txn = db.begin_write()?;
+    if !durable {
+        txn.set_durability(Durability::None)?;
+    }
+    for op in batch.iter_mut() {
+        op.apply(&txn)?;
+    }
+    txn.commit()?;
+    Ok(())
+}

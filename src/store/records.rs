@@ -1,0 +1,195 @@
+//! What the store keeps: the persisted state of a conversation, its message
+//! log, and the one atomic write a conversation turn produces.
+
+use serde::{Deserialize, Serialize};
+
+use crate::event::{Attachment, Channel};
+
+/// Who is answering a conversation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Mode {
+    #[default]
+    Ai,
+    Human,
+}
+
+/// A customer message waiting for its answer (coalesced into the next turn).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PendingInbound {
+    pub seq: u64,
+    pub text: String,
+    #[serde(default)]
+    pub attachments: Vec<Attachment>,
+    pub received_at_ms: u64,
+}
+
+/// A reply part planned and stored before its Send API call.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct OutboxItem {
+    pub seq: u64,
+    pub text: String,
+    /// When the webhook that asked for this reply was received (latency).
+    pub received_at_ms: u64,
+    /// Configured delay applied to this reply (excluded from latency).
+    pub delay_ms: u64,
+    /// Whether this is the first part of its turn (latency is measured once).
+    pub first_of_turn: bool,
+}
+
+/// The persisted state of one conversation.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ConversationRecord {
+    pub id: String,
+    pub integration: String,
+    pub channel: Channel,
+    pub customer: String,
+    #[serde(default)]
+    pub mode: Mode,
+    pub message_count: u64,
+    pub next_seq: u64,
+    pub last_activity_ms: u64,
+    #[serde(default)]
+    pub last_inbound_ms: Option<u64>,
+    /// Messages waiting for an answer.
+    #[serde(default)]
+    pub pending: Vec<PendingInbound>,
+    /// When the reply to `pending` is due (response delay).
+    #[serde(default)]
+    pub reply_due_ms: Option<u64>,
+    /// The configured delay drawn for the reply being prepared.
+    #[serde(default)]
+    pub reply_delay_ms: u64,
+    /// When `typing_on` must be sent again.
+    #[serde(default)]
+    pub typing_refresh_ms: Option<u64>,
+    /// Reply parts not yet confirmed sent, in order.
+    #[serde(default)]
+    pub outbox: Vec<OutboxItem>,
+    /// Not before this time is the outbox tried again (after the platform
+    /// kept failing).
+    #[serde(default)]
+    pub outbox_retry_ms: Option<u64>,
+    /// Sent parts not yet reported delivered / read: (seq, sent at).
+    #[serde(default)]
+    pub undelivered: Vec<(u64, u64)>,
+    #[serde(default)]
+    pub unread: Vec<(u64, u64)>,
+}
+
+impl ConversationRecord {
+    pub fn new(id: &str, integration: &str, channel: Channel, customer: &str, now_ms: u64) -> Self {
+        Self {
+            id: id.to_string(),
+            integration: integration.to_string(),
+            channel,
+            customer: customer.to_string(),
+            mode: Mode::Ai,
+            message_count: 0,
+            next_seq: 1,
+            last_activity_ms: now_ms,
+            last_inbound_ms: None,
+            pending: Vec::new(),
+            reply_due_ms: None,
+            reply_delay_ms: 0,
+            typing_refresh_ms: None,
+            outbox: Vec::new(),
+            outbox_retry_ms: None,
+            undelivered: Vec::new(),
+            unread: Vec::new(),
+        }
+    }
+
+    /// The earliest persisted deadline, if any timer is pending.
+    pub fn next_deadline(&self) -> Option<u64> {
+        [self.reply_due_ms, self.typing_refresh_ms, self.outbox_retry_ms]
+            .into_iter()
+            .flatten()
+            .min()
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Direction {
+    In,
+    Out,
+}
+
+/// Delivery status of a logged message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MessageStatus {
+    /// An inbound message handled normally.
+    Received,
+    /// An inbound message over the customer's rate limit: kept, not answered.
+    RateLimited,
+    /// An outbound part stored, not yet confirmed sent.
+    Pending,
+    Sent,
+    Delivered,
+    Read,
+    Failed,
+}
+
+/// One line of a conversation's message log.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MessageRecord {
+    pub seq: u64,
+    pub direction: Direction,
+    #[serde(default)]
+    pub text: Option<String>,
+    pub time_ms: u64,
+    pub status: MessageStatus,
+    /// The platform's id (`mid`) once known.
+    #[serde(default)]
+    pub mid: Option<String>,
+    #[serde(default)]
+    pub attachments: Vec<Attachment>,
+    /// Why a part failed, when it did.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+/// Everything one turn of a conversation changes, written atomically.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TurnWrite {
+    pub state: ConversationRecord,
+    /// Message ids to remember, with the time they may be forgotten (ms).
+    pub dedup: Vec<(String, u64)>,
+    /// New or replaced message-log lines.
+    pub messages: Vec<MessageRecord>,
+    /// Status changes of existing lines: (seq, status).
+    pub status_updates: Vec<(u64, MessageStatus)>,
+}
+
+impl TurnWrite {
+    pub fn new(state: ConversationRecord) -> Self {
+        Self {
+            state,
+            dedup: Vec::new(),
+            messages: Vec::new(),
+            status_updates: Vec::new(),
+        }
+    }
+}
+
+/// A conversation as it comes back from the store.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Rehydrated {
+    pub state: ConversationRecord,
+    /// Remembered message ids still inside their window: (id, expires ms).
+    pub dedup: Vec<(String, u64)>,
+}
+
+/// An event that kept crashing its conversation actor.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DeadLetter {
+    pub conversation: String,
+    /// Where it sat on the bus.
+    pub position: String,
+    /// The event as it was on the bus.
+    pub event: serde_json::Value,
+    pub error: String,
+    pub at_ms: u64,
+}

@@ -1,0 +1,202 @@
+//! Metric names, typed emit functions and tracing setup.
+//!
+//! Every metric the engine exposes is named here once (see the metrics table
+//! in the README). Labels have few values: a channel, a kind, an outcome,
+//! never a conversation id.
+
+use std::net::SocketAddr;
+
+use metrics::{counter, gauge, histogram};
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+
+use crate::event::Channel;
+
+pub const WEBHOOK_REQUESTS: &str = "switchboard_webhook_requests_total";
+pub const EVENTS: &str = "switchboard_events_total";
+pub const DUPLICATES: &str = "switchboard_duplicates_total";
+pub const RATE_LIMITED: &str = "switchboard_rate_limited_total";
+pub const REPLIES: &str = "switchboard_replies_total";
+pub const SEND_REQUESTS: &str = "switchboard_send_requests_total";
+pub const EVENT_TO_REPLY: &str = "switchboard_event_to_reply_seconds";
+pub const CONVERSATIONS_RESIDENT: &str = "switchboard_conversations_resident";
+pub const TAKEOVERS_ACTIVE: &str = "switchboard_takeovers_active";
+pub const BUS_LAG: &str = "switchboard_bus_lag_events";
+pub const DEAD_LETTERS: &str = "switchboard_dead_letters_total";
+pub const ACTOR_RESTARTS: &str = "switchboard_actor_restarts_total";
+pub const OUTBOX_REPLAYS: &str = "switchboard_outbox_replays_total";
+
+/// Outcome of one webhook request, the `outcome` label of
+/// `switchboard_webhook_requests_total`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WebhookOutcome {
+    Accepted,
+    Verified,
+    VerifyRejected,
+    BadSignature,
+    Malformed,
+    UnknownApp,
+    UnknownAccount,
+    TooLarge,
+    Unavailable,
+}
+
+impl WebhookOutcome {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Accepted => "accepted",
+            Self::Verified => "verified",
+            Self::VerifyRejected => "verify_rejected",
+            Self::BadSignature => "bad_signature",
+            Self::Malformed => "malformed",
+            Self::UnknownApp => "unknown_app",
+            Self::UnknownAccount => "unknown_account",
+            Self::TooLarge => "too_large",
+            Self::Unavailable => "unavailable",
+        }
+    }
+}
+
+pub fn webhook_request(channel: &'static str, outcome: WebhookOutcome) {
+    counter!(WEBHOOK_REQUESTS, "channel" => channel, "outcome" => outcome.as_str()).increment(1);
+}
+
+pub fn event_accepted(channel: Channel, kind: &'static str) {
+    counter!(EVENTS, "channel" => channel.as_str(), "kind" => kind).increment(1);
+}
+
+/// A batch entry for an account no integration has (the rest of the batch
+/// is accepted).
+pub fn entry_skipped(channel: &'static str) {
+    counter!(EVENTS, "channel" => channel, "kind" => "unknown_account").increment(1);
+}
+
+pub fn duplicate(channel: Channel) {
+    counter!(DUPLICATES, "channel" => channel.as_str()).increment(1);
+}
+
+pub fn rate_limited(channel: Channel) {
+    counter!(RATE_LIMITED, "channel" => channel.as_str()).increment(1);
+}
+
+pub fn reply(channel: Channel, outcome: &'static str) {
+    counter!(REPLIES, "channel" => channel.as_str(), "outcome" => outcome).increment(1);
+}
+
+pub fn send_request(channel: Channel, outcome: &'static str) {
+    counter!(SEND_REQUESTS, "channel" => channel.as_str(), "outcome" => outcome).increment(1);
+}
+
+pub fn event_to_reply(channel: Channel, seconds: f64) {
+    histogram!(EVENT_TO_REPLY, "channel" => channel.as_str()).record(seconds);
+}
+
+pub fn conversations_resident(n: usize) {
+    gauge!(CONVERSATIONS_RESIDENT).set(n as f64);
+}
+
+pub fn takeovers_active(n: usize) {
+    gauge!(TAKEOVERS_ACTIVE).set(n as f64);
+}
+
+pub fn bus_lag(n: u64) {
+    gauge!(BUS_LAG).set(n as f64);
+}
+
+pub fn dead_letter() {
+    counter!(DEAD_LETTERS).increment(1);
+}
+
+pub fn actor_restart() {
+    counter!(ACTOR_RESTARTS).increment(1);
+}
+
+pub fn outbox_replay(channel: Channel) {
+    counter!(OUTBOX_REPLAYS, "channel" => channel.as_str()).increment(1);
+}
+
+/// Errors while setting up telemetry.
+#[derive(Debug, thiserror::Error)]
+pub enum TelemetryError {
+    #[error("cannot install the metrics recorder: {0}")]
+    Recorder(String),
+}
+
+static HANDLE: std::sync::OnceLock<PrometheusHandle> = std::sync::OnceLock::new();
+
+/// Installs the global Prometheus recorder once per process and returns the
+/// handle that renders `/metrics` (tests run several engines in one process;
+/// they share it).
+pub fn install_metrics() -> Result<PrometheusHandle, TelemetryError> {
+    if let Some(h) = HANDLE.get() {
+        return Ok(h.clone());
+    }
+    let builder = PrometheusBuilder::new()
+        .set_buckets_for_metric(
+            Matcher::Full(EVENT_TO_REPLY.to_string()),
+            &[
+                0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+                10.0, 30.0,
+            ],
+        )
+        .map_err(|e| TelemetryError::Recorder(e.to_string()))?;
+    let recorder = builder.build_recorder();
+    let handle = recorder.handle();
+    if metrics::set_global_recorder(recorder).is_err() {
+        return Err(TelemetryError::Recorder("another metrics recorder is installed".into()));
+    }
+    let handle = HANDLE.get_or_init(|| handle).clone();
+    describe();
+    takeovers_active(0);
+    conversations_resident(0);
+    Ok(handle)
+}
+
+fn describe() {
+    use metrics::{describe_counter, describe_gauge, describe_histogram, Unit};
+    describe_counter!(WEBHOOK_REQUESTS, "Webhook requests by channel and outcome");
+    describe_counter!(EVENTS, "Events accepted onto the bus, by channel and kind");
+    describe_counter!(DUPLICATES, "Redelivered messages recognised and not handled again");
+    describe_counter!(RATE_LIMITED, "Messages over the per-customer rate limit (recorded, not answered)");
+    describe_counter!(REPLIES, "Reply parts by outcome");
+    describe_counter!(SEND_REQUESTS, "Calls to the platform APIs by outcome");
+    describe_histogram!(EVENT_TO_REPLY, Unit::Seconds, "Webhook receipt to first reply part sent, configured delay excluded");
+    describe_gauge!(CONVERSATIONS_RESIDENT, "Conversation actors in memory");
+    describe_gauge!(TAKEOVERS_ACTIVE, "Conversations a human has taken over");
+    describe_gauge!(BUS_LAG, "Events on the bus not yet finished and committed");
+    describe_counter!(DEAD_LETTERS, "Events that kept crashing their actor, moved to the dead-letter table");
+    describe_counter!(ACTOR_RESTARTS, "Conversation actors restarted after a failure");
+    describe_counter!(OUTBOX_REPLAYS, "Reply parts sent again after a restart (Meta's 200 may have been lost)");
+}
+
+/// Structured logging to stderr; the filter comes from `SWITCHBOARD_LOG`
+/// (default `info`).
+pub fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("SWITCHBOARD_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .try_init();
+}
+
+/// Serves `/metrics` on its own listener until the process ends.
+pub async fn serve_metrics(
+    listener: tokio::net::TcpListener,
+    handle: PrometheusHandle,
+) -> std::io::Result<()> {
+    use axum::{routing::get, Router};
+    let app = Router::new().route(
+        "/metrics",
+        get(move || {
+            let handle = handle.clone();
+            async move { handle.render() }
+        }),
+    );
+    axum::serve(listener, app).await
+}
+
+/// The address a listener actually bound (port 0 resolves here).
+pub fn local_addr(listener: &tokio::net::TcpListener) -> Option<SocketAddr> {
+    listener.local_addr().ok()
+}
