@@ -1,0 +1,82 @@
+//! The real binary killed with SIGKILL after every webhook got its 200
+//! (replies still delayed), then restarted: every customer is answered
+//! exactly once.
+
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use crate::support::*;
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+fn spawn_engine(config: &std::path::Path) -> Child {
+    Command::new(env!("CARGO_BIN_EXE_switchboard"))
+        .args(["serve", "--config"])
+        .arg(config)
+        .env("SWITCHBOARD_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("binary starts")
+}
+
+async fn wait_ready(port: u16) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        if let Ok(r) = reqwest::get(format!("http://127.0.0.1:{port}/readyz")).await {
+            if r.status() == 200 {
+                return;
+            }
+        }
+        assert!(tokio::time::Instant::now() < deadline, "engine not ready");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test]
+async fn sigkill_after_acks_loses_and_duplicates_nothing() {
+    let graph = FakeGraph::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let toml = config_toml(
+        dir.path(),
+        &graph.base_url(),
+        &format!("127.0.0.1:{port}"),
+        &format!("127.0.0.1:{}", free_port()),
+        1500,
+    );
+    let config = dir.path().join("switchboard.toml");
+    std::fs::write(&config, toml).unwrap();
+
+    let mut engine = spawn_engine(&config);
+    wait_ready(port).await;
+    let url = format!("http://127.0.0.1:{port}/webhooks/meta/main");
+    let customers: Vec<String> = (0..40).map(|i| format!("CUST_{i}")).collect();
+    for (i, c) in customers.iter().enumerate() {
+        let mid = format!("m_crash_{i}");
+        let body = messages_body(&[(c.as_str(), mid.as_str(), "hours?")]);
+        assert_eq!(post_webhook(&url, body, Some(APP_SECRET)).await, 200);
+    }
+    // Every webhook is acknowledged; the replies are still waiting out
+    // their 1.5 s delay. Kill without warning.
+    engine.kill().unwrap();
+    engine.wait().unwrap();
+    let before = graph.texts().len();
+
+    let mut engine = spawn_engine(&config);
+    wait_ready(port).await;
+    graph
+        .wait_for("every customer answered", |_| {
+            customers.iter().all(|c| !graph.texts_to(c).is_empty())
+        })
+        .await;
+    // Let anything that would be sent twice arrive.
+    tokio::time::sleep(Duration::from_millis(2000)).await;
+    engine.kill().unwrap();
+    engine.wait().unwrap();
+    for c in &customers {
+        assert_eq!(graph.texts_to(c).len(), 1, "{c} answered exactly once ({before} before the kill)");
+    }
+}

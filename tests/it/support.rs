@@ -1,0 +1,224 @@
+//! Shared test fixtures: a fake Graph API that records calls and injects
+//! faults, engine configs in temporary folders, signed webhook bodies.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::extract::{Path as UrlPath, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::IntoResponse;
+use axum::routing::post;
+use axum::{Json, Router};
+use serde_json::{json, Value};
+use switchboard::channels::webhook::sign;
+
+pub const APP_SECRET: &str = "test-app-secret";
+pub const PAGE: &str = "PAGE_1";
+pub const TOKEN: &str = "page-token-123";
+
+#[derive(Debug, Clone)]
+pub struct Call {
+    pub account: String,
+    pub auth: String,
+    pub body: Value,
+}
+
+impl Call {
+    pub fn recipient(&self) -> &str {
+        self.body["recipient"]["id"].as_str().unwrap_or_default()
+    }
+    pub fn text(&self) -> Option<&str> {
+        self.body["message"]["text"].as_str()
+    }
+    pub fn is_typing(&self) -> bool {
+        self.body["sender_action"] == "typing_on"
+    }
+}
+
+#[derive(Default)]
+pub struct FakeState {
+    calls: Mutex<Vec<Call>>,
+    /// Text sends to fail with a 500 before succeeding again.
+    fail_next_texts: AtomicU32,
+    next_id: AtomicU64,
+}
+
+/// A fake Graph API on 127.0.0.1 (Send API shapes).
+#[derive(Clone)]
+pub struct FakeGraph {
+    pub addr: SocketAddr,
+    state: Arc<FakeState>,
+}
+
+async fn messages(
+    State(state): State<Arc<FakeState>>,
+    UrlPath(account): UrlPath<String>,
+    headers: HeaderMap,
+    Json(body): Json<Value>,
+) -> impl IntoResponse {
+    let auth = headers
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_string();
+    let is_text = body.get("message").is_some();
+    if is_text
+        && state
+            .fail_next_texts
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+            .is_ok()
+    {
+        state.calls.lock().unwrap().push(Call { account, auth, body: json!({"failed": true}) });
+        return (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            Json(json!({"error": {"message": "An unexpected error has occurred. Please retry your request later.", "type": "OAuthException", "code": 2, "is_transient": true}})),
+        );
+    }
+    let recipient = body["recipient"]["id"].as_str().unwrap_or_default().to_string();
+    state.calls.lock().unwrap().push(Call { account, auth, body });
+    let n = state.next_id.fetch_add(1, Ordering::SeqCst);
+    if is_text {
+        (StatusCode::OK, Json(json!({"recipient_id": recipient, "message_id": format!("m_out_{n}")})))
+    } else {
+        (StatusCode::OK, Json(json!({"recipient_id": recipient})))
+    }
+}
+
+impl FakeGraph {
+    pub async fn start() -> Self {
+        let state = Arc::new(FakeState::default());
+        let app = Router::new()
+            .route("/{account}/messages", post(messages))
+            .with_state(state.clone());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        Self { addr, state }
+    }
+
+    pub fn base_url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    pub fn fail_next_texts(&self, n: u32) {
+        self.state.fail_next_texts.store(n, Ordering::SeqCst);
+    }
+
+    pub fn calls(&self) -> Vec<Call> {
+        self.state.calls.lock().unwrap().clone()
+    }
+
+    /// Successful text sends.
+    pub fn texts(&self) -> Vec<Call> {
+        self.calls().into_iter().filter(|c| c.text().is_some()).collect()
+    }
+
+    pub fn texts_to(&self, psid: &str) -> Vec<Call> {
+        self.texts().into_iter().filter(|c| c.recipient() == psid).collect()
+    }
+
+    /// Waits (bounded) until `pred` holds for the recorded calls.
+    pub async fn wait_for(&self, what: &str, pred: impl Fn(&[Call]) -> bool) {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+        loop {
+            if pred(&self.calls()) {
+                return;
+            }
+            if tokio::time::Instant::now() > deadline {
+                panic!("timed out waiting for {what}; calls: {:#?}", self.calls());
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+}
+
+/// A complete engine config for tests (TOML), with its data under `dir`.
+pub fn config_toml(dir: &Path, graph: &str, listen: &str, metrics_listen: &str, delay_ms: u64) -> String {
+    format!(
+        r#"
+[server]
+listen = "{listen}"
+metrics_listen = "{metrics_listen}"
+max_body_bytes = 65536
+
+[admin]
+token = "admin"
+
+[store]
+path = "{data}"
+
+[meta]
+graph_base_url = "{graph}"
+
+[engine]
+passivate_after = "2s"
+shutdown_grace = "2s"
+
+[outbound]
+backoff_initial = "5ms"
+backoff_max = "20ms"
+retry_later = "500ms"
+
+[[assistants]]
+id = "support"
+kind = "rules"
+fallback = "Thanks! A teammate will reply soon."
+rules = [ {{ keywords = ["hours"], reply = "We're open 9-5." }} ]
+
+[[apps]]
+id = "main"
+app_secret = "{APP_SECRET}"
+verify_token = "verify-me"
+
+[[tenants]]
+id = "acme"
+
+[[integrations]]
+id = "acme-fb"
+tenant = "acme"
+channel = "messenger"
+app = "main"
+account_id = "{PAGE}"
+access_token = "{TOKEN}"
+assistant = "support"
+response_delay_ms = {delay_ms}
+"#,
+        data = dir.join("data").display()
+    )
+}
+
+/// A Messenger webhook body with one text message per (psid, mid, text).
+pub fn messages_body(items: &[(&str, &str, &str)]) -> Vec<u8> {
+    let messaging: Vec<Value> = items
+        .iter()
+        .enumerate()
+        .map(|(i, (psid, mid, text))| {
+            json!({
+                "sender": {"id": psid},
+                "recipient": {"id": PAGE},
+                "timestamp": 1_700_000_000_000u64 + i as u64,
+                "message": {"mid": mid, "text": text}
+            })
+        })
+        .collect();
+    serde_json::to_vec(&json!({
+        "object": "page",
+        "entry": [{"id": PAGE, "time": 1_700_000_000_000u64, "messaging": messaging}]
+    }))
+    .unwrap()
+}
+
+/// POSTs a webhook body, signed with `secret` unless `None`.
+pub async fn post_webhook(url: &str, body: Vec<u8>, secret: Option<&str>) -> reqwest::StatusCode {
+    let client = reqwest::Client::new();
+    let mut req = client
+        .post(url)
+        .header("content-type", "application/json");
+    if let Some(s) = secret {
+        req = req.header("x-hub-signature-256", sign(s.as_bytes(), &body));
+    }
+    req.body(body).send().await.unwrap().status()
+}
