@@ -1,1 +1,95 @@
-fn main(){}
+//! One conversation turn: the policy alone (dedup, rate limit, plan, shape,
+//! mark sent) and the policy plus its durable write to the embedded store.
+
+use std::sync::Arc;
+
+use criterion::{criterion_group, criterion_main, Criterion};
+use switchboard::config::{ChannelKind, IntegrationConfig, ResponseDelay, Secret};
+use switchboard::conversation::turn::Conversation;
+use switchboard::event::{EventKind, InboundEvent};
+use switchboard::store::embedded::EmbeddedStore;
+use switchboard::store::Store;
+
+fn integration() -> Arc<IntegrationConfig> {
+    Arc::new(IntegrationConfig {
+        id: "acme-fb".into(),
+        tenant: "acme".into(),
+        channel: ChannelKind::Messenger,
+        app: "main".into(),
+        account_id: "PAGE".into(),
+        access_token: Secret::new("t"),
+        assistant: "support".into(),
+        enabled: true,
+        response_delay_ms: ResponseDelay::Fixed(0),
+        max_message_length: 2000,
+        rate_limit_per_minute: 1_000_000,
+        dedup_window: "7d".into(),
+        escalation_keywords: vec![],
+        away_message: None,
+    })
+}
+
+fn event(i: u64) -> InboundEvent {
+    InboundEvent {
+        conversation: "acme-fb:PSID".into(),
+        integration: "acme-fb".into(),
+        channel: ChannelKind::Messenger,
+        customer: "PSID".into(),
+        timestamp_ms: 1_700_000_000_000 + i,
+        received_at_ms: 1_700_000_000_000 + i,
+        kind: EventKind::Message {
+            mid: format!("m_{i}"),
+            text: Some("What are your hours?".into()),
+            attachments: vec![],
+            quick_reply: None,
+        },
+    }
+}
+
+fn turn(conv: &mut Conversation, i: u64) -> usize {
+    let now = 1_700_000_000_000 + i;
+    conv.apply(&event(i), now);
+    conv.plan_reply("We're open 9-5, Monday to Friday.", now);
+    let first = conv.take_write().map(|w| w.messages.len()).unwrap_or(0);
+    conv.part_sent(format!("m_out_{i}"), now);
+    first + conv.take_write().map(|w| w.messages.len()).unwrap_or(0)
+}
+
+fn policy(c: &mut Criterion) {
+    let mut conv = Conversation::new(integration(), "acme-fb:PSID", "PSID", None, 0);
+    let mut i = 0u64;
+    c.bench_function("turn_policy", |b| {
+        b.iter(|| {
+            i += 1;
+            turn(&mut conv, i)
+        })
+    });
+}
+
+fn with_store(c: &mut Criterion) {
+    let rt = match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt,
+        Err(_) => return,
+    };
+    let dir = match tempfile::tempdir() {
+        Ok(d) => d,
+        Err(_) => return,
+    };
+    let Ok(store) = rt.block_on(async { EmbeddedStore::open(dir.path()) }) else { return };
+    let mut conv = Conversation::new(integration(), "acme-fb:PSID", "PSID", None, 0);
+    let mut i = 0u64;
+    c.bench_function("turn_with_durable_write", |b| {
+        b.iter(|| {
+            i += 1;
+            let now = 1_700_000_000_000 + i;
+            conv.apply(&event(i), now);
+            conv.plan_reply("We're open 9-5, Monday to Friday.", now);
+            if let Some(w) = conv.take_write() {
+                let _ = rt.block_on(store.commit_turn(w));
+            }
+        })
+    });
+}
+
+criterion_group!(benches, policy, with_store);
+criterion_main!(benches);

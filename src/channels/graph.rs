@@ -49,6 +49,29 @@ impl GraphClient {
         token: &Secret,
         body: &Value,
     ) -> Result<Value, SendError> {
+        self.post_attempts(channel, path, token, body, self.policy.max_attempts).await
+    }
+
+    /// One attempt only, for best-effort calls (typing indicators) that
+    /// must not hold up the reply behind them.
+    pub async fn post_best_effort(
+        &self,
+        channel: Channel,
+        path: &str,
+        token: &Secret,
+        body: &Value,
+    ) -> Result<Value, SendError> {
+        self.post_attempts(channel, path, token, body, 1).await
+    }
+
+    async fn post_attempts(
+        &self,
+        channel: Channel,
+        path: &str,
+        token: &Secret,
+        body: &Value,
+        max_attempts: u32,
+    ) -> Result<Value, SendError> {
         let url = format!("{}/{}", self.base_url, path);
         let mut attempt = 1;
         loop {
@@ -59,7 +82,7 @@ impl GraphClient {
                 }
                 Err(e) => {
                     telemetry::send_request(channel, e.kind.label());
-                    if !e.retryable() || attempt >= self.policy.max_attempts {
+                    if !e.retryable() || attempt >= max_attempts {
                         return Err(e);
                     }
                     tracing::debug!(attempt, error = %e, "Retrying platform call");

@@ -42,6 +42,8 @@ pub struct ConversationActor;
 pub struct ConversationState {
     args: ConversationArgs,
     conversation: Option<Conversation>,
+    /// The deadline last given to the timer service.
+    registered: Option<Option<u64>>,
 }
 
 /// Why a conversation cannot run.
@@ -64,6 +66,7 @@ impl Actor for ConversationActor {
         Ok(ConversationState {
             args,
             conversation: None,
+            registered: None,
         })
     }
 
@@ -93,7 +96,11 @@ impl Actor for ConversationActor {
     async fn handle(&self, _myself: ActorRef<Self::Msg>, msg: Self::Msg, state: &mut Self::State) -> Result<(), ActorProcessingErr> {
         match msg {
             ConversationMsg::Deliver(d) => handle_delivery(state, d).await,
-            ConversationMsg::Wake => drive(state).await,
+            ConversationMsg::Wake => {
+                // The timer service dropped the deadline it fired.
+                state.registered = None;
+                drive(state).await
+            }
         }
     }
 }
@@ -156,10 +163,11 @@ async fn drive(state: &mut ConversationState) -> Result<(), ActorProcessingErr> 
     persist(state).await?;
     flush_outbox(state).await?;
     if let Some(conv) = state.conversation.as_ref() {
-        state
-            .args
-            .timers
-            .set(state.args.id.clone(), conv.record.next_deadline());
+        let next = conv.record.next_deadline();
+        if state.registered != Some(next) {
+            state.args.timers.set(state.args.id.clone(), next);
+            state.registered = Some(next);
+        }
     }
     Ok(())
 }

@@ -171,6 +171,10 @@ impl Conversation {
             return EventOutcome::RateLimited;
         }
         let seq = self.log(Direction::In, Some(text.clone()), event.timestamp_ms, MessageStatus::Received, Some(key), attachments.clone());
+        if !self.integration.enabled {
+            // A disabled integration keeps the conversation but does not answer.
+            return EventOutcome::Recorded;
+        }
         let starts_turn = self.record.pending.is_empty() && self.record.reply_due_ms.is_none();
         self.record.pending.push(PendingInbound {
             seq,

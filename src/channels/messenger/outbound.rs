@@ -53,7 +53,7 @@ pub async fn typing_on(
     psid: &str,
 ) -> Result<(), SendError> {
     graph
-        .post(
+        .post_best_effort(
             integration.channel,
             &path(integration),
             &integration.access_token,
