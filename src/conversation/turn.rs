@@ -31,13 +31,25 @@ pub enum EventOutcome {
     Ignored,
 }
 
+/// Sent parts whose delivery / read is still tracked, at most (older ones
+/// keep the status they had: a customer who never reads does not make the
+/// state grow).
+const TRACKED_MARKS: usize = 64;
+
+#[derive(Default)]
+struct Unsaved {
+    dedup: Vec<(String, u64)>,
+    messages: Vec<MessageRecord>,
+    status_updates: Vec<(u64, MessageStatus)>,
+}
+
 pub struct Conversation {
     pub record: ConversationRecord,
     integration: Arc<IntegrationConfig>,
     dedup: DedupWindow,
     limiter: DefaultDirectRateLimiter,
-    /// Changes not yet written.
-    unsaved: TurnWrite,
+    /// Changes not yet written (the state itself is taken whole).
+    unsaved: Unsaved,
     dirty: bool,
 }
 
@@ -60,7 +72,7 @@ impl Conversation {
         let per_minute = NonZeroU32::new(integration.rate_limit_per_minute).unwrap_or(NonZeroU32::MIN);
         let limiter = RateLimiter::direct(Quota::per_minute(per_minute));
         Self {
-            unsaved: TurnWrite::new(record.clone()),
+            unsaved: Unsaved::default(),
             record,
             integration,
             dedup,
@@ -145,7 +157,7 @@ impl Conversation {
                 let covered = take_covered(&mut self.record.undelivered, *watermark);
                 for (seq, sent) in covered {
                     self.set_status(seq, MessageStatus::Delivered);
-                    self.record.unread.push((seq, sent));
+                    push_bounded(&mut self.record.unread, (seq, sent));
                 }
                 EventOutcome::Recorded
             }
@@ -284,7 +296,7 @@ impl Conversation {
                 error: None,
             });
         }
-        self.record.undelivered.push((item.seq, now_ms));
+        push_bounded(&mut self.record.undelivered, (item.seq, now_ms));
         if !message_id.is_empty() {
             // Its echo will carry this id: recognise it as ours.
             self.remember(message_id, now_ms);
@@ -324,10 +336,21 @@ impl Conversation {
             return None;
         }
         self.dirty = false;
-        let mut write = std::mem::replace(&mut self.unsaved, TurnWrite::new(self.record.clone()));
-        write.state = self.record.clone();
-        Some(write)
+        let unsaved = std::mem::take(&mut self.unsaved);
+        Some(TurnWrite {
+            state: self.record.clone(),
+            dedup: unsaved.dedup,
+            messages: unsaved.messages,
+            status_updates: unsaved.status_updates,
+        })
     }
+}
+
+fn push_bounded(list: &mut Vec<(u64, u64)>, mark: (u64, u64)) {
+    if list.len() >= TRACKED_MARKS {
+        list.remove(0);
+    }
+    list.push(mark);
 }
 
 /// Removes and returns the (seq, sent) pairs sent at or before `watermark`.
@@ -335,4 +358,118 @@ fn take_covered(list: &mut Vec<(u64, u64)>, watermark: u64) -> Vec<(u64, u64)> {
     let (covered, rest): (Vec<_>, Vec<_>) = list.iter().partition(|(_, sent)| *sent <= watermark);
     *list = rest;
     covered
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{ChannelKind, ResponseDelay, Secret};
+
+    fn integration(rate: u32, delay: u64, enabled: bool) -> Arc<IntegrationConfig> {
+        Arc::new(IntegrationConfig {
+            id: "fb".into(),
+            tenant: "t".into(),
+            channel: ChannelKind::Messenger,
+            app: "main".into(),
+            account_id: "P".into(),
+            access_token: Secret::new("t"),
+            assistant: "a".into(),
+            enabled,
+            response_delay_ms: ResponseDelay::Fixed(delay),
+            max_message_length: 2000,
+            rate_limit_per_minute: rate,
+            dedup_window: "7d".into(),
+            escalation_keywords: vec![],
+            away_message: None,
+        })
+    }
+
+    fn message(mid: &str, text: &str, ts: u64) -> InboundEvent {
+        InboundEvent {
+            conversation: "fb:C".into(),
+            integration: "fb".into(),
+            channel: ChannelKind::Messenger,
+            customer: "C".into(),
+            timestamp_ms: ts,
+            received_at_ms: ts,
+            kind: EventKind::Message {
+                mid: mid.into(),
+                text: Some(text.into()),
+                attachments: vec![],
+                quick_reply: None,
+            },
+        }
+    }
+
+    #[test]
+    fn messages_during_a_delay_join_the_same_turn() {
+        let mut c = Conversation::new(integration(100, 1000, true), "fb:C", "C", None, 0);
+        assert_eq!(c.apply(&message("m1", "hi", 0), 0), EventOutcome::Queued { starts_turn: true });
+        assert_eq!(c.apply(&message("m2", "hours?", 10), 10), EventOutcome::Queued { starts_turn: false });
+        assert!(!c.reply_due(999));
+        assert!(c.reply_due(1000));
+        assert_eq!(c.pending_request().0, ["hi", "hours?"]);
+        c.plan_reply("answer", 1000);
+        assert!(c.record.pending.is_empty());
+        assert_eq!(c.record.outbox.len(), 1);
+        assert_eq!(c.record.next_deadline(), None);
+    }
+
+    #[test]
+    fn duplicates_and_rate_limit() {
+        let mut c = Conversation::new(integration(2, 0, true), "fb:C", "C", None, 0);
+        assert!(matches!(c.apply(&message("m1", "a", 0), 0), EventOutcome::Queued { .. }));
+        assert_eq!(c.apply(&message("m1", "a", 0), 1), EventOutcome::Duplicate);
+        assert!(matches!(c.apply(&message("m2", "b", 2), 2), EventOutcome::Queued { .. }));
+        assert_eq!(c.apply(&message("m3", "c", 3), 3), EventOutcome::RateLimited);
+        let write = c.take_write().expect("changes");
+        let statuses: Vec<_> = write.messages.iter().map(|m| m.status).collect();
+        assert_eq!(statuses, [MessageStatus::Received, MessageStatus::Received, MessageStatus::RateLimited]);
+        assert_eq!(c.pending_request().0, ["a", "b"], "the limited message is kept, not answered");
+    }
+
+    #[test]
+    fn disabled_integration_records_without_answering() {
+        let mut c = Conversation::new(integration(100, 0, false), "fb:C", "C", None, 0);
+        assert_eq!(c.apply(&message("m1", "hi", 0), 0), EventOutcome::Recorded);
+        assert!(!c.reply_due(0));
+        assert_eq!(c.record.message_count, 1);
+    }
+
+    #[test]
+    fn delivery_and_read_watermarks_mark_sent_parts() {
+        let mut c = Conversation::new(integration(100, 0, true), "fb:C", "C", None, 0);
+        c.apply(&message("m1", "hi", 0), 0); // seq 1
+        c.plan_reply("one", 0); // seq 2
+        c.part_sent("m_out_1".into(), 100);
+        c.apply(&message("m2", "again", 150), 150); // seq 3
+        c.plan_reply("two", 150); // seq 4
+        c.part_sent("m_out_2".into(), 200);
+        let _ = c.take_write();
+        let mut delivery = message("x", "", 0);
+        delivery.kind = EventKind::Delivery { watermark: 150, mids: vec![] };
+        c.apply(&delivery, 300);
+        let w = c.take_write().expect("marks");
+        assert_eq!(w.status_updates, vec![(2, MessageStatus::Delivered)]);
+        let mut read = message("x", "", 0);
+        read.kind = EventKind::Read { watermark: 250 };
+        c.apply(&read, 400);
+        let w = c.take_write().expect("marks");
+        assert_eq!(w.status_updates, vec![(4, MessageStatus::Read), (2, MessageStatus::Read)]);
+        // Our own echo is recognised and ignored.
+        let mut echo = message("x", "", 0);
+        echo.kind = EventKind::Echo { mid: "m_out_1".into(), text: None, app_id: None };
+        assert_eq!(c.apply(&echo, 500), EventOutcome::Ignored);
+    }
+
+    #[test]
+    fn unacknowledged_sends_do_not_grow_the_state() {
+        let mut c = Conversation::new(integration(1_000_000, 0, true), "fb:C", "C", None, 0);
+        for i in 0..500u64 {
+            c.apply(&message(&format!("m{i}"), "hi", i), i);
+            c.plan_reply("ok", i);
+            c.part_sent(format!("out{i}"), i);
+        }
+        assert!(c.record.undelivered.len() <= TRACKED_MARKS);
+    }
 }
