@@ -75,7 +75,9 @@ fn with_store(c: &mut Criterion) {
         Ok(d) => d,
         Err(_) => return,
     };
-    let Ok(store) = rt.block_on(async { EmbeddedStore::open(dir.path()) }) else { return };
+    let Ok(store) = rt.block_on(async { EmbeddedStore::open(dir.path()) }) else {
+        return;
+    };
     let mut conv = Conversation::new(integration(), "acme-fb:PSID", "PSID", None, 0);
     let mut i = 0u64;
     c.bench_function("turn_with_durable_write", |b| {

@@ -32,11 +32,17 @@ async fn sink(State(arrivals): State<Arrivals>, Json(body): Json<Value>) -> Json
 }
 
 fn main() {
-    let args: Vec<usize> = std::env::args().skip(1).filter_map(|a| a.parse().ok()).collect();
+    let args: Vec<usize> = std::env::args()
+        .skip(1)
+        .filter_map(|a| a.parse().ok())
+        .collect();
     let events = args.first().copied().unwrap_or(20_000);
     let concurrency = args.get(1).copied().unwrap_or(64);
     let batch = args.get(2).copied().unwrap_or(1).max(1);
-    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => return eprintln!("runtime: {e}"),
     };
@@ -49,8 +55,12 @@ async fn run(events: usize, concurrency: usize, batch: usize) {
         Ok(l) => l,
         Err(e) => return eprintln!("bind: {e}"),
     };
-    let Ok(sink_addr) = listener.local_addr() else { return };
-    let app = Router::new().route("/{account}/messages", post(sink)).with_state(arrivals.clone());
+    let Ok(sink_addr) = listener.local_addr() else {
+        return;
+    };
+    let app = Router::new()
+        .route("/{account}/messages", post(sink))
+        .with_state(arrivals.clone());
     tokio::spawn(async move { axum::serve(listener, app).await });
 
     let Ok(dir) = tempfile::tempdir() else { return };
@@ -179,7 +189,9 @@ rate_limit_per_minute = 1000000
         }
         (a.len(), s.len().saturating_sub(a.len()))
     };
-    println!("events={events} batch={batch} concurrency={concurrency} webhooks_acked={acked}/{webhooks}");
+    println!(
+        "events={events} batch={batch} concurrency={concurrency} webhooks_acked={acked}/{webhooks}"
+    );
     println!(
         "accepted: {:.0} events/s; answered: {:.0} events/s ({received} replies, {missing} missing)",
         events as f64 / ack_elapsed.as_secs_f64(),

@@ -18,7 +18,9 @@ use crate::channels::graph::ClientBuildError;
 use crate::channels::{GraphClient, Outbound};
 use crate::clock::now_ms;
 use crate::config::Config;
-use crate::conversation::supervisor::{ConversationSupervisor, SupervisorArgs, SupervisorMsg, SupervisorWake};
+use crate::conversation::supervisor::{
+    ConversationSupervisor, SupervisorArgs, SupervisorMsg, SupervisorWake,
+};
 use crate::conversation::{timers, EngineContext};
 use crate::ingest::{self, IngressState};
 use crate::store::embedded::EmbeddedStore;
@@ -65,10 +67,12 @@ impl RunningEngine {
 }
 
 async fn bind(addr: &str) -> Result<TcpListener, StartError> {
-    TcpListener::bind(addr).await.map_err(|e| StartError::Listen {
-        addr: addr.to_string(),
-        reason: e.to_string(),
-    })
+    TcpListener::bind(addr)
+        .await
+        .map_err(|e| StartError::Listen {
+            addr: addr.to_string(),
+            reason: e.to_string(),
+        })
 }
 
 /// Starts the engine described by `config`.
@@ -78,7 +82,12 @@ pub async fn start(config: Config) -> Result<RunningEngine, StartError> {
     let store: Arc<dyn Store> = Arc::new(EmbeddedStore::open(&config.store.path)?);
     let bus: Arc<dyn Bus> = EmbeddedBus::open(&config.store.path)?;
     let graph = GraphClient::new(&config.meta.graph_base_url, &config.outbound)?;
-    let ctx = Arc::new(EngineContext::new(config.clone(), store.clone(), bus.clone(), Outbound::new(graph)));
+    let ctx = Arc::new(EngineContext::new(
+        config.clone(),
+        store.clone(),
+        bus.clone(),
+        Outbound::new(graph),
+    ));
 
     let (timer_handle, timer_task) = timers::channel();
     let inflight = Arc::new(Semaphore::new(config.engine.max_inflight_events));
@@ -105,10 +114,11 @@ pub async fn start(config: Config) -> Result<RunningEngine, StartError> {
         addr: config.server.listen.clone(),
         reason: "no local address".into(),
     })?;
-    let metrics_addr = telemetry::local_addr(&metrics_listener).ok_or_else(|| StartError::Listen {
-        addr: config.server.metrics_listen.clone(),
-        reason: "no local address".into(),
-    })?;
+    let metrics_addr =
+        telemetry::local_addr(&metrics_listener).ok_or_else(|| StartError::Listen {
+            addr: config.server.metrics_listen.clone(),
+            reason: "no local address".into(),
+        })?;
     let metrics_task = tokio::spawn(telemetry::serve_metrics(metrics_listener, metrics));
 
     let ingress = Arc::new(IngressState::new(&config, bus.clone(), store.clone()));
@@ -151,9 +161,13 @@ async fn consume(
     inflight: Arc<Semaphore>,
 ) {
     loop {
-        let Ok(permit) = inflight.acquire().await else { return };
+        let Ok(permit) = inflight.acquire().await else {
+            return;
+        };
         permit.forget();
-        let Some(d) = deliveries.recv().await else { return };
+        let Some(d) = deliveries.recv().await else {
+            return;
+        };
         if supervisor.send_message(SupervisorMsg::Deliver(d)).is_err() {
             return;
         }

@@ -67,7 +67,11 @@ impl RulesAssistant {
             answers.join("\n\n")
         };
         if !request.attachments.is_empty() {
-            let kinds: Vec<&str> = request.attachments.iter().map(|a| a.kind.as_str()).collect();
+            let kinds: Vec<&str> = request
+                .attachments
+                .iter()
+                .map(|a| a.kind.as_str())
+                .collect();
             out = format!(
                 "Thanks for the {} — a teammate will take a look.\n\n{out}",
                 kinds.join(", ")
@@ -126,7 +130,10 @@ mod tests {
         let a = assistant();
         assert_eq!(ask(&a, &["What are your HOURS?"]), "We're open 9-5.");
         assert_eq!(ask(&a, &["Are you opening soon"]), "A teammate will reply.");
-        assert_eq!(ask(&a, &["what's the Refund  Policy?"]), "Refunds within 30 days.");
+        assert_eq!(
+            ask(&a, &["what's the Refund  Policy?"]),
+            "Refunds within 30 days."
+        );
     }
 
     #[test]

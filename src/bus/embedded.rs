@@ -62,8 +62,16 @@ impl EmbeddedBus {
             let state = {
                 let meta = txn.open_table(META).map_err(unavailable)?;
                 let log = txn.open_table(LOG).map_err(unavailable)?;
-                let committed = meta.get(COMMITTED).map_err(unavailable)?.map(|v| v.value()).unwrap_or(0);
-                let last = log.last().map_err(unavailable)?.map(|(k, _)| k.value() + 1).unwrap_or(0);
+                let committed = meta
+                    .get(COMMITTED)
+                    .map_err(unavailable)?
+                    .map(|v| v.value())
+                    .unwrap_or(0);
+                let last = log
+                    .last()
+                    .map_err(unavailable)?
+                    .map(|(k, _)| k.value() + 1)
+                    .unwrap_or(0);
                 (committed, last.max(committed))
             };
             txn.commit().map_err(unavailable)?;
@@ -117,9 +125,15 @@ impl EmbeddedBus {
 }
 
 fn forward(shared: &Shared, records: &[(u64, InboundEvent)]) {
-    let Ok(mut guard) = shared.consumer.lock() else { return };
-    let Some(consumer) = guard.as_mut() else { return };
-    let Ok(mut progress) = shared.progress.lock() else { return };
+    let Ok(mut guard) = shared.consumer.lock() else {
+        return;
+    };
+    let Some(consumer) = guard.as_mut() else {
+        return;
+    };
+    let Ok(mut progress) = shared.progress.lock() else {
+        return;
+    };
     for (offset, event) in records {
         if *offset < consumer.forward_from {
             continue;
@@ -151,7 +165,9 @@ impl Bus for EmbeddedBus {
                 move |txn| {
                     let mut log = txn.open_table(LOG)?;
                     // Offsets are assigned on the writer thread, so in commit order.
-                    let first = shared.next.fetch_add(encoded.len() as u64, Ordering::AcqRel);
+                    let first = shared
+                        .next
+                        .fetch_add(encoded.len() as u64, Ordering::AcqRel);
                     for (i, bytes) in encoded.iter().enumerate() {
                         log.insert(first + i as u64, bytes.as_slice())?;
                     }

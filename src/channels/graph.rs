@@ -49,7 +49,8 @@ impl GraphClient {
         token: &Secret,
         body: &Value,
     ) -> Result<Value, SendError> {
-        self.post_attempts(channel, path, token, body, self.policy.max_attempts).await
+        self.post_attempts(channel, path, token, body, self.policy.max_attempts)
+            .await
     }
 
     /// One attempt only, for best-effort calls (typing indicators) that

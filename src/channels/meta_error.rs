@@ -95,7 +95,12 @@ impl SendError {
                 b.error.message.unwrap_or_default(),
                 b.error.is_transient.unwrap_or(false),
             ),
-            None => (0, None, format!("unparsed error body ({} bytes)", body.len()), false),
+            None => (
+                0,
+                None,
+                format!("unparsed error body ({} bytes)", body.len()),
+                false,
+            ),
         };
         let kind = classify(status, code, subcode, transient);
         Self {
@@ -151,28 +156,52 @@ mod tests {
 
     #[test]
     fn maps_meta_codes() {
-        let e = err(400, r#"{"error":{"message":"(#613) Calls to this api have exceeded the rate limit.","type":"OAuthException","code":613,"fbtrace_id":"A"}}"#);
+        let e = err(
+            400,
+            r#"{"error":{"message":"(#613) Calls to this api have exceeded the rate limit.","type":"OAuthException","code":613,"fbtrace_id":"A"}}"#,
+        );
         assert_eq!(e.kind, SendErrorKind::Throttled);
         assert!(e.retryable());
-        let e = err(400, r#"{"error":{"message":"Error validating access token: Session has expired","type":"OAuthException","code":190,"error_subcode":463}}"#);
+        let e = err(
+            400,
+            r#"{"error":{"message":"Error validating access token: Session has expired","type":"OAuthException","code":190,"error_subcode":463}}"#,
+        );
         assert_eq!(e.kind, SendErrorKind::TokenExpired);
         assert!(!e.retryable());
-        let e = err(400, r#"{"error":{"message":"(#10) This message is sent outside of allowed window.","type":"OAuthException","code":10,"error_subcode":2018278}}"#);
+        let e = err(
+            400,
+            r#"{"error":{"message":"(#10) This message is sent outside of allowed window.","type":"OAuthException","code":10,"error_subcode":2018278}}"#,
+        );
         assert_eq!(e.kind, SendErrorKind::WindowClosed);
-        let e = err(400, r#"{"error":{"message":"Re-engagement message","code":131047}}"#);
+        let e = err(
+            400,
+            r#"{"error":{"message":"Re-engagement message","code":131047}}"#,
+        );
         assert_eq!(e.kind, SendErrorKind::WindowClosed);
-        let e = err(400, r#"{"error":{"message":"(#100) No matching user found","type":"OAuthException","code":100,"error_subcode":2018001}}"#);
+        let e = err(
+            400,
+            r#"{"error":{"message":"(#100) No matching user found","type":"OAuthException","code":100,"error_subcode":2018001}}"#,
+        );
         assert_eq!(e.kind, SendErrorKind::Rejected);
         assert!(!e.retryable());
         assert_eq!(err(503, "<html>").kind, SendErrorKind::Server);
         assert_eq!(err(429, "{}").kind, SendErrorKind::Throttled);
-        let e = err(500, r#"{"error":{"message":"An unexpected error has occurred.","code":2,"is_transient":true}}"#);
+        let e = err(
+            500,
+            r#"{"error":{"message":"An unexpected error has occurred.","code":2,"is_transient":true}}"#,
+        );
         assert!(e.retryable());
     }
 
     #[test]
     fn display_is_one_readable_line() {
-        let e = err(400, r#"{"error":{"message":"(#100) No matching user found","code":100}}"#);
-        assert_eq!(e.to_string(), "rejected (HTTP 400, code 100): (#100) No matching user found");
+        let e = err(
+            400,
+            r#"{"error":{"message":"(#100) No matching user found","code":100}}"#,
+        );
+        assert_eq!(
+            e.to_string(),
+            "rejected (HTTP 400, code 100): (#100) No matching user found"
+        );
     }
 }

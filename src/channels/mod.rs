@@ -4,8 +4,8 @@
 //! the one place that maps Meta error codes.
 
 pub mod graph;
-pub mod meta_error;
 pub mod messenger;
+pub mod meta_error;
 pub mod retry;
 pub mod webhook;
 

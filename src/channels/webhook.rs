@@ -153,6 +153,9 @@ mod tests {
             Err(ParseError::UnsupportedObject(_))
         ));
         assert!(matches!(parse(b"{not json", 0), Err(ParseError::Json(_))));
-        assert!(matches!(parse(br#"{"entry":[]}"#, 0), Err(ParseError::Json(_))));
+        assert!(matches!(
+            parse(br#"{"entry":[]}"#, 0),
+            Err(ParseError::Json(_))
+        ));
     }
 }

@@ -182,7 +182,10 @@ assistant = "support"
             &env(&[
                 ("SWITCHBOARD__SERVER__LISTEN", "127.0.0.1:9999"),
                 ("SWITCHBOARD__APPS__MAIN__APP_SECRET", "env-secret"),
-                ("SWITCHBOARD__INTEGRATIONS__ACME_FB__ACCESS_TOKEN", "env-token"),
+                (
+                    "SWITCHBOARD__INTEGRATIONS__ACME_FB__ACCESS_TOKEN",
+                    "env-token",
+                ),
                 ("OTHER__SERVER__LISTEN", "ignored"),
             ]),
         )
@@ -200,11 +203,8 @@ assistant = "support"
             .replace("app = \"main\"", "app = \"nope\"")
             .replace("access_token = \"tok\"", "access_token = \"\"")
             .replace("assistant = \"support\"", "assistant = \"ghost\"");
-        let err = load_from_str(
-            &bad,
-            &env(&[("SWITCHBOARD__SERVER__MAX_BODY_BYTES", "0")]),
-        )
-        .expect_err("invalid");
+        let err = load_from_str(&bad, &env(&[("SWITCHBOARD__SERVER__MAX_BODY_BYTES", "0")]))
+            .expect_err("invalid");
         let text = err.to_string();
         for needle in [
             "integrations[0].app",

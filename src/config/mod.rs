@@ -204,9 +204,7 @@ impl ResponseDelay {
     pub fn draw(&self) -> Duration {
         match *self {
             Self::Fixed(ms) => Duration::from_millis(ms),
-            Self::Range([lo, hi]) if hi > lo => {
-                Duration::from_millis(rand::random_range(lo..=hi))
-            }
+            Self::Range([lo, hi]) if hi > lo => Duration::from_millis(rand::random_range(lo..=hi)),
             Self::Range([lo, _]) => Duration::from_millis(lo),
         }
     }

@@ -59,7 +59,10 @@ mod tests {
     fn never_prints_its_value() {
         let s = Secret::new("hunter2");
         assert_eq!(format!("{s:?} {s}"), "<redacted> <redacted>");
-        assert_eq!(serde_json::to_string(&s).unwrap_or_default(), "\"<redacted>\"");
+        assert_eq!(
+            serde_json::to_string(&s).unwrap_or_default(),
+            "\"<redacted>\""
+        );
         assert_eq!(s.expose(), "hunter2");
     }
 }

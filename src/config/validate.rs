@@ -29,20 +29,32 @@ pub fn validate(c: &Config) -> Result<(), Vec<String>> {
         }
     }
     if c.server.max_body_bytes == 0 || c.server.max_body_bytes > 100 * 1024 * 1024 {
-        err("server.max_body_bytes".into(), "must be between 1 and 104857600");
+        err(
+            "server.max_body_bytes".into(),
+            "must be between 1 and 104857600",
+        );
     }
     if c.bus.kind == BusKind::Kafka {
-        err("bus.kind".into(), "\"kafka\" is not supported by this build; use \"embedded\"");
+        err(
+            "bus.kind".into(),
+            "\"kafka\" is not supported by this build; use \"embedded\"",
+        );
     }
     if c.store.kind == StoreKind::Scylla {
-        err("store.kind".into(), "\"scylla\" is not supported by this build; use \"embedded\"");
+        err(
+            "store.kind".into(),
+            "\"scylla\" is not supported by this build; use \"embedded\"",
+        );
     }
     if c.store.path.as_os_str().is_empty() {
         err("store.path".into(), "must not be empty");
     }
     let base = &c.meta.graph_base_url;
     if !(base.starts_with("http://") || base.starts_with("https://")) || base.len() < 10 {
-        err("meta.graph_base_url".into(), "must be an http:// or https:// URL");
+        err(
+            "meta.graph_base_url".into(),
+            "must be an http:// or https:// URL",
+        );
     }
     for (key, value) in [
         ("engine.passivate_after", &c.engine.passivate_after),
@@ -56,7 +68,10 @@ pub fn validate(c: &Config) -> Result<(), Vec<String>> {
     ] {
         match humantime::parse_duration(value) {
             Ok(d) if !d.is_zero() => {}
-            _ => err(key.into(), "must be a positive duration like \"15s\" or \"7d\""),
+            _ => err(
+                key.into(),
+                "must be a positive duration like \"15s\" or \"7d\"",
+            ),
         }
     }
     if c.engine.max_event_attempts == 0 {
@@ -69,7 +84,11 @@ pub fn validate(c: &Config) -> Result<(), Vec<String>> {
         err("outbound.max_attempts".into(), "must be between 1 and 20");
     }
 
-    let assistants = unique_ids(c.assistants.iter().map(|a| a.id.as_str()), "assistants", &mut err);
+    let assistants = unique_ids(
+        c.assistants.iter().map(|a| a.id.as_str()),
+        "assistants",
+        &mut err,
+    );
     for (i, a) in c.assistants.iter().enumerate() {
         let key = |f: &str| format!("assistants[{i}].{f}");
         match a.kind {
@@ -79,7 +98,10 @@ pub fn validate(c: &Config) -> Result<(), Vec<String>> {
                 }
                 for (j, r) in a.rules.iter().enumerate() {
                     if r.keywords.iter().all(|k| k.trim().is_empty()) {
-                        err(key(&format!("rules[{j}].keywords")), "needs at least one keyword");
+                        err(
+                            key(&format!("rules[{j}].keywords")),
+                            "needs at least one keyword",
+                        );
                     }
                     if r.reply.trim().is_empty() {
                         err(key(&format!("rules[{j}].reply")), "must not be empty");
@@ -87,15 +109,26 @@ pub fn validate(c: &Config) -> Result<(), Vec<String>> {
                 }
             }
             AssistantKind::Openai => {
-                err(key("kind"), "\"openai\" is not supported by this build; use \"rules\"");
+                err(
+                    key("kind"),
+                    "\"openai\" is not supported by this build; use \"rules\"",
+                );
             }
         }
     }
 
     let apps = unique_ids(c.apps.iter().map(|a| a.id.as_str()), "apps", &mut err);
     for (i, a) in c.apps.iter().enumerate() {
-        if a.id.is_empty() || !a.id.chars().all(|ch| ch.is_ascii_alphanumeric() || ch == '-' || ch == '_') {
-            err(format!("apps[{i}].id"), "must be letters, digits, '-' or '_' (it is part of the webhook URL)");
+        if a.id.is_empty()
+            || !a
+                .id
+                .chars()
+                .all(|ch| ch.is_ascii_alphanumeric() || ch == '-' || ch == '_')
+        {
+            err(
+                format!("apps[{i}].id"),
+                "must be letters, digits, '-' or '_' (it is part of the webhook URL)",
+            );
         }
         if a.app_secret.is_empty() {
             err(format!("apps[{i}].app_secret"), "must not be empty");
@@ -108,11 +141,18 @@ pub fn validate(c: &Config) -> Result<(), Vec<String>> {
     let tenants = unique_ids(c.tenants.iter().map(|t| t.id.as_str()), "tenants", &mut err);
     for (i, t) in c.tenants.iter().enumerate() {
         if t.store == StoreKind::Scylla {
-            err(format!("tenants[{i}].store"), "\"scylla\" is not supported by this build; use \"embedded\"");
+            err(
+                format!("tenants[{i}].store"),
+                "\"scylla\" is not supported by this build; use \"embedded\"",
+            );
         }
     }
 
-    unique_ids(c.integrations.iter().map(|t| t.id.as_str()), "integrations", &mut err);
+    unique_ids(
+        c.integrations.iter().map(|t| t.id.as_str()),
+        "integrations",
+        &mut err,
+    );
     let mut accounts = HashSet::new();
     for (i, g) in c.integrations.iter().enumerate() {
         let key = |f: &str| format!("integrations[{i}].{f}");
@@ -120,42 +160,63 @@ pub fn validate(c: &Config) -> Result<(), Vec<String>> {
             err(key("id"), "must be non-empty and must not contain ':' (conversation ids are {integration}:{customer})");
         }
         if !tenants.contains(g.tenant.as_str()) {
-            err(key("tenant"), &format!("no tenant with id \"{}\"", g.tenant));
+            err(
+                key("tenant"),
+                &format!("no tenant with id \"{}\"", g.tenant),
+            );
         }
         if !apps.contains(g.app.as_str()) {
             err(key("app"), &format!("no app with id \"{}\"", g.app));
         }
         if !assistants.contains(g.assistant.as_str()) {
-            err(key("assistant"), &format!("no assistant with id \"{}\"", g.assistant));
+            err(
+                key("assistant"),
+                &format!("no assistant with id \"{}\"", g.assistant),
+            );
         }
         if !matches!(g.channel, ChannelKind::Messenger | ChannelKind::Instagram) {
-            err(key("channel"), "only \"messenger\" and \"instagram\" are supported by this build");
+            err(
+                key("channel"),
+                "only \"messenger\" and \"instagram\" are supported by this build",
+            );
         }
         if g.account_id.trim().is_empty() {
             err(key("account_id"), "must not be empty");
         } else if !accounts.insert((g.app.clone(), g.account_id.clone())) {
-            err(key("account_id"), "another integration of the same app has this account");
+            err(
+                key("account_id"),
+                "another integration of the same app has this account",
+            );
         }
         if g.access_token.is_empty() {
             err(key("access_token"), "must not be empty");
         }
         let limit = channel_text_limit(g.channel);
         if g.max_message_length == 0 || g.max_message_length > limit {
-            err(key("max_message_length"), &format!("must be between 1 and {limit} for this channel"));
+            err(
+                key("max_message_length"),
+                &format!("must be between 1 and {limit} for this channel"),
+            );
         }
         if g.rate_limit_per_minute == 0 {
             err(key("rate_limit_per_minute"), "must be at least 1");
         }
         match humantime::parse_duration(&g.dedup_window) {
             Ok(d) if d.as_secs() >= 60 => {}
-            _ => err(key("dedup_window"), "must be a duration of at least one minute, like \"7d\""),
+            _ => err(
+                key("dedup_window"),
+                "must be a duration of at least one minute, like \"7d\"",
+            ),
         }
         match g.response_delay_ms {
             ResponseDelay::Fixed(ms) if ms > 86_400_000 => {
                 err(key("response_delay_ms"), "must be at most one day");
             }
             ResponseDelay::Range([lo, hi]) if lo > hi || hi > 86_400_000 => {
-                err(key("response_delay_ms"), "must be [min, max] with min <= max <= one day");
+                err(
+                    key("response_delay_ms"),
+                    "must be [min, max] with min <= max <= one day",
+                );
             }
             _ => {}
         }

@@ -23,7 +23,7 @@ pub const NO_EVENT: u64 = u64::MAX;
 
 pub enum ConversationMsg {
     /// An event from the bus.
-    Deliver(Delivery),
+    Deliver(Box<Delivery>),
     /// A deadline may be due.
     Wake,
 }
@@ -62,7 +62,11 @@ impl Actor for ConversationActor {
     type State = ConversationState;
     type Arguments = ConversationArgs;
 
-    async fn pre_start(&self, _myself: ActorRef<Self::Msg>, args: ConversationArgs) -> Result<Self::State, ActorProcessingErr> {
+    async fn pre_start(
+        &self,
+        _myself: ActorRef<Self::Msg>,
+        args: ConversationArgs,
+    ) -> Result<Self::State, ActorProcessingErr> {
         Ok(ConversationState {
             args,
             conversation: None,
@@ -72,9 +76,14 @@ impl Actor for ConversationActor {
 
     /// Rehydrates from the store (in the actor's own task, so the supervisor
     /// never waits on it) and resumes whatever was pending.
-    async fn post_start(&self, _myself: ActorRef<Self::Msg>, state: &mut Self::State) -> Result<(), ActorProcessingErr> {
+    async fn post_start(
+        &self,
+        _myself: ActorRef<Self::Msg>,
+        state: &mut Self::State,
+    ) -> Result<(), ActorProcessingErr> {
         let id = state.args.id.clone();
-        let (integration_id, customer) = split_id(&id).ok_or_else(|| ConversationError::BadId(id.to_string()))?;
+        let (integration_id, customer) =
+            split_id(&id).ok_or_else(|| ConversationError::BadId(id.to_string()))?;
         let now = now_ms();
         let stored = state.args.ctx.store.load_conversation(&id, now).await?;
         let Some(integration) = state.args.ctx.integrations.get(integration_id).cloned() else {
@@ -93,9 +102,14 @@ impl Actor for ConversationActor {
         drive(state).await
     }
 
-    async fn handle(&self, _myself: ActorRef<Self::Msg>, msg: Self::Msg, state: &mut Self::State) -> Result<(), ActorProcessingErr> {
+    async fn handle(
+        &self,
+        _myself: ActorRef<Self::Msg>,
+        msg: Self::Msg,
+        state: &mut Self::State,
+    ) -> Result<(), ActorProcessingErr> {
         match msg {
-            ConversationMsg::Deliver(d) => handle_delivery(state, d).await,
+            ConversationMsg::Deliver(d) => handle_delivery(state, *d).await,
             ConversationMsg::Wake => {
                 // The timer service dropped the deadline it fired.
                 state.registered = None;
@@ -105,8 +119,14 @@ impl Actor for ConversationActor {
     }
 }
 
-async fn handle_delivery(state: &mut ConversationState, d: Delivery) -> Result<(), ActorProcessingErr> {
-    state.args.current.store(d.position.offset, Ordering::Release);
+async fn handle_delivery(
+    state: &mut ConversationState,
+    d: Delivery,
+) -> Result<(), ActorProcessingErr> {
+    state
+        .args
+        .current
+        .store(d.position.offset, Ordering::Release);
     let Some(conv) = state.conversation.as_mut() else {
         finish(state, d);
         return Ok(());
@@ -139,7 +159,10 @@ async fn handle_delivery(state: &mut ConversationState, d: Delivery) -> Result<(
 }
 
 fn finish(state: &ConversationState, d: Delivery) {
-    state.args.current.store(super::actor::NO_EVENT, Ordering::Release);
+    state
+        .args
+        .current
+        .store(super::actor::NO_EVENT, Ordering::Release);
     let _ = state
         .args
         .supervisor
@@ -157,7 +180,11 @@ async fn drive(state: &mut ConversationState) -> Result<(), ActorProcessingErr> 
         conv.schedule_typing(now, state.args.ctx.config.engine.typing_refresh());
         typing(state).await;
     }
-    if state.conversation.as_ref().is_some_and(|c| c.reply_due(now)) {
+    if state
+        .conversation
+        .as_ref()
+        .is_some_and(|c| c.reply_due(now))
+    {
         plan_reply(state).await?;
     }
     persist(state).await?;
@@ -173,7 +200,11 @@ async fn drive(state: &mut ConversationState) -> Result<(), ActorProcessingErr> 
 }
 
 async fn persist(state: &mut ConversationState) -> Result<(), ActorProcessingErr> {
-    let Some(write) = state.conversation.as_mut().and_then(Conversation::take_write) else {
+    let Some(write) = state
+        .conversation
+        .as_mut()
+        .and_then(Conversation::take_write)
+    else {
         return Ok(());
     };
     state.args.ctx.store.commit_turn(write).await?;
@@ -181,7 +212,9 @@ async fn persist(state: &mut ConversationState) -> Result<(), ActorProcessingErr
 }
 
 async fn typing(state: &ConversationState) {
-    let Some(conv) = state.conversation.as_ref() else { return };
+    let Some(conv) = state.conversation.as_ref() else {
+        return;
+    };
     if let Err(e) = state
         .args
         .ctx
@@ -237,7 +270,9 @@ async fn flush_outbox(state: &mut ConversationState) -> Result<(), ActorProcessi
                 conv.part_sent(sent.message_id, now);
                 telemetry::reply(channel, "sent");
                 if item.first_of_turn {
-                    let elapsed = now.saturating_sub(item.received_at_ms).saturating_sub(item.delay_ms);
+                    let elapsed = now
+                        .saturating_sub(item.received_at_ms)
+                        .saturating_sub(item.delay_ms);
                     telemetry::event_to_reply(channel, elapsed as f64 / 1000.0);
                 }
             }

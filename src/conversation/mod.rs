@@ -36,7 +36,12 @@ pub struct EngineContext {
 }
 
 impl EngineContext {
-    pub fn new(config: Arc<Config>, store: Arc<dyn Store>, bus: Arc<dyn Bus>, outbound: Outbound) -> Self {
+    pub fn new(
+        config: Arc<Config>,
+        store: Arc<dyn Store>,
+        bus: Arc<dyn Bus>,
+        outbound: Outbound,
+    ) -> Self {
         let assistants = config
             .assistants
             .iter()

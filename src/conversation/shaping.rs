@@ -45,7 +45,11 @@ fn strip_inline(line: &str) -> String {
         if c == '[' {
             if let Some(close) = chars[i..].iter().position(|&x| x == ']').map(|p| p + i) {
                 if chars.get(close + 1) == Some(&'(') {
-                    if let Some(end) = chars[close..].iter().position(|&x| x == ')').map(|p| p + close) {
+                    if let Some(end) = chars[close..]
+                        .iter()
+                        .position(|&x| x == ')')
+                        .map(|p| p + close)
+                    {
                         let label: String = chars[i + 1..close].iter().collect();
                         let url: String = chars[close + 2..end].iter().collect();
                         out.push_str(&format!("{label} ({url})"));
@@ -117,13 +121,11 @@ fn last_break(window: &str, seps: &[&str]) -> Option<usize> {
 
 fn last_sentence_end(window: &str) -> Option<usize> {
     let bytes = window.as_bytes();
-    (1..bytes.len())
-        .rev()
-        .find(|&i| {
-            matches!(bytes[i - 1], b'.' | b'!' | b'?')
-                && matches!(bytes[i], b' ' | b'\n')
-                && !window[..i].trim().is_empty()
-        })
+    (1..bytes.len()).rev().find(|&i| {
+        matches!(bytes[i - 1], b'.' | b'!' | b'?')
+            && matches!(bytes[i], b' ' | b'\n')
+            && !window[..i].trim().is_empty()
+    })
 }
 
 #[cfg(test)]
@@ -139,11 +141,20 @@ mod tests {
     #[test]
     fn prefers_paragraphs_then_sentences_then_words() {
         let text = "First paragraph here.\n\nSecond one is longer than that.";
-        assert_eq!(split(text, 40), vec!["First paragraph here.", "Second one is longer than that."]);
+        assert_eq!(
+            split(text, 40),
+            vec!["First paragraph here.", "Second one is longer than that."]
+        );
         let text = "One sentence. Two sentence. Three sentence.";
-        assert_eq!(split(text, 30), vec!["One sentence. Two sentence.", "Three sentence."]);
+        assert_eq!(
+            split(text, 30),
+            vec!["One sentence. Two sentence.", "Three sentence."]
+        );
         let text = "alpha beta gamma delta epsilon";
-        assert_eq!(split(text, 12), vec!["alpha beta", "gamma delta", "epsilon"]);
+        assert_eq!(
+            split(text, 12),
+            vec!["alpha beta", "gamma delta", "epsilon"]
+        );
     }
 
     #[test]
@@ -159,7 +170,10 @@ mod tests {
             let parts = split(&text, limit);
             assert!(parts.iter().all(|p| p.chars().count() <= limit));
             let joined: String = parts.join(" ");
-            assert_eq!(joined.split_whitespace().count(), text.split_whitespace().count());
+            assert_eq!(
+                joined.split_whitespace().count(),
+                text.split_whitespace().count()
+            );
         }
     }
 

@@ -75,7 +75,11 @@ impl Actor for ConversationSupervisor {
     type State = SupervisorState;
     type Arguments = SupervisorArgs;
 
-    async fn pre_start(&self, myself: ActorRef<Self::Msg>, args: SupervisorArgs) -> Result<Self::State, ActorProcessingErr> {
+    async fn pre_start(
+        &self,
+        myself: ActorRef<Self::Msg>,
+        args: SupervisorArgs,
+    ) -> Result<Self::State, ActorProcessingErr> {
         let every = (args.ctx.config.engine.passivate_after() / 4).max(Duration::from_millis(250));
         myself.send_interval(every, || SupervisorMsg::Sweep);
         Ok(SupervisorState {
@@ -85,7 +89,12 @@ impl Actor for ConversationSupervisor {
         })
     }
 
-    async fn handle(&self, myself: ActorRef<Self::Msg>, msg: Self::Msg, state: &mut Self::State) -> Result<(), ActorProcessingErr> {
+    async fn handle(
+        &self,
+        myself: ActorRef<Self::Msg>,
+        msg: Self::Msg,
+        state: &mut Self::State,
+    ) -> Result<(), ActorProcessingErr> {
         match msg {
             SupervisorMsg::Deliver(d) => deliver(&myself, state, d).await,
             SupervisorMsg::Wake(id) => wake(&myself, state, id).await,
@@ -100,7 +109,12 @@ impl Actor for ConversationSupervisor {
         Ok(())
     }
 
-    async fn handle_supervisor_evt(&self, myself: ActorRef<Self::Msg>, evt: SupervisionEvent, state: &mut Self::State) -> Result<(), ActorProcessingErr> {
+    async fn handle_supervisor_evt(
+        &self,
+        myself: ActorRef<Self::Msg>,
+        evt: SupervisionEvent,
+        state: &mut Self::State,
+    ) -> Result<(), ActorProcessingErr> {
         match evt {
             SupervisionEvent::ActorFailed(cell, err) => {
                 on_failed(&myself, state, cell.get_id(), err.to_string()).await;
@@ -122,7 +136,7 @@ async fn deliver(myself: &ActorRef<SupervisorMsg>, state: &mut SupervisorState, 
     entry.inflight.push_back((d.clone(), 0));
     match &entry.actor {
         Some(actor) if !entry.stopping => {
-            let _ = actor.send_message(ConversationMsg::Deliver(d));
+            let _ = actor.send_message(ConversationMsg::Deliver(Box::new(d)));
         }
         Some(_) => {} // handed over when the stopping actor is gone
         None if entry.respawn_scheduled => {}
@@ -157,7 +171,9 @@ fn finished(state: &mut SupervisorState, id: &Arc<str>, pos: Position) {
 }
 
 async fn spawn(myself: &ActorRef<SupervisorMsg>, state: &mut SupervisorState, id: Arc<str>) {
-    let Some(entry) = state.entries.get_mut(&id) else { return };
+    let Some(entry) = state.entries.get_mut(&id) else {
+        return;
+    };
     entry.current.store(NO_EVENT, Ordering::Release);
     let args = ConversationArgs {
         ctx: state.args.ctx.clone(),
@@ -169,7 +185,7 @@ async fn spawn(myself: &ActorRef<SupervisorMsg>, state: &mut SupervisorState, id
     match Actor::spawn_linked(None, ConversationActor, args, myself.get_cell()).await {
         Ok((actor, _)) => {
             for (d, _) in &entry.inflight {
-                let _ = actor.send_message(ConversationMsg::Deliver(d.clone()));
+                let _ = actor.send_message(ConversationMsg::Deliver(Box::new(d.clone())));
             }
             state.by_actor.insert(actor.get_id(), id);
             entry.actor = Some(actor);
@@ -178,12 +194,22 @@ async fn spawn(myself: &ActorRef<SupervisorMsg>, state: &mut SupervisorState, id
         Err(e) => {
             tracing::error!(conversation = %id, error = %e, "Cannot start conversation actor");
             entry.failures += 1;
-            schedule_respawn(myself, entry, &id, state.args.ctx.config.engine.restart_backoff_max());
+            schedule_respawn(
+                myself,
+                entry,
+                &id,
+                state.args.ctx.config.engine.restart_backoff_max(),
+            );
         }
     }
 }
 
-fn schedule_respawn(myself: &ActorRef<SupervisorMsg>, entry: &mut Entry, id: &Arc<str>, max: Duration) {
+fn schedule_respawn(
+    myself: &ActorRef<SupervisorMsg>,
+    entry: &mut Entry,
+    id: &Arc<str>,
+    max: Duration,
+) {
     let backoff = Duration::from_millis(50)
         .saturating_mul(1u32 << entry.failures.min(16))
         .min(max);
@@ -193,26 +219,41 @@ fn schedule_respawn(myself: &ActorRef<SupervisorMsg>, entry: &mut Entry, id: &Ar
 }
 
 async fn respawn(myself: &ActorRef<SupervisorMsg>, state: &mut SupervisorState, id: Arc<str>) {
-    let Some(entry) = state.entries.get_mut(&id) else { return };
+    let Some(entry) = state.entries.get_mut(&id) else {
+        return;
+    };
     entry.respawn_scheduled = false;
     if entry.actor.is_none() {
         spawn(myself, state, id).await;
     }
 }
 
-async fn on_failed(myself: &ActorRef<SupervisorMsg>, state: &mut SupervisorState, actor: ActorId, error: String) {
-    let Some(id) = state.by_actor.remove(&actor) else { return };
+async fn on_failed(
+    myself: &ActorRef<SupervisorMsg>,
+    state: &mut SupervisorState,
+    actor: ActorId,
+    error: String,
+) {
+    let Some(id) = state.by_actor.remove(&actor) else {
+        return;
+    };
     telemetry::actor_restart();
     let max_attempts = state.args.ctx.config.engine.max_event_attempts;
     let backoff_max = state.args.ctx.config.engine.restart_backoff_max();
-    let Some(entry) = state.entries.get_mut(&id) else { return };
+    let Some(entry) = state.entries.get_mut(&id) else {
+        return;
+    };
     entry.actor = None;
     entry.stopping = false;
     entry.failures += 1;
     let blamed = entry.current.swap(NO_EVENT, Ordering::AcqRel);
     tracing::warn!(conversation = %id, error = %error, failures = entry.failures, "Conversation actor failed; restarting");
     let mut poison = None;
-    if let Some(idx) = entry.inflight.iter().position(|(d, _)| d.position.offset == blamed) {
+    if let Some(idx) = entry
+        .inflight
+        .iter()
+        .position(|(d, _)| d.position.offset == blamed)
+    {
         entry.inflight[idx].1 += 1;
         if entry.inflight[idx].1 >= max_attempts {
             poison = entry.inflight.remove(idx);
@@ -246,9 +287,17 @@ async fn on_failed(myself: &ActorRef<SupervisorMsg>, state: &mut SupervisorState
     }
 }
 
-async fn on_terminated(myself: &ActorRef<SupervisorMsg>, state: &mut SupervisorState, actor: ActorId) {
-    let Some(id) = state.by_actor.remove(&actor) else { return };
-    let Some(entry) = state.entries.get_mut(&id) else { return };
+async fn on_terminated(
+    myself: &ActorRef<SupervisorMsg>,
+    state: &mut SupervisorState,
+    actor: ActorId,
+) {
+    let Some(id) = state.by_actor.remove(&actor) else {
+        return;
+    };
+    let Some(entry) = state.entries.get_mut(&id) else {
+        return;
+    };
     entry.actor = None;
     entry.stopping = false;
     if entry.inflight.is_empty() {
@@ -262,7 +311,10 @@ fn sweep(state: &mut SupervisorState) {
     let idle = state.args.ctx.config.engine.passivate_after();
     let now = Instant::now();
     for entry in state.entries.values_mut() {
-        if entry.stopping || !entry.inflight.is_empty() || now.duration_since(entry.last_used) < idle {
+        if entry.stopping
+            || !entry.inflight.is_empty()
+            || now.duration_since(entry.last_used) < idle
+        {
             continue;
         }
         if let Some(actor) = &entry.actor {
@@ -270,7 +322,9 @@ fn sweep(state: &mut SupervisorState) {
             actor.stop(Some("passivated".into()));
         }
     }
-    state.entries.retain(|_, e| e.actor.is_some() || !e.inflight.is_empty() || e.respawn_scheduled);
+    state
+        .entries
+        .retain(|_, e| e.actor.is_some() || !e.inflight.is_empty() || e.respawn_scheduled);
 }
 
 /// Forwards timer wakes to the supervisor.

@@ -22,7 +22,9 @@ use crate::store::{
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum EventOutcome {
     /// A new customer message, queued for an answer.
-    Queued { starts_turn: bool },
+    Queued {
+        starts_turn: bool,
+    },
     Duplicate,
     RateLimited,
     /// Recorded without an answer (echo, delivery, read).
@@ -69,7 +71,8 @@ impl Conversation {
                 DedupWindow::default(),
             ),
         };
-        let per_minute = NonZeroU32::new(integration.rate_limit_per_minute).unwrap_or(NonZeroU32::MIN);
+        let per_minute =
+            NonZeroU32::new(integration.rate_limit_per_minute).unwrap_or(NonZeroU32::MIN);
         let limiter = RateLimiter::direct(Quota::per_minute(per_minute));
         Self {
             unsaved: Unsaved::default(),
@@ -96,7 +99,15 @@ impl Conversation {
         self.dirty = true;
     }
 
-    fn log(&mut self, direction: Direction, text: Option<String>, time_ms: u64, status: MessageStatus, mid: Option<String>, attachments: Vec<Attachment>) -> u64 {
+    fn log(
+        &mut self,
+        direction: Direction,
+        text: Option<String>,
+        time_ms: u64,
+        status: MessageStatus,
+        mid: Option<String>,
+        attachments: Vec<Attachment>,
+    ) -> u64 {
         let seq = self.record.next_seq;
         self.record.next_seq += 1;
         self.record.message_count += 1;
@@ -133,10 +144,17 @@ impl Conversation {
                 attachments,
                 quick_reply,
             } => {
-                let text = text.clone().or_else(|| quick_reply.clone()).unwrap_or_default();
+                let text = text
+                    .clone()
+                    .or_else(|| quick_reply.clone())
+                    .unwrap_or_default();
                 self.customer_message(event, mid.clone(), text, attachments.clone(), now_ms)
             }
-            EventKind::Postback { mid, title, payload } => {
+            EventKind::Postback {
+                mid,
+                title,
+                payload,
+            } => {
                 let key = mid
                     .clone()
                     .unwrap_or_else(|| format!("postback:{}:{payload}", event.timestamp_ms));
@@ -149,7 +167,14 @@ impl Conversation {
                 }
                 // Sent by the business from another app (a person in the
                 // platform's inbox): keep it in the log.
-                self.log(Direction::Out, text.clone(), event.timestamp_ms, MessageStatus::Sent, Some(mid.clone()), Vec::new());
+                self.log(
+                    Direction::Out,
+                    text.clone(),
+                    event.timestamp_ms,
+                    MessageStatus::Sent,
+                    Some(mid.clone()),
+                    Vec::new(),
+                );
                 self.remember(mid.clone(), now_ms);
                 EventOutcome::Recorded
             }
@@ -172,17 +197,43 @@ impl Conversation {
         }
     }
 
-    fn customer_message(&mut self, event: &InboundEvent, key: String, text: String, attachments: Vec<Attachment>, now_ms: u64) -> EventOutcome {
+    fn customer_message(
+        &mut self,
+        event: &InboundEvent,
+        key: String,
+        text: String,
+        attachments: Vec<Attachment>,
+        now_ms: u64,
+    ) -> EventOutcome {
         if self.dedup.contains(&key, now_ms) {
             return EventOutcome::Duplicate;
         }
         self.remember(key.clone(), now_ms);
-        self.record.last_inbound_ms = Some(self.record.last_inbound_ms.unwrap_or(0).max(event.timestamp_ms));
+        self.record.last_inbound_ms = Some(
+            self.record
+                .last_inbound_ms
+                .unwrap_or(0)
+                .max(event.timestamp_ms),
+        );
         if self.limiter.check().is_err() {
-            self.log(Direction::In, Some(text), event.timestamp_ms, MessageStatus::RateLimited, Some(key), attachments);
+            self.log(
+                Direction::In,
+                Some(text),
+                event.timestamp_ms,
+                MessageStatus::RateLimited,
+                Some(key),
+                attachments,
+            );
             return EventOutcome::RateLimited;
         }
-        let seq = self.log(Direction::In, Some(text.clone()), event.timestamp_ms, MessageStatus::Received, Some(key), attachments.clone());
+        let seq = self.log(
+            Direction::In,
+            Some(text.clone()),
+            event.timestamp_ms,
+            MessageStatus::Received,
+            Some(key),
+            attachments.clone(),
+        );
         if !self.integration.enabled {
             // A disabled integration keeps the conversation but does not answer.
             return EventOutcome::Recorded;
@@ -210,7 +261,11 @@ impl Conversation {
     /// Schedules (or clears) the next `typing_on` refresh.
     pub fn schedule_typing(&mut self, now_ms: u64, refresh: Duration) {
         let next = now_ms + refresh.as_millis() as u64;
-        let wanted = self.record.reply_due_ms.filter(|&due| due > next).map(|_| next);
+        let wanted = self
+            .record
+            .reply_due_ms
+            .filter(|&due| due > next)
+            .map(|_| next);
         if wanted != self.record.typing_refresh_ms {
             self.record.typing_refresh_ms = wanted;
             self.dirty = true;
@@ -248,9 +303,20 @@ impl Conversation {
             .map(|p| p.received_at_ms)
             .min()
             .unwrap_or(now_ms);
-        let parts = shaping::shape(answer, self.integration.channel, self.integration.max_message_length);
+        let parts = shaping::shape(
+            answer,
+            self.integration.channel,
+            self.integration.max_message_length,
+        );
         for (i, text) in parts.into_iter().enumerate() {
-            let seq = self.log(Direction::Out, Some(text.clone()), now_ms, MessageStatus::Pending, None, Vec::new());
+            let seq = self.log(
+                Direction::Out,
+                Some(text.clone()),
+                now_ms,
+                MessageStatus::Pending,
+                None,
+                Vec::new(),
+            );
             self.record.outbox.push(OutboxItem {
                 seq,
                 text,
@@ -404,8 +470,14 @@ mod tests {
     #[test]
     fn messages_during_a_delay_join_the_same_turn() {
         let mut c = Conversation::new(integration(100, 1000, true), "fb:C", "C", None, 0);
-        assert_eq!(c.apply(&message("m1", "hi", 0), 0), EventOutcome::Queued { starts_turn: true });
-        assert_eq!(c.apply(&message("m2", "hours?", 10), 10), EventOutcome::Queued { starts_turn: false });
+        assert_eq!(
+            c.apply(&message("m1", "hi", 0), 0),
+            EventOutcome::Queued { starts_turn: true }
+        );
+        assert_eq!(
+            c.apply(&message("m2", "hours?", 10), 10),
+            EventOutcome::Queued { starts_turn: false }
+        );
         assert!(!c.reply_due(999));
         assert!(c.reply_due(1000));
         assert_eq!(c.pending_request().0, ["hi", "hours?"]);
@@ -418,14 +490,34 @@ mod tests {
     #[test]
     fn duplicates_and_rate_limit() {
         let mut c = Conversation::new(integration(2, 0, true), "fb:C", "C", None, 0);
-        assert!(matches!(c.apply(&message("m1", "a", 0), 0), EventOutcome::Queued { .. }));
+        assert!(matches!(
+            c.apply(&message("m1", "a", 0), 0),
+            EventOutcome::Queued { .. }
+        ));
         assert_eq!(c.apply(&message("m1", "a", 0), 1), EventOutcome::Duplicate);
-        assert!(matches!(c.apply(&message("m2", "b", 2), 2), EventOutcome::Queued { .. }));
-        assert_eq!(c.apply(&message("m3", "c", 3), 3), EventOutcome::RateLimited);
+        assert!(matches!(
+            c.apply(&message("m2", "b", 2), 2),
+            EventOutcome::Queued { .. }
+        ));
+        assert_eq!(
+            c.apply(&message("m3", "c", 3), 3),
+            EventOutcome::RateLimited
+        );
         let write = c.take_write().expect("changes");
         let statuses: Vec<_> = write.messages.iter().map(|m| m.status).collect();
-        assert_eq!(statuses, [MessageStatus::Received, MessageStatus::Received, MessageStatus::RateLimited]);
-        assert_eq!(c.pending_request().0, ["a", "b"], "the limited message is kept, not answered");
+        assert_eq!(
+            statuses,
+            [
+                MessageStatus::Received,
+                MessageStatus::Received,
+                MessageStatus::RateLimited
+            ]
+        );
+        assert_eq!(
+            c.pending_request().0,
+            ["a", "b"],
+            "the limited message is kept, not answered"
+        );
     }
 
     #[test]
@@ -447,7 +539,10 @@ mod tests {
         c.part_sent("m_out_2".into(), 200);
         let _ = c.take_write();
         let mut delivery = message("x", "", 0);
-        delivery.kind = EventKind::Delivery { watermark: 150, mids: vec![] };
+        delivery.kind = EventKind::Delivery {
+            watermark: 150,
+            mids: vec![],
+        };
         c.apply(&delivery, 300);
         let w = c.take_write().expect("marks");
         assert_eq!(w.status_updates, vec![(2, MessageStatus::Delivered)]);
@@ -455,10 +550,17 @@ mod tests {
         read.kind = EventKind::Read { watermark: 250 };
         c.apply(&read, 400);
         let w = c.take_write().expect("marks");
-        assert_eq!(w.status_updates, vec![(4, MessageStatus::Read), (2, MessageStatus::Read)]);
+        assert_eq!(
+            w.status_updates,
+            vec![(4, MessageStatus::Read), (2, MessageStatus::Read)]
+        );
         // Our own echo is recognised and ignored.
         let mut echo = message("x", "", 0);
-        echo.kind = EventKind::Echo { mid: "m_out_1".into(), text: None, app_id: None };
+        echo.kind = EventKind::Echo {
+            mid: "m_out_1".into(),
+            text: None,
+            app_id: None,
+        };
         assert_eq!(c.apply(&echo, 500), EventOutcome::Ignored);
     }
 

@@ -16,7 +16,12 @@ use crate::clock::now_ms;
 use crate::event::InboundEvent;
 use crate::telemetry::{self, WebhookOutcome};
 
-fn reply(channel: &'static str, outcome: WebhookOutcome, status: StatusCode, body: impl Into<String>) -> Response {
+fn reply(
+    channel: &'static str,
+    outcome: WebhookOutcome,
+    status: StatusCode,
+    body: impl Into<String>,
+) -> Response {
     telemetry::webhook_request(channel, outcome);
     (status, body.into()).into_response()
 }
@@ -28,15 +33,30 @@ pub async fn verify(
     Query(q): Query<HashMap<String, String>>,
 ) -> Response {
     let Some(app) = state.apps.get(&app) else {
-        return reply("meta", WebhookOutcome::UnknownApp, StatusCode::NOT_FOUND, "unknown app");
+        return reply(
+            "meta",
+            WebhookOutcome::UnknownApp,
+            StatusCode::NOT_FOUND,
+            "unknown app",
+        );
     };
     let mode_ok = q.get("hub.mode").map(String::as_str) == Some("subscribe");
     let token_ok = q
         .get("hub.verify_token")
         .is_some_and(|t| constant_time_eq(t.as_bytes(), app.verify_token.expose().as_bytes()));
     match (mode_ok, token_ok, q.get("hub.challenge")) {
-        (true, true, Some(challenge)) => reply("meta", WebhookOutcome::Verified, StatusCode::OK, challenge.clone()),
-        _ => reply("meta", WebhookOutcome::VerifyRejected, StatusCode::FORBIDDEN, "verification failed"),
+        (true, true, Some(challenge)) => reply(
+            "meta",
+            WebhookOutcome::Verified,
+            StatusCode::OK,
+            challenge.clone(),
+        ),
+        _ => reply(
+            "meta",
+            WebhookOutcome::VerifyRejected,
+            StatusCode::FORBIDDEN,
+            "verification failed",
+        ),
     }
 }
 
@@ -53,41 +73,85 @@ pub async fn receive(
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
     let Some(app_config) = state.apps.get(&app) else {
-        return reply("meta", WebhookOutcome::UnknownApp, StatusCode::NOT_FOUND, "unknown app");
+        return reply(
+            "meta",
+            WebhookOutcome::UnknownApp,
+            StatusCode::NOT_FOUND,
+            "unknown app",
+        );
     };
     let body = match body {
         Ok(b) => b,
         Err(rejection) if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE => {
-            return reply("meta", WebhookOutcome::TooLarge, StatusCode::PAYLOAD_TOO_LARGE, "body too large");
+            return reply(
+                "meta",
+                WebhookOutcome::TooLarge,
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "body too large",
+            );
         }
         Err(rejection) => {
-            return reply("meta", WebhookOutcome::Malformed, StatusCode::BAD_REQUEST, rejection.body_text());
+            return reply(
+                "meta",
+                WebhookOutcome::Malformed,
+                StatusCode::BAD_REQUEST,
+                rejection.body_text(),
+            );
         }
     };
-    let signature = headers.get("x-hub-signature-256").and_then(|v| v.to_str().ok());
+    let signature = headers
+        .get("x-hub-signature-256")
+        .and_then(|v| v.to_str().ok());
     if !webhook::verify_signature(app_config.app_secret.expose().as_bytes(), &body, signature) {
-        return reply("meta", WebhookOutcome::BadSignature, StatusCode::UNAUTHORIZED, "invalid signature");
+        return reply(
+            "meta",
+            WebhookOutcome::BadSignature,
+            StatusCode::UNAUTHORIZED,
+            "invalid signature",
+        );
     }
     let received_at = now_ms();
     let parsed = match webhook::parse(&body, received_at) {
         Ok(p) => p,
-        Err(e) => return reply("meta", WebhookOutcome::Malformed, StatusCode::BAD_REQUEST, e.to_string()),
+        Err(e) => {
+            return reply(
+                "meta",
+                WebhookOutcome::Malformed,
+                StatusCode::BAD_REQUEST,
+                e.to_string(),
+            )
+        }
     };
     let channel = parsed.object.channel_label();
     let (events, known_entries) = to_events(&state, &app, parsed, received_at);
     if known_entries == 0 {
-        return reply(channel, WebhookOutcome::UnknownAccount, StatusCode::NOT_FOUND, "no integration for this account");
+        return reply(
+            channel,
+            WebhookOutcome::UnknownAccount,
+            StatusCode::NOT_FOUND,
+            "no integration for this account",
+        );
     }
     match state.bus.publish(&events).await {
         Ok(()) => {
             for e in &events {
                 telemetry::event_accepted(e.channel, e.kind.label());
             }
-            reply(channel, WebhookOutcome::Accepted, StatusCode::OK, "EVENT_RECEIVED")
+            reply(
+                channel,
+                WebhookOutcome::Accepted,
+                StatusCode::OK,
+                "EVENT_RECEIVED",
+            )
         }
         Err(e) => {
             tracing::warn!(error = %e, "Webhook not accepted: bus unavailable");
-            reply(channel, WebhookOutcome::Unavailable, StatusCode::SERVICE_UNAVAILABLE, "temporarily unavailable")
+            reply(
+                channel,
+                WebhookOutcome::Unavailable,
+                StatusCode::SERVICE_UNAVAILABLE,
+                "temporarily unavailable",
+            )
         }
     }
 }

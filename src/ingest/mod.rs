@@ -29,7 +29,11 @@ pub struct IngressState {
 impl IngressState {
     pub fn new(config: &Config, bus: Arc<dyn Bus>, store: Arc<dyn Store>) -> Self {
         Self {
-            apps: config.apps.iter().map(|a| (a.id.clone(), a.clone())).collect(),
+            apps: config
+                .apps
+                .iter()
+                .map(|a| (a.id.clone(), a.clone()))
+                .collect(),
             accounts: config
                 .integrations
                 .iter()
@@ -54,7 +58,9 @@ pub fn router(state: Arc<IngressState>, max_body_bytes: usize) -> Router {
         .with_state(state)
 }
 
-async fn readyz(axum::extract::State(state): axum::extract::State<Arc<IngressState>>) -> (StatusCode, &'static str) {
+async fn readyz(
+    axum::extract::State(state): axum::extract::State<Arc<IngressState>>,
+) -> (StatusCode, &'static str) {
     let bus = state.bus.ready().await;
     let store = state.store.ready().await;
     match (bus, store) {

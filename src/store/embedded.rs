@@ -32,8 +32,9 @@ fn storage(e: impl Into<redb::Error>) -> StoreError {
 impl EmbeddedStore {
     /// Opens (or creates) `store.redb` in `dir`.
     pub fn open(dir: &Path) -> Result<Self, StoreError> {
-        std::fs::create_dir_all(dir)
-            .map_err(|e| StoreError::Unavailable(format!("cannot create {}: {e}", dir.display())))?;
+        std::fs::create_dir_all(dir).map_err(|e| {
+            StoreError::Unavailable(format!("cannot create {}: {e}", dir.display()))
+        })?;
         let db = Database::create(dir.join("store.redb")).map_err(storage)?;
         // Create the tables so reads never meet a missing one.
         let txn = db.begin_write().map_err(storage)?;
@@ -97,7 +98,11 @@ fn apply_turn(txn: &WriteTransaction, w: &TurnWrite, state: &[u8]) -> Result<(),
 
 #[async_trait]
 impl Store for EmbeddedStore {
-    async fn load_conversation(&self, id: &str, now_ms: u64) -> Result<Option<Rehydrated>, StoreError> {
+    async fn load_conversation(
+        &self,
+        id: &str,
+        now_ms: u64,
+    ) -> Result<Option<Rehydrated>, StoreError> {
         let txn = self.db().begin_read().map_err(storage)?;
         let conversations = txn.open_table(CONVERSATIONS).map_err(storage)?;
         let Some(bytes) = conversations.get(id).map_err(storage)? else {
@@ -131,7 +136,11 @@ impl Store for EmbeddedStore {
         let txn = self.db().begin_read().map_err(storage)?;
         let table = txn.open_table(MESSAGES).map_err(storage)?;
         let mut out = Vec::new();
-        for row in table.range((id, 0)..=(id, u64::MAX)).map_err(storage)?.rev() {
+        for row in table
+            .range((id, 0)..=(id, u64::MAX))
+            .map_err(storage)?
+            .rev()
+        {
             if out.len() >= limit {
                 break;
             }

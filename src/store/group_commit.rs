@@ -53,7 +53,10 @@ impl<T: Send + 'static> GroupOp for Op<T> {
     }
     fn complete(self: Box<Self>, committed: Result<(), GroupCommitError>) {
         let Op {
-            value, after, reply, ..
+            value,
+            after,
+            reply,
+            ..
         } = *self;
         let result = match (committed, value) {
             (Ok(()), Some(v)) => {

@@ -46,7 +46,11 @@ impl From<redb::Error> for StoreError {
 pub trait Store: Send + Sync + 'static {
     /// The conversation's state and remembered message ids (those whose
     /// window has not passed at `now_ms`), or `None` for a new conversation.
-    async fn load_conversation(&self, id: &str, now_ms: u64) -> Result<Option<Rehydrated>, StoreError>;
+    async fn load_conversation(
+        &self,
+        id: &str,
+        now_ms: u64,
+    ) -> Result<Option<Rehydrated>, StoreError>;
 
     /// Applies everything one turn changed, atomically and durably: the
     /// state (and with it the conversation's next timer deadline), new

@@ -102,10 +102,14 @@ impl ConversationRecord {
 
     /// The earliest persisted deadline, if any timer is pending.
     pub fn next_deadline(&self) -> Option<u64> {
-        [self.reply_due_ms, self.typing_refresh_ms, self.outbox_retry_ms]
-            .into_iter()
-            .flatten()
-            .min()
+        [
+            self.reply_due_ms,
+            self.typing_refresh_ms,
+            self.outbox_retry_ms,
+        ]
+        .into_iter()
+        .flatten()
+        .min()
     }
 }
 

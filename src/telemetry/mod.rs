@@ -142,7 +142,9 @@ pub fn install_metrics() -> Result<PrometheusHandle, TelemetryError> {
     let recorder = builder.build_recorder();
     let handle = recorder.handle();
     if metrics::set_global_recorder(recorder).is_err() {
-        return Err(TelemetryError::Recorder("another metrics recorder is installed".into()));
+        return Err(TelemetryError::Recorder(
+            "another metrics recorder is installed".into(),
+        ));
     }
     let handle = HANDLE.get_or_init(|| handle).clone();
     describe();
@@ -155,17 +157,36 @@ fn describe() {
     use metrics::{describe_counter, describe_gauge, describe_histogram, Unit};
     describe_counter!(WEBHOOK_REQUESTS, "Webhook requests by channel and outcome");
     describe_counter!(EVENTS, "Events accepted onto the bus, by channel and kind");
-    describe_counter!(DUPLICATES, "Redelivered messages recognised and not handled again");
-    describe_counter!(RATE_LIMITED, "Messages over the per-customer rate limit (recorded, not answered)");
+    describe_counter!(
+        DUPLICATES,
+        "Redelivered messages recognised and not handled again"
+    );
+    describe_counter!(
+        RATE_LIMITED,
+        "Messages over the per-customer rate limit (recorded, not answered)"
+    );
     describe_counter!(REPLIES, "Reply parts by outcome");
     describe_counter!(SEND_REQUESTS, "Calls to the platform APIs by outcome");
-    describe_histogram!(EVENT_TO_REPLY, Unit::Seconds, "Webhook receipt to first reply part sent, configured delay excluded");
+    describe_histogram!(
+        EVENT_TO_REPLY,
+        Unit::Seconds,
+        "Webhook receipt to first reply part sent, configured delay excluded"
+    );
     describe_gauge!(CONVERSATIONS_RESIDENT, "Conversation actors in memory");
     describe_gauge!(TAKEOVERS_ACTIVE, "Conversations a human has taken over");
     describe_gauge!(BUS_LAG, "Events on the bus not yet finished and committed");
-    describe_counter!(DEAD_LETTERS, "Events that kept crashing their actor, moved to the dead-letter table");
-    describe_counter!(ACTOR_RESTARTS, "Conversation actors restarted after a failure");
-    describe_counter!(OUTBOX_REPLAYS, "Reply parts sent again after a restart (Meta's 200 may have been lost)");
+    describe_counter!(
+        DEAD_LETTERS,
+        "Events that kept crashing their actor, moved to the dead-letter table"
+    );
+    describe_counter!(
+        ACTOR_RESTARTS,
+        "Conversation actors restarted after a failure"
+    );
+    describe_counter!(
+        OUTBOX_REPLAYS,
+        "Reply parts sent again after a restart (Meta's 200 may have been lost)"
+    );
 }
 
 /// Structured logging to stderr; the filter comes from `SWITCHBOARD_LOG`

@@ -8,7 +8,11 @@ use std::time::Duration;
 use crate::support::*;
 
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 fn spawn_engine(config: &std::path::Path) -> Child {
@@ -77,6 +81,10 @@ async fn sigkill_after_acks_loses_and_duplicates_nothing() {
     engine.kill().unwrap();
     engine.wait().unwrap();
     for c in &customers {
-        assert_eq!(graph.texts_to(c).len(), 1, "{c} answered exactly once ({before} before the kill)");
+        assert_eq!(
+            graph.texts_to(c).len(),
+            1,
+            "{c} answered exactly once ({before} before the kill)"
+        );
     }
 }

@@ -1,5 +1,6 @@
 //! One integration-test binary: the engine run in-process or as the real
 //! binary against a fake Graph API on 127.0.0.1.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod crash;
 mod support;

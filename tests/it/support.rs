@@ -71,17 +71,33 @@ async fn messages(
             .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
             .is_ok()
     {
-        state.calls.lock().unwrap().push(Call { account, auth, body: json!({"failed": true}) });
+        state.calls.lock().unwrap().push(Call {
+            account,
+            auth,
+            body: json!({"failed": true}),
+        });
         return (
             StatusCode::INTERNAL_SERVER_ERROR,
-            Json(json!({"error": {"message": "An unexpected error has occurred. Please retry your request later.", "type": "OAuthException", "code": 2, "is_transient": true}})),
+            Json(
+                json!({"error": {"message": "An unexpected error has occurred. Please retry your request later.", "type": "OAuthException", "code": 2, "is_transient": true}}),
+            ),
         );
     }
-    let recipient = body["recipient"]["id"].as_str().unwrap_or_default().to_string();
-    state.calls.lock().unwrap().push(Call { account, auth, body });
+    let recipient = body["recipient"]["id"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    state.calls.lock().unwrap().push(Call {
+        account,
+        auth,
+        body,
+    });
     let n = state.next_id.fetch_add(1, Ordering::SeqCst);
     if is_text {
-        (StatusCode::OK, Json(json!({"recipient_id": recipient, "message_id": format!("m_out_{n}")})))
+        (
+            StatusCode::OK,
+            Json(json!({"recipient_id": recipient, "message_id": format!("m_out_{n}")})),
+        )
     } else {
         (StatusCode::OK, Json(json!({"recipient_id": recipient})))
     }
@@ -113,11 +129,17 @@ impl FakeGraph {
 
     /// Successful text sends.
     pub fn texts(&self) -> Vec<Call> {
-        self.calls().into_iter().filter(|c| c.text().is_some()).collect()
+        self.calls()
+            .into_iter()
+            .filter(|c| c.text().is_some())
+            .collect()
     }
 
     pub fn texts_to(&self, psid: &str) -> Vec<Call> {
-        self.texts().into_iter().filter(|c| c.recipient() == psid).collect()
+        self.texts()
+            .into_iter()
+            .filter(|c| c.recipient() == psid)
+            .collect()
     }
 
     /// Waits (bounded) until `pred` holds for the recorded calls.
@@ -136,7 +158,13 @@ impl FakeGraph {
 }
 
 /// A complete engine config for tests (TOML), with its data under `dir`.
-pub fn config_toml(dir: &Path, graph: &str, listen: &str, metrics_listen: &str, delay_ms: u64) -> String {
+pub fn config_toml(
+    dir: &Path,
+    graph: &str,
+    listen: &str,
+    metrics_listen: &str,
+    delay_ms: u64,
+) -> String {
     format!(
         r#"
 [server]
@@ -214,9 +242,7 @@ pub fn messages_body(items: &[(&str, &str, &str)]) -> Vec<u8> {
 /// POSTs a webhook body, signed with `secret` unless `None`.
 pub async fn post_webhook(url: &str, body: Vec<u8>, secret: Option<&str>) -> reqwest::StatusCode {
     let client = reqwest::Client::new();
-    let mut req = client
-        .post(url)
-        .header("content-type", "application/json");
+    let mut req = client.post(url).header("content-type", "application/json");
     if let Some(s) = secret {
         req = req.header("x-hub-signature-256", sign(s.as_bytes(), &body));
     }

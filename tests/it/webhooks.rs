@@ -18,10 +18,20 @@ impl Harness {
     async fn start(delay_ms: u64) -> Self {
         let graph = FakeGraph::start().await;
         let dir = tempfile::tempdir().unwrap();
-        let toml = config_toml(dir.path(), &graph.base_url(), "127.0.0.1:0", "127.0.0.1:0", delay_ms);
+        let toml = config_toml(
+            dir.path(),
+            &graph.base_url(),
+            "127.0.0.1:0",
+            "127.0.0.1:0",
+            delay_ms,
+        );
         let config = load_from_str(&toml, &[]).expect("valid test config");
         let engine = app::start(config).await.expect("engine starts");
-        Self { graph, engine, _dir: dir }
+        Self {
+            graph,
+            engine,
+            _dir: dir,
+        }
     }
 
     fn url(&self) -> String {
@@ -32,9 +42,18 @@ impl Harness {
 #[tokio::test]
 async fn reply_is_preceded_by_typing_and_uses_the_send_api_shape() {
     let h = Harness::start(0).await;
-    let status = post_webhook(&h.url(), messages_body(&[("PSID_A", "m_1", "What are your hours?")]), Some(APP_SECRET)).await;
+    let status = post_webhook(
+        &h.url(),
+        messages_body(&[("PSID_A", "m_1", "What are your hours?")]),
+        Some(APP_SECRET),
+    )
+    .await;
     assert_eq!(status, 200);
-    h.graph.wait_for("the reply", |calls| calls.iter().any(|c| c.text().is_some())).await;
+    h.graph
+        .wait_for("the reply", |calls| {
+            calls.iter().any(|c| c.text().is_some())
+        })
+        .await;
     let calls = h.graph.calls();
     assert!(calls[0].is_typing(), "typing_on comes first: {calls:#?}");
     assert_eq!(calls[0].body["recipient"]["id"], "PSID_A");
@@ -57,19 +76,35 @@ async fn a_message_delivered_three_times_is_answered_once() {
     // A later, different message proves the conversation is still served.
     let body = messages_body(&[("PSID_D", "m_next", "hours?")]);
     assert_eq!(post_webhook(&h.url(), body, Some(APP_SECRET)).await, 200);
-    h.graph.wait_for("two replies", |_| h.graph.texts_to("PSID_D").len() >= 2).await;
+    h.graph
+        .wait_for("two replies", |_| h.graph.texts_to("PSID_D").len() >= 2)
+        .await;
     tokio::time::sleep(Duration::from_millis(200)).await;
-    let texts: Vec<_> = h.graph.texts_to("PSID_D").iter().map(|c| c.text().unwrap_or_default().to_string()).collect();
-    assert_eq!(texts, ["Thanks! A teammate will reply soon.", "We're open 9-5."]);
+    let texts: Vec<_> = h
+        .graph
+        .texts_to("PSID_D")
+        .iter()
+        .map(|c| c.text().unwrap_or_default().to_string())
+        .collect();
+    assert_eq!(
+        texts,
+        ["Thanks! A teammate will reply soon.", "We're open 9-5."]
+    );
     h.engine.shutdown().await;
 }
 
 #[tokio::test]
 async fn every_customer_of_a_batch_is_answered() {
     let h = Harness::start(0).await;
-    let body = messages_body(&[("C1", "m_c1", "hi"), ("C2", "m_c2", "hours"), ("C3", "m_c3", "hey")]);
+    let body = messages_body(&[
+        ("C1", "m_c1", "hi"),
+        ("C2", "m_c2", "hours"),
+        ("C3", "m_c3", "hey"),
+    ]);
     assert_eq!(post_webhook(&h.url(), body, Some(APP_SECRET)).await, 200);
-    h.graph.wait_for("three replies", |_| h.graph.texts().len() >= 3).await;
+    h.graph
+        .wait_for("three replies", |_| h.graph.texts().len() >= 3)
+        .await;
     for c in ["C1", "C2", "C3"] {
         assert_eq!(h.graph.texts_to(c).len(), 1, "{c} answered once");
     }
@@ -80,23 +115,55 @@ async fn every_customer_of_a_batch_is_answered() {
 async fn bad_requests_get_their_status_and_no_answer() {
     let h = Harness::start(0).await;
     let body = || messages_body(&[("EVIL", "m_evil", "hours")]);
-    assert_eq!(post_webhook(&h.url(), body(), Some("wrong-secret")).await, 401, "forged");
+    assert_eq!(
+        post_webhook(&h.url(), body(), Some("wrong-secret")).await,
+        401,
+        "forged"
+    );
     assert_eq!(post_webhook(&h.url(), body(), None).await, 401, "missing");
     let garbage = b"{\"object\":\"page\",\"entry\":[{".to_vec();
-    assert_eq!(post_webhook(&h.url(), garbage, Some(APP_SECRET)).await, 400, "malformed");
+    assert_eq!(
+        post_webhook(&h.url(), garbage, Some(APP_SECRET)).await,
+        400,
+        "malformed"
+    );
     let huge = vec![b' '; 70_000];
-    assert_eq!(post_webhook(&h.url(), huge, Some(APP_SECRET)).await, 413, "oversized");
+    assert_eq!(
+        post_webhook(&h.url(), huge, Some(APP_SECRET)).await,
+        413,
+        "oversized"
+    );
     let other_app = format!("http://{}/webhooks/meta/nope", h.engine.addr);
-    assert_eq!(post_webhook(&other_app, body(), Some(APP_SECRET)).await, 404, "unknown app");
+    assert_eq!(
+        post_webhook(&other_app, body(), Some(APP_SECRET)).await,
+        404,
+        "unknown app"
+    );
     // A valid message after all that is answered: nothing was poisoned.
     let ok = messages_body(&[("GOOD", "m_good", "hours")]);
     assert_eq!(post_webhook(&h.url(), ok, Some(APP_SECRET)).await, 200);
-    h.graph.wait_for("the good reply", |_| !h.graph.texts_to("GOOD").is_empty()).await;
+    h.graph
+        .wait_for("the good reply", |_| !h.graph.texts_to("GOOD").is_empty())
+        .await;
     assert!(h.graph.texts_to("EVIL").is_empty());
 
-    let metrics = reqwest::get(format!("http://{}/metrics", h.engine.metrics_addr)).await.unwrap().text().await.unwrap();
-    for outcome in ["bad_signature", "malformed", "too_large", "unknown_app", "accepted"] {
-        assert!(metrics.contains(&format!("outcome=\"{outcome}\"")), "{outcome} counted:\n{metrics}");
+    let metrics = reqwest::get(format!("http://{}/metrics", h.engine.metrics_addr))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    for outcome in [
+        "bad_signature",
+        "malformed",
+        "too_large",
+        "unknown_app",
+        "accepted",
+    ] {
+        assert!(
+            metrics.contains(&format!("outcome=\"{outcome}\"")),
+            "{outcome} counted:\n{metrics}"
+        );
     }
     h.engine.shutdown().await;
 }
@@ -105,12 +172,18 @@ async fn bad_requests_get_their_status_and_no_answer() {
 async fn subscription_handshake() {
     let h = Harness::start(0).await;
     let base = format!("{}?hub.mode=subscribe&hub.challenge=1158201444", h.url());
-    let ok = reqwest::get(format!("{base}&hub.verify_token=verify-me")).await.unwrap();
+    let ok = reqwest::get(format!("{base}&hub.verify_token=verify-me"))
+        .await
+        .unwrap();
     assert_eq!(ok.status(), 200);
     assert_eq!(ok.text().await.unwrap(), "1158201444");
-    let bad = reqwest::get(format!("{base}&hub.verify_token=nope")).await.unwrap();
+    let bad = reqwest::get(format!("{base}&hub.verify_token=nope"))
+        .await
+        .unwrap();
     assert_eq!(bad.status(), 403);
-    let ready = reqwest::get(format!("http://{}/readyz", h.engine.addr)).await.unwrap();
+    let ready = reqwest::get(format!("http://{}/readyz", h.engine.addr))
+        .await
+        .unwrap();
     assert_eq!(ready.status(), 200);
     h.engine.shutdown().await;
 }
@@ -121,10 +194,21 @@ async fn server_errors_are_retried_and_the_reply_is_delivered_once() {
     h.graph.fail_next_texts(2);
     let body = messages_body(&[("PSID_R", "m_r", "hours")]);
     assert_eq!(post_webhook(&h.url(), body, Some(APP_SECRET)).await, 200);
-    h.graph.wait_for("the reply", |_| !h.graph.texts_to("PSID_R").is_empty()).await;
+    h.graph
+        .wait_for("the reply", |_| !h.graph.texts_to("PSID_R").is_empty())
+        .await;
     tokio::time::sleep(Duration::from_millis(300)).await;
-    let failed = h.graph.calls().iter().filter(|c| c.body.get("failed").is_some()).count();
+    let failed = h
+        .graph
+        .calls()
+        .iter()
+        .filter(|c| c.body.get("failed").is_some())
+        .count();
     assert_eq!(failed, 2, "two 500s were met");
-    assert_eq!(h.graph.texts_to("PSID_R").len(), 1, "delivered exactly once");
+    assert_eq!(
+        h.graph.texts_to("PSID_R").len(),
+        1,
+        "delivered exactly once"
+    );
     h.engine.shutdown().await;
 }

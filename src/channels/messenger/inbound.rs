@@ -119,9 +119,9 @@ pub(crate) fn parse_entry(entry: RawEntry, now_ms: u64) -> Result<ParsedEntry, P
     let entry_time = entry.time.unwrap_or(now_ms);
     let mut events = Vec::with_capacity(entry.messaging.len());
     for (i, m) in entry.messaging.into_iter().enumerate() {
-        if let Some(event) = parse_messaging(m, entry_time)
-            .map_err(|why| ParseError::Invalid(format!("messaging[{i}] of entry {}: {why}", entry.id)))?
-        {
+        if let Some(event) = parse_messaging(m, entry_time).map_err(|why| {
+            ParseError::Invalid(format!("messaging[{i}] of entry {}: {why}", entry.id))
+        })? {
             events.push(event);
         }
     }
@@ -143,7 +143,10 @@ fn parse_messaging(m: RawMessaging, entry_time: u64) -> Result<Option<PlatformEv
         if msg.is_deleted {
             return Ok(None);
         }
-        let mid = msg.mid.filter(|s| !s.is_empty()).ok_or("message.mid missing")?;
+        let mid = msg
+            .mid
+            .filter(|s| !s.is_empty())
+            .ok_or("message.mid missing")?;
         if msg.is_echo {
             // The page sent it: the customer is the recipient.
             let customer = customer_from(recipient, "recipient")?;
@@ -335,7 +338,9 @@ mod tests {
             other => panic!("unexpected {other:?}"),
         }
         match &w.entries[0].events[1].kind {
-            EventKind::Message { quick_reply, .. } => assert_eq!(quick_reply.as_deref(), Some("YES")),
+            EventKind::Message { quick_reply, .. } => {
+                assert_eq!(quick_reply.as_deref(), Some("YES"))
+            }
             other => panic!("unexpected {other:?}"),
         }
     }
@@ -348,6 +353,9 @@ mod tests {
             other => panic!("unexpected {other:?}"),
         }
         let body = r#"{"object":"page","entry":[{"id":"P","time":1,"messaging":[{"sender":{"id":"A"},"recipient":{"id":"P"},"timestamp":1,"message":{"text":"x"}}]}]}"#;
-        assert!(matches!(parse(body.as_bytes(), 0), Err(ParseError::Invalid(_))));
+        assert!(matches!(
+            parse(body.as_bytes(), 0),
+            Err(ParseError::Invalid(_))
+        ));
     }
 }
