@@ -77,9 +77,18 @@ async fn bind(addr: &str) -> Result<TcpListener, StartError> {
 
 /// Starts the engine described by `config`.
 pub async fn start(config: Config) -> Result<RunningEngine, StartError> {
+    let store: Arc<dyn Store> = Arc::new(EmbeddedStore::open(&config.store.path)?);
+    start_with_store(config, store).await
+}
+
+/// Starts the engine with a store built by the caller (the embedded bus
+/// still lives under `store.path`).
+pub async fn start_with_store(
+    config: Config,
+    store: Arc<dyn Store>,
+) -> Result<RunningEngine, StartError> {
     let config = Arc::new(config);
     let metrics = telemetry::install_metrics()?;
-    let store: Arc<dyn Store> = Arc::new(EmbeddedStore::open(&config.store.path)?);
     let bus: Arc<dyn Bus> = EmbeddedBus::open(&config.store.path)?;
     let graph = GraphClient::new(&config.meta.graph_base_url, &config.outbound)?;
     let ctx = Arc::new(EngineContext::new(

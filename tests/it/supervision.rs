@@ -1,0 +1,112 @@
+//! Supervision from the outside: an event that keeps crashing its
+//! conversation actor goes to the dead letters, is counted, and the
+//! conversation goes on.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use switchboard::app;
+use switchboard::config::load_from_str;
+use switchboard::store::embedded::EmbeddedStore;
+use switchboard::store::{DeadLetter, MessageRecord, Rehydrated, Store, StoreError, TurnWrite};
+
+use crate::support::*;
+
+/// The embedded store, except that persisting the text "poison" crashes
+/// the caller (as a bug in handling one particular event would).
+struct PoisonStore(EmbeddedStore);
+
+#[async_trait]
+impl Store for PoisonStore {
+    async fn load_conversation(
+        &self,
+        id: &str,
+        now_ms: u64,
+    ) -> Result<Option<Rehydrated>, StoreError> {
+        self.0.load_conversation(id, now_ms).await
+    }
+    async fn commit_turn(&self, write: TurnWrite) -> Result<(), StoreError> {
+        if write
+            .messages
+            .iter()
+            .any(|m| m.text.as_deref() == Some("poison"))
+        {
+            panic!("handling this event crashes");
+        }
+        self.0.commit_turn(write).await
+    }
+    async fn messages(&self, id: &str, limit: usize) -> Result<Vec<MessageRecord>, StoreError> {
+        self.0.messages(id, limit).await
+    }
+    async fn timers(&self) -> Result<Vec<(String, u64)>, StoreError> {
+        self.0.timers().await
+    }
+    async fn dead_letter(&self, letter: DeadLetter) -> Result<(), StoreError> {
+        self.0.dead_letter(letter).await
+    }
+    async fn dead_letters(&self) -> Result<Vec<DeadLetter>, StoreError> {
+        self.0.dead_letters().await
+    }
+    async fn purge_expired(&self, now_ms: u64) -> Result<u64, StoreError> {
+        self.0.purge_expired(now_ms).await
+    }
+    async fn ready(&self) -> bool {
+        self.0.ready().await
+    }
+}
+
+#[tokio::test]
+async fn a_poison_event_is_dead_lettered_and_the_conversation_goes_on() {
+    let graph = FakeGraph::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let toml = config_toml(
+        dir.path(),
+        &graph.base_url(),
+        "127.0.0.1:0",
+        "127.0.0.1:0",
+        0,
+    );
+    let config = load_from_str(&toml, &[]).unwrap();
+    let store = Arc::new(PoisonStore(
+        EmbeddedStore::open(&config.store.path).unwrap(),
+    ));
+    let engine = app::start_with_store(config, store.clone()).await.unwrap();
+    let url = format!("http://{}/webhooks/meta/main", engine.addr);
+
+    let body = messages_body(&[
+        ("PSID_P", "m_poison", "poison"),
+        ("PSID_P", "m_after", "hours"),
+    ]);
+    assert_eq!(post_webhook(&url, body, Some(APP_SECRET)).await, 200);
+    graph
+        .wait_for("the reply after the poison event", |_| {
+            !graph.texts_to("PSID_P").is_empty()
+        })
+        .await;
+
+    let letters = store.dead_letters().await.unwrap();
+    assert_eq!(letters.len(), 1, "{letters:#?}");
+    assert_eq!(letters[0].conversation, "acme-fb:PSID_P");
+    assert_eq!(letters[0].event["kind"]["mid"], "m_poison");
+    let texts: Vec<_> = graph
+        .texts_to("PSID_P")
+        .iter()
+        .map(|c| c.text().unwrap_or_default().to_string())
+        .collect();
+    assert_eq!(
+        texts,
+        ["We're open 9-5."],
+        "only the healthy message is answered"
+    );
+    let metrics = reqwest::get(format!("http://{}/metrics", engine.metrics_addr))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("switchboard_dead_letters_total"),
+        "{metrics}"
+    );
+    engine.shutdown().await;
+}
