@@ -6,7 +6,6 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use switchboard::app;
-use switchboard::config::load_from_str;
 use switchboard::store::embedded::EmbeddedStore;
 use switchboard::store::{DeadLetter, MessageRecord, Rehydrated, Store, StoreError, TurnWrite};
 
@@ -59,14 +58,7 @@ impl Store for PoisonStore {
 async fn a_poison_event_is_dead_lettered_and_the_conversation_goes_on() {
     let graph = FakeGraph::start().await;
     let dir = tempfile::tempdir().unwrap();
-    let toml = config_toml(
-        dir.path(),
-        &graph.base_url(),
-        "127.0.0.1:0",
-        "127.0.0.1:0",
-        0,
-    );
-    let config = load_from_str(&toml, &[]).unwrap();
+    let config = local_config(dir.path(), &graph, 0);
     let store = Arc::new(PoisonStore(
         EmbeddedStore::open(&config.store.path).unwrap(),
     ));

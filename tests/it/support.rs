@@ -218,6 +218,18 @@ response_delay_ms = {delay_ms}
     )
 }
 
+/// An in-process engine config on ephemeral ports, with its data under `dir`.
+pub fn local_config(dir: &Path, graph: &FakeGraph, delay_ms: u64) -> switchboard::config::Config {
+    let toml = config_toml(
+        dir,
+        &graph.base_url(),
+        "127.0.0.1:0",
+        "127.0.0.1:0",
+        delay_ms,
+    );
+    switchboard::config::load_from_str(&toml, &[]).expect("valid test config")
+}
+
 /// A Messenger webhook body with one text message per (psid, mid, text).
 pub fn messages_body(items: &[(&str, &str, &str)]) -> Vec<u8> {
     let messaging: Vec<Value> = items

@@ -4,7 +4,6 @@
 use std::time::Duration;
 
 use switchboard::app::{self, RunningEngine};
-use switchboard::config::load_from_str;
 
 use crate::support::*;
 
@@ -18,14 +17,7 @@ impl Harness {
     async fn start(delay_ms: u64) -> Self {
         let graph = FakeGraph::start().await;
         let dir = tempfile::tempdir().unwrap();
-        let toml = config_toml(
-            dir.path(),
-            &graph.base_url(),
-            "127.0.0.1:0",
-            "127.0.0.1:0",
-            delay_ms,
-        );
-        let config = load_from_str(&toml, &[]).expect("valid test config");
+        let config = local_config(dir.path(), &graph, delay_ms);
         let engine = app::start(config).await.expect("engine starts");
         Self {
             graph,
