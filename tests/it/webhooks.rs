@@ -204,3 +204,36 @@ async fn server_errors_are_retried_and_the_reply_is_delivered_once() {
     );
     h.engine.shutdown().await;
 }
+
+#[tokio::test]
+async fn a_passivated_conversation_comes_back_with_its_memory() {
+    let h = Harness::start(0).await;
+    let first = || messages_body(&[("PSID_S", "m_sleep_1", "hours")]);
+    assert_eq!(post_webhook(&h.url(), first(), Some(APP_SECRET)).await, 200);
+    h.graph
+        .wait_for("the first reply", |_| h.graph.texts_to("PSID_S").len() == 1)
+        .await;
+    // The test config passivates after 2 s idle; give the sweep time to run.
+    tokio::time::sleep(Duration::from_millis(3500)).await;
+    // Meta redelivers the first message to the rehydrated conversation, then a new one.
+    assert_eq!(post_webhook(&h.url(), first(), Some(APP_SECRET)).await, 200);
+    let second = messages_body(&[("PSID_S", "m_sleep_2", "hello")]);
+    assert_eq!(post_webhook(&h.url(), second, Some(APP_SECRET)).await, 200);
+    h.graph
+        .wait_for("the second reply", |_| {
+            h.graph.texts_to("PSID_S").len() >= 2
+        })
+        .await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let texts: Vec<_> = h
+        .graph
+        .texts_to("PSID_S")
+        .iter()
+        .map(|c| c.text().unwrap_or_default().to_string())
+        .collect();
+    assert_eq!(
+        texts,
+        ["We're open 9-5.", "Thanks! A teammate will reply soon."]
+    );
+    h.engine.shutdown().await;
+}
