@@ -66,13 +66,18 @@ impl RunningEngine {
     }
 }
 
-async fn bind(addr: &str) -> Result<TcpListener, StartError> {
-    TcpListener::bind(addr)
+/// Binds `addr` and returns the listener with the address it got (port 0
+/// resolves here).
+async fn bind(addr: &str) -> Result<(TcpListener, SocketAddr), StartError> {
+    let failed = |reason: String| StartError::Listen {
+        addr: addr.to_string(),
+        reason,
+    };
+    let listener = TcpListener::bind(addr)
         .await
-        .map_err(|e| StartError::Listen {
-            addr: addr.to_string(),
-            reason: e.to_string(),
-        })
+        .map_err(|e| failed(e.to_string()))?;
+    let local = listener.local_addr().map_err(|e| failed(e.to_string()))?;
+    Ok((listener, local))
 }
 
 /// Starts the engine described by `config`.
@@ -117,17 +122,8 @@ pub async fn start_with_store(
     let consumer = tokio::spawn(consume(deliveries, supervisor.clone(), inflight.clone()));
     let housekeeping = tokio::spawn(housekeeping(bus.clone(), store.clone()));
 
-    let listener = bind(&config.server.listen).await?;
-    let metrics_listener = bind(&config.server.metrics_listen).await?;
-    let addr = telemetry::local_addr(&listener).ok_or_else(|| StartError::Listen {
-        addr: config.server.listen.clone(),
-        reason: "no local address".into(),
-    })?;
-    let metrics_addr =
-        telemetry::local_addr(&metrics_listener).ok_or_else(|| StartError::Listen {
-            addr: config.server.metrics_listen.clone(),
-            reason: "no local address".into(),
-        })?;
+    let (listener, addr) = bind(&config.server.listen).await?;
+    let (metrics_listener, metrics_addr) = bind(&config.server.metrics_listen).await?;
     let metrics_task = tokio::spawn(telemetry::serve_metrics(metrics_listener, metrics));
 
     let ingress = Arc::new(IngressState::new(&config, bus.clone(), store.clone()));

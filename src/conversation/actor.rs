@@ -91,13 +91,12 @@ impl Actor for ConversationActor {
             return Ok(());
         };
         let conversation = Conversation::new(integration, &id, customer, stored, now);
-        if !conversation.record.outbox.is_empty() {
-            // Parts stored before a crash may have reached the platform
-            // without the mark being written: sent again, and counted.
-            for _ in &conversation.record.outbox {
-                telemetry::outbox_replay(conversation.record.channel);
-            }
-        }
+        // Parts stored before a crash may have reached the platform
+        // without the mark being written: sent again, and counted.
+        telemetry::outbox_replays(
+            conversation.record.channel,
+            conversation.record.outbox.len(),
+        );
         state.conversation = Some(conversation);
         drive(state).await
     }

@@ -29,14 +29,6 @@ impl DedupWindow {
         }
         self.ids.insert(id, expires_ms);
     }
-
-    pub fn len(&self) -> usize {
-        self.ids.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.ids.is_empty()
-    }
 }
 
 #[cfg(test)]

@@ -4,8 +4,6 @@
 //! in the README). Labels have few values: a channel, a kind, an outcome,
 //! never a conversation id.
 
-use std::net::SocketAddr;
-
 use metrics::{counter, gauge, histogram};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 
@@ -110,8 +108,10 @@ pub fn actor_restart() {
     counter!(ACTOR_RESTARTS).increment(1);
 }
 
-pub fn outbox_replay(channel: Channel) {
-    counter!(OUTBOX_REPLAYS, "channel" => channel.as_str()).increment(1);
+pub fn outbox_replays(channel: Channel, parts: usize) {
+    if parts > 0 {
+        counter!(OUTBOX_REPLAYS, "channel" => channel.as_str()).increment(parts as u64);
+    }
 }
 
 /// Errors while setting up telemetry.
@@ -215,9 +215,4 @@ pub async fn serve_metrics(
         }),
     );
     axum::serve(listener, app).await
-}
-
-/// The address a listener actually bound (port 0 resolves here).
-pub fn local_addr(listener: &tokio::net::TcpListener) -> Option<SocketAddr> {
-    listener.local_addr().ok()
 }
