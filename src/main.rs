@@ -5,6 +5,8 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use switchboard::config::{self, ConfigSource};
+use switchboard::loadgen::{Loadgen, LoadgenOptions};
+use switchboard::sim::cli::SimArgs;
 
 #[derive(Parser)]
 #[command(
@@ -30,6 +32,15 @@ enum Command {
         #[arg(long)]
         config: Option<PathBuf>,
     },
+    /// Engine, Graph API simulator and simulated customers in one process:
+    /// a short transcript and a report. No config, key or network needed.
+    Demo,
+    /// A Meta Graph API simulator: records calls, injects faults, sends
+    /// signed delivery / read webhooks back.
+    Sim(SimArgs),
+    /// The load harness: open-loop signed webhooks, its own Graph API sink,
+    /// a report of rates, latencies and exactly-once replies.
+    Loadgen(LoadgenOptions),
 }
 
 fn source(flag: Option<PathBuf>) -> ConfigSource {
@@ -52,6 +63,14 @@ fn main() -> ExitCode {
                 ExitCode::from(2)
             }
         },
+        Command::Demo => runtime().map_or(ExitCode::FAILURE, |rt| rt.block_on(demo())),
+        Command::Sim(args) => {
+            switchboard::telemetry::init_tracing();
+            runtime().map_or(ExitCode::FAILURE, |rt| rt.block_on(sim(args)))
+        }
+        Command::Loadgen(options) => {
+            runtime().map_or(ExitCode::FAILURE, |rt| rt.block_on(loadgen(options)))
+        }
         Command::Serve { config } => {
             let config = match config::load(&source(config)) {
                 Ok(c) => c,
@@ -61,17 +80,81 @@ fn main() -> ExitCode {
                 }
             };
             switchboard::telemetry::init_tracing();
-            let runtime = match tokio::runtime::Builder::new_multi_thread()
-                .enable_all()
-                .build()
-            {
-                Ok(r) => r,
-                Err(e) => {
-                    eprintln!("cannot start the runtime: {e}");
-                    return ExitCode::FAILURE;
+            runtime().map_or(ExitCode::FAILURE, |rt| rt.block_on(serve(config)))
+        }
+    }
+}
+
+fn runtime() -> Option<tokio::runtime::Runtime> {
+    match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => Some(r),
+        Err(e) => {
+            eprintln!("cannot start the runtime: {e}");
+            None
+        }
+    }
+}
+
+async fn demo() -> ExitCode {
+    let mut out = std::io::stdout();
+    match switchboard::demo::run(&mut out).await {
+        Ok(_) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("demo failed: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn sim(args: SimArgs) -> ExitCode {
+    let sim = match args.start().await {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::from(2);
+        }
+    };
+    eprintln!(
+        "Graph API simulator on http://{} (graph_base_url = {})",
+        sim.addr,
+        sim.base_url()
+    );
+    wait_for_signal().await;
+    sim.stop();
+    ExitCode::SUCCESS
+}
+
+async fn loadgen(options: LoadgenOptions) -> ExitCode {
+    let json = options.json;
+    let harness = match Loadgen::bind(options).await {
+        Ok(h) => h,
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::from(2);
+        }
+    };
+    match harness.run().await {
+        Ok(report) => {
+            if json {
+                match serde_json::to_string_pretty(&report) {
+                    Ok(j) => println!("{j}"),
+                    Err(e) => eprintln!("report: {e}"),
                 }
-            };
-            runtime.block_on(serve(config))
+            } else {
+                print!("{report}");
+            }
+            if report.exactly_once() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            }
+        }
+        Err(e) => {
+            eprintln!("{e}");
+            ExitCode::FAILURE
         }
     }
 }

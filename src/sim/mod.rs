@@ -1,0 +1,461 @@
+//! `switchboard sim`: a Meta Graph API simulator for tests and load runs.
+//!
+//! It answers the calls the engine makes in their real shapes (Send API,
+//! sender actions, WhatsApp Cloud API, comment replies, Messenger Profile
+//! API; with or without a `/vNN.N` version prefix), refuses malformed ones
+//! the way Meta does, records every call, injects faults on request and can
+//! send signed delivery / read webhooks back to the engine.
+//!
+//! Control routes (not part of Meta's API):
+//! - `GET /_sim/calls?recipient=&account=&kind=` the recorded calls;
+//!   `DELETE /_sim/calls` forgets them.
+//! - `GET /_sim/faults`, `POST /_sim/faults` (a [`Faults`] JSON object).
+//! - `GET /_sim/stats` counts of accepted and refused calls by kind.
+
+pub mod cli;
+pub mod faults;
+pub mod receipts;
+pub mod validate;
+
+use std::collections::VecDeque;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use axum::body::Bytes;
+use axum::extract::{Query, State};
+use axum::http::{HeaderMap, Method, StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+use tokio::sync::mpsc;
+
+pub use faults::{Fault, Faults};
+pub use receipts::ReceiptTarget;
+use receipts::Receipt;
+use validate::{CallKind, Refusal, ValidCall};
+
+use crate::clock::{now_ms, rfc3339};
+
+/// A call the simulator accepted, as handed to a [`Tap`].
+#[derive(Debug, Clone)]
+pub struct Accepted {
+    pub call: ValidCall,
+    /// The id the simulator answered with (message id, wamid, comment id).
+    pub message_id: Option<String>,
+    pub at: Instant,
+}
+
+/// Sees every accepted call as it is answered (the load harness matches
+/// replies to the events it sent this way).
+pub type Tap = Arc<dyn Fn(&Accepted) + Send + Sync>;
+
+/// How a simulator runs.
+#[derive(Clone, Default)]
+pub struct SimOptions {
+    /// Keep calls for `GET /_sim/calls` (at most this many, oldest dropped;
+    /// 0 keeps none).
+    pub record_limit: usize,
+    /// When set, every call must carry this access token.
+    pub token: Option<String>,
+    pub faults: Faults,
+    pub receipts: Option<ReceiptTarget>,
+    pub tap: Option<Tap>,
+}
+
+/// One call as recorded.
+#[derive(Debug, Clone, Serialize)]
+pub struct RecordedCall {
+    pub seq: u64,
+    pub time: String,
+    pub path: String,
+    pub kind: Option<CallKind>,
+    pub account: Option<String>,
+    pub recipient: Option<String>,
+    pub text: Option<String>,
+    pub status: u16,
+    pub body: Value,
+    pub response: Value,
+}
+
+const KINDS: [CallKind; 7] = [
+    CallKind::Message,
+    CallKind::SenderAction,
+    CallKind::WhatsappMessage,
+    CallKind::WhatsappRead,
+    CallKind::CommentReply,
+    CallKind::PageCommentReply,
+    CallKind::MessengerProfile,
+];
+
+struct SimState {
+    calls: Mutex<VecDeque<RecordedCall>>,
+    record_limit: usize,
+    token: Option<String>,
+    faults: Mutex<Faults>,
+    receipts: Option<mpsc::UnboundedSender<Receipt>>,
+    tap: Option<Tap>,
+    seq: AtomicU64,
+    accepted: [AtomicU64; KINDS.len()],
+    refused: AtomicU64,
+}
+
+/// A running simulator.
+pub struct Sim {
+    pub addr: SocketAddr,
+    state: Arc<SimState>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+/// The simulator could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum SimError {
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        addr: String,
+        source: std::io::Error,
+    },
+}
+
+impl Sim {
+    /// Binds `listen` and serves until dropped or [`Sim::stop`]ped.
+    pub async fn start(listen: &str, options: SimOptions) -> Result<Self, SimError> {
+        let listener = tokio::net::TcpListener::bind(listen)
+            .await
+            .map_err(|source| SimError::Bind {
+                addr: listen.to_string(),
+                source,
+            })?;
+        let addr = listener.local_addr().map_err(|source| SimError::Bind {
+            addr: listen.to_string(),
+            source,
+        })?;
+        let state = Arc::new(SimState {
+            calls: Mutex::new(VecDeque::new()),
+            record_limit: options.record_limit,
+            token: options.token,
+            faults: Mutex::new(options.faults),
+            receipts: options.receipts.map(receipts::spawn),
+            tap: options.tap,
+            seq: AtomicU64::new(0),
+            accepted: Default::default(),
+            refused: AtomicU64::new(0),
+        });
+        let app = router(state.clone());
+        let task = tokio::spawn(async move {
+            if let Err(e) = axum::serve(listener, app).await {
+                tracing::error!(error = %e, "Simulator stopped");
+            }
+        });
+        Ok(Self { addr, state, task })
+    }
+
+    /// The base URL to use as the engine's `meta.graph_base_url`.
+    pub fn base_url(&self) -> String {
+        format!("http://{}/v21.0", self.addr)
+    }
+
+    /// The recorded calls, oldest first.
+    pub fn calls(&self) -> Vec<RecordedCall> {
+        lock(&self.state.calls).iter().cloned().collect()
+    }
+
+    pub fn set_faults(&self, faults: Faults) {
+        *lock(&self.state.faults) = faults;
+    }
+
+    /// Accepted calls of one kind so far.
+    pub fn accepted(&self, kind: CallKind) -> u64 {
+        self.state.accepted[kind_index(kind)].load(Ordering::Relaxed)
+    }
+
+    pub fn stop(self) {
+        self.task.abort();
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+fn kind_index(kind: CallKind) -> usize {
+    KINDS.iter().position(|k| *k == kind).unwrap_or(0)
+}
+
+fn router(state: Arc<SimState>) -> Router {
+    Router::new()
+        .route("/_sim/calls", get(list_calls).delete(clear_calls))
+        .route("/_sim/faults", get(get_faults).post(set_faults))
+        .route("/_sim/stats", get(stats))
+        .fallback(graph)
+        .with_state(state)
+}
+
+#[derive(Deserialize)]
+struct CallFilter {
+    recipient: Option<String>,
+    account: Option<String>,
+    kind: Option<String>,
+}
+
+async fn list_calls(
+    State(state): State<Arc<SimState>>,
+    Query(filter): Query<CallFilter>,
+) -> Json<Value> {
+    let calls: Vec<RecordedCall> = lock(&state.calls)
+        .iter()
+        .filter(|c| {
+            filter
+                .recipient
+                .as_ref()
+                .is_none_or(|r| c.recipient.as_ref() == Some(r))
+                && filter
+                    .account
+                    .as_ref()
+                    .is_none_or(|a| c.account.as_ref() == Some(a))
+                && filter
+                    .kind
+                    .as_ref()
+                    .is_none_or(|k| c.kind.map(CallKind::as_str) == Some(k.as_str()))
+        })
+        .cloned()
+        .collect();
+    Json(json!({ "calls": calls }))
+}
+
+async fn clear_calls(State(state): State<Arc<SimState>>) -> StatusCode {
+    lock(&state.calls).clear();
+    StatusCode::NO_CONTENT
+}
+
+async fn get_faults(State(state): State<Arc<SimState>>) -> Json<Faults> {
+    Json(lock(&state.faults).clone())
+}
+
+async fn set_faults(State(state): State<Arc<SimState>>, body: Bytes) -> Response {
+    let faults: Faults = match serde_json::from_slice(&body) {
+        Ok(f) => f,
+        Err(e) => {
+            return (
+                StatusCode::BAD_REQUEST,
+                Json(json!({"error": format!("faults: {e}")})),
+            )
+                .into_response()
+        }
+    };
+    if let Err(e) = faults.validate() {
+        return (
+            StatusCode::BAD_REQUEST,
+            Json(json!({"error": e.to_string()})),
+        )
+            .into_response();
+    }
+    *lock(&state.faults) = faults.clone();
+    Json(faults).into_response()
+}
+
+async fn stats(State(state): State<Arc<SimState>>) -> Json<Value> {
+    let mut accepted = serde_json::Map::new();
+    for (i, kind) in KINDS.iter().enumerate() {
+        accepted.insert(
+            kind.as_str().into(),
+            state.accepted[i].load(Ordering::Relaxed).into(),
+        );
+    }
+    Json(json!({
+        "accepted": accepted,
+        "refused": state.refused.load(Ordering::Relaxed),
+    }))
+}
+
+/// Path segments without the leading `vNN.N` version, if any.
+fn segments(path: &str) -> Vec<&str> {
+    let mut parts: Vec<&str> = path.trim_matches('/').split('/').collect();
+    let versioned = parts.first().is_some_and(|p| {
+        p.strip_prefix('v')
+            .is_some_and(|v| !v.is_empty() && v.chars().all(|c| c.is_ascii_digit() || c == '.'))
+    });
+    if versioned {
+        parts.remove(0);
+    }
+    parts
+}
+
+fn token_of(headers: &HeaderMap, uri: &Uri) -> Option<String> {
+    if let Some(bearer) = headers
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+    {
+        return Some(bearer.to_string());
+    }
+    uri.query()?
+        .split('&')
+        .find_map(|kv| kv.strip_prefix("access_token="))
+        .map(str::to_string)
+}
+
+fn bad_token() -> Refusal {
+    Refusal {
+        status: 401,
+        code: 190,
+        subcode: None,
+        message: "Invalid OAuth access token - Cannot parse access token".into(),
+        transient: false,
+    }
+}
+
+async fn graph(
+    State(state): State<Arc<SimState>>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let seq = state.seq.fetch_add(1, Ordering::Relaxed);
+    let path = uri.path().to_string();
+    let parsed: Result<Value, Refusal> = serde_json::from_slice(&body)
+        .map_err(|e| Refusal::invalid(format!("The request body is not valid JSON: {e}")));
+    let json_body = parsed.as_ref().cloned().unwrap_or(Value::Null);
+    let outcome = decide(&state, &method, &uri, &headers, parsed);
+    let latency = lock(&state.faults).latency_ms;
+    if latency > 0 {
+        tokio::time::sleep(std::time::Duration::from_millis(latency)).await;
+    }
+    let (status, response, call) = match outcome {
+        Ok(call) => {
+            let (response, message_id) = success(&call, seq);
+            state.accepted[kind_index(call.kind)].fetch_add(1, Ordering::Relaxed);
+            let accepted = Accepted {
+                call,
+                message_id,
+                at: Instant::now(),
+            };
+            if let Some(tap) = &state.tap {
+                tap(&accepted);
+            }
+            send_receipt(&state, &accepted);
+            (200, response, Some(accepted.call))
+        }
+        Err((refusal, call)) => {
+            state.refused.fetch_add(1, Ordering::Relaxed);
+            (refusal.status, refusal.body(seq), call)
+        }
+    };
+    if state.record_limit > 0 {
+        let mut calls = lock(&state.calls);
+        if calls.len() >= state.record_limit {
+            calls.pop_front();
+        }
+        calls.push_back(RecordedCall {
+            seq,
+            time: rfc3339(now_ms()),
+            path,
+            kind: call.as_ref().map(|c| c.kind),
+            account: call.as_ref().map(|c| c.account.clone()),
+            recipient: call.as_ref().and_then(|c| c.recipient.clone()),
+            text: call.as_ref().and_then(|c| c.text.clone()),
+            status,
+            body: json_body,
+            response: response.clone(),
+        });
+    }
+    let status = StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_REQUEST);
+    (status, Json(response)).into_response()
+}
+
+/// Validation, token check and fault draw for one call. A refused valid
+/// call keeps its description so the record says what was refused.
+fn decide(
+    state: &SimState,
+    method: &Method,
+    uri: &Uri,
+    headers: &HeaderMap,
+    body: Result<Value, Refusal>,
+) -> Result<ValidCall, (Refusal, Option<ValidCall>)> {
+    if method != Method::POST {
+        return Err((
+            Refusal::invalid(format!("Unsupported {method} request")),
+            None,
+        ));
+    }
+    let body = body.map_err(|r| (r, None))?;
+    let call = validate::validate(&segments(uri.path()), &body).map_err(|r| (r, None))?;
+    let token = token_of(headers, uri);
+    let token_ok = match (&state.token, &token) {
+        (_, None) => false,
+        (Some(expected), Some(got)) => expected == got,
+        (None, Some(_)) => true,
+    };
+    if !token_ok {
+        return Err((bad_token(), Some(call)));
+    }
+    match lock(&state.faults).draw(call.kind) {
+        Some(fault) => Err((fault.refusal(call.kind), Some(call))),
+        None => Ok(call),
+    }
+}
+
+fn success(call: &ValidCall, seq: u64) -> (Value, Option<String>) {
+    let recipient = call.recipient.clone().unwrap_or_default();
+    match call.kind {
+        CallKind::Message => {
+            let mid = format!("m_sim{seq:016x}");
+            (
+                json!({"recipient_id": recipient, "message_id": mid}),
+                Some(mid),
+            )
+        }
+        CallKind::SenderAction => (json!({"recipient_id": recipient}), None),
+        CallKind::WhatsappMessage => {
+            let wamid = format!("wamid.sim{seq:016x}");
+            (
+                json!({
+                    "messaging_product": "whatsapp",
+                    "contacts": [{"input": recipient, "wa_id": recipient}],
+                    "messages": [{"id": wamid}],
+                }),
+                Some(wamid),
+            )
+        }
+        CallKind::WhatsappRead => (json!({"success": true}), None),
+        CallKind::CommentReply | CallKind::PageCommentReply => {
+            let id = format!("{}_{seq}", call.account);
+            (json!({"id": id}), Some(id))
+        }
+        CallKind::MessengerProfile => (json!({"result": "success"}), None),
+    }
+}
+
+fn send_receipt(state: &SimState, accepted: &Accepted) {
+    let Some(tx) = &state.receipts else { return };
+    let call = &accepted.call;
+    let whatsapp = match call.kind {
+        CallKind::Message => false,
+        CallKind::WhatsappMessage => true,
+        _ => return,
+    };
+    if let (Some(recipient), Some(mid)) = (&call.recipient, &accepted.message_id) {
+        let _ = tx.send(Receipt {
+            whatsapp,
+            account: call.account.clone(),
+            recipient: recipient.clone(),
+            message_id: mid.clone(),
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::segments;
+
+    #[test]
+    fn version_prefix_is_optional() {
+        assert_eq!(segments("/v21.0/PAGE/messages"), ["PAGE", "messages"]);
+        assert_eq!(segments("/PAGE/messages"), ["PAGE", "messages"]);
+        assert_eq!(segments("/v19/me/messenger_profile"), ["me", "messenger_profile"]);
+    }
+}

@@ -1,0 +1,246 @@
+//! Delivery and read webhooks the simulator sends back to the engine for
+//! the messages it accepted, signed with the app secret like Meta's.
+//!
+//! Receipts are gathered for a short while and sent in batches, one
+//! webhook per kind with one entry per account, the way Meta batches them:
+//! Messenger `delivery {mids, watermark}` / `read {watermark}`, Instagram
+//! `read {mid}` (`messaging_seen`), WhatsApp `statuses` (`delivered`,
+//! `read`).
+
+use std::collections::{BTreeMap, HashSet};
+use std::time::Duration;
+
+use serde_json::{json, Value};
+use tokio::sync::mpsc;
+
+use crate::channels::webhook::sign;
+use crate::clock::now_ms;
+
+/// Where receipts go.
+#[derive(Debug, Clone)]
+pub struct ReceiptTarget {
+    /// The engine's `/webhooks/meta/{app}` URL.
+    pub url: String,
+    pub app_secret: String,
+    /// Send read receipts after the delivery ones.
+    pub read: bool,
+    /// How long receipts gather before a batch goes out.
+    pub delay: Duration,
+    /// Accounts that are Instagram accounts (their webhooks use
+    /// `object = "instagram"`).
+    pub instagram: HashSet<String>,
+}
+
+/// One accepted message to confirm.
+#[derive(Debug, Clone)]
+pub struct Receipt {
+    pub whatsapp: bool,
+    pub account: String,
+    pub recipient: String,
+    pub message_id: String,
+}
+
+/// Starts the sender; receipts pushed into the returned channel go out.
+pub fn spawn(target: ReceiptTarget) -> mpsc::UnboundedSender<Receipt> {
+    let (tx, rx) = mpsc::unbounded_channel();
+    tokio::spawn(run(target, rx));
+    tx
+}
+
+async fn run(target: ReceiptTarget, mut rx: mpsc::UnboundedReceiver<Receipt>) {
+    let http = reqwest::Client::new();
+    while let Some(first) = rx.recv().await {
+        tokio::time::sleep(target.delay).await;
+        let mut batch = vec![first];
+        while batch.len() < 500 {
+            match rx.try_recv() {
+                Ok(r) => batch.push(r),
+                Err(_) => break,
+            }
+        }
+        let mut bodies = vec![delivery_body(&target, &batch)];
+        if target.read {
+            bodies.push(read_body(&target, &batch));
+        }
+        for body in bodies.into_iter().flatten() {
+            post(&http, &target, body).await;
+        }
+    }
+}
+
+async fn post(http: &reqwest::Client, target: &ReceiptTarget, body: Value) {
+    let bytes = body.to_string().into_bytes();
+    let signature = sign(target.app_secret.as_bytes(), &bytes);
+    let result = http
+        .post(&target.url)
+        .header("content-type", "application/json")
+        .header("x-hub-signature-256", signature)
+        .body(bytes)
+        .send()
+        .await;
+    match result {
+        Ok(r) if r.status().is_success() => {}
+        Ok(r) => tracing::warn!(status = r.status().as_u16(), "Receipt webhook refused"),
+        Err(e) => tracing::warn!(error = %e, "Receipt webhook not delivered"),
+    }
+}
+
+fn group(target: &ReceiptTarget, batch: &[Receipt]) -> [BTreeMap<String, Vec<Receipt>>; 3] {
+    let mut page = BTreeMap::<String, Vec<Receipt>>::new();
+    let mut instagram = BTreeMap::<String, Vec<Receipt>>::new();
+    let mut whatsapp = BTreeMap::<String, Vec<Receipt>>::new();
+    for r in batch {
+        let map = if r.whatsapp {
+            &mut whatsapp
+        } else if target.instagram.contains(&r.account) {
+            &mut instagram
+        } else {
+            &mut page
+        };
+        map.entry(r.account.clone()).or_default().push(r.clone());
+    }
+    [page, instagram, whatsapp]
+}
+
+/// The delivery webhooks for a batch (one per platform object present).
+fn delivery_body(target: &ReceiptTarget, batch: &[Receipt]) -> Vec<Value> {
+    let now = now_ms();
+    let [page, instagram, whatsapp] = group(target, batch);
+    let mut out = Vec::new();
+    for (object, accounts) in [("page", page), ("instagram", instagram)] {
+        if accounts.is_empty() {
+            continue;
+        }
+        let entry: Vec<Value> = accounts
+            .iter()
+            .map(|(account, rs)| {
+                let messaging: Vec<Value> = rs
+                    .iter()
+                    .map(|r| {
+                        json!({
+                            "sender": {"id": r.recipient},
+                            "recipient": {"id": account},
+                            "timestamp": now,
+                            "delivery": {"mids": [r.message_id], "watermark": now},
+                        })
+                    })
+                    .collect();
+                json!({"id": account, "time": now, "messaging": messaging})
+            })
+            .collect();
+        out.push(json!({"object": object, "entry": entry}));
+    }
+    if !whatsapp.is_empty() {
+        out.push(whatsapp_statuses(&whatsapp, "delivered", now));
+    }
+    out
+}
+
+fn read_body(target: &ReceiptTarget, batch: &[Receipt]) -> Vec<Value> {
+    let now = now_ms() + 1;
+    let [page, instagram, whatsapp] = group(target, batch);
+    let mut out = Vec::new();
+    for (object, accounts) in [("page", page), ("instagram", instagram)] {
+        if accounts.is_empty() {
+            continue;
+        }
+        let entry: Vec<Value> = accounts
+            .iter()
+            .map(|(account, rs)| {
+                let messaging: Vec<Value> = rs
+                    .iter()
+                    .map(|r| {
+                        let read = if object == "instagram" {
+                            json!({"mid": r.message_id})
+                        } else {
+                            json!({"watermark": now})
+                        };
+                        json!({
+                            "sender": {"id": r.recipient},
+                            "recipient": {"id": account},
+                            "timestamp": now,
+                            "read": read,
+                        })
+                    })
+                    .collect();
+                json!({"id": account, "time": now, "messaging": messaging})
+            })
+            .collect();
+        out.push(json!({"object": object, "entry": entry}));
+    }
+    if !whatsapp.is_empty() {
+        out.push(whatsapp_statuses(&whatsapp, "read", now));
+    }
+    out
+}
+
+fn whatsapp_statuses(accounts: &BTreeMap<String, Vec<Receipt>>, status: &str, now: u64) -> Value {
+    let entry: Vec<Value> = accounts
+        .iter()
+        .map(|(phone_number_id, rs)| {
+            let statuses: Vec<Value> = rs
+                .iter()
+                .map(|r| {
+                    json!({
+                        "id": r.message_id,
+                        "status": status,
+                        "timestamp": (now / 1000).to_string(),
+                        "recipient_id": r.recipient,
+                    })
+                })
+                .collect();
+            json!({
+                "id": phone_number_id,
+                "changes": [{
+                    "field": "messages",
+                    "value": {
+                        "messaging_product": "whatsapp",
+                        "metadata": {"display_phone_number": phone_number_id, "phone_number_id": phone_number_id},
+                        "statuses": statuses,
+                    }
+                }]
+            })
+        })
+        .collect();
+    json!({"object": "whatsapp_business_account", "entry": entry})
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn target() -> ReceiptTarget {
+        ReceiptTarget {
+            url: String::new(),
+            app_secret: String::new(),
+            read: true,
+            delay: Duration::ZERO,
+            instagram: ["IG".to_string()].into(),
+        }
+    }
+
+    fn receipt(account: &str, whatsapp: bool) -> Receipt {
+        Receipt {
+            whatsapp,
+            account: account.into(),
+            recipient: "C".into(),
+            message_id: "m_1".into(),
+        }
+    }
+
+    #[test]
+    fn one_webhook_per_object_with_the_documented_fields() {
+        let batch = [receipt("PAGE", false), receipt("IG", false), receipt("PN", true)];
+        let deliveries = delivery_body(&target(), &batch);
+        assert_eq!(deliveries.len(), 3);
+        assert_eq!(deliveries[0]["object"], "page");
+        assert_eq!(deliveries[0]["entry"][0]["messaging"][0]["delivery"]["mids"][0], "m_1");
+        assert_eq!(deliveries[1]["object"], "instagram");
+        let wa = &deliveries[2]["entry"][0]["changes"][0]["value"]["statuses"][0];
+        assert_eq!(wa["status"], "delivered");
+        let reads = read_body(&target(), &batch);
+        assert!(reads[0]["entry"][0]["messaging"][0]["read"]["watermark"].is_u64());
+        assert_eq!(reads[1]["entry"][0]["messaging"][0]["read"]["mid"], "m_1");
+        assert_eq!(reads[2]["entry"][0]["changes"][0]["value"]["statuses"][0]["status"], "read");
+    }
+}
