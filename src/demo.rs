@@ -186,11 +186,18 @@ fn show(out: &mut impl Write, calls: &[RecordedCall]) {
             Some(CallKind::Message) => {
                 part += 1;
                 let label = if parts > 1 {
-                    format!(" [{part}/{parts}, {} chars]", c.text.as_deref().map_or(0, |t| t.chars().count()))
+                    format!(
+                        " [{part}/{parts}, {} chars]",
+                        c.text.as_deref().map_or(0, |t| t.chars().count())
+                    )
                 } else {
                     String::new()
                 };
-                let _ = writeln!(out, "     Acme   >{label} {}", c.text.as_deref().unwrap_or(""));
+                let _ = writeln!(
+                    out,
+                    "     Acme   >{label} {}",
+                    c.text.as_deref().unwrap_or("")
+                );
             }
             _ => {}
         }
@@ -215,20 +222,33 @@ pub async fn run(out: &mut (impl Write + Send)) -> Result<Report, DemoError> {
          simulated customers in this process, on 127.0.0.1.\n"
     );
 
-    let ana = Customer { http: &http, url: &url, psid: "7001", name: "Ana" };
+    let ana = Customer {
+        http: &http,
+        url: &url,
+        psid: "7001",
+        name: "Ana",
+    };
     let question = "Hi! What are your opening hours?";
     let body = ana.webhook("m_demo_ana_1", question);
     let _ = writeln!(out, "1. A question, answered");
     let _ = writeln!(out, "     {:<6} > {question}", ana.name);
     let status = ana.post(&body).await?;
-    let _ = writeln!(out, "     (webhook acknowledged: HTTP {status}, after the event was durable)");
+    let _ = writeln!(
+        out,
+        "     (webhook acknowledged: HTTP {status}, after the event was durable)"
+    );
     let calls = wait_for_messages(&loadgen, ana.psid, 1).await;
     show(out, &calls);
     if calls.iter().all(|c| c.kind != Some(CallKind::Message)) {
-        return Err(DemoError::Expectation("the question was not answered".into()));
+        return Err(DemoError::Expectation(
+            "the question was not answered".into(),
+        ));
     }
 
-    let _ = writeln!(out, "\n2. Meta redelivers the same webhook (same message id)");
+    let _ = writeln!(
+        out,
+        "\n2. Meta redelivers the same webhook (same message id)"
+    );
     let status = ana.post(&body).await?;
     tokio::time::sleep(Duration::from_millis(500)).await;
     let answers = replies_to(&loadgen, ana.psid)
@@ -240,12 +260,22 @@ pub async fn run(out: &mut (impl Write + Send)) -> Result<Report, DemoError> {
         "     (HTTP {status}; replies to Ana so far: {answers}: the duplicate is recognised and ignored)"
     );
     if answers != 1 {
-        return Err(DemoError::Expectation(format!("the duplicate was answered: {answers} replies")));
+        return Err(DemoError::Expectation(format!(
+            "the duplicate was answered: {answers} replies"
+        )));
     }
 
-    let ben = Customer { http: &http, url: &url, psid: "7002", name: "Ben" };
+    let ben = Customer {
+        http: &http,
+        url: &url,
+        psid: "7002",
+        name: "Ben",
+    };
     let question = "What is your returns policy?";
-    let _ = writeln!(out, "\n3. A long answer, split for the channel (limit {LIMIT} characters here)");
+    let _ = writeln!(
+        out,
+        "\n3. A long answer, split for the channel (limit {LIMIT} characters here)"
+    );
     let _ = writeln!(out, "     {:<6} > {question}", ben.name);
     ben.post(&ben.webhook("m_demo_ben_1", question)).await?;
     let parts = RETURNS.chars().count().div_ceil(LIMIT);

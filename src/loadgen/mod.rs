@@ -117,6 +117,8 @@ pub enum LoadgenError {
     Options(String),
     #[error("sink: {0}")]
     Sink(#[from] SimError),
+    #[error("the engine does not answer at {0}")]
+    Target(String),
     #[error("cannot build the HTTP client: {0}")]
     Client(String),
     #[error("cannot create latency histograms: {0}")]
@@ -279,6 +281,9 @@ impl Loadgen {
             .tcp_nodelay(true)
             .build()
             .map_err(|e| LoadgenError::Client(e.to_string()))?;
+        if let Err(e) = http.get(&o.target).send().await {
+            return Err(LoadgenError::Target(format!("{}: {e}", o.target)));
+        }
         let sent = Arc::new(Sent::default());
         let run_id = (now_ms() / 1000 % 100_000_000) as u32;
         let mut traffic = Traffic::new(o.mix(), o.seed, run_id);
@@ -296,7 +301,8 @@ impl Loadgen {
             }
             while due <= elapsed && due < duration {
                 let at = start + Duration::from_secs_f64(due);
-                let duplicate = !recent.is_empty() && o.duplicates > 0.0 && rng.random_bool(o.duplicates);
+                let duplicate =
+                    !recent.is_empty() && o.duplicates > 0.0 && rng.random_bool(o.duplicates);
                 let (body, expects, events) = if duplicate {
                     let i = rng.random_range(0..recent.len());
                     sent.duplicates.fetch_add(1, Ordering::Relaxed);
@@ -438,7 +444,8 @@ async fn deliver(
         tokio::time::sleep(Duration::from_secs(1)).await;
     };
     if accepted {
-        sent.acked_events.fetch_add(d.events as u64, Ordering::Relaxed);
+        sent.acked_events
+            .fetch_add(d.events as u64, Ordering::Relaxed);
     } else {
         sent.failed.fetch_add(1, Ordering::Relaxed);
         tracker.withdraw(&d.expects, d.at);

@@ -199,11 +199,18 @@ mod tests {
         t.reply("P", "a", t0 + Duration::from_millis(4));
         t.reply("P", "a", t0 + Duration::from_millis(5));
         let c = t.counts();
-        assert_eq!((c.expected, c.received, c.duplicated, c.waiting), (3, 2, 1, 1));
+        assert_eq!(
+            (c.expected, c.received, c.duplicated, c.waiting),
+            (3, 2, 1, 1)
+        );
         assert_eq!(t.e2e().count, 2);
         assert!((t.e2e().max - 4.0).abs() < 0.01);
         t.reply("OTHER", "a", t0);
-        assert_eq!(t.counts().duplicated, 1, "another account's reply is not the run's");
+        assert_eq!(
+            t.counts().duplicated,
+            1,
+            "another account's reply is not the run's"
+        );
     }
 
     #[test]

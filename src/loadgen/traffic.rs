@@ -135,8 +135,7 @@ impl Traffic {
             });
         }
         let expects = self.expectations(platform, &events);
-        if count > 1 && self.mix.out_of_order > 0.0 && self.rng.random_bool(self.mix.out_of_order)
-        {
+        if count > 1 && self.mix.out_of_order > 0.0 && self.rng.random_bool(self.mix.out_of_order) {
             events.reverse();
         }
         let body = match platform {
@@ -297,7 +296,10 @@ mod tests {
         );
         let w = t.next(1_000);
         assert_eq!(w.events, 3);
-        assert!(w.expects.iter().all(|e| e.customer == w.expects[0].customer));
+        assert!(w
+            .expects
+            .iter()
+            .all(|e| e.customer == w.expects[0].customer));
         let body: Value = serde_json::from_slice(&w.body).unwrap();
         assert_eq!(body["entry"][0]["messaging"][0]["timestamp"], 1_002);
     }

@@ -158,7 +158,10 @@ mod tests {
     #[test]
     fn codes_follow_the_channel() {
         assert_eq!(Fault::Throttled.refusal(CallKind::Message).code, 613);
-        assert_eq!(Fault::Throttled.refusal(CallKind::WhatsappMessage).code, 130429);
+        assert_eq!(
+            Fault::Throttled.refusal(CallKind::WhatsappMessage).code,
+            130429
+        );
         let w = Fault::WindowClosed.refusal(CallKind::Message);
         assert_eq!((w.code, w.subcode), (10, Some(2018278)));
         assert_eq!(

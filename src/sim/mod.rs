@@ -35,7 +35,7 @@ use tokio::sync::mpsc;
 
 pub use faults::{Fault, Faults};
 pub use receipts::ReceiptTarget;
-use receipts::Receipt;
+use receipts::{Receipt, ReceiptCounts};
 use validate::{CallKind, Refusal, ValidCall};
 
 use crate::clock::{now_ms, rfc3339};
@@ -97,6 +97,7 @@ struct SimState {
     token: Option<String>,
     faults: Mutex<Faults>,
     receipts: Option<mpsc::UnboundedSender<Receipt>>,
+    receipt_counts: Arc<ReceiptCounts>,
     tap: Option<Tap>,
     seq: AtomicU64,
     accepted: [AtomicU64; KINDS.len()],
@@ -133,12 +134,16 @@ impl Sim {
             addr: listen.to_string(),
             source,
         })?;
+        let receipt_counts = Arc::new(ReceiptCounts::default());
         let state = Arc::new(SimState {
             calls: Mutex::new(VecDeque::new()),
             record_limit: options.record_limit,
             token: options.token,
             faults: Mutex::new(options.faults),
-            receipts: options.receipts.map(receipts::spawn),
+            receipts: options
+                .receipts
+                .map(|t| receipts::spawn(t, receipt_counts.clone())),
+            receipt_counts,
             tap: options.tap,
             seq: AtomicU64::new(0),
             accepted: Default::default(),
@@ -170,6 +175,15 @@ impl Sim {
     /// Accepted calls of one kind so far.
     pub fn accepted(&self, kind: CallKind) -> u64 {
         self.state.accepted[kind_index(kind)].load(Ordering::Relaxed)
+    }
+
+    /// Receipt webhooks the engine accepted / did not accept.
+    pub fn receipts_sent(&self) -> (u64, u64) {
+        let c = &self.state.receipt_counts;
+        (
+            c.accepted.load(Ordering::Relaxed),
+            c.failed.load(Ordering::Relaxed),
+        )
     }
 
     pub fn stop(self) {
@@ -268,6 +282,10 @@ async fn stats(State(state): State<Arc<SimState>>) -> Json<Value> {
     Json(json!({
         "accepted": accepted,
         "refused": state.refused.load(Ordering::Relaxed),
+        "receipt_webhooks": {
+            "accepted": state.receipt_counts.accepted.load(Ordering::Relaxed),
+            "failed": state.receipt_counts.failed.load(Ordering::Relaxed),
+        },
     }))
 }
 
@@ -326,7 +344,7 @@ async fn graph(
         tokio::time::sleep(std::time::Duration::from_millis(latency)).await;
     }
     let (status, response, call) = match outcome {
-        Ok(call) => {
+        Decision::Accept(call) => {
             let (response, message_id) = success(&call, seq);
             state.accepted[kind_index(call.kind)].fetch_add(1, Ordering::Relaxed);
             let accepted = Accepted {
@@ -340,7 +358,7 @@ async fn graph(
             send_receipt(&state, &accepted);
             (200, response, Some(accepted.call))
         }
-        Err((refusal, call)) => {
+        Decision::Refuse(refusal, call) => {
             state.refused.fetch_add(1, Ordering::Relaxed);
             (refusal.status, refusal.body(seq), call)
         }
@@ -367,23 +385,31 @@ async fn graph(
     (status, Json(response)).into_response()
 }
 
-/// Validation, token check and fault draw for one call. A refused valid
-/// call keeps its description so the record says what was refused.
+/// The fate of one call. A refused valid call keeps its description so
+/// the record says what was refused.
+enum Decision {
+    Accept(ValidCall),
+    Refuse(Refusal, Option<ValidCall>),
+}
+
+/// Validation, token check and fault draw for one call.
 fn decide(
     state: &SimState,
     method: &Method,
     uri: &Uri,
     headers: &HeaderMap,
     body: Result<Value, Refusal>,
-) -> Result<ValidCall, (Refusal, Option<ValidCall>)> {
+) -> Decision {
     if method != Method::POST {
-        return Err((
+        return Decision::Refuse(
             Refusal::invalid(format!("Unsupported {method} request")),
             None,
-        ));
+        );
     }
-    let body = body.map_err(|r| (r, None))?;
-    let call = validate::validate(&segments(uri.path()), &body).map_err(|r| (r, None))?;
+    let call = match body.and_then(|b| validate::validate(&segments(uri.path()), &b)) {
+        Ok(call) => call,
+        Err(refusal) => return Decision::Refuse(refusal, None),
+    };
     let token = token_of(headers, uri);
     let token_ok = match (&state.token, &token) {
         (_, None) => false,
@@ -391,11 +417,12 @@ fn decide(
         (None, Some(_)) => true,
     };
     if !token_ok {
-        return Err((bad_token(), Some(call)));
+        return Decision::Refuse(bad_token(), Some(call));
     }
-    match lock(&state.faults).draw(call.kind) {
-        Some(fault) => Err((fault.refusal(call.kind), Some(call))),
-        None => Ok(call),
+    let fault = lock(&state.faults).draw(call.kind);
+    match fault {
+        Some(fault) => Decision::Refuse(fault.refusal(call.kind), Some(call)),
+        None => Decision::Accept(call),
     }
 }
 
@@ -456,6 +483,9 @@ mod tests {
     fn version_prefix_is_optional() {
         assert_eq!(segments("/v21.0/PAGE/messages"), ["PAGE", "messages"]);
         assert_eq!(segments("/PAGE/messages"), ["PAGE", "messages"]);
-        assert_eq!(segments("/v19/me/messenger_profile"), ["me", "messenger_profile"]);
+        assert_eq!(
+            segments("/v19/me/messenger_profile"),
+            ["me", "messenger_profile"]
+        );
     }
 }

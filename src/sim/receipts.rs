@@ -8,6 +8,8 @@
 //! `read`).
 
 use std::collections::{BTreeMap, HashSet};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::{json, Value};
@@ -40,14 +42,27 @@ pub struct Receipt {
     pub message_id: String,
 }
 
+/// How the receipt webhooks fared.
+#[derive(Debug, Default)]
+pub struct ReceiptCounts {
+    /// Webhooks the engine answered with a 2xx.
+    pub accepted: AtomicU64,
+    /// Webhooks refused or not delivered.
+    pub failed: AtomicU64,
+}
+
 /// Starts the sender; receipts pushed into the returned channel go out.
-pub fn spawn(target: ReceiptTarget) -> mpsc::UnboundedSender<Receipt> {
+pub fn spawn(target: ReceiptTarget, counts: Arc<ReceiptCounts>) -> mpsc::UnboundedSender<Receipt> {
     let (tx, rx) = mpsc::unbounded_channel();
-    tokio::spawn(run(target, rx));
+    tokio::spawn(run(target, rx, counts));
     tx
 }
 
-async fn run(target: ReceiptTarget, mut rx: mpsc::UnboundedReceiver<Receipt>) {
+async fn run(
+    target: ReceiptTarget,
+    mut rx: mpsc::UnboundedReceiver<Receipt>,
+    counts: Arc<ReceiptCounts>,
+) {
     let http = reqwest::Client::new();
     while let Some(first) = rx.recv().await {
         tokio::time::sleep(target.delay).await;
@@ -63,12 +78,17 @@ async fn run(target: ReceiptTarget, mut rx: mpsc::UnboundedReceiver<Receipt>) {
             bodies.push(read_body(&target, &batch));
         }
         for body in bodies.into_iter().flatten() {
-            post(&http, &target, body).await;
+            let counter = if post(&http, &target, body).await {
+                &counts.accepted
+            } else {
+                &counts.failed
+            };
+            counter.fetch_add(1, Ordering::Relaxed);
         }
     }
 }
 
-async fn post(http: &reqwest::Client, target: &ReceiptTarget, body: Value) {
+async fn post(http: &reqwest::Client, target: &ReceiptTarget, body: Value) -> bool {
     let bytes = body.to_string().into_bytes();
     let signature = sign(target.app_secret.as_bytes(), &bytes);
     let result = http
@@ -79,9 +99,15 @@ async fn post(http: &reqwest::Client, target: &ReceiptTarget, body: Value) {
         .send()
         .await;
     match result {
-        Ok(r) if r.status().is_success() => {}
-        Ok(r) => tracing::warn!(status = r.status().as_u16(), "Receipt webhook refused"),
-        Err(e) => tracing::warn!(error = %e, "Receipt webhook not delivered"),
+        Ok(r) if r.status().is_success() => true,
+        Ok(r) => {
+            tracing::warn!(status = r.status().as_u16(), "Receipt webhook refused");
+            false
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "Receipt webhook not delivered");
+            false
+        }
     }
 }
 
@@ -230,17 +256,27 @@ mod tests {
 
     #[test]
     fn one_webhook_per_object_with_the_documented_fields() {
-        let batch = [receipt("PAGE", false), receipt("IG", false), receipt("PN", true)];
+        let batch = [
+            receipt("PAGE", false),
+            receipt("IG", false),
+            receipt("PN", true),
+        ];
         let deliveries = delivery_body(&target(), &batch);
         assert_eq!(deliveries.len(), 3);
         assert_eq!(deliveries[0]["object"], "page");
-        assert_eq!(deliveries[0]["entry"][0]["messaging"][0]["delivery"]["mids"][0], "m_1");
+        assert_eq!(
+            deliveries[0]["entry"][0]["messaging"][0]["delivery"]["mids"][0],
+            "m_1"
+        );
         assert_eq!(deliveries[1]["object"], "instagram");
         let wa = &deliveries[2]["entry"][0]["changes"][0]["value"]["statuses"][0];
         assert_eq!(wa["status"], "delivered");
         let reads = read_body(&target(), &batch);
         assert!(reads[0]["entry"][0]["messaging"][0]["read"]["watermark"].is_u64());
         assert_eq!(reads[1]["entry"][0]["messaging"][0]["read"]["mid"], "m_1");
-        assert_eq!(reads[2]["entry"][0]["changes"][0]["value"]["statuses"][0]["status"], "read");
+        assert_eq!(
+            reads[2]["entry"][0]["changes"][0]["value"]["statuses"][0]["status"],
+            "read"
+        );
     }
 }

@@ -146,7 +146,9 @@ fn str_at<'a>(body: &'a Value, pointer: &str) -> Option<&'a str> {
 fn required<'a>(body: &'a Value, pointer: &str, name: &str) -> Result<&'a str, Refusal> {
     match str_at(body, pointer) {
         Some(s) if !s.is_empty() => Ok(s),
-        _ => Err(Refusal::invalid(format!("The parameter {name} is required"))),
+        _ => Err(Refusal::invalid(format!(
+            "The parameter {name} is required"
+        ))),
     }
 }
 
@@ -242,7 +244,9 @@ fn whatsapp(account: String, body: &Value) -> Result<ValidCall, Refusal> {
         required(body, "/message_id", "message_id")?;
         if let Some(kind) = body.pointer("/typing_indicator/type") {
             if kind.as_str() != Some("text") {
-                return Err(Refusal::invalid("Param typing_indicator[type] must be 'text'"));
+                return Err(Refusal::invalid(
+                    "Param typing_indicator[type] must be 'text'",
+                ));
             }
         }
         return Ok(ValidCall {
@@ -413,13 +417,17 @@ mod tests {
     #[test]
     fn comments_are_text_only_and_profile_fields_are_checked() {
         assert_eq!(
-            validate(&["C1", "replies"], &json!({"message":"thanks"})).unwrap().kind,
+            validate(&["C1", "replies"], &json!({"message":"thanks"}))
+                .unwrap()
+                .kind,
             CallKind::CommentReply
         );
         assert!(validate(&["C1", "comments"], &json!({"attachment_url":"http://x"})).is_err());
         let profile = json!({"get_started":{"payload":"GET_STARTED"},"greeting":[{"locale":"default","text":"Hi"}]});
         assert_eq!(
-            validate(&["PAGE", "messenger_profile"], &profile).unwrap().kind,
+            validate(&["PAGE", "messenger_profile"], &profile)
+                .unwrap()
+                .kind,
             CallKind::MessengerProfile
         );
         assert!(validate(&["PAGE", "messenger_profile"], &json!({"colour":"red"})).is_err());

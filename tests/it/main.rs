@@ -3,6 +3,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod crash;
+mod harness;
 mod supervision;
 mod support;
 mod webhooks;

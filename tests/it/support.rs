@@ -18,6 +18,7 @@ use switchboard::channels::webhook::sign;
 pub const APP_SECRET: &str = "test-app-secret";
 pub const PAGE: &str = "PAGE_1";
 pub const TOKEN: &str = "page-token-123";
+pub const IG_ACCOUNT: &str = "IG_1";
 
 #[derive(Debug, Clone)]
 pub struct Call {
@@ -213,6 +214,16 @@ account_id = "{PAGE}"
 access_token = "{TOKEN}"
 assistant = "support"
 response_delay_ms = {delay_ms}
+
+[[integrations]]
+id = "acme-ig"
+tenant = "acme"
+channel = "instagram"
+app = "main"
+account_id = "{IG_ACCOUNT}"
+access_token = "{TOKEN}"
+assistant = "support"
+max_message_length = 1000
 "#,
         data = dir.join("data").display()
     )
