@@ -74,6 +74,7 @@ account_id = "{SHOP_PAGE}"
 access_token = "demo-page-token"
 assistant = "shop"
 max_message_length = {LIMIT}
+response_delay_ms = [600, 900]
 [[integrations]]
 id = "acme-crowd"
 tenant = "acme"

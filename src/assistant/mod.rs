@@ -38,6 +38,13 @@ impl AssistantError {
 pub trait Assistant: Send + Sync + 'static {
     /// The answer to send, before reply shaping.
     async fn reply(&self, request: &ReplyRequest<'_>) -> Result<String, AssistantError>;
+
+    /// Whether answers come back at once (no network, no model). A typing
+    /// indicator before an instant, undelayed answer would never be seen
+    /// and only spends the platform's call quota, so it is not sent.
+    fn is_instant(&self) -> bool {
+        false
+    }
 }
 
 /// Builds the assistant a config entry describes; `None` for a kind this

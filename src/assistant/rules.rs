@@ -86,6 +86,10 @@ impl Assistant for RulesAssistant {
     async fn reply(&self, request: &ReplyRequest<'_>) -> Result<String, AssistantError> {
         Ok(self.answer(request))
     }
+
+    fn is_instant(&self) -> bool {
+        true
+    }
 }
 
 #[cfg(test)]

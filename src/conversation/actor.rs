@@ -141,9 +141,10 @@ async fn handle_delivery(
     if starts_turn {
         conv.schedule_typing(now, state.args.ctx.config.engine.typing_refresh());
     }
-    // With no delay the answer goes into the same write as the message.
+    // With no delay the answer goes into the same write as the message;
+    // typing is shown only if the answer takes time to write.
     let answer_now = conv.reply_due(now);
-    if answer_now && starts_turn {
+    if answer_now && starts_turn && !instant_assistant(state) {
         typing(state).await;
     }
     if answer_now {
@@ -155,6 +156,17 @@ async fn handle_delivery(
         typing(state).await;
     }
     drive(state).await
+}
+
+fn instant_assistant(state: &ConversationState) -> bool {
+    state.conversation.as_ref().is_some_and(|c| {
+        state
+            .args
+            .ctx
+            .assistants
+            .get(&c.integration().assistant)
+            .is_some_and(|a| a.is_instant())
+    })
 }
 
 fn finish(state: &ConversationState, d: Delivery) {

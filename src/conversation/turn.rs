@@ -4,9 +4,10 @@
 //! clock readings and performs the writes and calls it asks for.
 
 use std::num::NonZeroU32;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
+use governor::clock::QuantaClock;
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 
 use super::dedup::DedupWindow;
@@ -53,6 +54,15 @@ pub struct Conversation {
     /// Changes not yet written (the state itself is taken whole).
     unsaved: Unsaved,
     dirty: bool,
+    /// The next deadline as last written to the store.
+    stored_deadline: Option<u64>,
+}
+
+/// One clock for every rate limiter (creating a clock per conversation
+/// calibrates it each time).
+fn limiter_clock() -> QuantaClock {
+    static CLOCK: OnceLock<QuantaClock> = OnceLock::new();
+    CLOCK.get_or_init(QuantaClock::default).clone()
 }
 
 impl Conversation {
@@ -64,16 +74,21 @@ impl Conversation {
         stored: Option<Rehydrated>,
         now_ms: u64,
     ) -> Self {
-        let (record, dedup) = match stored {
-            Some(r) => (r.state, DedupWindow::new(r.dedup)),
+        let (record, dedup, stored_deadline) = match stored {
+            Some(r) => {
+                let deadline = r.state.next_deadline();
+                (r.state, DedupWindow::new(r.dedup), deadline)
+            }
             None => (
                 ConversationRecord::new(id, &integration.id, integration.channel, customer, now_ms),
                 DedupWindow::default(),
+                None,
             ),
         };
         let per_minute =
             NonZeroU32::new(integration.rate_limit_per_minute).unwrap_or(NonZeroU32::MIN);
-        let limiter = RateLimiter::direct(Quota::per_minute(per_minute));
+        let limiter =
+            RateLimiter::direct_with_clock(Quota::per_minute(per_minute), limiter_clock());
         Self {
             unsaved: Unsaved::default(),
             record,
@@ -81,6 +96,7 @@ impl Conversation {
             dedup,
             limiter,
             dirty: false,
+            stored_deadline,
         }
     }
 
@@ -403,11 +419,15 @@ impl Conversation {
         }
         self.dirty = false;
         let unsaved = std::mem::take(&mut self.unsaved);
+        let deadline = self.record.next_deadline();
+        let deadline_changed = deadline != self.stored_deadline;
+        self.stored_deadline = deadline;
         Some(TurnWrite {
             state: self.record.clone(),
             dedup: unsaved.dedup,
             messages: unsaved.messages,
             status_updates: unsaved.status_updates,
+            deadline_changed,
         })
     }
 }

@@ -59,7 +59,7 @@ impl EmbeddedStore {
 fn apply_turn(txn: &WriteTransaction, w: &TurnWrite, state: &[u8]) -> Result<(), redb::Error> {
     let id = w.state.id.as_str();
     txn.open_table(CONVERSATIONS)?.insert(id, state)?;
-    {
+    if w.deadline_changed {
         let mut timers = txn.open_table(TIMERS)?;
         match w.state.next_deadline() {
             Some(due) => {

@@ -165,6 +165,9 @@ pub struct TurnWrite {
     pub messages: Vec<MessageRecord>,
     /// Status changes of existing lines: (seq, status).
     pub status_updates: Vec<(u64, MessageStatus)>,
+    /// Whether `state.next_deadline()` differs from the stored one (the
+    /// timer index is only written when it does).
+    pub deadline_changed: bool,
 }
 
 impl TurnWrite {
@@ -174,6 +177,7 @@ impl TurnWrite {
             dedup: Vec::new(),
             messages: Vec::new(),
             status_updates: Vec::new(),
+            deadline_changed: true,
         }
     }
 }

@@ -144,8 +144,7 @@ async fn engine_rides_out_injected_faults_and_answers_once() {
         "127.0.0.1:0",
         SimOptions {
             faults: Faults {
-                // typing_on (best effort) meets the 500; the reply is
-                // throttled once, then goes through.
+                // The reply meets a 500 and a 613, then goes through.
                 next: [Fault::ServerError, Fault::Throttled].into(),
                 ..Faults::default()
             },

@@ -32,8 +32,30 @@ impl Harness {
 }
 
 #[tokio::test]
-async fn reply_is_preceded_by_typing_and_uses_the_send_api_shape() {
+async fn instant_undelayed_answer_is_sent_without_a_typing_indicator() {
     let h = Harness::start(0).await;
+    let status = post_webhook(
+        &h.url(),
+        messages_body(&[("PSID_I", "m_i1", "What are your hours?")]),
+        Some(APP_SECRET),
+    )
+    .await;
+    assert_eq!(status, 200);
+    h.graph
+        .wait_for("the reply", |calls| calls.iter().any(|c| c.text().is_some()))
+        .await;
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let calls = h.graph.calls();
+    assert!(
+        calls.iter().all(|c| !c.is_typing()),
+        "no typing_on before an instant answer: {calls:#?}"
+    );
+    h.engine.shutdown().await;
+}
+
+#[tokio::test]
+async fn reply_is_preceded_by_typing_and_uses_the_send_api_shape() {
+    let h = Harness::start(200).await;
     let status = post_webhook(
         &h.url(),
         messages_body(&[("PSID_A", "m_1", "What are your hours?")]),
