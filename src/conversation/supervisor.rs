@@ -181,6 +181,7 @@ async fn spawn(myself: &ActorRef<SupervisorMsg>, state: &mut SupervisorState, id
         supervisor: myself.clone(),
         timers: state.args.timers.clone(),
         current: entry.current.clone(),
+        cautious: entry.failures > 0,
     };
     match Actor::spawn_linked(None, ConversationActor, args, myself.get_cell()).await {
         Ok((actor, _)) => {

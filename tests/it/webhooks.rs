@@ -42,7 +42,9 @@ async fn instant_undelayed_answer_is_sent_without_a_typing_indicator() {
     .await;
     assert_eq!(status, 200);
     h.graph
-        .wait_for("the reply", |calls| calls.iter().any(|c| c.text().is_some()))
+        .wait_for("the reply", |calls| {
+            calls.iter().any(|c| c.text().is_some())
+        })
         .await;
     tokio::time::sleep(Duration::from_millis(100)).await;
     let calls = h.graph.calls();
