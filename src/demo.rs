@@ -102,6 +102,7 @@ fn crowd_options() -> LoadgenOptions {
         ramp_from: None,
         duration: Duration::from_secs(2),
         customers: 36,
+        round_robin: false,
         duplicates: 0.1,
         batch_max: 4,
         bursts: 0.05,

@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
+use redb::{ReadableDatabase, ReadableTable, TableDefinition};
 use tokio::sync::mpsc;
 
 use super::progress::PartitionProgress;
@@ -56,7 +56,11 @@ impl EmbeddedBus {
     /// committer. Must be called inside a tokio runtime.
     pub fn open(dir: &Path) -> Result<Arc<Self>, BusError> {
         std::fs::create_dir_all(dir).map_err(unavailable)?;
-        let db = Database::create(dir.join("bus.redb")).map_err(unavailable)?;
+        // The log is short (trimmed behind the consumers): a small cache.
+        let db = redb::Builder::new()
+            .set_cache_size(4 << 20)
+            .create(dir.join("bus.redb"))
+            .map_err(unavailable)?;
         let (committed, next) = {
             let txn = db.begin_write().map_err(unavailable)?;
             let state = {

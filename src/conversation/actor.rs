@@ -88,7 +88,7 @@ impl Actor for ConversationActor {
         let (integration_id, customer) =
             split_id(&id).ok_or_else(|| ConversationError::BadId(id.to_string()))?;
         let now = now_ms();
-        let stored = state.args.ctx.store.load_conversation(&id, now).await?;
+        let stored = Box::pin(state.args.ctx.store.load_conversation(&id, now)).await?;
         let Some(integration) = state.args.ctx.integrations.get(integration_id).cloned() else {
             tracing::warn!(conversation = %id, "Integration no longer configured; its events are skipped");
             return Ok(());
@@ -101,7 +101,7 @@ impl Actor for ConversationActor {
             conversation.record.outbox.len(),
         );
         state.conversation = Some(conversation);
-        drive(state).await
+        Box::pin(drive(state)).await
     }
 
     async fn handle(
@@ -110,12 +110,16 @@ impl Actor for ConversationActor {
         msg: Self::Msg,
         state: &mut Self::State,
     ) -> Result<(), ActorProcessingErr> {
+        // The work is boxed: an idle actor's task then holds a pointer
+        // instead of the largest state machine any message could need
+        // (the HTTP send in it is several KB), and idle actors are most of
+        // the resident ones.
         match msg {
-            ConversationMsg::Deliver(d) => handle_delivery(state, *d).await,
+            ConversationMsg::Deliver(d) => Box::pin(handle_delivery(state, *d)).await,
             ConversationMsg::Wake => {
                 // The timer service dropped the deadline it fired.
                 state.registered = None;
-                drive(state).await
+                Box::pin(drive(state)).await
             }
         }
     }

@@ -162,6 +162,10 @@ fn finished(state: &mut SupervisorState, id: &Arc<str>, pos: Position) {
     if let Some(entry) = state.entries.get_mut(id) {
         let before = entry.inflight.len();
         entry.inflight.retain(|(d, _)| d.position != pos);
+        if entry.inflight.is_empty() {
+            // Most conversations are idle: do not keep room for events.
+            entry.inflight = VecDeque::new();
+        }
         if entry.inflight.len() < before {
             entry.failures = 0;
             state.args.inflight.add_permits(1);

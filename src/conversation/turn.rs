@@ -341,7 +341,7 @@ impl Conversation {
                 first_of_turn: i == 0,
             });
         }
-        self.record.pending.clear();
+        self.record.pending = Vec::new();
         self.record.reply_due_ms = None;
         self.record.typing_refresh_ms = None;
         self.record.reply_delay_ms = 0;
@@ -361,7 +361,7 @@ impl Conversation {
         if self.record.outbox.is_empty() {
             return;
         }
-        let item = self.record.outbox.remove(0);
+        let item = take_first(&mut self.record.outbox);
         self.record.outbox_retry_ms = None;
         if let Some(m) = self.unsaved.messages.iter_mut().find(|m| m.seq == item.seq) {
             m.status = MessageStatus::Sent;
@@ -391,7 +391,7 @@ impl Conversation {
         if self.record.outbox.is_empty() {
             return;
         }
-        let item = self.record.outbox.remove(0);
+        let item = take_first(&mut self.record.outbox);
         self.unsaved.messages.retain(|m| m.seq != item.seq);
         self.unsaved.messages.push(MessageRecord {
             seq: item.seq,
@@ -430,6 +430,16 @@ impl Conversation {
             deadline_changed,
         })
     }
+}
+
+/// Removes the first item of a non-empty list, releasing the list's
+/// memory once it is empty (most conversations sit idle with none).
+fn take_first<T>(list: &mut Vec<T>) -> T {
+    let item = list.remove(0);
+    if list.is_empty() {
+        *list = Vec::new();
+    }
+    item
 }
 
 fn push_bounded(list: &mut Vec<(u64, u64)>, mark: (u64, u64)) {

@@ -70,6 +70,11 @@ pub struct LoadgenOptions {
     /// Distinct customers the events are spread over.
     #[arg(long, default_value_t = 10_000)]
     pub customers: u64,
+    /// Pick customers in turn (1, 2, ..., N, 1, ...) instead of at random:
+    /// with --customers N and N events every customer gets exactly one
+    /// (the memory measurement uses this).
+    #[arg(long)]
+    pub round_robin: bool,
     /// Share of webhooks that are redeliveries of one already sent
     /// (they must not be answered again).
     #[arg(long, default_value_t = 0.0)]
@@ -168,6 +173,7 @@ impl LoadgenOptions {
             instagram_share: self.instagram_share,
             whatsapp_share: self.whatsapp_share,
             customers: self.customers,
+            round_robin: self.round_robin,
             batch_max: self.batch_max,
             burst_share: self.bursts,
             burst_size: self.burst_size,

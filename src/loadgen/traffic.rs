@@ -36,6 +36,7 @@ pub struct Mix {
     pub instagram_share: f64,
     pub whatsapp_share: f64,
     pub customers: u64,
+    pub round_robin: bool,
     pub batch_max: usize,
     pub burst_share: f64,
     pub burst_size: usize,
@@ -67,6 +68,7 @@ pub struct Traffic {
     rng: SmallRng,
     run: u32,
     seq: u64,
+    next_customer: u64,
 }
 
 impl Traffic {
@@ -76,6 +78,7 @@ impl Traffic {
             rng: SmallRng::seed_from_u64(seed),
             run,
             seq: 0,
+            next_customer: 0,
         }
     }
 
@@ -114,13 +117,12 @@ impl Traffic {
         } else {
             batch
         };
-        let burst_customer = self.rng.random_range(0..self.mix.customers.max(1));
+        let burst_customer = burst.then(|| self.pick_customer());
         let mut events = Vec::with_capacity(count);
         for i in 0..count {
-            let n = if burst {
-                burst_customer
-            } else {
-                self.rng.random_range(0..self.mix.customers.max(1))
+            let n = match burst_customer {
+                Some(n) => n,
+                None => self.pick_customer(),
             };
             let receipt = self.mix.receipts_share > 0.0
                 && platform != Platform::Whatsapp
@@ -147,6 +149,17 @@ impl Traffic {
             body: body.to_string().into_bytes(),
             events: count,
             expects,
+        }
+    }
+
+    fn pick_customer(&mut self) -> u64 {
+        let customers = self.mix.customers.max(1);
+        if self.mix.round_robin {
+            let n = self.next_customer % customers;
+            self.next_customer += 1;
+            n
+        } else {
+            self.rng.random_range(0..customers)
         }
     }
 
@@ -254,6 +267,7 @@ mod tests {
             instagram_share: 0.0,
             whatsapp_share: 0.0,
             customers: 10,
+            round_robin: false,
             batch_max: 5,
             burst_share: 0.0,
             burst_size: 3,
@@ -302,6 +316,30 @@ mod tests {
             .all(|e| e.customer == w.expects[0].customer));
         let body: Value = serde_json::from_slice(&w.body).unwrap();
         assert_eq!(body["entry"][0]["messaging"][0]["timestamp"], 1_002);
+    }
+
+    #[test]
+    fn round_robin_gives_every_customer_one_message() {
+        let mut t = Traffic::new(
+            Mix {
+                round_robin: true,
+                customers: 7,
+                ..mix()
+            },
+            5,
+            1,
+        );
+        let mut seen = std::collections::HashMap::<String, u32>::new();
+        let mut events = 0;
+        while events < 7 {
+            let w = t.next(1);
+            events += w.events;
+            for e in w.expects {
+                *seen.entry(e.customer).or_default() += 1;
+            }
+        }
+        assert_eq!(seen.len(), 7);
+        assert!(seen.values().all(|n| *n == 1));
     }
 
     #[test]

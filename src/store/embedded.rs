@@ -17,6 +17,11 @@ const DEDUP: TableDefinition<(&str, &str), u64> = TableDefinition::new("dedup");
 const TIMERS: TableDefinition<&str, u64> = TableDefinition::new("timers");
 const DEAD_LETTERS: TableDefinition<u64, &[u8]> = TableDefinition::new("dead_letters");
 
+/// redb's page cache. Its default (1 GiB) would keep most of a large store
+/// in memory; live conversations are in their actors anyway, the cache
+/// only speeds up rehydration and the group writes.
+const CACHE_BYTES: usize = 16 << 20;
+
 pub struct EmbeddedStore {
     writer: GroupCommit,
 }
@@ -35,7 +40,10 @@ impl EmbeddedStore {
         std::fs::create_dir_all(dir).map_err(|e| {
             StoreError::Unavailable(format!("cannot create {}: {e}", dir.display()))
         })?;
-        let db = Database::create(dir.join("store.redb")).map_err(storage)?;
+        let db = redb::Builder::new()
+            .set_cache_size(CACHE_BYTES)
+            .create(dir.join("store.redb"))
+            .map_err(storage)?;
         // Create the tables so reads never meet a missing one.
         let txn = db.begin_write().map_err(storage)?;
         {
