@@ -324,6 +324,7 @@ mod tests {
             Mix {
                 round_robin: true,
                 customers: 7,
+                batch_max: 1,
                 ..mix()
             },
             5,
