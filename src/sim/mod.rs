@@ -337,7 +337,11 @@ async fn graph(
     let path = uri.path().to_string();
     let parsed: Result<Value, Refusal> = serde_json::from_slice(&body)
         .map_err(|e| Refusal::invalid(format!("The request body is not valid JSON: {e}")));
-    let json_body = parsed.as_ref().cloned().unwrap_or(Value::Null);
+    let json_body = if state.record_limit > 0 {
+        parsed.as_ref().cloned().unwrap_or(Value::Null)
+    } else {
+        Value::Null
+    };
     let outcome = decide(&state, &method, &uri, &headers, parsed);
     let latency = lock(&state.faults).latency_ms;
     if latency > 0 {
