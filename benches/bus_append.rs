@@ -29,7 +29,10 @@ fn event(i: u64) -> InboundEvent {
 }
 
 fn append(c: &mut Criterion) {
-    let Ok(rt) = tokio::runtime::Builder::new_multi_thread().enable_all().build() else {
+    let Ok(rt) = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    else {
         return;
     };
     let Ok(dir) = tempfile::tempdir() else { return };
