@@ -75,7 +75,7 @@ fn with_store(c: &mut Criterion) {
         Ok(d) => d,
         Err(_) => return,
     };
-    let Ok(store) = rt.block_on(async { EmbeddedStore::open(dir.path()) }) else {
+    let Ok(store) = rt.block_on(async { EmbeddedStore::open(dir.path(), 64 << 20) }) else {
         return;
     };
     let mut conv = Conversation::new(integration(), "acme-fb:PSID", "PSID", None, 0);

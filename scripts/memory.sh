@@ -20,7 +20,8 @@ cargo build --release --quiet
 BIN=target/release/switchboard
 rm -rf data-loadtest
 mkdir -p target
-SWITCHBOARD__ENGINE__PASSIVATE_AFTER=20s "$BIN" serve --config config/loadtest.toml \
+# The default page cache (store.cache_mb = 64), not the load config's.
+SWITCHBOARD__STORE__CACHE_MB=64 SWITCHBOARD__ENGINE__PASSIVATE_AFTER=20s "$BIN" serve --config config/loadtest.toml \
   > target/memory-engine.log 2>&1 &
 ENGINE=$!
 trap 'kill "$ENGINE" 2>/dev/null || true' EXIT

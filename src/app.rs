@@ -82,7 +82,10 @@ async fn bind(addr: &str) -> Result<(TcpListener, SocketAddr), StartError> {
 
 /// Starts the engine described by `config`.
 pub async fn start(config: Config) -> Result<RunningEngine, StartError> {
-    let store: Arc<dyn Store> = Arc::new(EmbeddedStore::open(&config.store.path)?);
+    let store: Arc<dyn Store> = Arc::new(EmbeddedStore::open(
+        &config.store.path,
+        config.store.cache_bytes(),
+    )?);
     start_with_store(config, store).await
 }
 

@@ -83,6 +83,8 @@ pub enum StoreKind {
 pub struct StoreConfig {
     pub kind: StoreKind,
     pub path: PathBuf,
+    /// Page cache of the embedded store, in MiB.
+    pub cache_mb: usize,
     pub scylla: ScyllaConfig,
 }
 
@@ -315,5 +317,12 @@ impl Config {
     /// The effective configuration as TOML, every secret redacted.
     pub fn to_redacted_toml(&self) -> String {
         toml::to_string_pretty(self).unwrap_or_else(|e| format!("# cannot render config: {e}\n"))
+    }
+}
+
+impl StoreConfig {
+    /// The embedded store's page cache in bytes.
+    pub fn cache_bytes(&self) -> usize {
+        self.cache_mb.saturating_mul(1 << 20)
     }
 }

@@ -46,6 +46,12 @@ pub fn validate(c: &Config) -> Result<(), Vec<String>> {
             "\"scylla\" is not supported by this build; use \"embedded\"",
         );
     }
+    if !(4..=1_048_576).contains(&c.store.cache_mb) {
+        err(
+            "store.cache_mb".into(),
+            "must be between 4 and 1048576 (MiB)",
+        );
+    }
     if c.store.path.as_os_str().is_empty() {
         err("store.path".into(), "must not be empty");
     }

@@ -17,11 +17,6 @@ const DEDUP: TableDefinition<(&str, &str), u64> = TableDefinition::new("dedup");
 const TIMERS: TableDefinition<&str, u64> = TableDefinition::new("timers");
 const DEAD_LETTERS: TableDefinition<u64, &[u8]> = TableDefinition::new("dead_letters");
 
-/// redb's page cache. Its default (1 GiB) would keep most of a large store
-/// in memory; live conversations are in their actors anyway, the cache
-/// only speeds up rehydration and the group writes.
-const CACHE_BYTES: usize = 16 << 20;
-
 pub struct EmbeddedStore {
     writer: GroupCommit,
 }
@@ -35,13 +30,14 @@ fn storage(e: impl Into<redb::Error>) -> StoreError {
 }
 
 impl EmbeddedStore {
-    /// Opens (or creates) `store.redb` in `dir`.
-    pub fn open(dir: &Path) -> Result<Self, StoreError> {
+    /// Opens (or creates) `store.redb` in `dir`, with a page cache of
+    /// `cache_bytes` (reads, and the write buffer of the group commits).
+    pub fn open(dir: &Path, cache_bytes: usize) -> Result<Self, StoreError> {
         std::fs::create_dir_all(dir).map_err(|e| {
             StoreError::Unavailable(format!("cannot create {}: {e}", dir.display()))
         })?;
         let db = redb::Builder::new()
-            .set_cache_size(CACHE_BYTES)
+            .set_cache_size(cache_bytes)
             .create(dir.join("store.redb"))
             .map_err(storage)?;
         // Create the tables so reads never meet a missing one.

@@ -60,7 +60,7 @@ async fn a_poison_event_is_dead_lettered_and_the_conversation_goes_on() {
     let dir = tempfile::tempdir().unwrap();
     let config = local_config(dir.path(), &graph, 0);
     let store = Arc::new(PoisonStore(
-        EmbeddedStore::open(&config.store.path).unwrap(),
+        EmbeddedStore::open(&config.store.path, config.store.cache_bytes()).unwrap(),
     ));
     let engine = app::start_with_store(config, store.clone()).await.unwrap();
     let url = format!("http://{}/webhooks/meta/main", engine.addr);
