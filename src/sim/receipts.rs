@@ -128,42 +128,40 @@ fn group(target: &ReceiptTarget, batch: &[Receipt]) -> [BTreeMap<String, Vec<Rec
     [page, instagram, whatsapp]
 }
 
+/// Which receipt a webhook carries.
+#[derive(Clone, Copy, PartialEq)]
+enum Kind {
+    Delivery,
+    Read,
+}
+
 /// The delivery webhooks for a batch (one per platform object present).
 fn delivery_body(target: &ReceiptTarget, batch: &[Receipt]) -> Vec<Value> {
-    let now = now_ms();
-    let [page, instagram, whatsapp] = group(target, batch);
-    let mut out = Vec::new();
-    for (object, accounts) in [("page", page), ("instagram", instagram)] {
-        if accounts.is_empty() {
-            continue;
-        }
-        let entry: Vec<Value> = accounts
-            .iter()
-            .map(|(account, rs)| {
-                let messaging: Vec<Value> = rs
-                    .iter()
-                    .map(|r| {
-                        json!({
-                            "sender": {"id": r.recipient},
-                            "recipient": {"id": account},
-                            "timestamp": now,
-                            "delivery": {"mids": [r.message_id], "watermark": now},
-                        })
-                    })
-                    .collect();
-                json!({"id": account, "time": now, "messaging": messaging})
-            })
-            .collect();
-        out.push(json!({"object": object, "entry": entry}));
-    }
-    if !whatsapp.is_empty() {
-        out.push(whatsapp_statuses(&whatsapp, "delivered", now));
-    }
-    out
+    receipt_bodies(target, batch, Kind::Delivery, now_ms())
 }
 
 fn read_body(target: &ReceiptTarget, batch: &[Receipt]) -> Vec<Value> {
-    let now = now_ms() + 1;
+    receipt_bodies(target, batch, Kind::Read, now_ms() + 1)
+}
+
+/// The `messaging` item of one receipt, in the object's documented shape.
+fn receipt_event(object: &str, account: &str, r: &Receipt, kind: Kind, now: u64) -> Value {
+    let mut event = json!({
+        "sender": {"id": r.recipient},
+        "recipient": {"id": account},
+        "timestamp": now,
+    });
+    match kind {
+        Kind::Delivery => {
+            event["delivery"] = json!({"mids": [r.message_id], "watermark": now});
+        }
+        Kind::Read if object == "instagram" => event["read"] = json!({"mid": r.message_id}),
+        Kind::Read => event["read"] = json!({"watermark": now}),
+    }
+    event
+}
+
+fn receipt_bodies(target: &ReceiptTarget, batch: &[Receipt], kind: Kind, now: u64) -> Vec<Value> {
     let [page, instagram, whatsapp] = group(target, batch);
     let mut out = Vec::new();
     for (object, accounts) in [("page", page), ("instagram", instagram)] {
@@ -175,19 +173,7 @@ fn read_body(target: &ReceiptTarget, batch: &[Receipt]) -> Vec<Value> {
             .map(|(account, rs)| {
                 let messaging: Vec<Value> = rs
                     .iter()
-                    .map(|r| {
-                        let read = if object == "instagram" {
-                            json!({"mid": r.message_id})
-                        } else {
-                            json!({"watermark": now})
-                        };
-                        json!({
-                            "sender": {"id": r.recipient},
-                            "recipient": {"id": account},
-                            "timestamp": now,
-                            "read": read,
-                        })
-                    })
+                    .map(|r| receipt_event(object, account, r, kind, now))
                     .collect();
                 json!({"id": account, "time": now, "messaging": messaging})
             })
@@ -195,7 +181,12 @@ fn read_body(target: &ReceiptTarget, batch: &[Receipt]) -> Vec<Value> {
         out.push(json!({"object": object, "entry": entry}));
     }
     if !whatsapp.is_empty() {
-        out.push(whatsapp_statuses(&whatsapp, "read", now));
+        let status = if kind == Kind::Delivery {
+            "delivered"
+        } else {
+            "read"
+        };
+        out.push(whatsapp_statuses(&whatsapp, status, now));
     }
     out
 }

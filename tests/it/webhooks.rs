@@ -29,23 +29,23 @@ impl Harness {
     fn url(&self) -> String {
         format!("http://{}/webhooks/meta/main", self.engine.addr)
     }
+
+    /// A customer asks about the hours; waits for a text reply.
+    async fn ask_and_wait_for_reply(&self, psid: &str, mid: &str) {
+        let body = messages_body(&[(psid, mid, "What are your hours?")]);
+        assert_eq!(post_webhook(&self.url(), body, Some(APP_SECRET)).await, 200);
+        self.graph
+            .wait_for("the reply", |calls| {
+                calls.iter().any(|c| c.text().is_some())
+            })
+            .await;
+    }
 }
 
 #[tokio::test]
 async fn instant_undelayed_answer_is_sent_without_a_typing_indicator() {
     let h = Harness::start(0).await;
-    let status = post_webhook(
-        &h.url(),
-        messages_body(&[("PSID_I", "m_i1", "What are your hours?")]),
-        Some(APP_SECRET),
-    )
-    .await;
-    assert_eq!(status, 200);
-    h.graph
-        .wait_for("the reply", |calls| {
-            calls.iter().any(|c| c.text().is_some())
-        })
-        .await;
+    h.ask_and_wait_for_reply("PSID_I", "m_i1").await;
     tokio::time::sleep(Duration::from_millis(100)).await;
     let calls = h.graph.calls();
     assert!(
@@ -58,18 +58,7 @@ async fn instant_undelayed_answer_is_sent_without_a_typing_indicator() {
 #[tokio::test]
 async fn reply_is_preceded_by_typing_and_uses_the_send_api_shape() {
     let h = Harness::start(200).await;
-    let status = post_webhook(
-        &h.url(),
-        messages_body(&[("PSID_A", "m_1", "What are your hours?")]),
-        Some(APP_SECRET),
-    )
-    .await;
-    assert_eq!(status, 200);
-    h.graph
-        .wait_for("the reply", |calls| {
-            calls.iter().any(|c| c.text().is_some())
-        })
-        .await;
+    h.ask_and_wait_for_reply("PSID_A", "m_1").await;
     let calls = h.graph.calls();
     assert!(calls[0].is_typing(), "typing_on comes first: {calls:#?}");
     assert_eq!(calls[0].body["recipient"]["id"], "PSID_A");
