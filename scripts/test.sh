@@ -1,14 +1,24 @@
 #!/usr/bin/env bash
 # Runs the whole switchboard test suite on a fresh machine: unit tests and
-# the integration binary (tests/it), which starts the engine and a fake
-# Graph API on 127.0.0.1. Installs nothing it does not need; uses
-# cargo-nextest when present, plain cargo test otherwise.
+# the integration binary (tests/it), which starts the engine, a fake Graph
+# API and the simulator on 127.0.0.1, and a real Kafka-protocol broker
+# (Tansu, installed once into ~/.cache/switchboard by
+# scripts/kafka-broker.sh). To use another Kafka instead, set
+# SWITCHBOARD_TEST_KAFKA=host:port. Uses cargo-nextest when present, plain
+# cargo test otherwise.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 if ! command -v cargo >/dev/null 2>&1; then
   echo "cargo is required (https://rustup.rs); it is not installed on this machine" >&2
   exit 1
+fi
+
+if [ -z "${SWITCHBOARD_TEST_KAFKA:-}" ]; then
+  SWITCHBOARD_TEST_KAFKA=$(scripts/kafka-broker.sh start)
+  export SWITCHBOARD_TEST_KAFKA
+  trap 'scripts/kafka-broker.sh stop' EXIT
+  echo "Kafka-protocol broker (Tansu) on $SWITCHBOARD_TEST_KAFKA"
 fi
 
 if cargo nextest --version >/dev/null 2>&1; then

@@ -13,11 +13,12 @@ use tokio::sync::{oneshot, Semaphore};
 use tokio::task::JoinHandle;
 
 use crate::bus::embedded::EmbeddedBus;
+use crate::bus::kafka::KafkaBus;
 use crate::bus::{Bus, BusError};
 use crate::channels::graph::ClientBuildError;
 use crate::channels::{GraphClient, Outbound};
 use crate::clock::now_ms;
-use crate::config::Config;
+use crate::config::{BusKind, Config};
 use crate::conversation::supervisor::{
     ConversationSupervisor, SupervisorArgs, SupervisorMsg, SupervisorWake,
 };
@@ -97,7 +98,10 @@ pub async fn start_with_store(
 ) -> Result<RunningEngine, StartError> {
     let config = Arc::new(config);
     let metrics = telemetry::install_metrics()?;
-    let bus: Arc<dyn Bus> = EmbeddedBus::open(&config.store.path)?;
+    let bus: Arc<dyn Bus> = match config.bus.kind {
+        BusKind::Embedded => EmbeddedBus::open(&config.store.path)?,
+        BusKind::Kafka => KafkaBus::open(&config.bus.kafka)?,
+    };
     let graph = GraphClient::new(&config.meta.graph_base_url, &config.outbound)?;
     let ctx = Arc::new(EngineContext::new(
         config.clone(),
@@ -121,6 +125,14 @@ pub async fn start_with_store(
     .map_err(|e| StartError::Supervisor(e.to_string()))?;
     timer_task.start(store.timers().await?, SupervisorWake(supervisor.clone()));
 
+    if let Some(mut revoked) = bus.revocations() {
+        let supervisor = supervisor.clone();
+        tokio::spawn(async move {
+            while let Some(partitions) = revoked.recv().await {
+                let _ = supervisor.send_message(SupervisorMsg::Revoked(partitions));
+            }
+        });
+    }
     let deliveries = bus.subscribe().await?;
     let consumer = tokio::spawn(consume(deliveries, supervisor.clone(), inflight.clone()));
     let housekeeping = tokio::spawn(housekeeping(bus.clone(), store.clone()));
@@ -146,6 +158,7 @@ pub async fn start_with_store(
         if let Err(e) = bus.flush_commits().await {
             tracing::warn!(error = %e, "Cannot commit bus progress at shutdown; events will be replayed");
         }
+        bus.close().await;
         supervisor.stop(None);
         let _ = supervisor_done.await;
         housekeeping.abort();

@@ -5,6 +5,7 @@
 //! the last commit and idempotent handling makes the replay harmless.
 
 pub mod embedded;
+pub mod kafka;
 pub mod progress;
 
 use async_trait::async_trait;
@@ -68,4 +69,16 @@ pub trait Bus: Send + Sync + 'static {
 
     /// Whether publishing can succeed now.
     async fn ready(&self) -> bool;
+
+    /// Partitions taken from this instance by a rebalance, once their
+    /// delivered events were waited for: the engine stops the actors of
+    /// those partitions (another instance owns them now). Taken once; a
+    /// bus without partition ownership has none.
+    fn revocations(&self) -> Option<mpsc::UnboundedReceiver<Vec<u32>>> {
+        None
+    }
+
+    /// Stops consuming and leaves the consumer group (graceful shutdown,
+    /// after [`Bus::flush_commits`]).
+    async fn close(&self) {}
 }

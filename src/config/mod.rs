@@ -69,6 +69,16 @@ pub struct KafkaConfig {
     pub brokers: String,
     pub topic: String,
     pub group_id: String,
+    /// Partitions the topic is created with (when missing).
+    pub partitions: u32,
+    pub replication_factor: u32,
+    /// `group.instance.id` (static membership); empty: dynamic membership.
+    pub instance_id: String,
+    pub linger_ms: u64,
+    /// How long a publish may wait for the brokers before the webhook gets
+    /// 503 (`message.timeout.ms`).
+    pub publish_timeout_ms: u64,
+    pub session_timeout_ms: u64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

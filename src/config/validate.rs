@@ -35,10 +35,28 @@ pub fn validate(c: &Config) -> Result<(), Vec<String>> {
         );
     }
     if c.bus.kind == BusKind::Kafka {
-        err(
-            "bus.kind".into(),
-            "\"kafka\" is not supported by this build; use \"embedded\"",
-        );
+        let k = &c.bus.kafka;
+        if k.brokers.trim().is_empty() {
+            err("bus.kafka.brokers".into(), "must list at least one broker");
+        }
+        if k.topic.trim().is_empty() {
+            err("bus.kafka.topic".into(), "must not be empty");
+        }
+        if k.group_id.trim().is_empty() {
+            err("bus.kafka.group_id".into(), "must not be empty");
+        }
+        if !(1..=10_000).contains(&k.partitions) {
+            err("bus.kafka.partitions".into(), "must be between 1 and 10000");
+        }
+        if k.replication_factor == 0 {
+            err("bus.kafka.replication_factor".into(), "must be at least 1");
+        }
+        if !(1_000..=300_000).contains(&k.publish_timeout_ms) {
+            err(
+                "bus.kafka.publish_timeout_ms".into(),
+                "must be between 1000 and 300000",
+            );
+        }
     }
     if c.store.kind == StoreKind::Scylla {
         err(

@@ -26,6 +26,9 @@ pub enum SupervisorMsg {
     Finished(Arc<str>, Position),
     Respawn(Arc<str>),
     Sweep,
+    /// These bus partitions now belong to another instance: stop the actors
+    /// of their conversations.
+    Revoked(Vec<u32>),
     /// Events handed out and not finished, and resident actors.
     Stats(RpcReplyPort<(usize, usize)>),
 }
@@ -46,6 +49,8 @@ struct Entry {
     current: Arc<AtomicU64>,
     last_used: Instant,
     failures: u32,
+    /// The bus partition of the conversation's last event.
+    partition: Option<u32>,
 }
 
 impl Entry {
@@ -58,6 +63,7 @@ impl Entry {
             current: Arc::new(AtomicU64::new(NO_EVENT)),
             last_used: Instant::now(),
             failures: 0,
+            partition: None,
         }
     }
 }
@@ -101,6 +107,7 @@ impl Actor for ConversationSupervisor {
             SupervisorMsg::Finished(id, pos) => finished(state, &id, pos),
             SupervisorMsg::Respawn(id) => respawn(&myself, state, id).await,
             SupervisorMsg::Sweep => sweep(state),
+            SupervisorMsg::Revoked(partitions) => revoked(state, &partitions),
             SupervisorMsg::Stats(reply) => {
                 let inflight = state.entries.values().map(|e| e.inflight.len()).sum();
                 let _ = reply.send((inflight, state.by_actor.len()));
@@ -133,6 +140,7 @@ async fn deliver(myself: &ActorRef<SupervisorMsg>, state: &mut SupervisorState, 
     let id: Arc<str> = Arc::from(d.event.conversation.as_str());
     let entry = state.entries.entry(id.clone()).or_insert_with(Entry::new);
     entry.last_used = Instant::now();
+    entry.partition = Some(d.position.partition);
     entry.inflight.push_back((d.clone(), 0));
     match &entry.actor {
         Some(actor) if !entry.stopping => {
@@ -310,6 +318,32 @@ async fn on_terminated(
     } else {
         spawn(myself, state, id).await;
     }
+}
+
+/// Stops the actors of conversations on revoked partitions; their state
+/// is in the store for the instance that owns the partitions now, and a
+/// stale copy must not stay here if the partitions come back.
+fn revoked(state: &mut SupervisorState, partitions: &[u32]) {
+    let mut stopped = 0;
+    for entry in state.entries.values_mut() {
+        let on_revoked = entry.partition.is_some_and(|p| partitions.contains(&p));
+        if !on_revoked || entry.stopping {
+            continue;
+        }
+        // Unfinished events of a revoked partition are redelivered to its
+        // new owner; they are not handled here any more.
+        if !entry.inflight.is_empty() {
+            let n = entry.inflight.len();
+            entry.inflight = VecDeque::new();
+            state.args.inflight.add_permits(n);
+        }
+        if let Some(actor) = &entry.actor {
+            entry.stopping = true;
+            actor.stop(Some("partition revoked".into()));
+            stopped += 1;
+        }
+    }
+    tracing::info!(partitions = ?partitions, actors = stopped, "Actors of revoked partitions stopped");
 }
 
 fn sweep(state: &mut SupervisorState) {

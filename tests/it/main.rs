@@ -4,6 +4,7 @@
 
 mod crash;
 mod harness;
+mod kafka;
 mod supervision;
 mod support;
 mod webhooks;

@@ -1,0 +1,191 @@
+//! The Kafka bus against a real Kafka-protocol broker (Tansu, started by
+//! `scripts/test.sh`; any Kafka with `SWITCHBOARD_TEST_KAFKA=host:port`).
+//! Without a broker address these tests say so and do not run.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use switchboard::app;
+use switchboard::bus::kafka::KafkaBus;
+use switchboard::bus::{Bus, Delivery};
+use switchboard::config::{ChannelKind, KafkaConfig};
+use switchboard::event::{EventKind, InboundEvent};
+
+use crate::support::*;
+
+fn broker() -> Option<String> {
+    match std::env::var("SWITCHBOARD_TEST_KAFKA") {
+        Ok(b) if !b.is_empty() => Some(b),
+        _ => {
+            eprintln!("SKIPPED: SWITCHBOARD_TEST_KAFKA is not set (scripts/test.sh starts a broker)");
+            None
+        }
+    }
+}
+
+fn unique(prefix: &str) -> String {
+    format!("{prefix}-{}-{}", std::process::id(), rand::random::<u32>())
+}
+
+fn kafka_config(brokers: &str, topic: &str, group: &str) -> KafkaConfig {
+    KafkaConfig {
+        brokers: brokers.into(),
+        topic: topic.into(),
+        group_id: group.into(),
+        partitions: 3,
+        replication_factor: 1,
+        instance_id: String::new(),
+        linger_ms: 1,
+        publish_timeout_ms: 5000,
+        session_timeout_ms: 6000,
+    }
+}
+
+fn event(conversation: usize, n: usize) -> InboundEvent {
+    InboundEvent {
+        conversation: format!("acme-fb:C{conversation}"),
+        integration: "acme-fb".into(),
+        channel: ChannelKind::Messenger,
+        customer: format!("C{conversation}"),
+        timestamp_ms: 1_700_000_000_000 + n as u64,
+        received_at_ms: 1_700_000_000_000 + n as u64,
+        kind: EventKind::Message {
+            mid: format!("m_{conversation}_{n}"),
+            text: Some(format!("message {n}")),
+            attachments: vec![],
+            quick_reply: None,
+        },
+    }
+}
+
+async fn receive(
+    rx: &mut tokio::sync::mpsc::UnboundedReceiver<Delivery>,
+    n: usize,
+) -> Vec<Delivery> {
+    let mut out = Vec::new();
+    while out.len() < n {
+        match tokio::time::timeout(Duration::from_secs(30), rx.recv()).await {
+            Ok(Some(d)) => out.push(d),
+            other => panic!("got {} of {n} deliveries, then {other:?}", out.len()),
+        }
+    }
+    out
+}
+
+fn mid(d: &Delivery) -> String {
+    match &d.event.kind {
+        EventKind::Message { mid, .. } => mid.clone(),
+        other => panic!("unexpected {other:?}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kafka_bus_keeps_conversation_order_and_resumes_after_the_finished_prefix() {
+    let Some(brokers) = broker() else { return };
+    let topic = unique("sb-bus");
+    let group = unique("sb-group");
+    let config = kafka_config(&brokers, &topic, &group);
+
+    let bus: Arc<KafkaBus> = KafkaBus::open(&config).unwrap();
+    let mut rx = bus.subscribe().await.unwrap();
+    let events: Vec<InboundEvent> = (0..30).map(|n| event(n % 3, n)).collect();
+    // The topic is created in the background: publishing may need a retry.
+    let mut published = false;
+    for _ in 0..30 {
+        if bus.publish(&events).await.is_ok() {
+            published = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    assert!(published, "the broker acknowledged the events");
+    let got = receive(&mut rx, 30).await;
+
+    // Per conversation, the order of publishing.
+    let mut per_conv: HashMap<String, Vec<String>> = HashMap::new();
+    for d in &got {
+        per_conv
+            .entry(d.event.conversation.clone())
+            .or_default()
+            .push(mid(d));
+    }
+    for c in 0..3 {
+        let expected: Vec<String> = (0..30)
+            .filter(|n| n % 3 == c)
+            .map(|n| format!("m_{c}_{n}"))
+            .collect();
+        assert_eq!(per_conv[&format!("acme-fb:C{c}")], expected);
+    }
+
+    // Everything finished except one event of conversation 0: after a
+    // restart of the group member, that event and the later ones of its
+    // partition come again, nothing before it.
+    let held = got
+        .iter()
+        .find(|d| mid(d) == "m_0_12")
+        .unwrap()
+        .position;
+    for d in &got {
+        if d.position != held {
+            bus.finished(d.position);
+        }
+    }
+    bus.flush_commits().await.unwrap();
+    bus.close().await;
+    drop(rx);
+    drop(bus);
+
+    let again: Arc<KafkaBus> = KafkaBus::open(&config).unwrap();
+    let mut rx = again.subscribe().await.unwrap();
+    let first = receive(&mut rx, 1).await;
+    assert_eq!(first[0].position, held, "resumes at the unfinished event");
+    assert_eq!(mid(&first[0]), "m_0_12");
+    let later_in_partition = got
+        .iter()
+        .filter(|d| d.position.partition == held.partition && d.position.offset > held.offset)
+        .count();
+    let rest = receive(&mut rx, later_in_partition).await;
+    assert!(rest.iter().all(|d| d.position.partition == held.partition));
+    again.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn engine_on_kafka_answers_every_customer_once() {
+    let Some(brokers) = broker() else { return };
+    let graph = FakeGraph::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let toml = format!(
+        "{}\n[bus]\nkind = \"kafka\"\n[bus.kafka]\nbrokers = \"{brokers}\"\ntopic = \"{}\"\ngroup_id = \"{}\"\npartitions = 4\n",
+        config_toml(dir.path(), &graph.base_url(), "127.0.0.1:0", "127.0.0.1:0", 0),
+        unique("sb-engine"),
+        unique("sb-engine-group"),
+    );
+    let config = switchboard::config::load_from_str(&toml, &[]).unwrap();
+    let engine = app::start(config).await.expect("engine starts on Kafka");
+    let url = format!("http://{}/webhooks/meta/main", engine.addr);
+
+    for i in 0..20 {
+        let body = messages_body(&[(&format!("K{i}"), &format!("m_k{i}"), "hours?")]);
+        // The topic may still be being created: Meta would retry a 503.
+        let mut status = post_webhook(&url, body.clone(), Some(APP_SECRET)).await;
+        for _ in 0..30 {
+            if status == 200 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            status = post_webhook(&url, body.clone(), Some(APP_SECRET)).await;
+        }
+        assert_eq!(status, 200);
+        // A redelivery of the same webhook.
+        assert_eq!(post_webhook(&url, body, Some(APP_SECRET)).await, 200);
+    }
+    graph
+        .wait_for("20 replies", |_| graph.texts().len() >= 20)
+        .await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    for i in 0..20 {
+        assert_eq!(graph.texts_to(&format!("K{i}")).len(), 1, "customer K{i} answered once");
+    }
+    engine.shutdown().await;
+}
