@@ -14,7 +14,8 @@
 //!   `group.instance.id` (static membership) lets a restarted instance take
 //!   its partitions back without waiting for a rebalance.
 //! - Rebalance: before revoked partitions are released, their delivered
-//!   events are waited for (bounded), their finished prefix is committed,
+//!   events are waited for (up to half the session timeout; not at
+//!   shutdown), their finished prefix is committed,
 //!   and the engine is told, so it stops the actors of those partitions
 //!   (another instance will rehydrate them from the store).
 
@@ -43,9 +44,6 @@ use super::{Bus, BusError, Delivery, Position};
 use crate::config::KafkaConfig;
 use crate::event::InboundEvent;
 
-/// How long a revoked partition's delivered events may take to finish
-/// before the partition is released anyway.
-const REVOKE_WAIT: Duration = Duration::from_secs(10);
 const COMMIT_EVERY: Duration = Duration::from_millis(20);
 
 fn unavailable(e: impl std::fmt::Display) -> BusError {
@@ -67,6 +65,12 @@ struct Shared {
     delivered: AtomicU64,
     finished: AtomicU64,
     revocations: mpsc::UnboundedSender<Vec<u32>>,
+    /// How long a revoked partition's delivered events may take to finish
+    /// before the partition is released anyway: half the session timeout,
+    /// so the member is not evicted meanwhile.
+    revoke_wait: Duration,
+    /// Shutting down: whatever is unfinished is left for redelivery.
+    closing: AtomicBool,
 }
 
 impl Shared {
@@ -127,7 +131,10 @@ impl ConsumerContext for GroupContext {
         // Runs on the thread polling the consumer; the actors finish their
         // events on the runtime's other threads meanwhile.
         let started = Instant::now();
-        while self.shared.outstanding(&partitions) > 0 && started.elapsed() < REVOKE_WAIT {
+        while self.shared.outstanding(&partitions) > 0
+            && started.elapsed() < self.shared.revoke_wait
+            && !self.shared.closing.load(Ordering::Acquire)
+        {
             std::thread::sleep(Duration::from_millis(5));
         }
         let left = self.shared.outstanding(&partitions);
@@ -195,6 +202,8 @@ impl KafkaBus {
             delivered: AtomicU64::new(0),
             finished: AtomicU64::new(0),
             revocations: tx,
+            revoke_wait: Duration::from_millis(config.session_timeout_ms / 2),
+            closing: AtomicBool::new(false),
         });
         let mut consumer_config = ClientConfig::new();
         consumer_config
@@ -417,6 +426,7 @@ impl Bus for KafkaBus {
     }
 
     async fn close(&self) {
+        self.shared.closing.store(true, Ordering::Release);
         let task = self
             .consuming
             .lock()
