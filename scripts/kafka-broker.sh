@@ -7,6 +7,7 @@
 #
 #   scripts/kafka-broker.sh start   -> prints 127.0.0.1:PORT, pid in $STATE/tansu.pid
 #   scripts/kafka-broker.sh stop
+#   scripts/kafka-broker.sh path    -> the Tansu binary (installed if missing)
 set -euo pipefail
 
 TOOLS=${SWITCHBOARD_TOOLS:-$HOME/.cache/switchboard}
@@ -60,5 +61,6 @@ stop() {
 case "${1:-start}" in
   start) start ;;
   stop) stop ;;
+  path) install; echo "$TANSU" ;;
   *) echo "usage: $0 start|stop" >&2; exit 2 ;;
 esac

@@ -18,6 +18,8 @@ if [ -z "${SWITCHBOARD_TEST_KAFKA:-}" ]; then
   SWITCHBOARD_TEST_KAFKA=$(scripts/kafka-broker.sh start)
   export SWITCHBOARD_TEST_KAFKA
   export SWITCHBOARD_TEST_KAFKA_IS_TANSU=1
+  SWITCHBOARD_TANSU_BIN=$(scripts/kafka-broker.sh path)
+  export SWITCHBOARD_TANSU_BIN
   trap 'scripts/kafka-broker.sh stop' EXIT
   echo "Kafka-protocol broker (Tansu) on $SWITCHBOARD_TEST_KAFKA"
 fi

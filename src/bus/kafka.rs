@@ -171,7 +171,10 @@ impl ConsumerContext for GroupContext {
 
 pub struct KafkaBus {
     shared: Arc<Shared>,
-    producer: FutureProducer,
+    /// Replaced after a fatal producer error (an idempotent producer that
+    /// was fenced cannot send again; a new one can).
+    producer: Mutex<FutureProducer>,
+    producer_config: ClientConfig,
     consumer: Arc<StreamConsumer<GroupContext>>,
     subscribed: AtomicBool,
     consuming: Mutex<Option<tokio::task::JoinHandle<()>>>,
@@ -186,15 +189,15 @@ impl KafkaBus {
     /// runtime.
     pub fn open(config: &KafkaConfig) -> Result<Arc<Self>, BusError> {
         let timeout_ms = config.publish_timeout_ms.to_string();
-        let producer: FutureProducer = ClientConfig::new()
+        let mut producer_config = ClientConfig::new();
+        producer_config
             .set("bootstrap.servers", &config.brokers)
             .set("enable.idempotence", "true")
             .set("acks", "all")
             .set("linger.ms", config.linger_ms.to_string())
             .set("message.timeout.ms", &timeout_ms)
-            .set("socket.connection.setup.timeout.ms", "3000")
-            .create()
-            .map_err(unavailable)?;
+            .set("socket.connection.setup.timeout.ms", "3000");
+        let producer: FutureProducer = producer_config.create().map_err(unavailable)?;
         let (tx, rx) = mpsc::unbounded_channel();
         let shared = Arc::new(Shared {
             topic: config.topic.clone(),
@@ -214,9 +217,19 @@ impl KafkaBus {
             .set("auto.offset.reset", "earliest")
             .set("partition.assignment.strategy", "cooperative-sticky")
             .set("session.timeout.ms", config.session_timeout_ms.to_string());
-        if !config.instance_id.is_empty() {
+        // A client id of its own per instance: brokers and their logs tell
+        // members apart by it.
+        let client_id = if config.instance_id.is_empty() {
+            format!(
+                "switchboard-{}-{}",
+                std::process::id(),
+                rand::random::<u32>()
+            )
+        } else {
             consumer_config.set("group.instance.id", &config.instance_id);
-        }
+            format!("switchboard-{}", config.instance_id)
+        };
+        consumer_config.set("client.id", &client_id);
         let consumer: StreamConsumer<GroupContext> = consumer_config
             .create_with_context(GroupContext {
                 shared: shared.clone(),
@@ -224,7 +237,8 @@ impl KafkaBus {
             .map_err(unavailable)?;
         let bus = Arc::new(Self {
             shared,
-            producer,
+            producer: Mutex::new(producer),
+            producer_config,
             consumer: Arc::new(consumer),
             subscribed: AtomicBool::new(false),
             consuming: Mutex::new(None),
@@ -239,6 +253,77 @@ impl KafkaBus {
         ));
         tokio::spawn(commit_loop(Arc::downgrade(&bus)));
         Ok(bus)
+    }
+
+    fn producer(&self) -> FutureProducer {
+        self.producer
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+
+    /// After a failed publish: a producer in a fatal state, or fenced (its
+    /// idempotent session is over), is replaced, so the bus recovers on its
+    /// own once the brokers answer again.
+    fn renew_producer_if_broken(&self, failed: &FutureProducer, code: Option<RDKafkaErrorCode>) {
+        let fenced = matches!(
+            code,
+            Some(
+                RDKafkaErrorCode::ProducerFenced
+                    | RDKafkaErrorCode::InvalidProducerEpoch
+                    | RDKafkaErrorCode::UnknownProducerId
+                    | RDKafkaErrorCode::OutOfOrderSequenceNumber
+            )
+        );
+        let fatal = failed.client().fatal_error();
+        if !fenced && fatal.is_none() {
+            return;
+        }
+        tracing::warn!(?code, fatal = ?fatal, "Kafka producer cannot send any more; replacing it");
+        match self.producer_config.create::<FutureProducer>() {
+            Ok(fresh) => {
+                *self
+                    .producer
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner) = fresh;
+            }
+            Err(e) => tracing::error!(error = %e, "Cannot create a new Kafka producer"),
+        }
+    }
+
+    /// Sends and waits for every acknowledgement; on failure, the broker's
+    /// error code when there is one.
+    async fn publish_with(
+        &self,
+        producer: &FutureProducer,
+        events: &[InboundEvent],
+    ) -> Result<(), (BusError, Option<RDKafkaErrorCode>)> {
+        let failed = |e: KafkaError| {
+            let code = e.rdkafka_error_code();
+            (unavailable(e), code)
+        };
+        let payloads: Vec<Vec<u8>> = events.iter().map(InboundEvent::encode).collect();
+        let mut pending = Vec::with_capacity(events.len());
+        for (event, payload) in events.iter().zip(&payloads) {
+            let record = FutureRecord::to(&self.shared.topic)
+                .key(event.conversation.as_str())
+                .payload(payload.as_slice());
+            let delivery = producer.send_result(record).map_err(|(e, _)| failed(e))?;
+            pending.push(delivery);
+        }
+        for delivery in pending {
+            match tokio::time::timeout(self.publish_timeout + Duration::from_secs(1), delivery)
+                .await
+            {
+                Ok(Ok(Ok(_))) => {}
+                Ok(Ok(Err((e, _)))) => return Err(failed(e)),
+                Ok(Err(_)) => return Err((unavailable("the producer was dropped"), None)),
+                Err(_) => {
+                    return Err((unavailable("the broker did not acknowledge in time"), None))
+                }
+            }
+        }
+        Ok(())
     }
 
     fn commit_now(&self, mode: CommitMode) -> Result<(), BusError> {
@@ -354,29 +439,13 @@ fn finish(shared: &Shared, position: Position) {
 #[async_trait]
 impl Bus for KafkaBus {
     async fn publish(&self, events: &[InboundEvent]) -> Result<(), BusError> {
-        let payloads: Vec<Vec<u8>> = events.iter().map(InboundEvent::encode).collect();
-        let mut pending = Vec::with_capacity(events.len());
-        for (event, payload) in events.iter().zip(&payloads) {
-            let record = FutureRecord::to(&self.shared.topic)
-                .key(event.conversation.as_str())
-                .payload(payload.as_slice());
-            let delivery = self
-                .producer
-                .send_result(record)
-                .map_err(|(e, _)| unavailable(e))?;
-            pending.push(delivery);
-        }
-        for delivery in pending {
-            match tokio::time::timeout(self.publish_timeout + Duration::from_secs(1), delivery)
-                .await
-            {
-                Ok(Ok(Ok(_))) => {}
-                Ok(Ok(Err((e, _)))) => return Err(unavailable(e)),
-                Ok(Err(_)) => return Err(unavailable("the producer was dropped")),
-                Err(_) => return Err(unavailable("the broker did not acknowledge in time")),
-            }
-        }
-        Ok(())
+        let producer = self.producer();
+        self.publish_with(&producer, events)
+            .await
+            .map_err(|(e, code)| {
+                self.renew_producer_if_broken(&producer, code);
+                e
+            })
     }
 
     async fn subscribe(&self) -> Result<mpsc::UnboundedReceiver<Delivery>, BusError> {
@@ -401,7 +470,9 @@ impl Bus for KafkaBus {
 
     async fn flush_commits(&self) -> Result<(), BusError> {
         self.commit_now(CommitMode::Sync)?;
-        let _ = self.producer.flush(Timeout::After(Duration::from_secs(5)));
+        let _ = self
+            .producer()
+            .flush(Timeout::After(Duration::from_secs(5)));
         Ok(())
     }
 
@@ -413,7 +484,7 @@ impl Bus for KafkaBus {
     }
 
     async fn ready(&self) -> bool {
-        let producer = self.producer.clone();
+        let producer = self.producer();
         let topic = self.shared.topic.clone();
         tokio::task::spawn_blocking(move || {
             producer

@@ -230,3 +230,166 @@ async fn engine_on_kafka_answers_every_customer_once() {
     }
     engine.shutdown().await;
 }
+
+fn kafka_toml(
+    dir: &std::path::Path,
+    graph: &FakeGraph,
+    brokers: &str,
+    topic: &str,
+    group: &str,
+    extra: &str,
+) -> String {
+    format!(
+        "{}\n[bus]\nkind = \"kafka\"\n[bus.kafka]\nbrokers = \"{brokers}\"\ntopic = \"{topic}\"\ngroup_id = \"{group}\"\npartitions = 6\nsession_timeout_ms = 6000\n{extra}\n",
+        config_toml(dir, &graph.base_url(), "127.0.0.1:0", "127.0.0.1:0", 0),
+    )
+}
+
+/// Posts until the engine takes it (a 503 is what Meta retries).
+async fn post_until_accepted(url: &str, body: Vec<u8>) {
+    for _ in 0..60 {
+        if post_webhook(url, body.clone(), Some(APP_SECRET)).await == 200 {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    panic!("webhook never accepted by {url}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_instances_share_the_partitions_and_answer_every_customer_once() {
+    let Some(brokers) = broker() else { return };
+    let graph = FakeGraph::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let (topic, group) = (unique("sb-two"), unique("sb-two-group"));
+    // One store for both, as the ScyllaDB store would be.
+    let first = switchboard::config::load_from_str(
+        &kafka_toml(dir.path(), &graph, &brokers, &topic, &group, ""),
+        &[],
+    )
+    .unwrap();
+    let store: Arc<dyn switchboard::store::Store> = Arc::new(
+        switchboard::store::embedded::EmbeddedStore::open(
+            &first.store.path,
+            first.store.cache_bytes(),
+        )
+        .unwrap(),
+    );
+    let second = switchboard::config::load_from_str(
+        &kafka_toml(dir.path(), &graph, &brokers, &topic, &group, ""),
+        &[],
+    )
+    .unwrap();
+    let a = app::start_with_store(first, store.clone()).await.unwrap();
+    let b = app::start_with_store(second, store.clone()).await.unwrap();
+    let urls = [
+        format!("http://{}/webhooks/meta/main", a.addr),
+        format!("http://{}/webhooks/meta/main", b.addr),
+    ];
+    for i in 0..40 {
+        let body = messages_body(&[(&format!("T{i}"), &format!("m_t{i}"), "hours?")]);
+        post_until_accepted(&urls[i % 2], body.clone()).await;
+        // Meta redelivers it, to whichever instance.
+        post_until_accepted(&urls[(i + 1) % 2], body).await;
+    }
+    graph
+        .wait_for("40 replies", |_| graph.texts().len() >= 40)
+        .await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    for i in 0..40 {
+        assert_eq!(
+            graph.texts_to(&format!("T{i}")).len(),
+            1,
+            "customer T{i} answered once"
+        );
+    }
+    a.shutdown().await;
+    b.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn broker_stopped_webhooks_get_503_and_flow_again_when_it_is_back() {
+    let Some(_) = broker() else { return };
+    // A broker of this test's own, so it can be stopped (SIGSTOP: it stops
+    // answering, as an unreachable broker does) and resumed.
+    let Ok(tansu) = std::env::var("SWITCHBOARD_TANSU_BIN") else {
+        eprintln!("SKIPPED: SWITCHBOARD_TANSU_BIN not set (scripts/test.sh sets it)");
+        return;
+    };
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut broker = std::process::Command::new(tansu)
+        .args([
+            "broker",
+            "--listener-url",
+            &format!("tcp://127.0.0.1:{port}"),
+            "--advertised-listener-url",
+            &format!("tcp://127.0.0.1:{port}"),
+            "--storage-engine",
+            "memory://tansu/",
+        ])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let brokers = format!("127.0.0.1:{port}");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let graph = FakeGraph::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let toml = kafka_toml(
+        dir.path(),
+        &graph,
+        &brokers,
+        &unique("sb-down"),
+        &unique("sb-down-group"),
+        "publish_timeout_ms = 1500",
+    );
+    let engine = app::start(switchboard::config::load_from_str(&toml, &[]).unwrap())
+        .await
+        .unwrap();
+    let url = format!("http://{}/webhooks/meta/main", engine.addr);
+    post_until_accepted(&url, messages_body(&[("D0", "m_d0", "hours?")])).await;
+    graph
+        .wait_for("the first reply", |_| graph.texts_to("D0").len() == 1)
+        .await;
+
+    let pid = broker.id().to_string();
+    let signal = |sig: &str| {
+        std::process::Command::new("kill")
+            .args([sig, &pid])
+            .status()
+            .unwrap();
+    };
+    signal("-STOP");
+    let status = post_webhook(
+        &url,
+        messages_body(&[("D1", "m_d1", "hours?")]),
+        Some(APP_SECRET),
+    )
+    .await;
+    assert_eq!(
+        status, 503,
+        "not acknowledged while the broker does not answer"
+    );
+    let ready = reqwest::get(format!("http://{}/readyz", engine.addr))
+        .await
+        .unwrap()
+        .status();
+    assert_eq!(ready, 503, "not ready while the broker does not answer");
+
+    signal("-CONT");
+    post_until_accepted(&url, messages_body(&[("D1", "m_d1", "hours?")])).await;
+    graph
+        .wait_for("the reply after the broker came back", |_| {
+            graph.texts_to("D1").len() == 1
+        })
+        .await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(graph.texts_to("D1").len(), 1, "answered once");
+    engine.shutdown().await;
+    let _ = broker.kill();
+    let _ = broker.wait();
+}
