@@ -321,7 +321,7 @@ async fn broker_stopped_webhooks_get_503_and_flow_again_when_it_is_back() {
         .local_addr()
         .unwrap()
         .port();
-    let mut broker = std::process::Command::new(tansu)
+    let broker = std::process::Command::new(tansu)
         .args([
             "broker",
             "--listener-url",
@@ -335,6 +335,7 @@ async fn broker_stopped_webhooks_get_503_and_flow_again_when_it_is_back() {
         .stderr(std::process::Stdio::null())
         .spawn()
         .unwrap();
+    let broker = KillOnDrop(broker);
     let brokers = format!("127.0.0.1:{port}");
     tokio::time::sleep(Duration::from_millis(500)).await;
     let graph = FakeGraph::start().await;
@@ -356,7 +357,7 @@ async fn broker_stopped_webhooks_get_503_and_flow_again_when_it_is_back() {
         .wait_for("the first reply", |_| graph.texts_to("D0").len() == 1)
         .await;
 
-    let pid = broker.id().to_string();
+    let pid = broker.0.id().to_string();
     let signal = |sig: &str| {
         std::process::Command::new("kill")
             .args([sig, &pid])
@@ -390,6 +391,14 @@ async fn broker_stopped_webhooks_get_503_and_flow_again_when_it_is_back() {
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert_eq!(graph.texts_to("D1").len(), 1, "answered once");
     engine.shutdown().await;
-    let _ = broker.kill();
-    let _ = broker.wait();
+}
+
+/// A broker process of a test's own, stopped however the test ends.
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
 }
