@@ -216,7 +216,13 @@ impl KafkaBus {
             .set("enable.auto.offset.store", "false")
             .set("auto.offset.reset", "earliest")
             .set("partition.assignment.strategy", "cooperative-sticky")
-            .set("session.timeout.ms", config.session_timeout_ms.to_string());
+            .set("session.timeout.ms", config.session_timeout_ms.to_string())
+            // Latency over fetch efficiency: a fetch returns as soon as
+            // there is a record, and waits at most this long when there is
+            // none (brokers that wait out the maximum would add it to every
+            // reply).
+            .set("fetch.wait.max.ms", config.fetch_wait_max_ms.to_string())
+            .set("fetch.min.bytes", "1");
         // A client id of its own per instance: brokers and their logs tell
         // members apart by it.
         let client_id = if config.instance_id.is_empty() {

@@ -79,6 +79,9 @@ pub struct KafkaConfig {
     /// 503 (`message.timeout.ms`).
     pub publish_timeout_ms: u64,
     pub session_timeout_ms: u64,
+    /// How long a consumer fetch may wait for records (latency floor on
+    /// brokers that wait out the maximum).
+    pub fetch_wait_max_ms: u64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

@@ -45,6 +45,7 @@ fn kafka_config(brokers: &str, topic: &str, group: &str) -> KafkaConfig {
         linger_ms: 1,
         publish_timeout_ms: 5000,
         session_timeout_ms: 6000,
+        fetch_wait_max_ms: 5,
     }
 }
 
