@@ -102,12 +102,12 @@ impl Shared {
         tpl
     }
 
-    fn outstanding(&self, partitions: &[i32]) -> usize {
+    fn unfinished(&self, partitions: &[i32]) -> usize {
         let p = self.lock();
         partitions
             .iter()
             .filter_map(|part| p.partitions.get(part))
-            .map(PartitionProgress::outstanding)
+            .map(PartitionProgress::unfinished)
             .sum()
     }
 }
@@ -131,13 +131,13 @@ impl ConsumerContext for GroupContext {
         // Runs on the thread polling the consumer; the actors finish their
         // events on the runtime's other threads meanwhile.
         let started = Instant::now();
-        while self.shared.outstanding(&partitions) > 0
+        while self.shared.unfinished(&partitions) > 0
             && started.elapsed() < self.shared.revoke_wait
             && !self.shared.closing.load(Ordering::Acquire)
         {
             std::thread::sleep(Duration::from_millis(5));
         }
-        let left = self.shared.outstanding(&partitions);
+        let left = self.shared.unfinished(&partitions);
         if left > 0 {
             tracing::warn!(partitions = ?partitions, events = left, "Partitions released with events unfinished; the next owner handles them again");
         }
@@ -150,7 +150,12 @@ impl ConsumerContext for GroupContext {
         {
             let mut p = self.shared.lock();
             for part in &partitions {
-                p.partitions.remove(part);
+                // Unfinished events go to the next owner: not lag here.
+                if let Some(prog) = p.partitions.remove(part) {
+                    self.shared
+                        .finished
+                        .fetch_add(prog.unfinished() as u64, Ordering::Relaxed);
+                }
                 p.committed.remove(part);
             }
         }

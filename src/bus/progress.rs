@@ -51,6 +51,11 @@ impl PartitionProgress {
     pub fn outstanding(&self) -> usize {
         self.outstanding.len()
     }
+
+    /// Delivered and not finished.
+    pub fn unfinished(&self) -> usize {
+        self.outstanding.values().filter(|done| !**done).count()
+    }
 }
 
 #[cfg(test)]
@@ -66,6 +71,8 @@ mod tests {
         assert_eq!(p.finished(12), None);
         assert_eq!(p.finished(11), None);
         assert_eq!(p.committable(), None);
+        assert_eq!(p.unfinished(), 3, "10, 13, 14 still being handled");
+        assert_eq!(p.outstanding(), 5);
         assert_eq!(p.finished(10), Some(13), "10, 11, 12 done: resume at 13");
         assert_eq!(p.finished(14), None);
         assert_eq!(p.finished(13), Some(15));
