@@ -4,16 +4,13 @@
 //! `SWITCHBOARD_SKIP_KAFKA=1` asks to leave them out (they then print
 //! SKIPPED: a skipped test is not a passed one).
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
 use switchboard::app;
-use switchboard::bus::kafka::KafkaBus;
-use switchboard::bus::{Bus, Delivery};
-use switchboard::config::{ChannelKind, KafkaConfig};
-use switchboard::event::{EventKind, InboundEvent};
+use switchboard::config::KafkaConfig;
 
+use crate::bus_conformance::{order_and_resume_after_finished_prefix, Backend};
 use crate::support::*;
 
 fn broker() -> Option<String> {
@@ -49,44 +46,6 @@ fn kafka_config(brokers: &str, topic: &str, group: &str) -> KafkaConfig {
     }
 }
 
-fn event(conversation: usize, n: usize) -> InboundEvent {
-    InboundEvent {
-        conversation: format!("acme-fb:C{conversation}"),
-        integration: "acme-fb".into(),
-        channel: ChannelKind::Messenger,
-        customer: format!("C{conversation}"),
-        timestamp_ms: 1_700_000_000_000 + n as u64,
-        received_at_ms: 1_700_000_000_000 + n as u64,
-        kind: EventKind::Message {
-            mid: format!("m_{conversation}_{n}"),
-            text: Some(format!("message {n}")),
-            attachments: vec![],
-            quick_reply: None,
-        },
-    }
-}
-
-async fn receive(
-    rx: &mut tokio::sync::mpsc::UnboundedReceiver<Delivery>,
-    n: usize,
-) -> Vec<Delivery> {
-    let mut out = Vec::new();
-    while out.len() < n {
-        match tokio::time::timeout(Duration::from_secs(30), rx.recv()).await {
-            Ok(Some(d)) => out.push(d),
-            other => panic!("got {} of {n} deliveries, then {other:?}", out.len()),
-        }
-    }
-    out
-}
-
-fn mid(d: &Delivery) -> String {
-    match &d.event.kind {
-        EventKind::Message { mid, .. } => mid.clone(),
-        other => panic!("unexpected {other:?}"),
-    }
-}
-
 /// Tansu 0.6 answers a fetch from an offset inside a record batch with
 /// nothing (Kafka returns the batch and the client skips the records before
 /// the offset), so resuming in the middle of a webhook's batch cannot be
@@ -98,7 +57,12 @@ fn broker_is_tansu() -> bool {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kafka_bus_keeps_conversation_order_and_resumes_after_the_finished_prefix() {
     let Some(brokers) = broker() else { return };
-    resume_after_finished_prefix(&brokers, false).await;
+    let backend = Backend::Kafka(kafka_config(
+        &brokers,
+        &unique("sb-bus"),
+        &unique("sb-group"),
+    ));
+    order_and_resume_after_finished_prefix(&backend, false).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -111,81 +75,12 @@ async fn kafka_bus_resumes_inside_a_webhooks_batch() {
         );
         return;
     }
-    resume_after_finished_prefix(&brokers, true).await;
-}
-
-/// 30 events of 3 conversations; all finished but one; after a restart the
-/// group resumes at that event. `one_batch`: published as one webhook (one
-/// record batch per partition), else one publish per event.
-async fn resume_after_finished_prefix(brokers: &str, one_batch: bool) {
-    let brokers = brokers.to_string();
-    let topic = unique("sb-bus");
-    let group = unique("sb-group");
-    let config = kafka_config(&brokers, &topic, &group);
-
-    let bus: Arc<KafkaBus> = KafkaBus::open(&config).unwrap();
-    let mut rx = bus.subscribe().await.unwrap();
-    let events: Vec<InboundEvent> = (0..30).map(|n| event(n % 3, n)).collect();
-    // The topic is created in the background: publishing may need a retry.
-    let batches: Vec<&[InboundEvent]> = if one_batch {
-        vec![&events[..]]
-    } else {
-        events.chunks(1).collect()
-    };
-    for batch in batches {
-        let mut published = false;
-        for _ in 0..30 {
-            if bus.publish(batch).await.is_ok() {
-                published = true;
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(500)).await;
-        }
-        assert!(published, "the broker acknowledged the events");
-    }
-    let got = receive(&mut rx, 30).await;
-
-    // Per conversation, the order of publishing.
-    let mut per_conv: HashMap<String, Vec<String>> = HashMap::new();
-    for d in &got {
-        per_conv
-            .entry(d.event.conversation.clone())
-            .or_default()
-            .push(mid(d));
-    }
-    for c in 0..3 {
-        let expected: Vec<String> = (0..30)
-            .filter(|n| n % 3 == c)
-            .map(|n| format!("m_{c}_{n}"))
-            .collect();
-        assert_eq!(per_conv[&format!("acme-fb:C{c}")], expected);
-    }
-
-    // Everything finished except one event of conversation 0: after a
-    // restart of the group member, that event and the later ones of its
-    // partition come again, nothing before it.
-    let held = got.iter().find(|d| mid(d) == "m_0_12").unwrap().position;
-    for d in &got {
-        if d.position != held {
-            bus.finished(d.position);
-        }
-    }
-    bus.flush_commits().await.unwrap();
-    bus.close().await;
-    drop(rx);
-    drop(bus);
-    let again: Arc<KafkaBus> = KafkaBus::open(&config).unwrap();
-    let mut rx = again.subscribe().await.unwrap();
-    let first = receive(&mut rx, 1).await;
-    assert_eq!(first[0].position, held, "resumes at the unfinished event");
-    assert_eq!(mid(&first[0]), "m_0_12");
-    let later_in_partition = got
-        .iter()
-        .filter(|d| d.position.partition == held.partition && d.position.offset > held.offset)
-        .count();
-    let rest = receive(&mut rx, later_in_partition).await;
-    assert!(rest.iter().all(|d| d.position.partition == held.partition));
-    again.close().await;
+    let backend = Backend::Kafka(kafka_config(
+        &brokers,
+        &unique("sb-bus"),
+        &unique("sb-group"),
+    ));
+    order_and_resume_after_finished_prefix(&backend, true).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

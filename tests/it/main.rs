@@ -2,6 +2,7 @@
 //! binary against a fake Graph API on 127.0.0.1.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod bus_conformance;
 mod crash;
 mod harness;
 mod kafka;
