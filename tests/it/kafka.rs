@@ -88,43 +88,41 @@ async fn engine_on_kafka_answers_every_customer_once() {
     let Some(brokers) = broker() else { return };
     let graph = FakeGraph::start().await;
     let dir = tempfile::tempdir().unwrap();
-    let toml = format!(
-        "{}\n[bus]\nkind = \"kafka\"\n[bus.kafka]\nbrokers = \"{brokers}\"\ntopic = \"{}\"\ngroup_id = \"{}\"\npartitions = 4\n",
-        config_toml(dir.path(), &graph.base_url(), "127.0.0.1:0", "127.0.0.1:0", 0),
-        unique("sb-engine"),
-        unique("sb-engine-group"),
+    let toml = kafka_toml(
+        dir.path(),
+        &graph,
+        &brokers,
+        &unique("sb-engine"),
+        &unique("sb-engine-group"),
+        "",
     );
     let config = switchboard::config::load_from_str(&toml, &[]).unwrap();
     let engine = app::start(config).await.expect("engine starts on Kafka");
     let url = format!("http://{}/webhooks/meta/main", engine.addr);
+    answer_each_once(&graph, &[url], "K", 20).await;
+    engine.shutdown().await;
+}
 
-    for i in 0..20 {
-        let body = messages_body(&[(&format!("K{i}"), &format!("m_k{i}"), "hours?")]);
-        // The topic may still be being created: Meta would retry a 503.
-        let mut status = post_webhook(&url, body.clone(), Some(APP_SECRET)).await;
-        for _ in 0..30 {
-            if status == 200 {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(500)).await;
-            status = post_webhook(&url, body.clone(), Some(APP_SECRET)).await;
-        }
-        assert_eq!(status, 200);
-        // A redelivery of the same webhook.
-        assert_eq!(post_webhook(&url, body, Some(APP_SECRET)).await, 200);
+/// `n` customers (ids `{prefix}{i}`) each send one message, redelivered
+/// once, round-robin over `urls`; each is answered exactly once.
+async fn answer_each_once(graph: &FakeGraph, urls: &[String], prefix: &str, n: usize) {
+    for i in 0..n {
+        let body = messages_body(&[(&format!("{prefix}{i}"), &format!("m_{prefix}{i}"), "hours?")]);
+        post_until_accepted(&urls[i % urls.len()], body.clone()).await;
+        // Meta redelivers it, to whichever instance.
+        post_until_accepted(&urls[(i + 1) % urls.len()], body).await;
     }
     graph
-        .wait_for("20 replies", |_| graph.texts().len() >= 20)
+        .wait_for("every reply", |_| graph.texts().len() >= n)
         .await;
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    for i in 0..20 {
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    for i in 0..n {
         assert_eq!(
-            graph.texts_to(&format!("K{i}")).len(),
+            graph.texts_to(&format!("{prefix}{i}")).len(),
             1,
-            "customer K{i} answered once"
+            "customer {prefix}{i} answered once"
         );
     }
-    engine.shutdown().await;
 }
 
 fn kafka_toml(
@@ -182,23 +180,7 @@ async fn two_instances_share_the_partitions_and_answer_every_customer_once() {
         format!("http://{}/webhooks/meta/main", a.addr),
         format!("http://{}/webhooks/meta/main", b.addr),
     ];
-    for i in 0..40 {
-        let body = messages_body(&[(&format!("T{i}"), &format!("m_t{i}"), "hours?")]);
-        post_until_accepted(&urls[i % 2], body.clone()).await;
-        // Meta redelivers it, to whichever instance.
-        post_until_accepted(&urls[(i + 1) % 2], body).await;
-    }
-    graph
-        .wait_for("40 replies", |_| graph.texts().len() >= 40)
-        .await;
-    tokio::time::sleep(Duration::from_secs(1)).await;
-    for i in 0..40 {
-        assert_eq!(
-            graph.texts_to(&format!("T{i}")).len(),
-            1,
-            "customer T{i} answered once"
-        );
-    }
+    answer_each_once(&graph, &urls, "T", 40).await;
     a.shutdown().await;
     b.shutdown().await;
 }
