@@ -54,14 +54,19 @@ fn broker_is_tansu() -> bool {
     std::env::var("SWITCHBOARD_TEST_KAFKA_IS_TANSU").as_deref() == Ok("1")
 }
 
+/// A topic and group of the test's own.
+fn fresh_topic(brokers: &str) -> Backend {
+    Backend::Kafka(kafka_config(
+        brokers,
+        &unique("sb-bus"),
+        &unique("sb-group"),
+    ))
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kafka_bus_keeps_conversation_order_and_resumes_after_the_finished_prefix() {
     let Some(brokers) = broker() else { return };
-    let backend = Backend::Kafka(kafka_config(
-        &brokers,
-        &unique("sb-bus"),
-        &unique("sb-group"),
-    ));
+    let backend = fresh_topic(&brokers);
     order_and_resume_after_finished_prefix(&backend, false).await;
 }
 
@@ -75,11 +80,7 @@ async fn kafka_bus_resumes_inside_a_webhooks_batch() {
         );
         return;
     }
-    let backend = Backend::Kafka(kafka_config(
-        &brokers,
-        &unique("sb-bus"),
-        &unique("sb-group"),
-    ));
+    let backend = fresh_topic(&brokers);
     order_and_resume_after_finished_prefix(&backend, true).await;
 }
 
