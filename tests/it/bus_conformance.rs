@@ -144,6 +144,48 @@ pub async fn order_and_resume_after_finished_prefix(backend: &Backend, one_batch
     again.close().await;
 }
 
+/// Published and acknowledged, not yet consumed, then the bus restarts:
+/// every event is delivered after the restart, none twice.
+pub async fn acknowledged_events_survive_a_restart(backend: &Backend) {
+    let bus = backend.open().await;
+    let events: Vec<InboundEvent> = (0..10).map(|n| event(n % 2, n)).collect();
+    let mut published = false;
+    for _ in 0..30 {
+        if bus.publish(&events).await.is_ok() {
+            published = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    assert!(published, "the bus acknowledged the events");
+    bus.close().await;
+    drop(bus);
+
+    let again = backend.open().await;
+    let mut rx = again.subscribe().await.unwrap();
+    let got = receive(&mut rx, 10).await;
+    let mut mids: Vec<String> = got.iter().map(mid).collect();
+    mids.sort();
+    let mut expected: Vec<String> = events
+        .iter()
+        .map(|e| match &e.kind {
+            EventKind::Message { mid, .. } => mid.clone(),
+            _ => String::new(),
+        })
+        .collect();
+    expected.sort();
+    assert_eq!(mids, expected);
+    let extra = tokio::time::timeout(Duration::from_millis(500), rx.recv()).await;
+    assert!(extra.is_err(), "nothing delivered twice: {extra:?}");
+    again.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn embedded_bus_delivers_acknowledged_events_after_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    acknowledged_events_survive_a_restart(&Backend::Embedded(dir.path().to_path_buf())).await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn embedded_bus_keeps_conversation_order_and_resumes_after_the_finished_prefix() {
     let dir = tempfile::tempdir().unwrap();

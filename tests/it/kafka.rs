@@ -10,7 +10,9 @@ use std::time::Duration;
 use switchboard::app;
 use switchboard::config::KafkaConfig;
 
-use crate::bus_conformance::{order_and_resume_after_finished_prefix, Backend};
+use crate::bus_conformance::{
+    acknowledged_events_survive_a_restart, order_and_resume_after_finished_prefix, Backend,
+};
 use crate::support::*;
 
 fn broker() -> Option<String> {
@@ -68,6 +70,12 @@ async fn kafka_bus_keeps_conversation_order_and_resumes_after_the_finished_prefi
     let Some(brokers) = broker() else { return };
     let backend = fresh_topic(&brokers);
     order_and_resume_after_finished_prefix(&backend, false).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kafka_bus_delivers_acknowledged_events_after_a_restart() {
+    let Some(brokers) = broker() else { return };
+    acknowledged_events_survive_a_restart(&fresh_topic(&brokers)).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
