@@ -15,7 +15,7 @@ use crate::bus_conformance::{
 };
 use crate::support::*;
 
-fn broker() -> Option<String> {
+pub fn broker() -> Option<String> {
     match std::env::var("SWITCHBOARD_TEST_KAFKA") {
         Ok(b) if !b.is_empty() => Some(b),
         _ if std::env::var("SWITCHBOARD_SKIP_KAFKA").as_deref() == Ok("1") => {
@@ -29,7 +29,7 @@ fn broker() -> Option<String> {
     }
 }
 
-fn unique(prefix: &str) -> String {
+pub fn unique(prefix: &str) -> String {
     format!("{prefix}-{}-{}", std::process::id(), rand::random::<u32>())
 }
 
