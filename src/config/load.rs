@@ -217,6 +217,37 @@ assistant = "support"
     }
 
     #[test]
+    fn kafka_settings_are_checked_with_their_keys() {
+        let ok = load_from_str(
+            MINIMAL,
+            &env(&[
+                ("SWITCHBOARD__BUS__KIND", "kafka"),
+                ("SWITCHBOARD__BUS__KAFKA__PARTITIONS", "48"),
+            ]),
+        )
+        .expect("valid");
+        assert_eq!(ok.bus.kafka.partitions, 48);
+        let err = load_from_str(
+            MINIMAL,
+            &env(&[
+                ("SWITCHBOARD__BUS__KIND", "kafka"),
+                ("SWITCHBOARD__BUS__KAFKA__BROKERS", " "),
+                ("SWITCHBOARD__BUS__KAFKA__PARTITIONS", "0"),
+                ("SWITCHBOARD__BUS__KAFKA__FETCH_WAIT_MAX_MS", "0"),
+            ]),
+        )
+        .expect_err("invalid");
+        let text = err.to_string();
+        for needle in [
+            "bus.kafka.brokers",
+            "bus.kafka.partitions",
+            "bus.kafka.fetch_wait_max_ms",
+        ] {
+            assert!(text.contains(needle), "{needle} missing from:\n{text}");
+        }
+    }
+
+    #[test]
     fn unknown_keys_are_errors() {
         let err = load_from_str("[server]\nlisten_typo = \"x\"\n", &[]).expect_err("invalid");
         assert!(err.to_string().contains("listen_typo"), "{err}");

@@ -51,6 +51,12 @@ pub fn validate(c: &Config) -> Result<(), Vec<String>> {
         if k.replication_factor == 0 {
             err("bus.kafka.replication_factor".into(), "must be at least 1");
         }
+        if !(1..=1_000).contains(&k.fetch_wait_max_ms) {
+            err(
+                "bus.kafka.fetch_wait_max_ms".into(),
+                "must be between 1 and 1000",
+            );
+        }
         if !(1_000..=300_000).contains(&k.publish_timeout_ms) {
             err(
                 "bus.kafka.publish_timeout_ms".into(),
