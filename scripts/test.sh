@@ -15,12 +15,15 @@ if ! command -v cargo >/dev/null 2>&1; then
 fi
 
 if [ -z "${SWITCHBOARD_TEST_KAFKA:-}" ]; then
+  # A state folder of this run's own: runs side by side stop their own broker.
+  SWITCHBOARD_BROKER_STATE=$(mktemp -d)
+  export SWITCHBOARD_BROKER_STATE
   SWITCHBOARD_TEST_KAFKA=$(scripts/kafka-broker.sh start)
   export SWITCHBOARD_TEST_KAFKA
   export SWITCHBOARD_TEST_KAFKA_IS_TANSU=1
   SWITCHBOARD_TANSU_BIN=$(scripts/kafka-broker.sh path)
   export SWITCHBOARD_TANSU_BIN
-  trap 'scripts/kafka-broker.sh stop' EXIT
+  trap 'scripts/kafka-broker.sh stop; rm -rf "$SWITCHBOARD_BROKER_STATE"' EXIT
   echo "Kafka-protocol broker (Tansu) on $SWITCHBOARD_TEST_KAFKA"
 fi
 
