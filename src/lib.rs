@@ -20,4 +20,5 @@ pub mod ingest;
 pub mod loadgen;
 pub mod sim;
 pub mod store;
+pub mod sync;
 pub mod telemetry;

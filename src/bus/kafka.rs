@@ -43,6 +43,7 @@ use super::progress::PartitionProgress;
 use super::{Bus, BusError, Delivery, Position};
 use crate::config::KafkaConfig;
 use crate::event::InboundEvent;
+use crate::sync::lock;
 
 const COMMIT_EVERY: Duration = Duration::from_millis(20);
 
@@ -75,9 +76,7 @@ struct Shared {
 
 impl Shared {
     fn lock(&self) -> std::sync::MutexGuard<'_, Progress> {
-        self.progress
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
+        lock(&self.progress)
     }
 
     /// The finished prefixes not yet committed.
@@ -267,10 +266,7 @@ impl KafkaBus {
     }
 
     fn producer(&self) -> FutureProducer {
-        self.producer
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .clone()
+        lock(&self.producer).clone()
     }
 
     /// After a failed publish: a producer in a fatal state, or fenced (its
@@ -293,10 +289,7 @@ impl KafkaBus {
         tracing::warn!(?code, fatal = ?fatal, "Kafka producer cannot send any more; replacing it");
         match self.producer_config.create::<FutureProducer>() {
             Ok(fresh) => {
-                *self
-                    .producer
-                    .lock()
-                    .unwrap_or_else(std::sync::PoisonError::into_inner) = fresh;
+                *lock(&self.producer) = fresh;
             }
             Err(e) => tracing::error!(error = %e, "Cannot create a new Kafka producer"),
         }
@@ -468,10 +461,7 @@ impl Bus for KafkaBus {
             .map_err(unavailable)?;
         let (tx, rx) = mpsc::unbounded_channel();
         let task = tokio::spawn(consume(self.consumer.clone(), self.shared.clone(), tx));
-        *self
-            .consuming
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(task);
+        *lock(&self.consuming) = Some(task);
         Ok(rx)
     }
 
@@ -509,11 +499,7 @@ impl Bus for KafkaBus {
 
     async fn close(&self) {
         self.shared.closing.store(true, Ordering::Release);
-        let task = self
-            .consuming
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .take();
+        let task = lock(&self.consuming).take();
         if let Some(task) = task {
             task.abort();
         }
@@ -524,9 +510,6 @@ impl Bus for KafkaBus {
     }
 
     fn revocations(&self) -> Option<mpsc::UnboundedReceiver<Vec<u32>>> {
-        self.revocations
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .take()
+        lock(&self.revocations).take()
     }
 }

@@ -13,6 +13,7 @@ use hdrhistogram::Histogram;
 use serde::Serialize;
 
 use super::traffic::Expectation;
+use crate::sync::lock;
 
 /// Percentiles of one histogram, in milliseconds.
 #[derive(Debug, Clone, Copy, Default, Serialize, PartialEq)]
@@ -72,10 +73,6 @@ pub struct Counts {
     pub received: u64,
     pub duplicated: u64,
     pub waiting: u64,
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 impl Tracker {

@@ -39,6 +39,7 @@ use receipts::{Receipt, ReceiptCounts};
 use validate::{CallKind, Refusal, ValidCall};
 
 use crate::clock::{now_ms, rfc3339};
+use crate::sync::lock;
 
 /// A call the simulator accepted, as handed to a [`Tap`].
 #[derive(Debug, Clone)]
@@ -189,10 +190,6 @@ impl Sim {
     pub fn stop(self) {
         self.task.abort();
     }
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 fn kind_index(kind: CallKind) -> usize {
