@@ -51,10 +51,11 @@ async fn sigkill_on_kafka_loses_and_duplicates_nothing() {
     let Some(brokers) = crate::kafka::broker() else {
         return;
     };
-    let bus = format!(
-        "[bus]\nkind = \"kafka\"\n[bus.kafka]\nbrokers = \"{brokers}\"\ntopic = \"{}\"\ngroup_id = \"{}\"\npartitions = 4\nsession_timeout_ms = 6000\n",
-        crate::kafka::unique("sb-crash"),
-        crate::kafka::unique("sb-crash-group"),
+    let bus = crate::kafka::kafka_bus_section(
+        &brokers,
+        &crate::kafka::unique("sb-crash"),
+        &crate::kafka::unique("sb-crash-group"),
+        "",
     );
     sigkill_after_acks(&bus).await;
 }

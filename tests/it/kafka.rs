@@ -142,9 +142,15 @@ fn kafka_toml(
     group: &str,
     extra: &str,
 ) -> String {
+    config_toml(dir, &graph.base_url(), "127.0.0.1:0", "127.0.0.1:0", 0)
+        + &kafka_bus_section(brokers, topic, group, extra)
+}
+
+/// The `[bus]` section of an engine config on Kafka; `extra` lines go into
+/// `[bus.kafka]`.
+pub fn kafka_bus_section(brokers: &str, topic: &str, group: &str, extra: &str) -> String {
     format!(
-        "{}\n[bus]\nkind = \"kafka\"\n[bus.kafka]\nbrokers = \"{brokers}\"\ntopic = \"{topic}\"\ngroup_id = \"{group}\"\npartitions = 6\nsession_timeout_ms = 6000\n{extra}\n",
-        config_toml(dir, &graph.base_url(), "127.0.0.1:0", "127.0.0.1:0", 0),
+        "\n[bus]\nkind = \"kafka\"\n[bus.kafka]\nbrokers = \"{brokers}\"\ntopic = \"{topic}\"\ngroup_id = \"{group}\"\npartitions = 6\nsession_timeout_ms = 6000\n{extra}\n"
     )
 }
 
