@@ -10,18 +10,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-cargo build --release --quiet
-BIN=target/release/switchboard
-DATA=data-loadtest
-rm -rf "$DATA"
-mkdir -p target
-"$BIN" serve --config config/loadtest.toml > target/loadtest-engine.log 2>&1 &
-ENGINE=$!
-trap 'kill "$ENGINE" 2>/dev/null || true' EXIT
-for _ in $(seq 1 100); do
-  curl -fs 127.0.0.1:8080/readyz > /dev/null 2>&1 && break
-  sleep 0.1
-done
+. scripts/loadtest-engine.sh
+start_loadtest_engine loadtest-engine.log
 
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$ENGINE/stat"; }
 TICKS0=$(cpu_ticks)

@@ -16,19 +16,10 @@ N=${1:-100000}
 RATE=8000
 MILLIS=$(( N * 1000 / RATE ))
 
-cargo build --release --quiet
-BIN=target/release/switchboard
-rm -rf data-loadtest
-mkdir -p target
 # The default page cache (store.cache_mb = 64), not the load config's.
-SWITCHBOARD__STORE__CACHE_MB=64 SWITCHBOARD__ENGINE__PASSIVATE_AFTER=20s "$BIN" serve --config config/loadtest.toml \
-  > target/memory-engine.log 2>&1 &
-ENGINE=$!
-trap 'kill "$ENGINE" 2>/dev/null || true' EXIT
-for _ in $(seq 1 100); do
-  curl -fs 127.0.0.1:8080/readyz > /dev/null 2>&1 && break
-  sleep 0.1
-done
+export SWITCHBOARD__STORE__CACHE_MB=64 SWITCHBOARD__ENGINE__PASSIVATE_AFTER=20s
+. scripts/loadtest-engine.sh
+start_loadtest_engine memory-engine.log
 
 rss() { awk '/VmRSS/{print $2}' "/proc/$ENGINE/status"; }
 resident() { curl -fs 127.0.0.1:9464/metrics | awk '/^switchboard_conversations_resident /{print $2}'; }

@@ -1,0 +1,18 @@
+# Sourced by scripts/loadtest.sh and scripts/memory.sh: builds the release
+# binary and starts `switchboard serve --config config/loadtest.toml` on a
+# fresh store, logging to target/$1; sets BIN and ENGINE (its pid), stops
+# it on exit, and returns once it is ready. Environment overrides set by the
+# caller (SWITCHBOARD__...) reach the engine.
+start_loadtest_engine() {
+  cargo build --release --quiet
+  BIN=target/release/switchboard
+  rm -rf data-loadtest
+  mkdir -p target
+  "$BIN" serve --config config/loadtest.toml > "target/$1" 2>&1 &
+  ENGINE=$!
+  trap 'kill "$ENGINE" 2>/dev/null || true' EXIT
+  for _ in $(seq 1 100); do
+    curl -fs 127.0.0.1:8080/readyz > /dev/null 2>&1 && break
+    sleep 0.1
+  done
+}
