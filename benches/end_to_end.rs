@@ -128,7 +128,7 @@ rate_limit_per_minute = 1000000
                     .map(|k| {
                         let i = w * batch + k;
                         json!({"sender": {"id": format!("C{i}")}, "recipient": {"id": "PAGE"},
-                               "timestamp": 1_700_000_000_000u64 + i as u64,
+                               "timestamp": switchboard::clock::now_ms(),
                                "message": {"mid": format!("m_{i}"), "text": "What are your hours?"}})
                     })
                     .collect();

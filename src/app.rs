@@ -12,10 +12,12 @@ use tokio::net::TcpListener;
 use tokio::sync::{oneshot, Semaphore};
 use tokio::task::JoinHandle;
 
+use crate::admin;
 use crate::bus::embedded::EmbeddedBus;
 use crate::bus::kafka::KafkaBus;
 use crate::bus::{Bus, BusError};
 use crate::channels::graph::ClientBuildError;
+use crate::channels::messenger::profiles;
 use crate::channels::{GraphClient, Outbound};
 use crate::clock::now_ms;
 use crate::config::{BusKind, Config};
@@ -142,7 +144,9 @@ pub async fn start_with_store(
     let metrics_task = tokio::spawn(telemetry::serve_metrics(metrics_listener, metrics));
 
     let ingress = Arc::new(IngressState::new(&config, bus.clone(), store.clone()));
-    let app = ingest::router(ingress, config.server.max_body_bytes);
+    let app = ingest::router(ingress, config.server.max_body_bytes)
+        .nest("/api/v1", admin::router(ctx.clone()));
+    tokio::spawn(profiles::push_all(ctx.clone()));
     let (stop_tx, stop_rx) = oneshot::channel::<()>();
     let grace = config.engine.shutdown_grace();
     let done = tokio::spawn(async move {
@@ -213,6 +217,12 @@ async fn housekeeping(bus: Arc<dyn Bus>, store: Arc<dyn Store>) {
         tick.tick().await;
         telemetry::bus_lag(bus.lag());
         seconds += 1;
+        if seconds % 5 == 1 {
+            match store.takeovers().await {
+                Ok(t) => telemetry::takeovers_active(t.len()),
+                Err(e) => tracing::debug!(error = %e, "Cannot count takeovers"),
+            }
+        }
         if seconds % 3600 == 60 {
             match store.purge_expired(now_ms()).await {
                 Ok(n) => tracing::info!(removed = n, "Forgot message ids past their dedup window"),

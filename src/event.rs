@@ -76,6 +76,31 @@ pub enum EventKind {
     },
     /// Messages sent before `watermark` were read.
     Read { watermark: u64 },
+    /// An operator's command from the admin API, ordered with the
+    /// conversation's other events.
+    Agent {
+        /// Unique per command: remembered like a message id, so a replay
+        /// applies it once.
+        command: String,
+        action: AgentAction,
+    },
+}
+
+/// What an operator asked for.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "action", rename_all = "snake_case")]
+pub enum AgentAction {
+    /// A person takes over; the AI stays silent until resumed (or until
+    /// `auto_resume_minutes`, else the integration's `auto_resume_after`).
+    Takeover {
+        by: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        auto_resume_minutes: Option<u32>,
+    },
+    /// The AI answers again.
+    Resume,
+    /// A person's message to the customer.
+    Message { text: String },
 }
 
 impl EventKind {
@@ -87,6 +112,11 @@ impl EventKind {
             Self::Postback { .. } => "postback",
             Self::Delivery { .. } => "delivery",
             Self::Read { .. } => "read",
+            Self::Agent { action, .. } => match action {
+                AgentAction::Takeover { .. } => "takeover",
+                AgentAction::Resume => "resume",
+                AgentAction::Message { .. } => "agent_message",
+            },
         }
     }
 }

@@ -7,6 +7,7 @@
 //! conversation, [`assistant`] writes the answers, [`channels`] talks to the
 //! platforms, [`store`] keeps the state.
 
+pub mod admin;
 pub mod app;
 pub mod assistant;
 pub mod bus;

@@ -12,6 +12,7 @@ pub mod webhook;
 use std::sync::Arc;
 
 use crate::config::{ChannelKind, IntegrationConfig};
+use crate::conversation::window::SendTag;
 pub use graph::GraphClient;
 pub use meta_error::{SendError, SendErrorKind};
 
@@ -35,19 +36,33 @@ impl Outbound {
         }
     }
 
-    /// Sends one text message to the customer.
+    /// Sends one text message to the customer, as `tag` allows.
     pub async fn send_text(
         &self,
         integration: &IntegrationConfig,
         customer: &str,
         text: &str,
+        tag: SendTag,
     ) -> Result<Sent, SendError> {
         match integration.channel {
             ChannelKind::Messenger | ChannelKind::Instagram => {
-                messenger::send_text(&self.graph, integration, customer, text).await
+                messenger::send_text(&self.graph, integration, customer, text, tag).await
             }
             other => Err(SendError::unsupported(other)),
         }
+    }
+
+    /// Sets a Page's Messenger profile (greeting, Get Started button).
+    pub async fn messenger_profile(
+        &self,
+        integration: &IntegrationConfig,
+        body: &serde_json::Value,
+    ) -> Result<(), SendError> {
+        let path = format!("{}/messenger_profile", integration.account_id);
+        self.graph
+            .post(integration.channel, &path, &integration.access_token, body)
+            .await
+            .map(|_| ())
     }
 
     /// Shows the typing indicator to the customer.

@@ -119,6 +119,11 @@ pub fn verify_signature(secret: &[u8], body: &[u8], header: Option<&str>) -> boo
     mac.verify_slice(&expected).is_ok()
 }
 
+/// Compares secrets without revealing, by timing, how much of them matched.
+pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
 /// Signs a body the way Meta does (for the simulator, the load harness and
 /// tests).
 pub fn sign(secret: &[u8], body: &[u8]) -> String {

@@ -259,6 +259,24 @@ pub struct IntegrationConfig {
     pub escalation_keywords: Vec<String>,
     #[serde(default)]
     pub away_message: Option<String>,
+    /// How long a takeover lasts when nobody says (keyword, foreign echo,
+    /// API without `auto_resume_minutes`); "off" keeps it until resumed.
+    #[serde(default = "default_auto_resume")]
+    pub auto_resume_after: String,
+    /// Inactivity after which a conversation expires: the next customer
+    /// message starts afresh (a takeover ends, the away message may be
+    /// sent again).
+    #[serde(default = "default_expire_after")]
+    pub expire_after: String,
+    /// Messenger greeting text, pushed with the Messenger Profile API.
+    #[serde(default)]
+    pub greeting: Option<String>,
+    /// Messenger Get Started button payload, pushed with the greeting.
+    #[serde(default)]
+    pub get_started_payload: Option<String>,
+    /// Answer to the Get Started postback (instead of the assistant).
+    #[serde(default)]
+    pub welcome_message: Option<String>,
 }
 
 fn yes() -> bool {
@@ -272,6 +290,12 @@ fn default_rate() -> u32 {
 }
 fn default_dedup_window() -> String {
     "7d".to_string()
+}
+fn default_auto_resume() -> String {
+    "24h".to_string()
+}
+fn default_expire_after() -> String {
+    "30d".to_string()
 }
 
 /// A duration key already checked by validation; the fallback is never used
@@ -313,6 +337,19 @@ impl OutboundConfig {
 impl IntegrationConfig {
     pub fn dedup_window(&self) -> Duration {
         duration_of(&self.dedup_window, Duration::from_secs(7 * 24 * 3600))
+    }
+    /// `None` when takeovers last until resumed ("off").
+    pub fn auto_resume_after(&self) -> Option<Duration> {
+        if self.auto_resume_after.trim() == "off" {
+            return None;
+        }
+        Some(duration_of(
+            &self.auto_resume_after,
+            Duration::from_secs(24 * 3600),
+        ))
+    }
+    pub fn expire_after(&self) -> Duration {
+        duration_of(&self.expire_after, Duration::from_secs(30 * 24 * 3600))
     }
 }
 

@@ -238,6 +238,61 @@ pub fn validate(c: &Config) -> Result<(), Vec<String>> {
                 "must be a duration of at least one minute, like \"7d\"",
             ),
         }
+        if g.auto_resume_after.trim() != "off" {
+            match humantime::parse_duration(&g.auto_resume_after) {
+                Ok(d) if !d.is_zero() && d.as_secs() <= 7 * 86_400 => {}
+                _ => err(
+                    key("auto_resume_after"),
+                    "must be \"off\" or a duration up to 7 days, like \"30m\"",
+                ),
+            }
+        }
+        match humantime::parse_duration(&g.expire_after) {
+            Ok(d) if d.as_secs() >= 60 => {}
+            _ => err(
+                key("expire_after"),
+                "must be a duration of at least one minute, like \"30d\"",
+            ),
+        }
+        for (field, value) in [
+            ("away_message", &g.away_message),
+            ("greeting", &g.greeting),
+            ("get_started_payload", &g.get_started_payload),
+            ("welcome_message", &g.welcome_message),
+        ] {
+            if value.as_ref().is_some_and(|v| v.trim().is_empty()) {
+                err(key(field), "must not be empty when set");
+            }
+        }
+        if g.greeting.as_ref().is_some_and(|v| v.chars().count() > 160) {
+            err(
+                key("greeting"),
+                "must be at most 160 characters (Messenger's limit)",
+            );
+        }
+        if g.get_started_payload
+            .as_ref()
+            .is_some_and(|v| v.len() > 1000)
+        {
+            err(
+                key("get_started_payload"),
+                "must be at most 1000 characters",
+            );
+        }
+        if g.welcome_message.is_some() && g.get_started_payload.is_none() {
+            err(
+                key("welcome_message"),
+                "needs get_started_payload (it answers the Get Started postback)",
+            );
+        }
+        if (g.greeting.is_some() || g.get_started_payload.is_some())
+            && g.channel != ChannelKind::Messenger
+        {
+            err(
+                key("greeting"),
+                "greeting and get_started_payload are Messenger settings",
+            );
+        }
         match g.response_delay_ms {
             ResponseDelay::Fixed(ms) if ms > 86_400_000 => {
                 err(key("response_delay_ms"), "must be at most one day");

@@ -8,14 +8,17 @@ use std::sync::Arc;
 
 use ractor::{Actor, ActorProcessingErr, ActorRef};
 
+use super::commands::CommandOutcome;
 use super::supervisor::SupervisorMsg;
 use super::timers::TimerHandle;
-use super::turn::{Conversation, EventOutcome};
+use super::turn::{CommandResult, Conversation, EventOutcome};
 use super::{split_id, EngineContext};
 use crate::assistant::ReplyRequest;
 use crate::bus::Delivery;
 use crate::channels::SendErrorKind;
 use crate::clock::now_ms;
+use crate::event::EventKind;
+use crate::store::OutboxItem;
 use crate::telemetry;
 
 /// No event is being handled (see [`ConversationArgs::current`]).
@@ -139,9 +142,12 @@ async fn handle_delivery(
     };
     let now = now_ms();
     let outcome = conv.apply(&d.event, now);
-    match outcome {
-        EventOutcome::Duplicate => telemetry::duplicate(d.event.channel),
-        EventOutcome::RateLimited => telemetry::rate_limited(d.event.channel),
+    let channel = d.event.channel;
+    match &outcome {
+        EventOutcome::Duplicate => telemetry::duplicate(channel),
+        EventOutcome::RateLimited => telemetry::rate_limited(channel),
+        EventOutcome::HumanMode => telemetry::reply(channel, "human_mode"),
+        EventOutcome::WindowClosed => telemetry::reply(channel, "window_closed"),
         _ => {}
     }
     let starts_turn = matches!(outcome, EventOutcome::Queued { starts_turn: true });
@@ -166,6 +172,19 @@ async fn handle_delivery(
         }
     }
     persist(state).await?;
+    if let (EventOutcome::Command(result), EventKind::Agent { command, .. }) =
+        (&outcome, &d.event.kind)
+    {
+        let outcome = match result {
+            CommandResult::Applied => Some(CommandOutcome::Applied),
+            CommandResult::Refused(reason) => Some(CommandOutcome::Refused(reason.clone())),
+            // Told when its message is sent (`flush_outbox`).
+            CommandResult::Queued => None,
+        };
+        if let Some(outcome) = outcome {
+            state.args.ctx.commands.complete(command, outcome);
+        }
+    }
     finish(state, d);
     if starts_turn && !answer_now {
         typing(state).await;
@@ -202,6 +221,9 @@ async fn drive(state: &mut ConversationState) -> Result<(), ActorProcessingErr> 
     let Some(conv) = state.conversation.as_mut() else {
         return Ok(());
     };
+    if conv.auto_resume(now) {
+        tracing::info!(conversation = %state.args.id, "Takeover timer fired; the AI answers again");
+    }
     if conv.typing_due(now) {
         conv.schedule_typing(now, state.args.ctx.config.engine.typing_refresh());
         typing(state).await;
@@ -275,6 +297,7 @@ async fn plan_reply(state: &mut ConversationState) -> Result<(), ActorProcessing
 }
 
 /// Sends stored parts in order, each awaited and marked before the next.
+/// A part whose messaging window has closed is not sent.
 async fn flush_outbox(state: &mut ConversationState) -> Result<(), ActorProcessingErr> {
     let ctx = state.args.ctx.clone();
     loop {
@@ -286,14 +309,25 @@ async fn flush_outbox(state: &mut ConversationState) -> Result<(), ActorProcessi
             return Ok(());
         };
         let channel = conv.record.channel;
+        let tag = match conv.send_tag(&item, now) {
+            Ok(tag) => tag,
+            Err(closed) => {
+                let reason = closed.to_string();
+                conv.part_failed(&reason, now);
+                telemetry::reply(channel, "window_closed");
+                persist(state).await?;
+                complete(&ctx, &item, CommandOutcome::Refused(reason));
+                continue;
+            }
+        };
         let result = ctx
             .outbound
-            .send_text(conv.integration(), &conv.record.customer, &item.text)
+            .send_text(conv.integration(), &conv.record.customer, &item.text, tag)
             .await;
         let now = now_ms();
-        match result {
+        let outcome = match result {
             Ok(sent) => {
-                conv.part_sent(sent.message_id, now);
+                conv.part_sent(sent.message_id.clone(), now);
                 telemetry::reply(channel, "sent");
                 if item.first_of_turn {
                     let elapsed = now
@@ -301,12 +335,16 @@ async fn flush_outbox(state: &mut ConversationState) -> Result<(), ActorProcessi
                         .saturating_sub(item.delay_ms);
                     telemetry::event_to_reply(channel, elapsed as f64 / 1000.0);
                 }
+                CommandOutcome::Sent {
+                    message_id: sent.message_id,
+                }
             }
             Err(e) if e.retryable() => {
                 tracing::warn!(conversation = %state.args.id, error = %e, "Platform kept failing; the reply waits in the outbox");
                 conv.retry_outbox_at(now + ctx.config.outbound.retry_later().as_millis() as u64);
                 telemetry::reply(channel, "retry_later");
                 persist(state).await?;
+                complete(&ctx, &item, CommandOutcome::Queued);
                 return Ok(());
             }
             Err(e) => {
@@ -317,8 +355,17 @@ async fn flush_outbox(state: &mut ConversationState) -> Result<(), ActorProcessi
                 }
                 conv.part_failed(&e.to_string(), now);
                 telemetry::reply(channel, e.kind.label());
+                CommandOutcome::Failed(e.to_string())
             }
-        }
+        };
         persist(state).await?;
+        complete(&ctx, &item, outcome);
+    }
+}
+
+/// Tells the admin API caller of a person's message what came of it.
+fn complete(ctx: &EngineContext, item: &OutboxItem, outcome: CommandOutcome) {
+    if let Some(command) = &item.command {
+        ctx.commands.complete(command, outcome);
     }
 }

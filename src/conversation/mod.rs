@@ -7,14 +7,19 @@
 //! - [`actor`] performs one conversation's I/O: store writes, typing
 //!   indicators, assistant calls, Send API calls.
 //! - [`turn`] is the policy without I/O (dedup, rate limit, coalescing,
-//!   outbox); [`shaping`] formats replies; [`timers`] keeps deadlines.
+//!   outbox); [`takeover`] and [`window`] are its human-takeover and
+//!   messaging-window rules; [`shaping`] formats replies; [`timers`] keeps
+//!   deadlines; [`commands`] lets an admin API caller wait for its command.
 
 pub mod actor;
+pub mod commands;
 pub mod dedup;
 pub mod shaping;
 pub mod supervisor;
+pub mod takeover;
 pub mod timers;
 pub mod turn;
+pub mod window;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -33,6 +38,8 @@ pub struct EngineContext {
     pub outbound: Outbound,
     pub assistants: HashMap<String, Arc<dyn Assistant>>,
     pub integrations: HashMap<String, Arc<IntegrationConfig>>,
+    /// Admin API callers waiting for their command to be applied here.
+    pub commands: commands::CommandWaiters,
 }
 
 impl EngineContext {
@@ -59,6 +66,7 @@ impl EngineContext {
             outbound,
             assistants,
             integrations,
+            commands: commands::CommandWaiters::default(),
         }
     }
 }

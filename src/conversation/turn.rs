@@ -12,15 +12,16 @@ use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 
 use super::dedup::DedupWindow;
 use super::shaping;
+use super::window::{self, SendTag, WindowClosed};
 use crate::config::IntegrationConfig;
 use crate::event::{Attachment, EventKind, InboundEvent};
 use crate::store::{
-    ConversationRecord, Direction, MessageRecord, MessageStatus, OutboxItem, PendingInbound,
-    Rehydrated, TurnWrite,
+    Author, ConversationRecord, DailyCount, Direction, MessageRecord, MessageStatus, Mode,
+    OutboxItem, PendingInbound, Rehydrated, TurnWrite,
 };
 
 /// What handling one event amounted to.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum EventOutcome {
     /// A new customer message, queued for an answer.
     Queued {
@@ -28,10 +29,30 @@ pub enum EventOutcome {
     },
     Duplicate,
     RateLimited,
-    /// Recorded without an answer (echo, delivery, read).
+    /// Recorded without an answer (echo, delivery, read, disabled).
     Recorded,
     /// Nothing to do (our own echo, a repeated echo).
     Ignored,
+    /// A customer message the AI does not answer: a person has the
+    /// conversation.
+    HumanMode,
+    /// A customer message the AI does not answer: sent more than 24 hours
+    /// ago.
+    WindowClosed,
+    /// Parts were put in the outbox without the assistant (welcome, away
+    /// message, a person's message).
+    Planned,
+    /// An operator's command was applied or refused.
+    Command(CommandResult),
+}
+
+/// The immediate result of an operator's command.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CommandResult {
+    Applied,
+    /// A person's message is in the outbox; its send decides.
+    Queued,
+    Refused(String),
 }
 
 /// Sent parts whose delivery / read is still tracked, at most (older ones
@@ -40,10 +61,12 @@ pub enum EventOutcome {
 const TRACKED_MARKS: usize = 64;
 
 #[derive(Default)]
-struct Unsaved {
+pub(super) struct Unsaved {
     dedup: Vec<(String, u64)>,
-    messages: Vec<MessageRecord>,
+    pub(super) messages: Vec<MessageRecord>,
     status_updates: Vec<(u64, MessageStatus)>,
+    counts: Vec<DailyCount>,
+    pub(super) takeover_changed: bool,
 }
 
 pub struct Conversation {
@@ -52,8 +75,8 @@ pub struct Conversation {
     dedup: DedupWindow,
     limiter: DefaultDirectRateLimiter,
     /// Changes not yet written (the state itself is taken whole).
-    unsaved: Unsaved,
-    dirty: bool,
+    pub(super) unsaved: Unsaved,
+    pub(super) dirty: bool,
     /// The next deadline as last written to the store.
     stored_deadline: Option<u64>,
 }
@@ -108,14 +131,19 @@ impl Conversation {
         self.integration.dedup_window().as_millis() as u64
     }
 
-    fn remember(&mut self, id: String, now_ms: u64) {
+    /// Whether `id` (a message or command id) was already handled.
+    pub(super) fn seen(&self, id: &str, now_ms: u64) -> bool {
+        self.dedup.contains(id, now_ms)
+    }
+
+    pub(super) fn remember(&mut self, id: String, now_ms: u64) {
         let expires = now_ms.saturating_add(self.window_ms());
         self.dedup.insert(id.clone(), expires, now_ms);
         self.unsaved.dedup.push((id, expires));
         self.dirty = true;
     }
 
-    fn log(
+    pub(super) fn log(
         &mut self,
         direction: Direction,
         text: Option<String>,
@@ -127,6 +155,7 @@ impl Conversation {
         let seq = self.record.next_seq;
         self.record.next_seq += 1;
         self.record.message_count += 1;
+        let author = (direction == Direction::Out).then_some(Author::Ai);
         self.unsaved.messages.push(MessageRecord {
             seq,
             direction,
@@ -135,13 +164,32 @@ impl Conversation {
             status,
             mid,
             attachments,
+            author,
             error: None,
         });
         self.dirty = true;
         seq
     }
 
-    fn set_status(&mut self, seq: u64, status: MessageStatus) {
+    /// Adds to the integration's analytics for the day of `at_ms`.
+    pub(super) fn count(&mut self, at_ms: u64, add: impl FnOnce(&mut DailyCount)) {
+        let day = DailyCount::day_of(at_ms);
+        let counts = &mut self.unsaved.counts;
+        let i = match counts.iter().position(|c| c.day == day) {
+            Some(i) => i,
+            None => {
+                counts.push(DailyCount {
+                    day,
+                    ..DailyCount::default()
+                });
+                counts.len() - 1
+            }
+        };
+        add(&mut counts[i]);
+        self.dirty = true;
+    }
+
+    pub(super) fn set_status(&mut self, seq: u64, status: MessageStatus) {
         if let Some(m) = self.unsaved.messages.iter_mut().find(|m| m.seq == seq) {
             m.status = status;
         } else {
@@ -152,6 +200,7 @@ impl Conversation {
 
     /// Applies one bus event at `now_ms`.
     pub fn apply(&mut self, event: &InboundEvent, now_ms: u64) -> EventOutcome {
+        let idle_since = self.record.last_activity_ms;
         self.record.last_activity_ms = now_ms.max(self.record.last_activity_ms);
         match &event.kind {
             EventKind::Message {
@@ -164,7 +213,13 @@ impl Conversation {
                     .clone()
                     .or_else(|| quick_reply.clone())
                     .unwrap_or_default();
-                self.customer_message(event, mid.clone(), text, attachments.clone(), now_ms)
+                let inbound = Inbound {
+                    key: mid.clone(),
+                    text,
+                    attachments: attachments.clone(),
+                    welcome: false,
+                };
+                self.customer_message(event, inbound, idle_since, now_ms)
             }
             EventKind::Postback {
                 mid,
@@ -175,62 +230,86 @@ impl Conversation {
                     .clone()
                     .unwrap_or_else(|| format!("postback:{}:{payload}", event.timestamp_ms));
                 let text = title.clone().unwrap_or_else(|| payload.clone());
-                self.customer_message(event, key, text, Vec::new(), now_ms)
+                let welcome = self.integration.welcome_message.is_some()
+                    && self.integration.get_started_payload.as_deref() == Some(payload.as_str());
+                let inbound = Inbound {
+                    key,
+                    text,
+                    attachments: Vec::new(),
+                    welcome,
+                };
+                self.customer_message(event, inbound, idle_since, now_ms)
             }
             EventKind::Echo { mid, text, .. } => {
                 if self.dedup.contains(mid, now_ms) {
                     return EventOutcome::Ignored;
                 }
-                // Sent by the business from another app (a person in the
-                // platform's inbox): keep it in the log.
-                self.log(
-                    Direction::Out,
-                    text.clone(),
-                    event.timestamp_ms,
-                    MessageStatus::Sent,
-                    Some(mid.clone()),
-                    Vec::new(),
-                );
-                self.remember(mid.clone(), now_ms);
-                EventOutcome::Recorded
+                self.inbox_echo(event, mid, text.clone(), now_ms)
             }
             EventKind::Delivery { watermark, .. } => {
                 let covered = take_covered(&mut self.record.undelivered, *watermark);
+                let delivered = covered.len() as u64;
                 for (seq, sent) in covered {
                     self.set_status(seq, MessageStatus::Delivered);
                     push_bounded(&mut self.record.unread, (seq, sent));
                 }
-                EventOutcome::Recorded
-            }
-            EventKind::Read { watermark } => {
-                let mut covered = take_covered(&mut self.record.undelivered, *watermark);
-                covered.extend(take_covered(&mut self.record.unread, *watermark));
-                for (seq, _) in covered {
-                    self.set_status(seq, MessageStatus::Read);
+                if delivered > 0 {
+                    self.count(event.timestamp_ms, |c| c.delivered += delivered);
                 }
                 EventOutcome::Recorded
             }
+            EventKind::Read { watermark } => {
+                let undelivered = take_covered(&mut self.record.undelivered, *watermark);
+                // A read message was delivered too, even if no delivery
+                // receipt said so.
+                let delivered = undelivered.len() as u64;
+                let mut covered = undelivered;
+                covered.extend(take_covered(&mut self.record.unread, *watermark));
+                let read = covered.len() as u64;
+                for (seq, _) in covered {
+                    self.set_status(seq, MessageStatus::Read);
+                }
+                if read > 0 {
+                    self.count(event.timestamp_ms, |c| {
+                        c.delivered += delivered;
+                        c.read += read;
+                    });
+                }
+                EventOutcome::Recorded
+            }
+            EventKind::Agent { command, action } => self.agent_command(command, action, now_ms),
         }
     }
 
     fn customer_message(
         &mut self,
         event: &InboundEvent,
-        key: String,
-        text: String,
-        attachments: Vec<Attachment>,
+        inbound: Inbound,
+        idle_since: u64,
         now_ms: u64,
     ) -> EventOutcome {
-        if self.dedup.contains(&key, now_ms) {
+        if self.dedup.contains(&inbound.key, now_ms) {
             return EventOutcome::Duplicate;
         }
-        self.remember(key.clone(), now_ms);
-        self.record.last_inbound_ms = Some(
-            self.record
-                .last_inbound_ms
-                .unwrap_or(0)
-                .max(event.timestamp_ms),
-        );
+        self.remember(inbound.key.clone(), now_ms);
+        if self.record.message_count > 0
+            && now_ms.saturating_sub(idle_since)
+                >= self.integration.expire_after().as_millis() as u64
+        {
+            self.expire();
+        }
+        let last_inbound = self.record.last_inbound_ms;
+        if last_inbound.is_none_or(|t| event.timestamp_ms >= t + window::STANDARD_MS) {
+            self.record.window_opened_ms = Some(event.timestamp_ms);
+        }
+        self.record.last_inbound_ms = Some(last_inbound.unwrap_or(0).max(event.timestamp_ms));
+        self.count(event.timestamp_ms, |c| c.inbound += 1);
+        let Inbound {
+            key,
+            text,
+            attachments,
+            welcome,
+        } = inbound;
         if self.limiter.check().is_err() {
             self.log(
                 Direction::In,
@@ -250,9 +329,25 @@ impl Conversation {
             Some(key),
             attachments.clone(),
         );
+        if self.escalates(&text) {
+            self.take_over("keyword", self.default_resume_at(now_ms), now_ms);
+        }
+        if self.record.mode == Mode::Human {
+            return EventOutcome::HumanMode;
+        }
+        if window::ai_may_answer(event.timestamp_ms, now_ms).is_err() {
+            return EventOutcome::WindowClosed;
+        }
         if !self.integration.enabled {
-            // A disabled integration keeps the conversation but does not answer.
-            return EventOutcome::Recorded;
+            // A disabled integration keeps the conversation; the away
+            // message goes out once per messaging window.
+            return self.away_message(now_ms);
+        }
+        if welcome {
+            if let Some(text) = self.integration.welcome_message.clone() {
+                self.plan_parts(&text, Author::Ai, None, event.received_at_ms, now_ms);
+                return EventOutcome::Planned;
+            }
         }
         let starts_turn = self.record.pending.is_empty() && self.record.reply_due_ms.is_none();
         self.record.pending.push(PendingInbound {
@@ -267,6 +362,45 @@ impl Conversation {
             self.record.reply_due_ms = Some(now_ms + self.record.reply_delay_ms);
         }
         EventOutcome::Queued { starts_turn }
+    }
+
+    fn away_message(&mut self, now_ms: u64) -> EventOutcome {
+        let Some(text) = self.integration.away_message.clone() else {
+            return EventOutcome::Recorded;
+        };
+        let sent_this_window = match (self.record.away_sent_ms, self.record.window_opened_ms) {
+            (Some(sent), Some(opened)) => sent >= opened,
+            (Some(_), None) => true,
+            (None, _) => false,
+        };
+        if sent_this_window {
+            return EventOutcome::Recorded;
+        }
+        self.record.away_sent_ms = Some(now_ms);
+        self.plan_parts(&text, Author::Ai, None, now_ms, now_ms);
+        EventOutcome::Planned
+    }
+
+    /// The conversation was idle past `expire_after`: it starts afresh.
+    fn expire(&mut self) {
+        if self.record.mode == Mode::Human {
+            self.end_takeover();
+        }
+        self.record.away_sent_ms = None;
+        self.dirty = true;
+    }
+
+    /// How a stored part may be sent now, or why it may not.
+    pub fn send_tag(&self, item: &OutboxItem, now_ms: u64) -> Result<SendTag, WindowClosed> {
+        match item.author {
+            Author::Ai => match self.record.last_inbound_ms {
+                Some(last) => window::ai_may_answer(last, now_ms),
+                None => Err(WindowClosed::NeverOpened),
+            },
+            Author::Agent | Author::Inbox => {
+                window::agent_send(self.record.channel, self.record.last_inbound_ms, now_ms)
+            }
+        }
     }
 
     /// Whether the pending messages are due for their answer.
@@ -319,11 +453,29 @@ impl Conversation {
             .map(|p| p.received_at_ms)
             .min()
             .unwrap_or(now_ms);
+        self.plan_parts(answer, Author::Ai, None, received_at, now_ms);
+        self.record.pending = Vec::new();
+        self.record.reply_due_ms = None;
+        self.record.typing_refresh_ms = None;
+        self.record.reply_delay_ms = 0;
+        self.dirty = true;
+    }
+
+    /// Shapes `text` for the channel and stores its parts in the outbox.
+    pub(super) fn plan_parts(
+        &mut self,
+        text: &str,
+        author: Author,
+        command: Option<&str>,
+        received_at_ms: u64,
+        now_ms: u64,
+    ) {
         let parts = shaping::shape(
-            answer,
+            text,
             self.integration.channel,
             self.integration.max_message_length,
         );
+        let count = parts.len();
         for (i, text) in parts.into_iter().enumerate() {
             let seq = self.log(
                 Direction::Out,
@@ -333,18 +485,20 @@ impl Conversation {
                 None,
                 Vec::new(),
             );
+            if let Some(line) = self.unsaved.messages.last_mut() {
+                line.author = Some(author);
+            }
             self.record.outbox.push(OutboxItem {
                 seq,
                 text,
-                received_at_ms: received_at,
+                author,
+                // The caller waits for the last part of its message.
+                command: command.filter(|_| i + 1 == count).map(str::to_string),
+                received_at_ms,
                 delay_ms: self.record.reply_delay_ms,
-                first_of_turn: i == 0,
+                first_of_turn: i == 0 && author == Author::Ai,
             });
         }
-        self.record.pending = Vec::new();
-        self.record.reply_due_ms = None;
-        self.record.typing_refresh_ms = None;
-        self.record.reply_delay_ms = 0;
         self.dirty = true;
     }
 
@@ -363,45 +517,57 @@ impl Conversation {
         }
         let item = take_first(&mut self.record.outbox);
         self.record.outbox_retry_ms = None;
-        if let Some(m) = self.unsaved.messages.iter_mut().find(|m| m.seq == item.seq) {
-            m.status = MessageStatus::Sent;
-            m.mid = Some(message_id.clone());
-        } else {
-            self.unsaved.messages.push(MessageRecord {
-                seq: item.seq,
-                direction: Direction::Out,
-                text: Some(item.text.clone()),
-                time_ms: now_ms,
-                status: MessageStatus::Sent,
-                mid: Some(message_id.clone()),
-                attachments: Vec::new(),
-                error: None,
-            });
-        }
+        self.settle(
+            &item,
+            MessageStatus::Sent,
+            Some(message_id.clone()),
+            None,
+            now_ms,
+        );
         push_bounded(&mut self.record.undelivered, (item.seq, now_ms));
+        self.count(now_ms, |c| c.outbound += 1);
         if !message_id.is_empty() {
             // Its echo will carry this id: recognise it as ours.
             self.remember(message_id, now_ms);
         }
-        self.dirty = true;
     }
 
-    /// The platform refused the first outbox part for good.
+    /// The first outbox part will not be sent: refused by the platform
+    /// for good, or past its window.
     pub fn part_failed(&mut self, reason: &str, now_ms: u64) {
         if self.record.outbox.is_empty() {
             return;
         }
         let item = take_first(&mut self.record.outbox);
+        self.settle(
+            &item,
+            MessageStatus::Failed,
+            None,
+            Some(reason.to_string()),
+            now_ms,
+        );
+    }
+
+    /// Writes the final status of an outbox part into its log line.
+    pub(super) fn settle(
+        &mut self,
+        item: &OutboxItem,
+        status: MessageStatus,
+        mid: Option<String>,
+        error: Option<String>,
+        now_ms: u64,
+    ) {
         self.unsaved.messages.retain(|m| m.seq != item.seq);
         self.unsaved.messages.push(MessageRecord {
             seq: item.seq,
             direction: Direction::Out,
-            text: Some(item.text),
+            text: Some(item.text.clone()),
             time_ms: now_ms,
-            status: MessageStatus::Failed,
-            mid: None,
+            status,
+            mid,
             attachments: Vec::new(),
-            error: Some(reason.to_string()),
+            author: Some(item.author),
+            error,
         });
         self.dirty = true;
     }
@@ -428,13 +594,25 @@ impl Conversation {
             messages: unsaved.messages,
             status_updates: unsaved.status_updates,
             deadline_changed,
+            takeover_changed: unsaved.takeover_changed,
+            counts: unsaved.counts,
         })
     }
 }
 
+/// A customer message or postback as the policy sees it.
+struct Inbound {
+    /// Its dedup key (`mid`, or a key derived from the postback).
+    key: String,
+    text: String,
+    attachments: Vec<Attachment>,
+    /// The Get Started postback, answered with the welcome message.
+    welcome: bool,
+}
+
 /// Removes the first item of a non-empty list, releasing the list's
 /// memory once it is empty (most conversations sit idle with none).
-fn take_first<T>(list: &mut Vec<T>) -> T {
+pub(super) fn take_first<T>(list: &mut Vec<T>) -> T {
     let item = list.remove(0);
     if list.is_empty() {
         *list = Vec::new();
@@ -459,25 +637,26 @@ fn take_covered(list: &mut Vec<(u64, u64)>, watermark: u64) -> Vec<(u64, u64)> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::{ChannelKind, ResponseDelay, Secret};
+    use crate::config::ChannelKind;
 
     fn integration(rate: u32, delay: u64, enabled: bool) -> Arc<IntegrationConfig> {
-        Arc::new(IntegrationConfig {
-            id: "fb".into(),
-            tenant: "t".into(),
-            channel: ChannelKind::Messenger,
-            app: "main".into(),
-            account_id: "P".into(),
-            access_token: Secret::new("t"),
-            assistant: "a".into(),
-            enabled,
-            response_delay_ms: ResponseDelay::Fixed(delay),
-            max_message_length: 2000,
-            rate_limit_per_minute: rate,
-            dedup_window: "7d".into(),
-            escalation_keywords: vec![],
-            away_message: None,
-        })
+        integration_with(serde_json::json!({
+            "rate_limit_per_minute": rate,
+            "response_delay_ms": delay,
+            "enabled": enabled,
+        }))
+    }
+
+    /// A Messenger integration with `settings` over the defaults.
+    pub(crate) fn integration_with(settings: serde_json::Value) -> Arc<IntegrationConfig> {
+        let mut config = serde_json::json!({
+            "id": "fb", "tenant": "t", "channel": "messenger", "app": "main",
+            "account_id": "P", "access_token": "t", "assistant": "a",
+        });
+        if let (Some(c), Some(extra)) = (config.as_object_mut(), settings.as_object()) {
+            c.extend(extra.clone());
+        }
+        Arc::new(serde_json::from_value(config).expect("test integration"))
     }
 
     fn message(mid: &str, text: &str, ts: u64) -> InboundEvent {

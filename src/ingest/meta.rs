@@ -41,9 +41,9 @@ pub async fn verify(
         );
     };
     let mode_ok = q.get("hub.mode").map(String::as_str) == Some("subscribe");
-    let token_ok = q
-        .get("hub.verify_token")
-        .is_some_and(|t| constant_time_eq(t.as_bytes(), app.verify_token.expose().as_bytes()));
+    let token_ok = q.get("hub.verify_token").is_some_and(|t| {
+        webhook::constant_time_eq(t.as_bytes(), app.verify_token.expose().as_bytes())
+    });
     match (mode_ok, token_ok, q.get("hub.challenge")) {
         (true, true, Some(challenge)) => reply(
             "meta",
@@ -58,10 +58,6 @@ pub async fn verify(
             "verification failed",
         ),
     }
-}
-
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 /// Event delivery. 200 only after every event is durably on the bus.

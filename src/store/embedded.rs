@@ -2,6 +2,7 @@
 //! go through [`GroupCommit`], so concurrent turns share a transaction and
 //! an fsync; reads use redb's snapshot transactions directly.
 
+use std::ops::Bound;
 use std::path::Path;
 use std::sync::Arc;
 
@@ -9,13 +10,20 @@ use async_trait::async_trait;
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition, WriteTransaction};
 
 use super::group_commit::GroupCommit;
-use super::{DeadLetter, MessageRecord, Rehydrated, Store, StoreError, TurnWrite};
+use super::{
+    ConversationFilter, ConversationRecord, DailyCount, DeadLetter, MessageRecord, Mode,
+    Rehydrated, Store, StoreError, TurnWrite,
+};
 
 const CONVERSATIONS: TableDefinition<&str, &[u8]> = TableDefinition::new("conversations");
 const MESSAGES: TableDefinition<(&str, u64), &[u8]> = TableDefinition::new("messages");
 const DEDUP: TableDefinition<(&str, &str), u64> = TableDefinition::new("dedup");
 const TIMERS: TableDefinition<&str, u64> = TableDefinition::new("timers");
 const DEAD_LETTERS: TableDefinition<u64, &[u8]> = TableDefinition::new("dead_letters");
+/// Conversations a person has: id -> auto-resume ms (0: none).
+const TAKEOVERS: TableDefinition<&str, u64> = TableDefinition::new("takeovers");
+/// Daily rollups: (integration, day) -> inbound, outbound, delivered, read.
+const ANALYTICS: TableDefinition<(&str, u32), [u64; 4]> = TableDefinition::new("analytics");
 
 pub struct EmbeddedStore {
     writer: GroupCommit,
@@ -27,6 +35,20 @@ fn corrupt(e: serde_json::Error) -> StoreError {
 
 fn storage(e: impl Into<redb::Error>) -> StoreError {
     StoreError::from(e.into())
+}
+
+/// The key prefixes of these integrations' conversations, in key order
+/// (one empty prefix for all of them).
+fn prefixes(integrations: Option<&[String]>) -> Vec<String> {
+    match integrations {
+        None => vec![String::new()],
+        Some(ids) => {
+            let mut p: Vec<String> = ids.iter().map(|i| format!("{i}:")).collect();
+            p.sort();
+            p.dedup();
+            p
+        }
+    }
 }
 
 impl EmbeddedStore {
@@ -48,6 +70,8 @@ impl EmbeddedStore {
             txn.open_table(DEDUP).map_err(storage)?;
             txn.open_table(TIMERS).map_err(storage)?;
             txn.open_table(DEAD_LETTERS).map_err(storage)?;
+            txn.open_table(TAKEOVERS).map_err(storage)?;
+            txn.open_table(ANALYTICS).map_err(storage)?;
         }
         txn.commit().map_err(storage)?;
         let writer = GroupCommit::start(Arc::new(db), "store")
@@ -72,6 +96,26 @@ fn apply_turn(txn: &WriteTransaction, w: &TurnWrite, state: &[u8]) -> Result<(),
             None => {
                 timers.remove(id)?;
             }
+        }
+    }
+    if w.takeover_changed {
+        let mut takeovers = txn.open_table(TAKEOVERS)?;
+        if w.state.mode == Mode::Human {
+            takeovers.insert(id, w.state.auto_resume_ms.unwrap_or(0))?;
+        } else {
+            takeovers.remove(id)?;
+        }
+    }
+    if !w.counts.is_empty() {
+        let mut analytics = txn.open_table(ANALYTICS)?;
+        for c in &w.counts {
+            let key = (w.state.integration.as_str(), c.day);
+            let mut sum = analytics.get(key)?.map(|v| v.value()).unwrap_or([0; 4]);
+            sum[0] += c.inbound;
+            sum[1] += c.outbound;
+            sum[2] += c.delivered;
+            sum[3] += c.read;
+            analytics.insert(key, sum)?;
         }
     }
     if !w.dedup.is_empty() {
@@ -152,6 +196,121 @@ impl Store for EmbeddedStore {
             out.push(serde_json::from_slice(v.value()).map_err(corrupt)?);
         }
         out.reverse();
+        Ok(out)
+    }
+
+    async fn conversation(&self, id: &str) -> Result<Option<ConversationRecord>, StoreError> {
+        let txn = self.db().begin_read().map_err(storage)?;
+        let table = txn.open_table(CONVERSATIONS).map_err(storage)?;
+        match table.get(id).map_err(storage)? {
+            Some(bytes) => Ok(Some(
+                serde_json::from_slice(bytes.value()).map_err(corrupt)?,
+            )),
+            None => Ok(None),
+        }
+    }
+
+    async fn list_conversations(
+        &self,
+        filter: &ConversationFilter,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<ConversationRecord>, StoreError> {
+        let txn = self.db().begin_read().map_err(storage)?;
+        let table = txn.open_table(CONVERSATIONS).map_err(storage)?;
+        let mut out = Vec::new();
+        for prefix in prefixes(filter.integrations.as_deref()) {
+            let start = match after {
+                Some(a) if a >= prefix.as_str() => Bound::Excluded(a),
+                _ => Bound::Included(prefix.as_str()),
+            };
+            for row in table
+                .range::<&str>((start, Bound::Unbounded))
+                .map_err(storage)?
+            {
+                let (k, v) = row.map_err(storage)?;
+                if !k.value().starts_with(prefix.as_str()) {
+                    break;
+                }
+                let record: ConversationRecord =
+                    serde_json::from_slice(v.value()).map_err(corrupt)?;
+                if filter.matches(&record) {
+                    out.push(record);
+                    if out.len() >= limit {
+                        return Ok(out);
+                    }
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    async fn conversation_counts(
+        &self,
+        integrations: &[String],
+        active_since_ms: u64,
+    ) -> Result<(u64, u64), StoreError> {
+        let txn = self.db().begin_read().map_err(storage)?;
+        let table = txn.open_table(CONVERSATIONS).map_err(storage)?;
+        let (mut total, mut active) = (0, 0);
+        for prefix in prefixes(Some(integrations)) {
+            for row in table.range(prefix.as_str()..).map_err(storage)? {
+                let (k, v) = row.map_err(storage)?;
+                if !k.value().starts_with(prefix.as_str()) {
+                    break;
+                }
+                let record: ConversationRecord =
+                    serde_json::from_slice(v.value()).map_err(corrupt)?;
+                total += 1;
+                if record.last_activity_ms >= active_since_ms {
+                    active += 1;
+                }
+            }
+        }
+        Ok((total, active))
+    }
+
+    async fn takeovers(&self) -> Result<Vec<(String, Option<u64>)>, StoreError> {
+        let txn = self.db().begin_read().map_err(storage)?;
+        let table = txn.open_table(TAKEOVERS).map_err(storage)?;
+        let mut out = Vec::new();
+        for row in table.iter().map_err(storage)? {
+            let (k, v) = row.map_err(storage)?;
+            let resume = Some(v.value()).filter(|&t| t > 0);
+            out.push((k.value().to_string(), resume));
+        }
+        Ok(out)
+    }
+
+    async fn daily_counts(
+        &self,
+        integrations: &[String],
+        from_day: u32,
+    ) -> Result<Vec<(String, DailyCount)>, StoreError> {
+        let txn = self.db().begin_read().map_err(storage)?;
+        let table = txn.open_table(ANALYTICS).map_err(storage)?;
+        let mut out = Vec::new();
+        for integration in integrations {
+            let id = integration.as_str();
+            for row in table
+                .range((id, from_day)..=(id, u32::MAX))
+                .map_err(storage)?
+            {
+                let (k, v) = row.map_err(storage)?;
+                let [inbound, outbound, delivered, read] = v.value();
+                let day = k.value().1;
+                out.push((
+                    integration.clone(),
+                    DailyCount {
+                        day,
+                        inbound,
+                        outbound,
+                        delivered,
+                        read,
+                    },
+                ));
+            }
+        }
         Ok(out)
     }
 

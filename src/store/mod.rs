@@ -10,8 +10,8 @@ pub mod records;
 use async_trait::async_trait;
 
 pub use records::{
-    ConversationRecord, DeadLetter, Direction, MessageRecord, MessageStatus, Mode, OutboxItem,
-    PendingInbound, Rehydrated, TurnWrite,
+    Author, ConversationFilter, ConversationRecord, DailyCount, DeadLetter, Direction,
+    MessageRecord, MessageStatus, Mode, OutboxItem, PendingInbound, Rehydrated, TurnWrite,
 };
 
 /// A store failure. `retryable` tells a supervisor whether trying again can
@@ -60,6 +60,38 @@ pub trait Store: Send + Sync + 'static {
     /// The message log of a conversation, oldest first, at most `limit`
     /// lines (the newest ones).
     async fn messages(&self, id: &str, limit: usize) -> Result<Vec<MessageRecord>, StoreError>;
+
+    /// The stored state of one conversation.
+    async fn conversation(&self, id: &str) -> Result<Option<ConversationRecord>, StoreError>;
+
+    /// Conversations matching `filter`, ordered by id, starting after the
+    /// id `after`, at most `limit`.
+    async fn list_conversations(
+        &self,
+        filter: &ConversationFilter,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<ConversationRecord>, StoreError>;
+
+    /// How many conversations these integrations have, and how many of them
+    /// saw activity at or after `active_since_ms`.
+    async fn conversation_counts(
+        &self,
+        integrations: &[String],
+        active_since_ms: u64,
+    ) -> Result<(u64, u64), StoreError>;
+
+    /// Conversations a person has taken over: (conversation id, auto-resume
+    /// time if any).
+    async fn takeovers(&self) -> Result<Vec<(String, Option<u64>)>, StoreError>;
+
+    /// The daily analytics rollups of these integrations from `from_day`
+    /// (days since the epoch, UTC) on: (integration, counts).
+    async fn daily_counts(
+        &self,
+        integrations: &[String],
+        from_day: u32,
+    ) -> Result<Vec<(String, DailyCount)>, StoreError>;
 
     /// Every conversation with a pending timer: (conversation id, due ms).
     async fn timers(&self) -> Result<Vec<(String, u64)>, StoreError>;

@@ -24,11 +24,30 @@ pub struct PendingInbound {
     pub received_at_ms: u64,
 }
 
+/// Who a reply part comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Author {
+    /// The assistant.
+    #[default]
+    Ai,
+    /// A person, through the admin API.
+    Agent,
+    /// A person answering from the platform's own inbox (an echo this
+    /// engine did not send).
+    Inbox,
+}
+
 /// A reply part planned and stored before its Send API call.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct OutboxItem {
     pub seq: u64,
     pub text: String,
+    #[serde(default)]
+    pub author: Author,
+    /// The admin command that asked for this part (its caller waits).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub command: Option<String>,
     /// When the webhook that asked for this reply was received (latency).
     pub received_at_ms: u64,
     /// Configured delay applied to this reply (excluded from latency).
@@ -75,6 +94,21 @@ pub struct ConversationRecord {
     pub undelivered: Vec<(u64, u64)>,
     #[serde(default)]
     pub unread: Vec<(u64, u64)>,
+    /// Who took the conversation over (while `mode` is human).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub takeover_by: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub takeover_since_ms: Option<u64>,
+    /// When the AI answers again by itself.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub auto_resume_ms: Option<u64>,
+    /// When the customer's current messaging window opened (their first
+    /// message after 24 h of silence).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub window_opened_ms: Option<u64>,
+    /// When the away message was last sent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub away_sent_ms: Option<u64>,
 }
 
 impl ConversationRecord {
@@ -97,6 +131,11 @@ impl ConversationRecord {
             outbox_retry_ms: None,
             undelivered: Vec::new(),
             unread: Vec::new(),
+            takeover_by: None,
+            takeover_since_ms: None,
+            auto_resume_ms: None,
+            window_opened_ms: None,
+            away_sent_ms: None,
         }
     }
 
@@ -106,6 +145,7 @@ impl ConversationRecord {
             self.reply_due_ms,
             self.typing_refresh_ms,
             self.outbox_retry_ms,
+            self.auto_resume_ms,
         ]
         .into_iter()
         .flatten()
@@ -134,6 +174,8 @@ pub enum MessageStatus {
     Delivered,
     Read,
     Failed,
+    /// An AI part dropped before sending because a person took over.
+    Cancelled,
 }
 
 /// One line of a conversation's message log.
@@ -150,6 +192,9 @@ pub struct MessageRecord {
     pub mid: Option<String>,
     #[serde(default)]
     pub attachments: Vec<Attachment>,
+    /// Who wrote an outbound line.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub author: Option<Author>,
     /// Why a part failed, when it did.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
@@ -168,6 +213,54 @@ pub struct TurnWrite {
     /// Whether `state.next_deadline()` differs from the stored one (the
     /// timer index is only written when it does).
     pub deadline_changed: bool,
+    /// Whether the takeover changed (the takeover index is written then).
+    pub takeover_changed: bool,
+    /// Analytics to add to the integration's daily rollups.
+    pub counts: Vec<DailyCount>,
+}
+
+/// Message counts of one integration on one UTC day.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct DailyCount {
+    /// Days since 1970-01-01 (UTC).
+    pub day: u32,
+    pub inbound: u64,
+    pub outbound: u64,
+    pub delivered: u64,
+    pub read: u64,
+}
+
+impl DailyCount {
+    /// The UTC day of a millisecond timestamp.
+    pub fn day_of(ms: u64) -> u32 {
+        (ms / 86_400_000) as u32
+    }
+
+    pub fn add(&mut self, other: &DailyCount) {
+        self.inbound += other.inbound;
+        self.outbound += other.outbound;
+        self.delivered += other.delivered;
+        self.read += other.read;
+    }
+}
+
+/// Which conversations a listing returns.
+#[derive(Debug, Clone, Default)]
+pub struct ConversationFilter {
+    /// Only these integrations (all when `None`).
+    pub integrations: Option<Vec<String>>,
+    pub channel: Option<Channel>,
+    pub mode: Option<Mode>,
+}
+
+impl ConversationFilter {
+    pub fn matches(&self, c: &ConversationRecord) -> bool {
+        self.integrations
+            .as_ref()
+            .is_none_or(|ids| ids.contains(&c.integration))
+            && self.channel.is_none_or(|ch| ch == c.channel)
+            && self.mode.is_none_or(|m| m == c.mode)
+    }
 }
 
 impl TurnWrite {
@@ -178,6 +271,8 @@ impl TurnWrite {
             messages: Vec::new(),
             status_updates: Vec::new(),
             deadline_changed: true,
+            takeover_changed: true,
+            counts: Vec::new(),
         }
     }
 }

@@ -7,7 +7,10 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use switchboard::app;
 use switchboard::store::embedded::EmbeddedStore;
-use switchboard::store::{DeadLetter, MessageRecord, Rehydrated, Store, StoreError, TurnWrite};
+use switchboard::store::{
+    ConversationFilter, ConversationRecord, DailyCount, DeadLetter, MessageRecord, Rehydrated,
+    Store, StoreError, TurnWrite,
+};
 
 use crate::support::*;
 
@@ -36,6 +39,36 @@ impl Store for PoisonStore {
     }
     async fn messages(&self, id: &str, limit: usize) -> Result<Vec<MessageRecord>, StoreError> {
         self.0.messages(id, limit).await
+    }
+    async fn conversation(&self, id: &str) -> Result<Option<ConversationRecord>, StoreError> {
+        self.0.conversation(id).await
+    }
+    async fn list_conversations(
+        &self,
+        filter: &ConversationFilter,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<ConversationRecord>, StoreError> {
+        self.0.list_conversations(filter, after, limit).await
+    }
+    async fn conversation_counts(
+        &self,
+        integrations: &[String],
+        active_since_ms: u64,
+    ) -> Result<(u64, u64), StoreError> {
+        self.0
+            .conversation_counts(integrations, active_since_ms)
+            .await
+    }
+    async fn takeovers(&self) -> Result<Vec<(String, Option<u64>)>, StoreError> {
+        self.0.takeovers().await
+    }
+    async fn daily_counts(
+        &self,
+        integrations: &[String],
+        from_day: u32,
+    ) -> Result<Vec<(String, DailyCount)>, StoreError> {
+        self.0.daily_counts(integrations, from_day).await
     }
     async fn timers(&self) -> Result<Vec<(String, u64)>, StoreError> {
         self.0.timers().await

@@ -243,6 +243,11 @@ pub fn local_config(dir: &Path, graph: &FakeGraph, delay_ms: u64) -> switchboard
 
 /// A Messenger webhook body with one text message per (psid, mid, text).
 pub fn messages_body(items: &[(&str, &str, &str)]) -> Vec<u8> {
+    messages_body_at(switchboard::clock::now_ms(), items)
+}
+
+/// Like [`messages_body`], the messages sent at `now` (ms), `now + 1`, ...
+pub fn messages_body_at(now: u64, items: &[(&str, &str, &str)]) -> Vec<u8> {
     let messaging: Vec<Value> = items
         .iter()
         .enumerate()
@@ -250,14 +255,14 @@ pub fn messages_body(items: &[(&str, &str, &str)]) -> Vec<u8> {
             json!({
                 "sender": {"id": psid},
                 "recipient": {"id": PAGE},
-                "timestamp": 1_700_000_000_000u64 + i as u64,
+                "timestamp": now + i as u64,
                 "message": {"mid": mid, "text": text}
             })
         })
         .collect();
     serde_json::to_vec(&json!({
         "object": "page",
-        "entry": [{"id": PAGE, "time": 1_700_000_000_000u64, "messaging": messaging}]
+        "entry": [{"id": PAGE, "time": now, "messaging": messaging}]
     }))
     .unwrap()
 }

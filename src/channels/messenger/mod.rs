@@ -3,6 +3,7 @@
 
 mod inbound;
 mod outbound;
+pub mod profiles;
 
 pub(crate) use inbound::{parse_entry, RawEntry};
 pub use outbound::{send_text, text_body, typing_body, typing_on};

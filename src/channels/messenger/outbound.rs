@@ -7,14 +7,24 @@ use crate::channels::graph::GraphClient;
 use crate::channels::meta_error::SendError;
 use crate::channels::Sent;
 use crate::config::IntegrationConfig;
+use crate::conversation::window::SendTag;
 
-/// A standard reply inside the 24-hour window.
-pub fn text_body(psid: &str, text: &str) -> Value {
-    json!({
-        "recipient": { "id": psid },
-        "messaging_type": "RESPONSE",
-        "message": { "text": text },
-    })
+/// A text message: a standard response inside the 24-hour window, or a
+/// person's message with the `HUMAN_AGENT` tag after it.
+pub fn text_body(psid: &str, text: &str, tag: SendTag) -> Value {
+    match tag {
+        SendTag::Response => json!({
+            "recipient": { "id": psid },
+            "messaging_type": "RESPONSE",
+            "message": { "text": text },
+        }),
+        SendTag::HumanAgent => json!({
+            "recipient": { "id": psid },
+            "messaging_type": "MESSAGE_TAG",
+            "tag": "HUMAN_AGENT",
+            "message": { "text": text },
+        }),
+    }
 }
 
 pub fn typing_body(psid: &str) -> Value {
@@ -30,13 +40,14 @@ pub async fn send_text(
     integration: &IntegrationConfig,
     psid: &str,
     text: &str,
+    tag: SendTag,
 ) -> Result<Sent, SendError> {
     let answer = graph
         .post(
             integration.channel,
             &path(integration),
             &integration.access_token,
-            &text_body(psid, text),
+            &text_body(psid, text, tag),
         )
         .await?;
     let message_id = answer

@@ -1,0 +1,269 @@
+//! `/api/v1/conversations`: list, read, takeover, resume, a person's
+//! message.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::Bytes;
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde::Deserialize;
+use serde_json::json;
+
+use super::views::{ConversationDetail, ConversationView};
+use super::AdminError;
+use crate::clock::now_ms;
+use crate::config::ChannelKind;
+use crate::conversation::commands::CommandOutcome;
+use crate::conversation::takeover::BY_AGENT;
+use crate::conversation::{window, EngineContext};
+use crate::event::{AgentAction, EventKind, InboundEvent};
+use crate::store::{ConversationFilter, ConversationRecord, Mode};
+use crate::telemetry;
+
+/// How long a caller waits for its command to be applied.
+const COMMAND_WAIT: Duration = Duration::from_secs(5);
+const DEFAULT_PAGE: usize = 50;
+const MAX_PAGE: usize = 500;
+const MESSAGES_SHOWN: usize = 200;
+/// `auto_resume_minutes` bounds: 5 minutes to 7 days.
+const RESUME_MINUTES: std::ops::RangeInclusive<u32> = 5..=10_080;
+
+type Params = Query<HashMap<String, String>>;
+
+/// `GET /conversations?tenant=&integration=&channel=&mode=&limit=&after=`
+pub async fn list(
+    State(ctx): State<Arc<EngineContext>>,
+    Query(params): Params,
+) -> Result<Response, AdminError> {
+    let integrations = super::analytics::integrations_of(
+        &ctx,
+        params.get("tenant").map(String::as_str),
+        params.get("integration").map(String::as_str),
+    )?;
+    let channel = params
+        .get("channel")
+        .map(|c| {
+            serde_json::from_value::<ChannelKind>(json!(c)).map_err(|_| {
+                AdminError::BadRequest(format!(
+                    "channel must be messenger, instagram, whatsapp, gmail or web, not {c:?}"
+                ))
+            })
+        })
+        .transpose()?;
+    let mode = match params.get("mode").map(String::as_str) {
+        None => None,
+        Some("ai") => Some(Mode::Ai),
+        Some("human") => Some(Mode::Human),
+        Some(other) => {
+            return Err(AdminError::BadRequest(format!(
+                "mode must be \"ai\" or \"human\", not {other:?}"
+            )))
+        }
+    };
+    let limit = match params.get("limit") {
+        None => DEFAULT_PAGE,
+        Some(l) => l
+            .parse::<usize>()
+            .ok()
+            .filter(|l| (1..=MAX_PAGE).contains(l))
+            .ok_or_else(|| {
+                AdminError::BadRequest(format!("limit must be between 1 and {MAX_PAGE}"))
+            })?,
+    };
+    let filter = ConversationFilter {
+        integrations,
+        channel,
+        mode,
+    };
+    let page = ctx
+        .store
+        .list_conversations(&filter, params.get("after").map(String::as_str), limit)
+        .await?;
+    let next = (page.len() == limit)
+        .then(|| page.last().map(|c| c.id.clone()))
+        .flatten();
+    let conversations: Vec<ConversationView> = page.iter().map(ConversationView::from).collect();
+    Ok(Json(json!({ "conversations": conversations, "next": next })).into_response())
+}
+
+/// `GET /conversations/{id}`: the conversation and its latest messages.
+pub async fn show(
+    State(ctx): State<Arc<EngineContext>>,
+    Path(id): Path<String>,
+) -> Result<Response, AdminError> {
+    let record = find(&ctx, &id).await?;
+    Ok(Json(detail(&ctx, &record).await?).into_response())
+}
+
+async fn detail(
+    ctx: &EngineContext,
+    record: &ConversationRecord,
+) -> Result<ConversationDetail, AdminError> {
+    let messages = ctx.store.messages(&record.id, MESSAGES_SHOWN).await?;
+    Ok(ConversationDetail {
+        conversation: ConversationView::from(record),
+        messages: messages.into_iter().map(Into::into).collect(),
+    })
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TakeoverBody {
+    auto_resume_minutes: Option<u32>,
+    /// Who takes over (shown on the conversation).
+    by: Option<String>,
+}
+
+/// `POST /conversations/{id}/takeover` with an optional
+/// `{"auto_resume_minutes": 5..10080, "by": "name"}`.
+pub async fn takeover(
+    State(ctx): State<Arc<EngineContext>>,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> Result<Response, AdminError> {
+    let body: TakeoverBody = parse_body(&body)?.unwrap_or_default();
+    if let Some(m) = body.auto_resume_minutes {
+        if !RESUME_MINUTES.contains(&m) {
+            return Err(AdminError::BadRequest(
+                "auto_resume_minutes must be between 5 and 10080 (7 days)".into(),
+            ));
+        }
+    }
+    let by = body
+        .by
+        .map(|b| b.trim().to_string())
+        .filter(|b| !b.is_empty())
+        .unwrap_or_else(|| BY_AGENT.to_string());
+    let record = find(&ctx, &id).await?;
+    let action = AgentAction::Takeover {
+        by,
+        auto_resume_minutes: body.auto_resume_minutes,
+    };
+    command(&ctx, &record, action).await
+}
+
+/// `POST /conversations/{id}/resume`
+pub async fn resume(
+    State(ctx): State<Arc<EngineContext>>,
+    Path(id): Path<String>,
+) -> Result<Response, AdminError> {
+    let record = find(&ctx, &id).await?;
+    command(&ctx, &record, AgentAction::Resume).await
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct MessageBody {
+    text: String,
+}
+
+/// `POST /conversations/{id}/messages` with `{"text": "..."}`.
+pub async fn message(
+    State(ctx): State<Arc<EngineContext>>,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> Result<Response, AdminError> {
+    let body: MessageBody = parse_body(&body)?
+        .ok_or_else(|| AdminError::BadRequest("the body must be {\"text\": \"...\"}".into()))?;
+    if body.text.trim().is_empty() {
+        return Err(AdminError::BadRequest("text must not be empty".into()));
+    }
+    let record = find(&ctx, &id).await?;
+    // Refused here already when the window is closed; the actor checks
+    // again when it sends.
+    window::agent_send(record.channel, record.last_inbound_ms, now_ms())
+        .map_err(|closed| AdminError::Conflict(closed.to_string()))?;
+    let action = AgentAction::Message { text: body.text };
+    command(&ctx, &record, action).await
+}
+
+/// The JSON body, or `None` when there is none.
+fn parse_body<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<Option<T>, AdminError> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Ok(None);
+    }
+    serde_json::from_slice(body)
+        .map(Some)
+        .map_err(|e| AdminError::BadRequest(format!("the body is not valid JSON here: {e}")))
+}
+
+async fn find(ctx: &EngineContext, id: &str) -> Result<ConversationRecord, AdminError> {
+    let record = ctx
+        .store
+        .conversation(id)
+        .await?
+        .ok_or_else(|| AdminError::NotFound(format!("no conversation {id:?}")))?;
+    if !ctx.integrations.contains_key(&record.integration) {
+        return Err(AdminError::Conflict(format!(
+            "integration {:?} is no longer configured",
+            record.integration
+        )));
+    }
+    Ok(record)
+}
+
+/// Publishes an operator's command for the conversation's actor and waits
+/// for what came of it.
+async fn command(
+    ctx: &EngineContext,
+    record: &ConversationRecord,
+    action: AgentAction,
+) -> Result<Response, AdminError> {
+    let now = now_ms();
+    let id = format!("cmd-{now}-{:016x}", rand::random::<u64>());
+    let event = InboundEvent {
+        conversation: record.id.clone(),
+        integration: record.integration.clone(),
+        channel: record.channel,
+        customer: record.customer.clone(),
+        timestamp_ms: now,
+        received_at_ms: now,
+        kind: EventKind::Agent {
+            command: id.clone(),
+            action,
+        },
+    };
+    let kind = event.kind.label();
+    let waiter = ctx.commands.wait_for(&id);
+    if let Err(e) = ctx.bus.publish(std::slice::from_ref(&event)).await {
+        ctx.commands.forget(&id);
+        return Err(e.into());
+    }
+    telemetry::event_accepted(record.channel, kind);
+    let outcome = tokio::time::timeout(COMMAND_WAIT, waiter).await;
+    ctx.commands.forget(&id);
+    match outcome {
+        Ok(Ok(CommandOutcome::Applied)) => {
+            let record = find(ctx, &record.id).await?;
+            Ok(Json(ConversationView::from(&record)).into_response())
+        }
+        Ok(Ok(CommandOutcome::Sent { message_id })) => Ok(Json(json!({
+            "status": "sent",
+            "message_id": message_id,
+        }))
+        .into_response()),
+        Ok(Ok(CommandOutcome::Refused(reason))) => Err(AdminError::Conflict(reason)),
+        Ok(Ok(CommandOutcome::Failed(reason))) => Err(AdminError::Platform(reason)),
+        Ok(Ok(CommandOutcome::Queued)) => Ok(accepted(
+            "queued",
+            "the platform is failing; the message waits in the outbox and is retried",
+        )),
+        // Handled by another instance, or slower than the wait.
+        Ok(Err(_)) | Err(_) => Ok(accepted(
+            "accepted",
+            "the command is on the bus and will be applied in order",
+        )),
+    }
+}
+
+fn accepted(status: &str, detail: &str) -> Response {
+    (
+        StatusCode::ACCEPTED,
+        Json(json!({ "status": status, "detail": detail })),
+    )
+        .into_response()
+}

@@ -1,0 +1,117 @@
+//! The admin API under `/api/v1` (CONTRACT.md): conversations (list,
+//! read), takeover, resume, a person's messages, and analytics. Every route
+//! needs `Authorization: Bearer <admin.token>`; errors are JSON
+//! `{"error": "..."}` with their status.
+//!
+//! Commands (takeover, resume, messages) are published on the bus keyed by
+//! the conversation, like customer events, so the conversation's actor
+//! applies them in order and exactly once, wherever it runs; the caller
+//! waits a few seconds for the outcome and is told `202 accepted` when the
+//! conversation is handled by another instance or takes longer.
+
+mod analytics;
+mod conversations;
+mod views;
+
+use std::sync::Arc;
+
+use axum::extract::{Request, State};
+use axum::http::{header, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde_json::json;
+
+use crate::bus::BusError;
+use crate::channels::webhook::constant_time_eq;
+use crate::conversation::EngineContext;
+use crate::store::StoreError;
+
+/// An admin API failure: its status and one readable sentence.
+#[derive(Debug, thiserror::Error)]
+pub enum AdminError {
+    #[error("{0}")]
+    BadRequest(String),
+    #[error("{0}")]
+    Unauthorized(&'static str),
+    #[error("{0}")]
+    NotFound(String),
+    #[error("{0}")]
+    Conflict(String),
+    #[error("the platform refused the message: {0}")]
+    Platform(String),
+    #[error("the store is unavailable; try again")]
+    Store(#[from] StoreError),
+    #[error("the bus is unavailable; try again")]
+    Bus(#[from] BusError),
+}
+
+impl AdminError {
+    fn status(&self) -> StatusCode {
+        match self {
+            Self::BadRequest(_) => StatusCode::BAD_REQUEST,
+            Self::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            Self::NotFound(_) => StatusCode::NOT_FOUND,
+            Self::Conflict(_) => StatusCode::CONFLICT,
+            Self::Platform(_) => StatusCode::BAD_GATEWAY,
+            Self::Store(_) | Self::Bus(_) => StatusCode::SERVICE_UNAVAILABLE,
+        }
+    }
+}
+
+impl IntoResponse for AdminError {
+    fn into_response(self) -> Response {
+        match &self {
+            Self::Store(e) => tracing::warn!(error = %e, "Admin API: store unavailable"),
+            Self::Bus(e) => tracing::warn!(error = %e, "Admin API: bus unavailable"),
+            _ => {}
+        }
+        let status = self.status();
+        (status, Json(json!({ "error": self.to_string() }))).into_response()
+    }
+}
+
+/// The `/api/v1` routes, to be nested by the caller.
+pub fn router(ctx: Arc<EngineContext>) -> Router {
+    Router::new()
+        .route("/conversations", get(conversations::list))
+        .route("/conversations/{id}", get(conversations::show))
+        .route(
+            "/conversations/{id}/takeover",
+            post(conversations::takeover),
+        )
+        .route("/conversations/{id}/resume", post(conversations::resume))
+        .route("/conversations/{id}/messages", post(conversations::message))
+        .route("/analytics", get(analytics::show))
+        .fallback(|| async { AdminError::NotFound("no such admin API route".into()) })
+        .layer(middleware::from_fn_with_state(ctx.clone(), authorize))
+        .with_state(ctx)
+}
+
+/// Lets a request through only with the configured bearer token.
+async fn authorize(
+    State(ctx): State<Arc<EngineContext>>,
+    request: Request,
+    next: Next,
+) -> Result<Response, AdminError> {
+    let token = ctx.config.admin.token.expose();
+    if token.is_empty() {
+        return Err(AdminError::Unauthorized(
+            "the admin API is disabled: set admin.token",
+        ));
+    }
+    let given = request
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::trim);
+    match given {
+        Some(g) if constant_time_eq(g.as_bytes(), token.as_bytes()) => Ok(next.run(request).await),
+        Some(_) => Err(AdminError::Unauthorized("the bearer token is not valid")),
+        None => Err(AdminError::Unauthorized(
+            "missing Authorization: Bearer <admin token>",
+        )),
+    }
+}

@@ -1,0 +1,83 @@
+//! The JSON shapes of the admin API (field names fixed by CONTRACT.md;
+//! times as RFC 3339).
+
+use serde::Serialize;
+
+use crate::clock::rfc3339;
+use crate::conversation::window;
+use crate::event::{Attachment, Channel};
+use crate::store::{Author, ConversationRecord, Direction, MessageRecord, MessageStatus, Mode};
+
+/// A conversation as listed.
+#[derive(Debug, Serialize)]
+pub struct ConversationView {
+    pub id: String,
+    pub integration: String,
+    pub channel: Channel,
+    pub customer: String,
+    pub mode: Mode,
+    pub message_count: u64,
+    pub last_activity: String,
+    /// When the customer's 24-hour window closes (none before they write).
+    pub window_expires_at: Option<String>,
+    /// When the AI answers again by itself (during a takeover).
+    pub auto_resume_at: Option<String>,
+    /// Who took over: a person's name, `keyword`, `inbox` or `agent`.
+    pub taken_over_by: Option<String>,
+    pub taken_over_at: Option<String>,
+}
+
+impl From<&ConversationRecord> for ConversationView {
+    fn from(c: &ConversationRecord) -> Self {
+        Self {
+            id: c.id.clone(),
+            integration: c.integration.clone(),
+            channel: c.channel,
+            customer: c.customer.clone(),
+            mode: c.mode,
+            message_count: c.message_count,
+            last_activity: rfc3339(c.last_activity_ms),
+            window_expires_at: window::expires_at(c.last_inbound_ms).map(rfc3339),
+            auto_resume_at: c.auto_resume_ms.map(rfc3339),
+            taken_over_by: c.takeover_by.clone(),
+            taken_over_at: c.takeover_since_ms.map(rfc3339),
+        }
+    }
+}
+
+/// One line of a conversation.
+#[derive(Debug, Serialize)]
+pub struct MessageView {
+    pub direction: Direction,
+    pub text: Option<String>,
+    pub time: String,
+    pub status: MessageStatus,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub author: Option<Author>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub attachments: Vec<Attachment>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+impl From<MessageRecord> for MessageView {
+    fn from(m: MessageRecord) -> Self {
+        Self {
+            direction: m.direction,
+            text: m.text,
+            time: rfc3339(m.time_ms),
+            status: m.status,
+            author: m.author,
+            attachments: m.attachments,
+            error: m.error,
+        }
+    }
+}
+
+/// A conversation with its messages.
+#[derive(Debug, Serialize)]
+pub struct ConversationDetail {
+    #[serde(flatten)]
+    pub conversation: ConversationView,
+    pub messages: Vec<MessageView>,
+}

@@ -1,0 +1,197 @@
+//! Human takeover, as part of the conversation policy: a person steps in
+//! (admin API, an escalation keyword, or an echo of a message this engine
+//! did not send: someone answering from the platform's inbox), the AI stays
+//! silent, and comes back when resumed or when the takeover timer
+//! (`auto_resume_ms`, a persisted deadline) fires. Operators' commands
+//! arrive as bus events, so they are ordered with the customer's messages
+//! and applied once.
+
+use super::turn::{take_first, CommandResult, Conversation, EventOutcome};
+use super::window;
+use crate::event::{AgentAction, InboundEvent};
+use crate::store::{Author, Direction, MessageStatus, Mode};
+
+/// Who took over, when nobody named a person.
+pub const BY_KEYWORD: &str = "keyword";
+pub const BY_INBOX: &str = "inbox";
+pub const BY_AGENT: &str = "agent";
+
+impl Conversation {
+    /// Applies an operator's command once (its id is remembered).
+    pub(super) fn agent_command(
+        &mut self,
+        command: &str,
+        action: &AgentAction,
+        now_ms: u64,
+    ) -> EventOutcome {
+        if self.seen(command, now_ms) {
+            return EventOutcome::Duplicate;
+        }
+        self.remember(command.to_string(), now_ms);
+        let result = match action {
+            AgentAction::Takeover {
+                by,
+                auto_resume_minutes,
+            } => {
+                let resume_at = match auto_resume_minutes {
+                    Some(m) => Some(now_ms + u64::from(*m) * 60_000),
+                    None => self.default_resume_at(now_ms),
+                };
+                self.take_over(by, resume_at, now_ms);
+                CommandResult::Applied
+            }
+            AgentAction::Resume => {
+                if self.record.mode == Mode::Human {
+                    self.end_takeover();
+                }
+                CommandResult::Applied
+            }
+            AgentAction::Message { text } => {
+                match window::agent_send(self.record.channel, self.record.last_inbound_ms, now_ms) {
+                    Err(closed) => CommandResult::Refused(closed.to_string()),
+                    Ok(_) => {
+                        if self.record.mode == Mode::Ai {
+                            self.take_over(BY_AGENT, self.default_resume_at(now_ms), now_ms);
+                        }
+                        self.plan_parts(text, Author::Agent, Some(command), now_ms, now_ms);
+                        CommandResult::Queued
+                    }
+                }
+            }
+        };
+        self.dirty = true;
+        EventOutcome::Command(result)
+    }
+
+    /// An echo of a message this engine did not send: a person answered
+    /// from the platform's inbox. Logged, and the AI steps back.
+    pub(super) fn inbox_echo(
+        &mut self,
+        event: &InboundEvent,
+        mid: &str,
+        text: Option<String>,
+        now_ms: u64,
+    ) -> EventOutcome {
+        let seq = self.log(
+            Direction::Out,
+            text,
+            event.timestamp_ms,
+            MessageStatus::Sent,
+            Some(mid.to_string()),
+            Vec::new(),
+        );
+        if let Some(line) = self.unsaved.messages.iter_mut().find(|m| m.seq == seq) {
+            line.author = Some(Author::Inbox);
+        }
+        self.remember(mid.to_string(), now_ms);
+        self.count(event.timestamp_ms, |c| c.outbound += 1);
+        if self.record.mode == Mode::Ai {
+            self.take_over(BY_INBOX, self.default_resume_at(now_ms), now_ms);
+        }
+        EventOutcome::Recorded
+    }
+
+    /// When a takeover started now ends by itself, by the integration's
+    /// `auto_resume_after`.
+    pub(super) fn default_resume_at(&self, now_ms: u64) -> Option<u64> {
+        self.integration()
+            .auto_resume_after()
+            .map(|d| now_ms + d.as_millis() as u64)
+    }
+
+    /// A person has the conversation from now: the AI's pending turn and
+    /// unsent parts are dropped (the parts stay in the log, cancelled).
+    pub(super) fn take_over(&mut self, by: &str, resume_at: Option<u64>, now_ms: u64) {
+        if self.record.mode == Mode::Ai {
+            self.record.takeover_since_ms = Some(now_ms);
+        }
+        self.record.mode = Mode::Human;
+        self.record.takeover_by = Some(by.to_string());
+        self.record.auto_resume_ms = resume_at;
+        self.record.pending = Vec::new();
+        self.record.reply_due_ms = None;
+        self.record.typing_refresh_ms = None;
+        self.record.reply_delay_ms = 0;
+        let mut kept = Vec::new();
+        while !self.record.outbox.is_empty() {
+            let item = take_first(&mut self.record.outbox);
+            if item.author == Author::Ai {
+                self.settle(&item, MessageStatus::Cancelled, None, None, now_ms);
+            } else {
+                kept.push(item);
+            }
+        }
+        self.record.outbox = kept;
+        if self.record.outbox.is_empty() {
+            self.record.outbox_retry_ms = None;
+        }
+        self.unsaved.takeover_changed = true;
+        self.dirty = true;
+    }
+
+    /// The AI answers again.
+    pub(super) fn end_takeover(&mut self) {
+        self.record.mode = Mode::Ai;
+        self.record.takeover_by = None;
+        self.record.takeover_since_ms = None;
+        self.record.auto_resume_ms = None;
+        self.unsaved.takeover_changed = true;
+        self.dirty = true;
+    }
+
+    /// Whether the takeover timer has fired.
+    pub fn resume_due(&self, now_ms: u64) -> bool {
+        self.record.mode == Mode::Human && self.record.auto_resume_ms.is_some_and(|t| t <= now_ms)
+    }
+
+    /// Ends a takeover whose timer fired.
+    pub fn auto_resume(&mut self, now_ms: u64) -> bool {
+        if !self.resume_due(now_ms) {
+            return false;
+        }
+        self.end_takeover();
+        true
+    }
+
+    /// Whether the customer asked for a person (a configured escalation
+    /// keyword or phrase, as whole words, any case).
+    pub(super) fn escalates(&self, text: &str) -> bool {
+        let keywords = &self.integration().escalation_keywords;
+        if keywords.is_empty() || text.is_empty() {
+            return false;
+        }
+        let text = words(text);
+        keywords
+            .iter()
+            .map(|k| words(k))
+            .any(|k| !k.trim().is_empty() && text.contains(&k))
+    }
+}
+
+/// Lower-case words separated by single spaces, with a space on each side,
+/// so `contains` matches whole words and phrases only.
+fn words(text: &str) -> String {
+    let mut out = String::with_capacity(text.len() + 2);
+    out.push(' ');
+    for word in text
+        .split(|c: char| !c.is_alphanumeric())
+        .filter(|w| !w.is_empty())
+    {
+        out.push_str(&word.to_lowercase());
+        out.push(' ');
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::words;
+
+    #[test]
+    fn keywords_match_whole_words_in_any_case() {
+        let text = words("Can I talk to a HUMAN, please?");
+        assert!(text.contains(&words("human")));
+        assert!(text.contains(&words("talk to")));
+        assert!(!words("inhumane service").contains(&words("human")));
+    }
+}

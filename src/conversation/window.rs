@@ -1,0 +1,113 @@
+//! Meta's messaging windows, as one pure policy: the AI answers only within
+//! 24 hours of the customer's message; a person may answer within 24 hours
+//! as a standard response, and on Messenger and Instagram up to 7 days with
+//! the `HUMAN_AGENT` tag; nothing is sent after that. Checked before any
+//! API call, so a violation is refused with its reason instead of an error
+//! from the platform.
+
+use crate::config::ChannelKind;
+
+/// The standard messaging window.
+pub const STANDARD_MS: u64 = 24 * 3_600_000;
+/// How long the `HUMAN_AGENT` tag extends the window for a person.
+pub const HUMAN_AGENT_MS: u64 = 7 * 24 * 3_600_000;
+
+/// How a message is sent (the Send API's `messaging_type` and `tag`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SendTag {
+    /// `messaging_type: RESPONSE`, inside the 24-hour window.
+    Response,
+    /// `messaging_type: MESSAGE_TAG`, `tag: HUMAN_AGENT`: a person, 24 h to
+    /// 7 days after the customer's message.
+    HumanAgent,
+}
+
+/// Why a message may not be sent now.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum WindowClosed {
+    #[error("the customer has not written yet, so nothing can be sent to them")]
+    NeverOpened,
+    #[error("the customer's last message is more than 24 hours old; only a person may answer, with the HUMAN_AGENT tag")]
+    AiWindow,
+    #[error("the customer's last message is more than 7 days old; Meta allows no message until they write again")]
+    HumanAgentWindow,
+    #[error("the customer's last message is more than 24 hours old; this channel needs a message template after that")]
+    NeedsTemplate,
+}
+
+/// Whether the AI may answer a customer message sent at `message_ms`.
+pub fn ai_may_answer(message_ms: u64, now_ms: u64) -> Result<SendTag, WindowClosed> {
+    if now_ms.saturating_sub(message_ms) < STANDARD_MS {
+        Ok(SendTag::Response)
+    } else {
+        Err(WindowClosed::AiWindow)
+    }
+}
+
+/// How a person's message to a customer whose last message was at
+/// `last_inbound_ms` may be sent at `now_ms`.
+pub fn agent_send(
+    channel: ChannelKind,
+    last_inbound_ms: Option<u64>,
+    now_ms: u64,
+) -> Result<SendTag, WindowClosed> {
+    let last = last_inbound_ms.ok_or(WindowClosed::NeverOpened)?;
+    let age = now_ms.saturating_sub(last);
+    if age < STANDARD_MS {
+        return Ok(SendTag::Response);
+    }
+    match channel {
+        ChannelKind::Messenger | ChannelKind::Instagram if age < HUMAN_AGENT_MS => {
+            Ok(SendTag::HumanAgent)
+        }
+        ChannelKind::Messenger | ChannelKind::Instagram => Err(WindowClosed::HumanAgentWindow),
+        ChannelKind::Whatsapp | ChannelKind::Gmail | ChannelKind::Web => {
+            Err(WindowClosed::NeedsTemplate)
+        }
+    }
+}
+
+/// When the customer's standard window closes (RFC 3339 in the API).
+pub fn expires_at(last_inbound_ms: Option<u64>) -> Option<u64> {
+    last_inbound_ms.map(|t| t + STANDARD_MS)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const H: u64 = 3_600_000;
+
+    #[test]
+    fn ai_answers_inside_24_hours_only() {
+        assert_eq!(ai_may_answer(0, 23 * H), Ok(SendTag::Response));
+        assert_eq!(ai_may_answer(0, 24 * H), Err(WindowClosed::AiWindow));
+        assert_eq!(ai_may_answer(0, 25 * H), Err(WindowClosed::AiWindow));
+    }
+
+    #[test]
+    fn a_person_gets_the_human_agent_tag_up_to_7_days() {
+        let m = ChannelKind::Messenger;
+        assert_eq!(agent_send(m, Some(0), H), Ok(SendTag::Response));
+        assert_eq!(agent_send(m, Some(0), 25 * H), Ok(SendTag::HumanAgent));
+        assert_eq!(
+            agent_send(ChannelKind::Instagram, Some(0), 6 * 24 * H),
+            Ok(SendTag::HumanAgent)
+        );
+        assert_eq!(
+            agent_send(m, Some(0), 8 * 24 * H),
+            Err(WindowClosed::HumanAgentWindow)
+        );
+        assert_eq!(agent_send(m, None, 0), Err(WindowClosed::NeverOpened));
+    }
+
+    #[test]
+    fn whatsapp_needs_a_template_after_24_hours() {
+        let w = ChannelKind::Whatsapp;
+        assert_eq!(agent_send(w, Some(0), H), Ok(SendTag::Response));
+        assert_eq!(
+            agent_send(w, Some(0), 25 * H),
+            Err(WindowClosed::NeedsTemplate)
+        );
+    }
+}
