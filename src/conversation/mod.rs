@@ -21,6 +21,9 @@ pub mod timers;
 pub mod turn;
 pub mod window;
 
+#[cfg(test)]
+mod policy_tests;
+
 use std::collections::HashMap;
 use std::sync::Arc;
 
