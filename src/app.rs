@@ -217,11 +217,9 @@ async fn housekeeping(bus: Arc<dyn Bus>, store: Arc<dyn Store>) {
         tick.tick().await;
         telemetry::bus_lag(bus.lag());
         seconds += 1;
-        if seconds % 5 == 1 {
-            match store.takeovers().await {
-                Ok(t) => telemetry::takeovers_active(t.len()),
-                Err(e) => tracing::debug!(error = %e, "Cannot count takeovers"),
-            }
+        match store.takeovers().await {
+            Ok(t) => telemetry::takeovers_active(t.len()),
+            Err(e) => tracing::debug!(error = %e, "Cannot count takeovers"),
         }
         if seconds % 3600 == 60 {
             match store.purge_expired(now_ms()).await {

@@ -8,7 +8,6 @@ use crate::config::{ChannelKind, IntegrationConfig};
 use crate::event::{AgentAction, EventKind, InboundEvent};
 use crate::store::{Author, MessageStatus, Mode};
 
-
 fn integration(rate: u32, delay: u64, enabled: bool) -> Arc<IntegrationConfig> {
     integration_with(serde_json::json!({
         "rate_limit_per_minute": rate,
@@ -192,7 +191,10 @@ fn takeover_silences_the_ai_and_resume_brings_it_back() {
     let outcome = c.apply(&agent("cmd1", takeover(Some(30)), T0 + 1), T0 + 1);
     assert_eq!(outcome, EventOutcome::Command(CommandResult::Applied));
     assert_eq!(c.record.mode, Mode::Human);
-    assert!(c.record.pending.is_empty(), "the pending AI turn is dropped");
+    assert!(
+        c.record.pending.is_empty(),
+        "the pending AI turn is dropped"
+    );
     assert!(!c.reply_due(T0 + 10_000));
     assert_eq!(c.record.auto_resume_ms, Some(T0 + 1 + 30 * 60_000));
     assert_eq!(c.record.takeover_by.as_deref(), Some("sam"));
@@ -248,7 +250,8 @@ fn takeover_cancels_unsent_ai_parts_but_keeps_a_persons() {
 
 #[test]
 fn auto_resume_is_a_deadline() {
-    let settings = serde_json::json!({"auto_resume_after": "10m", "escalation_keywords": ["human"]});
+    let settings =
+        serde_json::json!({"auto_resume_after": "10m", "escalation_keywords": ["human"]});
     let mut c = Conversation::new(integration_with(settings), "fb:C", "C", None, T0);
     assert_eq!(
         c.apply(&message("m1", "I want a HUMAN now", T0), T0),
@@ -269,7 +272,10 @@ fn an_echo_the_engine_did_not_send_is_a_person_in_the_inbox() {
     c.apply(&message("m1", "hi", T0), T0);
     c.plan_reply("ours", T0);
     c.part_sent("m_ours".into(), T0 + 1);
-    assert_eq!(c.apply(&echo("m_ours", T0 + 2), T0 + 2), EventOutcome::Ignored);
+    assert_eq!(
+        c.apply(&echo("m_ours", T0 + 2), T0 + 2),
+        EventOutcome::Ignored
+    );
     assert_eq!(c.record.mode, Mode::Ai);
     assert_eq!(
         c.apply(&echo("m_inbox", T0 + 3), T0 + 3),
@@ -312,7 +318,10 @@ fn a_persons_message_is_tagged_after_24_hours_and_refused_after_7_days() {
         Ok(super::window::SendTag::HumanAgent)
     );
     let late = T0 - 25 * H + 8 * 24 * H;
-    assert!(c.send_tag(&item, late).is_err(), "checked again at send time");
+    assert!(
+        c.send_tag(&item, late).is_err(),
+        "checked again at send time"
+    );
     let outcome = c.apply(&agent("cmd2", text("Anyone?"), late), late);
     assert!(matches!(
         outcome,

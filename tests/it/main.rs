@@ -2,10 +2,12 @@
 //! binary against a fake Graph API on 127.0.0.1.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod admin;
 mod bus_conformance;
 mod crash;
 mod harness;
 mod kafka;
 mod supervision;
 mod support;
+mod takeover;
 mod webhooks;

@@ -109,6 +109,7 @@ impl FakeGraph {
         let state = Arc::new(FakeState::default());
         let app = Router::new()
             .route("/{account}/messages", post(messages))
+            .route("/{account}/messenger_profile", post(messages))
             .with_state(state.clone());
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
@@ -231,14 +232,39 @@ max_message_length = 1000
 
 /// An in-process engine config on ephemeral ports, with its data under `dir`.
 pub fn local_config(dir: &Path, graph: &FakeGraph, delay_ms: u64) -> switchboard::config::Config {
+    local_config_with(dir, graph, delay_ms, "")
+}
+
+/// Like [`local_config`], with `settings` (TOML lines) added to the
+/// Messenger integration `acme-fb`.
+pub fn local_config_with(
+    dir: &Path,
+    graph: &FakeGraph,
+    delay_ms: u64,
+    settings: &str,
+) -> switchboard::config::Config {
     let toml = config_toml(
         dir,
         &graph.base_url(),
         "127.0.0.1:0",
         "127.0.0.1:0",
         delay_ms,
+    )
+    .replacen(
+        &format!("response_delay_ms = {delay_ms}\n"),
+        &format!("response_delay_ms = {delay_ms}\n{settings}\n"),
+        1,
     );
     switchboard::config::load_from_str(&toml, &[]).expect("valid test config")
+}
+
+/// A Page webhook body with these `messaging` events.
+pub fn page_body(messaging: Vec<Value>) -> Vec<u8> {
+    serde_json::to_vec(&json!({
+        "object": "page",
+        "entry": [{"id": PAGE, "time": switchboard::clock::now_ms(), "messaging": messaging}]
+    }))
+    .unwrap()
 }
 
 /// A Messenger webhook body with one text message per (psid, mid, text).
@@ -275,4 +301,134 @@ pub async fn post_webhook(url: &str, body: Vec<u8>, secret: Option<&str>) -> req
         req = req.header("x-hub-signature-256", sign(s.as_bytes(), &body));
     }
     req.body(body).send().await.unwrap().status()
+}
+
+/// An engine in-process with its fake Graph API, driven like an operator
+/// and a Page's customers would: signed webhooks in, admin API calls.
+pub struct Desk {
+    pub graph: FakeGraph,
+    pub engine: switchboard::app::RunningEngine,
+    pub dir: tempfile::TempDir,
+    http: reqwest::Client,
+}
+
+impl Desk {
+    /// Starts an engine whose `acme-fb` integration has `settings`.
+    pub async fn start(delay_ms: u64, settings: &str) -> Self {
+        let graph = FakeGraph::start().await;
+        let dir = tempfile::tempdir().unwrap();
+        let engine = Self::engine(&dir, &graph, delay_ms, settings).await;
+        Self {
+            graph,
+            engine,
+            dir,
+            http: reqwest::Client::new(),
+        }
+    }
+
+    async fn engine(
+        dir: &tempfile::TempDir,
+        graph: &FakeGraph,
+        delay_ms: u64,
+        settings: &str,
+    ) -> switchboard::app::RunningEngine {
+        let config = local_config_with(dir.path(), graph, delay_ms, settings);
+        switchboard::app::start(config)
+            .await
+            .expect("engine starts")
+    }
+
+    /// Stops the engine and starts a new one on the same data.
+    pub async fn restart(self, delay_ms: u64, settings: &str) -> Self {
+        self.engine.shutdown().await;
+        let engine = Self::engine(&self.dir, &self.graph, delay_ms, settings).await;
+        Self { engine, ..self }
+    }
+
+    /// Posts signed `messaging` events as one Page webhook.
+    pub async fn webhook(&self, messaging: Vec<Value>) {
+        let url = format!("http://{}/webhooks/meta/main", self.engine.addr);
+        let status = post_webhook(&url, page_body(messaging), Some(APP_SECRET)).await;
+        assert_eq!(status, 200);
+    }
+
+    /// A customer's text message sent at `ts`.
+    pub async fn customer_at(&self, psid: &str, mid: &str, text: &str, ts: u64) {
+        self.webhook(vec![json!({
+            "sender": {"id": psid}, "recipient": {"id": PAGE}, "timestamp": ts,
+            "message": {"mid": mid, "text": text}
+        })])
+        .await;
+    }
+
+    pub async fn customer(&self, psid: &str, mid: &str, text: &str) {
+        self.customer_at(psid, mid, text, switchboard::clock::now_ms())
+            .await;
+    }
+
+    fn api(&self, path: &str) -> String {
+        format!("http://{}/api/v1{path}", self.engine.addr)
+    }
+
+    /// GET on the admin API with the right token: (status, JSON body).
+    pub async fn get(&self, path: &str) -> (u16, Value) {
+        let r = self
+            .http
+            .get(self.api(path))
+            .bearer_auth("admin")
+            .send()
+            .await
+            .unwrap();
+        (r.status().as_u16(), r.json().await.unwrap_or(Value::Null))
+    }
+
+    /// POST on the admin API with the right token: (status, JSON body).
+    pub async fn post(&self, path: &str, body: Value) -> (u16, Value) {
+        let r = self
+            .http
+            .post(self.api(path))
+            .bearer_auth("admin")
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        (r.status().as_u16(), r.json().await.unwrap_or(Value::Null))
+    }
+
+    /// The conversation of Page customer `psid`.
+    pub async fn conversation(&self, psid: &str) -> Value {
+        let (status, body) = self.get(&format!("/conversations/acme-fb:{psid}")).await;
+        assert_eq!(status, 200, "{body}");
+        body
+    }
+
+    /// Waits (bounded) until the conversation of `psid` satisfies `pred`.
+    pub async fn wait_conversation(
+        &self,
+        psid: &str,
+        what: &str,
+        pred: impl Fn(&Value) -> bool,
+    ) -> Value {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+        loop {
+            let (status, body) = self.get(&format!("/conversations/acme-fb:{psid}")).await;
+            if status == 200 && pred(&body) {
+                return body;
+            }
+            if tokio::time::Instant::now() > deadline {
+                panic!("timed out waiting for {what}: {body:#}");
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// The engine's Prometheus text.
+    pub async fn metrics(&self) -> String {
+        reqwest::get(format!("http://{}/metrics", self.engine.metrics_addr))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    }
 }
