@@ -20,6 +20,7 @@ const SECRET: &str = "demo-app-secret";
 const SHOP_PAGE: &str = "100200300";
 const CROWD_PAGE: &str = "100200399";
 const LIMIT: usize = 320;
+const ADMIN_TOKEN: &str = "demo-admin-token";
 
 const RETURNS: &str = "Our returns policy, in short. You can return anything within 30 days \
 of delivery, as long as it is unused and in its original packaging; start a return from your \
@@ -46,6 +47,8 @@ fn demo_config(sink: std::net::SocketAddr, data: &std::path::Path) -> String {
 [server]
 listen = "127.0.0.1:0"
 metrics_listen = "127.0.0.1:0"
+[admin]
+token = "{ADMIN_TOKEN}"
 [store]
 path = "{data}"
 [meta]
@@ -75,6 +78,7 @@ access_token = "demo-page-token"
 assistant = "shop"
 max_message_length = {LIMIT}
 response_delay_ms = [600, 900]
+escalation_keywords = ["human", "agent"]
 [[integrations]]
 id = "acme-crowd"
 tenant = "acme"
@@ -206,6 +210,91 @@ fn show(out: &mut impl Write, calls: &[RecordedCall]) {
     }
 }
 
+/// One admin API call: (status, JSON answer).
+async fn admin(
+    http: &reqwest::Client,
+    engine: std::net::SocketAddr,
+    path: &str,
+    body: serde_json::Value,
+) -> Result<(u16, serde_json::Value), DemoError> {
+    let response = http
+        .post(format!("http://{engine}/api/v1{path}"))
+        .bearer_auth(ADMIN_TOKEN)
+        .json(&body)
+        .send()
+        .await
+        .map_err(|e| DemoError::Setup(format!("admin API not reached: {e}")))?;
+    let status = response.status().as_u16();
+    let answer = response.json().await.unwrap_or(serde_json::Value::Null);
+    Ok((status, answer))
+}
+
+/// Scene 4: a customer asks for a person, a person answers through the
+/// admin API while the AI stays silent, then hands back to the AI.
+async fn takeover_scene(
+    out: &mut (impl Write + Send),
+    http: &reqwest::Client,
+    url: &str,
+    engine: std::net::SocketAddr,
+    loadgen: &Loadgen,
+) -> Result<(), DemoError> {
+    let cleo = Customer {
+        http,
+        url,
+        psid: "7003",
+        name: "Cleo",
+    };
+    let conversation = format!("/conversations/acme-shop:{}", cleo.psid);
+    let _ = writeln!(out, "\n4. A person takes over, and hands back to the AI");
+    let ask = "Can I talk to a human, please?";
+    let _ = writeln!(out, "     {:<6} > {ask}", cleo.name);
+    cleo.post(&cleo.webhook("m_demo_cleo_1", ask)).await?;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let _ = writeln!(
+        out,
+        "     (escalation keyword: the conversation is handed to a person; the AI stays silent)"
+    );
+    let note = "Hi Cleo, Sam from Acme here. How can I help?";
+    let (status, _) = admin(
+        http,
+        engine,
+        &format!("{conversation}/messages"),
+        json!({ "text": note }),
+    )
+    .await?;
+    let _ = writeln!(
+        out,
+        "     Sam    > {note}   (POST /api/v1{conversation}/messages: HTTP {status})"
+    );
+    let thanks = "Thanks Sam! Where is my parcel?";
+    let _ = writeln!(out, "     {:<6} > {thanks}", cleo.name);
+    cleo.post(&cleo.webhook("m_demo_cleo_2", thanks)).await?;
+    tokio::time::sleep(Duration::from_millis(1_200)).await;
+    let during = wait_for_messages(loadgen, cleo.psid, 1).await;
+    let (status, view) = admin(http, engine, &format!("{conversation}/resume"), json!({})).await?;
+    let _ = writeln!(
+        out,
+        "     (no AI reply during the takeover; POST .../resume: HTTP {status}, mode {})",
+        view["mode"].as_str().unwrap_or("?")
+    );
+    let question = "Do you ship to Canada?";
+    let _ = writeln!(out, "     {:<6} > {question}", cleo.name);
+    cleo.post(&cleo.webhook("m_demo_cleo_3", question)).await?;
+    let calls = wait_for_messages(loadgen, cleo.psid, 2).await;
+    show(out, &calls[during.len()..]);
+    let texts: Vec<_> = calls
+        .iter()
+        .filter(|c| c.kind == Some(CallKind::Message))
+        .filter_map(|c| c.text.as_deref())
+        .collect();
+    if texts.len() != 2 || texts[0] != note {
+        return Err(DemoError::Expectation(format!(
+            "takeover: expected the person's message then one AI answer, got {texts:?}"
+        )));
+    }
+    Ok(())
+}
+
 /// Runs the demo, writing the transcript to `out`.
 pub async fn run(out: &mut (impl Write + Send)) -> Result<Report, DemoError> {
     let data = tempfile::tempdir().map_err(|e| DemoError::Setup(e.to_string()))?;
@@ -284,10 +373,12 @@ pub async fn run(out: &mut (impl Write + Send)) -> Result<Report, DemoError> {
     let calls = wait_for_messages(&loadgen, ben.psid, parts).await;
     show(out, &calls);
 
+    takeover_scene(out, &http, &url, engine.addr, &loadgen).await?;
+
     let o = &loadgen.options;
     let _ = writeln!(
         out,
-        "\n4. A crowd: {} customers, {} events/s for {}s, with redelivered duplicates ({:.0}%),\n   \
+        "\n5. A crowd: {} customers, {} events/s for {}s, with redelivered duplicates ({:.0}%),\n   \
          batches of up to {}, bursts, out-of-order batches and delivery/read receipts",
         o.customers,
         o.rate,
