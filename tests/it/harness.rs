@@ -310,3 +310,23 @@ async fn loadgen_refuses_options_it_cannot_run() {
     let err = harness.run().await.err().unwrap();
     assert!(err.to_string().contains("does not answer"), "{err}");
 }
+
+#[tokio::test]
+async fn the_demo_shows_every_scene_and_answers_everyone_once() {
+    let mut transcript = Vec::new();
+    let report = switchboard::demo::run(&mut transcript)
+        .await
+        .expect("the demo completes");
+    let text = String::from_utf8(transcript).unwrap();
+    assert!(report.exactly_once(), "{text}");
+    for scene in [
+        "1. A question, answered",
+        "2. Meta redelivers",
+        "3. A long answer, split",
+        "4. A person takes over",
+        "mode ai",
+        "Every customer answered exactly once",
+    ] {
+        assert!(text.contains(scene), "missing {scene:?} in:\n{text}");
+    }
+}
