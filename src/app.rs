@@ -146,7 +146,7 @@ pub async fn start_with_store(
     let ingress = Arc::new(IngressState::new(&config, bus.clone(), store.clone()));
     let app = ingest::router(ingress, config.server.max_body_bytes)
         .nest("/api/v1", admin::router(ctx.clone()));
-    tokio::spawn(profiles::push_all(ctx.clone()));
+    let profiles = tokio::spawn(profiles::push_all(ctx.clone()));
     let (stop_tx, stop_rx) = oneshot::channel::<()>();
     let grace = config.engine.shutdown_grace();
     let done = tokio::spawn(async move {
@@ -165,8 +165,14 @@ pub async fn start_with_store(
         bus.close().await;
         supervisor.stop(None);
         let _ = supervisor_done.await;
-        housekeeping.abort();
+        // Aborted tasks are dropped by the runtime later; waiting for them
+        // releases what they hold (the store, the bus) before this returns.
+        for task in [housekeeping, profiles] {
+            task.abort();
+            let _ = task.await;
+        }
         metrics_task.abort();
+        let _ = metrics_task.await;
         tracing::info!("Engine stopped");
     });
     tracing::info!(%addr, %metrics_addr, "Engine started");

@@ -95,6 +95,19 @@ impl Actor for ConversationSupervisor {
         })
     }
 
+    /// The conversation actors stop with their supervisor, and the engine's
+    /// shutdown returns only once they have (they hold the store).
+    async fn post_stop(
+        &self,
+        myself: ActorRef<Self::Msg>,
+        _state: &mut Self::State,
+    ) -> Result<(), ActorProcessingErr> {
+        myself
+            .stop_children_and_wait(None, Some(Duration::from_secs(5)))
+            .await;
+        Ok(())
+    }
+
     async fn handle(
         &self,
         myself: ActorRef<Self::Msg>,

@@ -75,8 +75,26 @@ impl<T: Send + 'static> GroupOp for Op<T> {
 /// Handle to the writer thread of one database.
 #[derive(Clone)]
 pub struct GroupCommit {
-    tx: SyncSender<Box<dyn GroupOp>>,
+    inner: Arc<Writer>,
+}
+
+/// The writer thread; dropping the last handle stops it and waits for it,
+/// so the database file is closed (and can be opened again) once the
+/// owner is gone.
+struct Writer {
+    tx: Option<SyncSender<Box<dyn GroupOp>>>,
     db: Arc<Database>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Drop for Writer {
+    fn drop(&mut self) {
+        // Closing the queue ends the loop after the writes still in it.
+        self.tx = None;
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
 }
 
 impl GroupCommit {
@@ -84,14 +102,20 @@ impl GroupCommit {
     pub fn start(db: Arc<Database>, name: &str) -> std::io::Result<Self> {
         let (tx, rx) = sync_channel::<Box<dyn GroupOp>>(QUEUE);
         let writer_db = db.clone();
-        std::thread::Builder::new()
+        let thread = std::thread::Builder::new()
             .name(format!("{name}-writer"))
             .spawn(move || writer_loop(&writer_db, rx))?;
-        Ok(Self { tx, db })
+        Ok(Self {
+            inner: Arc::new(Writer {
+                tx: Some(tx),
+                db,
+                thread: Some(thread),
+            }),
+        })
     }
 
     pub fn db(&self) -> &Database {
-        &self.db
+        &self.inner.db
     }
 
     /// Runs `apply` inside the next group transaction and resolves once it
@@ -126,8 +150,11 @@ impl GroupCommit {
     }
 
     async fn enqueue(&self, mut op: Box<dyn GroupOp>) -> Result<(), GroupCommitError> {
+        let Some(tx) = self.inner.tx.as_ref() else {
+            return Err(GroupCommitError::Stopped);
+        };
         loop {
-            match self.tx.try_send(op) {
+            match tx.try_send(op) {
                 Ok(()) => return Ok(()),
                 Err(TrySendError::Full(back)) => {
                     op = back;

@@ -111,3 +111,21 @@ async fn sigkill_after_acks(extra: &str) {
         );
     }
 }
+
+/// A stopped engine has closed its data files when `shutdown` returns, so
+/// the same process can start a new one on them at once.
+#[tokio::test]
+async fn a_stopped_engine_releases_its_data_at_once() {
+    let mut desk = Desk::start(0, "").await;
+    for round in 0..5 {
+        desk.customer("PSID_RS", &format!("m_rs{round}"), "hours?")
+            .await;
+        desk.graph
+            .wait_for("the answer", |_| {
+                desk.graph.texts_to("PSID_RS").len() == round + 1
+            })
+            .await;
+        desk = desk.restart(0, "").await;
+    }
+    desk.engine.shutdown().await;
+}
