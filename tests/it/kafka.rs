@@ -112,6 +112,47 @@ async fn engine_on_kafka_answers_every_customer_once() {
     engine.shutdown().await;
 }
 
+/// Operators' commands travel on Kafka like customer events: a takeover
+/// is applied (the caller gets the conversation back), silences the AI, and
+/// resume brings it back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn takeover_and_resume_travel_on_kafka() {
+    let Some(brokers) = broker() else { return };
+    let bus = kafka_bus_section(&brokers, &unique("sb-admin"), &unique("sb-admin-group"), "");
+    let desk = Desk::start_with(0, "", &bus).await;
+    desk.customer("PSID_KT", "m_kt1", "hours?").await;
+    desk.graph
+        .wait_for("the first answer", |_| {
+            desk.graph.texts_to("PSID_KT").len() == 1
+        })
+        .await;
+    let (status, view) = desk
+        .post(
+            "/conversations/acme-fb:PSID_KT/takeover",
+            serde_json::json!({}),
+        )
+        .await;
+    assert_eq!(status, 200, "{view}");
+    assert_eq!(view["mode"], "human");
+    desk.customer("PSID_KT", "m_kt2", "hours again?").await;
+    desk.wait_conversation("PSID_KT", "the second message", |c| c["message_count"] == 3)
+        .await;
+    let (status, view) = desk
+        .post(
+            "/conversations/acme-fb:PSID_KT/resume",
+            serde_json::json!({}),
+        )
+        .await;
+    assert_eq!((status, view["mode"].as_str()), (200, Some("ai")), "{view}");
+    desk.customer("PSID_KT", "m_kt3", "and now?").await;
+    desk.graph
+        .wait_for("the answer after resume", |_| {
+            desk.graph.texts_to("PSID_KT").len() == 2
+        })
+        .await;
+    desk.engine.shutdown().await;
+}
+
 /// `n` customers (ids `{prefix}{i}`) each send one message, redelivered
 /// once, round-robin over `urls`; each is answered exactly once.
 async fn answer_each_once(graph: &FakeGraph, urls: &[String], prefix: &str, n: usize) {

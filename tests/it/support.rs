@@ -243,6 +243,17 @@ pub fn local_config_with(
     delay_ms: u64,
     settings: &str,
 ) -> switchboard::config::Config {
+    local_config_tail(dir, graph, delay_ms, settings, "")
+}
+
+/// Like [`local_config_with`], with `tail` (TOML sections) appended.
+pub fn local_config_tail(
+    dir: &Path,
+    graph: &FakeGraph,
+    delay_ms: u64,
+    settings: &str,
+    tail: &str,
+) -> switchboard::config::Config {
     let toml = config_toml(
         dir,
         &graph.base_url(),
@@ -254,7 +265,7 @@ pub fn local_config_with(
         &format!("response_delay_ms = {delay_ms}\n"),
         &format!("response_delay_ms = {delay_ms}\n{settings}\n"),
         1,
-    );
+    ) + tail;
     switchboard::config::load_from_str(&toml, &[]).expect("valid test config")
 }
 
@@ -309,19 +320,27 @@ pub struct Desk {
     pub graph: FakeGraph,
     pub engine: switchboard::app::RunningEngine,
     pub dir: tempfile::TempDir,
+    /// Config sections appended to every engine's config (e.g. `[bus]`).
+    tail: String,
     http: reqwest::Client,
 }
 
 impl Desk {
     /// Starts an engine whose `acme-fb` integration has `settings`.
     pub async fn start(delay_ms: u64, settings: &str) -> Self {
+        Self::start_with(delay_ms, settings, "").await
+    }
+
+    /// Like [`Desk::start`], with `tail` (TOML sections) in the config.
+    pub async fn start_with(delay_ms: u64, settings: &str, tail: &str) -> Self {
         let graph = FakeGraph::start().await;
         let dir = tempfile::tempdir().unwrap();
-        let engine = Self::engine(&dir, &graph, delay_ms, settings).await;
+        let engine = Self::engine(&dir, &graph, delay_ms, settings, tail).await;
         Self {
             graph,
             engine,
             dir,
+            tail: tail.to_string(),
             http: reqwest::Client::new(),
         }
     }
@@ -331,8 +350,9 @@ impl Desk {
         graph: &FakeGraph,
         delay_ms: u64,
         settings: &str,
+        tail: &str,
     ) -> switchboard::app::RunningEngine {
-        let config = local_config_with(dir.path(), graph, delay_ms, settings);
+        let config = local_config_tail(dir.path(), graph, delay_ms, settings, tail);
         switchboard::app::start(config)
             .await
             .expect("engine starts")
@@ -341,7 +361,7 @@ impl Desk {
     /// Stops the engine and starts a new one on the same data.
     pub async fn restart(self, delay_ms: u64, settings: &str) -> Self {
         self.engine.shutdown().await;
-        let engine = Self::engine(&self.dir, &self.graph, delay_ms, settings).await;
+        let engine = Self::engine(&self.dir, &self.graph, delay_ms, settings, &self.tail).await;
         Self { engine, ..self }
     }
 
