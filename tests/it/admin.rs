@@ -195,11 +195,7 @@ async fn a_disabled_integration_sends_its_away_message_once_per_window() {
     .await;
     desk.customer("PSID_Y", "m_y1", "hello?").await;
     desk.customer("PSID_Y", "m_y2", "anyone?").await;
-    desk.wait_conversation("PSID_Y", "both messages and the away message", |c| {
-        c["message_count"] == 3
-    })
-    .await;
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    desk.settled("PSID_Y", 3).await;
     let texts: Vec<_> = desk
         .graph
         .texts_to("PSID_Y")

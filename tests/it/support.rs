@@ -442,6 +442,27 @@ impl Desk {
         }
     }
 
+    /// Waits until the conversation of `psid` has logged `messages` lines,
+    /// then gives the engine a moment to send anything it would send, and
+    /// returns the conversation.
+    pub async fn settled(&self, psid: &str, messages: u64) -> Value {
+        let view = self
+            .wait_conversation(psid, &format!("{messages} logged messages"), |c| {
+                c["message_count"] == messages
+            })
+            .await;
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        view
+    }
+
+    /// Whether `switchboard_replies_total` for Messenger with `outcome`
+    /// reads `n`.
+    pub async fn replies_counted(&self, outcome: &str, n: u64) -> bool {
+        let line =
+            format!("switchboard_replies_total{{channel=\"messenger\",outcome=\"{outcome}\"}} {n}");
+        self.metrics().await.lines().any(|l| l == line)
+    }
+
     /// The engine's Prometheus text.
     pub async fn metrics(&self) -> String {
         reqwest::get(format!("http://{}/metrics", self.engine.metrics_addr))

@@ -56,18 +56,13 @@ async fn takeover_silences_the_ai_and_resume_brings_it_back() {
     assert_eq!(humans["conversations"][0]["id"], "acme-fb:PSID_T");
 
     desk.customer("PSID_T", "m_t2", "hours again?").await;
-    desk.wait_conversation("PSID_T", "the second message", |c| count(c) == 3)
-        .await;
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    desk.settled("PSID_T", 3).await;
     assert_eq!(
         desk.graph.texts_to("PSID_T").len(),
         1,
         "the AI stays silent during a takeover"
     );
-    assert!(desk
-        .metrics()
-        .await
-        .contains(r#"switchboard_replies_total{channel="messenger",outcome="human_mode"} 1"#));
+    assert!(desk.replies_counted("human_mode", 1).await);
 
     let (status, view) = desk
         .post("/conversations/acme-fb:PSID_T/resume", json!({}))
@@ -146,9 +141,7 @@ async fn an_echo_the_engine_did_not_send_hands_over_to_the_inbox() {
     assert_eq!(count(&view), 3, "our own echo is not logged twice");
 
     desk.customer("PSID_E", "m_e2", "thanks Sam").await;
-    desk.wait_conversation("PSID_E", "the customer's answer", |c| count(c) == 4)
-        .await;
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    desk.settled("PSID_E", 4).await;
     assert_eq!(desk.graph.texts_to("PSID_E").len(), 1);
     desk.engine.shutdown().await;
 }
@@ -158,19 +151,13 @@ async fn a_25_hour_old_message_is_left_to_a_person_who_answers_with_the_human_ag
     let desk = Desk::start(0, "").await;
     desk.customer_at("PSID_W", "m_w1", "hours?", now_ms() - 25 * HOUR_MS)
         .await;
-    let view = desk
-        .wait_conversation("PSID_W", "the late message", |c| count(c) == 1)
-        .await;
+    let view = desk.settled("PSID_W", 1).await;
     assert!(view["window_expires_at"].is_string());
-    tokio::time::sleep(Duration::from_millis(200)).await;
     assert!(
         desk.graph.texts_to("PSID_W").is_empty(),
         "the AI does not answer"
     );
-    assert!(desk
-        .metrics()
-        .await
-        .contains(r#"switchboard_replies_total{channel="messenger",outcome="window_closed"} 1"#));
+    assert!(desk.replies_counted("window_closed", 1).await);
 
     let (status, body) = desk
         .post(
@@ -217,8 +204,7 @@ async fn an_8_day_old_conversation_cannot_be_answered() {
     let desk = Desk::start(0, "").await;
     desk.customer_at("PSID_O", "m_o1", "hello?", now_ms() - 8 * 24 * HOUR_MS)
         .await;
-    desk.wait_conversation("PSID_O", "the old message", |c| count(c) == 1)
-        .await;
+    desk.settled("PSID_O", 1).await;
     let (status, body) = desk
         .post(
             "/conversations/acme-fb:PSID_O/messages",
