@@ -19,6 +19,7 @@ fn event(i: u64) -> InboundEvent {
         customer: format!("PSID{}", i % 1000),
         timestamp_ms: 1_700_000_000_000 + i,
         received_at_ms: 1_700_000_000_000 + i,
+        customer_name: None,
         kind: EventKind::Message {
             mid: format!("m_{i}"),
             text: Some("What are your hours?".into()),

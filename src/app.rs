@@ -109,7 +109,7 @@ pub async fn start_with_store(
         config.clone(),
         store.clone(),
         bus.clone(),
-        Outbound::new(graph),
+        Outbound::new(graph, &config.integrations),
     ));
 
     let (timer_handle, timer_task) = timers::channel();
@@ -199,7 +199,10 @@ async fn consume(
         let Some(d) = deliveries.recv().await else {
             return;
         };
-        if supervisor.send_message(SupervisorMsg::Deliver(d)).is_err() {
+        if supervisor
+            .send_message(SupervisorMsg::Deliver(Box::new(d)))
+            .is_err()
+        {
             return;
         }
     }

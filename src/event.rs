@@ -34,6 +34,9 @@ pub struct InboundEvent {
     pub timestamp_ms: u64,
     /// When ingress accepted the webhook, in ms since the epoch.
     pub received_at_ms: u64,
+    /// The customer's name when the platform gives it (WhatsApp contacts).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub customer_name: Option<String>,
     pub kind: EventKind,
 }
 
@@ -76,6 +79,32 @@ pub enum EventKind {
     },
     /// Messages sent before `watermark` were read.
     Read { watermark: u64 },
+    /// The platform's report on one message the business sent (WhatsApp
+    /// `statuses`, Instagram `messaging_seen`).
+    Status {
+        mid: String,
+        status: ReportedStatus,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        error: Option<String>,
+    },
+    /// A public comment on a post (Instagram `comments`, Page `feed`),
+    /// answered publicly under it.
+    Comment {
+        comment_id: String,
+        surface: CommentSurface,
+        text: String,
+        /// The post or media commented on.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        post_id: Option<String>,
+    },
+    /// The customer reacted to a message with an emoji (recorded, not
+    /// answered).
+    Reaction {
+        mid: String,
+        target: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        emoji: Option<String>,
+    },
     /// An operator's command from the admin API, ordered with the
     /// conversation's other events.
     Agent {
@@ -99,8 +128,21 @@ pub enum AgentAction {
     },
     /// The AI answers again.
     Resume,
-    /// A person's message to the customer.
-    Message { text: String },
+    /// A person's message to the customer: text, a file by link, or both.
+    Message {
+        #[serde(default)]
+        text: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        attachment: Option<OutboundAttachment>,
+    },
+}
+
+/// A file a person sends by link (`type`: image, video, audio, file).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OutboundAttachment {
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub url: String,
 }
 
 impl EventKind {
@@ -112,6 +154,9 @@ impl EventKind {
             Self::Postback { .. } => "postback",
             Self::Delivery { .. } => "delivery",
             Self::Read { .. } => "read",
+            Self::Status { .. } => "status",
+            Self::Comment { .. } => "comment",
+            Self::Reaction { .. } => "reaction",
             Self::Agent { action, .. } => match action {
                 AgentAction::Takeover { .. } => "takeover",
                 AgentAction::Resume => "resume",
@@ -121,13 +166,43 @@ impl EventKind {
     }
 }
 
-/// A file or media the customer sent, kept as a reference.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// Where a comment was made, which decides how it is answered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CommentSurface {
+    /// `POST /{comment_id}/replies`.
+    Instagram,
+    /// `POST /{comment_id}/comments`.
+    Page,
+}
+
+/// What the platform reported about a sent message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ReportedStatus {
+    Sent,
+    Delivered,
+    Read,
+    Failed,
+}
+
+/// A file or media the customer sent, kept as a reference: a link (Meta's
+/// links expire), or a WhatsApp media id.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 pub struct Attachment {
+    /// `image`, `video`, `audio`, `file` / `document`, `location`, ...
     #[serde(rename = "type")]
     pub kind: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub url: Option<String>,
+    /// The platform's media id (WhatsApp), fetched through the Graph API.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mime_type: Option<String>,
+    /// Caption, file name, or a place's name and address.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub caption: Option<String>,
 }
 
 impl InboundEvent {

@@ -15,12 +15,13 @@ use serde_json::json;
 
 use super::views::{ConversationDetail, ConversationView};
 use super::AdminError;
+use crate::channels;
 use crate::clock::now_ms;
 use crate::config::ChannelKind;
 use crate::conversation::commands::CommandOutcome;
 use crate::conversation::takeover::BY_AGENT;
 use crate::conversation::{window, EngineContext};
-use crate::event::{AgentAction, EventKind, InboundEvent};
+use crate::event::{AgentAction, EventKind, InboundEvent, OutboundAttachment};
 use crate::store::{ConversationFilter, ConversationRecord, Mode};
 use crate::telemetry;
 
@@ -158,10 +159,15 @@ pub async fn resume(
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct MessageBody {
+    #[serde(default)]
     text: String,
+    #[serde(default)]
+    attachment: Option<OutboundAttachment>,
 }
 
-/// `POST /conversations/{id}/messages` with `{"text": "..."}`.
+/// `POST /conversations/{id}/messages` with `{"text": "..."}`, and/or
+/// `"attachment": {"type": "image", "url": "https://..."}` where the
+/// channel takes that type (422 otherwise).
 pub async fn message(
     State(ctx): State<Arc<EngineContext>>,
     Path(id): Path<String>,
@@ -169,15 +175,35 @@ pub async fn message(
 ) -> Result<Response, AdminError> {
     let body: MessageBody = parse_body(&body)?
         .ok_or_else(|| AdminError::BadRequest("the body must be {\"text\": \"...\"}".into()))?;
-    if body.text.trim().is_empty() {
-        return Err(AdminError::BadRequest("text must not be empty".into()));
+    if body.text.trim().is_empty() && body.attachment.is_none() {
+        return Err(AdminError::BadRequest(
+            "text must not be empty (or send an attachment)".into(),
+        ));
+    }
+    if let Some(a) = &body.attachment {
+        let url = a.url.trim();
+        if !(url.starts_with("https://") || url.starts_with("http://")) || url.len() > 2048 {
+            return Err(AdminError::BadRequest(
+                "attachment.url must be an http(s) URL the platform can fetch".into(),
+            ));
+        }
     }
     let record = find(&ctx, &id).await?;
+    if let Some(a) = &body.attachment {
+        channels::attachment_type(record.channel, &a.kind).map_err(AdminError::Unprocessable)?;
+    }
+    let template = ctx
+        .integrations
+        .get(&record.integration)
+        .is_some_and(|i| i.whatsapp_template.is_some());
     // Refused here already when the window is closed; the actor checks
     // again when it sends.
-    window::agent_send(record.channel, record.last_inbound_ms, now_ms())
+    window::agent_send(record.channel, record.last_inbound_ms, now_ms(), template)
         .map_err(|closed| AdminError::Conflict(closed.to_string()))?;
-    let action = AgentAction::Message { text: body.text };
+    let action = AgentAction::Message {
+        text: body.text,
+        attachment: body.attachment,
+    };
     command(&ctx, &record, action).await
 }
 
@@ -222,6 +248,7 @@ async fn command(
         customer: record.customer.clone(),
         timestamp_ms: now,
         received_at_ms: now,
+        customer_name: None,
         kind: EventKind::Agent {
             command: id.clone(),
             action,

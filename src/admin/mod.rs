@@ -39,6 +39,8 @@ pub enum AdminError {
     NotFound(String),
     #[error("{0}")]
     Conflict(String),
+    #[error("{0}")]
+    Unprocessable(String),
     #[error("the platform refused the message: {0}")]
     Platform(String),
     #[error("the store is unavailable; try again")]
@@ -54,6 +56,7 @@ impl AdminError {
             Self::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             Self::NotFound(_) => StatusCode::NOT_FOUND,
             Self::Conflict(_) => StatusCode::CONFLICT,
+            Self::Unprocessable(_) => StatusCode::UNPROCESSABLE_ENTITY,
             Self::Platform(_) => StatusCode::BAD_GATEWAY,
             Self::Store(_) | Self::Bus(_) => StatusCode::SERVICE_UNAVAILABLE,
         }

@@ -15,6 +15,9 @@ pub struct ConversationView {
     pub integration: String,
     pub channel: Channel,
     pub customer: String,
+    /// The customer's name, when the platform gave it (WhatsApp contacts,
+    /// comment authors).
+    pub customer_name: Option<String>,
     pub mode: Mode,
     pub message_count: u64,
     pub last_activity: String,
@@ -34,6 +37,7 @@ impl From<&ConversationRecord> for ConversationView {
             integration: c.integration.clone(),
             channel: c.channel,
             customer: c.customer.clone(),
+            customer_name: c.customer_name.clone(),
             mode: c.mode,
             message_count: c.message_count,
             last_activity: rfc3339(c.last_activity_ms),
@@ -55,7 +59,7 @@ pub struct MessageView {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub author: Option<Author>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub attachments: Vec<Attachment>,
+    pub attachments: Vec<AttachmentView>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
 }
@@ -68,8 +72,47 @@ impl From<MessageRecord> for MessageView {
             time: rfc3339(m.time_ms),
             status: m.status,
             author: m.author,
-            attachments: m.attachments,
+            attachments: m.attachments.into_iter().map(Into::into).collect(),
             error: m.error,
+        }
+    }
+}
+
+/// A file the customer sent (or a person sent), as a reference.
+#[derive(Debug, Serialize)]
+pub struct AttachmentView {
+    #[serde(flatten)]
+    pub attachment: Attachment,
+    /// Meta-hosted links and WhatsApp media ids stop working after a while
+    /// (WhatsApp's download link after 5 minutes): keep a copy if needed.
+    pub link_expires: bool,
+}
+
+/// Hosts whose links Meta rotates or expires.
+const EXPIRING_HOSTS: [&str; 5] = [
+    "fbcdn.net",
+    "fbsbx.com",
+    "cdninstagram.com",
+    "whatsapp.net",
+    "lookaside.facebook.com",
+];
+
+impl From<Attachment> for AttachmentView {
+    fn from(a: Attachment) -> Self {
+        let link_expires = match &a.url {
+            Some(url) => {
+                let host = url
+                    .split("://")
+                    .nth(1)
+                    .and_then(|rest| rest.split(['/', '?']).next())
+                    .unwrap_or_default();
+                EXPIRING_HOSTS.iter().any(|h| host.ends_with(h))
+            }
+            None => a.id.is_some(),
+        };
+        Self {
+            attachment: a,
+            link_expires,
         }
     }
 }

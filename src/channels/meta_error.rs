@@ -75,6 +75,17 @@ impl SendError {
         }
     }
 
+    /// Refused before any call (the part cannot be sent on this channel).
+    pub fn refused(message: impl Into<String>) -> Self {
+        Self {
+            kind: SendErrorKind::Rejected,
+            status: 0,
+            code: 0,
+            subcode: None,
+            message: message.into(),
+        }
+    }
+
     pub fn unsupported(channel: ChannelKind) -> Self {
         Self {
             kind: SendErrorKind::Unsupported,

@@ -6,7 +6,7 @@ use hmac::{Hmac, Mac};
 use serde::Deserialize;
 use sha2::Sha256;
 
-use super::messenger;
+use super::{messenger, whatsapp};
 use crate::event::EventKind;
 
 /// Why a webhook body was refused (the 400's one-line reason).
@@ -25,6 +25,7 @@ pub enum ParseError {
 pub enum WebhookObject {
     Page,
     Instagram,
+    Whatsapp,
 }
 
 impl WebhookObject {
@@ -33,6 +34,7 @@ impl WebhookObject {
         match self {
             Self::Page => "messenger",
             Self::Instagram => "instagram",
+            Self::Whatsapp => "whatsapp",
         }
     }
 }
@@ -44,9 +46,12 @@ pub struct PlatformEvent {
     pub customer: String,
     pub timestamp_ms: u64,
     pub kind: EventKind,
+    /// The customer's name, when the platform gives it.
+    pub customer_name: Option<String>,
 }
 
-/// The events of one entry, for one business account (Page, IG account).
+/// The events of one entry, for one business account (Page, IG account,
+/// WhatsApp phone number).
 #[derive(Debug, Clone, PartialEq)]
 pub struct ParsedEntry {
     pub account_id: String,
@@ -83,6 +88,7 @@ pub fn parse(body: &[u8], now_ms: u64) -> Result<ParsedWebhook, ParseError> {
     let object = match envelope.object.as_ref() {
         "page" => WebhookObject::Page,
         "instagram" => WebhookObject::Instagram,
+        "whatsapp_business_account" => WebhookObject::Whatsapp,
         other => return Err(ParseError::UnsupportedObject(truncate(other))),
     };
     if envelope.entry.len() > MAX_ENTRIES {
@@ -91,11 +97,13 @@ pub fn parse(body: &[u8], now_ms: u64) -> Result<ParsedWebhook, ParseError> {
             envelope.entry.len()
         )));
     }
-    let entries = envelope
-        .entry
-        .into_iter()
-        .map(|e| messenger::parse_entry(e, now_ms))
-        .collect::<Result<Vec<_>, _>>()?;
+    let mut entries = Vec::with_capacity(envelope.entry.len());
+    for entry in envelope.entry {
+        match object {
+            WebhookObject::Whatsapp => entries.extend(whatsapp::parse_entry(entry)?),
+            _ => entries.push(messenger::parse_entry(entry, object, now_ms)?),
+        }
+    }
     Ok(ParsedWebhook { object, entries })
 }
 

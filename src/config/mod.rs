@@ -249,8 +249,9 @@ pub struct IntegrationConfig {
     pub enabled: bool,
     #[serde(default)]
     pub response_delay_ms: ResponseDelay,
-    #[serde(default = "default_max_len")]
-    pub max_message_length: usize,
+    /// Characters per reply part; the channel's limit when unset.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_message_length: Option<usize>,
     #[serde(default = "default_rate")]
     pub rate_limit_per_minute: u32,
     #[serde(default = "default_dedup_window")]
@@ -277,19 +278,29 @@ pub struct IntegrationConfig {
     /// Answer to the Get Started postback (instead of the assistant).
     #[serde(default)]
     pub welcome_message: Option<String>,
+    /// WhatsApp: an approved template with one body variable, sent with a
+    /// person's text after the 24-hour window.
+    #[serde(default)]
+    pub whatsapp_template: Option<String>,
+    #[serde(default = "default_template_language")]
+    pub whatsapp_template_language: String,
+    /// Platform calls per second for this account, at most (Messenger and
+    /// Instagram 300, WhatsApp 80 when unset).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub send_rate_per_second: Option<u32>,
 }
 
 fn yes() -> bool {
     true
-}
-fn default_max_len() -> usize {
-    2000
 }
 fn default_rate() -> u32 {
     100
 }
 fn default_dedup_window() -> String {
     "7d".to_string()
+}
+fn default_template_language() -> String {
+    "en_US".to_string()
 }
 fn default_auto_resume() -> String {
     "24h".to_string()
@@ -347,6 +358,18 @@ impl IntegrationConfig {
             &self.auto_resume_after,
             Duration::from_secs(24 * 3600),
         ))
+    }
+    /// Characters per reply part.
+    pub fn max_message_length(&self) -> usize {
+        self.max_message_length
+            .unwrap_or_else(|| validate::channel_text_limit(self.channel))
+    }
+    /// Platform calls per second for this account, at most.
+    pub fn send_rate_per_second(&self) -> u32 {
+        self.send_rate_per_second.unwrap_or(match self.channel {
+            ChannelKind::Whatsapp => 80,
+            _ => 300,
+        })
     }
     pub fn expire_after(&self) -> Duration {
         duration_of(&self.expire_after, Duration::from_secs(30 * 24 * 3600))

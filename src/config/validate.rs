@@ -204,11 +204,26 @@ pub fn validate(c: &Config) -> Result<(), Vec<String>> {
                 &format!("no assistant with id \"{}\"", g.assistant),
             );
         }
-        if !matches!(g.channel, ChannelKind::Messenger | ChannelKind::Instagram) {
+        if !matches!(
+            g.channel,
+            ChannelKind::Messenger | ChannelKind::Instagram | ChannelKind::Whatsapp
+        ) {
             err(
                 key("channel"),
-                "only \"messenger\" and \"instagram\" are supported by this build",
+                "only \"messenger\", \"instagram\" and \"whatsapp\" are supported by this build",
             );
+        }
+        if g.send_rate_per_second.is_some_and(|r| r == 0 || r > 10_000) {
+            err(key("send_rate_per_second"), "must be between 1 and 10000");
+        }
+        if g.whatsapp_template.is_some() && g.channel != ChannelKind::Whatsapp {
+            err(key("whatsapp_template"), "is a WhatsApp setting");
+        }
+        if g.whatsapp_template
+            .as_ref()
+            .is_some_and(|t| t.trim().is_empty())
+        {
+            err(key("whatsapp_template"), "must not be empty when set");
         }
         if g.account_id.trim().is_empty() {
             err(key("account_id"), "must not be empty");
@@ -222,7 +237,7 @@ pub fn validate(c: &Config) -> Result<(), Vec<String>> {
             err(key("access_token"), "must not be empty");
         }
         let limit = channel_text_limit(g.channel);
-        if g.max_message_length == 0 || g.max_message_length > limit {
+        if g.max_message_length.is_some_and(|l| l == 0 || l > limit) {
             err(
                 key("max_message_length"),
                 &format!("must be between 1 and {limit} for this channel"),

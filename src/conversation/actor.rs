@@ -235,6 +235,7 @@ async fn drive(state: &mut ConversationState) -> Result<(), ActorProcessingErr> 
     {
         plan_reply(state).await?;
     }
+    answer_comments(state).await?;
     persist(state).await?;
     flush_outbox(state).await?;
     if let Some(conv) = state.conversation.as_ref() {
@@ -267,7 +268,11 @@ async fn typing(state: &ConversationState) {
         .args
         .ctx
         .outbound
-        .typing_on(conv.integration(), &conv.record.customer)
+        .typing_on(
+            conv.integration(),
+            &conv.record.customer,
+            conv.record.last_inbound_mid.as_deref(),
+        )
         .await
     {
         tracing::debug!(conversation = %state.args.id, error = %e, "Typing indicator not shown");
@@ -296,6 +301,33 @@ async fn plan_reply(state: &mut ConversationState) -> Result<(), ActorProcessing
     Ok(())
 }
 
+/// Asks the assistant for each waiting comment's public answer.
+async fn answer_comments(state: &mut ConversationState) -> Result<(), ActorProcessingErr> {
+    let ctx = state.args.ctx.clone();
+    loop {
+        let Some(conv) = state.conversation.as_mut() else {
+            return Ok(());
+        };
+        let Some(comment) = conv.next_comment() else {
+            return Ok(());
+        };
+        let assistant_id = conv.integration().assistant.clone();
+        let Some(assistant) = ctx.assistants.get(&assistant_id) else {
+            return Err(Failure(format!("assistant {assistant_id} is not available")).into());
+        };
+        let messages = [comment.text.clone()];
+        let answer = assistant
+            .reply(&ReplyRequest {
+                channel: conv.record.channel,
+                customer: &conv.record.customer,
+                messages: &messages,
+                attachments: &[],
+            })
+            .await?;
+        conv.plan_comment_reply(&answer, now_ms());
+    }
+}
+
 /// Sends stored parts in order, each awaited and marked before the next.
 /// A part whose messaging window has closed is not sent.
 async fn flush_outbox(state: &mut ConversationState) -> Result<(), ActorProcessingErr> {
@@ -322,7 +354,7 @@ async fn flush_outbox(state: &mut ConversationState) -> Result<(), ActorProcessi
         };
         let result = ctx
             .outbound
-            .send_text(conv.integration(), &conv.record.customer, &item.text, tag)
+            .send(conv.integration(), &conv.record.customer, &item, tag)
             .await;
         let now = now_ms();
         let outcome = match result {

@@ -36,6 +36,7 @@ fn message(mid: &str, text: &str, ts: u64) -> InboundEvent {
         customer: "C".into(),
         timestamp_ms: ts,
         received_at_ms: ts,
+        customer_name: None,
         kind: EventKind::Message {
             mid: mid.into(),
             text: Some(text.into()),
@@ -230,6 +231,7 @@ fn takeover_cancels_unsent_ai_parts_but_keeps_a_persons() {
             "cmd1",
             AgentAction::Message {
                 text: "Sam here".into(),
+                attachment: None,
             },
             T0 + 1,
         ),
@@ -306,7 +308,10 @@ fn the_ai_does_not_answer_a_message_older_than_24_hours() {
 fn a_persons_message_is_tagged_after_24_hours_and_refused_after_7_days() {
     let mut c = Conversation::new(integration(100, 0, true), "fb:C", "C", None, T0);
     c.apply(&message("m1", "hi", T0 - 25 * H), T0);
-    let text = |t: &str| AgentAction::Message { text: t.into() };
+    let text = |t: &str| AgentAction::Message {
+        text: t.into(),
+        attachment: None,
+    };
     assert_eq!(
         c.apply(&agent("cmd1", text("Sorry for the wait"), T0), T0),
         EventOutcome::Command(CommandResult::Queued)

@@ -21,7 +21,7 @@ use crate::store::DeadLetter;
 use crate::telemetry;
 
 pub enum SupervisorMsg {
-    Deliver(Delivery),
+    Deliver(Box<Delivery>),
     Wake(Arc<str>),
     Finished(Arc<str>, Position),
     Respawn(Arc<str>),
@@ -115,7 +115,7 @@ impl Actor for ConversationSupervisor {
         state: &mut Self::State,
     ) -> Result<(), ActorProcessingErr> {
         match msg {
-            SupervisorMsg::Deliver(d) => deliver(&myself, state, d).await,
+            SupervisorMsg::Deliver(d) => deliver(&myself, state, *d).await,
             SupervisorMsg::Wake(id) => wake(&myself, state, id).await,
             SupervisorMsg::Finished(id, pos) => finished(state, &id, pos),
             SupervisorMsg::Respawn(id) => respawn(&myself, state, id).await,

@@ -7,9 +7,8 @@
 //! and applied once.
 
 use super::turn::{take_first, CommandResult, Conversation, EventOutcome};
-use super::window;
-use crate::event::{AgentAction, InboundEvent};
-use crate::store::{Author, Direction, MessageStatus, Mode};
+use crate::event::{AgentAction, Attachment, InboundEvent, OutboundAttachment};
+use crate::store::{Author, Direction, MessageStatus, Mode, OutboxItem};
 
 /// Who took over, when nobody named a person.
 pub const BY_KEYWORD: &str = "keyword";
@@ -46,21 +45,63 @@ impl Conversation {
                 }
                 CommandResult::Applied
             }
-            AgentAction::Message { text } => {
-                match window::agent_send(self.record.channel, self.record.last_inbound_ms, now_ms) {
-                    Err(closed) => CommandResult::Refused(closed.to_string()),
-                    Ok(_) => {
-                        if self.record.mode == Mode::Ai {
-                            self.take_over(BY_AGENT, self.default_resume_at(now_ms), now_ms);
-                        }
-                        self.plan_parts(text, Author::Agent, Some(command), now_ms, now_ms);
-                        CommandResult::Queued
+            AgentAction::Message { text, attachment } => match self.agent_tag(now_ms) {
+                Err(closed) => CommandResult::Refused(closed.to_string()),
+                Ok(_) => {
+                    if self.record.mode == Mode::Ai {
+                        self.take_over(BY_AGENT, self.default_resume_at(now_ms), now_ms);
                     }
+                    self.plan_agent_message(text, attachment.as_ref(), command, now_ms);
+                    CommandResult::Queued
                 }
-            }
+            },
         };
         self.dirty = true;
         EventOutcome::Command(result)
+    }
+
+    /// A person's text (split for the channel) and file, in that order;
+    /// the caller waits for the last part.
+    fn plan_agent_message(
+        &mut self,
+        text: &str,
+        attachment: Option<&OutboundAttachment>,
+        command: &str,
+        now_ms: u64,
+    ) {
+        let text_command = attachment.is_none().then_some(command);
+        if !text.trim().is_empty() {
+            self.plan_parts(text, Author::Agent, text_command, now_ms, now_ms);
+        }
+        let Some(file) = attachment else {
+            return;
+        };
+        let seq = self.log(
+            Direction::Out,
+            None,
+            now_ms,
+            MessageStatus::Pending,
+            None,
+            vec![Attachment {
+                kind: file.kind.clone(),
+                url: Some(file.url.clone()),
+                ..Attachment::default()
+            }],
+        );
+        if let Some(line) = self.unsaved.messages.iter_mut().find(|m| m.seq == seq) {
+            line.author = Some(Author::Agent);
+        }
+        self.record.outbox.push(OutboxItem {
+            seq,
+            text: String::new(),
+            author: Author::Agent,
+            command: Some(command.to_string()),
+            attachment: Some(file.clone()),
+            comment: None,
+            received_at_ms: now_ms,
+            delay_ms: 0,
+            first_of_turn: false,
+        });
     }
 
     /// An echo of a message this engine did not send: a person answered
@@ -109,6 +150,7 @@ impl Conversation {
         self.record.takeover_by = Some(by.to_string());
         self.record.auto_resume_ms = resume_at;
         self.record.pending = Vec::new();
+        self.record.comments = Vec::new();
         self.record.reply_due_ms = None;
         self.record.typing_refresh_ms = None;
         self.record.reply_delay_ms = 0;

@@ -14,10 +14,10 @@ use super::dedup::DedupWindow;
 use super::shaping;
 use super::window::{self, SendTag, WindowClosed};
 use crate::config::IntegrationConfig;
-use crate::event::{Attachment, EventKind, InboundEvent};
+use crate::event::{Attachment, EventKind, InboundEvent, ReportedStatus};
 use crate::store::{
-    Author, ConversationRecord, DailyCount, Direction, MessageRecord, MessageStatus, Mode,
-    OutboxItem, PendingInbound, Rehydrated, TurnWrite,
+    Author, CommentRef, ConversationRecord, DailyCount, Direction, MessageRecord, MessageStatus,
+    Mode, OutboxItem, PendingComment, PendingInbound, Rehydrated, TurnWrite,
 };
 
 /// What handling one event amounted to.
@@ -65,6 +65,8 @@ pub(super) struct Unsaved {
     dedup: Vec<(String, u64)>,
     pub(super) messages: Vec<MessageRecord>,
     status_updates: Vec<(u64, MessageStatus)>,
+    /// Sent parts the platform reported failed: (seq, reason).
+    failures: Vec<(u64, String)>,
     counts: Vec<DailyCount>,
     pub(super) takeover_changed: bool,
 }
@@ -202,6 +204,10 @@ impl Conversation {
     pub fn apply(&mut self, event: &InboundEvent, now_ms: u64) -> EventOutcome {
         let idle_since = self.record.last_activity_ms;
         self.record.last_activity_ms = now_ms.max(self.record.last_activity_ms);
+        if event.customer_name.is_some() && event.customer_name != self.record.customer_name {
+            self.record.customer_name = event.customer_name.clone();
+            self.dirty = true;
+        }
         match &event.kind {
             EventKind::Message {
                 mid,
@@ -247,37 +253,189 @@ impl Conversation {
                 self.inbox_echo(event, mid, text.clone(), now_ms)
             }
             EventKind::Delivery { watermark, .. } => {
-                let covered = take_covered(&mut self.record.undelivered, *watermark);
-                let delivered = covered.len() as u64;
-                for (seq, sent) in covered {
-                    self.set_status(seq, MessageStatus::Delivered);
-                    push_bounded(&mut self.record.unread, (seq, sent));
-                }
-                if delivered > 0 {
-                    self.count(event.timestamp_ms, |c| c.delivered += delivered);
-                }
-                EventOutcome::Recorded
+                self.delivered_up_to(*watermark, event.timestamp_ms)
             }
-            EventKind::Read { watermark } => {
-                let undelivered = take_covered(&mut self.record.undelivered, *watermark);
-                // A read message was delivered too, even if no delivery
-                // receipt said so.
-                let delivered = undelivered.len() as u64;
-                let mut covered = undelivered;
-                covered.extend(take_covered(&mut self.record.unread, *watermark));
-                let read = covered.len() as u64;
-                for (seq, _) in covered {
-                    self.set_status(seq, MessageStatus::Read);
+            EventKind::Read { watermark } => self.read_up_to(*watermark, event.timestamp_ms),
+            EventKind::Status { mid, status, error } => {
+                self.status_report(mid, *status, error.as_deref(), event.timestamp_ms)
+            }
+            EventKind::Comment {
+                comment_id,
+                surface,
+                text,
+                ..
+            } => {
+                let comment = CommentRef {
+                    comment_id: comment_id.clone(),
+                    surface: *surface,
+                };
+                self.customer_comment(event, comment, text, now_ms)
+            }
+            EventKind::Reaction { mid, emoji, .. } => {
+                if self.dedup.contains(mid, now_ms) {
+                    return EventOutcome::Duplicate;
                 }
-                if read > 0 {
-                    self.count(event.timestamp_ms, |c| {
-                        c.delivered += delivered;
-                        c.read += read;
-                    });
-                }
+                self.remember(mid.clone(), now_ms);
+                let text = match emoji {
+                    Some(e) => format!("(reacted {e})"),
+                    None => "(removed a reaction)".to_string(),
+                };
+                self.log(
+                    Direction::In,
+                    Some(text),
+                    event.timestamp_ms,
+                    MessageStatus::Received,
+                    Some(mid.clone()),
+                    Vec::new(),
+                );
                 EventOutcome::Recorded
             }
             EventKind::Agent { command, action } => self.agent_command(command, action, now_ms),
+        }
+    }
+
+    /// Applies the platform's report on one sent part: a delivery or read
+    /// covers the parts sent before it too (as a watermark would).
+    fn status_report(
+        &mut self,
+        mid: &str,
+        status: ReportedStatus,
+        error: Option<&str>,
+        at_ms: u64,
+    ) -> EventOutcome {
+        let Some(seq) = self
+            .record
+            .sent_ids
+            .iter()
+            .find(|(id, _)| id == mid)
+            .map(|&(_, seq)| seq)
+        else {
+            return EventOutcome::Ignored;
+        };
+        let sent_at = |list: &[(u64, u64)]| list.iter().find(|(s, _)| *s == seq).map(|&(_, t)| t);
+        match status {
+            ReportedStatus::Sent => EventOutcome::Ignored,
+            ReportedStatus::Delivered => match sent_at(&self.record.undelivered) {
+                Some(watermark) => self.delivered_up_to(watermark, at_ms),
+                None => EventOutcome::Ignored,
+            },
+            ReportedStatus::Read => {
+                match sent_at(&self.record.undelivered).or(sent_at(&self.record.unread)) {
+                    Some(watermark) => self.read_up_to(watermark, at_ms),
+                    None => EventOutcome::Ignored,
+                }
+            }
+            ReportedStatus::Failed => {
+                self.record.undelivered.retain(|(s, _)| *s != seq);
+                self.record.unread.retain(|(s, _)| *s != seq);
+                self.unsaved
+                    .failures
+                    .push((seq, error.unwrap_or("failed").to_string()));
+                self.dirty = true;
+                EventOutcome::Recorded
+            }
+        }
+    }
+
+    /// Parts sent at or before `watermark` were delivered.
+    fn delivered_up_to(&mut self, watermark: u64, at_ms: u64) -> EventOutcome {
+        let covered = take_covered(&mut self.record.undelivered, watermark);
+        let delivered = covered.len() as u64;
+        for (seq, sent) in covered {
+            self.set_status(seq, MessageStatus::Delivered);
+            push_bounded(&mut self.record.unread, (seq, sent));
+        }
+        if delivered > 0 {
+            self.count(at_ms, |c| c.delivered += delivered);
+        }
+        EventOutcome::Recorded
+    }
+
+    /// Parts sent at or before `watermark` were read.
+    fn read_up_to(&mut self, watermark: u64, at_ms: u64) -> EventOutcome {
+        let undelivered = take_covered(&mut self.record.undelivered, watermark);
+        // A read message was delivered too, even if no delivery receipt
+        // said so.
+        let delivered = undelivered.len() as u64;
+        let mut covered = undelivered;
+        covered.extend(take_covered(&mut self.record.unread, watermark));
+        let read = covered.len() as u64;
+        for (seq, _) in covered {
+            self.set_status(seq, MessageStatus::Read);
+        }
+        if read > 0 {
+            self.count(at_ms, |c| {
+                c.delivered += delivered;
+                c.read += read;
+            });
+        }
+        EventOutcome::Recorded
+    }
+
+    /// A public comment: answered by the assistant under the comment, no
+    /// delay and no messaging window; a person's takeover silences it too.
+    fn customer_comment(
+        &mut self,
+        event: &InboundEvent,
+        comment: CommentRef,
+        text: &str,
+        now_ms: u64,
+    ) -> EventOutcome {
+        if self.dedup.contains(&comment.comment_id, now_ms) {
+            return EventOutcome::Duplicate;
+        }
+        self.remember(comment.comment_id.clone(), now_ms);
+        self.count(event.timestamp_ms, |c| c.inbound += 1);
+        let status = if self.limiter.check().is_err() {
+            MessageStatus::RateLimited
+        } else {
+            MessageStatus::Received
+        };
+        let seq = self.log(
+            Direction::In,
+            Some(text.to_string()),
+            event.timestamp_ms,
+            status,
+            Some(comment.comment_id.clone()),
+            Vec::new(),
+        );
+        if status == MessageStatus::RateLimited {
+            return EventOutcome::RateLimited;
+        }
+        if self.escalates(text) {
+            self.take_over("keyword", self.default_resume_at(now_ms), now_ms);
+        }
+        if self.record.mode == Mode::Human {
+            return EventOutcome::HumanMode;
+        }
+        if !self.integration.enabled {
+            return EventOutcome::Recorded;
+        }
+        self.record.comments.push(PendingComment {
+            seq,
+            comment,
+            text: text.to_string(),
+            received_at_ms: event.received_at_ms,
+        });
+        EventOutcome::Planned
+    }
+
+    /// The next comment waiting for the assistant's answer.
+    pub fn next_comment(&self) -> Option<&PendingComment> {
+        self.record.comments.first()
+    }
+
+    /// The assistant's answer to the first waiting comment, as public
+    /// replies under it.
+    pub fn plan_comment_reply(&mut self, answer: &str, now_ms: u64) {
+        if self.record.comments.is_empty() {
+            return;
+        }
+        let pending = take_first(&mut self.record.comments);
+        let first = self.record.outbox.len();
+        self.plan_parts(answer, Author::Ai, None, pending.received_at_ms, now_ms);
+        for item in &mut self.record.outbox[first..] {
+            item.comment = Some(pending.comment.clone());
         }
     }
 
@@ -292,6 +450,7 @@ impl Conversation {
             return EventOutcome::Duplicate;
         }
         self.remember(inbound.key.clone(), now_ms);
+        self.record.last_inbound_mid = Some(inbound.key.clone());
         if self.record.message_count > 0
             && now_ms.saturating_sub(idle_since)
                 >= self.integration.expire_after().as_millis() as u64
@@ -392,15 +551,28 @@ impl Conversation {
 
     /// How a stored part may be sent now, or why it may not.
     pub fn send_tag(&self, item: &OutboxItem, now_ms: u64) -> Result<SendTag, WindowClosed> {
+        if item.comment.is_some() {
+            // A public reply under a comment is not a message to the
+            // customer: the messaging window does not apply.
+            return Ok(SendTag::Response);
+        }
         match item.author {
             Author::Ai => match self.record.last_inbound_ms {
                 Some(last) => window::ai_may_answer(last, now_ms),
                 None => Err(WindowClosed::NeverOpened),
             },
-            Author::Agent | Author::Inbox => {
-                window::agent_send(self.record.channel, self.record.last_inbound_ms, now_ms)
-            }
+            Author::Agent | Author::Inbox => self.agent_tag(now_ms),
         }
+    }
+
+    /// How a person's message may be sent now, or why it may not.
+    pub(super) fn agent_tag(&self, now_ms: u64) -> Result<SendTag, WindowClosed> {
+        window::agent_send(
+            self.record.channel,
+            self.record.last_inbound_ms,
+            now_ms,
+            self.integration.whatsapp_template.is_some(),
+        )
     }
 
     /// Whether the pending messages are due for their answer.
@@ -473,7 +645,7 @@ impl Conversation {
         let parts = shaping::shape(
             text,
             self.integration.channel,
-            self.integration.max_message_length,
+            self.integration.max_message_length(),
         );
         let count = parts.len();
         for (i, text) in parts.into_iter().enumerate() {
@@ -492,6 +664,8 @@ impl Conversation {
                 seq,
                 text,
                 author,
+                attachment: None,
+                comment: None,
                 // The caller waits for the last part of its message.
                 command: command.filter(|_| i + 1 == count).map(str::to_string),
                 received_at_ms,
@@ -525,6 +699,12 @@ impl Conversation {
             now_ms,
         );
         push_bounded(&mut self.record.undelivered, (item.seq, now_ms));
+        if !message_id.is_empty() {
+            if self.record.sent_ids.len() >= TRACKED_MARKS {
+                self.record.sent_ids.remove(0);
+            }
+            self.record.sent_ids.push((message_id.clone(), item.seq));
+        }
         self.count(now_ms, |c| c.outbound += 1);
         if !message_id.is_empty() {
             // Its echo will carry this id: recognise it as ours.
@@ -593,6 +773,7 @@ impl Conversation {
             dedup: unsaved.dedup,
             messages: unsaved.messages,
             status_updates: unsaved.status_updates,
+            failures: unsaved.failures,
             deadline_changed,
             takeover_changed: unsaved.takeover_changed,
             counts: unsaved.counts,

@@ -20,6 +20,8 @@ pub enum SendTag {
     /// `messaging_type: MESSAGE_TAG`, `tag: HUMAN_AGENT`: a person, 24 h to
     /// 7 days after the customer's message.
     HumanAgent,
+    /// WhatsApp after 24 h: the configured template, carrying the text.
+    Template,
 }
 
 /// Why a message may not be sent now.
@@ -31,7 +33,7 @@ pub enum WindowClosed {
     AiWindow,
     #[error("the customer's last message is more than 7 days old; Meta allows no message until they write again")]
     HumanAgentWindow,
-    #[error("the customer's last message is more than 24 hours old; this channel needs a message template after that")]
+    #[error("the customer's last message is more than 24 hours old; WhatsApp needs a message template after that (set whatsapp_template)")]
     NeedsTemplate,
 }
 
@@ -45,11 +47,13 @@ pub fn ai_may_answer(message_ms: u64, now_ms: u64) -> Result<SendTag, WindowClos
 }
 
 /// How a person's message to a customer whose last message was at
-/// `last_inbound_ms` may be sent at `now_ms`.
+/// `last_inbound_ms` may be sent at `now_ms` (`template`: WhatsApp has one
+/// configured for after the window).
 pub fn agent_send(
     channel: ChannelKind,
     last_inbound_ms: Option<u64>,
     now_ms: u64,
+    template: bool,
 ) -> Result<SendTag, WindowClosed> {
     let last = last_inbound_ms.ok_or(WindowClosed::NeverOpened)?;
     let age = now_ms.saturating_sub(last);
@@ -61,6 +65,7 @@ pub fn agent_send(
             Ok(SendTag::HumanAgent)
         }
         ChannelKind::Messenger | ChannelKind::Instagram => Err(WindowClosed::HumanAgentWindow),
+        ChannelKind::Whatsapp if template => Ok(SendTag::Template),
         ChannelKind::Whatsapp | ChannelKind::Gmail | ChannelKind::Web => {
             Err(WindowClosed::NeedsTemplate)
         }
@@ -88,26 +93,33 @@ mod tests {
     #[test]
     fn a_person_gets_the_human_agent_tag_up_to_7_days() {
         let m = ChannelKind::Messenger;
-        assert_eq!(agent_send(m, Some(0), H), Ok(SendTag::Response));
-        assert_eq!(agent_send(m, Some(0), 25 * H), Ok(SendTag::HumanAgent));
+        assert_eq!(agent_send(m, Some(0), H, false), Ok(SendTag::Response));
         assert_eq!(
-            agent_send(ChannelKind::Instagram, Some(0), 6 * 24 * H),
+            agent_send(m, Some(0), 25 * H, false),
             Ok(SendTag::HumanAgent)
         );
         assert_eq!(
-            agent_send(m, Some(0), 8 * 24 * H),
+            agent_send(ChannelKind::Instagram, Some(0), 6 * 24 * H, false),
+            Ok(SendTag::HumanAgent)
+        );
+        assert_eq!(
+            agent_send(m, Some(0), 8 * 24 * H, false),
             Err(WindowClosed::HumanAgentWindow)
         );
-        assert_eq!(agent_send(m, None, 0), Err(WindowClosed::NeverOpened));
+        assert_eq!(
+            agent_send(m, None, 0, false),
+            Err(WindowClosed::NeverOpened)
+        );
     }
 
     #[test]
     fn whatsapp_needs_a_template_after_24_hours() {
         let w = ChannelKind::Whatsapp;
-        assert_eq!(agent_send(w, Some(0), H), Ok(SendTag::Response));
+        assert_eq!(agent_send(w, Some(0), H, false), Ok(SendTag::Response));
         assert_eq!(
-            agent_send(w, Some(0), 25 * H),
+            agent_send(w, Some(0), 25 * H, false),
             Err(WindowClosed::NeedsTemplate)
         );
+        assert_eq!(agent_send(w, Some(0), 25 * H, true), Ok(SendTag::Template));
     }
 }

@@ -178,6 +178,7 @@ pub fn to_events(
                 customer: e.customer,
                 timestamp_ms: e.timestamp_ms,
                 received_at_ms: received_at,
+                customer_name: e.customer_name,
                 kind: e.kind,
             });
         }

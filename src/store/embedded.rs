@@ -11,8 +11,8 @@ use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition, WriteTran
 
 use super::group_commit::GroupCommit;
 use super::{
-    ConversationFilter, ConversationRecord, DailyCount, DeadLetter, MessageRecord, Mode,
-    Rehydrated, Store, StoreError, TurnWrite,
+    ConversationFilter, ConversationRecord, DailyCount, DeadLetter, MessageRecord, MessageStatus,
+    Mode, Rehydrated, Store, StoreError, TurnWrite,
 };
 
 const CONVERSATIONS: TableDefinition<&str, &[u8]> = TableDefinition::new("conversations");
@@ -124,20 +124,28 @@ fn apply_turn(txn: &WriteTransaction, w: &TurnWrite, state: &[u8]) -> Result<(),
             dedup.insert((id, mid.as_str()), *expires)?;
         }
     }
-    if !w.messages.is_empty() || !w.status_updates.is_empty() {
+    if !w.messages.is_empty() || !w.status_updates.is_empty() || !w.failures.is_empty() {
         let mut messages = txn.open_table(MESSAGES)?;
         for m in &w.messages {
             let bytes = serde_json::to_vec(m).unwrap_or_default();
             messages.insert((id, m.seq), bytes.as_slice())?;
         }
-        for (seq, status) in &w.status_updates {
+        let updates = w.status_updates.iter().map(|(seq, s)| (*seq, *s, None));
+        let failures = w
+            .failures
+            .iter()
+            .map(|(seq, why)| (*seq, MessageStatus::Failed, Some(why)));
+        for (seq, status, error) in updates.chain(failures) {
             let current = messages
-                .get((id, *seq))?
+                .get((id, seq))?
                 .and_then(|v| serde_json::from_slice::<MessageRecord>(v.value()).ok());
             if let Some(mut record) = current {
-                record.status = *status;
+                record.status = status;
+                if let Some(why) = error {
+                    record.error = Some(why.clone());
+                }
                 let bytes = serde_json::to_vec(&record).unwrap_or_default();
-                messages.insert((id, *seq), bytes.as_slice())?;
+                messages.insert((id, seq), bytes.as_slice())?;
             }
         }
     }

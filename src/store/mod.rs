@@ -10,8 +10,9 @@ pub mod records;
 use async_trait::async_trait;
 
 pub use records::{
-    Author, ConversationFilter, ConversationRecord, DailyCount, DeadLetter, Direction,
-    MessageRecord, MessageStatus, Mode, OutboxItem, PendingInbound, Rehydrated, TurnWrite,
+    Author, CommentRef, ConversationFilter, ConversationRecord, DailyCount, DeadLetter, Direction,
+    MessageRecord, MessageStatus, Mode, OutboxItem, PendingComment, PendingInbound, Rehydrated,
+    TurnWrite,
 };
 
 /// A store failure. `retryable` tells a supervisor whether trying again can

@@ -3,7 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::event::{Attachment, Channel};
+use crate::event::{Attachment, Channel, CommentSurface, OutboundAttachment};
 
 /// Who is answering a conversation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
@@ -38,6 +38,22 @@ pub enum Author {
     Inbox,
 }
 
+/// A comment to answer publicly.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CommentRef {
+    pub comment_id: String,
+    pub surface: CommentSurface,
+}
+
+/// A comment waiting for the assistant's public answer.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PendingComment {
+    pub seq: u64,
+    pub comment: CommentRef,
+    pub text: String,
+    pub received_at_ms: u64,
+}
+
 /// A reply part planned and stored before its Send API call.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct OutboxItem {
@@ -48,6 +64,12 @@ pub struct OutboxItem {
     /// The admin command that asked for this part (its caller waits).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub command: Option<String>,
+    /// A file sent by link instead of `text`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub attachment: Option<OutboundAttachment>,
+    /// A public reply under this comment instead of a direct message.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub comment: Option<CommentRef>,
     /// When the webhook that asked for this reply was received (latency).
     pub received_at_ms: u64,
     /// Configured delay applied to this reply (excluded from latency).
@@ -109,6 +131,20 @@ pub struct ConversationRecord {
     /// When the away message was last sent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub away_sent_ms: Option<u64>,
+    /// The customer's name, when the platform gives it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub customer_name: Option<String>,
+    /// The platform id of the customer's last message (WhatsApp's typing
+    /// indicator names it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_inbound_mid: Option<String>,
+    /// Recently sent parts by platform id: (id, seq), for status reports
+    /// that name a message.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub sent_ids: Vec<(String, u64)>,
+    /// Comments waiting for their public answer.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub comments: Vec<PendingComment>,
 }
 
 impl ConversationRecord {
@@ -136,6 +172,10 @@ impl ConversationRecord {
             auto_resume_ms: None,
             window_opened_ms: None,
             away_sent_ms: None,
+            customer_name: None,
+            last_inbound_mid: None,
+            sent_ids: Vec::new(),
+            comments: Vec::new(),
         }
     }
 
@@ -210,6 +250,8 @@ pub struct TurnWrite {
     pub messages: Vec<MessageRecord>,
     /// Status changes of existing lines: (seq, status).
     pub status_updates: Vec<(u64, MessageStatus)>,
+    /// Sent lines the platform reported failed: (seq, reason).
+    pub failures: Vec<(u64, String)>,
     /// Whether `state.next_deadline()` differs from the stored one (the
     /// timer index is only written when it does).
     pub deadline_changed: bool,
@@ -270,6 +312,7 @@ impl TurnWrite {
             dedup: Vec::new(),
             messages: Vec::new(),
             status_updates: Vec::new(),
+            failures: Vec::new(),
             deadline_changed: true,
             takeover_changed: true,
             counts: Vec::new(),

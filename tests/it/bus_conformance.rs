@@ -45,6 +45,7 @@ pub fn event(conversation: usize, n: usize) -> InboundEvent {
         customer: format!("C{conversation}"),
         timestamp_ms: 1_700_000_000_000 + n as u64,
         received_at_ms: 1_700_000_000_000 + n as u64,
+        customer_name: None,
         kind: EventKind::Message {
             mid: format!("m_{conversation}_{n}"),
             text: Some(format!("message {n}")),

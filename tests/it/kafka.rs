@@ -121,11 +121,8 @@ async fn takeover_and_resume_travel_on_kafka() {
     let bus = kafka_bus_section(&brokers, &unique("sb-admin"), &unique("sb-admin-group"), "");
     let desk = Desk::start_with(0, "", &bus).await;
     desk.customer("PSID_KT", "m_kt1", "hours?").await;
-    desk.graph
-        .wait_for("the first answer", |_| {
-            desk.graph.texts_to("PSID_KT").len() == 1
-        })
-        .await;
+    // Answered, and the answer written.
+    desk.settled("PSID_KT", 2).await;
     let (status, view) = desk
         .post(
             "/conversations/acme-fb:PSID_KT/takeover",

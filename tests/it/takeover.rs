@@ -26,11 +26,8 @@ fn count(conversation: &Value) -> u64 {
 async fn takeover_silences_the_ai_and_resume_brings_it_back() {
     let desk = Desk::start(0, "").await;
     desk.customer("PSID_T", "m_t1", "hours?").await;
-    desk.graph
-        .wait_for("the first answer", |_| {
-            desk.graph.texts_to("PSID_T").len() == 1
-        })
-        .await;
+    // Answered, and the answer written.
+    desk.settled("PSID_T", 2).await;
 
     let (status, view) = desk
         .post(
@@ -112,9 +109,8 @@ async fn an_escalation_keyword_hands_over_and_the_timer_resumes_after_a_restart(
 async fn an_echo_the_engine_did_not_send_hands_over_to_the_inbox() {
     let desk = Desk::start(0, "").await;
     desk.customer("PSID_E", "m_e1", "hours?").await;
-    desk.graph
-        .wait_for("the answer", |_| desk.graph.texts_to("PSID_E").len() == 1)
-        .await;
+    // Answered, and the answer written.
+    desk.settled("PSID_E", 2).await;
     let ours = desk
         .conversation("PSID_E")
         .await
@@ -183,9 +179,8 @@ async fn a_25_hour_old_message_is_left_to_a_person_who_answers_with_the_human_ag
 async fn a_person_inside_the_window_sends_a_plain_response() {
     let desk = Desk::start(0, "").await;
     desk.customer("PSID_R", "m_r1", "hi").await;
-    desk.graph
-        .wait_for("the answer", |_| desk.graph.texts_to("PSID_R").len() == 1)
-        .await;
+    // Answered, and the answer written.
+    desk.settled("PSID_R", 2).await;
     let (status, body) = desk
         .post(
             "/conversations/acme-fb:PSID_R/messages",

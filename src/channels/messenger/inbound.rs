@@ -1,20 +1,34 @@
-//! Parsing of `entry[].messaging[]` events: messages, echoes, postbacks,
-//! deliveries and reads. Event types the engine does not act on
-//! (reactions, referrals, opt-ins, ...) are skipped.
+//! Parsing of `entry[].messaging[]` events (Messenger and Instagram DMs):
+//! messages, echoes, postbacks, deliveries and reads (Instagram's
+//! `messaging_seen` names the message read). Event types the engine does
+//! not act on (reactions, referrals, opt-ins, ...) are skipped.
 
 use serde::{Deserialize, Deserializer};
 
-use crate::channels::webhook::{ParseError, ParsedEntry, PlatformEvent};
-use crate::event::{Attachment, EventKind};
+use crate::channels::comments;
+use crate::channels::webhook::{ParseError, ParsedEntry, PlatformEvent, WebhookObject};
+use crate::event::{Attachment, EventKind, ReportedStatus};
 
+/// One `entry` of a Page, Instagram or WhatsApp webhook.
 #[derive(Deserialize)]
 pub(crate) struct RawEntry {
     #[serde(deserialize_with = "id_string")]
-    id: String,
+    pub(crate) id: String,
     #[serde(default)]
-    time: Option<u64>,
+    pub(crate) time: Option<u64>,
     #[serde(default)]
     messaging: Vec<RawMessaging>,
+    /// `changes[]`: comments, feed items, WhatsApp messages and statuses.
+    #[serde(default)]
+    pub(crate) changes: Vec<RawChange>,
+}
+
+/// One `changes[]` item: its `field` and the `value` its module reads.
+#[derive(Deserialize)]
+pub(crate) struct RawChange {
+    pub(crate) field: String,
+    #[serde(default)]
+    pub(crate) value: serde_json::Value,
 }
 
 #[derive(Deserialize)]
@@ -99,10 +113,13 @@ struct RawDelivery {
 struct RawRead {
     #[serde(default)]
     watermark: Option<u64>,
+    /// Instagram: the message seen.
+    #[serde(default)]
+    mid: Option<String>,
 }
 
 /// Meta sends most ids as strings, a few as numbers; accept both.
-fn id_string<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+pub(crate) fn id_string<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
     #[derive(Deserialize)]
     #[serde(untagged)]
     enum Id {
@@ -115,13 +132,28 @@ fn id_string<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
     })
 }
 
-pub(crate) fn parse_entry(entry: RawEntry, now_ms: u64) -> Result<ParsedEntry, ParseError> {
+/// The `messaging` events and comment `changes` of a Page or Instagram
+/// entry.
+pub(crate) fn parse_entry(
+    entry: RawEntry,
+    object: WebhookObject,
+    now_ms: u64,
+) -> Result<ParsedEntry, ParseError> {
     let entry_time = entry.time.unwrap_or(now_ms);
     let mut events = Vec::with_capacity(entry.messaging.len());
     for (i, m) in entry.messaging.into_iter().enumerate() {
         if let Some(event) = parse_messaging(m, entry_time).map_err(|why| {
             ParseError::Invalid(format!("messaging[{i}] of entry {}: {why}", entry.id))
         })? {
+            events.push(event);
+        }
+    }
+    for (i, change) in entry.changes.iter().enumerate() {
+        if let Some(event) =
+            comments::parse_change(object, &entry.id, change, entry_time).map_err(|why| {
+                ParseError::Invalid(format!("changes[{i}] of entry {}: {why}", entry.id))
+            })?
+        {
             events.push(event);
         }
     }
@@ -166,6 +198,7 @@ fn parse_messaging(m: RawMessaging, entry_time: u64) -> Result<Option<PlatformEv
                 .map(|a| Attachment {
                     kind: a.kind,
                     url: a.payload.and_then(|p| p.url),
+                    ..Attachment::default()
                 })
                 .collect();
             (
@@ -200,12 +233,17 @@ fn parse_messaging(m: RawMessaging, entry_time: u64) -> Result<Option<PlatformEv
         )
     } else if let Some(r) = m.read {
         let customer = customer_from(sender, "sender")?;
-        (
-            customer,
-            EventKind::Read {
-                watermark: r.watermark.unwrap_or(timestamp_ms),
+        let kind = match (r.watermark, r.mid) {
+            (None, Some(mid)) => EventKind::Status {
+                mid,
+                status: ReportedStatus::Read,
+                error: None,
             },
-        )
+            (watermark, _) => EventKind::Read {
+                watermark: watermark.unwrap_or(timestamp_ms),
+            },
+        };
+        (customer, kind)
     } else {
         return Ok(None);
     };
@@ -213,6 +251,7 @@ fn parse_messaging(m: RawMessaging, entry_time: u64) -> Result<Option<PlatformEv
         customer,
         timestamp_ms,
         kind,
+        customer_name: None,
     }))
 }
 
@@ -332,7 +371,8 @@ mod tests {
                 attachments,
                 &vec![Attachment {
                     kind: "image".into(),
-                    url: Some("https://cdn.example/x.jpg".into())
+                    url: Some("https://cdn.example/x.jpg".into()),
+                    ..Attachment::default()
                 }]
             ),
             other => panic!("unexpected {other:?}"),
@@ -343,6 +383,21 @@ mod tests {
             }
             other => panic!("unexpected {other:?}"),
         }
+    }
+
+    #[test]
+    fn instagram_messaging_seen_names_the_message() {
+        // Instagram Messaging webhook reference, `messaging_seen`.
+        let body = r#"{"object":"instagram","entry":[{"id":"IG","time":1569262486134,"messaging":[{"sender":{"id":"IGSID"},"recipient":{"id":"IG"},"timestamp":1569262485349,"read":{"mid":"aWdfZAG1faXRlbToxOklHTWVzc2FnZAUlEOjE3ODQxNDA"}}]}]}"#;
+        let w = parse(body.as_bytes(), 0).expect("parses");
+        assert_eq!(
+            w.entries[0].events[0].kind,
+            EventKind::Status {
+                mid: "aWdfZAG1faXRlbToxOklHTWVzc2FnZAUlEOjE3ODQxNDA".into(),
+                status: crate::event::ReportedStatus::Read,
+                error: None
+            }
+        );
     }
 
     #[test]

@@ -1,5 +1,5 @@
 //! Send API calls: `POST {graph_base_url}/{account_id}/messages` with the
-//! documented bodies for a text reply and for `typing_on`.
+//! documented bodies for a text reply, a file by link and `typing_on`.
 
 use serde_json::{json, Value};
 
@@ -9,22 +9,36 @@ use crate::channels::Sent;
 use crate::config::IntegrationConfig;
 use crate::conversation::window::SendTag;
 
+/// `messaging_type` (and `tag`) of a message sent as `tag` allows.
+fn messaging(tag: SendTag, body: &mut Value) {
+    match tag {
+        SendTag::HumanAgent => {
+            body["messaging_type"] = json!("MESSAGE_TAG");
+            body["tag"] = json!("HUMAN_AGENT");
+        }
+        SendTag::Response | SendTag::Template => body["messaging_type"] = json!("RESPONSE"),
+    }
+}
+
 /// A text message: a standard response inside the 24-hour window, or a
 /// person's message with the `HUMAN_AGENT` tag after it.
 pub fn text_body(psid: &str, text: &str, tag: SendTag) -> Value {
-    match tag {
-        SendTag::Response => json!({
-            "recipient": { "id": psid },
-            "messaging_type": "RESPONSE",
-            "message": { "text": text },
-        }),
-        SendTag::HumanAgent => json!({
-            "recipient": { "id": psid },
-            "messaging_type": "MESSAGE_TAG",
-            "tag": "HUMAN_AGENT",
-            "message": { "text": text },
-        }),
-    }
+    let mut body = json!({
+        "recipient": { "id": psid },
+        "message": { "text": text },
+    });
+    messaging(tag, &mut body);
+    body
+}
+
+/// A file by link (`kind`: image, video, audio, file).
+pub fn media_body(psid: &str, kind: &str, url: &str, tag: SendTag) -> Value {
+    let mut body = json!({
+        "recipient": { "id": psid },
+        "message": { "attachment": { "type": kind, "payload": { "url": url, "is_reusable": true } } },
+    });
+    messaging(tag, &mut body);
+    body
 }
 
 pub fn typing_body(psid: &str) -> Value {
@@ -35,19 +49,18 @@ fn path(integration: &IntegrationConfig) -> String {
     format!("{}/messages", integration.account_id)
 }
 
-pub async fn send_text(
+/// Sends a message body; the answer's `message_id` is its `mid`.
+pub async fn send(
     graph: &GraphClient,
     integration: &IntegrationConfig,
-    psid: &str,
-    text: &str,
-    tag: SendTag,
+    body: &Value,
 ) -> Result<Sent, SendError> {
     let answer = graph
         .post(
             integration.channel,
             &path(integration),
             &integration.access_token,
-            &text_body(psid, text, tag),
+            body,
         )
         .await?;
     let message_id = answer

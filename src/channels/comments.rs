@@ -1,0 +1,214 @@
+//! Public comments: Instagram comments on the account's media
+//! (`changes[].field = "comments"`) and Facebook Page comments on its posts
+//! (`field = "feed"`, `item = "comment"`, `verb = "add"`), answered publicly
+//! under the comment (`POST /{comment_id}/replies` on Instagram,
+//! `POST /{comment_id}/comments` on a Page; text only). The business's own
+//! comments are never events, so they are never answered.
+
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use super::graph::GraphClient;
+use super::messenger::{id_string, RawChange};
+use super::meta_error::SendError;
+use super::webhook::{PlatformEvent, WebhookObject};
+use super::Sent;
+use crate::config::IntegrationConfig;
+use crate::event::{CommentSurface, EventKind};
+
+#[derive(Deserialize)]
+struct From {
+    #[serde(deserialize_with = "id_string")]
+    id: String,
+    #[serde(default)]
+    username: Option<String>,
+    #[serde(default)]
+    name: Option<String>,
+}
+
+/// `value` of an Instagram `comments` change.
+#[derive(Deserialize)]
+struct InstagramComment {
+    #[serde(deserialize_with = "id_string")]
+    id: String,
+    from: From,
+    #[serde(default)]
+    text: Option<String>,
+    #[serde(default)]
+    media: Option<Media>,
+}
+
+#[derive(Deserialize)]
+struct Media {
+    #[serde(deserialize_with = "id_string")]
+    id: String,
+}
+
+/// `value` of a Page `feed` change.
+#[derive(Deserialize)]
+struct FeedItem {
+    item: String,
+    #[serde(default)]
+    verb: Option<String>,
+    #[serde(default)]
+    comment_id: Option<String>,
+    #[serde(default)]
+    post_id: Option<String>,
+    #[serde(default)]
+    from: Option<From>,
+    #[serde(default)]
+    message: Option<String>,
+    /// Seconds since the epoch.
+    #[serde(default)]
+    created_time: Option<u64>,
+}
+
+/// The comment a change describes, if it is one someone else wrote.
+pub(crate) fn parse_change(
+    object: WebhookObject,
+    account_id: &str,
+    change: &RawChange,
+    entry_time: u64,
+) -> Result<Option<PlatformEvent>, String> {
+    match (object, change.field.as_str()) {
+        (WebhookObject::Instagram, "comments") => {
+            let c: InstagramComment = serde_json::from_value(change.value.clone())
+                .map_err(|e| format!("comments value: {e}"))?;
+            if c.from.id == account_id {
+                return Ok(None);
+            }
+            Ok(Some(PlatformEvent {
+                customer: c.from.id,
+                timestamp_ms: entry_time,
+                customer_name: c.from.username,
+                kind: EventKind::Comment {
+                    comment_id: c.id,
+                    surface: CommentSurface::Instagram,
+                    text: c.text.unwrap_or_default(),
+                    post_id: c.media.map(|m| m.id),
+                },
+            }))
+        }
+        (WebhookObject::Page, "feed") => {
+            let f: FeedItem = serde_json::from_value(change.value.clone())
+                .map_err(|e| format!("feed value: {e}"))?;
+            if f.item != "comment" || f.verb.as_deref() != Some("add") {
+                return Ok(None);
+            }
+            let from = f.from.ok_or("feed comment without from")?;
+            if from.id == account_id {
+                return Ok(None);
+            }
+            let comment_id = f.comment_id.ok_or("feed comment without comment_id")?;
+            Ok(Some(PlatformEvent {
+                customer: from.id,
+                timestamp_ms: f.created_time.map_or(entry_time, |s| s * 1000),
+                customer_name: from.name,
+                kind: EventKind::Comment {
+                    comment_id,
+                    surface: CommentSurface::Page,
+                    text: f.message.unwrap_or_default(),
+                    post_id: f.post_id,
+                },
+            }))
+        }
+        _ => Ok(None),
+    }
+}
+
+/// The public reply's path and body.
+pub fn reply_call(surface: CommentSurface, comment_id: &str, text: &str) -> (String, Value) {
+    let edge = match surface {
+        CommentSurface::Instagram => "replies",
+        CommentSurface::Page => "comments",
+    };
+    (format!("{comment_id}/{edge}"), json!({ "message": text }))
+}
+
+/// Answers a comment publicly.
+pub async fn reply(
+    graph: &GraphClient,
+    integration: &IntegrationConfig,
+    surface: CommentSurface,
+    comment_id: &str,
+    text: &str,
+) -> Result<Sent, SendError> {
+    let (path, body) = reply_call(surface, comment_id, text);
+    let answer = graph
+        .post(integration.channel, &path, &integration.access_token, &body)
+        .await?;
+    let message_id = answer
+        .get("id")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_string();
+    Ok(Sent { message_id })
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::channels::webhook::parse;
+    use crate::event::{CommentSurface, EventKind};
+
+    // Instagram webhooks reference, `comments` field.
+    const IG_COMMENT: &str = r#"{"object":"instagram","entry":[{"id":"17841405793187218","time":1699999999,"changes":[{"field":"comments","value":{"from":{"id":"232323232","username":"test_user"},"media":{"id":"123123123","media_product_type":"FEED"},"id":"17865799348089039","parent_id":"1231231234","text":"Do you ship to Canada?"}}]}]}"#;
+
+    #[test]
+    fn instagram_comment() {
+        let w = parse(IG_COMMENT.as_bytes(), 0).expect("parses");
+        let e = &w.entries[0].events[0];
+        assert_eq!(e.customer, "232323232");
+        assert_eq!(e.customer_name.as_deref(), Some("test_user"));
+        assert_eq!(
+            e.kind,
+            EventKind::Comment {
+                comment_id: "17865799348089039".into(),
+                surface: CommentSurface::Instagram,
+                text: "Do you ship to Canada?".into(),
+                post_id: Some("123123123".into())
+            }
+        );
+    }
+
+    #[test]
+    fn the_accounts_own_comments_are_not_events() {
+        let own = IG_COMMENT.replace(r#""id":"232323232""#, r#""id":"17841405793187218""#);
+        let w = parse(own.as_bytes(), 0).expect("parses");
+        assert!(w.entries[0].events.is_empty());
+        let page_own = r#"{"object":"page","entry":[{"id":"PAGE","time":1,"changes":[{"field":"feed","value":{"from":{"id":"PAGE","name":"Acme"},"item":"comment","verb":"add","comment_id":"1_2","post_id":"PAGE_1","message":"Thanks all!","created_time":1700000000}}]}]}"#;
+        assert!(parse(page_own.as_bytes(), 0).expect("parses").entries[0]
+            .events
+            .is_empty());
+    }
+
+    #[test]
+    fn page_feed_comment_and_other_feed_items() {
+        // Page webhooks reference, `feed` field.
+        let body = r#"{"object":"page","entry":[{"id":"PAGE","time":1,"changes":[
+          {"field":"feed","value":{"from":{"id":"U1","name":"Ana"},"post_id":"PAGE_77","comment_id":"77_88","item":"comment","verb":"add","created_time":1700000000,"message":"Is this in stock?"}},
+          {"field":"feed","value":{"from":{"id":"U2","name":"Ben"},"post_id":"PAGE_77","item":"reaction","verb":"add","reaction_type":"like","created_time":1700000001}},
+          {"field":"feed","value":{"from":{"id":"U1","name":"Ana"},"post_id":"PAGE_77","comment_id":"77_88","item":"comment","verb":"edited","created_time":1700000002,"message":"edited"}}]}]}"#;
+        let w = parse(body.as_bytes(), 0).expect("parses");
+        let events = &w.entries[0].events;
+        assert_eq!(events.len(), 1, "reactions and edits are not answered");
+        assert_eq!(events[0].timestamp_ms, 1_700_000_000_000);
+        assert_eq!(
+            events[0].kind,
+            EventKind::Comment {
+                comment_id: "77_88".into(),
+                surface: CommentSurface::Page,
+                text: "Is this in stock?".into(),
+                post_id: Some("PAGE_77".into())
+            }
+        );
+    }
+
+    #[test]
+    fn replies_go_to_the_documented_edges() {
+        let (path, body) = super::reply_call(CommentSurface::Instagram, "178", "Yes!");
+        assert_eq!(path, "178/replies");
+        assert_eq!(body, serde_json::json!({"message": "Yes!"}));
+        let (path, _) = super::reply_call(CommentSurface::Page, "77_88", "Yes!");
+        assert_eq!(path, "77_88/comments");
+    }
+}

@@ -1,0 +1,129 @@
+//! WhatsApp Cloud API calls: `POST {graph_base_url}/{phone_number_id}/messages`
+//! with the documented bodies for text, media by link, a template (the only
+//! message allowed after the 24-hour window), and the typing indicator
+//! (which also marks the customer's message read).
+
+use serde_json::{json, Value};
+
+use crate::channels::graph::GraphClient;
+use crate::channels::meta_error::SendError;
+use crate::channels::Sent;
+use crate::config::IntegrationConfig;
+
+pub fn text_body(wa_id: &str, text: &str) -> Value {
+    json!({
+        "messaging_product": "whatsapp",
+        "recipient_type": "individual",
+        "to": wa_id,
+        "type": "text",
+        "text": { "body": text },
+    })
+}
+
+/// Media by link: `kind` is `image`, `video`, `audio` or `document`.
+pub fn media_body(wa_id: &str, kind: &str, url: &str) -> Value {
+    let mut body = json!({
+        "messaging_product": "whatsapp",
+        "recipient_type": "individual",
+        "to": wa_id,
+        "type": kind,
+    });
+    body[kind] = json!({ "link": url });
+    body
+}
+
+/// A template whose body has one variable, filled with `text`.
+pub fn template_body(wa_id: &str, name: &str, language: &str, text: &str) -> Value {
+    json!({
+        "messaging_product": "whatsapp",
+        "recipient_type": "individual",
+        "to": wa_id,
+        "type": "template",
+        "template": {
+            "name": name,
+            "language": { "code": language },
+            "components": [
+                { "type": "body", "parameters": [ { "type": "text", "text": text } ] }
+            ],
+        },
+    })
+}
+
+/// Shows "typing..." and marks the customer's message `wamid` read.
+pub fn typing_body(wamid: &str) -> Value {
+    json!({
+        "messaging_product": "whatsapp",
+        "status": "read",
+        "message_id": wamid,
+        "typing_indicator": { "type": "text" },
+    })
+}
+
+fn path(integration: &IntegrationConfig) -> String {
+    format!("{}/messages", integration.account_id)
+}
+
+/// Sends a message body; the answer's `messages[0].id` is its `wamid`.
+pub async fn send(
+    graph: &GraphClient,
+    integration: &IntegrationConfig,
+    body: &Value,
+) -> Result<Sent, SendError> {
+    let answer = graph
+        .post(
+            integration.channel,
+            &path(integration),
+            &integration.access_token,
+            body,
+        )
+        .await?;
+    let message_id = answer
+        .pointer("/messages/0/id")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_string();
+    Ok(Sent { message_id })
+}
+
+pub async fn typing_on(
+    graph: &GraphClient,
+    integration: &IntegrationConfig,
+    wamid: &str,
+) -> Result<(), SendError> {
+    graph
+        .post_best_effort(
+            integration.channel,
+            &path(integration),
+            &integration.access_token,
+            &typing_body(wamid),
+        )
+        .await
+        .map(|_| ())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bodies_follow_the_cloud_api_reference() {
+        assert_eq!(
+            text_body("16505551234", "Hi"),
+            json!({"messaging_product":"whatsapp","recipient_type":"individual","to":"16505551234","type":"text","text":{"body":"Hi"}})
+        );
+        assert_eq!(
+            media_body("1", "image", "https://x.test/a.jpg")["image"],
+            json!({"link": "https://x.test/a.jpg"})
+        );
+        let t = template_body("1", "follow_up", "en_US", "Your order shipped");
+        assert_eq!(t["template"]["language"]["code"], "en_US");
+        assert_eq!(
+            t["template"]["components"][0]["parameters"][0]["text"],
+            "Your order shipped"
+        );
+        assert_eq!(
+            typing_body("wamid.X"),
+            json!({"messaging_product":"whatsapp","status":"read","message_id":"wamid.X","typing_indicator":{"type":"text"}})
+        );
+    }
+}
