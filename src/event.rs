@@ -217,3 +217,13 @@ impl InboundEvent {
         serde_json::from_slice(bytes)
     }
 }
+
+impl From<&OutboundAttachment> for Attachment {
+    fn from(a: &OutboundAttachment) -> Self {
+        Self {
+            kind: a.kind.clone(),
+            url: Some(a.url.clone()),
+            ..Self::default()
+        }
+    }
+}

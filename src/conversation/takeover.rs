@@ -82,11 +82,7 @@ impl Conversation {
             now_ms,
             MessageStatus::Pending,
             None,
-            vec![Attachment {
-                kind: file.kind.clone(),
-                url: Some(file.url.clone()),
-                ..Attachment::default()
-            }],
+            vec![Attachment::from(file)],
         );
         if let Some(line) = self.unsaved.messages.iter_mut().find(|m| m.seq == seq) {
             line.author = Some(Author::Agent);

@@ -741,11 +741,11 @@ impl Conversation {
         self.unsaved.messages.push(MessageRecord {
             seq: item.seq,
             direction: Direction::Out,
-            text: Some(item.text.clone()),
+            text: (!item.text.is_empty()).then(|| item.text.clone()),
             time_ms: now_ms,
             status,
             mid,
-            attachments: Vec::new(),
+            attachments: item.attachment.iter().map(Attachment::from).collect(),
             author: Some(item.author),
             error,
         });

@@ -4,6 +4,7 @@
 
 mod admin;
 mod bus_conformance;
+mod channels;
 mod crash;
 mod harness;
 mod kafka;
