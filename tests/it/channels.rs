@@ -12,7 +12,6 @@ use switchboard::sim::{RecordedCall, Sim, SimOptions};
 
 use crate::support::*;
 
-const PHONE: &str = "PHONE_1";
 const WA_ID: &str = "16505551234";
 const HOURS: &str = "We're open 9-5.";
 
@@ -24,9 +23,9 @@ struct Shop {
 }
 
 impl Shop {
-    /// An engine with the test config's Messenger and Instagram
-    /// integrations plus a WhatsApp number (`wa_settings` added to it),
-    /// calling the simulator.
+    /// An engine with the test config's Messenger, Instagram and WhatsApp
+    /// integrations (`wa_settings` added to the WhatsApp one), calling the
+    /// simulator.
     async fn start(wa_settings: &str) -> Self {
         let sim = Sim::start(
             "127.0.0.1:0",
@@ -39,18 +38,10 @@ impl Shop {
         .unwrap();
         let dir = tempfile::tempdir().unwrap();
         let toml = config_toml(dir.path(), &sim.base_url(), "127.0.0.1:0", "127.0.0.1:0", 0)
-            + &format!(
-                r#"
-[[integrations]]
-id = "acme-wa"
-tenant = "acme"
-channel = "whatsapp"
-app = "main"
-account_id = "{PHONE}"
-access_token = "{TOKEN}"
-assistant = "support"
-{wa_settings}
-"#
+            .replacen(
+                &format!("account_id = \"{PHONE}\"\n"),
+                &format!("account_id = \"{PHONE}\"\n{wa_settings}\n"),
+                1,
             );
         let config = switchboard::config::load_from_str(&toml, &[]).expect("valid config");
         let engine = app::start(config).await.expect("engine starts");

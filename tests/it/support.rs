@@ -19,6 +19,7 @@ pub const APP_SECRET: &str = "test-app-secret";
 pub const PAGE: &str = "PAGE_1";
 pub const TOKEN: &str = "page-token-123";
 pub const IG_ACCOUNT: &str = "IG_1";
+pub const PHONE: &str = "PHONE_1";
 
 #[derive(Debug, Clone)]
 pub struct Call {
@@ -225,6 +226,15 @@ account_id = "{IG_ACCOUNT}"
 access_token = "{TOKEN}"
 assistant = "support"
 max_message_length = 1000
+
+[[integrations]]
+id = "acme-wa"
+tenant = "acme"
+channel = "whatsapp"
+app = "main"
+account_id = "{PHONE}"
+access_token = "{TOKEN}"
+assistant = "support"
 "#,
         data = dir.join("data").display()
     )
