@@ -20,13 +20,15 @@ use crate::channels::graph::ClientBuildError;
 use crate::channels::messenger::profiles;
 use crate::channels::{GraphClient, Outbound};
 use crate::clock::now_ms;
-use crate::config::{BusKind, Config};
+use crate::config::{BusKind, Config, StoreKind};
 use crate::conversation::supervisor::{
     ConversationSupervisor, SupervisorArgs, SupervisorMsg, SupervisorWake,
 };
 use crate::conversation::{timers, EngineContext};
 use crate::ingest::{self, IngressState};
 use crate::store::embedded::EmbeddedStore;
+use crate::store::scylla::ScyllaStore;
+use crate::store::tenants::{Backend, TenantStores};
 use crate::store::{Store, StoreError};
 use crate::telemetry::{self, TelemetryError};
 
@@ -85,11 +87,57 @@ async fn bind(addr: &str) -> Result<(TcpListener, SocketAddr), StartError> {
 
 /// Starts the engine described by `config`.
 pub async fn start(config: Config) -> Result<RunningEngine, StartError> {
-    let store: Arc<dyn Store> = Arc::new(EmbeddedStore::open(
-        &config.store.path,
-        config.store.cache_bytes(),
-    )?);
+    let store = open_stores(&config).await?;
     start_with_store(config, store).await
+}
+
+/// The store(s) the tenants use: one backend directly, or each tenant's
+/// behind [`TenantStores`].
+pub async fn open_stores(config: &Config) -> Result<Arc<dyn Store>, StoreError> {
+    let mut backends: Vec<(StoreKind, Backend)> = Vec::new();
+    let mut kinds: Vec<StoreKind> = config
+        .tenants
+        .iter()
+        .map(|t| config.store_of(&t.id))
+        .collect();
+    kinds.push(config.store.kind);
+    kinds.sort_by_key(|k| *k != config.store.kind);
+    kinds.dedup();
+    for kind in kinds {
+        let store: Arc<dyn Store> = match kind {
+            StoreKind::Embedded => Arc::new(EmbeddedStore::open(
+                &config.store.path,
+                config.store.cache_bytes(),
+            )?),
+            StoreKind::Scylla if config.store.scylla.apply_schema => {
+                Arc::new(ScyllaStore::open(&config.store.scylla).await?)
+            }
+            StoreKind::Scylla => Arc::new(ScyllaStore::open_on_schema(&config.store.scylla).await?),
+        };
+        let integrations = config
+            .integrations
+            .iter()
+            .filter(|i| config.store_of(&i.tenant) == kind)
+            .map(|i| i.id.clone())
+            .collect();
+        backends.push((
+            kind,
+            Backend {
+                store,
+                integrations,
+            },
+        ));
+    }
+    // Only the default backend when no tenant uses another.
+    backends.retain(|(kind, b)| *kind == config.store.kind || !b.integrations.is_empty());
+    if backends.len() == 1 {
+        if let Some((_, only)) = backends.pop() {
+            return Ok(only.store);
+        }
+    }
+    Ok(Arc::new(TenantStores::new(
+        backends.into_iter().map(|(_, b)| b).collect(),
+    )))
 }
 
 /// Starts the engine with a store built by the caller (the embedded bus

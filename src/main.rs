@@ -38,6 +38,11 @@ enum Command {
         #[arg(long)]
         config: Option<PathBuf>,
     },
+    /// Apply the ScyllaDB schema (idempotent; `serve` does it too).
+    Migrate {
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
     /// Engine, Graph API simulator and simulated customers in one process:
     /// a short transcript and a report. No config, key or network needed.
     Demo,
@@ -69,6 +74,16 @@ fn main() -> ExitCode {
                 ExitCode::from(2)
             }
         },
+        Command::Migrate { config } => {
+            let config = match config::load(&source(config)) {
+                Ok(c) => c,
+                Err(e) => {
+                    eprintln!("{e}");
+                    return ExitCode::from(2);
+                }
+            };
+            runtime().map_or(ExitCode::FAILURE, |rt| rt.block_on(migrate(config)))
+        }
         Command::Demo => runtime().map_or(ExitCode::FAILURE, |rt| rt.block_on(demo())),
         Command::Sim(args) => {
             switchboard::telemetry::init_tracing();
@@ -100,6 +115,32 @@ fn runtime() -> Option<tokio::runtime::Runtime> {
         Err(e) => {
             eprintln!("cannot start the runtime: {e}");
             None
+        }
+    }
+}
+
+async fn migrate(config: switchboard::config::Config) -> ExitCode {
+    use switchboard::config::StoreKind;
+    let uses_scylla = config.store.kind == StoreKind::Scylla
+        || config
+            .tenants
+            .iter()
+            .any(|t| config.store_of(&t.id) == StoreKind::Scylla);
+    if !uses_scylla {
+        println!("Nothing to migrate: no tenant uses the scylla store (the embedded store needs no migration).");
+        return ExitCode::SUCCESS;
+    }
+    match switchboard::store::scylla::migrate(&config.store.scylla).await {
+        Ok(n) => {
+            println!(
+                "Schema applied to keyspace {} ({n} statements, all idempotent).",
+                config.store.scylla.keyspace
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("{e}");
+            ExitCode::FAILURE
         }
     }
 }

@@ -106,6 +106,16 @@ pub struct StoreConfig {
 pub struct ScyllaConfig {
     pub nodes: Vec<String>,
     pub keyspace: String,
+    /// The keyspace's replication, as CQL (used when it is created).
+    pub replication: String,
+    /// Per-request timeout (the driver retries idempotent writes within it).
+    pub request_timeout_ms: u64,
+    /// Wait for schema agreement after schema changes (turn off only for
+    /// single-node test servers that do not report it).
+    pub await_schema_agreement: bool,
+    /// Apply the schema when the engine starts; off when a deploy step runs
+    /// `switchboard migrate` instead.
+    pub apply_schema: bool,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -192,12 +202,9 @@ pub struct AppConfig {
 #[serde(deny_unknown_fields)]
 pub struct TenantConfig {
     pub id: String,
-    #[serde(default = "default_tenant_store")]
-    pub store: StoreKind,
-}
-
-fn default_tenant_store() -> StoreKind {
-    StoreKind::Embedded
+    /// This tenant's backend; `store.kind` when unset.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub store: Option<StoreKind>,
 }
 
 /// Fixed delay or a `[min, max]` range drawn uniformly per reply.
@@ -390,6 +397,17 @@ impl Config {
     /// The effective configuration as TOML, every secret redacted.
     pub fn to_redacted_toml(&self) -> String {
         toml::to_string_pretty(self).unwrap_or_else(|e| format!("# cannot render config: {e}\n"))
+    }
+}
+
+impl Config {
+    /// The backend that keeps `tenant`'s conversations.
+    pub fn store_of(&self, tenant: &str) -> StoreKind {
+        self.tenants
+            .iter()
+            .find(|t| t.id == tenant)
+            .and_then(|t| t.store)
+            .unwrap_or(self.store.kind)
     }
 }
 

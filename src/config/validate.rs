@@ -64,11 +64,39 @@ pub fn validate(c: &Config) -> Result<(), Vec<String>> {
             );
         }
     }
-    if c.store.kind == StoreKind::Scylla {
-        err(
-            "store.kind".into(),
-            "\"scylla\" is not supported by this build; use \"embedded\"",
-        );
+    let uses_scylla = c.store.kind == StoreKind::Scylla
+        || c.tenants.iter().any(|t| t.store == Some(StoreKind::Scylla));
+    if uses_scylla {
+        let sc = &c.store.scylla;
+        if sc.nodes.iter().all(|n| n.trim().is_empty()) {
+            err(
+                "store.scylla.nodes".into(),
+                "must list at least one node, like \"127.0.0.1:9042\"",
+            );
+        }
+        let ks = &sc.keyspace;
+        if ks.is_empty()
+            || ks.len() > 48
+            || !ks.chars().all(|ch| ch.is_ascii_alphanumeric() || ch == '_')
+            || ks.starts_with(|ch: char| ch.is_ascii_digit())
+        {
+            err(
+                "store.scylla.keyspace".into(),
+                "must be 1-48 letters, digits or '_', not starting with a digit",
+            );
+        }
+        if !sc.replication.trim().starts_with('{') || !sc.replication.contains("class") {
+            err(
+                "store.scylla.replication".into(),
+                "must be a CQL replication map like \"{'class': 'NetworkTopologyStrategy', 'replication_factor': 3}\"",
+            );
+        }
+        if !(100..=60_000).contains(&sc.request_timeout_ms) {
+            err(
+                "store.scylla.request_timeout_ms".into(),
+                "must be between 100 and 60000",
+            );
+        }
     }
     if !(4..=1_048_576).contains(&c.store.cache_mb) {
         err(
@@ -169,14 +197,6 @@ pub fn validate(c: &Config) -> Result<(), Vec<String>> {
     }
 
     let tenants = unique_ids(c.tenants.iter().map(|t| t.id.as_str()), "tenants", &mut err);
-    for (i, t) in c.tenants.iter().enumerate() {
-        if t.store == StoreKind::Scylla {
-            err(
-                format!("tenants[{i}].store"),
-                "\"scylla\" is not supported by this build; use \"embedded\"",
-            );
-        }
-    }
 
     unique_ids(
         c.integrations.iter().map(|t| t.id.as_str()),

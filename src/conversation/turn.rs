@@ -767,7 +767,7 @@ impl Conversation {
         let unsaved = std::mem::take(&mut self.unsaved);
         let deadline = self.record.next_deadline();
         let deadline_changed = deadline != self.stored_deadline;
-        self.stored_deadline = deadline;
+        let previous_deadline = std::mem::replace(&mut self.stored_deadline, deadline);
         Some(TurnWrite {
             state: self.record.clone(),
             dedup: unsaved.dedup,
@@ -775,6 +775,7 @@ impl Conversation {
             status_updates: unsaved.status_updates,
             failures: unsaved.failures,
             deadline_changed,
+            previous_deadline,
             takeover_changed: unsaved.takeover_changed,
             counts: unsaved.counts,
         })

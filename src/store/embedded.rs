@@ -352,8 +352,9 @@ impl Store for EmbeddedStore {
         let mut out = Vec::new();
         for row in table.iter().map_err(storage)? {
             let (_, v) = row.map_err(storage)?;
-            out.push(serde_json::from_slice(v.value()).map_err(corrupt)?);
+            out.push(serde_json::from_slice::<DeadLetter>(v.value()).map_err(corrupt)?);
         }
+        out.sort_by_key(|d| d.at_ms);
         Ok(out)
     }
 

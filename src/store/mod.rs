@@ -1,11 +1,14 @@
 //! The store: tenants' conversations, message logs, remembered message ids,
-//! timers and dead letters, behind one trait so backends are chosen by
-//! config. Every backend runs the same conformance scenarios
+//! timers, takeovers, analytics and dead letters, behind one trait so
+//! backends are chosen by config (`embedded`, `scylla`; per tenant through
+//! [`tenants::TenantStores`]). Every backend runs the same conformance scenarios
 //! (`tests/it/store_conformance.rs`).
 
 pub mod embedded;
 pub mod group_commit;
 pub mod records;
+pub mod scylla;
+pub mod tenants;
 
 use async_trait::async_trait;
 

@@ -255,6 +255,9 @@ pub struct TurnWrite {
     /// Whether `state.next_deadline()` differs from the stored one (the
     /// timer index is only written when it does).
     pub deadline_changed: bool,
+    /// The deadline the store had before this write (a backend that
+    /// indexes timers by due time removes that entry).
+    pub previous_deadline: Option<u64>,
     /// Whether the takeover changed (the takeover index is written then).
     pub takeover_changed: bool,
     /// Analytics to add to the integration's daily rollups.
@@ -314,6 +317,7 @@ impl TurnWrite {
             status_updates: Vec::new(),
             failures: Vec::new(),
             deadline_changed: true,
+            previous_deadline: None,
             takeover_changed: true,
             counts: Vec::new(),
         }

@@ -8,6 +8,7 @@ mod channels;
 mod crash;
 mod harness;
 mod kafka;
+mod store_conformance;
 mod supervision;
 mod support;
 mod takeover;

@@ -1,0 +1,188 @@
+//! Tenants on different backends in one engine: each conversation's calls
+//! go to its tenant's store (by the integration in its id); calls about
+//! every conversation (timers, takeovers, listings, dead letters) ask every
+//! backend and merge the answers.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+
+use super::{
+    ConversationFilter, ConversationRecord, DailyCount, DeadLetter, MessageRecord, Rehydrated,
+    Store, StoreError, TurnWrite,
+};
+use crate::conversation::split_id;
+
+/// One backend and the integrations whose conversations it keeps.
+pub struct Backend {
+    pub store: Arc<dyn Store>,
+    pub integrations: Vec<String>,
+}
+
+pub struct TenantStores {
+    backends: Vec<Backend>,
+    /// Integration id -> index in `backends`.
+    by_integration: HashMap<String, usize>,
+}
+
+impl TenantStores {
+    /// `backends` must not be empty; the first also takes conversations of
+    /// integrations no backend lists (none, for a validated config).
+    pub fn new(backends: Vec<Backend>) -> Self {
+        let by_integration = backends
+            .iter()
+            .enumerate()
+            .flat_map(|(i, b)| b.integrations.iter().map(move |id| (id.clone(), i)))
+            .collect();
+        Self {
+            backends,
+            by_integration,
+        }
+    }
+
+    fn for_conversation(&self, id: &str) -> Result<&Arc<dyn Store>, StoreError> {
+        let integration = split_id(id).map_or(id, |(i, _)| i);
+        let index = self.by_integration.get(integration).copied().unwrap_or(0);
+        self.backends
+            .get(index)
+            .map(|b| &b.store)
+            .ok_or_else(|| StoreError::Unavailable("no store configured".into()))
+    }
+
+    /// Each backend with the asked integrations it keeps.
+    fn split<'a>(
+        &'a self,
+        integrations: &'a [String],
+    ) -> impl Iterator<Item = (&'a Arc<dyn Store>, Vec<String>)> + 'a {
+        self.backends.iter().map(move |b| {
+            let mine = integrations
+                .iter()
+                .filter(|i| b.integrations.contains(i))
+                .cloned()
+                .collect();
+            (&b.store, mine)
+        })
+    }
+}
+
+#[async_trait]
+impl Store for TenantStores {
+    async fn load_conversation(
+        &self,
+        id: &str,
+        now_ms: u64,
+    ) -> Result<Option<Rehydrated>, StoreError> {
+        self.for_conversation(id)?
+            .load_conversation(id, now_ms)
+            .await
+    }
+
+    async fn commit_turn(&self, write: TurnWrite) -> Result<(), StoreError> {
+        self.for_conversation(&write.state.id)?
+            .commit_turn(write)
+            .await
+    }
+
+    async fn messages(&self, id: &str, limit: usize) -> Result<Vec<MessageRecord>, StoreError> {
+        self.for_conversation(id)?.messages(id, limit).await
+    }
+
+    async fn conversation(&self, id: &str) -> Result<Option<ConversationRecord>, StoreError> {
+        self.for_conversation(id)?.conversation(id).await
+    }
+
+    async fn list_conversations(
+        &self,
+        filter: &ConversationFilter,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<ConversationRecord>, StoreError> {
+        let mut all = Vec::new();
+        for b in &self.backends {
+            all.extend(b.store.list_conversations(filter, after, limit).await?);
+        }
+        all.sort_by(|a, b| a.id.cmp(&b.id));
+        all.truncate(limit);
+        Ok(all)
+    }
+
+    async fn conversation_counts(
+        &self,
+        integrations: &[String],
+        active_since_ms: u64,
+    ) -> Result<(u64, u64), StoreError> {
+        let (mut total, mut active) = (0, 0);
+        for (store, mine) in self.split(integrations) {
+            if mine.is_empty() {
+                continue;
+            }
+            let (t, a) = store.conversation_counts(&mine, active_since_ms).await?;
+            total += t;
+            active += a;
+        }
+        Ok((total, active))
+    }
+
+    async fn takeovers(&self) -> Result<Vec<(String, Option<u64>)>, StoreError> {
+        let mut all = Vec::new();
+        for b in &self.backends {
+            all.extend(b.store.takeovers().await?);
+        }
+        Ok(all)
+    }
+
+    async fn daily_counts(
+        &self,
+        integrations: &[String],
+        from_day: u32,
+    ) -> Result<Vec<(String, DailyCount)>, StoreError> {
+        let mut all = Vec::new();
+        for (store, mine) in self.split(integrations) {
+            if !mine.is_empty() {
+                all.extend(store.daily_counts(&mine, from_day).await?);
+            }
+        }
+        Ok(all)
+    }
+
+    async fn timers(&self) -> Result<Vec<(String, u64)>, StoreError> {
+        let mut all = Vec::new();
+        for b in &self.backends {
+            all.extend(b.store.timers().await?);
+        }
+        Ok(all)
+    }
+
+    async fn dead_letter(&self, letter: DeadLetter) -> Result<(), StoreError> {
+        self.for_conversation(&letter.conversation)?
+            .dead_letter(letter)
+            .await
+    }
+
+    async fn dead_letters(&self) -> Result<Vec<DeadLetter>, StoreError> {
+        let mut all = Vec::new();
+        for b in &self.backends {
+            all.extend(b.store.dead_letters().await?);
+        }
+        all.sort_by_key(|d| d.at_ms);
+        Ok(all)
+    }
+
+    async fn purge_expired(&self, now_ms: u64) -> Result<u64, StoreError> {
+        let mut removed = 0;
+        for b in &self.backends {
+            removed += b.store.purge_expired(now_ms).await?;
+        }
+        Ok(removed)
+    }
+
+    async fn ready(&self) -> bool {
+        for b in &self.backends {
+            if !b.store.ready().await {
+                return false;
+            }
+        }
+        true
+    }
+}
