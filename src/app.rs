@@ -15,7 +15,7 @@ use tokio::task::JoinHandle;
 use crate::admin;
 use crate::bus::embedded::EmbeddedBus;
 use crate::bus::kafka::KafkaBus;
-use crate::bus::{Bus, BusError};
+use crate::bus::{Bus, BusError, Ownership};
 use crate::channels::graph::ClientBuildError;
 use crate::channels::messenger::profiles;
 use crate::channels::{GraphClient, Outbound};
@@ -167,7 +167,7 @@ pub async fn start_with_store(
         ConversationSupervisor,
         SupervisorArgs {
             ctx: ctx.clone(),
-            timers: timer_handle,
+            timers: timer_handle.clone(),
             inflight: inflight.clone(),
         },
     )
@@ -175,13 +175,13 @@ pub async fn start_with_store(
     .map_err(|e| StartError::Supervisor(e.to_string()))?;
     timer_task.start(store.timers().await?, SupervisorWake(supervisor.clone()));
 
-    if let Some(mut revoked) = bus.revocations() {
-        let supervisor = supervisor.clone();
-        tokio::spawn(async move {
-            while let Some(partitions) = revoked.recv().await {
-                let _ = supervisor.send_message(SupervisorMsg::Revoked(partitions));
-            }
-        });
+    if let Some(changes) = bus.ownership() {
+        tokio::spawn(follow_ownership(
+            changes,
+            supervisor.clone(),
+            store.clone(),
+            timer_handle.clone(),
+        ));
     }
     let deliveries = bus.subscribe().await?;
     let consumer = tokio::spawn(consume(deliveries, supervisor.clone(), inflight.clone()));
@@ -230,6 +230,36 @@ pub async fn start_with_store(
         stop: stop_tx,
         done,
     })
+}
+
+/// Follows rebalances: the actors of revoked partitions stop; the pending
+/// timers of every conversation are loaded again on assignment, so the
+/// deadlines of conversations that came from another instance (perhaps one
+/// that died) fire here. A timer of a conversation owned elsewhere is
+/// handed to its owner through the bus when it fires.
+async fn follow_ownership(
+    mut changes: tokio::sync::mpsc::UnboundedReceiver<Ownership>,
+    supervisor: ActorRef<SupervisorMsg>,
+    store: Arc<dyn Store>,
+    timers: timers::TimerHandle,
+) {
+    while let Some(change) = changes.recv().await {
+        match change {
+            Ownership::Revoked(partitions) => {
+                let _ = supervisor.send_message(SupervisorMsg::Revoked(partitions));
+            }
+            Ownership::Assigned(_) => match store.timers().await {
+                Ok(pending) => {
+                    for (id, due) in pending {
+                        timers.set(Arc::from(id.as_str()), Some(due));
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "Cannot load timers after a rebalance; they fire when their conversation next has an event");
+                }
+            },
+        }
+    }
 }
 
 /// Moves bus deliveries to the supervisor, never more in flight than the

@@ -105,6 +105,9 @@ pub enum EventKind {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         emoji: Option<String>,
     },
+    /// A deadline of this conversation is due: sent through the bus by an
+    /// instance that does not own the conversation, to the one that does.
+    Wake,
     /// An operator's command from the admin API, ordered with the
     /// conversation's other events.
     Agent {
@@ -157,6 +160,7 @@ impl EventKind {
             Self::Status { .. } => "status",
             Self::Comment { .. } => "comment",
             Self::Reaction { .. } => "reaction",
+            Self::Wake => "wake",
             Self::Agent { action, .. } => match action {
                 AgentAction::Takeover { .. } => "takeover",
                 AgentAction::Resume => "resume",

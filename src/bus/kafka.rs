@@ -40,7 +40,7 @@ use rdkafka::{ClientContext, Offset, TopicPartitionList};
 use tokio::sync::mpsc;
 
 use super::progress::PartitionProgress;
-use super::{Bus, BusError, Delivery, Position};
+use super::{Bus, BusError, Delivery, Ownership, Position};
 use crate::config::KafkaConfig;
 use crate::event::InboundEvent;
 use crate::sync::lock;
@@ -65,7 +65,7 @@ struct Shared {
     progress: Mutex<Progress>,
     delivered: AtomicU64,
     finished: AtomicU64,
-    revocations: mpsc::UnboundedSender<Vec<u32>>,
+    ownership: mpsc::UnboundedSender<Ownership>,
     /// How long a revoked partition's delivered events may take to finish
     /// before the partition is released anyway: half the session timeout,
     /// so the member is not evicted meanwhile.
@@ -158,10 +158,9 @@ impl ConsumerContext for GroupContext {
                 p.committed.remove(part);
             }
         }
-        let _ = self
-            .shared
-            .revocations
-            .send(partitions.iter().map(|p| *p as u32).collect());
+        let _ = self.shared.ownership.send(Ownership::Revoked(
+            partitions.iter().map(|p| *p as u32).collect(),
+        ));
         tracing::info!(partitions = ?partitions, "Partitions revoked");
     }
 
@@ -169,6 +168,9 @@ impl ConsumerContext for GroupContext {
         if let Rebalance::Assign(tpl) = rebalance {
             let partitions: Vec<i32> = tpl.elements().iter().map(|e| e.partition()).collect();
             tracing::info!(partitions = ?partitions, "Partitions assigned");
+            let _ = self.shared.ownership.send(Ownership::Assigned(
+                partitions.iter().map(|p| *p as u32).collect(),
+            ));
         }
     }
 }
@@ -182,7 +184,7 @@ pub struct KafkaBus {
     consumer: Arc<StreamConsumer<GroupContext>>,
     subscribed: AtomicBool,
     consuming: Mutex<Option<tokio::task::JoinHandle<()>>>,
-    revocations: Mutex<Option<mpsc::UnboundedReceiver<Vec<u32>>>>,
+    ownership: Mutex<Option<mpsc::UnboundedReceiver<Ownership>>>,
     publish_timeout: Duration,
 }
 
@@ -208,7 +210,7 @@ impl KafkaBus {
             progress: Mutex::new(Progress::default()),
             delivered: AtomicU64::new(0),
             finished: AtomicU64::new(0),
-            revocations: tx,
+            ownership: tx,
             revoke_wait: Duration::from_millis(config.session_timeout_ms / 2),
             closing: AtomicBool::new(false),
         });
@@ -252,7 +254,7 @@ impl KafkaBus {
             consumer: Arc::new(consumer),
             subscribed: AtomicBool::new(false),
             consuming: Mutex::new(None),
-            revocations: Mutex::new(Some(rx)),
+            ownership: Mutex::new(Some(rx)),
             publish_timeout: Duration::from_millis(config.publish_timeout_ms),
         });
         tokio::spawn(ensure_topic(
@@ -509,7 +511,11 @@ impl Bus for KafkaBus {
         let _ = tokio::task::spawn_blocking(move || consumer.unsubscribe()).await;
     }
 
-    fn revocations(&self) -> Option<mpsc::UnboundedReceiver<Vec<u32>>> {
-        lock(&self.revocations).take()
+    fn ownership(&self) -> Option<mpsc::UnboundedReceiver<Ownership>> {
+        lock(&self.ownership).take()
+    }
+
+    fn partitioned(&self) -> bool {
+        true
     }
 }

@@ -26,6 +26,13 @@ impl std::fmt::Display for Position {
     }
 }
 
+/// A change in which partitions this instance consumes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Ownership {
+    Assigned(Vec<u32>),
+    Revoked(Vec<u32>),
+}
+
 /// One event handed to the engine.
 #[derive(Debug, Clone)]
 pub struct Delivery {
@@ -70,12 +77,20 @@ pub trait Bus: Send + Sync + 'static {
     /// Whether publishing can succeed now.
     async fn ready(&self) -> bool;
 
-    /// Partitions taken from this instance by a rebalance, once their
-    /// delivered events were waited for: the engine stops the actors of
-    /// those partitions (another instance owns them now). Taken once; a
+    /// Partitions moving to or from this instance (rebalances), once a
+    /// revoked partition's delivered events were waited for: the engine
+    /// stops the actors of revoked partitions (another instance owns them
+    /// now) and picks up the pending timers of assigned ones. Taken once; a
     /// bus without partition ownership has none.
-    fn revocations(&self) -> Option<mpsc::UnboundedReceiver<Vec<u32>>> {
+    fn ownership(&self) -> Option<mpsc::UnboundedReceiver<Ownership>> {
         None
+    }
+
+    /// Whether conversations are owned by partition (and so perhaps by
+    /// another instance): a timer of a conversation not resident here is
+    /// then handed to its owner through the bus.
+    fn partitioned(&self) -> bool {
+        false
     }
 
     /// Stops consuming and leaves the consumer group (graceful shutdown,

@@ -174,9 +174,46 @@ async fn wake(myself: &ActorRef<SupervisorMsg>, state: &mut SupervisorState, id:
         }
         Some(_) => {}
         None if entry.respawn_scheduled => {}
+        // Owned by partition: perhaps by another instance now. The owner
+        // gets the wake through the bus (it comes back here if it is us).
+        None if state.args.ctx.bus.partitioned() => {
+            if entry.inflight.is_empty() {
+                state.entries.remove(&id);
+            }
+            hand_to_owner(&state.args.ctx, &id);
+        }
         // A fresh actor resumes whatever is due as it starts.
         None => spawn(myself, state, id).await,
     }
+}
+
+/// Publishes a wake for conversation `id` on the bus, keyed like its
+/// events, so whichever instance owns it does what is due.
+fn hand_to_owner(ctx: &Arc<EngineContext>, id: &Arc<str>) {
+    let Some((integration, customer)) = super::split_id(id) else {
+        return;
+    };
+    let Some(config) = ctx.integrations.get(integration) else {
+        return;
+    };
+    let now = now_ms();
+    let event = crate::event::InboundEvent {
+        conversation: id.to_string(),
+        integration: integration.to_string(),
+        channel: config.channel,
+        customer: customer.to_string(),
+        timestamp_ms: now,
+        received_at_ms: now,
+        customer_name: None,
+        kind: crate::event::EventKind::Wake,
+    };
+    let bus = ctx.bus.clone();
+    let id = id.clone();
+    tokio::spawn(async move {
+        if let Err(e) = bus.publish(std::slice::from_ref(&event)).await {
+            tracing::warn!(conversation = %id, error = %e, "Cannot hand a due timer to the conversation's owner; it fires with its next event");
+        }
+    });
 }
 
 fn finished(state: &mut SupervisorState, id: &Arc<str>, pos: Position) {

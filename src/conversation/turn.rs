@@ -202,6 +202,10 @@ impl Conversation {
 
     /// Applies one bus event at `now_ms`.
     pub fn apply(&mut self, event: &InboundEvent, now_ms: u64) -> EventOutcome {
+        if event.kind == EventKind::Wake {
+            // Nothing changes; the actor does what is due.
+            return EventOutcome::Ignored;
+        }
         let idle_since = self.record.last_activity_ms;
         self.record.last_activity_ms = now_ms.max(self.record.last_activity_ms);
         if event.customer_name.is_some() && event.customer_name != self.record.customer_name {
@@ -291,6 +295,7 @@ impl Conversation {
                 EventOutcome::Recorded
             }
             EventKind::Agent { command, action } => self.agent_command(command, action, now_ms),
+            EventKind::Wake => EventOutcome::Ignored,
         }
     }
 
