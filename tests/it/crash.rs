@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use crate::support::*;
 
-fn free_port() -> u16 {
+pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -15,7 +15,7 @@ fn free_port() -> u16 {
         .port()
 }
 
-fn spawn_engine(config: &std::path::Path) -> Child {
+pub fn spawn_engine(config: &std::path::Path) -> Child {
     Command::new(env!("CARGO_BIN_EXE_switchboard"))
         .args(["serve", "--config"])
         .arg(config)
@@ -26,7 +26,7 @@ fn spawn_engine(config: &std::path::Path) -> Child {
         .expect("binary starts")
 }
 
-async fn wait_ready(port: u16) {
+pub async fn wait_ready(port: u16) {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
     loop {
         if let Ok(r) = reqwest::get(format!("http://127.0.0.1:{port}/readyz")).await {

@@ -6,6 +6,7 @@ mod admin;
 mod bus_conformance;
 mod channels;
 mod crash;
+mod failover;
 mod harness;
 mod kafka;
 mod store_conformance;

@@ -1,0 +1,135 @@
+//! Two engine processes in one consumer group on Kafka, sharing one
+//! ScyllaDB-protocol store (kassandra, in this test process): one is killed
+//! with SIGKILL under load, the other takes its partitions, and every
+//! customer is answered exactly once: replayed events are recognised,
+//! delayed replies the dead instance had planned are sent by the survivor.
+
+use std::time::Duration;
+
+use crate::crash::{free_port, spawn_engine, wait_ready};
+use crate::kafka::{broker, kafka_bus_section, unique};
+use crate::store_conformance::{kassandra, schema_for_kassandra, scylla_config};
+use crate::support::*;
+
+/// An engine process, killed when the test ends however it ends.
+struct Instance(std::process::Child);
+
+impl Instance {
+    fn kill(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+impl Drop for Instance {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// The test config with its store on `nodes` / `keyspace` and its bus on
+/// Kafka.
+fn instance_toml(
+    dir: &std::path::Path,
+    graph: &FakeGraph,
+    port: u16,
+    store: &switchboard::config::ScyllaConfig,
+    bus: &str,
+) -> String {
+    let base = config_toml(
+        dir,
+        &graph.base_url(),
+        &format!("127.0.0.1:{port}"),
+        &format!("127.0.0.1:{}", free_port()),
+        800,
+    );
+    let path_line = format!("[store]\npath = \"{}\"\n", dir.join("data").display());
+    let scylla = format!(
+        "[store]\nkind = \"scylla\"\npath = \"{}\"\n[store.scylla]\nnodes = [\"{}\"]\nkeyspace = \"{}\"\nreplication = \"{}\"\nawait_schema_agreement = false\napply_schema = false\n",
+        dir.join("data").display(),
+        store.nodes[0],
+        store.keyspace,
+        store.replication
+    );
+    assert!(
+        base.contains(&path_line),
+        "the test config's [store] section"
+    );
+    base.replace(&path_line, &scylla) + bus
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_instance_killed_under_load_the_other_answers_everyone_once() {
+    let Some(brokers) = broker() else { return };
+    let store = scylla_config(vec![kassandra().to_string()], true);
+    switchboard::store::scylla::apply_statements(&store, &schema_for_kassandra(&store))
+        .await
+        .expect("schema on kassandra");
+    let bus = kafka_bus_section(
+        &brokers,
+        &unique("sb-failover"),
+        &unique("sb-failover-group"),
+        "",
+    );
+    let graph = FakeGraph::start().await;
+    let (dir_a, dir_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let (port_a, port_b) = (free_port(), free_port());
+    let config_a = dir_a.path().join("a.toml");
+    let config_b = dir_b.path().join("b.toml");
+    std::fs::write(
+        &config_a,
+        instance_toml(dir_a.path(), &graph, port_a, &store, &bus),
+    )
+    .unwrap();
+    std::fs::write(
+        &config_b,
+        instance_toml(dir_b.path(), &graph, port_b, &store, &bus),
+    )
+    .unwrap();
+    let mut a = Instance(spawn_engine(&config_a));
+    let mut b = Instance(spawn_engine(&config_b));
+    wait_ready(port_a).await;
+    wait_ready(port_b).await;
+    // Let the group settle so both instances own partitions.
+    tokio::time::sleep(Duration::from_secs(4)).await;
+
+    let url = |port: u16| format!("http://127.0.0.1:{port}/webhooks/meta/main");
+    let customers: Vec<String> = (0..60).map(|i| format!("FO_{i}")).collect();
+    let post = |i: usize, port: u16| {
+        let body = messages_body(&[(customers[i].as_str(), &format!("m_fo_{i}"), "hours?")]);
+        let url = url(port);
+        async move {
+            for _ in 0..80 {
+                if post_webhook(&url, body.clone(), Some(APP_SECRET)).await == 200 {
+                    return;
+                }
+                tokio::time::sleep(Duration::from_millis(250)).await;
+            }
+            panic!("webhook never accepted by {url}");
+        }
+    };
+    // Half the customers, spread over both instances; replies wait 800 ms.
+    for i in 0..30 {
+        post(i, if i % 2 == 0 { port_a } else { port_b }).await;
+    }
+    // A dies with events uncommitted and replies planned but not sent.
+    a.kill();
+    // The load goes on at B, and Meta redelivers some of what A had taken.
+    for i in 30..60 {
+        post(i, port_b).await;
+    }
+    for i in (0..30).step_by(4) {
+        post(i, port_b).await;
+    }
+    graph
+        .wait_for("every customer answered", |_| {
+            customers.iter().all(|c| !graph.texts_to(c).is_empty())
+        })
+        .await;
+    // Anything that would be sent twice arrives meanwhile.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    b.kill();
+    for c in &customers {
+        assert_eq!(graph.texts_to(c).len(), 1, "{c} answered exactly once");
+    }
+}
