@@ -13,4 +13,5 @@ mod store_conformance;
 mod supervision;
 mod support;
 mod takeover;
+mod tenants;
 mod webhooks;
