@@ -8,10 +8,14 @@
 //! One turn is one logged batch (conversation state, message-log lines and
 //! their status changes, remembered ids with their TTL, the timer index,
 //! the takeover index): atomic across those partitions, and harmless to
-//! replay. The day's analytics counters follow in a counter batch.
+//! replay. The analytics counters are summed and written once a second
+//! ([`counters`]).
+
+mod counters;
+mod statements;
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -27,9 +31,11 @@ use super::{
     Mode, Rehydrated, Store, StoreError, TurnWrite,
 };
 use crate::config::ScyllaConfig;
+use counters::Counters;
+use statements::{prepare, Statements};
 
 /// The schema, with `{keyspace}` and `{replication}` to fill in.
-pub const SCHEMA: &str = include_str!("schema.cql");
+pub const SCHEMA: &str = include_str!("../schema.cql");
 
 /// Hours per timer bucket.
 const TIMER_BUCKET_MS: u64 = 3_600_000;
@@ -62,125 +68,50 @@ pub fn schema_statements(config: &ScyllaConfig) -> Vec<String> {
         .collect()
 }
 
-struct Statements {
-    upsert_conversation: PreparedStatement,
-    insert_message: PreparedStatement,
-    set_status: PreparedStatement,
-    set_failure: PreparedStatement,
-    insert_timer: PreparedStatement,
-    delete_timer: PreparedStatement,
-    upsert_takeover: PreparedStatement,
-    delete_takeover: PreparedStatement,
-    select_conversation: PreparedStatement,
-    select_dedup: PreparedStatement,
-    select_messages: PreparedStatement,
-    select_timers: PreparedStatement,
-    insert_dead_letter: PreparedStatement,
-    select_dead_letters: PreparedStatement,
-    select_conversations: PreparedStatement,
-    select_takeovers: PreparedStatement,
+/// One turn's logged batch, and what it carries.
+pub struct TurnBatch {
+    pub batch: Batch,
+    values: Values,
+    /// Statements in the batch.
+    pub statements: usize,
+    /// Bytes of bound values (blobs, text, numbers), without framing.
+    pub value_bytes: usize,
 }
 
-/// Prepares `cql`: idempotent (the driver may retry it), with a timeout.
-async fn prepare(
-    session: &Session,
-    cql: String,
-    timeout: Duration,
-) -> Result<PreparedStatement, StoreError> {
-    let mut p = session.prepare(cql).await.map_err(unavailable)?;
-    p.set_is_idempotent(true);
-    p.set_request_timeout(Some(timeout));
-    Ok(p)
+impl Default for TurnBatch {
+    fn default() -> Self {
+        Self {
+            batch: Batch::new(BatchType::Logged),
+            values: Vec::new(),
+            statements: 0,
+            value_bytes: 0,
+        }
+    }
 }
 
-/// The analytics statements, prepared on first use: counter updates (not
-/// idempotent, so never retried by the driver) and the rollup read.
-struct CounterStatements {
-    add: PreparedStatement,
-    select: PreparedStatement,
-}
-
-impl Statements {
-    async fn prepare(session: &Session, ks: &str, timeout: Duration) -> Result<Self, StoreError> {
-        let prepare = |cql: String| prepare(session, cql, timeout);
-        Ok(Self {
-            upsert_conversation: prepare(format!(
-                "INSERT INTO {ks}.conversations (id, integration, state) VALUES (?, ?, ?)"
-            ))
-            .await?,
-            insert_message: prepare(format!(
-                "INSERT INTO {ks}.messages (conversation, seq, body, status, error) VALUES (?, ?, ?, ?, ?)"
-            ))
-            .await?,
-            set_status: prepare(format!(
-                "UPDATE {ks}.messages SET status = ? WHERE conversation = ? AND seq = ?"
-            ))
-            .await?,
-            set_failure: prepare(format!(
-                "UPDATE {ks}.messages SET status = ?, error = ? WHERE conversation = ? AND seq = ?"
-            ))
-            .await?,
-            insert_timer: prepare(format!(
-                "INSERT INTO {ks}.timers (bucket, due_ms, conversation) VALUES (?, ?, ?)"
-            ))
-            .await?,
-            delete_timer: prepare(format!(
-                "DELETE FROM {ks}.timers WHERE bucket = ? AND due_ms = ? AND conversation = ?"
-            ))
-            .await?,
-            upsert_takeover: prepare(format!(
-                "INSERT INTO {ks}.takeovers (conversation, resume_ms) VALUES (?, ?)"
-            ))
-            .await?,
-            delete_takeover: prepare(format!(
-                "DELETE FROM {ks}.takeovers WHERE conversation = ?"
-            ))
-            .await?,
-            select_conversation: prepare(format!(
-                "SELECT state FROM {ks}.conversations WHERE id = ?"
-            ))
-            .await?,
-            select_dedup: prepare(format!(
-                "SELECT id, expires_ms FROM {ks}.dedup WHERE conversation = ?"
-            ))
-            .await?,
-            select_messages: prepare(format!(
-                "SELECT seq, body, status, error FROM {ks}.messages WHERE conversation = ?"
-            ))
-            .await?,
-            select_timers: prepare(format!("SELECT conversation, due_ms FROM {ks}.timers")).await?,
-            insert_dead_letter: prepare(format!(
-                "INSERT INTO {ks}.dead_letters (day, at_ms, conversation, position, event, error) \
-                 VALUES (?, ?, ?, ?, ?, ?)"
-            ))
-            .await?,
-            select_dead_letters: prepare(format!(
-                "SELECT at_ms, conversation, position, event, error FROM {ks}.dead_letters"
-            ))
-            .await?,
-            select_conversations: prepare(format!(
-                "SELECT id, integration, state FROM {ks}.conversations"
-            ))
-            .await?,
-            select_takeovers: prepare(format!(
-                "SELECT conversation, resume_ms FROM {ks}.takeovers"
-            ))
-            .await?,
-        })
+impl TurnBatch {
+    fn push(
+        &mut self,
+        statement: &PreparedStatement,
+        values: impl SerializeRow + Send + Sync + 'static,
+        bytes: usize,
+    ) {
+        self.batch.append_statement(statement.clone());
+        self.values.push(Box::new(values));
+        self.statements += 1;
+        self.value_bytes += bytes;
     }
 }
 
 pub struct ScyllaStore {
-    session: Session,
+    session: Arc<Session>,
     st: Statements,
-    counters: tokio::sync::OnceCell<CounterStatements>,
+    counters: Counters,
     /// Remembered-id inserts by TTL (whole minutes): the TTL is the
     /// integration's dedup window, so there are a handful.
     dedup_inserts: tokio::sync::Mutex<HashMap<i32, PreparedStatement>>,
     keyspace: String,
     timeout: Duration,
-    /// Counter updates failed once already (logged once, then at debug).
-    counts_failed: AtomicBool,
 }
 
 /// Connects to the cluster.
@@ -253,14 +184,14 @@ impl ScyllaStore {
     async fn prepared(session: Session, config: &ScyllaConfig) -> Result<Self, StoreError> {
         let timeout = Duration::from_millis(config.request_timeout_ms);
         let st = Statements::prepare(&session, &config.keyspace, timeout).await?;
+        let session = Arc::new(session);
         Ok(Self {
+            counters: Counters::start(session.clone(), &config.keyspace, timeout),
             session,
             st,
-            counters: tokio::sync::OnceCell::new(),
             dedup_inserts: tokio::sync::Mutex::new(HashMap::new()),
             keyspace: config.keyspace.clone(),
             timeout,
-            counts_failed: AtomicBool::new(false),
         })
     }
 
@@ -283,142 +214,78 @@ impl ScyllaStore {
         Ok(p)
     }
 
-    async fn counter_statements(&self) -> Result<&CounterStatements, StoreError> {
-        self.counters
-            .get_or_try_init(|| async {
-                let ks = &self.keyspace;
-                let mut add = prepare(
-                    &self.session,
-                    format!(
-                        "UPDATE {ks}.analytics SET inbound = inbound + ?, outbound = outbound + ?, \
-                         delivered = delivered + ?, reads = reads + ? WHERE integration = ? AND day = ?"
-                    ),
-                    self.timeout,
-                )
-                .await?;
-                add.set_is_idempotent(false);
-                let select = prepare(
-                    &self.session,
-                    format!(
-                        "SELECT day, inbound, outbound, delivered, reads FROM {ks}.analytics WHERE integration = ?"
-                    ),
-                    self.timeout,
-                )
-                .await?;
-                Ok(CounterStatements { add, select })
-            })
-            .await
-    }
-
     /// The statements and values of one turn (also how the write path is
     /// measured: statements and bytes per event).
-    pub async fn turn_batch(
-        &self,
-        w: &TurnWrite,
-        now_ms: u64,
-    ) -> Result<(Batch, Values), StoreError> {
-        let id = w.state.id.clone();
-        let mut batch = Batch::new(BatchType::Logged);
-        let mut values: Values = Vec::new();
+    pub async fn turn_batch(&self, w: &TurnWrite, now_ms: u64) -> Result<TurnBatch, StoreError> {
+        let id = w.state.id.as_str();
+        let mut t = TurnBatch::default();
         let state = serde_json::to_vec(&w.state).map_err(corrupt)?;
-        batch.append_statement(self.st.upsert_conversation.clone());
-        values.push(Box::new((id.clone(), w.state.integration.clone(), state)));
+        let bytes = id.len() + w.state.integration.len() + state.len();
+        t.push(
+            &self.st.upsert_conversation,
+            (id.to_string(), w.state.integration.clone(), state),
+            bytes,
+        );
         for m in &w.messages {
             let body = serde_json::to_vec(m).map_err(corrupt)?;
-            batch.append_statement(self.st.insert_message.clone());
-            values.push(Box::new((
-                id.clone(),
-                ms(m.seq),
-                body,
-                status_text(m.status),
-                m.error.clone(),
-            )));
+            let status = status_text(m.status);
+            let bytes =
+                id.len() + 8 + body.len() + status.len() + m.error.as_ref().map_or(0, String::len);
+            t.push(
+                &self.st.insert_message,
+                (id.to_string(), ms(m.seq), body, status, m.error.clone()),
+                bytes,
+            );
         }
         for (seq, status) in &w.status_updates {
-            batch.append_statement(self.st.set_status.clone());
-            values.push(Box::new((status_text(*status), id.clone(), ms(*seq))));
+            let status = status_text(*status);
+            let bytes = status.len() + id.len() + 8;
+            t.push(
+                &self.st.set_status,
+                (status, id.to_string(), ms(*seq)),
+                bytes,
+            );
         }
         for (seq, why) in &w.failures {
-            batch.append_statement(self.st.set_failure.clone());
-            values.push(Box::new((
-                status_text(MessageStatus::Failed),
-                why.clone(),
-                id.clone(),
-                ms(*seq),
-            )));
+            let status = status_text(MessageStatus::Failed);
+            let bytes = status.len() + why.len() + id.len() + 8;
+            t.push(
+                &self.st.set_failure,
+                (status, why.clone(), id.to_string(), ms(*seq)),
+                bytes,
+            );
         }
         for (mid, expires) in &w.dedup {
             let minutes = expires.saturating_sub(now_ms).div_ceil(60_000).max(1);
             let ttl = i32::try_from(minutes * 60).unwrap_or(i32::MAX);
-            batch.append_statement(self.dedup_insert(ttl).await?);
-            values.push(Box::new((id.clone(), mid.clone(), ms(*expires))));
+            let insert = self.dedup_insert(ttl).await?;
+            let bytes = id.len() + mid.len() + 8;
+            t.push(&insert, (id.to_string(), mid.clone(), ms(*expires)), bytes);
         }
         if w.deadline_changed {
+            let timer_bytes = 16 + id.len();
             if let Some(old) = w.previous_deadline {
-                batch.append_statement(self.st.delete_timer.clone());
-                values.push(Box::new((ms(old / TIMER_BUCKET_MS), ms(old), id.clone())));
+                let key = (ms(old / TIMER_BUCKET_MS), ms(old), id.to_string());
+                t.push(&self.st.delete_timer, key, timer_bytes);
             }
             if let Some(due) = w.state.next_deadline() {
-                batch.append_statement(self.st.insert_timer.clone());
-                values.push(Box::new((ms(due / TIMER_BUCKET_MS), ms(due), id.clone())));
+                let key = (ms(due / TIMER_BUCKET_MS), ms(due), id.to_string());
+                t.push(&self.st.insert_timer, key, timer_bytes);
             }
         }
         if w.takeover_changed {
             if w.state.mode == Mode::Human {
-                batch.append_statement(self.st.upsert_takeover.clone());
-                values.push(Box::new((
-                    id.clone(),
-                    ms(w.state.auto_resume_ms.unwrap_or(0)),
-                )));
+                let resume = ms(w.state.auto_resume_ms.unwrap_or(0));
+                t.push(
+                    &self.st.upsert_takeover,
+                    (id.to_string(), resume),
+                    id.len() + 8,
+                );
             } else {
-                batch.append_statement(self.st.delete_takeover.clone());
-                values.push(Box::new((id.clone(),)));
+                t.push(&self.st.delete_takeover, (id.to_string(),), id.len());
             }
         }
-        Ok((batch, values))
-    }
-
-    async fn add_counts(&self, integration: &str, counts: &[DailyCount]) {
-        if counts.is_empty() {
-            return;
-        }
-        let result = match self.counter_statements().await {
-            Ok(st) => self.counter_batch(st, integration, counts).await,
-            Err(e) => Err(e),
-        };
-        if let Err(e) = result {
-            if self.counts_failed.swap(true, Ordering::Relaxed) {
-                tracing::debug!(error = %e, "Analytics counters not updated");
-            } else {
-                tracing::warn!(error = %e, "Analytics counters not updated (logged once)");
-            }
-        }
-    }
-
-    async fn counter_batch(
-        &self,
-        st: &CounterStatements,
-        integration: &str,
-        counts: &[DailyCount],
-    ) -> Result<(), StoreError> {
-        let mut batch = Batch::new(BatchType::Counter);
-        let mut values: Values = Vec::new();
-        for c in counts {
-            batch.append_statement(st.add.clone());
-            values.push(Box::new((
-                ms(c.inbound),
-                ms(c.outbound),
-                ms(c.delivered),
-                ms(c.read),
-                integration.to_string(),
-                i32::try_from(c.day).unwrap_or(i32::MAX),
-            )));
-        }
-        self.session
-            .batch(&batch, values)
-            .await
-            .map_err(unavailable)?;
-        Ok(())
+        Ok(t)
     }
 
     async fn scan_conversations(&self) -> Result<Vec<ConversationRecord>, StoreError> {
@@ -469,13 +336,12 @@ impl Store for ScyllaStore {
 
     async fn commit_turn(&self, write: TurnWrite) -> Result<(), StoreError> {
         let now = crate::clock::now_ms();
-        let (batch, values) = self.turn_batch(&write, now).await?;
+        let turn = self.turn_batch(&write, now).await?;
         self.session
-            .batch(&batch, values)
+            .batch(&turn.batch, turn.values)
             .await
             .map_err(unavailable)?;
-        self.add_counts(&write.state.integration, &write.counts)
-            .await;
+        self.counters.add(&write.state.integration, &write.counts);
         Ok(())
     }
 
@@ -585,33 +451,10 @@ impl Store for ScyllaStore {
         integrations: &[String],
         from_day: u32,
     ) -> Result<Vec<(String, DailyCount)>, StoreError> {
-        let st = self.counter_statements().await?;
         let mut out = Vec::new();
         for integration in integrations {
-            let rows = self
-                .session
-                .execute_iter(st.select.clone(), (integration.as_str(),))
-                .await
-                .map_err(unavailable)?
-                .rows_stream::<(i32, Option<i64>, Option<i64>, Option<i64>, Option<i64>)>()
-                .map_err(corrupt)?;
-            let rows: Vec<_> = rows.try_collect().await.map_err(unavailable)?;
-            for (day, inbound, outbound, delivered, read) in rows {
-                let day = u32::try_from(day).unwrap_or(0);
-                if day < from_day {
-                    continue;
-                }
-                let n = |v: Option<i64>| unsigned(v.unwrap_or(0));
-                out.push((
-                    integration.clone(),
-                    DailyCount {
-                        day,
-                        inbound: n(inbound),
-                        outbound: n(outbound),
-                        delivered: n(delivered),
-                        read: n(read),
-                    },
-                ));
+            for c in self.counters.read(integration, from_day).await? {
+                out.push((integration.clone(), c));
             }
         }
         Ok(out)

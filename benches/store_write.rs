@@ -1,0 +1,185 @@
+//! The per-event write path of each store. One answered message (the
+//! common event: an inbound line, the reply line, two remembered ids, the
+//! day's counts) as the policy produces it, written:
+//! - embedded: one redb transaction, group-committed, fsynced;
+//! - scylla: one logged batch of prepared statements, then the counter
+//!   batch. Timed here against kassandra, an in-memory CQL server: its
+//!   times say nothing about ScyllaDB, the statement and byte counts do.
+//!
+//! Prints statements and bytes per event first, then times one commit.
+
+use std::sync::Arc;
+
+use criterion::{criterion_group, criterion_main, Criterion};
+use switchboard::config::{IntegrationConfig, ScyllaConfig};
+use switchboard::conversation::turn::Conversation;
+use switchboard::event::{EventKind, InboundEvent};
+use switchboard::store::embedded::EmbeddedStore;
+use switchboard::store::scylla::{self, ScyllaStore};
+use switchboard::store::{Store, TurnWrite};
+
+const NOW: u64 = 1_800_000_000_000;
+
+// A fixed literal: it either always parses or the bench cannot run.
+#[allow(clippy::expect_used)]
+fn integration() -> Arc<IntegrationConfig> {
+    let config = serde_json::json!({
+        "id": "acme-fb", "tenant": "acme", "channel": "messenger", "app": "main",
+        "account_id": "PAGE", "access_token": "t", "assistant": "support",
+        "rate_limit_per_minute": 1_000_000,
+    });
+    Arc::new(serde_json::from_value(config).expect("bench integration"))
+}
+
+/// The write of event `i` of a conversation that already had `i` turns:
+/// a message answered at once.
+fn answered(conv: &mut Conversation, i: u64) -> Option<TurnWrite> {
+    let now = NOW + i * 1_000;
+    let event = InboundEvent {
+        conversation: conv.record.id.clone(),
+        integration: "acme-fb".into(),
+        channel: switchboard::config::ChannelKind::Messenger,
+        customer: conv.record.customer.clone(),
+        timestamp_ms: now,
+        received_at_ms: now,
+        customer_name: None,
+        kind: EventKind::Message {
+            mid: format!("m_in_{i}_aWdfZAG1faXRlbToxOklHTWVzc2FnZAUlEOjE3ODQx"),
+            text: Some("Hi! What are your opening hours on Saturday?".into()),
+            attachments: vec![],
+            quick_reply: None,
+        },
+    };
+    conv.apply(&event, now);
+    conv.plan_reply("We're open 9:00-17:00, Monday to Friday.", now);
+    conv.part_sent(format!("m_out_{i}_aWdfZAG1faXRlbToxOklHTWVzc2FnZAUlE"), now);
+    conv.take_write()
+}
+
+/// Bytes the embedded store writes for one turn (values, without B-tree
+/// pages): the state, the log lines, the remembered ids.
+fn embedded_bytes(w: &TurnWrite) -> usize {
+    let state = serde_json::to_vec(&w.state).map_or(0, |v| v.len());
+    let lines: usize = w
+        .messages
+        .iter()
+        .map(|m| serde_json::to_vec(m).map_or(0, |v| v.len()) + w.state.id.len() + 8)
+        .sum();
+    let ids: usize = w
+        .dedup
+        .iter()
+        .map(|(m, _)| w.state.id.len() + m.len() + 8)
+        .sum();
+    state + w.state.id.len() + lines + ids + w.counts.len() * 40
+}
+
+fn kassandra() -> Option<std::net::SocketAddr> {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let Ok(runtime) = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+        else {
+            return;
+        };
+        runtime.block_on(async move {
+            let session = kassandra_tester::kassandra::KassandraSession::new();
+            let _ = kassandra_tester::KassandraTester::new(session)
+                .in_scope(|addr| {
+                    let tx = tx.clone();
+                    async move {
+                        let _ = tx.send(addr);
+                        std::future::pending::<Result<(), ()>>().await
+                    }
+                })
+                .await;
+        });
+    });
+    rx.recv().ok()
+}
+
+fn store_write(c: &mut Criterion) {
+    let Ok(rt) = tokio::runtime::Runtime::new() else {
+        return;
+    };
+    let Ok(dir) = tempfile::tempdir() else {
+        return;
+    };
+    let Ok(embedded) = EmbeddedStore::open(dir.path(), 64 << 20) else {
+        return;
+    };
+    let Some(addr) = kassandra() else { return };
+    let config = ScyllaConfig {
+        nodes: vec![addr.to_string()],
+        keyspace: "bench".into(),
+        replication: "{'class': 'SimpleStrategy', 'replication_factor': 1}".into(),
+        request_timeout_ms: 5_000,
+        await_schema_agreement: false,
+        apply_schema: false,
+    };
+    // kassandra has no counter type: the schema without the analytics table.
+    let schema: Vec<String> = scylla::schema_statements(&config)
+        .into_iter()
+        .filter(|s| !s.contains(" counter"))
+        .collect();
+    let Ok(cql) = rt.block_on(async {
+        scylla::apply_statements(&config, &schema).await?;
+        ScyllaStore::open_on_schema(&config).await
+    }) else {
+        return;
+    };
+
+    // Statements and bytes per event, over 100 conversations x 10 turns.
+    let (mut statements, mut value_bytes, mut embedded_total, mut turns) = (0, 0, 0, 0);
+    for n in 0..100 {
+        let id = format!("acme-fb:{}", 6_543_210_000u64 + n);
+        let customer = id.split_once(':').map_or("", |(_, c)| c).to_string();
+        let mut conv = Conversation::new(integration(), &id, &customer, None, NOW);
+        for i in 0..10 {
+            if let Some(w) = answered(&mut conv, i) {
+                if let Ok(batch) = rt.block_on(cql.turn_batch(&w, NOW + i * 1_000)) {
+                    statements += batch.statements;
+                    value_bytes += batch.value_bytes;
+                }
+                embedded_total += embedded_bytes(&w);
+                turns += 1;
+            }
+        }
+    }
+    let turns = turns.max(1);
+    println!(
+        "per answered event: embedded 1 transaction (shared by a group commit), {} value bytes; \
+         scylla 1 logged batch of {:.1} statements + 1 counter batch, {} value bytes",
+        embedded_total / turns,
+        statements as f64 / turns as f64,
+        value_bytes / turns
+    );
+
+    let mut conv = Conversation::new(integration(), "acme-fb:1", "1", None, NOW);
+    let mut i = 0;
+    c.bench_function("embedded_commit_turn", |b| {
+        b.iter(|| {
+            i += 1;
+            if let Some(w) = answered(&mut conv, i) {
+                let _ = rt.block_on(embedded.commit_turn(w));
+            }
+        })
+    });
+    let mut conv = Conversation::new(integration(), "acme-fb:2", "2", None, NOW);
+    let mut i = 0;
+    c.bench_function("scylla_commit_turn_on_kassandra", |b| {
+        b.iter(|| {
+            i += 1;
+            if let Some(w) = answered(&mut conv, i) {
+                let _ = rt.block_on(cql.commit_turn(w));
+            }
+        })
+    });
+}
+
+criterion_group! {
+    name = benches;
+    config = Criterion::default().sample_size(20);
+    targets = store_write
+}
+criterion_main!(benches);

@@ -1,0 +1,115 @@
+//! Every statement of the scylla store, prepared once when it opens:
+//! idempotent (the driver may retry them) and with a request timeout.
+
+use std::time::Duration;
+
+use scylla::client::session::Session;
+use scylla::statement::prepared::PreparedStatement;
+
+use super::unavailable;
+use crate::store::StoreError;
+
+pub(super) struct Statements {
+    pub(super) upsert_conversation: PreparedStatement,
+    pub(super) insert_message: PreparedStatement,
+    pub(super) set_status: PreparedStatement,
+    pub(super) set_failure: PreparedStatement,
+    pub(super) insert_timer: PreparedStatement,
+    pub(super) delete_timer: PreparedStatement,
+    pub(super) upsert_takeover: PreparedStatement,
+    pub(super) delete_takeover: PreparedStatement,
+    pub(super) select_conversation: PreparedStatement,
+    pub(super) select_dedup: PreparedStatement,
+    pub(super) select_messages: PreparedStatement,
+    pub(super) select_timers: PreparedStatement,
+    pub(super) insert_dead_letter: PreparedStatement,
+    pub(super) select_dead_letters: PreparedStatement,
+    pub(super) select_conversations: PreparedStatement,
+    pub(super) select_takeovers: PreparedStatement,
+}
+
+/// Prepares `cql`: idempotent (the driver may retry it), with a timeout.
+pub(super) async fn prepare(
+    session: &Session,
+    cql: String,
+    timeout: Duration,
+) -> Result<PreparedStatement, StoreError> {
+    let mut p = session.prepare(cql).await.map_err(unavailable)?;
+    p.set_is_idempotent(true);
+    p.set_request_timeout(Some(timeout));
+    Ok(p)
+}
+
+impl Statements {
+    pub(super) async fn prepare(
+        session: &Session,
+        ks: &str,
+        timeout: Duration,
+    ) -> Result<Self, StoreError> {
+        let prepare = |cql: String| prepare(session, cql, timeout);
+        Ok(Self {
+            upsert_conversation: prepare(format!(
+                "INSERT INTO {ks}.conversations (id, integration, state) VALUES (?, ?, ?)"
+            ))
+            .await?,
+            insert_message: prepare(format!(
+                "INSERT INTO {ks}.messages (conversation, seq, body, status, error) VALUES (?, ?, ?, ?, ?)"
+            ))
+            .await?,
+            set_status: prepare(format!(
+                "UPDATE {ks}.messages SET status = ? WHERE conversation = ? AND seq = ?"
+            ))
+            .await?,
+            set_failure: prepare(format!(
+                "UPDATE {ks}.messages SET status = ?, error = ? WHERE conversation = ? AND seq = ?"
+            ))
+            .await?,
+            insert_timer: prepare(format!(
+                "INSERT INTO {ks}.timers (bucket, due_ms, conversation) VALUES (?, ?, ?)"
+            ))
+            .await?,
+            delete_timer: prepare(format!(
+                "DELETE FROM {ks}.timers WHERE bucket = ? AND due_ms = ? AND conversation = ?"
+            ))
+            .await?,
+            upsert_takeover: prepare(format!(
+                "INSERT INTO {ks}.takeovers (conversation, resume_ms) VALUES (?, ?)"
+            ))
+            .await?,
+            delete_takeover: prepare(format!(
+                "DELETE FROM {ks}.takeovers WHERE conversation = ?"
+            ))
+            .await?,
+            select_conversation: prepare(format!(
+                "SELECT state FROM {ks}.conversations WHERE id = ?"
+            ))
+            .await?,
+            select_dedup: prepare(format!(
+                "SELECT id, expires_ms FROM {ks}.dedup WHERE conversation = ?"
+            ))
+            .await?,
+            select_messages: prepare(format!(
+                "SELECT seq, body, status, error FROM {ks}.messages WHERE conversation = ?"
+            ))
+            .await?,
+            select_timers: prepare(format!("SELECT conversation, due_ms FROM {ks}.timers")).await?,
+            insert_dead_letter: prepare(format!(
+                "INSERT INTO {ks}.dead_letters (day, at_ms, conversation, position, event, error) \
+                 VALUES (?, ?, ?, ?, ?, ?)"
+            ))
+            .await?,
+            select_dead_letters: prepare(format!(
+                "SELECT at_ms, conversation, position, event, error FROM {ks}.dead_letters"
+            ))
+            .await?,
+            select_conversations: prepare(format!(
+                "SELECT id, integration, state FROM {ks}.conversations"
+            ))
+            .await?,
+            select_takeovers: prepare(format!(
+                "SELECT conversation, resume_ms FROM {ks}.takeovers"
+            ))
+            .await?,
+        })
+    }
+}
