@@ -192,6 +192,10 @@ pub async fn start_with_store(
     let metrics_task = tokio::spawn(telemetry::serve_metrics(metrics_listener, metrics));
 
     let ingress = Arc::new(IngressState::new(&config, bus.clone(), store.clone()));
+    let store_watch = tokio::spawn(ingest::watch_store(
+        store.clone(),
+        ingress.store_ready.clone(),
+    ));
     let app = ingest::router(ingress, config.server.max_body_bytes)
         .nest("/api/v1", admin::router(ctx.clone()));
     let profiles = tokio::spawn(profiles::push_all(ctx.clone()));
@@ -215,7 +219,7 @@ pub async fn start_with_store(
         let _ = supervisor_done.await;
         // Aborted tasks are dropped by the runtime later; waiting for them
         // releases what they hold (the store, the bus) before this returns.
-        for task in [housekeeping, profiles] {
+        for task in [housekeeping, profiles, store_watch] {
             task.abort();
             let _ = task.await;
         }

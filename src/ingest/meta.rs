@@ -128,6 +128,14 @@ pub async fn receive(
             "no integration for this account",
         );
     }
+    if !state.store_ready.load(std::sync::atomic::Ordering::Relaxed) {
+        return reply(
+            channel,
+            WebhookOutcome::Unavailable,
+            StatusCode::SERVICE_UNAVAILABLE,
+            "temporarily unavailable",
+        );
+    }
     match state.bus.publish(&events).await {
         Ok(()) => {
             for e in &events {

@@ -6,6 +6,7 @@
 mod meta;
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use axum::extract::DefaultBodyLimit;
@@ -24,6 +25,10 @@ pub struct IngressState {
     pub accounts: HashMap<(String, String), Arc<IntegrationConfig>>,
     pub bus: Arc<dyn Bus>,
     pub store: Arc<dyn Store>,
+    /// Whether the store answered its last check (kept fresh by
+    /// [`watch_store`]): while it does not, webhooks get 503 instead of
+    /// piling up events that cannot be handled.
+    pub store_ready: Arc<AtomicBool>,
 }
 
 impl IngressState {
@@ -41,6 +46,22 @@ impl IngressState {
                 .collect(),
             bus,
             store,
+            store_ready: Arc::new(AtomicBool::new(true)),
+        }
+    }
+}
+
+/// Checks the store every half second and keeps `store_ready` current.
+pub async fn watch_store(store: Arc<dyn Store>, ready: Arc<AtomicBool>) {
+    let mut tick = tokio::time::interval(std::time::Duration::from_millis(500));
+    loop {
+        tick.tick().await;
+        let now = store.ready().await;
+        let before = ready.swap(now, Ordering::Relaxed);
+        if before && !now {
+            tracing::warn!("Store unavailable: webhooks get 503 until it answers");
+        } else if now && !before {
+            tracing::info!("Store available again");
         }
     }
 }

@@ -110,3 +110,121 @@ assistant = "support"
     );
     desk.engine.shutdown().await;
 }
+
+/// A TCP proxy that can be cut, standing for the network between the
+/// engine and its store.
+struct Link {
+    addr: std::net::SocketAddr,
+    open: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    connections: std::sync::Arc<std::sync::Mutex<Vec<tokio::task::AbortHandle>>>,
+}
+
+impl Link {
+    async fn to(target: std::net::SocketAddr) -> Self {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let open = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
+        let connections = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let (o, c) = (open.clone(), connections.clone());
+        tokio::spawn(async move {
+            while let Ok((mut inbound, _)) = listener.accept().await {
+                if !o.load(std::sync::atomic::Ordering::SeqCst) {
+                    continue; // dropped: the store is unreachable
+                }
+                let task = tokio::spawn(async move {
+                    if let Ok(mut outbound) = tokio::net::TcpStream::connect(target).await {
+                        let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+                    }
+                });
+                c.lock().unwrap().push(task.abort_handle());
+            }
+        });
+        Self {
+            addr,
+            open,
+            connections,
+        }
+    }
+
+    fn cut(&self) {
+        self.open.store(false, std::sync::atomic::Ordering::SeqCst);
+        for c in self.connections.lock().unwrap().drain(..) {
+            c.abort();
+        }
+    }
+
+    fn restore(&self) {
+        self.open.store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+async fn wait_status(url: &str, body: impl Fn() -> Option<Vec<u8>>, want: u16) {
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let status = match body() {
+            Some(b) => post_webhook(url, b, Some(APP_SECRET)).await.as_u16(),
+            None => reqwest::get(url).await.map_or(0, |r| r.status().as_u16()),
+        };
+        if status == want {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{url} never answered {want} (last {status})"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unreachable_store_gets_webhooks_503_and_the_engine_recovers_on_its_own() {
+    let store = scylla_config(vec![kassandra().to_string()], true);
+    switchboard::store::scylla::apply_statements(&store, &schema_for_kassandra(&store))
+        .await
+        .expect("schema on kassandra");
+    let link = Link::to(kassandra()).await;
+    let tail = format!(
+        "\n[store.scylla]\nnodes = [\"{}\"]\nkeyspace = \"{}\"\nreplication = \"{}\"\nrequest_timeout_ms = 1000\nawait_schema_agreement = false\napply_schema = false\n",
+        link.addr, store.keyspace, store.replication
+    );
+    // Every tenant on the CQL store, through the link.
+    let graph = FakeGraph::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let toml = config_toml(
+        dir.path(),
+        &graph.base_url(),
+        "127.0.0.1:0",
+        "127.0.0.1:0",
+        0,
+    )
+    .replace("[store]\n", "[store]\nkind = \"scylla\"\n")
+        + &tail;
+    let config = switchboard::config::load_from_str(&toml, &[]).unwrap();
+    let engine = switchboard::app::start(config)
+        .await
+        .expect("engine starts");
+    let url = format!("http://{}/webhooks/meta/main", engine.addr);
+    let readyz = format!("http://{}/readyz", engine.addr);
+    let body = |mid: &'static str| move || Some(messages_body(&[("U_1", mid, "hours?")]));
+    assert_eq!(
+        post_webhook(&url, body("m_u1")().unwrap(), Some(APP_SECRET)).await,
+        200
+    );
+    graph
+        .wait_for("the first answer", |_| graph.texts_to("U_1").len() == 1)
+        .await;
+
+    link.cut();
+    wait_status(&readyz, || None, 503).await;
+    wait_status(&url, body("m_u2"), 503).await;
+
+    link.restore();
+    wait_status(&readyz, || None, 200).await;
+    wait_status(&url, body("m_u2"), 200).await;
+    graph
+        .wait_for("the answer after recovery", |_| {
+            graph.texts_to("U_1").len() == 2
+        })
+        .await;
+    engine.shutdown().await;
+}
