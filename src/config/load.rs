@@ -217,6 +217,33 @@ assistant = "support"
     }
 
     #[test]
+    fn scylla_settings_are_checked_with_their_keys() {
+        let ok =
+            load_from_str(MINIMAL, &env(&[("SWITCHBOARD__STORE__KIND", "scylla")])).expect("valid");
+        assert_eq!(ok.store.kind, crate::config::StoreKind::Scylla);
+        let err = load_from_str(
+            MINIMAL,
+            &env(&[
+                ("SWITCHBOARD__STORE__KIND", "scylla"),
+                ("SWITCHBOARD__STORE__SCYLLA__NODES", "[]"),
+                ("SWITCHBOARD__STORE__SCYLLA__KEYSPACE", "my-keyspace"),
+                ("SWITCHBOARD__STORE__SCYLLA__REPLICATION", "three"),
+                ("SWITCHBOARD__STORE__SCYLLA__REQUEST_TIMEOUT_MS", "5"),
+            ]),
+        )
+        .expect_err("invalid");
+        let text = err.to_string();
+        for needle in [
+            "store.scylla.nodes",
+            "store.scylla.keyspace",
+            "store.scylla.replication",
+            "store.scylla.request_timeout_ms",
+        ] {
+            assert!(text.contains(needle), "{needle} missing from:\n{text}");
+        }
+    }
+
+    #[test]
     fn kafka_settings_are_checked_with_their_keys() {
         let ok = load_from_str(
             MINIMAL,

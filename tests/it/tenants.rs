@@ -228,3 +228,41 @@ async fn an_unreachable_store_gets_webhooks_503_and_the_engine_recovers_on_its_o
         .await;
     engine.shutdown().await;
 }
+
+#[test]
+fn migrate_says_what_it_did() {
+    let dir = tempfile::tempdir().unwrap();
+    let toml = config_toml(
+        dir.path(),
+        "http://127.0.0.1:9",
+        "127.0.0.1:0",
+        "127.0.0.1:0",
+        0,
+    );
+    let config = dir.path().join("embedded.toml");
+    std::fs::write(&config, &toml).unwrap();
+    let run = |config: &std::path::Path| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_switchboard"))
+            .args(["migrate", "--config"])
+            .arg(config)
+            .output()
+            .unwrap()
+    };
+    let out = run(&config);
+    assert!(out.status.success());
+    assert!(String::from_utf8_lossy(&out.stdout).contains("Nothing to migrate"));
+
+    // A cluster that does not answer: a failure that says so.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let scylla = dir.path().join("scylla.toml");
+    let toml = toml.replace("[store]\n", "[store]\nkind = \"scylla\"\n")
+        + &format!("\n[store.scylla]\nnodes = [\"{closed}\"]\nrequest_timeout_ms = 1000\n");
+    std::fs::write(&scylla, toml).unwrap();
+    let out = run(&scylla);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("cannot connect to ScyllaDB"), "{err}");
+}
