@@ -1,25 +1,15 @@
 //! One conversation turn: the policy alone (dedup, rate limit, plan, shape,
 //! mark sent) and the policy plus its durable write to the embedded store.
 
-use std::sync::Arc;
-
 use criterion::{criterion_group, criterion_main, Criterion};
-use switchboard::config::{ChannelKind, IntegrationConfig};
+use switchboard::config::ChannelKind;
 use switchboard::conversation::turn::Conversation;
 use switchboard::event::{EventKind, InboundEvent};
 use switchboard::store::embedded::EmbeddedStore;
 use switchboard::store::Store;
 
-// A fixed literal: it either always parses or the bench cannot run.
-#[allow(clippy::expect_used)]
-fn integration() -> Arc<IntegrationConfig> {
-    let config = serde_json::json!({
-        "id": "acme-fb", "tenant": "acme", "channel": "messenger", "app": "main",
-        "account_id": "PAGE", "access_token": "t", "assistant": "support",
-        "rate_limit_per_minute": 1_000_000,
-    });
-    Arc::new(serde_json::from_value(config).expect("bench integration"))
-}
+#[path = "support/fixtures.rs"]
+mod fixtures;
 
 fn event(i: u64) -> InboundEvent {
     InboundEvent {
@@ -49,7 +39,7 @@ fn turn(conv: &mut Conversation, i: u64) -> usize {
 }
 
 fn policy(c: &mut Criterion) {
-    let mut conv = Conversation::new(integration(), "acme-fb:PSID", "PSID", None, 0);
+    let mut conv = Conversation::new(fixtures::integration(), "acme-fb:PSID", "PSID", None, 0);
     let mut i = 0u64;
     c.bench_function("turn_policy", |b| {
         b.iter(|| {
@@ -71,7 +61,7 @@ fn with_store(c: &mut Criterion) {
     let Ok(store) = rt.block_on(async { EmbeddedStore::open(dir.path(), 64 << 20) }) else {
         return;
     };
-    let mut conv = Conversation::new(integration(), "acme-fb:PSID", "PSID", None, 0);
+    let mut conv = Conversation::new(fixtures::integration(), "acme-fb:PSID", "PSID", None, 0);
     let mut i = 0u64;
     c.bench_function("turn_with_durable_write", |b| {
         b.iter(|| {

@@ -9,28 +9,20 @@
 //!
 //! Prints statements and bytes per event first, then times one commit.
 
-use std::sync::Arc;
-
 use criterion::{criterion_group, criterion_main, Criterion};
-use switchboard::config::{IntegrationConfig, ScyllaConfig};
+use switchboard::config::ScyllaConfig;
 use switchboard::conversation::turn::Conversation;
 use switchboard::event::{EventKind, InboundEvent};
 use switchboard::store::embedded::EmbeddedStore;
 use switchboard::store::scylla::{self, ScyllaStore};
 use switchboard::store::{Store, TurnWrite};
 
-const NOW: u64 = 1_800_000_000_000;
+#[path = "../tests/it/cql_server.rs"]
+mod cql_server;
+#[path = "support/fixtures.rs"]
+mod fixtures;
 
-// A fixed literal: it either always parses or the bench cannot run.
-#[allow(clippy::expect_used)]
-fn integration() -> Arc<IntegrationConfig> {
-    let config = serde_json::json!({
-        "id": "acme-fb", "tenant": "acme", "channel": "messenger", "app": "main",
-        "account_id": "PAGE", "access_token": "t", "assistant": "support",
-        "rate_limit_per_minute": 1_000_000,
-    });
-    Arc::new(serde_json::from_value(config).expect("bench integration"))
-}
+const NOW: u64 = 1_800_000_000_000;
 
 /// The write of event `i` of a conversation that already had `i` turns:
 /// a message answered at once.
@@ -74,31 +66,6 @@ fn embedded_bytes(w: &TurnWrite) -> usize {
     state + w.state.id.len() + lines + ids + w.counts.len() * 40
 }
 
-fn kassandra() -> Option<std::net::SocketAddr> {
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let Ok(runtime) = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-        else {
-            return;
-        };
-        runtime.block_on(async move {
-            let session = kassandra_tester::kassandra::KassandraSession::new();
-            let _ = kassandra_tester::KassandraTester::new(session)
-                .in_scope(|addr| {
-                    let tx = tx.clone();
-                    async move {
-                        let _ = tx.send(addr);
-                        std::future::pending::<Result<(), ()>>().await
-                    }
-                })
-                .await;
-        });
-    });
-    rx.recv().ok()
-}
-
 fn store_write(c: &mut Criterion) {
     let Ok(rt) = tokio::runtime::Runtime::new() else {
         return;
@@ -109,7 +76,9 @@ fn store_write(c: &mut Criterion) {
     let Ok(embedded) = EmbeddedStore::open(dir.path(), 64 << 20) else {
         return;
     };
-    let Some(addr) = kassandra() else { return };
+    let Some(addr) = cql_server::kassandra() else {
+        return;
+    };
     let config = ScyllaConfig {
         nodes: vec![addr.to_string()],
         keyspace: "bench".into(),
@@ -118,11 +87,7 @@ fn store_write(c: &mut Criterion) {
         await_schema_agreement: false,
         apply_schema: false,
     };
-    // kassandra has no counter type: the schema without the analytics table.
-    let schema: Vec<String> = scylla::schema_statements(&config)
-        .into_iter()
-        .filter(|s| !s.contains(" counter"))
-        .collect();
+    let schema = cql_server::schema_for_kassandra(&config);
     let Ok(cql) = rt.block_on(async {
         scylla::apply_statements(&config, &schema).await?;
         ScyllaStore::open_on_schema(&config).await
@@ -135,7 +100,7 @@ fn store_write(c: &mut Criterion) {
     for n in 0..100 {
         let id = format!("acme-fb:{}", 6_543_210_000u64 + n);
         let customer = id.split_once(':').map_or("", |(_, c)| c).to_string();
-        let mut conv = Conversation::new(integration(), &id, &customer, None, NOW);
+        let mut conv = Conversation::new(fixtures::integration(), &id, &customer, None, NOW);
         for i in 0..10 {
             if let Some(w) = answered(&mut conv, i) {
                 if let Ok(batch) = rt.block_on(cql.turn_batch(&w, NOW + i * 1_000)) {
@@ -156,7 +121,7 @@ fn store_write(c: &mut Criterion) {
         value_bytes / turns
     );
 
-    let mut conv = Conversation::new(integration(), "acme-fb:1", "1", None, NOW);
+    let mut conv = Conversation::new(fixtures::integration(), "acme-fb:1", "1", None, NOW);
     let mut i = 0;
     c.bench_function("embedded_commit_turn", |b| {
         b.iter(|| {
@@ -166,7 +131,7 @@ fn store_write(c: &mut Criterion) {
             }
         })
     });
-    let mut conv = Conversation::new(integration(), "acme-fb:2", "2", None, NOW);
+    let mut conv = Conversation::new(fixtures::integration(), "acme-fb:2", "2", None, NOW);
     let mut i = 0;
     c.bench_function("scylla_commit_turn_on_kassandra", |b| {
         b.iter(|| {

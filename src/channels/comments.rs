@@ -134,15 +134,7 @@ pub async fn reply(
     text: &str,
 ) -> Result<Sent, SendError> {
     let (path, body) = reply_call(surface, comment_id, text);
-    let answer = graph
-        .post(integration.channel, &path, &integration.access_token, &body)
-        .await?;
-    let message_id = answer
-        .get("id")
-        .and_then(Value::as_str)
-        .unwrap_or_default()
-        .to_string();
-    Ok(Sent { message_id })
+    graph.send_for_id(integration, &path, &body, "/id").await
 }
 
 #[cfg(test)]

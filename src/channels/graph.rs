@@ -7,7 +7,8 @@ use serde_json::Value;
 
 use super::meta_error::SendError;
 use super::retry::RetryPolicy;
-use crate::config::{OutboundConfig, Secret};
+use super::Sent;
+use crate::config::{IntegrationConfig, OutboundConfig, Secret};
 use crate::event::Channel;
 use crate::telemetry;
 
@@ -65,6 +66,43 @@ impl GraphClient {
         self.post_attempts(channel, path, token, body, 1).await
     }
 
+    /// POSTs a message `body` to `path` for `integration` and returns the
+    /// platform's id for it, found at `id_pointer` in the answer.
+    pub async fn send_for_id(
+        &self,
+        integration: &IntegrationConfig,
+        path: &str,
+        body: &Value,
+        id_pointer: &str,
+    ) -> Result<Sent, SendError> {
+        let answer = self
+            .post(integration.channel, path, &integration.access_token, body)
+            .await?;
+        let message_id = answer
+            .pointer(id_pointer)
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string();
+        Ok(Sent { message_id })
+    }
+
+    /// One attempt at an indicator (`typing_on`, WhatsApp typing) on the
+    /// account's `/{account_id}/messages`: it must not hold up the reply.
+    pub async fn indicate(
+        &self,
+        integration: &IntegrationConfig,
+        body: &Value,
+    ) -> Result<(), SendError> {
+        self.post_best_effort(
+            integration.channel,
+            &messages_path(integration),
+            &integration.access_token,
+            body,
+        )
+        .await
+        .map(|_| ())
+    }
+
     async fn post_attempts(
         &self,
         channel: Channel,
@@ -114,6 +152,12 @@ impl GraphClient {
             Err(SendError::from_response(status, &bytes))
         }
     }
+}
+
+/// `{account_id}/messages`: the Send API's and the WhatsApp Cloud API's
+/// path alike.
+pub fn messages_path(integration: &IntegrationConfig) -> String {
+    format!("{}/messages", integration.account_id)
 }
 
 /// A transport error without the URL (which may carry ids) or any header.

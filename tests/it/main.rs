@@ -5,6 +5,7 @@
 mod admin;
 mod bus_conformance;
 mod channels;
+mod cql_server;
 mod crash;
 mod failover;
 mod harness;

@@ -11,7 +11,7 @@
 //!   runs them when `SCYLLA_URI` is set.
 
 use std::net::SocketAddr;
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 
 use switchboard::config::{ChannelKind, ScyllaConfig};
 use switchboard::store::embedded::EmbeddedStore;
@@ -38,32 +38,12 @@ async fn embedded() -> Under {
     }
 }
 
-/// A kassandra server for this test process, on 127.0.0.1.
+/// The kassandra server of this test process.
 pub fn kassandra() -> SocketAddr {
-    static ADDR: OnceLock<SocketAddr> = OnceLock::new();
-    *ADDR.get_or_init(|| {
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            let runtime = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .unwrap();
-            runtime.block_on(async move {
-                let session = kassandra_tester::kassandra::KassandraSession::new();
-                let _ = kassandra_tester::KassandraTester::new(session)
-                    .in_scope(|addr| {
-                        let tx = tx.clone();
-                        async move {
-                            let _ = tx.send(addr);
-                            std::future::pending::<Result<(), ()>>().await
-                        }
-                    })
-                    .await;
-            });
-        });
-        rx.recv().expect("kassandra started")
-    })
+    crate::cql_server::kassandra().expect("kassandra started")
 }
+
+pub use crate::cql_server::schema_for_kassandra;
 
 /// Store settings for a fresh keyspace on `nodes`.
 pub fn scylla_config(nodes: Vec<String>, single_test_node: bool) -> ScyllaConfig {
@@ -75,15 +55,6 @@ pub fn scylla_config(nodes: Vec<String>, single_test_node: bool) -> ScyllaConfig
         await_schema_agreement: !single_test_node,
         apply_schema: !single_test_node,
     }
-}
-
-/// The schema without the analytics table: kassandra has no counter
-/// type (the server stops at one). The schema itself is not changed.
-pub fn schema_for_kassandra(config: &ScyllaConfig) -> Vec<String> {
-    scylla::schema_statements(config)
-        .into_iter()
-        .filter(|cql| !cql.contains(" counter"))
-        .collect()
 }
 
 async fn on_kassandra() -> Under {

@@ -3,7 +3,7 @@
 
 use serde_json::{json, Value};
 
-use crate::channels::graph::GraphClient;
+use crate::channels::graph::{messages_path, GraphClient};
 use crate::channels::meta_error::SendError;
 use crate::channels::Sent;
 use crate::config::IntegrationConfig;
@@ -45,30 +45,20 @@ pub fn typing_body(psid: &str) -> Value {
     json!({ "recipient": { "id": psid }, "sender_action": "typing_on" })
 }
 
-fn path(integration: &IntegrationConfig) -> String {
-    format!("{}/messages", integration.account_id)
-}
-
 /// Sends a message body; the answer's `message_id` is its `mid`.
 pub async fn send(
     graph: &GraphClient,
     integration: &IntegrationConfig,
     body: &Value,
 ) -> Result<Sent, SendError> {
-    let answer = graph
-        .post(
-            integration.channel,
-            &path(integration),
-            &integration.access_token,
+    graph
+        .send_for_id(
+            integration,
+            &messages_path(integration),
             body,
+            "/message_id",
         )
-        .await?;
-    let message_id = answer
-        .get("message_id")
-        .and_then(Value::as_str)
-        .unwrap_or_default()
-        .to_string();
-    Ok(Sent { message_id })
+        .await
 }
 
 pub async fn typing_on(
@@ -76,13 +66,5 @@ pub async fn typing_on(
     integration: &IntegrationConfig,
     psid: &str,
 ) -> Result<(), SendError> {
-    graph
-        .post_best_effort(
-            integration.channel,
-            &path(integration),
-            &integration.access_token,
-            &typing_body(psid),
-        )
-        .await
-        .map(|_| ())
+    graph.indicate(integration, &typing_body(psid)).await
 }

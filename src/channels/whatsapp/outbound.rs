@@ -5,7 +5,7 @@
 
 use serde_json::{json, Value};
 
-use crate::channels::graph::GraphClient;
+use crate::channels::graph::{messages_path, GraphClient};
 use crate::channels::meta_error::SendError;
 use crate::channels::Sent;
 use crate::config::IntegrationConfig;
@@ -59,30 +59,20 @@ pub fn typing_body(wamid: &str) -> Value {
     })
 }
 
-fn path(integration: &IntegrationConfig) -> String {
-    format!("{}/messages", integration.account_id)
-}
-
 /// Sends a message body; the answer's `messages[0].id` is its `wamid`.
 pub async fn send(
     graph: &GraphClient,
     integration: &IntegrationConfig,
     body: &Value,
 ) -> Result<Sent, SendError> {
-    let answer = graph
-        .post(
-            integration.channel,
-            &path(integration),
-            &integration.access_token,
+    graph
+        .send_for_id(
+            integration,
+            &messages_path(integration),
             body,
+            "/messages/0/id",
         )
-        .await?;
-    let message_id = answer
-        .pointer("/messages/0/id")
-        .and_then(Value::as_str)
-        .unwrap_or_default()
-        .to_string();
-    Ok(Sent { message_id })
+        .await
 }
 
 pub async fn typing_on(
@@ -90,15 +80,7 @@ pub async fn typing_on(
     integration: &IntegrationConfig,
     wamid: &str,
 ) -> Result<(), SendError> {
-    graph
-        .post_best_effort(
-            integration.channel,
-            &path(integration),
-            &integration.access_token,
-            &typing_body(wamid),
-        )
-        .await
-        .map(|_| ())
+    graph.indicate(integration, &typing_body(wamid)).await
 }
 
 #[cfg(test)]
