@@ -175,14 +175,14 @@ pub async fn start_with_store(
     .map_err(|e| StartError::Supervisor(e.to_string()))?;
     timer_task.start(store.timers().await?, SupervisorWake(supervisor.clone()));
 
-    if let Some(changes) = bus.ownership() {
+    let ownership = bus.ownership().map(|changes| {
         tokio::spawn(follow_ownership(
             changes,
             supervisor.clone(),
             store.clone(),
             timer_handle.clone(),
-        ));
-    }
+        ))
+    });
     let deliveries = bus.subscribe().await?;
     let consumer = tokio::spawn(consume(deliveries, supervisor.clone(), inflight.clone()));
     let housekeeping = tokio::spawn(housekeeping(bus.clone(), store.clone()));
@@ -219,7 +219,10 @@ pub async fn start_with_store(
         let _ = supervisor_done.await;
         // Aborted tasks are dropped by the runtime later; waiting for them
         // releases what they hold (the store, the bus) before this returns.
-        for task in [housekeeping, profiles, store_watch] {
+        for task in [housekeeping, profiles, store_watch]
+            .into_iter()
+            .chain(ownership)
+        {
             task.abort();
             let _ = task.await;
         }

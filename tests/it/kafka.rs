@@ -147,6 +147,9 @@ async fn takeover_and_resume_travel_on_kafka() {
             desk.graph.texts_to("PSID_KT").len() == 2
         })
         .await;
+    // Stopped, an engine on Kafka releases its embedded store at once too.
+    let desk = desk.restart(0, "").await;
+    assert_eq!(desk.conversation("PSID_KT").await["mode"], "ai");
     desk.engine.shutdown().await;
 }
 
