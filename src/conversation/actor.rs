@@ -17,7 +17,7 @@ use crate::assistant::ReplyRequest;
 use crate::bus::Delivery;
 use crate::channels::SendErrorKind;
 use crate::clock::now_ms;
-use crate::event::EventKind;
+use crate::event::{Attachment, EventKind};
 use crate::store::OutboxItem;
 use crate::telemetry;
 
@@ -284,19 +284,8 @@ async fn plan_reply(state: &mut ConversationState) -> Result<(), ActorProcessing
     let Some(conv) = state.conversation.as_mut() else {
         return Ok(());
     };
-    let assistant_id = conv.integration().assistant.clone();
-    let Some(assistant) = ctx.assistants.get(&assistant_id) else {
-        return Err(Failure(format!("assistant {assistant_id} is not available")).into());
-    };
     let (messages, attachments) = conv.pending_request();
-    let answer = assistant
-        .reply(&ReplyRequest {
-            channel: conv.record.channel,
-            customer: &conv.record.customer,
-            messages: &messages,
-            attachments: &attachments,
-        })
-        .await?;
+    let answer = ask(&ctx, conv, &messages, &attachments).await?;
     conv.plan_reply(&answer, now_ms());
     Ok(())
 }
@@ -311,21 +300,31 @@ async fn answer_comments(state: &mut ConversationState) -> Result<(), ActorProce
         let Some(comment) = conv.next_comment() else {
             return Ok(());
         };
-        let assistant_id = conv.integration().assistant.clone();
-        let Some(assistant) = ctx.assistants.get(&assistant_id) else {
-            return Err(Failure(format!("assistant {assistant_id} is not available")).into());
-        };
         let messages = [comment.text.clone()];
-        let answer = assistant
-            .reply(&ReplyRequest {
-                channel: conv.record.channel,
-                customer: &conv.record.customer,
-                messages: &messages,
-                attachments: &[],
-            })
-            .await?;
+        let answer = ask(&ctx, conv, &messages, &[]).await?;
         conv.plan_comment_reply(&answer, now_ms());
     }
+}
+
+/// The conversation's assistant's answer to `messages`.
+async fn ask(
+    ctx: &EngineContext,
+    conv: &Conversation,
+    messages: &[String],
+    attachments: &[Attachment],
+) -> Result<String, ActorProcessingErr> {
+    let assistant_id = &conv.integration().assistant;
+    let Some(assistant) = ctx.assistants.get(assistant_id) else {
+        return Err(Failure(format!("assistant {assistant_id} is not available")).into());
+    };
+    Ok(assistant
+        .reply(&ReplyRequest {
+            channel: conv.record.channel,
+            customer: &conv.record.customer,
+            messages,
+            attachments,
+        })
+        .await?)
 }
 
 /// Sends stored parts in order, each awaited and marked before the next.
