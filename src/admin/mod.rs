@@ -11,6 +11,7 @@
 
 mod analytics;
 mod conversations;
+mod integrations;
 mod views;
 
 use std::sync::Arc;
@@ -87,6 +88,7 @@ pub fn router(ctx: Arc<EngineContext>) -> Router {
         .route("/conversations/{id}/resume", post(conversations::resume))
         .route("/conversations/{id}/messages", post(conversations::message))
         .route("/analytics", get(analytics::show))
+        .route("/integrations", get(integrations::list))
         .fallback(|| async { AdminError::NotFound("no such admin API route".into()) })
         .layer(middleware::from_fn_with_state(ctx.clone(), authorize))
         .with_state(ctx)

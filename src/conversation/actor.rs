@@ -358,6 +358,7 @@ async fn flush_outbox(state: &mut ConversationState) -> Result<(), ActorProcessi
         let now = now_ms();
         let outcome = match result {
             Ok(sent) => {
+                ctx.token_refused(&conv.integration().id, false);
                 conv.part_sent(sent.message_id.clone(), now);
                 telemetry::reply(channel, "sent");
                 if item.first_of_turn {
@@ -380,6 +381,7 @@ async fn flush_outbox(state: &mut ConversationState) -> Result<(), ActorProcessi
             }
             Err(e) => {
                 if e.kind == SendErrorKind::TokenExpired {
+                    ctx.token_refused(&conv.integration().id, true);
                     tracing::error!(integration = %conv.integration().id, "Access token expired or revoked; the integration needs a new token");
                 } else {
                     tracing::warn!(conversation = %state.args.id, error = %e, "Reply refused by the platform");

@@ -25,6 +25,7 @@ pub mod window;
 mod policy_tests;
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use crate::assistant::Assistant;
@@ -43,6 +44,28 @@ pub struct EngineContext {
     pub integrations: HashMap<String, Arc<IntegrationConfig>>,
     /// Admin API callers waiting for their command to be applied here.
     pub commands: commands::CommandWaiters,
+    /// Integrations whose access token the platform refused (code 190),
+    /// until a call with it succeeds again.
+    pub token_expired: HashMap<String, AtomicBool>,
+}
+
+impl EngineContext {
+    /// Records how the platform took an integration's token.
+    pub fn token_refused(&self, integration: &str, refused: bool) {
+        if let Some(flag) = self.token_expired.get(integration) {
+            let was = flag.swap(refused, Ordering::Relaxed);
+            if was && !refused {
+                tracing::info!(integration, "Access token accepted again");
+            }
+        }
+    }
+
+    /// Whether the integration's token was refused and not accepted since.
+    pub fn token_is_expired(&self, integration: &str) -> bool {
+        self.token_expired
+            .get(integration)
+            .is_some_and(|f| f.load(Ordering::Relaxed))
+    }
 }
 
 impl EngineContext {
@@ -62,6 +85,11 @@ impl EngineContext {
             .iter()
             .map(|i| (i.id.clone(), Arc::new(i.clone())))
             .collect();
+        let token_expired = config
+            .integrations
+            .iter()
+            .map(|i| (i.id.clone(), AtomicBool::new(false)))
+            .collect();
         Self {
             config,
             store,
@@ -70,6 +98,7 @@ impl EngineContext {
             assistants,
             integrations,
             commands: commands::CommandWaiters::default(),
+            token_expired,
         }
     }
 }

@@ -429,3 +429,41 @@ async fn a_person_sends_files_where_the_channel_takes_them_and_gets_422_where_no
     assert_eq!(view["messages"][2]["author"], "agent");
     shop.engine.shutdown().await;
 }
+
+#[tokio::test]
+async fn a_refused_token_shows_on_the_integration_until_a_call_succeeds() {
+    let shop = Shop::start("").await;
+    shop.sim.set_faults(switchboard::sim::Faults {
+        next: [switchboard::sim::Fault::TokenExpired].into(),
+        ..switchboard::sim::Faults::default()
+    });
+    let token_of = |list: &Value, id: &str| {
+        list["integrations"]
+            .as_array()
+            .and_then(|l| l.iter().find(|i| i["id"] == id))
+            .map(|i| i["token"].as_str().unwrap_or_default().to_string())
+    };
+    let message = |mid: &str| {
+        json!({"object": "page", "entry": [{"id": PAGE, "time": now_ms(), "messaging": [{
+            "sender": {"id": "PSID_TOK"}, "recipient": {"id": PAGE}, "timestamp": now_ms(),
+            "message": {"mid": mid, "text": "hours?"}
+        }]}]})
+    };
+    shop.webhook(message("m_tok1")).await;
+    let view = shop.conversation("acme-fb:PSID_TOK", 2).await;
+    assert_eq!(view["messages"][1]["status"], "failed", "{view}");
+    let (status, list) = shop
+        .api(reqwest::Method::GET, "/integrations?tenant=acme", None)
+        .await;
+    assert_eq!(status, 200, "{list}");
+    assert_eq!(token_of(&list, "acme-fb").as_deref(), Some("expired"));
+    assert_eq!(token_of(&list, "acme-wa").as_deref(), Some("ok"));
+    // A new token is in place (the simulator accepts again): the next reply
+    // goes out and the integration is fine again.
+    shop.webhook(message("m_tok2")).await;
+    shop.wait_calls(CallKind::Message, 1).await;
+    shop.conversation("acme-fb:PSID_TOK", 4).await;
+    let (_, list) = shop.api(reqwest::Method::GET, "/integrations", None).await;
+    assert_eq!(token_of(&list, "acme-fb").as_deref(), Some("ok"));
+    shop.engine.shutdown().await;
+}
