@@ -96,7 +96,12 @@ pub async fn show(
     State(ctx): State<Arc<EngineContext>>,
     Path(id): Path<String>,
 ) -> Result<Response, AdminError> {
-    let record = find(&ctx, &id).await?;
+    // History stays readable after its integration left the config.
+    let record = ctx
+        .store
+        .conversation(&id)
+        .await?
+        .ok_or_else(|| AdminError::NotFound(format!("no conversation {id:?}")))?;
     Ok(Json(detail(&ctx, &record).await?).into_response())
 }
 
@@ -217,6 +222,8 @@ fn parse_body<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<Option<T>, 
         .map_err(|e| AdminError::BadRequest(format!("the body is not valid JSON here: {e}")))
 }
 
+/// A conversation a command may act on: stored, and its integration still
+/// configured.
 async fn find(ctx: &EngineContext, id: &str) -> Result<ConversationRecord, AdminError> {
     let record = ctx
         .store
