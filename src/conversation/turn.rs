@@ -455,7 +455,14 @@ impl Conversation {
             return EventOutcome::Duplicate;
         }
         self.remember(inbound.key.clone(), now_ms);
-        self.record.last_inbound_mid = Some(inbound.key.clone());
+        if self
+            .record
+            .last_inbound_ms
+            .is_none_or(|t| event.timestamp_ms >= t)
+        {
+            // The newest message is the one a typing indicator names.
+            self.record.last_inbound_mid = Some(inbound.key.clone());
+        }
         if self.record.message_count > 0
             && now_ms.saturating_sub(idle_since)
                 >= self.integration.expire_after().as_millis() as u64
