@@ -15,9 +15,10 @@ use tokio::sync::Semaphore;
 use super::actor::{ConversationActor, ConversationArgs, ConversationMsg, NO_EVENT};
 use super::timers::{TimerHandle, WakeSink};
 use super::EngineContext;
+use crate::assistant::AssistantError;
 use crate::bus::{Delivery, Position};
 use crate::clock::now_ms;
-use crate::store::DeadLetter;
+use crate::store::{DeadLetter, StoreError};
 use crate::telemetry;
 
 pub enum SupervisorMsg {
@@ -137,7 +138,16 @@ impl Actor for ConversationSupervisor {
     ) -> Result<(), ActorProcessingErr> {
         match evt {
             SupervisionEvent::ActorFailed(cell, err) => {
-                on_failed(&myself, state, cell.get_id(), err.to_string()).await;
+                // A store or assistant that is unavailable for a while is
+                // not the event's fault: it is retried without counting
+                // towards the dead letters.
+                let transient = err
+                    .downcast_ref::<StoreError>()
+                    .is_some_and(StoreError::retryable)
+                    || err
+                        .downcast_ref::<AssistantError>()
+                        .is_some_and(AssistantError::retryable);
+                on_failed(&myself, state, cell.get_id(), err.to_string(), transient).await;
             }
             SupervisionEvent::ActorTerminated(cell, _, _) => {
                 on_terminated(&myself, state, cell.get_id()).await;
@@ -296,6 +306,7 @@ async fn on_failed(
     state: &mut SupervisorState,
     actor: ActorId,
     error: String,
+    transient: bool,
 ) {
     let Some(id) = state.by_actor.remove(&actor) else {
         return;
@@ -315,7 +326,7 @@ async fn on_failed(
     if let Some(idx) = entry
         .inflight
         .iter()
-        .position(|(d, _)| d.position.offset == blamed)
+        .position(|(d, _)| !transient && d.position.offset == blamed)
     {
         entry.inflight[idx].1 += 1;
         if entry.inflight[idx].1 >= max_attempts {

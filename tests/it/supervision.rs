@@ -2,7 +2,9 @@
 //! conversation actor goes to the dead letters, is counted, and the
 //! conversation goes on.
 
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 
 use async_trait::async_trait;
 use switchboard::app;
@@ -15,11 +17,12 @@ use switchboard::store::{
 use crate::support::*;
 
 /// The embedded store, except that persisting the text "poison" crashes
-/// the caller (as a bug in handling one particular event would).
-struct PoisonStore(EmbeddedStore);
+/// the caller (as a bug in handling one particular event would), and that
+/// the first `unavailable` turns fail as an unreachable store would.
+struct FaultyStore(EmbeddedStore, std::sync::atomic::AtomicU32);
 
 #[async_trait]
-impl Store for PoisonStore {
+impl Store for FaultyStore {
     async fn load_conversation(
         &self,
         id: &str,
@@ -34,6 +37,13 @@ impl Store for PoisonStore {
             .any(|m| m.text.as_deref() == Some("poison"))
         {
             panic!("handling this event crashes");
+        }
+        let left = &self.1;
+        if left
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+            .is_ok()
+        {
+            return Err(StoreError::Unavailable("store unreachable (test)".into()));
         }
         self.0.commit_turn(write).await
     }
@@ -92,8 +102,9 @@ async fn a_poison_event_is_dead_lettered_and_the_conversation_goes_on() {
     let graph = FakeGraph::start().await;
     let dir = tempfile::tempdir().unwrap();
     let config = local_config(dir.path(), &graph, 0);
-    let store = Arc::new(PoisonStore(
+    let store = Arc::new(FaultyStore(
         EmbeddedStore::open(&config.store.path, config.store.cache_bytes()).unwrap(),
+        AtomicU32::new(0),
     ));
     let engine = app::start_with_store(config, store.clone()).await.unwrap();
     let url = format!("http://{}/webhooks/meta/main", engine.addr);
@@ -136,5 +147,35 @@ async fn a_poison_event_is_dead_lettered_and_the_conversation_goes_on() {
         metrics.contains("switchboard_dead_letters_total"),
         "{metrics}"
     );
+    engine.shutdown().await;
+}
+
+/// A store that is unreachable for a while is not the event's fault: the
+/// event is retried past `engine.max_event_attempts`, never dead-lettered,
+/// and answered once when the store is back.
+#[tokio::test]
+async fn an_unavailable_store_delays_events_without_dead_lettering_them() {
+    let graph = FakeGraph::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    // A delayed reply: its turn is written before anything is sent.
+    let mut config = local_config(dir.path(), &graph, 100);
+    config.engine.restart_backoff_max = "100ms".into();
+    let store = Arc::new(FaultyStore(
+        EmbeddedStore::open(&config.store.path, config.store.cache_bytes()).unwrap(),
+        AtomicU32::new(6),
+    ));
+    let engine = app::start_with_store(config, store.clone()).await.unwrap();
+    let url = format!("http://{}/webhooks/meta/main", engine.addr);
+    let body = messages_body(&[("PSID_F", "m_flaky", "hours")]);
+    assert_eq!(post_webhook(&url, body, Some(APP_SECRET)).await, 200);
+    graph
+        .wait_for("the reply once the store is back", |_| {
+            !graph.texts_to("PSID_F").is_empty()
+        })
+        .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(graph.texts_to("PSID_F").len(), 1);
+    assert_eq!(store.1.load(Ordering::SeqCst), 0, "every failure was met");
+    assert!(store.dead_letters().await.unwrap().is_empty());
     engine.shutdown().await;
 }
