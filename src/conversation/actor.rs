@@ -21,6 +21,10 @@ use crate::event::{Attachment, EventKind};
 use crate::store::OutboxItem;
 use crate::telemetry;
 
+/// How long a turn's write is retried while the store is unavailable
+/// before the actor fails (and is restarted with its events).
+const WRITE_PATIENCE: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// No event is being handled (see [`ConversationArgs::current`]).
 pub const NO_EVENT: u64 = u64::MAX;
 
@@ -256,8 +260,22 @@ async fn persist(state: &mut ConversationState) -> Result<(), ActorProcessingErr
     else {
         return Ok(());
     };
-    state.args.ctx.store.commit_turn(write).await?;
-    Ok(())
+    // A store that is briefly unavailable is waited for here rather than
+    // by crashing: a crash replays the event, and a reply already sent
+    // (an undelayed answer goes out before its write) would go again.
+    let started = std::time::Instant::now();
+    let mut pause = std::time::Duration::from_millis(20);
+    loop {
+        match state.args.ctx.store.commit_turn(write.clone()).await {
+            Ok(()) => return Ok(()),
+            Err(e) if e.retryable() && started.elapsed() < WRITE_PATIENCE => {
+                tracing::debug!(conversation = %state.args.id, error = %e, "Turn not written yet; retrying");
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(std::time::Duration::from_secs(1));
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
 }
 
 async fn typing(state: &ConversationState) {

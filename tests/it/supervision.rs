@@ -179,3 +179,35 @@ async fn an_unavailable_store_delays_events_without_dead_lettering_them() {
     assert!(store.dead_letters().await.unwrap().is_empty());
     engine.shutdown().await;
 }
+
+/// An undelayed answer goes out before its turn is written; when that
+/// write meets an unavailable store, it is retried, not the whole event:
+/// the customer gets the answer once.
+#[tokio::test]
+async fn a_reply_sent_before_a_failed_write_is_not_sent_again() {
+    let graph = FakeGraph::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = local_config(dir.path(), &graph, 0);
+    let store = Arc::new(FaultyStore(
+        EmbeddedStore::open(&config.store.path, config.store.cache_bytes()).unwrap(),
+        AtomicU32::new(3),
+    ));
+    let engine = app::start_with_store(config, store.clone()).await.unwrap();
+    let url = format!("http://{}/webhooks/meta/main", engine.addr);
+    let body = messages_body(&[("PSID_W1", "m_w1", "hours")]);
+    assert_eq!(post_webhook(&url, body, Some(APP_SECRET)).await, 200);
+    graph
+        .wait_for("the reply", |_| !graph.texts_to("PSID_W1").is_empty())
+        .await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while store.1.load(Ordering::SeqCst) > 0 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the write was never retried"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(graph.texts_to("PSID_W1").len(), 1, "answered once");
+    engine.shutdown().await;
+}
