@@ -221,7 +221,7 @@ impl KafkaBus {
             .set("enable.auto.commit", "false")
             .set("enable.auto.offset.store", "false")
             .set("auto.offset.reset", "earliest")
-            .set("partition.assignment.strategy", "cooperative-sticky")
+            .set("partition.assignment.strategy", &config.assignment_strategy)
             .set("session.timeout.ms", config.session_timeout_ms.to_string())
             // Latency over fetch efficiency: a fetch returns as soon as
             // there is a record, and waits at most this long when there is

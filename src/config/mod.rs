@@ -82,6 +82,9 @@ pub struct KafkaConfig {
     /// How long a consumer fetch may wait for records (latency floor on
     /// brokers that wait out the maximum).
     pub fetch_wait_max_ms: u64,
+    /// `partition.assignment.strategy`: `cooperative-sticky` (only the
+    /// partitions that move stop), or the eager `roundrobin` / `range`.
+    pub assignment_strategy: String,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

@@ -57,6 +57,15 @@ pub fn validate(c: &Config) -> Result<(), Vec<String>> {
                 "must be between 1 and 1000",
             );
         }
+        if !matches!(
+            k.assignment_strategy.as_str(),
+            "cooperative-sticky" | "roundrobin" | "range"
+        ) {
+            err(
+                "bus.kafka.assignment_strategy".into(),
+                "must be \"cooperative-sticky\", \"roundrobin\" or \"range\"",
+            );
+        }
         if !(1_000..=300_000).contains(&k.publish_timeout_ms) {
             err(
                 "bus.kafka.publish_timeout_ms".into(),

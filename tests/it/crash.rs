@@ -15,11 +15,16 @@ pub fn free_port() -> u16 {
         .port()
 }
 
+/// The real binary serving `config`; its logs go to the test's stderr at
+/// `warn` (`SWITCHBOARD_TEST_ENGINE_LOG` sets another filter).
 pub fn spawn_engine(config: &std::path::Path) -> Child {
     Command::new(env!("CARGO_BIN_EXE_switchboard"))
         .args(["serve", "--config"])
         .arg(config)
-        .env("SWITCHBOARD_LOG", "warn")
+        .env(
+            "SWITCHBOARD_LOG",
+            std::env::var("SWITCHBOARD_TEST_ENGINE_LOG").unwrap_or("warn".into()),
+        )
         .stdout(Stdio::null())
         .stderr(Stdio::inherit())
         .spawn()

@@ -7,7 +7,7 @@
 use std::time::Duration;
 
 use crate::crash::{free_port, spawn_engine, wait_ready};
-use crate::kafka::{broker, kafka_bus_section, unique};
+use crate::kafka::{broker, broker_is_tansu, kafka_bus_section, unique};
 use crate::store_conformance::{kassandra, schema_for_kassandra, scylla_config};
 use crate::support::*;
 
@@ -65,11 +65,21 @@ async fn one_instance_killed_under_load_the_other_answers_everyone_once() {
     switchboard::store::scylla::apply_statements(&store, &schema_for_kassandra(&store))
         .await
         .expect("schema on kassandra");
+    // Tansu 0.6 with cooperative-sticky assignment sometimes leaves the
+    // surviving member with no partitions after the other is evicted (about
+    // 1 run in 7 here; never in 8 runs with the eager protocol): on Tansu
+    // this test uses `roundrobin`, against a real Kafka the default.
+    let strategy = if broker_is_tansu() {
+        eprintln!("Tansu: the failover test uses assignment_strategy = \"roundrobin\" (see README, Testing)");
+        "assignment_strategy = \"roundrobin\""
+    } else {
+        ""
+    };
     let bus = kafka_bus_section(
         &brokers,
         &unique("sb-failover"),
         &unique("sb-failover-group"),
-        "",
+        strategy,
     );
     let graph = FakeGraph::start().await;
     let (dir_a, dir_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());

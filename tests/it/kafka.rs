@@ -45,6 +45,7 @@ fn kafka_config(brokers: &str, topic: &str, group: &str) -> KafkaConfig {
         publish_timeout_ms: 5000,
         session_timeout_ms: 6000,
         fetch_wait_max_ms: 5,
+        assignment_strategy: "cooperative-sticky".into(),
     }
 }
 
@@ -52,7 +53,7 @@ fn kafka_config(brokers: &str, topic: &str, group: &str) -> KafkaConfig {
 /// nothing (Kafka returns the batch and the client skips the records before
 /// the offset), so resuming in the middle of a webhook's batch cannot be
 /// tested against it: that case runs against a real Kafka only.
-fn broker_is_tansu() -> bool {
+pub fn broker_is_tansu() -> bool {
     std::env::var("SWITCHBOARD_TEST_KAFKA_IS_TANSU").as_deref() == Ok("1")
 }
 
