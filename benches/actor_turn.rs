@@ -70,7 +70,7 @@ fn with_store(c: &mut Criterion) {
             conv.apply(&event(i), now);
             conv.plan_reply("We're open 9-5, Monday to Friday.", now);
             if let Some(w) = conv.take_write() {
-                let _ = rt.block_on(store.commit_turn(w));
+                let _ = rt.block_on(store.commit_turn(w.into()));
             }
         })
     });

@@ -127,7 +127,7 @@ fn store_write(c: &mut Criterion) {
         b.iter(|| {
             i += 1;
             if let Some(w) = answered(&mut conv, i) {
-                let _ = rt.block_on(embedded.commit_turn(w));
+                let _ = rt.block_on(embedded.commit_turn(w.into()));
             }
         })
     });
@@ -137,7 +137,7 @@ fn store_write(c: &mut Criterion) {
         b.iter(|| {
             i += 1;
             if let Some(w) = answered(&mut conv, i) {
-                let _ = rt.block_on(cql.commit_turn(w));
+                let _ = rt.block_on(cql.commit_turn(w.into()));
             }
         })
     });

@@ -260,6 +260,7 @@ async fn persist(state: &mut ConversationState) -> Result<(), ActorProcessingErr
     else {
         return Ok(());
     };
+    let write = Arc::new(write);
     // A store that is briefly unavailable is waited for here rather than
     // by crashing: a crash replays the event, and a reply already sent
     // (an undelayed answer goes out before its write) would go again.

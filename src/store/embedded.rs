@@ -180,7 +180,7 @@ impl Store for EmbeddedStore {
         Ok(Some(Rehydrated { state, dedup }))
     }
 
-    async fn commit_turn(&self, write: TurnWrite) -> Result<(), StoreError> {
+    async fn commit_turn(&self, write: Arc<TurnWrite>) -> Result<(), StoreError> {
         let state = serde_json::to_vec(&write.state).map_err(corrupt)?;
         self.writer
             .write(true, move |txn| apply_turn(txn, &write, &state))

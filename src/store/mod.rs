@@ -10,6 +10,8 @@ pub mod records;
 pub mod scylla;
 pub mod tenants;
 
+use std::sync::Arc;
+
 use async_trait::async_trait;
 
 pub use records::{
@@ -58,8 +60,9 @@ pub trait Store: Send + Sync + 'static {
 
     /// Applies everything one turn changed, atomically and durably: the
     /// state (and with it the conversation's next timer deadline), new
-    /// remembered ids, new message-log lines and status changes.
-    async fn commit_turn(&self, write: TurnWrite) -> Result<(), StoreError>;
+    /// remembered ids, new message-log lines and status changes. Shared,
+    /// so a caller can try the same write again without copying it.
+    async fn commit_turn(&self, write: Arc<TurnWrite>) -> Result<(), StoreError>;
 
     /// The message log of a conversation, oldest first, at most `limit`
     /// lines (the newest ones).

@@ -78,7 +78,7 @@ impl Store for TenantStores {
             .await
     }
 
-    async fn commit_turn(&self, write: TurnWrite) -> Result<(), StoreError> {
+    async fn commit_turn(&self, write: Arc<TurnWrite>) -> Result<(), StoreError> {
         self.for_conversation(&write.state.id)?
             .commit_turn(write)
             .await

@@ -132,7 +132,7 @@ async fn turn_round_trip(under: Under) {
         ],
         &[("m1", NOW + 60_000)],
     );
-    s.commit_turn(w).await.unwrap();
+    s.commit_turn(w.into()).await.unwrap();
     let back = s.load_conversation("fb:A", NOW).await.unwrap().unwrap();
     assert_eq!(back.state, state);
     assert_eq!(back.dedup, vec![("m1".to_string(), NOW + 60_000)]);
@@ -155,7 +155,9 @@ async fn latest_lines_first_to_last(under: Under) {
     let lines = (1..=30)
         .map(|i| line(i, Direction::In, &format!("n{i}")))
         .collect();
-    s.commit_turn(turn(&state, lines, &[])).await.unwrap();
+    s.commit_turn(turn(&state, lines, &[]).into())
+        .await
+        .unwrap();
     let last = s.messages("fb:L", 5).await.unwrap();
     let seqs: Vec<_> = last.iter().map(|m| m.seq).collect();
     assert_eq!(seqs, [26, 27, 28, 29, 30]);
@@ -169,13 +171,13 @@ async fn status_marks(under: Under) {
     sent.status = MessageStatus::Sent;
     let mut sent2 = line(2, Direction::Out, "two");
     sent2.status = MessageStatus::Sent;
-    s.commit_turn(turn(&state, vec![sent, sent2], &[]))
+    s.commit_turn(turn(&state, vec![sent, sent2], &[]).into())
         .await
         .unwrap();
     let mut w = turn(&state, vec![], &[]);
     w.status_updates = vec![(1, MessageStatus::Read)];
     w.failures = vec![(2, "Re-engagement message (code 131047)".into())];
-    s.commit_turn(w).await.unwrap();
+    s.commit_turn(w.into()).await.unwrap();
     let lines = s.messages("fb:S", 10).await.unwrap();
     assert_eq!(lines[0].status, MessageStatus::Read);
     assert_eq!(lines[1].status, MessageStatus::Failed);
@@ -194,7 +196,7 @@ async fn expired_ids_are_forgotten(under: Under) {
         vec![],
         &[("old", NOW - 1), ("fresh", NOW + 3_600_000)],
     );
-    s.commit_turn(w).await.unwrap();
+    s.commit_turn(w.into()).await.unwrap();
     let back = s.load_conversation("fb:D", NOW).await.unwrap().unwrap();
     assert_eq!(back.dedup, vec![("fresh".to_string(), NOW + 3_600_000)]);
 }
@@ -206,7 +208,7 @@ async fn timers_follow_the_deadline(under: Under) {
     state.reply_due_ms = Some(NOW + 5_000);
     let mut w = turn(&state, vec![], &[]);
     w.deadline_changed = true;
-    s.commit_turn(w).await.unwrap();
+    s.commit_turn(w.into()).await.unwrap();
     assert_eq!(
         s.timers().await.unwrap(),
         vec![("fb:T".into(), NOW + 5_000)]
@@ -215,7 +217,7 @@ async fn timers_follow_the_deadline(under: Under) {
     let mut w = turn(&state, vec![], &[]);
     w.deadline_changed = true;
     w.previous_deadline = Some(NOW + 5_000);
-    s.commit_turn(w).await.unwrap();
+    s.commit_turn(w.into()).await.unwrap();
     assert_eq!(
         s.timers().await.unwrap(),
         vec![("fb:T".into(), NOW + 9_000)]
@@ -224,7 +226,7 @@ async fn timers_follow_the_deadline(under: Under) {
     let mut w = turn(&state, vec![], &[]);
     w.deadline_changed = true;
     w.previous_deadline = Some(NOW + 9_000);
-    s.commit_turn(w).await.unwrap();
+    s.commit_turn(w.into()).await.unwrap();
     assert!(s.timers().await.unwrap().is_empty());
 }
 
@@ -236,7 +238,7 @@ async fn takeover_index(under: Under) {
     state.auto_resume_ms = Some(NOW + 600_000);
     let mut w = turn(&state, vec![], &[]);
     w.takeover_changed = true;
-    s.commit_turn(w).await.unwrap();
+    s.commit_turn(w.into()).await.unwrap();
     assert_eq!(
         s.takeovers().await.unwrap(),
         vec![("fb:H".to_string(), Some(NOW + 600_000))]
@@ -245,7 +247,7 @@ async fn takeover_index(under: Under) {
     state.auto_resume_ms = None;
     let mut w = turn(&state, vec![], &[]);
     w.takeover_changed = true;
-    s.commit_turn(w).await.unwrap();
+    s.commit_turn(w.into()).await.unwrap();
     assert!(s.takeovers().await.unwrap().is_empty());
 }
 
@@ -266,7 +268,9 @@ async fn listing_and_counts(under: Under) {
             state.channel = ChannelKind::Instagram;
             state.last_activity_ms = NOW - 10 * 86_400_000;
         }
-        s.commit_turn(turn(&state, vec![], &[])).await.unwrap();
+        s.commit_turn(turn(&state, vec![], &[]).into())
+            .await
+            .unwrap();
     }
     let ids = |list: Vec<ConversationRecord>| list.into_iter().map(|c| c.id).collect::<Vec<_>>();
     let all = ConversationFilter::default();
@@ -327,8 +331,8 @@ async fn a_replayed_turn_changes_nothing(under: Under) {
         &[("m1", NOW + 60_000)],
     );
     w.deadline_changed = true;
-    s.commit_turn(w.clone()).await.unwrap();
-    s.commit_turn(w).await.unwrap();
+    s.commit_turn(w.clone().into()).await.unwrap();
+    s.commit_turn(w.into()).await.unwrap();
     assert_eq!(s.messages("fb:R", 10).await.unwrap().len(), 1);
     let back = s.load_conversation("fb:R", NOW).await.unwrap().unwrap();
     assert_eq!(back.dedup.len(), 1);
@@ -352,7 +356,7 @@ async fn analytics_rollups(under: Under) {
             delivered: 1,
             read: 1,
         }];
-        s.commit_turn(w).await.unwrap();
+        s.commit_turn(w.into()).await.unwrap();
     }
     let counts = s.daily_counts(&["fb".into()], day).await.unwrap();
     assert_eq!(counts.len(), 1);

@@ -30,7 +30,7 @@ impl Store for FaultyStore {
     ) -> Result<Option<Rehydrated>, StoreError> {
         self.0.load_conversation(id, now_ms).await
     }
-    async fn commit_turn(&self, write: TurnWrite) -> Result<(), StoreError> {
+    async fn commit_turn(&self, write: Arc<TurnWrite>) -> Result<(), StoreError> {
         if write
             .messages
             .iter()

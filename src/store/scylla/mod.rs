@@ -334,7 +334,7 @@ impl Store for ScyllaStore {
         Ok(Some(Rehydrated { state, dedup }))
     }
 
-    async fn commit_turn(&self, write: TurnWrite) -> Result<(), StoreError> {
+    async fn commit_turn(&self, write: Arc<TurnWrite>) -> Result<(), StoreError> {
         let now = crate::clock::now_ms();
         let turn = self.turn_batch(&write, now).await?;
         self.session
