@@ -61,26 +61,29 @@ fn source(flag: Option<PathBuf>) -> ConfigSource {
     ConfigSource::File(path)
 }
 
+/// The config from `flag` (or its defaults), or every error printed and
+/// the exit code for a bad config.
+fn load_config(flag: Option<PathBuf>) -> Result<switchboard::config::Config, ExitCode> {
+    config::load(&source(flag)).map_err(|e| {
+        eprintln!("{e}");
+        ExitCode::from(2)
+    })
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
-        Command::CheckConfig { config } => match config::load(&source(config)) {
+        Command::CheckConfig { config } => match load_config(config) {
             Ok(c) => {
                 print!("{}", c.to_redacted_toml());
                 ExitCode::SUCCESS
             }
-            Err(e) => {
-                eprintln!("{e}");
-                ExitCode::from(2)
-            }
+            Err(code) => code,
         },
         Command::Migrate { config } => {
-            let config = match config::load(&source(config)) {
+            let config = match load_config(config) {
                 Ok(c) => c,
-                Err(e) => {
-                    eprintln!("{e}");
-                    return ExitCode::from(2);
-                }
+                Err(code) => return code,
             };
             runtime().map_or(ExitCode::FAILURE, |rt| rt.block_on(migrate(config)))
         }
@@ -93,12 +96,9 @@ fn main() -> ExitCode {
             runtime().map_or(ExitCode::FAILURE, |rt| rt.block_on(loadgen(options)))
         }
         Command::Serve { config } => {
-            let config = match config::load(&source(config)) {
+            let config = match load_config(config) {
                 Ok(c) => c,
-                Err(e) => {
-                    eprintln!("{e}");
-                    return ExitCode::from(2);
-                }
+                Err(code) => return code,
             };
             switchboard::telemetry::init_tracing();
             runtime().map_or(ExitCode::FAILURE, |rt| rt.block_on(serve(config)))

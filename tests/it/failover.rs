@@ -11,22 +11,6 @@ use crate::kafka::{broker, broker_is_tansu, kafka_bus_section, unique};
 use crate::store_conformance::{kassandra, schema_for_kassandra, scylla_config};
 use crate::support::*;
 
-/// An engine process, killed when the test ends however it ends.
-struct Instance(std::process::Child);
-
-impl Instance {
-    fn kill(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-impl Drop for Instance {
-    fn drop(&mut self) {
-        self.kill();
-    }
-}
-
 /// The test config with its store on `nodes` / `keyspace` and its bus on
 /// Kafka.
 fn instance_toml(
@@ -96,8 +80,8 @@ async fn one_instance_killed_under_load_the_other_answers_everyone_once() {
         instance_toml(dir_b.path(), &graph, port_b, &store, &bus),
     )
     .unwrap();
-    let mut a = Instance(spawn_engine(&config_a));
-    let mut b = Instance(spawn_engine(&config_b));
+    let mut a = KillOnDrop(spawn_engine(&config_a));
+    let mut b = KillOnDrop(spawn_engine(&config_b));
     wait_ready(port_a).await;
     wait_ready(port_b).await;
     // Let the group settle so both instances own partitions.

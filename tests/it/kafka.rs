@@ -327,13 +327,3 @@ async fn broker_stopped_webhooks_get_503_and_flow_again_when_it_is_back() {
     assert_eq!(graph.texts_to("D1").len(), 1, "answered once");
     engine.shutdown().await;
 }
-
-/// A broker process of a test's own, stopped however the test ends.
-struct KillOnDrop(std::process::Child);
-
-impl Drop for KillOnDrop {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}

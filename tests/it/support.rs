@@ -483,3 +483,20 @@ impl Desk {
             .unwrap()
     }
 }
+
+/// A child process (broker, engine) killed when the test ends, however it
+/// ends, or earlier with [`KillOnDrop::kill`].
+pub struct KillOnDrop(pub std::process::Child);
+
+impl KillOnDrop {
+    pub fn kill(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
