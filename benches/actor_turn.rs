@@ -2,31 +2,22 @@
 //! mark sent) and the policy plus its durable write to the embedded store.
 
 use criterion::{criterion_group, criterion_main, Criterion};
-use switchboard::config::ChannelKind;
 use switchboard::conversation::turn::Conversation;
-use switchboard::event::{EventKind, InboundEvent};
+use switchboard::event::InboundEvent;
 use switchboard::store::embedded::EmbeddedStore;
 use switchboard::store::Store;
 
 #[path = "support/fixtures.rs"]
 mod fixtures;
 
+/// Event `i` of one customer's conversation.
 fn event(i: u64) -> InboundEvent {
-    InboundEvent {
-        conversation: "acme-fb:PSID".into(),
-        integration: "acme-fb".into(),
-        channel: ChannelKind::Messenger,
-        customer: "PSID".into(),
-        timestamp_ms: 1_700_000_000_000 + i,
-        received_at_ms: 1_700_000_000_000 + i,
-        customer_name: None,
-        kind: EventKind::Message {
-            mid: format!("m_{i}"),
-            text: Some("What are your hours?".into()),
-            attachments: vec![],
-            quick_reply: None,
-        },
-    }
+    fixtures::message(
+        "PSID",
+        format!("m_{i}"),
+        "What are your hours?",
+        1_700_000_000_000 + i,
+    )
 }
 
 fn turn(conv: &mut Conversation, i: u64) -> usize {

@@ -8,25 +8,22 @@ use std::sync::Arc;
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use switchboard::bus::embedded::EmbeddedBus;
 use switchboard::bus::Bus;
-use switchboard::config::ChannelKind;
-use switchboard::event::{EventKind, InboundEvent};
+use switchboard::event::InboundEvent;
 
+// Only the event fixture is used here.
+#[allow(dead_code)]
+#[path = "support/fixtures.rs"]
+mod fixtures;
+
+/// Event `i`, from one of 1,000 customers.
 fn event(i: u64) -> InboundEvent {
-    InboundEvent {
-        conversation: format!("acme-fb:PSID{}", i % 1000),
-        integration: "acme-fb".into(),
-        channel: ChannelKind::Messenger,
-        customer: format!("PSID{}", i % 1000),
-        timestamp_ms: 1_700_000_000_000 + i,
-        received_at_ms: 1_700_000_000_000 + i,
-        customer_name: None,
-        kind: EventKind::Message {
-            mid: format!("m_{i}"),
-            text: Some("What are your hours?".into()),
-            attachments: vec![],
-            quick_reply: None,
-        },
-    }
+    let customer = format!("PSID{}", i % 1000);
+    fixtures::message(
+        &customer,
+        format!("m_{i}"),
+        "What are your hours?",
+        1_700_000_000_000 + i,
+    )
 }
 
 fn append(c: &mut Criterion) {

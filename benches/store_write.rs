@@ -12,7 +12,6 @@
 use criterion::{criterion_group, criterion_main, Criterion};
 use switchboard::config::ScyllaConfig;
 use switchboard::conversation::turn::Conversation;
-use switchboard::event::{EventKind, InboundEvent};
 use switchboard::store::embedded::EmbeddedStore;
 use switchboard::store::scylla::{self, ScyllaStore};
 use switchboard::store::{Store, TurnWrite};
@@ -28,21 +27,12 @@ const NOW: u64 = 1_800_000_000_000;
 /// a message answered at once.
 fn answered(conv: &mut Conversation, i: u64) -> Option<TurnWrite> {
     let now = NOW + i * 1_000;
-    let event = InboundEvent {
-        conversation: conv.record.id.clone(),
-        integration: "acme-fb".into(),
-        channel: switchboard::config::ChannelKind::Messenger,
-        customer: conv.record.customer.clone(),
-        timestamp_ms: now,
-        received_at_ms: now,
-        customer_name: None,
-        kind: EventKind::Message {
-            mid: format!("m_in_{i}_aWdfZAG1faXRlbToxOklHTWVzc2FnZAUlEOjE3ODQx"),
-            text: Some("Hi! What are your opening hours on Saturday?".into()),
-            attachments: vec![],
-            quick_reply: None,
-        },
-    };
+    let event = fixtures::message(
+        &conv.record.customer,
+        format!("m_in_{i}_aWdfZAG1faXRlbToxOklHTWVzc2FnZAUlEOjE3ODQx"),
+        "Hi! What are your opening hours on Saturday?",
+        now,
+    );
     conv.apply(&event, now);
     conv.plan_reply("We're open 9:00-17:00, Monday to Friday.", now);
     conv.part_sent(format!("m_out_{i}_aWdfZAG1faXRlbToxOklHTWVzc2FnZAUlE"), now);

@@ -2,7 +2,8 @@
 
 use std::sync::Arc;
 
-use switchboard::config::IntegrationConfig;
+use switchboard::config::{ChannelKind, IntegrationConfig};
+use switchboard::event::{EventKind, InboundEvent};
 
 /// A Messenger integration with no rate limit to speak of.
 // A fixed literal: it either always parses or the bench cannot run.
@@ -14,4 +15,23 @@ pub fn integration() -> Arc<IntegrationConfig> {
         "rate_limit_per_minute": 1_000_000,
     });
     Arc::new(serde_json::from_value(config).expect("bench integration"))
+}
+
+/// A text message from `customer` of that integration, sent at `at_ms`.
+pub fn message(customer: &str, mid: String, text: &str, at_ms: u64) -> InboundEvent {
+    InboundEvent {
+        conversation: format!("acme-fb:{customer}"),
+        integration: "acme-fb".into(),
+        channel: ChannelKind::Messenger,
+        customer: customer.into(),
+        timestamp_ms: at_ms,
+        received_at_ms: at_ms,
+        customer_name: None,
+        kind: EventKind::Message {
+            mid,
+            text: Some(text.into()),
+            attachments: vec![],
+            quick_reply: None,
+        },
+    }
 }
