@@ -119,6 +119,7 @@ fn crowd_options() -> LoadgenOptions {
         seed: 42,
         json: false,
         quiet: true,
+        ..LoadgenOptions::default()
     }
 }
 

@@ -62,6 +62,14 @@ pub enum EventKind {
         text: Option<String>,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         app_id: Option<u64>,
+        /// The `metadata` the sender set: this engine's part id on the
+        /// messages it sent.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        metadata: Option<String>,
+        /// Sent through the app this webhook came from (its `app_id` is
+        /// the app's configured `meta_app_id`): this engine's own.
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        own_app: bool,
     },
     /// The customer pressed a button.
     Postback {
@@ -86,6 +94,11 @@ pub enum EventKind {
         status: ReportedStatus,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         error: Option<String>,
+        /// The part id the engine sent with the message (WhatsApp
+        /// `biz_opaque_callback_data`), which confirms a send whose answer
+        /// was lost.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        part: Option<String>,
     },
     /// A public comment on a post (Instagram `comments`, Page `feed`),
     /// answered publicly under it.

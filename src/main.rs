@@ -101,6 +101,20 @@ fn main() -> ExitCode {
                 Err(code) => return code,
             };
             switchboard::telemetry::init_tracing();
+            let weak = config::weak_secrets(&config);
+            if !weak.is_empty() {
+                if !config::listens_on_loopback_only(&config) {
+                    eprintln!(
+                        "refusing to serve on {} with weak secrets (set them in the config or SWITCHBOARD__ variables):\n{}",
+                        config.server.listen,
+                        weak.iter().map(|w| format!("  - {w}")).collect::<Vec<_>>().join("\n")
+                    );
+                    return ExitCode::from(2);
+                }
+                for w in &weak {
+                    tracing::warn!(problem = %w, "Weak secret accepted because the engine listens on loopback only");
+                }
+            }
             runtime().map_or(ExitCode::FAILURE, |rt| rt.block_on(serve(config)))
         }
     }

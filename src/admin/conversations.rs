@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::Deserialize;
@@ -176,8 +176,10 @@ struct MessageBody {
 pub async fn message(
     State(ctx): State<Arc<EngineContext>>,
     Path(id): Path<String>,
+    headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, AdminError> {
+    let key = idempotency_key(&headers)?;
     let body: MessageBody = parse_body(&body)?
         .ok_or_else(|| AdminError::BadRequest("the body must be {\"text\": \"...\"}".into()))?;
     if body.text.trim().is_empty() && body.attachment.is_none() {
@@ -209,7 +211,13 @@ pub async fn message(
         text: body.text,
         attachment: body.attachment,
     };
-    command(&ctx, &record, action).await
+    match key {
+        Some(key) => {
+            let command_id = idempotent_command_id(&record.id, &key);
+            command_with_id(&ctx, &record, action, command_id).await
+        }
+        None => command(&ctx, &record, action).await,
+    }
 }
 
 /// The JSON body, or `None` when there is none.
@@ -246,8 +254,42 @@ async fn command(
     record: &ConversationRecord,
     action: AgentAction,
 ) -> Result<Response, AdminError> {
+    let id = format!("cmd-{}-{:016x}", now_ms(), rand::random::<u64>());
+    command_with_id(ctx, record, action, id).await
+}
+
+/// The command id of a request with an `Idempotency-Key`: the same key on
+/// the same conversation names the same command, which the conversation
+/// applies once (and whose first outcome it keeps for retries).
+fn idempotent_command_id(conversation: &str, key: &str) -> String {
+    use sha2::{Digest, Sha256};
+    let digest = Sha256::digest(format!("{conversation}\0{key}").as_bytes());
+    format!("idem-{}", hex::encode(&digest[..16]))
+}
+
+/// The request's `Idempotency-Key`, if any: 1 to 255 visible ASCII
+/// characters.
+fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, AdminError> {
+    let Some(value) = headers.get("idempotency-key") else {
+        return Ok(None);
+    };
+    match value.to_str() {
+        Ok(k) if (1..=255).contains(&k.len()) && k.bytes().all(|b| b.is_ascii_graphic()) => {
+            Ok(Some(k.to_string()))
+        }
+        _ => Err(AdminError::BadRequest(
+            "Idempotency-Key must be 1 to 255 visible ASCII characters".into(),
+        )),
+    }
+}
+
+async fn command_with_id(
+    ctx: &EngineContext,
+    record: &ConversationRecord,
+    action: AgentAction,
+    id: String,
+) -> Result<Response, AdminError> {
     let now = now_ms();
-    let id = format!("cmd-{now}-{:016x}", rand::random::<u64>());
     let event = InboundEvent {
         conversation: record.id.clone(),
         integration: record.integration.clone(),
@@ -280,11 +322,15 @@ async fn command(
             "message_id": message_id,
         }))
         .into_response()),
-        Ok(Ok(CommandOutcome::Refused(reason))) => Err(AdminError::Conflict(reason)),
-        Ok(Ok(CommandOutcome::Failed(reason))) => Err(AdminError::Platform(reason)),
+        Ok(Ok(CommandOutcome::Refused { reason })) => Err(AdminError::Conflict(reason)),
+        Ok(Ok(CommandOutcome::Failed { reason })) => Err(AdminError::Platform(reason)),
         Ok(Ok(CommandOutcome::Queued)) => Ok(accepted(
             "queued",
             "the platform is failing; the message waits in the outbox and is retried",
+        )),
+        Ok(Ok(CommandOutcome::Unconfirmed)) => Ok(accepted(
+            "unconfirmed",
+            "the platform's answer was lost; the message is confirmed by its echo or sent again later",
         )),
         // Handled by another instance, or slower than the wait.
         Ok(Err(_)) | Err(_) => Ok(accepted(

@@ -149,6 +149,7 @@ fn forward(shared: &Shared, records: &[(u64, InboundEvent)]) {
                 offset: *offset,
             },
             event: event.clone(),
+            replay: false,
         });
     }
 }
@@ -210,12 +211,15 @@ impl Bus for EmbeddedBus {
             match InboundEvent::decode(v.value()) {
                 Ok(event) => {
                     progress.delivered(offset);
+                    // Appended before this run: the last one may have
+                    // handled it without finishing.
                     let _ = tx.send(Delivery {
                         position: Position {
                             partition: PARTITION,
                             offset,
                         },
                         event,
+                        replay: true,
                     });
                 }
                 Err(e) => {

@@ -46,6 +46,9 @@ use crate::event::InboundEvent;
 use crate::sync::lock;
 
 const COMMIT_EVERY: Duration = Duration::from_millis(20);
+/// Events received up to this long after a partition's assignment count as
+/// possibly handled by its previous owner (clocks of instances differ).
+const REPLAY_MARGIN_MS: u64 = 1000;
 
 fn unavailable(e: impl std::fmt::Display) -> BusError {
     BusError::Unavailable(e.to_string())
@@ -58,6 +61,9 @@ struct Progress {
     partitions: HashMap<i32, PartitionProgress>,
     /// Resume offsets already committed, per partition.
     committed: HashMap<i32, u64>,
+    /// When each partition was last assigned here (ms): events received
+    /// before may have been handled by its previous owner.
+    assigned_at: HashMap<i32, u64>,
 }
 
 struct Shared {
@@ -167,6 +173,13 @@ impl ConsumerContext for GroupContext {
     fn post_rebalance(&self, _consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         if let Rebalance::Assign(tpl) = rebalance {
             let partitions: Vec<i32> = tpl.elements().iter().map(|e| e.partition()).collect();
+            {
+                let now = crate::clock::now_ms();
+                let mut p = self.shared.lock();
+                for part in &partitions {
+                    p.assigned_at.insert(*part, now);
+                }
+            }
             tracing::info!(partitions = ?partitions, "Partitions assigned");
             let _ = self.shared.ownership.send(Ownership::Assigned(
                 partitions.iter().map(|p| *p as u32).collect(),
@@ -406,12 +419,11 @@ async fn consume(
         };
         let partition = message.partition();
         let offset = message.offset().max(0) as u64;
-        shared
-            .lock()
-            .partitions
-            .entry(partition)
-            .or_default()
-            .delivered(offset);
+        let assigned_at = {
+            let mut p = shared.lock();
+            p.partitions.entry(partition).or_default().delivered(offset);
+            p.assigned_at.get(&partition).copied().unwrap_or(0)
+        };
         shared.delivered.fetch_add(1, Ordering::Relaxed);
         let position = Position {
             partition: partition as u32,
@@ -420,7 +432,18 @@ async fn consume(
         let decoded = message.payload().map(InboundEvent::decode);
         match decoded {
             Some(Ok(event)) => {
-                if tx.send(Delivery { position, event }).is_err() {
+                // Received before this instance owned the partition: its
+                // previous owner may have handled it without finishing.
+                // (A second of margin covers clocks between instances.)
+                let replay = event.received_at_ms < assigned_at.saturating_add(REPLAY_MARGIN_MS);
+                if tx
+                    .send(Delivery {
+                        position,
+                        event,
+                        replay,
+                    })
+                    .is_err()
+                {
                     return;
                 }
             }

@@ -38,6 +38,11 @@ pub enum Ownership {
 pub struct Delivery {
     pub position: Position,
     pub event: InboundEvent,
+    /// The event may have been handled before (delivered by a previous
+    /// run or owner that did not finish it, or to an actor that crashed):
+    /// replies it plans are held until confirmed or
+    /// `outbound.confirm_wait` has passed.
+    pub replay: bool,
 }
 
 /// A bus failure. Retryable ones are answered with 503 (Meta retries).

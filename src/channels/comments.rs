@@ -6,12 +6,12 @@
 //! comments are never events, so they are never answered.
 
 use serde::Deserialize;
+use serde_json::value::RawValue;
 use serde_json::{json, Value};
 
 use super::graph::GraphClient;
-use super::messenger::{id_string, RawChange};
 use super::meta_error::SendError;
-use super::webhook::{PlatformEvent, WebhookObject};
+use super::webhook::{id_string, PlatformEvent, RawChange, SkipKind, WebhookObject};
 use super::Sent;
 use crate::config::IntegrationConfig;
 use crate::event::{CommentSurface, EventKind};
@@ -63,17 +63,34 @@ struct FeedItem {
     created_time: Option<u64>,
 }
 
-/// The comment a change describes, if it is one someone else wrote.
+/// `changes[]` fields of Page and Instagram webhooks the engine knowingly
+/// leaves alone (it does not subscribe to them, but an app may).
+const IGNORED_FIELDS: &[&str] = &[
+    "mentions",
+    "live_comments",
+    "story_insights",
+    "ratings",
+    "mention",
+    "messages",
+    "message_reactions",
+];
+
+/// The comment a change describes, if it is one someone else wrote; a
+/// change that cannot be read is skipped by the caller.
 pub(crate) fn parse_change(
     object: WebhookObject,
     account_id: &str,
-    change: &RawChange,
+    raw: &RawValue,
     entry_time: u64,
-) -> Result<Option<PlatformEvent>, String> {
-    match (object, change.field.as_str()) {
+) -> Result<Option<PlatformEvent>, (SkipKind, String)> {
+    let malformed = |why: String| (SkipKind::MalformedItem, why);
+    let change: RawChange<'_> =
+        serde_json::from_str(raw.get()).map_err(|e| malformed(e.to_string()))?;
+    let value = change.value.map_or("null", RawValue::get);
+    match (object, change.field.as_ref()) {
         (WebhookObject::Instagram, "comments") => {
-            let c: InstagramComment = serde_json::from_value(change.value.clone())
-                .map_err(|e| format!("comments value: {e}"))?;
+            let c: InstagramComment = serde_json::from_str(value)
+                .map_err(|e| malformed(format!("comments value: {e}")))?;
             if c.from.id == account_id {
                 return Ok(None);
             }
@@ -90,16 +107,20 @@ pub(crate) fn parse_change(
             }))
         }
         (WebhookObject::Page, "feed") => {
-            let f: FeedItem = serde_json::from_value(change.value.clone())
-                .map_err(|e| format!("feed value: {e}"))?;
+            let f: FeedItem =
+                serde_json::from_str(value).map_err(|e| malformed(format!("feed value: {e}")))?;
             if f.item != "comment" || f.verb.as_deref() != Some("add") {
                 return Ok(None);
             }
-            let from = f.from.ok_or("feed comment without from")?;
+            let from = f
+                .from
+                .ok_or_else(|| malformed("feed comment without from".into()))?;
             if from.id == account_id {
                 return Ok(None);
             }
-            let comment_id = f.comment_id.ok_or("feed comment without comment_id")?;
+            let comment_id = f
+                .comment_id
+                .ok_or_else(|| malformed("feed comment without comment_id".into()))?;
             Ok(Some(PlatformEvent {
                 customer: from.id,
                 timestamp_ms: f.created_time.map_or(entry_time, |s| s * 1000),
@@ -112,7 +133,11 @@ pub(crate) fn parse_change(
                 },
             }))
         }
-        _ => Ok(None),
+        (_, field) if IGNORED_FIELDS.contains(&field) => Ok(None),
+        (_, field) => Err((
+            SkipKind::UnknownField,
+            format!("field {:?}", field.chars().take(40).collect::<String>()),
+        )),
     }
 }
 

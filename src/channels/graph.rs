@@ -132,6 +132,11 @@ impl GraphClient {
         }
     }
 
+    /// One call. A request that provably never left (no connection) is a
+    /// transport error, retried at once; one that may have reached the
+    /// platform without a status coming back is ambiguous (never retried
+    /// here: the caller confirms it first). A 2xx status means accepted,
+    /// whatever the body says or however much of it arrived.
     async fn post_once(&self, url: &str, token: &Secret, body: &Value) -> Result<Value, SendError> {
         let response = self
             .http
@@ -140,17 +145,25 @@ impl GraphClient {
             .json(body)
             .send()
             .await
-            .map_err(|e| SendError::transport(describe_reqwest(&e)))?;
+            .map_err(|e| {
+                if e.is_connect() {
+                    SendError::transport(describe_reqwest(&e))
+                } else {
+                    SendError::ambiguous(describe_reqwest(&e))
+                }
+            })?;
         let status = response.status().as_u16();
-        let bytes = response
-            .bytes()
-            .await
-            .map_err(|e| SendError::transport(describe_reqwest(&e)))?;
+        let bytes = response.bytes().await;
         if (200..300).contains(&status) {
-            Ok(serde_json::from_slice(&bytes).unwrap_or(Value::Null))
-        } else {
-            Err(SendError::from_response(status, &bytes))
+            return Ok(bytes
+                .ok()
+                .and_then(|b| serde_json::from_slice(&b).ok())
+                .unwrap_or(Value::Null));
         }
+        Err(SendError::from_response(
+            status,
+            bytes.as_deref().unwrap_or_default(),
+        ))
     }
 }
 
@@ -162,11 +175,11 @@ pub fn messages_path(integration: &IntegrationConfig) -> String {
 
 /// A transport error without the URL (which may carry ids) or any header.
 fn describe_reqwest(e: &reqwest::Error) -> String {
-    if e.is_timeout() {
-        "request timed out".into()
-    } else if e.is_connect() {
+    if e.is_connect() {
         "cannot connect to the platform API".into()
+    } else if e.is_timeout() {
+        "no answer within the request timeout".into()
     } else {
-        "request failed before a response".into()
+        "connection lost before the answer".into()
     }
 }

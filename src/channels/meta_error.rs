@@ -18,8 +18,13 @@ pub enum SendErrorKind {
     Throttled,
     /// The platform failed (5xx, transient flag): retry.
     Server,
-    /// No answer (connect error, timeout): retry.
+    /// The request provably never left (connection refused, DNS, TLS):
+    /// retry at once.
     Transport,
+    /// The request may have reached the platform, but no status came back
+    /// (a timeout after the bytes left, a connection lost before the
+    /// answer): the part is unconfirmed, never retried at once.
+    Ambiguous,
     /// The access token expired or was revoked: the integration needs a new one.
     TokenExpired,
     /// Outside the messaging window: not sent, never retried.
@@ -37,6 +42,7 @@ impl SendErrorKind {
             Self::Throttled => "throttled",
             Self::Server => "server_error",
             Self::Transport => "transport_error",
+            Self::Ambiguous => "ambiguous",
             Self::TokenExpired => "token_expired",
             Self::WindowClosed => "window_closed",
             Self::Rejected => "rejected",
@@ -66,8 +72,17 @@ impl SendError {
     }
 
     pub fn transport(message: impl Into<String>) -> Self {
+        Self::without_answer(SendErrorKind::Transport, message)
+    }
+
+    /// The request may have reached the platform; no answer says whether.
+    pub fn ambiguous(message: impl Into<String>) -> Self {
+        Self::without_answer(SendErrorKind::Ambiguous, message)
+    }
+
+    fn without_answer(kind: SendErrorKind, message: impl Into<String>) -> Self {
         Self {
-            kind: SendErrorKind::Transport,
+            kind,
             status: 0,
             code: 0,
             subcode: None,

@@ -23,10 +23,12 @@ use crate::store::OutboxItem;
 pub use graph::GraphClient;
 pub use meta_error::{SendError, SendErrorKind};
 
-/// A message the platform accepted.
+/// A message the platform accepted (a 2xx status).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Sent {
-    /// The platform's id for it (`mid`, `wamid`); its echo carries it.
+    /// The platform's id for it (`mid`, `wamid`); empty when the answer's
+    /// body was cut or unreadable (the echo or status that returns the
+    /// part id tells it then).
     pub message_id: String,
 }
 
@@ -132,6 +134,7 @@ impl Outbound {
                     Some((kind, url)) => messenger::media_body(customer, kind, url, tag),
                     None => messenger::text_body(customer, &part.text, tag),
                 };
+                let body = messenger::with_part_id(body, &part.part_id);
                 messenger::send(&self.graph, integration, &body).await
             }
             ChannelKind::Whatsapp => {
@@ -145,6 +148,7 @@ impl Outbound {
                     (_, Some((kind, url)), _) => whatsapp::media_body(customer, kind, url),
                     _ => whatsapp::text_body(customer, &part.text),
                 };
+                let body = whatsapp::with_part_id(body, &part.part_id);
                 whatsapp::send(&self.graph, integration, &body).await
             }
             other => Err(SendError::unsupported(other)),

@@ -1,10 +1,20 @@
 //! Meta's webhook envelope: the `X-Hub-Signature-256` check and the
 //! `{"object": ..., "entry": [...]}` batch, split into per-account entries
 //! of platform events.
+//!
+//! Only the envelope can make a webhook a 400 (not JSON, an `object` the
+//! engine does not serve, no `entry`): Meta redelivers a refused body as it
+//! is, so one item the engine does not understand must not hold back the
+//! rest of the batch. Such items are skipped and reported in
+//! [`ParsedWebhook::skipped`]; the platform modules parse each entry, each
+//! `messaging` item and each `changes` item on its own.
+
+use std::borrow::Cow;
 
 use hmac::{Hmac, Mac};
-use serde::Deserialize;
-use sha2::Sha256;
+use serde::{Deserialize, Deserializer};
+use serde_json::value::RawValue;
+use sha2::{Digest, Sha256};
 
 use super::{messenger, whatsapp};
 use crate::event::EventKind;
@@ -58,10 +68,64 @@ pub struct ParsedEntry {
     pub events: Vec<PlatformEvent>,
 }
 
+/// What kind of batch item was skipped (the `kind` label of
+/// `switchboard_webhook_items_skipped_total`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum SkipKind {
+    /// An entry without the fields every entry has (`id`).
+    MalformedEntry,
+    /// A known kind of item with a required field missing or mistyped.
+    MalformedItem,
+    /// A `messaging` item of a kind the engine does not know.
+    UnknownItem,
+    /// A `changes[]` field the engine does not handle.
+    UnknownField,
+    /// A WhatsApp message `type` the engine does not know.
+    UnknownMessageType,
+    /// A WhatsApp status value the engine does not know.
+    UnknownStatus,
+}
+
+impl SkipKind {
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::MalformedEntry => "malformed_entry",
+            Self::MalformedItem => "malformed_item",
+            Self::UnknownItem => "unknown_item",
+            Self::UnknownField => "unknown_field",
+            Self::UnknownMessageType => "unknown_message_type",
+            Self::UnknownStatus => "unknown_status",
+        }
+    }
+}
+
+/// A batch item the engine did not take, and why.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Skipped {
+    pub kind: SkipKind,
+    /// Where and what, for the debug log (no message text).
+    pub detail: String,
+}
+
+/// Collects the items a parse skipped.
+#[derive(Debug, Default)]
+pub(crate) struct Skips(pub(crate) Vec<Skipped>);
+
+impl Skips {
+    pub(crate) fn push(&mut self, kind: SkipKind, detail: impl Into<String>) {
+        self.0.push(Skipped {
+            kind,
+            detail: detail.into(),
+        });
+    }
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub struct ParsedWebhook {
     pub object: WebhookObject,
     pub entries: Vec<ParsedEntry>,
+    /// Items left out; the rest of the batch is accepted as usual.
+    pub skipped: Vec<Skipped>,
 }
 
 impl ParsedWebhook {
@@ -76,9 +140,47 @@ pub const MAX_ENTRIES: usize = 1000;
 #[derive(Deserialize)]
 struct Envelope<'a> {
     #[serde(borrow)]
-    object: std::borrow::Cow<'a, str>,
+    object: Cow<'a, str>,
+    #[serde(borrow)]
+    entry: Option<Vec<&'a RawValue>>,
+}
+
+/// One `entry` of a Page, Instagram or WhatsApp webhook; its items are
+/// parsed one by one by the platform modules.
+#[derive(Deserialize)]
+pub(crate) struct RawEntry<'a> {
+    #[serde(deserialize_with = "id_string")]
+    pub(crate) id: String,
     #[serde(default)]
-    entry: Vec<messenger::RawEntry>,
+    pub(crate) time: Option<u64>,
+    #[serde(default, borrow)]
+    pub(crate) messaging: Vec<&'a RawValue>,
+    /// `changes[]`: comments, feed items, WhatsApp messages and statuses.
+    #[serde(default, borrow)]
+    pub(crate) changes: Vec<&'a RawValue>,
+}
+
+/// One `changes[]` item: its `field` and the `value` its module reads.
+#[derive(Deserialize)]
+pub(crate) struct RawChange<'a> {
+    #[serde(borrow)]
+    pub(crate) field: Cow<'a, str>,
+    #[serde(borrow)]
+    pub(crate) value: Option<&'a RawValue>,
+}
+
+/// Meta sends most ids as strings, a few as numbers; accept both.
+pub(crate) fn id_string<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Id {
+        S(String),
+        N(u64),
+    }
+    Ok(match Id::deserialize(d)? {
+        Id::S(s) => s,
+        Id::N(n) => n.to_string(),
+    })
 }
 
 /// Parses a webhook body. `now_ms` stands in for a missing timestamp.
@@ -91,20 +193,35 @@ pub fn parse(body: &[u8], now_ms: u64) -> Result<ParsedWebhook, ParseError> {
         "whatsapp_business_account" => WebhookObject::Whatsapp,
         other => return Err(ParseError::UnsupportedObject(truncate(other))),
     };
-    if envelope.entry.len() > MAX_ENTRIES {
+    let Some(raw_entries) = envelope.entry else {
+        return Err(ParseError::Invalid("no \"entry\" list".into()));
+    };
+    if raw_entries.len() > MAX_ENTRIES {
         return Err(ParseError::Invalid(format!(
             "{} entries, more than the {MAX_ENTRIES} Meta sends",
-            envelope.entry.len()
+            raw_entries.len()
         )));
     }
-    let mut entries = Vec::with_capacity(envelope.entry.len());
-    for entry in envelope.entry {
+    let mut entries = Vec::with_capacity(raw_entries.len());
+    let mut skips = Skips::default();
+    for (i, raw) in raw_entries.into_iter().enumerate() {
+        let entry: RawEntry<'_> = match serde_json::from_str(raw.get()) {
+            Ok(e) => e,
+            Err(e) => {
+                skips.push(SkipKind::MalformedEntry, format!("entry[{i}]: {e}"));
+                continue;
+            }
+        };
         match object {
-            WebhookObject::Whatsapp => entries.extend(whatsapp::parse_entry(entry)?),
-            _ => entries.push(messenger::parse_entry(entry, object, now_ms)?),
+            WebhookObject::Whatsapp => entries.extend(whatsapp::parse_entry(entry, &mut skips)),
+            _ => entries.push(messenger::parse_entry(entry, object, now_ms, &mut skips)),
         }
     }
-    Ok(ParsedWebhook { object, entries })
+    Ok(ParsedWebhook {
+        object,
+        entries,
+        skipped: skips.0,
+    })
 }
 
 fn truncate(s: &str) -> String {
@@ -127,9 +244,15 @@ pub fn verify_signature(secret: &[u8], body: &[u8], header: Option<&str>) -> boo
     mac.verify_slice(&expected).is_ok()
 }
 
-/// Compares secrets without revealing, by timing, how much of them matched.
+/// Compares secrets without revealing, by timing, how much of them matched
+/// or how long the expected one is: both sides are hashed to 32 bytes
+/// first, and the digests are compared in full.
 pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+    let (x, y) = (Sha256::digest(a), Sha256::digest(b));
+    x.iter()
+        .zip(y.iter())
+        .fold(0u8, |acc, (p, q)| acc | (p ^ q))
+        == 0
 }
 
 /// Signs a body the way Meta does (for the simulator, the load harness and
@@ -160,7 +283,15 @@ mod tests {
     }
 
     #[test]
-    fn rejects_unsupported_object_and_bad_json() {
+    fn secrets_compare_equal_only_when_equal() {
+        assert!(constant_time_eq(b"abc", b"abc"));
+        assert!(!constant_time_eq(b"abc", b"abd"));
+        assert!(!constant_time_eq(b"abc", b"abcd"));
+        assert!(!constant_time_eq(b"", b"a"));
+    }
+
+    #[test]
+    fn only_the_envelope_is_refused() {
         assert!(matches!(
             parse(br#"{"object":"user","entry":[]}"#, 0),
             Err(ParseError::UnsupportedObject(_))
@@ -170,5 +301,20 @@ mod tests {
             parse(br#"{"entry":[]}"#, 0),
             Err(ParseError::Json(_))
         ));
+        assert!(matches!(
+            parse(br#"{"object":"page"}"#, 0),
+            Err(ParseError::Invalid(_))
+        ));
+    }
+
+    #[test]
+    fn an_entry_without_an_id_is_skipped_and_the_rest_kept() {
+        let body = br#"{"object":"page","entry":[
+          {"time":1,"messaging":[]},
+          {"id":"P","time":1,"messaging":[{"sender":{"id":"A"},"recipient":{"id":"P"},"timestamp":1,"message":{"mid":"m1","text":"hi"}}]}]}"#;
+        let w = parse(body, 0).expect("parses");
+        assert_eq!(w.event_count(), 1);
+        assert_eq!(w.skipped.len(), 1);
+        assert_eq!(w.skipped[0].kind, SkipKind::MalformedEntry);
     }
 }

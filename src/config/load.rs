@@ -288,4 +288,17 @@ assistant = "support"
         assert!(!text.contains("\"tok\""));
         assert!(text.contains("<redacted>"));
     }
+
+    #[test]
+    fn a_numeric_secret_is_a_secret_and_no_error_shows_one() {
+        let numeric = MINIMAL.replace("access_token = \"tok\"", "access_token = 98765432109876");
+        let cfg = load_from_str(&numeric, &[]).expect("a numeric token is a token");
+        assert_eq!(cfg.integrations[0].access_token.expose(), "98765432109876");
+        let wrong = MINIMAL.replace("access_token = \"tok\"", "access_token = [98765, 43210]");
+        let err = load_from_str(&wrong, &[])
+            .expect_err("a list is no token")
+            .to_string();
+        assert!(err.contains("access_token"), "{err}");
+        assert!(!err.contains("98765") && !err.contains("43210"), "{err}");
+    }
 }

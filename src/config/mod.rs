@@ -13,6 +13,7 @@ use serde::{Deserialize, Serialize};
 
 pub use load::{load, load_from_str, ConfigError, ConfigSource};
 pub use secret::Secret;
+pub use validate::{listens_on_loopback_only, weak_secrets, MIN_ADMIN_TOKEN};
 
 /// The whole engine configuration.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -158,6 +159,10 @@ pub struct OutboundConfig {
     /// After the attempts are spent on a retryable error, the reply waits
     /// this long in the outbox and is tried again.
     pub retry_later: String,
+    /// How long a part whose send may have reached the platform (its
+    /// answer was lost, or a restart found it) waits for its echo or
+    /// status before it is sent again.
+    pub confirm_wait: String,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -199,6 +204,21 @@ pub struct AppConfig {
     pub id: String,
     pub app_secret: Secret,
     pub verify_token: Secret,
+    /// The app's numeric id at Meta: an echo whose `app_id` is this one was
+    /// sent by this engine (an echo without a part id, too, is then not
+    /// taken for a person answering).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub meta_app_id: Option<String>,
+}
+
+impl AppConfig {
+    /// Whether an echo's `app_id` names this app.
+    pub fn sent_by_this_app(&self, app_id: Option<u64>) -> bool {
+        match (&self.meta_app_id, app_id) {
+            (Some(mine), Some(theirs)) => mine.trim().parse::<u64>() == Ok(theirs),
+            _ => false,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -352,6 +372,9 @@ impl OutboundConfig {
     }
     pub fn retry_later(&self) -> Duration {
         duration_of(&self.retry_later, Duration::from_secs(30))
+    }
+    pub fn confirm_wait(&self) -> Duration {
+        duration_of(&self.confirm_wait, Duration::from_secs(10))
     }
 }
 

@@ -46,8 +46,50 @@ impl Serialize for Secret {
 }
 
 impl<'de> Deserialize<'de> for Secret {
+    /// A string, or a number or boolean taken as its text: a token that
+    /// happens to be all digits is still a token, and a type error would
+    /// print the value.
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        String::deserialize(d).map(Secret)
+        struct SecretVisitor;
+        impl serde::de::Visitor<'_> for SecretVisitor {
+            type Value = Secret;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a string")
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Secret, E> {
+                Ok(Secret(v.to_string()))
+            }
+            fn visit_string<E: serde::de::Error>(self, v: String) -> Result<Secret, E> {
+                Ok(Secret(v))
+            }
+            fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<Secret, E> {
+                Ok(Secret(v.to_string()))
+            }
+            fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<Secret, E> {
+                Ok(Secret(v.to_string()))
+            }
+            fn visit_f64<E: serde::de::Error>(self, v: f64) -> Result<Secret, E> {
+                Ok(Secret(v.to_string()))
+            }
+            fn visit_bool<E: serde::de::Error>(self, v: bool) -> Result<Secret, E> {
+                Ok(Secret(v.to_string()))
+            }
+        }
+        d.deserialize_any(SecretVisitor)
+    }
+}
+
+/// The shipped example config's placeholder secrets start with this.
+pub const PLACEHOLDER_PREFIX: &str = "change-me";
+
+impl Secret {
+    /// Whether this is a placeholder from the example config, not a real
+    /// secret.
+    pub fn is_placeholder(&self) -> bool {
+        self.0
+            .trim()
+            .to_ascii_lowercase()
+            .starts_with(PLACEHOLDER_PREFIX)
     }
 }
 

@@ -16,6 +16,61 @@ pub fn channel_text_limit(channel: ChannelKind) -> usize {
     }
 }
 
+/// Shortest admin token `serve` accepts on a listener other than loopback.
+pub const MIN_ADMIN_TOKEN: usize = 24;
+
+/// Secrets not fit to serve with: the example config's placeholders and a
+/// short admin token, each named by its key (never its value). `serve`
+/// refuses to start with any of them unless it listens on loopback only.
+pub fn weak_secrets(c: &Config) -> Vec<String> {
+    let mut weak = Vec::new();
+    let placeholder = |key: String, secret: &super::Secret, weak: &mut Vec<String>| {
+        if secret.is_placeholder() {
+            weak.push(format!(
+                "{key}: is the example config's placeholder; set a real secret"
+            ));
+        }
+    };
+    placeholder("admin.token".into(), &c.admin.token, &mut weak);
+    let token = c.admin.token.expose();
+    if !token.is_empty()
+        && !c.admin.token.is_placeholder()
+        && token.chars().count() < MIN_ADMIN_TOKEN
+    {
+        weak.push(format!(
+            "admin.token: is shorter than {MIN_ADMIN_TOKEN} characters"
+        ));
+    }
+    for a in &c.apps {
+        placeholder(
+            format!("apps.{}.app_secret", a.id),
+            &a.app_secret,
+            &mut weak,
+        );
+        placeholder(
+            format!("apps.{}.verify_token", a.id),
+            &a.verify_token,
+            &mut weak,
+        );
+    }
+    for i in &c.integrations {
+        placeholder(
+            format!("integrations.{}.access_token", i.id),
+            &i.access_token,
+            &mut weak,
+        );
+    }
+    weak
+}
+
+/// Whether the webhook and admin listener takes loopback connections only.
+pub fn listens_on_loopback_only(c: &Config) -> bool {
+    c.server
+        .listen
+        .parse::<SocketAddr>()
+        .is_ok_and(|a| a.ip().is_loopback())
+}
+
 pub fn validate(c: &Config) -> Result<(), Vec<String>> {
     let mut errors = Vec::new();
     let mut err = |key: String, msg: &str| errors.push(format!("{key}: {msg}"));
@@ -132,6 +187,7 @@ pub fn validate(c: &Config) -> Result<(), Vec<String>> {
         ("outbound.backoff_max", &c.outbound.backoff_max),
         ("outbound.request_timeout", &c.outbound.request_timeout),
         ("outbound.retry_later", &c.outbound.retry_later),
+        ("outbound.confirm_wait", &c.outbound.confirm_wait),
     ] {
         match humantime::parse_duration(value) {
             Ok(d) if !d.is_zero() => {}

@@ -19,7 +19,7 @@ use crate::channels::SendErrorKind;
 use crate::clock::now_ms;
 use crate::event::{Attachment, EventKind};
 use crate::store::OutboxItem;
-use crate::telemetry;
+use crate::telemetry::{self, AmbiguousOutcome};
 
 /// How long a turn's write is retried while the store is unavailable
 /// before the actor fails (and is restarted with its events).
@@ -100,12 +100,17 @@ impl Actor for ConversationActor {
             tracing::warn!(conversation = %id, "Integration no longer configured; its events are skipped");
             return Ok(());
         };
-        let conversation = Conversation::new(integration, &id, customer, stored, now);
-        // Parts stored before a crash may have reached the platform
-        // without the mark being written: sent again, and counted.
-        telemetry::outbox_replays(
+        let mut conversation = Conversation::new(integration, &id, customer, stored, now);
+        // Parts stored before a restart may have reached the platform
+        // without their mark being written: they wait for their echo or
+        // status before they are sent again.
+        let confirm_wait = state.args.ctx.config.outbound.confirm_wait();
+        let held = conversation.hold_outbox(now + confirm_wait.as_millis() as u64);
+        telemetry::outbox_replays(conversation.record.channel, held);
+        telemetry::ambiguous_send(
             conversation.record.channel,
-            conversation.record.outbox.len(),
+            AmbiguousOutcome::Unconfirmed,
+            held,
         );
         state.conversation = Some(conversation);
         Box::pin(drive(state)).await
@@ -145,14 +150,35 @@ async fn handle_delivery(
         return Ok(());
     };
     let now = now_ms();
+    if d.replay {
+        // Handled before, perhaps: what it plans waits for confirmation.
+        let wait = state.args.ctx.config.outbound.confirm_wait();
+        conv.hold_new_parts(Some(now + wait.as_millis() as u64));
+    }
     let outcome = conv.apply(&d.event, now);
     let channel = d.event.channel;
     match &outcome {
+        EventOutcome::Confirmed => {
+            telemetry::ambiguous_send(channel, AmbiguousOutcome::Confirmed, 1)
+        }
         EventOutcome::Duplicate => telemetry::duplicate(channel),
         EventOutcome::RateLimited => telemetry::rate_limited(channel),
         EventOutcome::HumanMode => telemetry::reply(channel, "human_mode"),
         EventOutcome::WindowClosed => telemetry::reply(channel, "window_closed"),
         _ => {}
+    }
+    if let (EventOutcome::Command(result), EventKind::Agent { command, .. }) =
+        (&outcome, &d.event.kind)
+    {
+        match result {
+            CommandResult::Applied => conv.command_outcome(command, CommandOutcome::Applied),
+            CommandResult::Refused(reason) => {
+                let reason = reason.clone();
+                conv.command_outcome(command, CommandOutcome::Refused { reason })
+            }
+            // Told when its message is sent (`flush_outbox`).
+            CommandResult::Queued => {}
+        }
     }
     let starts_turn = matches!(outcome, EventOutcome::Queued { starts_turn: true });
     if starts_turn {
@@ -176,24 +202,18 @@ async fn handle_delivery(
         }
     }
     persist(state).await?;
-    if let (EventOutcome::Command(result), EventKind::Agent { command, .. }) =
-        (&outcome, &d.event.kind)
-    {
-        let outcome = match result {
-            CommandResult::Applied => Some(CommandOutcome::Applied),
-            CommandResult::Refused(reason) => Some(CommandOutcome::Refused(reason.clone())),
-            // Told when its message is sent (`flush_outbox`).
-            CommandResult::Queued => None,
-        };
-        if let Some(outcome) = outcome {
-            state.args.ctx.commands.complete(command, outcome);
-        }
-    }
+    let replay = d.replay;
     finish(state, d);
     if starts_turn && !answer_now {
         typing(state).await;
     }
-    drive(state).await
+    let driven = drive(state).await;
+    if replay {
+        if let Some(conv) = state.conversation.as_mut() {
+            conv.hold_new_parts(None);
+        }
+    }
+    driven
 }
 
 fn instant_assistant(state: &ConversationState) -> bool {
@@ -252,7 +272,19 @@ async fn drive(state: &mut ConversationState) -> Result<(), ActorProcessingErr> 
     Ok(())
 }
 
+/// Writes what the turn changed (if anything), then tells operators'
+/// callers what came of their commands.
 async fn persist(state: &mut ConversationState) -> Result<(), ActorProcessingErr> {
+    write_turn(state).await?;
+    if let Some(conv) = state.conversation.as_mut() {
+        for (command, outcome) in conv.take_notifications() {
+            state.args.ctx.commands.complete(&command, outcome);
+        }
+    }
+    Ok(())
+}
+
+async fn write_turn(state: &mut ConversationState) -> Result<(), ActorProcessingErr> {
     let Some(write) = state
         .conversation
         .as_mut()
@@ -347,7 +379,9 @@ async fn ask(
 }
 
 /// Sends stored parts in order, each awaited and marked before the next.
-/// A part whose messaging window has closed is not sent.
+/// A part whose messaging window has closed is not sent; a part that may
+/// have reached the platform already waits for its confirmation (or for
+/// `outbound.confirm_wait` to pass, then it is sent again).
 async fn flush_outbox(state: &mut ConversationState) -> Result<(), ActorProcessingErr> {
     let ctx = state.args.ctx.clone();
     loop {
@@ -355,18 +389,25 @@ async fn flush_outbox(state: &mut ConversationState) -> Result<(), ActorProcessi
         let Some(conv) = state.conversation.as_mut() else {
             return Ok(());
         };
+        if conv.awaiting_confirmation(now) {
+            return Ok(());
+        }
+        let channel = conv.record.channel;
+        if conv.resend_unconfirmed(now) {
+            tracing::info!(conversation = %state.args.id, "No confirmation of a part within the wait; sending it again");
+            telemetry::ambiguous_send(channel, AmbiguousOutcome::Resent, 1);
+        }
         let Some(item) = conv.next_part(now).cloned() else {
             return Ok(());
         };
-        let channel = conv.record.channel;
         let tag = match conv.send_tag(&item, now) {
             Ok(tag) => tag,
             Err(closed) => {
                 let reason = closed.to_string();
                 conv.part_failed(&reason, now);
                 telemetry::reply(channel, "window_closed");
+                report(conv, &item, CommandOutcome::Refused { reason });
                 persist(state).await?;
-                complete(&ctx, &item, CommandOutcome::Refused(reason));
                 continue;
             }
         };
@@ -390,12 +431,22 @@ async fn flush_outbox(state: &mut ConversationState) -> Result<(), ActorProcessi
                     message_id: sent.message_id,
                 }
             }
+            Err(e) if e.kind == SendErrorKind::Ambiguous => {
+                tracing::warn!(conversation = %state.args.id, error = %e, "Send outcome unknown; the part waits for its echo or status");
+                let wait = ctx.config.outbound.confirm_wait().as_millis() as u64;
+                conv.part_unconfirmed(now + wait);
+                telemetry::reply(channel, "unconfirmed");
+                telemetry::ambiguous_send(channel, AmbiguousOutcome::Unconfirmed, 1);
+                report(conv, &item, CommandOutcome::Unconfirmed);
+                persist(state).await?;
+                return Ok(());
+            }
             Err(e) if e.retryable() => {
                 tracing::warn!(conversation = %state.args.id, error = %e, "Platform kept failing; the reply waits in the outbox");
                 conv.retry_outbox_at(now + ctx.config.outbound.retry_later().as_millis() as u64);
                 telemetry::reply(channel, "retry_later");
+                report(conv, &item, CommandOutcome::Queued);
                 persist(state).await?;
-                complete(&ctx, &item, CommandOutcome::Queued);
                 return Ok(());
             }
             Err(e) => {
@@ -407,17 +458,19 @@ async fn flush_outbox(state: &mut ConversationState) -> Result<(), ActorProcessi
                 }
                 conv.part_failed(&e.to_string(), now);
                 telemetry::reply(channel, e.kind.label());
-                CommandOutcome::Failed(e.to_string())
+                CommandOutcome::Failed {
+                    reason: e.to_string(),
+                }
             }
         };
+        report(conv, &item, outcome);
         persist(state).await?;
-        complete(&ctx, &item, outcome);
     }
 }
 
-/// Tells the admin API caller of a person's message what came of it.
-fn complete(ctx: &EngineContext, item: &OutboxItem, outcome: CommandOutcome) {
+/// What came of a person's message (its last part carries the command).
+fn report(conv: &mut Conversation, item: &OutboxItem, outcome: CommandOutcome) {
     if let Some(command) = &item.command {
-        ctx.commands.complete(command, outcome);
+        conv.command_outcome(command, outcome);
     }
 }

@@ -11,44 +11,43 @@ use tokio::sync::oneshot;
 
 use crate::sync::lock;
 
-/// What came of a command.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum CommandOutcome {
-    /// Takeover or resume applied and stored.
-    Applied,
-    /// A person's message was accepted by the platform.
-    Sent { message_id: String },
-    /// Not allowed (the messaging window); nothing was sent.
-    Refused(String),
-    /// The platform refused the message.
-    Failed(String),
-    /// The platform kept failing: the message waits in the outbox.
-    Queued,
-}
+pub use crate::store::CommandOutcome;
 
-/// Callers waiting for their command, by command id.
+/// Callers waiting for their command, by command id (several when a
+/// request is retried with the same `Idempotency-Key`).
 #[derive(Default)]
 pub struct CommandWaiters {
-    waiting: Mutex<HashMap<String, oneshot::Sender<CommandOutcome>>>,
+    waiting: Mutex<HashMap<String, Vec<oneshot::Sender<CommandOutcome>>>>,
 }
 
 impl CommandWaiters {
     /// Registers a caller before its command is published.
     pub fn wait_for(&self, command: &str) -> oneshot::Receiver<CommandOutcome> {
         let (tx, rx) = oneshot::channel();
-        lock(&self.waiting).insert(command.to_string(), tx);
+        lock(&self.waiting)
+            .entry(command.to_string())
+            .or_default()
+            .push(tx);
         rx
     }
 
-    /// Tells the caller (if it waits here) what came of its command.
+    /// Tells the callers (if they wait here) what came of their command.
     pub fn complete(&self, command: &str, outcome: CommandOutcome) {
-        if let Some(tx) = lock(&self.waiting).remove(command) {
-            let _ = tx.send(outcome);
+        if let Some(waiters) = lock(&self.waiting).remove(command) {
+            for tx in waiters {
+                let _ = tx.send(outcome.clone());
+            }
         }
     }
 
-    /// The caller stopped waiting.
+    /// A caller stopped waiting (its receiver is dropped).
     pub fn forget(&self, command: &str) {
-        lock(&self.waiting).remove(command);
+        let mut waiting = lock(&self.waiting);
+        if let Some(waiters) = waiting.get_mut(command) {
+            waiters.retain(|tx| !tx.is_closed());
+            if waiters.is_empty() {
+                waiting.remove(command);
+            }
+        }
     }
 }

@@ -13,6 +13,7 @@
 
 pub mod actor;
 pub mod commands;
+pub mod confirm;
 pub mod dedup;
 pub mod shaping;
 pub mod supervisor;

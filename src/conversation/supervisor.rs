@@ -257,8 +257,12 @@ async fn spawn(myself: &ActorRef<SupervisorMsg>, state: &mut SupervisorState, id
     };
     match Actor::spawn_linked(None, ConversationActor, args, myself.get_cell()).await {
         Ok((actor, _)) => {
+            let restarted = entry.failures > 0;
             for (d, _) in &entry.inflight {
-                let _ = actor.send_message(ConversationMsg::Deliver(Box::new(d.clone())));
+                let mut d = d.clone();
+                // Its previous actor may have sent a reply for it.
+                d.replay |= restarted;
+                let _ = actor.send_message(ConversationMsg::Deliver(Box::new(d)));
             }
             state.by_actor.insert(actor.get_id(), id);
             entry.actor = Some(actor);

@@ -6,7 +6,8 @@
 //! arrive as bus events, so they are ordered with the customer's messages
 //! and applied once.
 
-use super::turn::{take_first, CommandResult, Conversation, EventOutcome};
+use super::confirm;
+use super::turn::{take_first, CommandResult, Conversation, EventOutcome, Planned};
 use crate::event::{AgentAction, Attachment, InboundEvent, OutboundAttachment};
 use crate::store::{Author, Direction, MessageStatus, Mode, OutboxItem};
 
@@ -24,6 +25,11 @@ impl Conversation {
         now_ms: u64,
     ) -> EventOutcome {
         if self.seen(command, now_ms) {
+            // A retried request: its callers get the first outcome (or the
+            // one still to come).
+            if let Some(first) = self.recorded_outcome(command) {
+                self.command_outcome(command, first);
+            }
             return EventOutcome::Duplicate;
         }
         self.remember(command.to_string(), now_ms);
@@ -71,7 +77,13 @@ impl Conversation {
     ) {
         let text_command = attachment.is_none().then_some(command);
         if !text.trim().is_empty() {
-            self.plan_parts(text, Author::Agent, text_command, now_ms, now_ms);
+            let planned = Planned {
+                author: Author::Agent,
+                key: command,
+                command: text_command,
+                received_at_ms: now_ms,
+            };
+            self.plan_parts(text, planned, now_ms);
         }
         let Some(file) = attachment else {
             return;
@@ -97,6 +109,8 @@ impl Conversation {
             received_at_ms: now_ms,
             delay_ms: 0,
             first_of_turn: false,
+            part_id: confirm::part_id(&self.record.id, &format!("{command}#file"), 0),
+            unconfirmed_until_ms: self.hold_until,
         });
     }
 

@@ -10,11 +10,13 @@ use std::time::Duration;
 use governor::clock::QuantaClock;
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 
+use super::confirm;
 use super::dedup::DedupWindow;
 use super::shaping;
 use super::window::{self, SendTag, WindowClosed};
 use crate::config::IntegrationConfig;
 use crate::event::{Attachment, EventKind, InboundEvent, ReportedStatus};
+pub use crate::store::CommandOutcome;
 use crate::store::{
     Author, CommentRef, ConversationRecord, DailyCount, Direction, MessageRecord, MessageStatus,
     Mode, OutboxItem, PendingComment, PendingInbound, Rehydrated, TurnWrite,
@@ -33,6 +35,8 @@ pub enum EventOutcome {
     Recorded,
     /// Nothing to do (our own echo, a repeated echo).
     Ignored,
+    /// An echo or status confirmed a part whose send was unconfirmed.
+    Confirmed,
     /// A customer message the AI does not answer: a person has the
     /// conversation.
     HumanMode,
@@ -60,6 +64,9 @@ pub enum CommandResult {
 /// state grow).
 pub(super) const TRACKED_MARKS: usize = 64;
 
+/// Final outcomes of operators' commands kept per conversation.
+const RECENT_COMMANDS: usize = 32;
+
 #[derive(Default)]
 pub(super) struct Unsaved {
     dedup: Vec<(String, u64)>,
@@ -81,6 +88,12 @@ pub struct Conversation {
     pub(super) dirty: bool,
     /// The next deadline as last written to the store.
     stored_deadline: Option<u64>,
+    /// Parts planned now are held as unconfirmed until then (see
+    /// [`Conversation::hold_new_parts`]).
+    pub(super) hold_until: Option<u64>,
+    /// Operators' commands to tell their callers about once the write that
+    /// recorded them is done.
+    notify: Vec<(String, CommandOutcome)>,
 }
 
 /// One clock for every rate limiter (creating a clock per conversation
@@ -122,6 +135,8 @@ impl Conversation {
             limiter,
             dirty: false,
             stored_deadline,
+            hold_until: None,
+            notify: Vec::new(),
         }
     }
 
@@ -250,8 +265,22 @@ impl Conversation {
                 };
                 self.customer_message(event, inbound, idle_since, now_ms)
             }
-            EventKind::Echo { mid, text, .. } => {
+            EventKind::Echo {
+                mid,
+                text,
+                metadata,
+                own_app,
+                ..
+            } => {
+                if let Some(part) = metadata.as_deref().filter(|m| confirm::is_part_id(m)) {
+                    return self.own_echo(part, mid, now_ms);
+                }
                 if self.dedup.contains(mid, now_ms) {
+                    return EventOutcome::Ignored;
+                }
+                if *own_app {
+                    // Sent through this app without a part id: ours.
+                    self.remember(mid.clone(), now_ms);
                     return EventOutcome::Ignored;
                 }
                 self.inbox_echo(event, mid, text.clone(), now_ms)
@@ -260,8 +289,29 @@ impl Conversation {
                 self.delivered_up_to(*watermark, event.timestamp_ms)
             }
             EventKind::Read { watermark } => self.read_up_to(*watermark, event.timestamp_ms),
-            EventKind::Status { mid, status, error } => {
-                self.status_report(mid, *status, error.as_deref(), event.timestamp_ms)
+            EventKind::Status {
+                mid,
+                status,
+                error,
+                part,
+            } => {
+                let confirmed = part.as_deref().and_then(|p| {
+                    if *status == ReportedStatus::Failed {
+                        let reason = error.as_deref().unwrap_or("failed");
+                        self.confirm_failed(p, reason, now_ms)
+                            .then_some(confirm::Confirmed::Settled { unconfirmed: true })
+                    } else {
+                        self.confirm_part(p, mid, now_ms)
+                    }
+                });
+                let reported =
+                    self.status_report(mid, *status, error.as_deref(), event.timestamp_ms);
+                match confirmed {
+                    Some(confirm::Confirmed::Settled { unconfirmed: true }) => {
+                        EventOutcome::Confirmed
+                    }
+                    _ => reported,
+                }
             }
             EventKind::Comment {
                 comment_id,
@@ -438,7 +488,8 @@ impl Conversation {
         }
         let pending = take_first(&mut self.record.comments);
         let first = self.record.outbox.len();
-        self.plan_parts(answer, Author::Ai, None, pending.received_at_ms, now_ms);
+        let planned = Planned::ai(&pending.comment.comment_id, pending.received_at_ms);
+        self.plan_parts(answer, planned, now_ms);
         for item in &mut self.record.outbox[first..] {
             item.comment = Some(pending.comment.clone());
         }
@@ -497,7 +548,7 @@ impl Conversation {
             Some(text.clone()),
             event.timestamp_ms,
             MessageStatus::Received,
-            Some(key),
+            Some(key.clone()),
             attachments.clone(),
         );
         if self.escalates(&text) {
@@ -512,17 +563,19 @@ impl Conversation {
         if !self.integration.enabled {
             // A disabled integration keeps the conversation; the away
             // message goes out once per messaging window.
-            return self.away_message(now_ms);
+            return self.away_message(&key, now_ms);
         }
         if welcome {
             if let Some(text) = self.integration.welcome_message.clone() {
-                self.plan_parts(&text, Author::Ai, None, event.received_at_ms, now_ms);
+                let planned = Planned::ai(&key, event.received_at_ms);
+                self.plan_parts(&text, planned, now_ms);
                 return EventOutcome::Planned;
             }
         }
         let starts_turn = self.record.pending.is_empty() && self.record.reply_due_ms.is_none();
         self.record.pending.push(PendingInbound {
             seq,
+            key,
             text,
             attachments,
             received_at_ms: event.received_at_ms,
@@ -535,7 +588,7 @@ impl Conversation {
         EventOutcome::Queued { starts_turn }
     }
 
-    fn away_message(&mut self, now_ms: u64) -> EventOutcome {
+    fn away_message(&mut self, key: &str, now_ms: u64) -> EventOutcome {
         let Some(text) = self.integration.away_message.clone() else {
             return EventOutcome::Recorded;
         };
@@ -548,7 +601,7 @@ impl Conversation {
             return EventOutcome::Recorded;
         }
         self.record.away_sent_ms = Some(now_ms);
-        self.plan_parts(&text, Author::Ai, None, now_ms, now_ms);
+        self.plan_parts(&text, Planned::ai(key, now_ms), now_ms);
         EventOutcome::Planned
     }
 
@@ -637,7 +690,13 @@ impl Conversation {
             .map(|p| p.received_at_ms)
             .min()
             .unwrap_or(now_ms);
-        self.plan_parts(answer, Author::Ai, None, received_at, now_ms);
+        // The reply's part ids derive from the first message it answers.
+        let key = match self.record.pending.first() {
+            Some(p) if !p.key.is_empty() => p.key.clone(),
+            Some(p) => format!("seq:{}", p.seq),
+            None => format!("at:{now_ms}"),
+        };
+        self.plan_parts(answer, Planned::ai(&key, received_at), now_ms);
         self.record.pending = Vec::new();
         self.record.reply_due_ms = None;
         self.record.typing_refresh_ms = None;
@@ -646,14 +705,7 @@ impl Conversation {
     }
 
     /// Shapes `text` for the channel and stores its parts in the outbox.
-    pub(super) fn plan_parts(
-        &mut self,
-        text: &str,
-        author: Author,
-        command: Option<&str>,
-        received_at_ms: u64,
-        now_ms: u64,
-    ) {
+    pub(super) fn plan_parts(&mut self, text: &str, planned: Planned<'_>, now_ms: u64) {
         let parts = shaping::shape(
             text,
             self.integration.channel,
@@ -670,19 +722,24 @@ impl Conversation {
                 Vec::new(),
             );
             if let Some(line) = self.unsaved.messages.last_mut() {
-                line.author = Some(author);
+                line.author = Some(planned.author);
             }
             self.record.outbox.push(OutboxItem {
                 seq,
                 text,
-                author,
+                author: planned.author,
                 attachment: None,
                 comment: None,
                 // The caller waits for the last part of its message.
-                command: command.filter(|_| i + 1 == count).map(str::to_string),
-                received_at_ms,
+                command: planned
+                    .command
+                    .filter(|_| i + 1 == count)
+                    .map(str::to_string),
+                received_at_ms: planned.received_at_ms,
                 delay_ms: self.record.reply_delay_ms,
-                first_of_turn: i == 0 && author == Author::Ai,
+                first_of_turn: i == 0 && planned.author == Author::Ai,
+                part_id: confirm::part_id(&self.record.id, planned.key, i),
+                unconfirmed_until_ms: self.hold_until,
             });
         }
         self.dirty = true;
@@ -696,29 +753,22 @@ impl Conversation {
         self.record.outbox.first()
     }
 
-    /// The platform accepted the first outbox part.
+    /// The platform accepted the first outbox part (`message_id` is empty
+    /// when its answer did not say).
     pub fn part_sent(&mut self, message_id: String, now_ms: u64) {
         if self.record.outbox.is_empty() {
             return;
         }
         let item = take_first(&mut self.record.outbox);
         self.record.outbox_retry_ms = None;
-        self.settle(
-            &item,
-            MessageStatus::Sent,
-            Some(message_id.clone()),
-            None,
-            now_ms,
-        );
+        let mid = (!message_id.is_empty()).then(|| message_id.clone());
+        self.settle(&item, MessageStatus::Sent, mid, None, now_ms);
         push_bounded(&mut self.record.undelivered, (item.seq, now_ms));
-        if !message_id.is_empty() {
-            if self.record.sent_ids.len() >= TRACKED_MARKS {
-                self.record.sent_ids.remove(0);
-            }
-            self.record.sent_ids.push((message_id.clone(), item.seq));
-        }
         self.count(now_ms, |c| c.outbound += 1);
-        if !message_id.is_empty() {
+        if message_id.is_empty() {
+            self.sent_without_id(&item.part_id, item.seq);
+        } else {
+            self.track_sent_id(message_id.clone(), item.seq);
             // Its echo will carry this id: recognise it as ours.
             self.remember(message_id, now_ms);
         }
@@ -770,6 +820,35 @@ impl Conversation {
         self.dirty = true;
     }
 
+    /// What came of an operator's command: kept when final (bounded, for
+    /// retried requests), and told to its callers after the next write.
+    pub fn command_outcome(&mut self, command: &str, outcome: CommandOutcome) {
+        if outcome.is_final() {
+            let recent = &mut self.record.recent_commands;
+            recent.retain(|(id, _)| id != command);
+            if recent.len() >= RECENT_COMMANDS {
+                take_first(recent);
+            }
+            recent.push((command.to_string(), outcome.clone()));
+            self.dirty = true;
+        }
+        self.notify.push((command.to_string(), outcome));
+    }
+
+    /// The first outcome of a command seen before, if it is final.
+    pub(super) fn recorded_outcome(&self, command: &str) -> Option<CommandOutcome> {
+        self.record
+            .recent_commands
+            .iter()
+            .find(|(id, _)| id == command)
+            .map(|(_, o)| o.clone())
+    }
+
+    /// Callers to tell, once the write before is done.
+    pub fn take_notifications(&mut self) -> Vec<(String, CommandOutcome)> {
+        std::mem::take(&mut self.notify)
+    }
+
     /// The writes accumulated since the last call, if any.
     pub fn take_write(&mut self) -> Option<TurnWrite> {
         if !self.dirty {
@@ -791,6 +870,27 @@ impl Conversation {
             takeover_changed: unsaved.takeover_changed,
             counts: unsaved.counts,
         })
+    }
+}
+
+/// What a reply is planned for: who writes it, what asked for it (its part
+/// ids derive from `key`), and who waits for it.
+pub(super) struct Planned<'a> {
+    pub(super) author: Author,
+    pub(super) key: &'a str,
+    pub(super) command: Option<&'a str>,
+    pub(super) received_at_ms: u64,
+}
+
+impl<'a> Planned<'a> {
+    /// The assistant's (or a configured) answer to `key`.
+    pub(super) fn ai(key: &'a str, received_at_ms: u64) -> Self {
+        Self {
+            author: Author::Ai,
+            key,
+            command: None,
+            received_at_ms,
+        }
     }
 }
 

@@ -13,7 +13,8 @@ use axum::response::{IntoResponse, Response};
 use super::IngressState;
 use crate::channels::webhook::{self, ParsedWebhook};
 use crate::clock::now_ms;
-use crate::event::InboundEvent;
+use crate::config::AppConfig;
+use crate::event::{EventKind, InboundEvent};
 use crate::telemetry::{self, WebhookOutcome};
 
 fn reply(
@@ -119,7 +120,10 @@ pub async fn receive(
         }
     };
     let channel = parsed.object.channel_label();
-    let (events, known_entries) = to_events(&state, &app, parsed, received_at);
+    for skipped in &parsed.skipped {
+        telemetry::item_skipped(channel, skipped.kind, &skipped.detail);
+    }
+    let (events, known_entries) = to_events(&state, app_config, parsed, received_at);
     if known_entries == 0 {
         return reply(
             channel,
@@ -165,7 +169,7 @@ pub async fn receive(
 /// Entries for accounts no integration has are skipped and counted.
 pub fn to_events(
     state: &IngressState,
-    app: &str,
+    app: &AppConfig,
     parsed: ParsedWebhook,
     received_at: u64,
 ) -> (Vec<InboundEvent>, usize) {
@@ -173,12 +177,18 @@ pub fn to_events(
     let mut known = 0;
     let channel_label = parsed.object.channel_label();
     for entry in parsed.entries {
-        let Some(integration) = state.accounts.get(&(app.to_string(), entry.account_id)) else {
+        let Some(integration) = state.accounts.get(&(app.id.clone(), entry.account_id)) else {
             telemetry::entry_skipped(channel_label);
             continue;
         };
         known += 1;
-        for e in entry.events {
+        for mut e in entry.events {
+            if let EventKind::Echo {
+                app_id, own_app, ..
+            } = &mut e.kind
+            {
+                *own_app = app.sent_by_this_app(*app_id);
+            }
             events.push(InboundEvent {
                 conversation: format!("{}:{}", integration.id, e.customer),
                 integration: integration.id.clone(),

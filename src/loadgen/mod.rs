@@ -28,7 +28,7 @@ use traffic::{Mix, Traffic, Webhook};
 
 use crate::channels::webhook::sign;
 use crate::clock::now_ms;
-use crate::sim::{Accepted, Sim, SimError, SimOptions};
+use crate::sim::{Accepted, Faults, ReceiptTarget, Sim, SimError, SimOptions};
 
 /// Everything a load run can be told (`switchboard loadgen --help`).
 #[derive(Args, Debug, Clone)]
@@ -97,6 +97,29 @@ pub struct LoadgenOptions {
     /// Times a refused or failed webhook is sent again (as Meta does).
     #[arg(long, default_value_t = 2)]
     pub retries: u32,
+    /// Pause between those attempts.
+    #[arg(long, value_parser = humantime::parse_duration, default_value = "1s")]
+    pub retry_pause: Duration,
+    /// The sink sends signed echoes back to --target as Meta does
+    /// (Messenger / Instagram `message_echoes` with the engine's
+    /// `metadata`, WhatsApp `sent` statuses with its
+    /// `biz_opaque_callback_data`), which confirm sends whose answer was
+    /// lost.
+    #[arg(long)]
+    pub echoes: bool,
+    /// Share of replies the sink accepts but answers after --late-ms (the
+    /// engine's request timeout must be shorter to see it).
+    #[arg(long, default_value_t = 0.0)]
+    pub late_rate: f64,
+    /// How late a late answer is, in milliseconds.
+    #[arg(long, default_value_t = 3000)]
+    pub late_ms: u64,
+    /// Share of replies the sink accepts but whose 200 it cuts mid-body.
+    #[arg(long, default_value_t = 0.0)]
+    pub cut_rate: f64,
+    /// Milliseconds the sink takes to answer every call (a slow Graph API).
+    #[arg(long, default_value_t = 0)]
+    pub sink_latency_ms: u64,
     /// Webhooks allowed to wait for their answer at once; beyond it the
     /// schedule's webhooks are counted as held back, not sent.
     #[arg(long, default_value_t = 5000)]
@@ -130,6 +153,45 @@ pub enum LoadgenError {
     Histogram(#[from] hdrhistogram::CreationError),
 }
 
+impl Default for LoadgenOptions {
+    /// The command line's defaults (no traffic source, no app secret).
+    fn default() -> Self {
+        Self {
+            target: "http://127.0.0.1:8080/webhooks/meta/main".into(),
+            app_secret: String::new(),
+            page: None,
+            instagram: None,
+            whatsapp: None,
+            instagram_share: 0.0,
+            whatsapp_share: 0.0,
+            sink: "127.0.0.1:9100".into(),
+            rate: 1000.0,
+            ramp_from: None,
+            duration: Duration::from_secs(30),
+            customers: 10_000,
+            round_robin: false,
+            duplicates: 0.0,
+            batch_max: 1,
+            bursts: 0.0,
+            burst_size: 3,
+            out_of_order: 0.0,
+            receipts: 0.0,
+            retries: 2,
+            retry_pause: Duration::from_secs(1),
+            echoes: false,
+            late_rate: 0.0,
+            late_ms: 3000,
+            cut_rate: 0.0,
+            sink_latency_ms: 0,
+            max_in_flight: 5000,
+            drain: Duration::from_secs(15),
+            seed: 1,
+            json: false,
+            quiet: false,
+        }
+    }
+}
+
 impl LoadgenOptions {
     fn check(&self) -> Result<(), LoadgenError> {
         let bad = |m: &str| Err(LoadgenError::Options(m.to_string()));
@@ -146,6 +208,8 @@ impl LoadgenOptions {
             ("--bursts", self.bursts),
             ("--out-of-order", self.out_of_order),
             ("--receipts", self.receipts),
+            ("--late-rate", self.late_rate),
+            ("--cut-rate", self.cut_rate),
         ] {
             if !(0.0..=1.0).contains(&v) {
                 return Err(LoadgenError::Options(format!(
@@ -240,11 +304,28 @@ impl Loadgen {
                 }
             }
         });
+        let receipts = options.echoes.then(|| ReceiptTarget {
+            url: options.target.clone(),
+            app_secret: options.app_secret.clone(),
+            read: false,
+            delay: Duration::from_millis(20),
+            instagram: options.instagram.iter().cloned().collect(),
+            echoes: true,
+            app_id: 0,
+        });
         let sink = Sim::start(
             &options.sink,
             SimOptions {
                 tap: Some(tap),
                 record_limit,
+                faults: Faults {
+                    late_rate: options.late_rate,
+                    late_ms: options.late_ms,
+                    cut_rate: options.cut_rate,
+                    latency_ms: options.sink_latency_ms,
+                    ..Faults::default()
+                },
+                receipts,
                 ..SimOptions::default()
             },
         )
@@ -494,7 +575,7 @@ async fn deliver(
         if attempt > o.retries {
             break false;
         }
-        tokio::time::sleep(Duration::from_secs(1)).await;
+        tokio::time::sleep(o.retry_pause).await;
     };
     if accepted {
         sent.acked_events

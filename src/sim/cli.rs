@@ -38,6 +38,19 @@ pub struct SimArgs {
     /// Milliseconds added to every answer.
     #[arg(long, default_value_t = 0)]
     pub latency_ms: u64,
+    /// Share of messages accepted whose 200 comes --late-ms late (after the
+    /// engine's request timeout: the engine must not send them twice).
+    #[arg(long, default_value_t = 0.0)]
+    pub late_rate: f64,
+    /// How late a late answer is, in milliseconds.
+    #[arg(long, default_value_t = 3000)]
+    pub late_ms: u64,
+    /// Share of messages accepted whose 200 is cut in the middle of its body.
+    #[arg(long, default_value_t = 0.0)]
+    pub cut_rate: f64,
+    /// Share of messages accepted whose 200 is an HTML page.
+    #[arg(long, default_value_t = 0.0)]
+    pub html_rate: f64,
     /// Send signed delivery webhooks for accepted messages to this URL
     /// (the engine's `/webhooks/meta/{app}`).
     #[arg(long)]
@@ -48,6 +61,14 @@ pub struct SimArgs {
     /// Also send read receipts after the delivery ones.
     #[arg(long)]
     pub read_receipts: bool,
+    /// Also send echoes (Messenger / Instagram `message_echoes` with the
+    /// sender's `metadata`, WhatsApp `sent` statuses with its
+    /// `biz_opaque_callback_data`) before the delivery receipts.
+    #[arg(long)]
+    pub echoes: bool,
+    /// The `app_id` echoes carry.
+    #[arg(long, default_value_t = 555_000_000_000_001)]
+    pub echo_app_id: u64,
     /// How long receipts gather before a batch is sent.
     #[arg(long, value_parser = humantime::parse_duration, default_value = "100ms")]
     pub receipt_delay: Duration,
@@ -74,6 +95,10 @@ impl SimArgs {
             token_expired_rate: self.token_expired_rate,
             window_rate: self.window_rate,
             latency_ms: self.latency_ms,
+            late_rate: self.late_rate,
+            cut_rate: self.cut_rate,
+            html_rate: self.html_rate,
+            late_ms: self.late_ms,
             next: Default::default(),
         };
         faults
@@ -86,6 +111,8 @@ impl SimArgs {
                 read: self.read_receipts,
                 delay: self.receipt_delay,
                 instagram: self.instagram.iter().cloned().collect::<HashSet<_>>(),
+                echoes: self.echoes,
+                app_id: self.echo_app_id,
             }),
             (Some(_), None) => {
                 return Err(SimArgsError::Invalid(

@@ -1,7 +1,9 @@
 //! Faults the simulator injects on request, each with Meta's own error
 //! shape: a share of 5xx, throttling (613 on Messenger / Instagram, 130429
 //! on WhatsApp), an expired token (190), window errors (10 / 2018278 on
-//! Messenger / Instagram, 131047 on WhatsApp) and added latency.
+//! Messenger / Instagram, 131047 on WhatsApp) and added latency; and the
+//! ways a real network loses an answer to a call Meta accepted: a 200 that
+//! comes too late, one cut in the middle of its body, one that is HTML.
 //!
 //! Shares are probabilities in `0.0..=1.0` drawn per call; `next` faults
 //! are deterministic: each of the next calls that can fail gets the next
@@ -22,10 +24,26 @@ pub enum Fault {
     Throttled,
     TokenExpired,
     WindowClosed,
+    /// The call is accepted (the customer gets the message, its echo and
+    /// statuses follow) but the 200 comes after `late_ms`.
+    LateAnswer,
+    /// Accepted; the 200's status line and headers arrive, then the
+    /// connection drops in the middle of the body.
+    CutAnswer,
+    /// Accepted; the 200's body is an HTML page, not Meta's JSON.
+    HtmlAnswer,
 }
 
 impl Fault {
-    /// Meta's answer for this fault on a call of `kind`.
+    /// Whether the call is accepted and only its answer is damaged.
+    pub fn accepts(self) -> bool {
+        matches!(self, Self::LateAnswer | Self::CutAnswer | Self::HtmlAnswer)
+    }
+}
+
+impl Fault {
+    /// Meta's answer for this fault on a call of `kind` (the damaged
+    /// answers refuse nothing: see [`Fault::accepts`]).
     pub fn refusal(self, kind: CallKind) -> Refusal {
         let whatsapp = matches!(kind, CallKind::WhatsappMessage | CallKind::WhatsappRead);
         match self {
@@ -65,13 +83,15 @@ impl Fault {
                 message: "(#131047) Re-engagement message: more than 24 hours have passed since the recipient last replied".into(),
                 transient: false,
             },
-            Self::WindowClosed => Refusal {
-                status: 400,
-                code: 10,
-                subcode: Some(2018278),
-                message: "(#10) This message is sent outside of allowed window.".into(),
-                transient: false,
-            },
+            Self::WindowClosed | Self::LateAnswer | Self::CutAnswer | Self::HtmlAnswer => {
+                Refusal {
+                    status: 400,
+                    code: 10,
+                    subcode: Some(2018278),
+                    message: "(#10) This message is sent outside of allowed window.".into(),
+                    transient: false,
+                }
+            }
         }
     }
 }
@@ -90,6 +110,14 @@ pub struct Faults {
     pub window_rate: f64,
     /// Added to every answer, in milliseconds.
     pub latency_ms: u64,
+    /// Share of message calls accepted whose 200 comes `late_ms` late.
+    pub late_rate: f64,
+    /// Share of message calls accepted whose 200 is cut mid-body.
+    pub cut_rate: f64,
+    /// Share of message calls accepted whose 200 is an HTML page.
+    pub html_rate: f64,
+    /// How late a late answer is, in milliseconds (default 3000).
+    pub late_ms: u64,
     /// Deterministic faults for the next calls, in order.
     pub next: VecDeque<Fault>,
 }
@@ -109,6 +137,9 @@ impl Faults {
             ("throttle_rate", self.throttle_rate),
             ("token_expired_rate", self.token_expired_rate),
             ("window_rate", self.window_rate),
+            ("late_rate", self.late_rate),
+            ("cut_rate", self.cut_rate),
+            ("html_rate", self.html_rate),
         ] {
             if !(0.0..=1.0).contains(&value) {
                 return Err(FaultsError { field, value });
@@ -132,6 +163,12 @@ impl Faults {
             Some(Fault::TokenExpired)
         } else if kind.is_reply() && hit(self.window_rate) {
             Some(Fault::WindowClosed)
+        } else if kind.is_reply() && hit(self.late_rate) {
+            Some(Fault::LateAnswer)
+        } else if kind.is_reply() && hit(self.cut_rate) {
+            Some(Fault::CutAnswer)
+        } else if kind.is_reply() && hit(self.html_rate) {
+            Some(Fault::HtmlAnswer)
         } else {
             None
         }

@@ -340,12 +340,17 @@ async fn graph(
         Value::Null
     };
     let outcome = decide(&state, &method, &uri, &headers, parsed);
-    let latency = lock(&state.faults).latency_ms;
+    let (latency, late_ms) = {
+        let f = lock(&state.faults);
+        (f.latency_ms, if f.late_ms > 0 { f.late_ms } else { 3000 })
+    };
     if latency > 0 {
         tokio::time::sleep(std::time::Duration::from_millis(latency)).await;
     }
+    let mut damage = None;
     let (status, response, call) = match outcome {
-        Decision::Accept(call) => {
+        Decision::Accept(call, damaged) => {
+            damage = damaged;
             let (response, message_id) = success(&call, seq);
             state.accepted[kind_index(call.kind)].fetch_add(1, Ordering::Relaxed);
             let accepted = Accepted {
@@ -383,13 +388,53 @@ async fn graph(
         });
     }
     let status = StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_REQUEST);
-    (status, Json(response)).into_response()
+    match damage {
+        Some(Fault::LateAnswer) => {
+            tokio::time::sleep(std::time::Duration::from_millis(late_ms)).await;
+            (status, Json(response)).into_response()
+        }
+        Some(Fault::CutAnswer) => cut_answer(status, &response),
+        Some(Fault::HtmlAnswer) => (
+            status,
+            [(axum::http::header::CONTENT_TYPE, "text/html")],
+            "<html><body>Sorry, something went wrong.</body></html>",
+        )
+            .into_response(),
+        _ => (status, Json(response)).into_response(),
+    }
+}
+
+/// A 200 whose status line and headers arrive (announcing the whole JSON
+/// body) and whose connection then drops after half the body.
+fn cut_answer(status: StatusCode, response: &Value) -> Response {
+    let bytes = response.to_string().into_bytes();
+    let half = bytes::Bytes::copy_from_slice(&bytes[..bytes.len() / 2]);
+    let chunks: Vec<Result<bytes::Bytes, std::io::Error>> = vec![
+        Ok(half),
+        Err(std::io::Error::new(
+            std::io::ErrorKind::ConnectionReset,
+            "connection cut mid-body",
+        )),
+    ];
+    let body = axum::body::Body::from_stream(futures_util::stream::iter(chunks));
+    let mut out = Response::new(body);
+    *out.status_mut() = status;
+    out.headers_mut().insert(
+        axum::http::header::CONTENT_TYPE,
+        axum::http::HeaderValue::from_static("application/json"),
+    );
+    out.headers_mut().insert(
+        axum::http::header::CONTENT_LENGTH,
+        axum::http::HeaderValue::from(bytes.len()),
+    );
+    out
 }
 
 /// The fate of one call. A refused valid call keeps its description so
 /// the record says what was refused.
 enum Decision {
-    Accept(ValidCall),
+    /// Accepted; the answer may be damaged on its way back.
+    Accept(ValidCall, Option<Fault>),
     Refuse(Refusal, Option<ValidCall>),
 }
 
@@ -422,8 +467,9 @@ fn decide(
     }
     let fault = lock(&state.faults).draw(call.kind);
     match fault {
+        Some(fault) if fault.accepts() => Decision::Accept(call, Some(fault)),
         Some(fault) => Decision::Refuse(fault.refusal(call.kind), Some(call)),
-        None => Decision::Accept(call),
+        None => Decision::Accept(call, None),
     }
 }
 
@@ -472,6 +518,8 @@ fn send_receipt(state: &SimState, accepted: &Accepted) {
             account: call.account.clone(),
             recipient: recipient.clone(),
             message_id: mid.clone(),
+            part_id: call.part_id.clone(),
+            text: call.text.clone(),
         });
     }
 }

@@ -1,5 +1,8 @@
-//! Delivery and read webhooks the simulator sends back to the engine for
-//! the messages it accepted, signed with the app secret like Meta's.
+//! Echo, delivery and read webhooks the simulator sends back to the engine
+//! for the messages it accepted, signed with the app secret like Meta's.
+//! Echoes (`message_echoes` on Messenger / Instagram, the `sent` status on
+//! WhatsApp) return the sender's part id (`metadata`,
+//! `biz_opaque_callback_data`), as Meta does.
 //!
 //! Receipts are gathered for a short while and sent in batches, one
 //! webhook per kind with one entry per account, the way Meta batches them:
@@ -31,6 +34,11 @@ pub struct ReceiptTarget {
     /// Accounts that are Instagram accounts (their webhooks use
     /// `object = "instagram"`).
     pub instagram: HashSet<String>,
+    /// Send echoes (Messenger / Instagram `message_echoes`, WhatsApp `sent`
+    /// statuses) before the delivery receipts.
+    pub echoes: bool,
+    /// The `app_id` echoes carry (the sending app's id at Meta).
+    pub app_id: u64,
 }
 
 /// One accepted message to confirm.
@@ -40,6 +48,10 @@ pub struct Receipt {
     pub account: String,
     pub recipient: String,
     pub message_id: String,
+    /// The sender's part id (`metadata` / `biz_opaque_callback_data`).
+    pub part_id: Option<String>,
+    /// The message's text, for its echo.
+    pub text: Option<String>,
 }
 
 /// How the receipt webhooks fared.
@@ -73,7 +85,11 @@ async fn run(
                 Err(_) => break,
             }
         }
-        let mut bodies = vec![delivery_body(&target, &batch)];
+        let mut bodies = Vec::new();
+        if target.echoes {
+            bodies.push(receipt_bodies(&target, &batch, Kind::Echo, now_ms()));
+        }
+        bodies.push(delivery_body(&target, &batch));
         if target.read {
             bodies.push(read_body(&target, &batch));
         }
@@ -131,6 +147,7 @@ fn group(target: &ReceiptTarget, batch: &[Receipt]) -> [BTreeMap<String, Vec<Rec
 /// Which receipt a webhook carries.
 #[derive(Clone, Copy, PartialEq)]
 enum Kind {
+    Echo,
     Delivery,
     Read,
 }
@@ -145,13 +162,37 @@ fn read_body(target: &ReceiptTarget, batch: &[Receipt]) -> Vec<Value> {
 }
 
 /// The `messaging` item of one receipt, in the object's documented shape.
-fn receipt_event(object: &str, account: &str, r: &Receipt, kind: Kind, now: u64) -> Value {
+fn receipt_event(
+    target: &ReceiptTarget,
+    object: &str,
+    account: &str,
+    r: &Receipt,
+    kind: Kind,
+    now: u64,
+) -> Value {
     let mut event = json!({
         "sender": {"id": r.recipient},
         "recipient": {"id": account},
         "timestamp": now,
     });
     match kind {
+        Kind::Echo => {
+            // The business sent it: sender and recipient swap.
+            event["sender"] = json!({"id": account});
+            event["recipient"] = json!({"id": r.recipient});
+            let mut message = json!({
+                "is_echo": true,
+                "app_id": target.app_id,
+                "mid": r.message_id,
+            });
+            if let Some(text) = &r.text {
+                message["text"] = json!(text);
+            }
+            if let Some(part) = &r.part_id {
+                message["metadata"] = json!(part);
+            }
+            event["message"] = message;
+        }
         Kind::Delivery => {
             event["delivery"] = json!({"mids": [r.message_id], "watermark": now});
         }
@@ -173,7 +214,7 @@ fn receipt_bodies(target: &ReceiptTarget, batch: &[Receipt], kind: Kind, now: u6
             .map(|(account, rs)| {
                 let messaging: Vec<Value> = rs
                     .iter()
-                    .map(|r| receipt_event(object, account, r, kind, now))
+                    .map(|r| receipt_event(target, object, account, r, kind, now))
                     .collect();
                 json!({"id": account, "time": now, "messaging": messaging})
             })
@@ -181,10 +222,10 @@ fn receipt_bodies(target: &ReceiptTarget, batch: &[Receipt], kind: Kind, now: u6
         out.push(json!({"object": object, "entry": entry}));
     }
     if !whatsapp.is_empty() {
-        let status = if kind == Kind::Delivery {
-            "delivered"
-        } else {
-            "read"
+        let status = match kind {
+            Kind::Echo => "sent",
+            Kind::Delivery => "delivered",
+            Kind::Read => "read",
         };
         out.push(whatsapp_statuses(&whatsapp, status, now));
     }
@@ -198,12 +239,16 @@ fn whatsapp_statuses(accounts: &BTreeMap<String, Vec<Receipt>>, status: &str, no
             let statuses: Vec<Value> = rs
                 .iter()
                 .map(|r| {
-                    json!({
+                    let mut s = json!({
                         "id": r.message_id,
                         "status": status,
                         "timestamp": (now / 1000).to_string(),
                         "recipient_id": r.recipient,
-                    })
+                    });
+                    if let Some(part) = &r.part_id {
+                        s["biz_opaque_callback_data"] = json!(part);
+                    }
+                    s
                 })
                 .collect();
             json!({
@@ -233,6 +278,8 @@ mod tests {
             read: true,
             delay: Duration::ZERO,
             instagram: ["IG".to_string()].into(),
+            echoes: true,
+            app_id: 555,
         }
     }
 
@@ -242,6 +289,8 @@ mod tests {
             account: account.into(),
             recipient: "C".into(),
             message_id: "m_1".into(),
+            part_id: Some("sb1.p".into()),
+            text: Some("hi".into()),
         }
     }
 
@@ -269,5 +318,14 @@ mod tests {
             reads[2]["entry"][0]["changes"][0]["value"]["statuses"][0]["status"],
             "read"
         );
+        let echoes = receipt_bodies(&target(), &batch, Kind::Echo, 1);
+        let echo = &echoes[0]["entry"][0]["messaging"][0];
+        assert_eq!(echo["sender"]["id"], "PAGE");
+        assert_eq!(echo["recipient"]["id"], "C");
+        assert_eq!(echo["message"]["is_echo"], true);
+        assert_eq!(echo["message"]["metadata"], "sb1.p");
+        let sent = &echoes[2]["entry"][0]["changes"][0]["value"]["statuses"][0];
+        assert_eq!(sent["status"], "sent");
+        assert_eq!(sent["biz_opaque_callback_data"], "sb1.p");
     }
 }

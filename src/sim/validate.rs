@@ -74,6 +74,10 @@ pub struct ValidCall {
     /// `messaging_type` and `tag` of a Send API message.
     pub messaging_type: Option<String>,
     pub tag: Option<String>,
+    /// The sender's own id for the message: Send API `message.metadata`
+    /// (returned in its echo), WhatsApp `biz_opaque_callback_data`
+    /// (returned in its statuses).
+    pub part_id: Option<String>,
 }
 
 /// A refusal in Meta's shape.
@@ -152,6 +156,22 @@ fn required<'a>(body: &'a Value, pointer: &str, name: &str) -> Result<&'a str, R
     }
 }
 
+/// An optional string parameter of at most `max` characters.
+fn optional_id(
+    body: &Value,
+    pointer: &str,
+    name: &str,
+    max: usize,
+) -> Result<Option<String>, Refusal> {
+    match body.pointer(pointer) {
+        None => Ok(None),
+        Some(Value::String(s)) if s.chars().count() <= max => Ok(Some(s.clone())),
+        Some(_) => Err(Refusal::invalid(format!(
+            "Param {name} must be a string of at most {max} characters"
+        ))),
+    }
+}
+
 fn send_api(account: String, body: &Value) -> Result<ValidCall, Refusal> {
     let recipient = required(body, "/recipient/id", "recipient")?.to_string();
     if let Some(action) = body.get("sender_action") {
@@ -173,6 +193,7 @@ fn send_api(account: String, body: &Value) -> Result<ValidCall, Refusal> {
             text: Some(action.to_string()),
             messaging_type: None,
             tag: None,
+            part_id: None,
         });
     }
     let Some(message) = body.get("message") else {
@@ -228,6 +249,7 @@ fn send_api(account: String, body: &Value) -> Result<ValidCall, Refusal> {
         text: text.map(str::to_string),
         messaging_type: Some(messaging_type.to_string()),
         tag,
+        part_id: optional_id(message, "/metadata", "message[metadata]", 1000)?,
     })
 }
 
@@ -256,6 +278,7 @@ fn whatsapp(account: String, body: &Value) -> Result<ValidCall, Refusal> {
             text: None,
             messaging_type: None,
             tag: None,
+            part_id: None,
         });
     }
     let to = required(body, "/to", "to")?.to_string();
@@ -294,6 +317,12 @@ fn whatsapp(account: String, body: &Value) -> Result<ValidCall, Refusal> {
         text,
         messaging_type: None,
         tag: None,
+        part_id: optional_id(
+            body,
+            "/biz_opaque_callback_data",
+            "biz_opaque_callback_data",
+            512,
+        )?,
     })
 }
 
@@ -309,6 +338,7 @@ fn comment(account: String, body: &Value, kind: CallKind) -> Result<ValidCall, R
         text: Some(text.to_string()),
         messaging_type: None,
         tag: None,
+        part_id: None,
     })
 }
 
@@ -356,6 +386,7 @@ fn profile(account: String, body: &Value) -> Result<ValidCall, Refusal> {
         text: None,
         messaging_type: None,
         tag: None,
+        part_id: None,
     })
 }
 

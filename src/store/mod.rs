@@ -15,9 +15,9 @@ use std::sync::Arc;
 use async_trait::async_trait;
 
 pub use records::{
-    Author, CommentRef, ConversationFilter, ConversationRecord, DailyCount, DeadLetter, Direction,
-    MessageRecord, MessageStatus, Mode, OutboxItem, PendingComment, PendingInbound, Rehydrated,
-    TurnWrite,
+    Author, CommandOutcome, CommentRef, ConversationFilter, ConversationRecord, DailyCount,
+    DeadLetter, Direction, MessageRecord, MessageStatus, Mode, OutboxItem, PendingComment,
+    PendingInbound, Rehydrated, TurnWrite,
 };
 
 /// A store failure. `retryable` tells a supervisor whether trying again can

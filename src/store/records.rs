@@ -5,6 +5,34 @@ use serde::{Deserialize, Serialize};
 
 use crate::event::{Attachment, Channel, CommentSurface, OutboundAttachment};
 
+/// What came of an operator's command (kept on the conversation for a
+/// while, so a request retried with the same `Idempotency-Key` gets the
+/// first outcome).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "outcome", rename_all = "snake_case")]
+pub enum CommandOutcome {
+    /// Takeover or resume applied and stored.
+    Applied,
+    /// A person's message was accepted by the platform.
+    Sent { message_id: String },
+    /// Not allowed (the messaging window); nothing was sent.
+    Refused { reason: String },
+    /// The platform refused the message.
+    Failed { reason: String },
+    /// The platform kept failing: the message waits in the outbox.
+    Queued,
+    /// The platform's answer was lost: the message is confirmed by its
+    /// echo or status, or sent again after `outbound.confirm_wait`.
+    Unconfirmed,
+}
+
+impl CommandOutcome {
+    /// Whether nothing more will come of the command.
+    pub fn is_final(&self) -> bool {
+        !matches!(self, Self::Queued | Self::Unconfirmed)
+    }
+}
+
 /// Who is answering a conversation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(rename_all = "lowercase")]
@@ -18,6 +46,10 @@ pub enum Mode {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct PendingInbound {
     pub seq: u64,
+    /// The message's id on the platform (`mid`, `wamid`, a postback key):
+    /// the reply's part ids derive from it, so a replay plans the same ids.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub key: String,
     pub text: String,
     #[serde(default)]
     pub attachments: Vec<Attachment>,
@@ -76,6 +108,19 @@ pub struct OutboxItem {
     pub delay_ms: u64,
     /// Whether this is the first part of its turn (latency is measured once).
     pub first_of_turn: bool,
+    /// The part's own id, sent with it (Messenger / Instagram `metadata`,
+    /// WhatsApp `biz_opaque_callback_data`) and returned in echoes and
+    /// statuses: how the engine knows its own messages and confirms a send
+    /// whose answer was lost. Derived from what asked for the part, so a
+    /// replayed event plans the same id.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub part_id: String,
+    /// The part may already have reached the customer (the platform's
+    /// answer was lost, or the engine restarted after a send it cannot rule
+    /// out): it is not sent before this time, and not at all once an echo or
+    /// a status confirms it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unconfirmed_until_ms: Option<u64>,
 }
 
 /// The persisted state of one conversation.
@@ -145,6 +190,15 @@ pub struct ConversationRecord {
     /// Comments waiting for their public answer.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub comments: Vec<PendingComment>,
+    /// Recently sent parts whose platform id is not known yet (a 2xx whose
+    /// body was cut or unreadable): (part id, seq); the echo or status that
+    /// carries the part id tells the platform id.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub sent_parts: Vec<(String, u64)>,
+    /// The final outcomes of recent operators' commands (bounded), for
+    /// requests retried with the same `Idempotency-Key`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub recent_commands: Vec<(String, CommandOutcome)>,
 }
 
 impl ConversationRecord {
@@ -176,6 +230,8 @@ impl ConversationRecord {
             last_inbound_mid: None,
             sent_ids: Vec::new(),
             comments: Vec::new(),
+            sent_parts: Vec::new(),
+            recent_commands: Vec::new(),
         }
     }
 
@@ -186,6 +242,7 @@ impl ConversationRecord {
             self.typing_refresh_ms,
             self.outbox_retry_ms,
             self.auto_resume_ms,
+            self.outbox.first().and_then(|p| p.unconfirmed_until_ms),
         ]
         .into_iter()
         .flatten()

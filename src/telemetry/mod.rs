@@ -7,6 +7,7 @@
 use metrics::{counter, gauge, histogram};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 
+use crate::channels::webhook::SkipKind;
 use crate::event::Channel;
 
 pub const WEBHOOK_REQUESTS: &str = "switchboard_webhook_requests_total";
@@ -22,6 +23,8 @@ pub const BUS_LAG: &str = "switchboard_bus_lag_events";
 pub const DEAD_LETTERS: &str = "switchboard_dead_letters_total";
 pub const ACTOR_RESTARTS: &str = "switchboard_actor_restarts_total";
 pub const OUTBOX_REPLAYS: &str = "switchboard_outbox_replays_total";
+pub const ITEMS_SKIPPED: &str = "switchboard_webhook_items_skipped_total";
+pub const AMBIGUOUS_SENDS: &str = "switchboard_ambiguous_sends_total";
 
 /// Outcome of one webhook request, the `outcome` label of
 /// `switchboard_webhook_requests_total`.
@@ -36,6 +39,8 @@ pub enum WebhookOutcome {
     UnknownAccount,
     TooLarge,
     Unavailable,
+    /// The engine is behind: 503 with `Retry-After`.
+    Overloaded,
 }
 
 impl WebhookOutcome {
@@ -50,6 +55,7 @@ impl WebhookOutcome {
             Self::UnknownAccount => "unknown_account",
             Self::TooLarge => "too_large",
             Self::Unavailable => "unavailable",
+            Self::Overloaded => "overloaded",
         }
     }
 }
@@ -66,6 +72,60 @@ pub fn event_accepted(channel: Channel, kind: &'static str) {
 /// is accepted).
 pub fn entry_skipped(channel: &'static str) {
     counter!(EVENTS, "channel" => channel, "kind" => "unknown_account").increment(1);
+}
+
+/// A batch item the engine skipped (the rest of the batch was accepted):
+/// counted every time, logged at debug the first time a kind is seen.
+pub fn item_skipped(channel: &'static str, kind: SkipKind, detail: &str) {
+    counter!(ITEMS_SKIPPED, "channel" => channel, "kind" => kind.label()).increment(1);
+    static LOGGED: std::sync::Mutex<Vec<(&'static str, SkipKind)>> =
+        std::sync::Mutex::new(Vec::new());
+    let first = {
+        let mut seen = crate::sync::lock(&LOGGED);
+        let first = !seen.contains(&(channel, kind));
+        if first {
+            seen.push((channel, kind));
+        }
+        first
+    };
+    if first {
+        tracing::debug!(
+            channel,
+            kind = kind.label(),
+            detail,
+            "Webhook item skipped (first of its kind; later ones are only counted)"
+        );
+    }
+}
+
+/// What became of a send whose outcome was not known (the `outcome` label
+/// of `switchboard_ambiguous_sends_total`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AmbiguousOutcome {
+    /// The platform's answer was lost (or a restart found the part): the
+    /// part waits for its echo or status.
+    Unconfirmed,
+    /// An echo or a status named the part: it is not sent again.
+    Confirmed,
+    /// Nothing confirmed it within `outbound.confirm_wait`: sent again.
+    Resent,
+}
+
+impl AmbiguousOutcome {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Unconfirmed => "unconfirmed",
+            Self::Confirmed => "confirmed",
+            Self::Resent => "resent",
+        }
+    }
+}
+
+pub fn ambiguous_send(channel: Channel, outcome: AmbiguousOutcome, parts: usize) {
+    if parts > 0 {
+        counter!(AMBIGUOUS_SENDS, "channel" => channel.as_str(), "outcome" => outcome.as_str())
+            .increment(parts as u64);
+    }
 }
 
 pub fn duplicate(channel: Channel) {
@@ -185,7 +245,15 @@ fn describe() {
     );
     describe_counter!(
         OUTBOX_REPLAYS,
-        "Reply parts sent again after a restart (Meta's 200 may have been lost)"
+        "Reply parts found in the outbox when a conversation was rehydrated (held for confirmation)"
+    );
+    describe_counter!(
+        ITEMS_SKIPPED,
+        "Webhook batch items skipped (unknown or malformed); the rest of the batch was accepted"
+    );
+    describe_counter!(
+        AMBIGUOUS_SENDS,
+        "Reply parts whose send outcome was unknown, by what became of them"
     );
 }
 

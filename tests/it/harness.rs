@@ -192,6 +192,8 @@ async fn sim_sends_signed_delivery_and_read_webhooks_the_engine_accepts() {
                 read: true,
                 delay: Duration::from_millis(20),
                 instagram: Default::default(),
+                echoes: false,
+                app_id: 0,
             }),
             ..recorded_sim()
         },
@@ -240,6 +242,7 @@ async fn short_load_run_is_answered_exactly_once() {
         seed: 7,
         json: true,
         quiet: true,
+        ..LoadgenOptions::default()
     };
     let mut harness = Loadgen::bind(options).await.unwrap();
     let dir = tempfile::tempdir().unwrap();
@@ -299,6 +302,7 @@ async fn loadgen_refuses_options_it_cannot_run() {
         seed: 1,
         json: false,
         quiet: true,
+        ..LoadgenOptions::default()
     };
     let err = Loadgen::bind(options.clone()).await.err().unwrap();
     assert!(err.to_string().contains("--page"), "{err}");

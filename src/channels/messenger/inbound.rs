@@ -3,33 +3,14 @@
 //! `messaging_seen` names the message read). Event types the engine does
 //! not act on (reactions, referrals, opt-ins, ...) are skipped.
 
-use serde::{Deserialize, Deserializer};
+use serde::Deserialize;
+use serde_json::value::RawValue;
 
 use crate::channels::comments;
-use crate::channels::webhook::{ParseError, ParsedEntry, PlatformEvent, WebhookObject};
+use crate::channels::webhook::{
+    id_string, ParsedEntry, PlatformEvent, RawEntry, SkipKind, Skips, WebhookObject,
+};
 use crate::event::{Attachment, EventKind, ReportedStatus};
-
-/// One `entry` of a Page, Instagram or WhatsApp webhook.
-#[derive(Deserialize)]
-pub(crate) struct RawEntry {
-    #[serde(deserialize_with = "id_string")]
-    pub(crate) id: String,
-    #[serde(default)]
-    pub(crate) time: Option<u64>,
-    #[serde(default)]
-    messaging: Vec<RawMessaging>,
-    /// `changes[]`: comments, feed items, WhatsApp messages and statuses.
-    #[serde(default)]
-    pub(crate) changes: Vec<RawChange>,
-}
-
-/// One `changes[]` item: its `field` and the `value` its module reads.
-#[derive(Deserialize)]
-pub(crate) struct RawChange {
-    pub(crate) field: String,
-    #[serde(default)]
-    pub(crate) value: serde_json::Value,
-}
 
 #[derive(Deserialize)]
 struct RawMessaging {
@@ -66,6 +47,8 @@ struct RawMessage {
     is_deleted: bool,
     #[serde(default)]
     app_id: Option<u64>,
+    #[serde(default)]
+    metadata: Option<String>,
     #[serde(default)]
     attachments: Vec<RawAttachment>,
     #[serde(default)]
@@ -118,58 +101,94 @@ struct RawRead {
     mid: Option<String>,
 }
 
-/// Meta sends most ids as strings, a few as numbers; accept both.
-pub(crate) fn id_string<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
-    #[derive(Deserialize)]
-    #[serde(untagged)]
-    enum Id {
-        S(String),
-        N(u64),
-    }
-    Ok(match Id::deserialize(d)? {
-        Id::S(s) => s,
-        Id::N(n) => n.to_string(),
-    })
-}
+/// `messaging` item fields of events the engine knowingly leaves alone
+/// (reactions on Messenger, opt-ins, referrals, handover protocol, ...).
+const IGNORED_ITEMS: &[&str] = &[
+    "reaction",
+    "optin",
+    "referral",
+    "account_linking",
+    "pass_thread_control",
+    "take_thread_control",
+    "request_thread_control",
+    "app_roles",
+    "policy_enforcement",
+    "game_play",
+    "message_edit",
+    "response_feedback",
+    "messaging_feedback",
+    "checkout_update",
+    "payment",
+];
 
 /// The `messaging` events and comment `changes` of a Page or Instagram
-/// entry.
+/// entry; an item that cannot be read is skipped (see [`Skips`]).
 pub(crate) fn parse_entry(
-    entry: RawEntry,
+    entry: RawEntry<'_>,
     object: WebhookObject,
     now_ms: u64,
-) -> Result<ParsedEntry, ParseError> {
+    skips: &mut Skips,
+) -> ParsedEntry {
     let entry_time = entry.time.unwrap_or(now_ms);
     let mut events = Vec::with_capacity(entry.messaging.len());
-    for (i, m) in entry.messaging.into_iter().enumerate() {
-        if let Some(event) = parse_messaging(m, entry_time).map_err(|why| {
-            ParseError::Invalid(format!("messaging[{i}] of entry {}: {why}", entry.id))
-        })? {
-            events.push(event);
+    for (i, raw) in entry.messaging.iter().enumerate() {
+        match parse_messaging(raw, entry_time) {
+            Ok(Some(event)) => events.push(event),
+            Ok(None) => {}
+            Err((kind, why)) => {
+                skips.push(kind, format!("messaging[{i}] of entry {}: {why}", entry.id))
+            }
         }
     }
-    for (i, change) in entry.changes.iter().enumerate() {
-        if let Some(event) =
-            comments::parse_change(object, &entry.id, change, entry_time).map_err(|why| {
-                ParseError::Invalid(format!("changes[{i}] of entry {}: {why}", entry.id))
-            })?
-        {
-            events.push(event);
+    for (i, raw) in entry.changes.iter().enumerate() {
+        match comments::parse_change(object, &entry.id, raw, entry_time) {
+            Ok(Some(event)) => events.push(event),
+            Ok(None) => {}
+            Err((kind, why)) => {
+                skips.push(kind, format!("changes[{i}] of entry {}: {why}", entry.id))
+            }
         }
     }
-    Ok(ParsedEntry {
+    ParsedEntry {
         account_id: entry.id,
         events,
-    })
+    }
 }
 
-fn parse_messaging(m: RawMessaging, entry_time: u64) -> Result<Option<PlatformEvent>, String> {
+type ItemResult = Result<Option<PlatformEvent>, (SkipKind, String)>;
+
+fn malformed(why: impl Into<String>) -> (SkipKind, String) {
+    (SkipKind::MalformedItem, why.into())
+}
+
+/// An item with none of the event fields the engine handles: one it
+/// knowingly leaves alone, or one it does not know (skipped and counted).
+fn unknown_item(raw: &RawValue) -> ItemResult {
+    let fields: std::collections::BTreeMap<&str, serde::de::IgnoredAny> =
+        serde_json::from_str(raw.get()).unwrap_or_default();
+    if fields.keys().any(|k| IGNORED_ITEMS.contains(k)) {
+        return Ok(None);
+    }
+    let named: Vec<&str> = fields
+        .keys()
+        .copied()
+        .filter(|k| !matches!(*k, "sender" | "recipient" | "timestamp"))
+        .take(4)
+        .collect();
+    Err((
+        SkipKind::UnknownItem,
+        format!("no event field the engine knows (has {named:?})"),
+    ))
+}
+
+fn parse_messaging(raw: &RawValue, entry_time: u64) -> ItemResult {
+    let m: RawMessaging = serde_json::from_str(raw.get()).map_err(|e| malformed(e.to_string()))?;
     let timestamp_ms = m.timestamp.unwrap_or(entry_time);
     let sender = m.sender.map(|p| p.id);
     let recipient = m.recipient.map(|p| p.id);
-    let customer_from = |who: Option<String>, role: &str| -> Result<String, String> {
+    let customer_from = |who: Option<String>, role: &str| {
         who.filter(|s| !s.is_empty())
-            .ok_or_else(|| format!("{role}.id missing"))
+            .ok_or_else(|| malformed(format!("{role}.id missing")))
     };
     let (customer, kind) = if let Some(msg) = m.message {
         if msg.is_deleted {
@@ -178,7 +197,7 @@ fn parse_messaging(m: RawMessaging, entry_time: u64) -> Result<Option<PlatformEv
         let mid = msg
             .mid
             .filter(|s| !s.is_empty())
-            .ok_or("message.mid missing")?;
+            .ok_or_else(|| malformed("message.mid missing"))?;
         if msg.is_echo {
             // The page sent it: the customer is the recipient.
             let customer = customer_from(recipient, "recipient")?;
@@ -188,6 +207,8 @@ fn parse_messaging(m: RawMessaging, entry_time: u64) -> Result<Option<PlatformEv
                     mid,
                     text: msg.text,
                     app_id: msg.app_id,
+                    metadata: msg.metadata,
+                    own_app: false,
                 },
             )
         } else {
@@ -238,6 +259,7 @@ fn parse_messaging(m: RawMessaging, entry_time: u64) -> Result<Option<PlatformEv
                 mid,
                 status: ReportedStatus::Read,
                 error: None,
+                part: None,
             },
             (watermark, _) => EventKind::Read {
                 watermark: watermark.unwrap_or(timestamp_ms),
@@ -245,7 +267,7 @@ fn parse_messaging(m: RawMessaging, entry_time: u64) -> Result<Option<PlatformEv
         };
         (customer, kind)
     } else {
-        return Ok(None);
+        return unknown_item(raw);
     };
     Ok(Some(PlatformEvent {
         customer,
@@ -257,7 +279,7 @@ fn parse_messaging(m: RawMessaging, entry_time: u64) -> Result<Option<PlatformEv
 
 #[cfg(test)]
 mod tests {
-    use crate::channels::webhook::{parse, ParseError, WebhookObject};
+    use crate::channels::webhook::{parse, SkipKind, WebhookObject};
     use crate::event::{Attachment, EventKind};
 
     // Payloads follow Meta's Messenger Platform webhook reference.
@@ -325,7 +347,9 @@ mod tests {
             EventKind::Echo {
                 mid: "m_echo".into(),
                 text: Some("from the inbox".into()),
-                app_id: Some(1517776481860111)
+                app_id: Some(1517776481860111),
+                metadata: Some("x".into()),
+                own_app: false,
             }
         );
     }
@@ -395,22 +419,39 @@ mod tests {
             EventKind::Status {
                 mid: "aWdfZAG1faXRlbToxOklHTWVzc2FnZAUlEOjE3ODQxNDA".into(),
                 status: crate::event::ReportedStatus::Read,
-                error: None
+                error: None,
+                part: None,
             }
         );
     }
 
     #[test]
-    fn missing_ids_are_reported() {
-        let body = r#"{"object":"page","entry":[{"id":"P","time":1,"messaging":[{"recipient":{"id":"P"},"timestamp":1,"message":{"mid":"m","text":"x"}}]}]}"#;
-        match parse(body.as_bytes(), 0) {
-            Err(ParseError::Invalid(why)) => assert!(why.contains("sender.id missing"), "{why}"),
-            other => panic!("unexpected {other:?}"),
-        }
-        let body = r#"{"object":"page","entry":[{"id":"P","time":1,"messaging":[{"sender":{"id":"A"},"recipient":{"id":"P"},"timestamp":1,"message":{"text":"x"}}]}]}"#;
-        assert!(matches!(
-            parse(body.as_bytes(), 0),
-            Err(ParseError::Invalid(_))
-        ));
+    fn items_without_their_ids_are_skipped_and_the_rest_kept() {
+        let body = r#"{"object":"page","entry":[{"id":"P","time":1,"messaging":[
+          {"recipient":{"id":"P"},"timestamp":1,"message":{"mid":"m","text":"x"}},
+          {"sender":{"id":"A"},"recipient":{"id":"P"},"timestamp":1,"message":{"text":"x"}},
+          {"sender":{"id":"A"},"recipient":{"id":"P"},"timestamp":2,"message":{"mid":"m2","text":"kept"}}]}]}"#;
+        let w = parse(body.as_bytes(), 0).expect("only the envelope is refused");
+        assert_eq!(w.event_count(), 1);
+        let kinds: Vec<_> = w.skipped.iter().map(|s| s.kind).collect();
+        assert_eq!(kinds, [SkipKind::MalformedItem, SkipKind::MalformedItem]);
+        assert!(
+            w.skipped[0].detail.contains("sender.id missing"),
+            "{:?}",
+            w.skipped
+        );
+    }
+
+    #[test]
+    fn unknown_items_are_skipped_and_counted_known_ignored_ones_are_not() {
+        let body = r#"{"object":"page","entry":[{"id":"P","time":1,"messaging":[
+          {"sender":{"id":"A"},"recipient":{"id":"P"},"timestamp":1,"brand_new_event":{"x":1}},
+          {"sender":{"id":"A"},"recipient":{"id":"P"},"timestamp":1,"optin":{"ref":"r"}},
+          {"sender":{"id":"A"},"recipient":{"id":"P"},"timestamp":2,"message":{"mid":"m2","text":"kept"}}]}]}"#;
+        let w = parse(body.as_bytes(), 0).expect("parses");
+        assert_eq!(w.event_count(), 1);
+        assert_eq!(w.skipped.len(), 1, "{:?}", w.skipped);
+        assert_eq!(w.skipped[0].kind, SkipKind::UnknownItem);
+        assert!(w.skipped[0].detail.contains("brand_new_event"));
     }
 }

@@ -5,5 +5,5 @@ mod inbound;
 mod outbound;
 pub mod profiles;
 
-pub(crate) use inbound::{id_string, parse_entry, RawChange, RawEntry};
-pub use outbound::{media_body, send, text_body, typing_body, typing_on};
+pub(crate) use inbound::parse_entry;
+pub use outbound::{media_body, send, text_body, typing_body, typing_on, with_part_id};

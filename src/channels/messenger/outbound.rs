@@ -41,6 +41,16 @@ pub fn media_body(psid: &str, kind: &str, url: &str, tag: SendTag) -> Value {
     body
 }
 
+/// Carries the engine's part id in `message.metadata`: the echo of the
+/// message returns it, which confirms the send and marks it as the
+/// engine's own.
+pub fn with_part_id(mut body: Value, part_id: &str) -> Value {
+    if !part_id.is_empty() {
+        body["message"]["metadata"] = json!(part_id);
+    }
+    body
+}
+
 pub fn typing_body(psid: &str) -> Value {
     json!({ "recipient": { "id": psid }, "sender_action": "typing_on" })
 }

@@ -8,20 +8,20 @@
 use std::collections::HashMap;
 
 use serde::Deserialize;
+use serde_json::value::RawValue;
 
-use crate::channels::messenger::RawEntry;
-use crate::channels::webhook::{ParseError, ParsedEntry, PlatformEvent};
+use crate::channels::webhook::{ParsedEntry, PlatformEvent, RawChange, RawEntry, SkipKind, Skips};
 use crate::event::{Attachment, EventKind, ReportedStatus};
 
 #[derive(Deserialize)]
-struct Value {
+struct Value<'a> {
     metadata: Metadata,
     #[serde(default)]
     contacts: Vec<Contact>,
-    #[serde(default)]
-    messages: Vec<Message>,
-    #[serde(default)]
-    statuses: Vec<Status>,
+    #[serde(default, borrow)]
+    messages: Vec<&'a RawValue>,
+    #[serde(default, borrow)]
+    statuses: Vec<&'a RawValue>,
 }
 
 #[derive(Deserialize)]
@@ -134,6 +134,9 @@ struct Status {
     recipient_id: String,
     #[serde(default)]
     errors: Vec<StatusError>,
+    /// The part id the engine sent with the message.
+    #[serde(default)]
+    biz_opaque_callback_data: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -150,37 +153,85 @@ fn seconds_ms(s: &str) -> Result<u64, String> {
         .map_err(|_| format!("timestamp {s:?} is not a number of seconds"))
 }
 
+/// `changes[]` fields of a WhatsApp Business Account webhook the engine
+/// knowingly leaves alone (account, template and quality updates).
+const IGNORED_FIELDS: &[&str] = &[
+    "account_alerts",
+    "account_review_update",
+    "account_update",
+    "business_capability_update",
+    "message_template_quality_update",
+    "message_template_status_update",
+    "phone_number_name_update",
+    "phone_number_quality_update",
+    "security",
+    "template_category_update",
+];
+
+type ItemError = (SkipKind, String);
+
+fn malformed(why: impl Into<String>) -> ItemError {
+    (SkipKind::MalformedItem, why.into())
+}
+
 /// The events of one WhatsApp entry, one parsed entry per phone number.
-pub(crate) fn parse_entry(entry: RawEntry) -> Result<Vec<ParsedEntry>, ParseError> {
+/// A change, message or status that cannot be read is skipped (see
+/// [`Skips`]); the rest of the entry is kept.
+pub(crate) fn parse_entry(entry: RawEntry<'_>, skips: &mut Skips) -> Vec<ParsedEntry> {
     let mut out = Vec::new();
-    for (i, change) in entry.changes.into_iter().enumerate() {
-        if change.field != "messages" {
-            continue;
+    for (i, raw) in entry.changes.iter().enumerate() {
+        let place = format!("changes[{i}] of entry {}", entry.id);
+        match parse_change(raw, &place, skips) {
+            Ok(Some(parsed)) => out.push(parsed),
+            Ok(None) => {}
+            Err((kind, why)) => skips.push(kind, format!("{place}: {why}")),
         }
-        let invalid =
-            |why: String| ParseError::Invalid(format!("changes[{i}] of entry {}: {why}", entry.id));
-        let value: Value =
-            serde_json::from_value(change.value).map_err(|e| invalid(e.to_string()))?;
-        let names: HashMap<String, String> = value
-            .contacts
-            .into_iter()
-            .filter_map(|c| Some((c.wa_id, c.profile?.name?)))
-            .collect();
-        let mut events = Vec::with_capacity(value.messages.len() + value.statuses.len());
-        for m in value.messages {
-            if let Some(event) = message(m, &names).map_err(invalid)? {
-                events.push(event);
-            }
-        }
-        for s in value.statuses {
-            events.push(status(s).map_err(invalid)?);
-        }
-        out.push(ParsedEntry {
-            account_id: value.metadata.phone_number_id,
-            events,
-        });
     }
-    Ok(out)
+    out
+}
+
+fn parse_change(
+    raw: &RawValue,
+    place: &str,
+    skips: &mut Skips,
+) -> Result<Option<ParsedEntry>, ItemError> {
+    let change: RawChange<'_> =
+        serde_json::from_str(raw.get()).map_err(|e| malformed(e.to_string()))?;
+    match change.field.as_ref() {
+        "messages" => {}
+        field if IGNORED_FIELDS.contains(&field) => return Ok(None),
+        field => {
+            return Err((
+                SkipKind::UnknownField,
+                format!("field {:?}", field.chars().take(40).collect::<String>()),
+            ))
+        }
+    }
+    let value: Value<'_> = serde_json::from_str(change.value.map_or("null", RawValue::get))
+        .map_err(|e| malformed(format!("value: {e}")))?;
+    let names: HashMap<String, String> = value
+        .contacts
+        .into_iter()
+        .filter_map(|c| Some((c.wa_id, c.profile?.name?)))
+        .collect();
+    let mut events = Vec::with_capacity(value.messages.len() + value.statuses.len());
+    for (j, raw) in value.messages.iter().enumerate() {
+        match message(raw, &names) {
+            Ok(Some(event)) => events.push(event),
+            Ok(None) => {}
+            Err((kind, why)) => skips.push(kind, format!("{place}, messages[{j}]: {why}")),
+        }
+    }
+    for (j, raw) in value.statuses.iter().enumerate() {
+        match status(raw) {
+            Ok(event) => events.push(event),
+            Err((kind, why)) => skips.push(kind, format!("{place}, statuses[{j}]: {why}")),
+        }
+    }
+    Ok(Some(ParsedEntry {
+        account_id: value.metadata.phone_number_id,
+        events,
+    }))
 }
 
 fn attachment(kind: &str, media: Media) -> Attachment {
@@ -193,8 +244,22 @@ fn attachment(kind: &str, media: Media) -> Attachment {
     }
 }
 
-fn message(m: Message, names: &HashMap<String, String>) -> Result<Option<PlatformEvent>, String> {
-    let timestamp_ms = seconds_ms(&m.timestamp)?;
+/// Message types that carry nothing to answer (system notices, deleted
+/// messages, types the platform itself cannot show).
+const IGNORED_TYPES: &[&str] = &[
+    "system",
+    "unsupported",
+    "unknown",
+    "ephemeral",
+    "request_welcome",
+];
+
+fn message(
+    raw: &RawValue,
+    names: &HashMap<String, String>,
+) -> Result<Option<PlatformEvent>, ItemError> {
+    let m: Message = serde_json::from_str(raw.get()).map_err(|e| malformed(e.to_string()))?;
+    let timestamp_ms = seconds_ms(&m.timestamp).map_err(malformed)?;
     let mut text = None;
     let mut attachments = Vec::new();
     let mut quick_reply = None;
@@ -211,12 +276,16 @@ fn message(m: Message, names: &HashMap<String, String>) -> Result<Option<Platfor
                 "document" => m.document,
                 _ => m.sticker,
             }
-            .ok_or_else(|| format!("{} message without its {} object", m.kind, m.kind))?;
+            .ok_or_else(|| {
+                malformed(format!("{} message without its {} object", m.kind, m.kind))
+            })?;
             attachments.push(attachment(&m.kind, media));
             None
         }
         "location" => {
-            let l = m.location.ok_or("location message without location")?;
+            let l = m
+                .location
+                .ok_or_else(|| malformed("location message without location"))?;
             let place = [l.name, l.address]
                 .into_iter()
                 .flatten()
@@ -235,31 +304,40 @@ fn message(m: Message, names: &HashMap<String, String>) -> Result<Option<Platfor
         "interactive" => {
             let i = m
                 .interactive
-                .ok_or("interactive message without interactive")?;
+                .ok_or_else(|| malformed("interactive message without interactive"))?;
             let choice = i
                 .button_reply
                 .or(i.list_reply)
-                .ok_or("interactive message without a button or list reply")?;
+                .ok_or_else(|| malformed("interactive message without a button or list reply"))?;
             text = Some(choice.title);
             quick_reply = Some(choice.id);
             None
         }
         "button" => {
-            let b = m.button.ok_or("button message without button")?;
+            let b = m
+                .button
+                .ok_or_else(|| malformed("button message without button"))?;
             quick_reply = b.payload;
             text = Some(b.text);
             None
         }
         "reaction" => {
-            let r = m.reaction.ok_or("reaction message without reaction")?;
+            let r = m
+                .reaction
+                .ok_or_else(|| malformed("reaction message without reaction"))?;
             Some(EventKind::Reaction {
                 mid: m.id.clone(),
                 target: r.message_id,
                 emoji: r.emoji.filter(|e| !e.is_empty()),
             })
         }
-        // System notices, unsupported and deleted messages: nothing to answer.
-        _ => return Ok(None),
+        ignored if IGNORED_TYPES.contains(&ignored) => return Ok(None),
+        other => {
+            return Err((
+                SkipKind::UnknownMessageType,
+                format!("type {:?}", other.chars().take(40).collect::<String>()),
+            ))
+        }
     };
     let kind = kind.unwrap_or(EventKind::Message {
         mid: m.id,
@@ -275,13 +353,19 @@ fn message(m: Message, names: &HashMap<String, String>) -> Result<Option<Platfor
     }))
 }
 
-fn status(s: Status) -> Result<PlatformEvent, String> {
+fn status(raw: &RawValue) -> Result<PlatformEvent, ItemError> {
+    let s: Status = serde_json::from_str(raw.get()).map_err(|e| malformed(e.to_string()))?;
     let status = match s.status.as_str() {
         "sent" => ReportedStatus::Sent,
         "delivered" => ReportedStatus::Delivered,
         "read" => ReportedStatus::Read,
         "failed" => ReportedStatus::Failed,
-        other => return Err(format!("unknown status {other:?}")),
+        other => {
+            return Err((
+                SkipKind::UnknownStatus,
+                format!("status {:?}", other.chars().take(40).collect::<String>()),
+            ))
+        }
     };
     let error = s.errors.into_iter().next().map(|e| {
         format!(
@@ -292,19 +376,20 @@ fn status(s: Status) -> Result<PlatformEvent, String> {
     });
     Ok(PlatformEvent {
         customer: s.recipient_id,
-        timestamp_ms: seconds_ms(&s.timestamp)?,
+        timestamp_ms: seconds_ms(&s.timestamp).map_err(malformed)?,
         customer_name: None,
         kind: EventKind::Status {
             mid: s.id,
             status,
             error,
+            part: s.biz_opaque_callback_data,
         },
     })
 }
 
 #[cfg(test)]
 mod tests {
-    use crate::channels::webhook::{parse, WebhookObject};
+    use crate::channels::webhook::{parse, SkipKind, WebhookObject};
     use crate::event::{Attachment, EventKind, ReportedStatus};
 
     /// A webhook in the Cloud API reference's shape around `value`'s
@@ -435,7 +520,7 @@ mod tests {
     #[test]
     fn statuses_report_on_the_business_messages() {
         let w = parse(
-            webhook(r#""statuses":[{"id":"wamid.S1","status":"delivered","timestamp":"1750263773","recipient_id":"16505551234","pricing":{"billable":true,"pricing_model":"PMP","category":"utility"}},{"id":"wamid.S2","status":"failed","timestamp":"1750263774","recipient_id":"16505551234","errors":[{"code":131047,"title":"Re-engagement message","message":"Re-engagement message","error_data":{"details":"Message failed to send because more than 24 hours have passed since the customer last replied to this number."}}]}]"#)
+            webhook(r#""statuses":[{"id":"wamid.S1","status":"delivered","timestamp":"1750263773","recipient_id":"16505551234","biz_opaque_callback_data":"sb1.part","pricing":{"billable":true,"pricing_model":"PMP","category":"utility"}},{"id":"wamid.S2","status":"failed","timestamp":"1750263774","recipient_id":"16505551234","errors":[{"code":131047,"title":"Re-engagement message","message":"Re-engagement message","error_data":{"details":"Message failed to send because more than 24 hours have passed since the customer last replied to this number."}}]}]"#)
                 .as_bytes(),
             0,
         )
@@ -447,12 +532,14 @@ mod tests {
                 EventKind::Status {
                     mid: "wamid.S1".into(),
                     status: ReportedStatus::Delivered,
-                    error: None
+                    error: None,
+                    part: Some("sb1.part".into()),
                 },
                 EventKind::Status {
                     mid: "wamid.S2".into(),
                     status: ReportedStatus::Failed,
-                    error: Some("Re-engagement message (code 131047)".into())
+                    error: Some("Re-engagement message (code 131047)".into()),
+                    part: None,
                 },
             ]
         );
@@ -460,11 +547,47 @@ mod tests {
     }
 
     #[test]
-    fn a_bad_value_is_reported_with_its_place() {
+    fn odd_items_are_skipped_with_their_place_and_the_batch_kept() {
         let body = webhook(
-            r#""messages":[{"from":"16505551234","id":"wamid.X","timestamp":"soon","type":"text","text":{"body":"hi"}}]"#,
+            r#""messages":[{"from":"16505551234","id":"wamid.X","timestamp":"soon","type":"text","text":{"body":"hi"}},{"from":"16505551234","id":"wamid.O","timestamp":"1749416383","type":"order","order":{"catalog_id":"1"}},{"from":"16505551234","id":"wamid.OK","timestamp":"1749416383","type":"text","text":{"body":"kept"}}],"statuses":[{"id":"wamid.S3","status":"warning","timestamp":"1750263773","recipient_id":"16505551234"},{"id":"wamid.S4","status":"read","timestamp":"1750263773","recipient_id":"16505551234"}]"#,
         );
-        let err = parse(body.as_bytes(), 0).expect_err("refused");
-        assert!(err.to_string().contains("changes[0]"), "{err}");
+        let w = parse(body.as_bytes(), 0).expect("only the envelope is refused");
+        let mids: Vec<_> = w.entries[0]
+            .events
+            .iter()
+            .map(|e| match &e.kind {
+                EventKind::Message { mid, .. } | EventKind::Status { mid, .. } => mid.clone(),
+                other => panic!("unexpected {other:?}"),
+            })
+            .collect();
+        assert_eq!(mids, ["wamid.OK", "wamid.S4"]);
+        let kinds: Vec<_> = w.skipped.iter().map(|s| s.kind).collect();
+        assert_eq!(
+            kinds,
+            [
+                SkipKind::MalformedItem,
+                SkipKind::UnknownMessageType,
+                SkipKind::UnknownStatus
+            ]
+        );
+        assert!(
+            w.skipped[0].detail.contains("changes[0]"),
+            "{:?}",
+            w.skipped
+        );
+        assert!(
+            w.skipped[0].detail.contains("messages[0]"),
+            "{:?}",
+            w.skipped
+        );
+    }
+
+    #[test]
+    fn unknown_change_fields_are_skipped_known_ones_ignored() {
+        let body = r#"{"object":"whatsapp_business_account","entry":[{"id":"WABA","changes":[{"field":"message_template_status_update","value":{"event":"APPROVED"}},{"field":"brand_new_field","value":{}}]}]}"#;
+        let w = parse(body.as_bytes(), 0).expect("parses");
+        assert_eq!(w.event_count(), 0);
+        assert_eq!(w.skipped.len(), 1);
+        assert_eq!(w.skipped[0].kind, SkipKind::UnknownField);
     }
 }

@@ -6,4 +6,6 @@ mod inbound;
 mod outbound;
 
 pub(crate) use inbound::parse_entry;
-pub use outbound::{media_body, send, template_body, text_body, typing_body, typing_on};
+pub use outbound::{
+    media_body, send, template_body, text_body, typing_body, typing_on, with_part_id,
+};

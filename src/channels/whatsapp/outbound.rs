@@ -49,6 +49,15 @@ pub fn template_body(wa_id: &str, name: &str, language: &str, text: &str) -> Val
     })
 }
 
+/// Carries the engine's part id in `biz_opaque_callback_data`: the
+/// message's status webhooks return it, which confirms the send.
+pub fn with_part_id(mut body: Value, part_id: &str) -> Value {
+    if !part_id.is_empty() {
+        body["biz_opaque_callback_data"] = json!(part_id);
+    }
+    body
+}
+
 /// Shows "typing..." and marks the customer's message `wamid` read.
 pub fn typing_body(wamid: &str) -> Value {
     json!({
