@@ -150,7 +150,12 @@ pub async fn start_with_store(
     let metrics = telemetry::install_metrics()?;
     let bus: Arc<dyn Bus> = match config.bus.kind {
         BusKind::Embedded => EmbeddedBus::open(&config.store.path)?,
-        BusKind::Kafka => KafkaBus::open(&config.bus.kafka)?,
+        // A revoked partition waits this long for the platform calls and
+        // writes already running for its conversations.
+        BusKind::Kafka => KafkaBus::open(
+            &config.bus.kafka,
+            config.outbound.request_timeout() + Duration::from_secs(2),
+        )?,
     };
     let graph = GraphClient::new(&config.meta.graph_base_url, &config.outbound)?;
     let ctx = Arc::new(EngineContext::new(
@@ -191,13 +196,14 @@ pub async fn start_with_store(
     let (metrics_listener, metrics_addr) = bind(&config.server.metrics_listen).await?;
     let metrics_task = tokio::spawn(telemetry::serve_metrics(metrics_listener, metrics));
 
-    let ingress = Arc::new(IngressState::new(&config, bus.clone(), store.clone()));
-    let store_watch = tokio::spawn(ingest::watch_store(
-        store.clone(),
-        ingress.store_ready.clone(),
-    ));
-    let app = ingest::router(ingress, config.server.max_body_bytes)
-        .nest("/api/v1", admin::router(ctx.clone()));
+    let health = Arc::new(ingest::StoreHealth::default());
+    let ingress = Arc::new(IngressState::new(&config, bus.clone(), health.clone()));
+    let store_watch = tokio::spawn(ingest::watch_store(store.clone(), health));
+    let app = ingest::limit(
+        ingest::router(ingress, config.server.max_body_bytes)
+            .nest("/api/v1", admin::router(ctx.clone())),
+        ingest::ListenerLimits::from_config(&config),
+    );
     let profiles = tokio::spawn(profiles::push_all(ctx.clone()));
     let (stop_tx, stop_rx) = oneshot::channel::<()>();
     let grace = config.engine.shutdown_grace();
@@ -272,7 +278,7 @@ async fn follow_ownership(
 /// Moves bus deliveries to the supervisor, never more in flight than the
 /// semaphore allows.
 async fn consume(
-    mut deliveries: tokio::sync::mpsc::UnboundedReceiver<crate::bus::Delivery>,
+    mut deliveries: tokio::sync::mpsc::Receiver<crate::bus::Delivery>,
     supervisor: ActorRef<SupervisorMsg>,
     inflight: Arc<Semaphore>,
 ) {

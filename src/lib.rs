@@ -17,6 +17,7 @@ pub mod config;
 pub mod conversation;
 pub mod demo;
 pub mod event;
+pub mod fence;
 pub mod ingest;
 pub mod loadgen;
 pub mod sim;

@@ -1,9 +1,14 @@
 //! The embedded bus: a durable log in its own redb file (`bus.redb` under
 //! `store.path`), one partition. Appends go through [`GroupCommit`] (one
-//! fsync for every webhook waiting at that moment); after each commit the
-//! writer hands the new records to the consumer in log order. Committing the
-//! finished prefix also trims the log below it.
+//! fsync for every webhook waiting at that moment). After each commit the
+//! writer hands the new records to the consumer's bounded queue while it
+//! has room; when it is full (or at start, for the backlog) a reader task
+//! streams the log from where the queue stopped, in chunks, until it has
+//! caught up and live hand-over resumes. Memory holds at most the queue;
+//! the log holds the rest. Committing the finished prefix also trims the
+//! log below it.
 
+use std::collections::VecDeque;
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -11,34 +16,80 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use redb::{ReadableDatabase, ReadableTable, TableDefinition};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, Notify};
 
 use super::progress::PartitionProgress;
-use super::{Bus, BusError, Delivery, Position};
+use super::{Backlog, Bus, BusError, Delivery, Position, DELIVERY_QUEUE};
+use crate::clock::now_ms;
 use crate::event::InboundEvent;
-use crate::store::group_commit::{GroupCommit, GroupCommitError};
+use crate::fence::Fence;
+use crate::store::group_commit::{GroupCommit, GroupCommitError, STALL_AFTER};
+use crate::sync::lock;
 
 const LOG: TableDefinition<u64, &[u8]> = TableDefinition::new("log");
 const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 const COMMITTED: &str = "committed";
 const PARTITION: u32 = 0;
+/// Records read from the log at a time when the queue fell behind.
+const CHUNK: u64 = 1024;
 
+/// Where the consumer stands.
 struct Consumer {
-    tx: mpsc::UnboundedSender<Delivery>,
-    /// Offsets below this were already handed over (from the backlog).
-    forward_from: u64,
+    tx: mpsc::Sender<Delivery>,
+    /// New records go straight into the queue; when false, the reader
+    /// streams them from the log starting at `read_from`.
+    live: bool,
+    read_from: u64,
 }
 
 struct Shared {
+    /// Next offset to assign (on the writer thread).
     next: AtomicU64,
     committed: AtomicU64,
+    /// Offsets below this are committed to the log file (readable).
+    durable_next: AtomicU64,
+    /// Offsets below this were handed to the engine.
+    handed: AtomicU64,
+    /// The log's end when it was opened: records below were appended by an
+    /// earlier run, which may have handled them.
+    replay_below: u64,
     consumer: Mutex<Option<Consumer>>,
     progress: Mutex<PartitionProgress>,
+    /// (last offset of an append, when it was appended), oldest first, for
+    /// records not yet handed to the engine.
+    appended: Mutex<VecDeque<(u64, u64)>>,
+    /// Wakes the reader when records are waiting in the log.
+    behind: Notify,
+}
+
+impl Shared {
+    fn delivery(&self, offset: u64, event: InboundEvent) -> Delivery {
+        Delivery {
+            position: Position {
+                partition: PARTITION,
+                offset,
+            },
+            event,
+            replay: offset < self.replay_below,
+            fence: Fence::none(),
+        }
+    }
+
+    /// Records that everything below `next` was handed over.
+    fn handed_to(&self, next: u64) {
+        self.handed.fetch_max(next, Ordering::AcqRel);
+        let mut appended = lock(&self.appended);
+        while appended.front().is_some_and(|(last, _)| *last < next) {
+            appended.pop_front();
+        }
+    }
 }
 
 pub struct EmbeddedBus {
     writer: GroupCommit,
     shared: Arc<Shared>,
+    /// Itself, for the reader task (which must not keep the file open).
+    me: std::sync::Weak<EmbeddedBus>,
 }
 
 fn unavailable(e: impl std::fmt::Display) -> BusError {
@@ -82,13 +133,19 @@ impl EmbeddedBus {
             state
         };
         let writer = GroupCommit::start(Arc::new(db), "bus").map_err(unavailable)?;
-        let bus = Arc::new(Self {
+        let bus = Arc::new_cyclic(|me| Self {
             writer,
+            me: me.clone(),
             shared: Arc::new(Shared {
                 next: AtomicU64::new(next),
                 committed: AtomicU64::new(committed),
+                durable_next: AtomicU64::new(next),
+                handed: AtomicU64::new(committed),
+                replay_below: next,
                 consumer: Mutex::new(None),
                 progress: Mutex::new(PartitionProgress::new()),
+                appended: Mutex::new(VecDeque::new()),
+                behind: Notify::new(),
             }),
         });
         let weak = Arc::downgrade(&bus);
@@ -106,12 +163,7 @@ impl EmbeddedBus {
     }
 
     async fn commit(&self, durable: bool) -> Result<(), BusError> {
-        let target = self
-            .shared
-            .progress
-            .lock()
-            .map_err(unavailable)?
-            .committable();
+        let target = lock(&self.shared.progress).committable();
         let Some(target) = target else { return Ok(()) };
         if target <= self.shared.committed.load(Ordering::Acquire) {
             return Ok(());
@@ -126,31 +178,110 @@ impl EmbeddedBus {
         self.shared.committed.fetch_max(target, Ordering::AcqRel);
         Ok(())
     }
+
+    /// Reads up to [`CHUNK`] records from `from` (below `to`).
+    fn read_chunk(&self, from: u64, to: u64) -> Result<Vec<(u64, InboundEvent)>, BusError> {
+        let txn = self.writer.db().begin_read().map_err(unavailable)?;
+        let log = txn.open_table(LOG).map_err(unavailable)?;
+        let mut out = Vec::new();
+        for row in log.range(from..to.min(from + CHUNK)).map_err(unavailable)? {
+            let (k, v) = row.map_err(unavailable)?;
+            match InboundEvent::decode(v.value()) {
+                Ok(event) => out.push((k.value(), event)),
+                Err(e) => {
+                    tracing::error!(offset = k.value(), error = %e, "Skipping undecodable bus record");
+                }
+            }
+        }
+        Ok(out)
+    }
 }
 
+/// On the writer thread, right after a commit: the records go into the
+/// queue while it has room; from the first that does not fit, the reader
+/// takes over from the log.
 fn forward(shared: &Shared, records: &[(u64, InboundEvent)]) {
-    let Ok(mut guard) = shared.consumer.lock() else {
+    let Some(last) = records.last().map(|(o, _)| *o) else {
         return;
     };
+    lock(&shared.appended).push_back((last, now_ms()));
+    let mut guard = lock(&shared.consumer);
+    shared.durable_next.fetch_max(last + 1, Ordering::AcqRel);
     let Some(consumer) = guard.as_mut() else {
         return;
     };
-    let Ok(mut progress) = shared.progress.lock() else {
+    if !consumer.live {
+        shared.behind.notify_one();
         return;
-    };
+    }
+    let mut progress = lock(&shared.progress);
     for (offset, event) in records {
-        if *offset < consumer.forward_from {
-            continue;
-        }
+        let permit = match consumer.tx.try_reserve() {
+            Ok(permit) => permit,
+            Err(mpsc::error::TrySendError::Full(())) => {
+                consumer.live = false;
+                consumer.read_from = *offset;
+                shared.behind.notify_one();
+                return;
+            }
+            Err(mpsc::error::TrySendError::Closed(())) => return,
+        };
         progress.delivered(*offset);
-        let _ = consumer.tx.send(Delivery {
-            position: Position {
-                partition: PARTITION,
-                offset: *offset,
-            },
-            event: event.clone(),
-            replay: false,
-        });
+        permit.send(shared.delivery(*offset, event.clone()));
+        shared.handed_to(*offset + 1);
+    }
+}
+
+/// Streams the log into the queue whenever live hand-over stopped (at
+/// start, and when the queue was full), until caught up.
+async fn read_behind(bus: std::sync::Weak<EmbeddedBus>, tx: mpsc::Sender<Delivery>) {
+    loop {
+        let Some(this) = bus.upgrade() else { return };
+        let shared = this.shared.clone();
+        let from = {
+            let mut guard = lock(&shared.consumer);
+            let Some(consumer) = guard.as_mut() else {
+                return;
+            };
+            if consumer.live {
+                None
+            } else if consumer.read_from >= shared.durable_next.load(Ordering::Acquire) {
+                // Caught up: the writer hands new records over again.
+                consumer.live = true;
+                None
+            } else {
+                Some(consumer.read_from)
+            }
+        };
+        let Some(from) = from else {
+            drop(this);
+            shared.behind.notified().await;
+            continue;
+        };
+        let to = shared.durable_next.load(Ordering::Acquire);
+        let chunk = match this.read_chunk(from, to) {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::warn!(error = %e, "Cannot read the bus log; retrying");
+                drop(this);
+                tokio::time::sleep(Duration::from_millis(200)).await;
+                continue;
+            }
+        };
+        drop(this);
+        let mut next = to.min(from + CHUNK);
+        for (offset, event) in chunk {
+            lock(&shared.progress).delivered(offset);
+            if tx.send(shared.delivery(offset, event)).await.is_err() {
+                return;
+            }
+            shared.handed_to(offset + 1);
+            next = next.max(offset + 1);
+        }
+        let mut guard = lock(&shared.consumer);
+        if let Some(consumer) = guard.as_mut() {
+            consumer.read_from = next;
+        }
     }
 }
 
@@ -190,52 +321,28 @@ impl Bus for EmbeddedBus {
         Ok(())
     }
 
-    async fn subscribe(&self) -> Result<mpsc::UnboundedReceiver<Delivery>, BusError> {
-        let (tx, rx) = mpsc::unbounded_channel();
-        let mut guard = self.shared.consumer.lock().map_err(unavailable)?;
-        if guard.is_some() {
-            return Err(BusError::AlreadySubscribed);
-        }
-        // Under the consumer lock no commit can hand records over, so the
-        // backlog read here and the live records after it neither overlap
-        // nor leave a gap.
-        let committed = self.shared.committed.load(Ordering::Acquire);
-        let txn = self.writer.db().begin_read().map_err(unavailable)?;
-        let log = txn.open_table(LOG).map_err(unavailable)?;
-        let mut forward_from = committed;
-        let mut progress = self.shared.progress.lock().map_err(unavailable)?;
-        for row in log.range(committed..).map_err(unavailable)? {
-            let (k, v) = row.map_err(unavailable)?;
-            let offset = k.value();
-            forward_from = offset + 1;
-            match InboundEvent::decode(v.value()) {
-                Ok(event) => {
-                    progress.delivered(offset);
-                    // Appended before this run: the last one may have
-                    // handled it without finishing.
-                    let _ = tx.send(Delivery {
-                        position: Position {
-                            partition: PARTITION,
-                            offset,
-                        },
-                        event,
-                        replay: true,
-                    });
-                }
-                Err(e) => {
-                    tracing::error!(offset, error = %e, "Skipping undecodable bus record");
-                }
+    async fn subscribe(&self) -> Result<mpsc::Receiver<Delivery>, BusError> {
+        let (tx, rx) = mpsc::channel(DELIVERY_QUEUE);
+        {
+            let mut guard = lock(&self.shared.consumer);
+            if guard.is_some() {
+                return Err(BusError::AlreadySubscribed);
             }
+            // The backlog past the last commit is streamed first; live
+            // hand-over starts once the reader has caught up.
+            *guard = Some(Consumer {
+                tx: tx.clone(),
+                live: false,
+                read_from: self.shared.committed.load(Ordering::Acquire),
+            });
         }
-        drop(progress);
-        *guard = Some(Consumer { tx, forward_from });
+        tokio::spawn(read_behind(self.me.clone(), tx));
+        self.shared.behind.notify_one();
         Ok(rx)
     }
 
     fn finished(&self, position: Position) {
-        if let Ok(mut p) = self.shared.progress.lock() {
-            p.finished(position.offset);
-        }
+        lock(&self.shared.progress).finished(position.offset);
     }
 
     async fn flush_commits(&self) -> Result<(), BusError> {
@@ -249,7 +356,17 @@ impl Bus for EmbeddedBus {
             .saturating_sub(self.shared.committed.load(Ordering::Acquire))
     }
 
+    fn backlog(&self) -> Backlog {
+        let durable = self.shared.durable_next.load(Ordering::Acquire);
+        let handed = self.shared.handed.load(Ordering::Acquire);
+        let oldest = lock(&self.shared.appended).front().map(|(_, at)| *at);
+        Backlog {
+            events: durable.saturating_sub(handed),
+            oldest_ms: oldest.map_or(0, |at| now_ms().saturating_sub(at)),
+        }
+    }
+
     async fn ready(&self) -> bool {
-        self.writer.db().begin_read().is_ok()
+        self.writer.db().begin_read().is_ok() && !self.writer.stalled(STALL_AFTER)
     }
 }

@@ -13,13 +13,22 @@
 //!   contiguous finished prefix ([`PartitionProgress`]), every 20 ms.
 //!   `group.instance.id` (static membership) lets a restarted instance take
 //!   its partitions back without waiting for a rebalance.
+//! - The consumer is polled by a thread of its own, so the rebalance
+//!   callbacks (which wait) never block a runtime worker. It hands events
+//!   to the engine through a bounded queue and pauses fetching while the
+//!   queue is full (the broker is the buffer, not memory).
 //! - Rebalance: before revoked partitions are released, their delivered
 //!   events are waited for (up to half the session timeout; not at
-//!   shutdown), their finished prefix is committed,
-//!   and the engine is told, so it stops the actors of those partitions
-//!   (another instance will rehydrate them from the store).
+//!   shutdown), then the partitions' leases are revoked (no send or write
+//!   for their conversations starts any more; see [`crate::fence`]) and the
+//!   side effects already running are waited for, their finished prefix is
+//!   committed, and the engine is told, so it stops the actors of those
+//!   partitions (another instance will rehydrate them from the store).
+//! - An event at an offset below the partition's high watermark at
+//!   assignment may have been handled by the previous owner: it is
+//!   delivered as a replay (its replies wait for confirmation).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -28,9 +37,7 @@ use async_trait::async_trait;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::config::ClientConfig;
-use rdkafka::consumer::{
-    BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer,
-};
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance};
 use rdkafka::error::KafkaError;
 use rdkafka::message::Message;
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
@@ -40,9 +47,10 @@ use rdkafka::{ClientContext, Offset, TopicPartitionList};
 use tokio::sync::mpsc;
 
 use super::progress::PartitionProgress;
-use super::{Bus, BusError, Delivery, Ownership, Position};
+use super::{Backlog, Bus, BusError, Delivery, Ownership, Position, DELIVERY_QUEUE};
 use crate::config::KafkaConfig;
 use crate::event::InboundEvent;
+use crate::fence::{Fence, Lease};
 use crate::sync::lock;
 
 const COMMIT_EVERY: Duration = Duration::from_millis(20);
@@ -61,9 +69,13 @@ struct Progress {
     partitions: HashMap<i32, PartitionProgress>,
     /// Resume offsets already committed, per partition.
     committed: HashMap<i32, u64>,
-    /// When each partition was last assigned here (ms): events received
-    /// before may have been handled by its previous owner.
+    /// When each partition was last assigned here (ms), and its high
+    /// watermark then: events below it may have been handled by the
+    /// previous owner.
     assigned_at: HashMap<i32, u64>,
+    replay_below: HashMap<i32, u64>,
+    /// Ownership of each partition ever assigned here.
+    leases: HashMap<i32, Arc<Lease>>,
 }
 
 struct Shared {
@@ -76,6 +88,10 @@ struct Shared {
     /// before the partition is released anyway: half the session timeout,
     /// so the member is not evicted meanwhile.
     revoke_wait: Duration,
+    /// How long the side effects already running for a revoked partition
+    /// (a platform call, a store write) are waited for once its lease is
+    /// revoked.
+    drain_wait: Duration,
     /// Shutting down: whatever is unfinished is left for redelivery.
     closing: AtomicBool,
 }
@@ -125,6 +141,8 @@ struct GroupContext {
 impl ClientContext for GroupContext {}
 
 impl ConsumerContext for GroupContext {
+    // Both callbacks run on the consumer's own thread (see `poll_loop`),
+    // never on a runtime worker: waiting here blocks nothing else.
     fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         let Rebalance::Revoke(tpl) = rebalance else {
             return;
@@ -133,8 +151,6 @@ impl ConsumerContext for GroupContext {
         if partitions.is_empty() {
             return;
         }
-        // Runs on the thread polling the consumer; the actors finish their
-        // events on the runtime's other threads meanwhile.
         let started = Instant::now();
         while self.shared.unfinished(&partitions) > 0
             && started.elapsed() < self.shared.revoke_wait
@@ -145,6 +161,22 @@ impl ConsumerContext for GroupContext {
         let left = self.shared.unfinished(&partitions);
         if left > 0 {
             tracing::warn!(partitions = ?partitions, events = left, "Partitions released with events unfinished; the next owner handles them again");
+        }
+        // From here no send or write for these conversations starts; the
+        // ones running are waited for, so the next owner never races them.
+        let leases: Vec<Arc<Lease>> = {
+            let p = self.shared.lock();
+            partitions
+                .iter()
+                .filter_map(|part| p.leases.get(part).cloned())
+                .collect()
+        };
+        for lease in &leases {
+            lease.revoke();
+        }
+        let running: usize = leases.iter().map(|l| l.drain(self.shared.drain_wait)).sum();
+        if running > 0 {
+            tracing::warn!(partitions = ?partitions, running, "Partitions released with platform calls or writes still running past the wait");
         }
         let commit = self.shared.commit_list(Some(&partitions));
         if commit.count() > 0 {
@@ -170,21 +202,39 @@ impl ConsumerContext for GroupContext {
         tracing::info!(partitions = ?partitions, "Partitions revoked");
     }
 
-    fn post_rebalance(&self, _consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
-        if let Rebalance::Assign(tpl) = rebalance {
-            let partitions: Vec<i32> = tpl.elements().iter().map(|e| e.partition()).collect();
-            {
-                let now = crate::clock::now_ms();
-                let mut p = self.shared.lock();
-                for part in &partitions {
-                    p.assigned_at.insert(*part, now);
+    fn post_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        let Rebalance::Assign(tpl) = rebalance else {
+            return;
+        };
+        let partitions: Vec<i32> = tpl.elements().iter().map(|e| e.partition()).collect();
+        let now = crate::clock::now_ms();
+        for part in &partitions {
+            // What the partition holds now may have reached its previous
+            // owner; what is appended from now on cannot have.
+            let high = match consumer.fetch_watermarks(
+                &self.shared.topic,
+                *part,
+                Duration::from_secs(2),
+            ) {
+                Ok((_, high)) => Some(high.max(0) as u64),
+                Err(e) => {
+                    tracing::warn!(partition = part, error = %e, "Cannot read the partition's high watermark; events received before the assignment count as replays");
+                    None
                 }
-            }
-            tracing::info!(partitions = ?partitions, "Partitions assigned");
-            let _ = self.shared.ownership.send(Ownership::Assigned(
-                partitions.iter().map(|p| *p as u32).collect(),
-            ));
+            };
+            tracing::debug!(partition = part, ?high, "High watermark at assignment");
+            let mut p = self.shared.lock();
+            p.leases.entry(*part).or_default().acquire();
+            p.assigned_at.insert(*part, now);
+            match high {
+                Some(high) => p.replay_below.insert(*part, high),
+                None => p.replay_below.remove(part),
+            };
         }
+        tracing::info!(partitions = ?partitions, "Partitions assigned");
+        let _ = self.shared.ownership.send(Ownership::Assigned(
+            partitions.iter().map(|p| *p as u32).collect(),
+        ));
     }
 }
 
@@ -194,9 +244,9 @@ pub struct KafkaBus {
     /// was fenced cannot send again; a new one can).
     producer: Mutex<FutureProducer>,
     producer_config: ClientConfig,
-    consumer: Arc<StreamConsumer<GroupContext>>,
+    consumer: Arc<BaseConsumer<GroupContext>>,
     subscribed: AtomicBool,
-    consuming: Mutex<Option<tokio::task::JoinHandle<()>>>,
+    consuming: Mutex<Option<std::thread::JoinHandle<()>>>,
     ownership: Mutex<Option<mpsc::UnboundedReceiver<Ownership>>>,
     publish_timeout: Duration,
 }
@@ -206,7 +256,7 @@ impl KafkaBus {
     /// down: publishing fails with 503 and the clients reconnect on their
     /// own), and makes sure the topic exists. Must be called inside a tokio
     /// runtime.
-    pub fn open(config: &KafkaConfig) -> Result<Arc<Self>, BusError> {
+    pub fn open(config: &KafkaConfig, drain_wait: Duration) -> Result<Arc<Self>, BusError> {
         let timeout_ms = config.publish_timeout_ms.to_string();
         let mut producer_config = ClientConfig::new();
         producer_config
@@ -225,6 +275,7 @@ impl KafkaBus {
             finished: AtomicU64::new(0),
             ownership: tx,
             revoke_wait: Duration::from_millis(config.session_timeout_ms / 2),
+            drain_wait,
             closing: AtomicBool::new(false),
         });
         let mut consumer_config = ClientConfig::new();
@@ -241,7 +292,10 @@ impl KafkaBus {
             // none (brokers that wait out the maximum would add it to every
             // reply).
             .set("fetch.wait.max.ms", config.fetch_wait_max_ms.to_string())
-            .set("fetch.min.bytes", "1");
+            .set("fetch.min.bytes", "1")
+            // Prefetched records per partition are bounded too: the broker
+            // keeps the backlog, not this process.
+            .set("queued.max.messages.kbytes", "8192");
         // A client id of its own per instance: brokers and their logs tell
         // members apart by it.
         let client_id = if config.instance_id.is_empty() {
@@ -255,7 +309,7 @@ impl KafkaBus {
             format!("switchboard-{}", config.instance_id)
         };
         consumer_config.set("client.id", &client_id);
-        let consumer: StreamConsumer<GroupContext> = consumer_config
+        let consumer: BaseConsumer<GroupContext> = consumer_config
             .create_with_context(GroupContext {
                 shared: shared.clone(),
             })
@@ -403,56 +457,114 @@ async fn commit_loop(bus: std::sync::Weak<KafkaBus>) {
     }
 }
 
-async fn consume(
-    consumer: Arc<StreamConsumer<GroupContext>>,
+/// The consumer's thread: polls (which also runs the rebalance callbacks),
+/// hands events over through the bounded queue, and pauses fetching while
+/// the queue is full. At close it leaves the group from here, so the last
+/// revoke runs on this thread too.
+fn poll_loop(
+    consumer: Arc<BaseConsumer<GroupContext>>,
     shared: Arc<Shared>,
-    tx: mpsc::UnboundedSender<Delivery>,
+    tx: mpsc::Sender<Delivery>,
 ) {
-    loop {
-        let message = match consumer.recv().await {
-            Ok(m) => m,
-            Err(e) => {
-                tracing::warn!(error = %e, "Kafka consumer error");
-                tokio::time::sleep(Duration::from_millis(200)).await;
-                continue;
+    let mut waiting: VecDeque<Delivery> = VecDeque::new();
+    let mut paused = false;
+    while !shared.closing.load(Ordering::Acquire) {
+        while let Some(d) = waiting.pop_front() {
+            match tx.try_send(d) {
+                Ok(()) => {}
+                Err(mpsc::error::TrySendError::Full(d)) => {
+                    waiting.push_front(d);
+                    break;
+                }
+                Err(mpsc::error::TrySendError::Closed(_)) => return,
             }
-        };
-        let partition = message.partition();
-        let offset = message.offset().max(0) as u64;
-        let assigned_at = {
-            let mut p = shared.lock();
-            p.partitions.entry(partition).or_default().delivered(offset);
-            p.assigned_at.get(&partition).copied().unwrap_or(0)
-        };
-        shared.delivered.fetch_add(1, Ordering::Relaxed);
-        let position = Position {
-            partition: partition as u32,
-            offset,
-        };
-        let decoded = message.payload().map(InboundEvent::decode);
-        match decoded {
-            Some(Ok(event)) => {
-                // Received before this instance owned the partition: its
-                // previous owner may have handled it without finishing.
-                // (A second of margin covers clocks between instances.)
-                let replay = event.received_at_ms < assigned_at.saturating_add(REPLAY_MARGIN_MS);
-                if tx
-                    .send(Delivery {
-                        position,
-                        event,
-                        replay,
-                    })
-                    .is_err()
-                {
-                    return;
+        }
+        let behind = !waiting.is_empty();
+        if behind || paused {
+            if let Ok(assignment) = consumer.assignment() {
+                let changed = if behind {
+                    consumer.pause(&assignment)
+                } else {
+                    consumer.resume(&assignment)
+                };
+                if let Err(e) = changed {
+                    tracing::debug!(error = %e, "Cannot pause or resume fetching");
                 }
             }
-            _ => {
-                // Not an event this engine wrote: skipped, never blocks the
-                // partition.
-                tracing::warn!(%position, "Undecodable record on the bus skipped");
-                finish(&shared, position);
+            paused = behind;
+        }
+        let wait = if behind { 5 } else { 100 };
+        match consumer.poll(Duration::from_millis(wait)) {
+            None => {}
+            Some(Err(e)) => {
+                tracing::warn!(error = %e, "Kafka consumer error");
+                std::thread::sleep(Duration::from_millis(200));
             }
+            Some(Ok(message)) => {
+                if let Some(d) = delivery(&shared, &message) {
+                    waiting.push_back(d);
+                }
+            }
+        }
+    }
+    // Leaving the group runs the revoke callback on this thread (with
+    // `closing` set it does not wait for events).
+    consumer.unsubscribe();
+    for _ in 0..50 {
+        let _ = consumer.poll(Duration::from_millis(100));
+        if consumer.assignment().map_or(true, |a| a.count() == 0) {
+            break;
+        }
+    }
+}
+
+/// The delivery of one record, or `None` for a record this engine did not
+/// write (skipped, so it never blocks its partition).
+fn delivery(shared: &Shared, message: &rdkafka::message::BorrowedMessage<'_>) -> Option<Delivery> {
+    let partition = message.partition();
+    let offset = message.offset().max(0) as u64;
+    let (lease, replay_below, assigned_at) = {
+        let mut p = shared.lock();
+        p.partitions.entry(partition).or_default().delivered(offset);
+        (
+            p.leases.get(&partition).cloned(),
+            p.replay_below.get(&partition).copied(),
+            p.assigned_at.get(&partition).copied().unwrap_or(0),
+        )
+    };
+    shared.delivered.fetch_add(1, Ordering::Relaxed);
+    let position = Position {
+        partition: partition as u32,
+        offset,
+    };
+    match message.payload().map(InboundEvent::decode) {
+        Some(Ok(event)) => {
+            // Below the high watermark at assignment, the previous owner
+            // may have handled it without finishing. (Without the
+            // watermark: received before the assignment, with a second of
+            // margin for the clocks of instances.)
+            let replay = match replay_below {
+                Some(high) => offset < high,
+                None => event.received_at_ms < assigned_at.saturating_add(REPLAY_MARGIN_MS),
+            };
+            let fence = match lease {
+                Some(lease) => {
+                    let epoch = lease.epoch();
+                    Fence::new(lease, epoch)
+                }
+                None => Fence::none(),
+            };
+            Some(Delivery {
+                position,
+                event,
+                replay,
+                fence,
+            })
+        }
+        _ => {
+            tracing::warn!(%position, "Undecodable record on the bus skipped");
+            finish(shared, position);
+            None
         }
     }
 }
@@ -477,16 +589,20 @@ impl Bus for KafkaBus {
             })
     }
 
-    async fn subscribe(&self) -> Result<mpsc::UnboundedReceiver<Delivery>, BusError> {
+    async fn subscribe(&self) -> Result<mpsc::Receiver<Delivery>, BusError> {
         if self.subscribed.swap(true, Ordering::AcqRel) {
             return Err(BusError::AlreadySubscribed);
         }
         self.consumer
             .subscribe(&[self.shared.topic.as_str()])
             .map_err(unavailable)?;
-        let (tx, rx) = mpsc::unbounded_channel();
-        let task = tokio::spawn(consume(self.consumer.clone(), self.shared.clone(), tx));
-        *lock(&self.consuming) = Some(task);
+        let (tx, rx) = mpsc::channel(DELIVERY_QUEUE);
+        let (consumer, shared) = (self.consumer.clone(), self.shared.clone());
+        let thread = std::thread::Builder::new()
+            .name("kafka-consumer".into())
+            .spawn(move || poll_loop(consumer, shared, tx))
+            .map_err(unavailable)?;
+        *lock(&self.consuming) = Some(thread);
         Ok(rx)
     }
 
@@ -509,6 +625,15 @@ impl Bus for KafkaBus {
             .saturating_sub(self.shared.finished.load(Ordering::Relaxed))
     }
 
+    /// Events fetched here and not finished (the brokers keep the rest; a
+    /// webhook is accepted as long as they take it).
+    fn backlog(&self) -> Backlog {
+        Backlog {
+            events: self.lag(),
+            oldest_ms: 0,
+        }
+    }
+
     async fn ready(&self) -> bool {
         let producer = self.producer();
         let topic = self.shared.topic.clone();
@@ -524,14 +649,12 @@ impl Bus for KafkaBus {
 
     async fn close(&self) {
         self.shared.closing.store(true, Ordering::Release);
-        let task = lock(&self.consuming).take();
-        if let Some(task) = task {
-            task.abort();
+        let thread = lock(&self.consuming).take();
+        if let Some(thread) = thread {
+            // The thread leaves the group (a final revoke and commit) and
+            // waits for the broker: joined off the async threads.
+            let _ = tokio::task::spawn_blocking(move || thread.join()).await;
         }
-        let consumer = self.consumer.clone();
-        // Leaving the group runs the revoke callback (a final commit) and
-        // waits for the broker: off the async threads.
-        let _ = tokio::task::spawn_blocking(move || consumer.unsubscribe()).await;
     }
 
     fn ownership(&self) -> Option<mpsc::UnboundedReceiver<Ownership>> {

@@ -12,6 +12,7 @@ use async_trait::async_trait;
 use tokio::sync::mpsc;
 
 use crate::event::InboundEvent;
+use crate::fence::Fence;
 
 /// Where an event sits on the bus.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -43,6 +44,21 @@ pub struct Delivery {
     /// replies it plans are held until confirmed or
     /// `outbound.confirm_wait` has passed.
     pub replay: bool,
+    /// The partition ownership it was delivered under: sends and writes
+    /// for it are refused once the partition has moved.
+    pub fence: Fence,
+}
+
+/// Deliveries queued between a bus and the engine, at most (the bus holds
+/// the rest, durably).
+pub const DELIVERY_QUEUE: usize = 4096;
+
+/// Events accepted and not yet taken by the engine: the overload signal.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Backlog {
+    pub events: u64,
+    /// How long the oldest of them has waited, in ms.
+    pub oldest_ms: u64,
 }
 
 /// A bus failure. Retryable ones are answered with 503 (Meta retries).
@@ -66,8 +82,10 @@ pub trait Bus: Send + Sync + 'static {
     async fn publish(&self, events: &[InboundEvent]) -> Result<(), BusError>;
 
     /// Starts delivery: first everything after the last commit (replay),
-    /// then new events, in log order per partition. One consumer per bus.
-    async fn subscribe(&self) -> Result<mpsc::UnboundedReceiver<Delivery>, BusError>;
+    /// then new events, in log order per partition, through a queue of at
+    /// most [`DELIVERY_QUEUE`] (the backlog stays on the bus). One consumer
+    /// per bus.
+    async fn subscribe(&self) -> Result<mpsc::Receiver<Delivery>, BusError>;
 
     /// Marks a delivered event finished (handled and persisted). The
     /// contiguous finished prefix is committed in the background.
@@ -78,6 +96,10 @@ pub trait Bus: Send + Sync + 'static {
 
     /// Events delivered or appended and not yet committed.
     fn lag(&self) -> u64;
+
+    /// Events accepted and not yet taken by the engine, and the age of the
+    /// oldest: when the engine cannot keep up, this grows.
+    fn backlog(&self) -> Backlog;
 
     /// Whether publishing can succeed now.
     async fn ready(&self) -> bool;

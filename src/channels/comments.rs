@@ -9,11 +9,7 @@ use serde::Deserialize;
 use serde_json::value::RawValue;
 use serde_json::{json, Value};
 
-use super::graph::GraphClient;
-use super::meta_error::SendError;
 use super::webhook::{id_string, PlatformEvent, RawChange, SkipKind, WebhookObject};
-use super::Sent;
-use crate::config::IntegrationConfig;
 use crate::event::{CommentSurface, EventKind};
 
 #[derive(Deserialize)]
@@ -148,18 +144,6 @@ pub fn reply_call(surface: CommentSurface, comment_id: &str, text: &str) -> (Str
         CommentSurface::Page => "comments",
     };
     (format!("{comment_id}/{edge}"), json!({ "message": text }))
-}
-
-/// Answers a comment publicly.
-pub async fn reply(
-    graph: &GraphClient,
-    integration: &IntegrationConfig,
-    surface: CommentSurface,
-    comment_id: &str,
-    text: &str,
-) -> Result<Sent, SendError> {
-    let (path, body) = reply_call(surface, comment_id, text);
-    graph.send_for_id(integration, &path, &body, "/id").await
 }
 
 #[cfg(test)]

@@ -10,6 +10,7 @@ use super::retry::RetryPolicy;
 use super::Sent;
 use crate::config::{IntegrationConfig, OutboundConfig, Secret};
 use crate::event::Channel;
+use crate::fence::Fence;
 use crate::telemetry;
 
 pub struct GraphClient {
@@ -49,8 +50,9 @@ impl GraphClient {
         path: &str,
         token: &Secret,
         body: &Value,
+        fence: &Fence,
     ) -> Result<Value, SendError> {
-        self.post_attempts(channel, path, token, body, self.policy.max_attempts)
+        self.post_attempts(channel, path, token, body, self.policy.max_attempts, fence)
             .await
     }
 
@@ -63,7 +65,8 @@ impl GraphClient {
         token: &Secret,
         body: &Value,
     ) -> Result<Value, SendError> {
-        self.post_attempts(channel, path, token, body, 1).await
+        self.post_attempts(channel, path, token, body, 1, &Fence::none())
+            .await
     }
 
     /// POSTs a message `body` to `path` for `integration` and returns the
@@ -74,9 +77,16 @@ impl GraphClient {
         path: &str,
         body: &Value,
         id_pointer: &str,
+        fence: &Fence,
     ) -> Result<Sent, SendError> {
         let answer = self
-            .post(integration.channel, path, &integration.access_token, body)
+            .post(
+                integration.channel,
+                path,
+                &integration.access_token,
+                body,
+                fence,
+            )
             .await?;
         let message_id = answer
             .pointer(id_pointer)
@@ -110,10 +120,14 @@ impl GraphClient {
         token: &Secret,
         body: &Value,
         max_attempts: u32,
+        fence: &Fence,
     ) -> Result<Value, SendError> {
         let url = format!("{}/{}", self.base_url, path);
         let mut attempt = 1;
         loop {
+            let Ok(_owned) = fence.enter() else {
+                return Err(SendError::fenced());
+            };
             match self.post_once(&url, token, body).await {
                 Ok(v) => {
                     telemetry::send_request(channel, "ok");

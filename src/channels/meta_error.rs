@@ -33,6 +33,8 @@ pub enum SendErrorKind {
     Rejected,
     /// The channel has no outbound client in this build.
     Unsupported,
+    /// Not attempted: this instance no longer owns the conversation.
+    Fenced,
 }
 
 impl SendErrorKind {
@@ -47,6 +49,7 @@ impl SendErrorKind {
             Self::WindowClosed => "window_closed",
             Self::Rejected => "rejected",
             Self::Unsupported => "unsupported",
+            Self::Fenced => "fenced",
         }
     }
 }
@@ -88,6 +91,12 @@ impl SendError {
             subcode: None,
             message: message.into(),
         }
+    }
+
+    /// Not attempted: the conversation's partition moved to another
+    /// instance.
+    pub fn fenced() -> Self {
+        Self::without_answer(SendErrorKind::Fenced, crate::fence::Fenced.to_string())
     }
 
     /// Refused before any call (the part cannot be sent on this channel).

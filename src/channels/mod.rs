@@ -19,8 +19,9 @@ use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 
 use crate::config::{ChannelKind, IntegrationConfig};
 use crate::conversation::window::SendTag;
+use crate::fence::Fence;
 use crate::store::OutboxItem;
-pub use graph::GraphClient;
+pub use graph::{messages_path, GraphClient};
 pub use meta_error::{SendError, SendErrorKind};
 
 /// A message the platform accepted (a 2xx status).
@@ -103,23 +104,24 @@ impl Outbound {
     /// Sends one stored part to the customer, as `tag` allows: a direct
     /// message (text or a file by link), a template, or a public reply to a
     /// comment.
+    ///
+    /// Every attempt is made inside `fence`: none starts once this instance
+    /// no longer owns the conversation ([`SendErrorKind::Fenced`]).
     pub async fn send(
         &self,
         integration: &IntegrationConfig,
         customer: &str,
         part: &OutboxItem,
         tag: SendTag,
+        fence: &Fence,
     ) -> Result<Sent, SendError> {
         self.paced(integration).await;
         if let Some(c) = &part.comment {
-            return comments::reply(
-                &self.graph,
-                integration,
-                c.surface,
-                &c.comment_id,
-                &part.text,
-            )
-            .await;
+            let (path, body) = comments::reply_call(c.surface, &c.comment_id, &part.text);
+            return self
+                .graph
+                .send_for_id(integration, &path, &body, "/id", fence)
+                .await;
         }
         let media = match &part.attachment {
             Some(a) => Some((
@@ -135,7 +137,15 @@ impl Outbound {
                     None => messenger::text_body(customer, &part.text, tag),
                 };
                 let body = messenger::with_part_id(body, &part.part_id);
-                messenger::send(&self.graph, integration, &body).await
+                self.graph
+                    .send_for_id(
+                        integration,
+                        &messages_path(integration),
+                        &body,
+                        messenger::ID_POINTER,
+                        fence,
+                    )
+                    .await
             }
             ChannelKind::Whatsapp => {
                 let body = match (tag, media, &integration.whatsapp_template) {
@@ -149,7 +159,15 @@ impl Outbound {
                     _ => whatsapp::text_body(customer, &part.text),
                 };
                 let body = whatsapp::with_part_id(body, &part.part_id);
-                whatsapp::send(&self.graph, integration, &body).await
+                self.graph
+                    .send_for_id(
+                        integration,
+                        &messages_path(integration),
+                        &body,
+                        whatsapp::ID_POINTER,
+                        fence,
+                    )
+                    .await
             }
             other => Err(SendError::unsupported(other)),
         }
@@ -184,7 +202,13 @@ impl Outbound {
         self.paced(integration).await;
         let path = format!("{}/messenger_profile", integration.account_id);
         self.graph
-            .post(integration.channel, &path, &integration.access_token, body)
+            .post(
+                integration.channel,
+                &path,
+                &integration.access_token,
+                body,
+                &Fence::none(),
+            )
             .await
             .map(|_| ())
     }

@@ -42,6 +42,24 @@ pub struct ServerConfig {
     pub listen: String,
     pub metrics_listen: String,
     pub max_body_bytes: usize,
+    /// Requests handled at once on `listen`; more are shed with 503.
+    pub max_concurrent_requests: usize,
+    /// A request taking longer (its body included) gets 408.
+    pub request_timeout: String,
+    /// Webhooks get 503 (`Retry-After`) while more events than this wait
+    /// on the bus for the engine...
+    pub max_backlog_events: u64,
+    /// ... or while the oldest has waited longer than this.
+    pub max_backlog_age: String,
+}
+
+impl ServerConfig {
+    pub fn request_timeout(&self) -> Duration {
+        duration_of(&self.request_timeout, Duration::from_secs(15))
+    }
+    pub fn max_backlog_age(&self) -> Duration {
+        duration_of(&self.max_backlog_age, Duration::from_secs(10))
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

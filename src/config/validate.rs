@@ -89,6 +89,15 @@ pub fn validate(c: &Config) -> Result<(), Vec<String>> {
             "must be between 1 and 104857600",
         );
     }
+    if c.server.max_concurrent_requests == 0 {
+        err(
+            "server.max_concurrent_requests".into(),
+            "must be at least 1",
+        );
+    }
+    if c.server.max_backlog_events == 0 {
+        err("server.max_backlog_events".into(), "must be at least 1");
+    }
     if c.bus.kind == BusKind::Kafka {
         let k = &c.bus.kafka;
         if k.brokers.trim().is_empty() {
@@ -188,6 +197,8 @@ pub fn validate(c: &Config) -> Result<(), Vec<String>> {
         ("outbound.request_timeout", &c.outbound.request_timeout),
         ("outbound.retry_later", &c.outbound.retry_later),
         ("outbound.confirm_wait", &c.outbound.confirm_wait),
+        ("server.request_timeout", &c.server.request_timeout),
+        ("server.max_backlog_age", &c.server.max_backlog_age),
     ] {
         match humantime::parse_duration(value) {
             Ok(d) if !d.is_zero() => {}

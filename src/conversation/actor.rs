@@ -18,6 +18,7 @@ use crate::bus::Delivery;
 use crate::channels::SendErrorKind;
 use crate::clock::now_ms;
 use crate::event::{Attachment, EventKind};
+use crate::fence::Fence;
 use crate::store::OutboxItem;
 use crate::telemetry::{self, AmbiguousOutcome};
 
@@ -45,6 +46,9 @@ pub struct ConversationArgs {
     /// Restarted after a crash: write every turn before sending its reply,
     /// so an event that crashes the write cannot send again on each retry.
     pub cautious: bool,
+    /// The partition ownership the conversation is handled under (updated
+    /// by every delivery): sends and writes are refused once it is gone.
+    pub fence: Fence,
 }
 
 pub struct ConversationActor;
@@ -145,6 +149,7 @@ async fn handle_delivery(
         .args
         .current
         .store(d.position.offset, Ordering::Release);
+    state.args.fence = d.fence.clone();
     let Some(conv) = state.conversation.as_mut() else {
         finish(state, d);
         return Ok(());
@@ -299,6 +304,8 @@ async fn write_turn(state: &mut ConversationState) -> Result<(), ActorProcessing
     let started = std::time::Instant::now();
     let mut pause = std::time::Duration::from_millis(20);
     loop {
+        // Never over the state the partition's next owner works on.
+        let _owned = state.args.fence.enter()?;
         match state.args.ctx.store.commit_turn(write.clone()).await {
             Ok(()) => return Ok(()),
             Err(e) if e.retryable() && started.elapsed() < WRITE_PATIENCE => {
@@ -413,7 +420,13 @@ async fn flush_outbox(state: &mut ConversationState) -> Result<(), ActorProcessi
         };
         let result = ctx
             .outbound
-            .send(conv.integration(), &conv.record.customer, &item, tag)
+            .send(
+                conv.integration(),
+                &conv.record.customer,
+                &item,
+                tag,
+                &state.args.fence,
+            )
             .await;
         let now = now_ms();
         let outcome = match result {

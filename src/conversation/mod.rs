@@ -15,6 +15,7 @@ pub mod actor;
 pub mod commands;
 pub mod confirm;
 pub mod dedup;
+mod quarantine;
 pub mod shaping;
 pub mod supervisor;
 pub mod takeover;

@@ -14,10 +14,11 @@ use tokio::sync::Semaphore;
 
 use super::actor::{ConversationActor, ConversationArgs, ConversationMsg, NO_EVENT};
 use super::timers::{TimerHandle, WakeSink};
-use super::EngineContext;
+use super::{quarantine, EngineContext};
 use crate::assistant::AssistantError;
 use crate::bus::{Delivery, Position};
 use crate::clock::now_ms;
+use crate::fence::{Fence, Fenced};
 use crate::store::{DeadLetter, StoreError};
 use crate::telemetry;
 
@@ -42,20 +43,33 @@ pub struct SupervisorArgs {
     pub inflight: Arc<Semaphore>,
 }
 
-struct Entry {
-    actor: Option<ActorRef<ConversationMsg>>,
-    stopping: bool,
-    respawn_scheduled: bool,
-    inflight: VecDeque<(Delivery, u32)>,
-    current: Arc<AtomicU64>,
-    last_used: Instant,
-    failures: u32,
-    /// The bus partition of the conversation's last event.
-    partition: Option<u32>,
+pub(super) struct Entry {
+    pub(super) actor: Option<ActorRef<ConversationMsg>>,
+    pub(super) stopping: bool,
+    pub(super) respawn_scheduled: bool,
+    pub(super) inflight: VecDeque<(Delivery, u32)>,
+    pub(super) current: Arc<AtomicU64>,
+    pub(super) last_used: Instant,
+    pub(super) failures: u32,
+    /// Failures in a row not blamed on any one event (rehydration, a
+    /// timer-driven turn); at `max_event_attempts` the conversation is
+    /// quarantined.
+    pub(super) outside_failures: u32,
+    /// The bus partition of the conversation's last event, and the
+    /// ownership it came under.
+    pub(super) partition: Option<u32>,
+    pub(super) fence: Fence,
+    /// A timer fired while the actor was stopping or waiting to restart:
+    /// the next actor (or the owner) gets it.
+    pub(super) wake_pending: bool,
+    /// Taken out of service (see [`super::quarantine`]).
+    pub(super) quarantined: bool,
+    /// The offset of the event the last actor failed while handling.
+    pub(super) interrupted: Option<u64>,
 }
 
 impl Entry {
-    fn new() -> Self {
+    pub(super) fn new() -> Self {
         Self {
             actor: None,
             stopping: false,
@@ -64,14 +78,19 @@ impl Entry {
             current: Arc::new(AtomicU64::new(NO_EVENT)),
             last_used: Instant::now(),
             failures: 0,
+            outside_failures: 0,
             partition: None,
+            fence: Fence::none(),
+            wake_pending: false,
+            quarantined: false,
+            interrupted: None,
         }
     }
 }
 
 pub struct SupervisorState {
-    args: SupervisorArgs,
-    entries: HashMap<Arc<str>, Entry>,
+    pub(super) args: SupervisorArgs,
+    pub(super) entries: HashMap<Arc<str>, Entry>,
     by_actor: HashMap<ActorId, Arc<str>>,
 }
 
@@ -137,6 +156,9 @@ impl Actor for ConversationSupervisor {
         state: &mut Self::State,
     ) -> Result<(), ActorProcessingErr> {
         match evt {
+            SupervisionEvent::ActorFailed(cell, err) if err.downcast_ref::<Fenced>().is_some() => {
+                on_fenced(&myself, state, cell.get_id()).await;
+            }
             SupervisionEvent::ActorFailed(cell, err) => {
                 // A store or assistant that is unavailable for a while is
                 // not the event's fault: it is retried without counting
@@ -160,10 +182,19 @@ impl Actor for ConversationSupervisor {
 }
 
 async fn deliver(myself: &ActorRef<SupervisorMsg>, state: &mut SupervisorState, d: Delivery) {
+    if !d.fence.is_current() {
+        // Fetched before its partition moved: the new owner handles it.
+        state.args.inflight.add_permits(1);
+        return;
+    }
     let id: Arc<str> = Arc::from(d.event.conversation.as_str());
+    if quarantine::intercept(state, &id, &d).await {
+        return;
+    }
     let entry = state.entries.entry(id.clone()).or_insert_with(Entry::new);
     entry.last_used = Instant::now();
     entry.partition = Some(d.position.partition);
+    entry.fence = d.fence.clone();
     entry.inflight.push_back((d.clone(), 0));
     match &entry.actor {
         Some(actor) if !entry.stopping => {
@@ -178,12 +209,17 @@ async fn deliver(myself: &ActorRef<SupervisorMsg>, state: &mut SupervisorState, 
 async fn wake(myself: &ActorRef<SupervisorMsg>, state: &mut SupervisorState, id: Arc<str>) {
     let entry = state.entries.entry(id.clone()).or_insert_with(Entry::new);
     entry.last_used = Instant::now();
+    if entry.quarantined {
+        return;
+    }
     match &entry.actor {
         Some(actor) if !entry.stopping => {
             let _ = actor.send_message(ConversationMsg::Wake);
         }
-        Some(_) => {}
-        None if entry.respawn_scheduled => {}
+        // Stopping (passivated, revoked) or about to restart: the next
+        // actor, or the owner, acts on it.
+        Some(_) => entry.wake_pending = true,
+        None if entry.respawn_scheduled => entry.wake_pending = true,
         // Owned by partition: perhaps by another instance now. The owner
         // gets the wake through the bus (it comes back here if it is us).
         None if state.args.ctx.bus.partitioned() => {
@@ -199,7 +235,7 @@ async fn wake(myself: &ActorRef<SupervisorMsg>, state: &mut SupervisorState, id:
 
 /// Publishes a wake for conversation `id` on the bus, keyed like its
 /// events, so whichever instance owns it does what is due.
-fn hand_to_owner(ctx: &Arc<EngineContext>, id: &Arc<str>) {
+pub(super) fn hand_to_owner(ctx: &Arc<EngineContext>, id: &Arc<str>) {
     let Some((integration, customer)) = super::split_id(id) else {
         return;
     };
@@ -220,8 +256,17 @@ fn hand_to_owner(ctx: &Arc<EngineContext>, id: &Arc<str>) {
     let bus = ctx.bus.clone();
     let id = id.clone();
     tokio::spawn(async move {
-        if let Err(e) = bus.publish(std::slice::from_ref(&event)).await {
-            tracing::warn!(conversation = %id, error = %e, "Cannot hand a due timer to the conversation's owner; it fires with its next event");
+        // Retried until the bus takes it: a due reply or auto-resume must
+        // not wait for the customer's next message.
+        let mut pause = Duration::from_millis(100);
+        let mut warned = false;
+        while let Err(e) = bus.publish(std::slice::from_ref(&event)).await {
+            if !warned {
+                tracing::warn!(conversation = %id, error = %e, "Cannot hand a due timer to the conversation's owner yet; retrying");
+                warned = true;
+            }
+            tokio::time::sleep(pause).await;
+            pause = (pause * 2).min(Duration::from_secs(5));
         }
     });
 }
@@ -236,17 +281,24 @@ fn finished(state: &mut SupervisorState, id: &Arc<str>, pos: Position) {
         }
         if entry.inflight.len() < before {
             entry.failures = 0;
+            entry.outside_failures = 0;
             state.args.inflight.add_permits(1);
             state.args.ctx.bus.finished(pos);
         }
     }
 }
 
-async fn spawn(myself: &ActorRef<SupervisorMsg>, state: &mut SupervisorState, id: Arc<str>) {
+pub(super) async fn spawn(
+    myself: &ActorRef<SupervisorMsg>,
+    state: &mut SupervisorState,
+    id: Arc<str>,
+) {
     let Some(entry) = state.entries.get_mut(&id) else {
         return;
     };
     entry.current.store(NO_EVENT, Ordering::Release);
+    // A fresh actor does whatever is due as it starts.
+    entry.wake_pending = false;
     let args = ConversationArgs {
         ctx: state.args.ctx.clone(),
         id: id.clone(),
@@ -254,14 +306,15 @@ async fn spawn(myself: &ActorRef<SupervisorMsg>, state: &mut SupervisorState, id
         timers: state.args.timers.clone(),
         current: entry.current.clone(),
         cautious: entry.failures > 0,
+        fence: entry.fence.clone(),
     };
     match Actor::spawn_linked(None, ConversationActor, args, myself.get_cell()).await {
         Ok((actor, _)) => {
-            let restarted = entry.failures > 0;
             for (d, _) in &entry.inflight {
                 let mut d = d.clone();
-                // Its previous actor may have sent a reply for it.
-                d.replay |= restarted;
+                // The event its previous actor failed on may have had its
+                // reply sent; the ones after it were not started.
+                d.replay |= entry.interrupted == Some(d.position.offset);
                 let _ = actor.send_message(ConversationMsg::Deliver(Box::new(d)));
             }
             state.by_actor.insert(actor.get_id(), id);
@@ -325,16 +378,27 @@ async fn on_failed(
     entry.stopping = false;
     entry.failures += 1;
     let blamed = entry.current.swap(NO_EVENT, Ordering::AcqRel);
+    entry.interrupted = (blamed != NO_EVENT).then_some(blamed);
     tracing::warn!(conversation = %id, error = %error, failures = entry.failures, "Conversation actor failed; restarting");
     let mut poison = None;
-    if let Some(idx) = entry
+    let blamed_event = entry
         .inflight
         .iter()
-        .position(|(d, _)| !transient && d.position.offset == blamed)
-    {
-        entry.inflight[idx].1 += 1;
-        if entry.inflight[idx].1 >= max_attempts {
-            poison = entry.inflight.remove(idx);
+        .position(|(d, _)| d.position.offset == blamed);
+    match blamed_event {
+        _ if transient => {}
+        Some(idx) => {
+            entry.inflight[idx].1 += 1;
+            if entry.inflight[idx].1 >= max_attempts {
+                poison = entry.inflight.remove(idx);
+            }
+        }
+        None => {
+            entry.outside_failures += 1;
+            if entry.outside_failures >= max_attempts {
+                quarantine::start(state, &id, &error).await;
+                return;
+            }
         }
     }
     if let Some((d, _)) = poison {
@@ -378,8 +442,45 @@ async fn on_terminated(
     };
     entry.actor = None;
     entry.stopping = false;
-    if entry.inflight.is_empty() {
+    let wake = std::mem::take(&mut entry.wake_pending);
+    let owned_here = entry.fence.is_current() && !state.args.ctx.bus.partitioned();
+    if !entry.inflight.is_empty() || (wake && owned_here) {
+        spawn(myself, state, id).await;
+    } else {
         state.entries.remove(&id);
+        if wake {
+            // Stopped because its partition moved, or passivated on a
+            // partitioned bus: the owner does what is due.
+            hand_to_owner(&state.args.ctx, &id);
+        }
+    }
+}
+
+/// The actor was refused a send or write: its partition moved. Events
+/// fetched under the old ownership are dropped (the new owner has them);
+/// any fetched since get a fresh actor.
+async fn on_fenced(myself: &ActorRef<SupervisorMsg>, state: &mut SupervisorState, actor: ActorId) {
+    let Some(id) = state.by_actor.remove(&actor) else {
+        return;
+    };
+    let Some(entry) = state.entries.get_mut(&id) else {
+        return;
+    };
+    entry.actor = None;
+    entry.stopping = false;
+    let before = entry.inflight.len();
+    entry.inflight.retain(|(d, _)| d.fence.is_current());
+    state
+        .args
+        .inflight
+        .add_permits(before - entry.inflight.len());
+    tracing::info!(conversation = %id, "Conversation stopped: its partition moved to another instance");
+    if entry.inflight.is_empty() {
+        let wake = entry.wake_pending;
+        state.entries.remove(&id);
+        if wake {
+            hand_to_owner(&state.args.ctx, &id);
+        }
     } else {
         spawn(myself, state, id).await;
     }
@@ -392,9 +493,11 @@ fn revoked(state: &mut SupervisorState, partitions: &[u32]) {
     let mut stopped = 0;
     for entry in state.entries.values_mut() {
         let on_revoked = entry.partition.is_some_and(|p| partitions.contains(&p));
-        if !on_revoked || entry.stopping {
+        if !on_revoked {
             continue;
         }
+        // Its next owner knows of a quarantine from the store.
+        entry.quarantined = false;
         // Unfinished events of a revoked partition are redelivered to its
         // new owner; they are not handled here any more.
         if !entry.inflight.is_empty() {
@@ -402,12 +505,18 @@ fn revoked(state: &mut SupervisorState, partitions: &[u32]) {
             entry.inflight = VecDeque::new();
             state.args.inflight.add_permits(n);
         }
-        if let Some(actor) = &entry.actor {
-            entry.stopping = true;
-            actor.stop(Some("partition revoked".into()));
-            stopped += 1;
+        match &entry.actor {
+            Some(actor) if !entry.stopping => {
+                entry.stopping = true;
+                actor.stop(Some("partition revoked".into()));
+                stopped += 1;
+            }
+            _ => {}
         }
     }
+    state
+        .entries
+        .retain(|_, e| e.actor.is_some() || !e.inflight.is_empty() || e.respawn_scheduled);
     tracing::info!(partitions = ?partitions, actors = stopped, "Actors of revoked partitions stopped");
 }
 
@@ -426,9 +535,10 @@ fn sweep(state: &mut SupervisorState) {
             actor.stop(Some("passivated".into()));
         }
     }
-    state
-        .entries
-        .retain(|_, e| e.actor.is_some() || !e.inflight.is_empty() || e.respawn_scheduled);
+    // A quarantined conversation is remembered here: its events are kept.
+    state.entries.retain(|_, e| {
+        e.actor.is_some() || !e.inflight.is_empty() || e.respawn_scheduled || e.quarantined
+    });
 }
 
 /// Forwards timer wakes to the supervisor.

@@ -132,7 +132,17 @@ pub async fn receive(
             "no integration for this account",
         );
     }
-    if !state.store_ready.load(std::sync::atomic::Ordering::Relaxed) {
+    if state.overloaded() {
+        telemetry::webhook_request(channel, WebhookOutcome::Overloaded);
+        return super::overloaded();
+    }
+    // Events of tenants whose store does not answer are not taken: the
+    // webhook gets 503 and Meta delivers it again (the others' events in
+    // it, taken now, are recognised as handled then).
+    let (events, held): (Vec<_>, Vec<_>) = events
+        .into_iter()
+        .partition(|e| state.health.serves(&e.integration));
+    if events.is_empty() && !held.is_empty() {
         return reply(
             channel,
             WebhookOutcome::Unavailable,
@@ -144,6 +154,14 @@ pub async fn receive(
         Ok(()) => {
             for e in &events {
                 telemetry::event_accepted(e.channel, e.kind.label());
+            }
+            if !held.is_empty() {
+                return reply(
+                    channel,
+                    WebhookOutcome::Unavailable,
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "temporarily unavailable for some accounts",
+                );
             }
             reply(
                 channel,

@@ -1,22 +1,30 @@
 //! HTTP ingress: Meta's webhook verification and delivery routes, health
 //! and readiness. A webhook is answered 200 only once every event in it is
 //! durably on the bus; a client's mistake gets its status and is counted,
-//! never logged as an error.
+//! never logged as an error. When the engine cannot keep up (the bus's
+//! backlog passes its bound) or a tenant's store is down, webhooks get 503
+//! (with `Retry-After`) and Meta delivers them again later.
 
+mod health;
 mod meta;
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 
+use axum::error_handling::HandleErrorLayer;
 use axum::extract::DefaultBodyLimit;
-use axum::http::StatusCode;
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use axum::Router;
+use axum::{BoxError, Router};
+use tower::ServiceBuilder;
+
+pub use health::{watch_store, StoreHealth};
 
 use crate::bus::Bus;
 use crate::config::{AppConfig, Config, IntegrationConfig};
-use crate::store::Store;
+use crate::telemetry::{self, WebhookOutcome};
 
 /// What the ingress routes need.
 pub struct IngressState {
@@ -24,15 +32,21 @@ pub struct IngressState {
     /// (app id, account id) -> integration.
     pub accounts: HashMap<(String, String), Arc<IntegrationConfig>>,
     pub bus: Arc<dyn Bus>,
-    pub store: Arc<dyn Store>,
-    /// Whether the store answered its last check (kept fresh by
-    /// [`watch_store`]): while it does not, webhooks get 503 instead of
-    /// piling up events that cannot be handled.
-    pub store_ready: Arc<AtomicBool>,
+    /// Which stores answer (kept fresh by [`watch_store`]): the webhooks of
+    /// tenants whose store does not answer get 503 instead of piling up
+    /// events that cannot be handled.
+    pub health: Arc<StoreHealth>,
+    /// The bus backlog past which webhooks get 503: events not yet taken
+    /// by the engine, and the age of the oldest.
+    pub max_backlog_events: u64,
+    pub max_backlog_age: Duration,
 }
 
+/// How long Meta (or any client) is asked to wait before retrying.
+pub const RETRY_AFTER_SECONDS: u64 = 5;
+
 impl IngressState {
-    pub fn new(config: &Config, bus: Arc<dyn Bus>, store: Arc<dyn Store>) -> Self {
+    pub fn new(config: &Config, bus: Arc<dyn Bus>, health: Arc<StoreHealth>) -> Self {
         Self {
             apps: config
                 .apps
@@ -45,23 +59,36 @@ impl IngressState {
                 .map(|i| ((i.app.clone(), i.account_id.clone()), Arc::new(i.clone())))
                 .collect(),
             bus,
-            store,
-            store_ready: Arc::new(AtomicBool::new(true)),
+            health,
+            max_backlog_events: config.server.max_backlog_events,
+            max_backlog_age: config.server.max_backlog_age(),
         }
+    }
+
+    /// Whether the bus is further behind than its bound.
+    pub fn overloaded(&self) -> bool {
+        let backlog = self.bus.backlog();
+        backlog.events > self.max_backlog_events
+            || backlog.oldest_ms > self.max_backlog_age.as_millis() as u64
     }
 }
 
-/// Checks the store every half second and keeps `store_ready` current.
-pub async fn watch_store(store: Arc<dyn Store>, ready: Arc<AtomicBool>) {
-    let mut tick = tokio::time::interval(std::time::Duration::from_millis(500));
-    loop {
-        tick.tick().await;
-        let now = store.ready().await;
-        let before = ready.swap(now, Ordering::Relaxed);
-        if before && !now {
-            tracing::warn!("Store unavailable: webhooks get 503 until it answers");
-        } else if now && !before {
-            tracing::info!("Store available again");
+/// Limits of the listener itself.
+#[derive(Debug, Clone, Copy)]
+pub struct ListenerLimits {
+    pub max_body_bytes: usize,
+    /// Requests handled at once; more get 503 at once.
+    pub max_concurrent_requests: usize,
+    /// A request (body included) that takes longer gets 408.
+    pub request_timeout: Duration,
+}
+
+impl ListenerLimits {
+    pub fn from_config(config: &Config) -> Self {
+        Self {
+            max_body_bytes: config.server.max_body_bytes,
+            max_concurrent_requests: config.server.max_concurrent_requests,
+            request_timeout: config.server.request_timeout(),
         }
     }
 }
@@ -75,18 +102,37 @@ pub fn router(state: Arc<IngressState>, max_body_bytes: usize) -> Router {
         )
         .layer(DefaultBodyLimit::max(max_body_bytes))
         .route("/healthz", get(|| async { "ok" }))
-        .route("/readyz", get(readyz))
+        .route("/readyz", get(health::readyz))
         .with_state(state)
 }
 
-async fn readyz(
-    axum::extract::State(state): axum::extract::State<Arc<IngressState>>,
-) -> (StatusCode, &'static str) {
-    let bus = state.bus.ready().await;
-    let store = state.store.ready().await;
-    match (bus, store) {
-        (true, true) => (StatusCode::OK, "ready"),
-        (false, _) => (StatusCode::SERVICE_UNAVAILABLE, "bus unavailable"),
-        (_, false) => (StatusCode::SERVICE_UNAVAILABLE, "store unavailable"),
+/// Bounds every route of the listener: at most `max_concurrent_requests`
+/// at once (the rest shed with 503 and `Retry-After`, never queued in
+/// memory) and `request_timeout` each (408).
+pub fn limit(app: Router, limits: ListenerLimits) -> Router {
+    app.layer(
+        ServiceBuilder::new()
+            .layer(HandleErrorLayer::new(refuse))
+            .load_shed()
+            .concurrency_limit(limits.max_concurrent_requests.max(1))
+            .timeout(limits.request_timeout),
+    )
+}
+
+async fn refuse(err: BoxError) -> Response {
+    if err.is::<tower::timeout::error::Elapsed>() {
+        return (StatusCode::REQUEST_TIMEOUT, "request took too long").into_response();
     }
+    telemetry::webhook_request("any", WebhookOutcome::Overloaded);
+    overloaded()
+}
+
+/// 503 with `Retry-After`.
+pub fn overloaded() -> Response {
+    (
+        StatusCode::SERVICE_UNAVAILABLE,
+        [(header::RETRY_AFTER, RETRY_AFTER_SECONDS.to_string())],
+        "overloaded, retry later",
+    )
+        .into_response()
 }

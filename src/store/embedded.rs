@@ -9,10 +9,10 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition, WriteTransaction};
 
-use super::group_commit::GroupCommit;
+use super::group_commit::{self, GroupCommit};
 use super::{
     ConversationFilter, ConversationRecord, DailyCount, DeadLetter, MessageRecord, MessageStatus,
-    Mode, Rehydrated, Store, StoreError, TurnWrite,
+    Mode, QuarantineRecord, Rehydrated, Store, StoreError, TurnWrite,
 };
 
 const CONVERSATIONS: TableDefinition<&str, &[u8]> = TableDefinition::new("conversations");
@@ -22,6 +22,8 @@ const TIMERS: TableDefinition<&str, u64> = TableDefinition::new("timers");
 const DEAD_LETTERS: TableDefinition<u64, &[u8]> = TableDefinition::new("dead_letters");
 /// Conversations a person has: id -> auto-resume ms (0: none).
 const TAKEOVERS: TableDefinition<&str, u64> = TableDefinition::new("takeovers");
+/// Quarantined conversations: id -> record (JSON).
+const QUARANTINE: TableDefinition<&str, &[u8]> = TableDefinition::new("quarantine");
 /// Daily rollups: (integration, day) -> inbound, outbound, delivered, read.
 const ANALYTICS: TableDefinition<(&str, u32), [u64; 4]> = TableDefinition::new("analytics");
 
@@ -72,6 +74,7 @@ impl EmbeddedStore {
             txn.open_table(DEAD_LETTERS).map_err(storage)?;
             txn.open_table(TAKEOVERS).map_err(storage)?;
             txn.open_table(ANALYTICS).map_err(storage)?;
+            txn.open_table(QUARANTINE).map_err(storage)?;
         }
         txn.commit().map_err(storage)?;
         let writer = GroupCommit::start(Arc::new(db), "store")
@@ -358,6 +361,49 @@ impl Store for EmbeddedStore {
         Ok(out)
     }
 
+    async fn put_quarantine(&self, record: QuarantineRecord) -> Result<(), StoreError> {
+        let bytes = serde_json::to_vec(&record).map_err(corrupt)?;
+        self.writer
+            .write(true, move |txn| {
+                txn.open_table(QUARANTINE)?
+                    .insert(record.conversation.as_str(), bytes.as_slice())?;
+                Ok(())
+            })
+            .await?;
+        Ok(())
+    }
+
+    async fn quarantine(&self, id: &str) -> Result<Option<QuarantineRecord>, StoreError> {
+        let txn = self.db().begin_read().map_err(storage)?;
+        let table = txn.open_table(QUARANTINE).map_err(storage)?;
+        let Some(v) = table.get(id).map_err(storage)? else {
+            return Ok(None);
+        };
+        serde_json::from_slice(v.value()).map(Some).map_err(corrupt)
+    }
+
+    async fn quarantines(&self) -> Result<Vec<QuarantineRecord>, StoreError> {
+        let txn = self.db().begin_read().map_err(storage)?;
+        let table = txn.open_table(QUARANTINE).map_err(storage)?;
+        let mut out = Vec::new();
+        for row in table.iter().map_err(storage)? {
+            let (_, v) = row.map_err(storage)?;
+            out.push(serde_json::from_slice(v.value()).map_err(corrupt)?);
+        }
+        Ok(out)
+    }
+
+    async fn remove_quarantine(&self, id: &str) -> Result<(), StoreError> {
+        let id = id.to_string();
+        self.writer
+            .write(true, move |txn| {
+                txn.open_table(QUARANTINE)?.remove(id.as_str())?;
+                Ok(())
+            })
+            .await?;
+        Ok(())
+    }
+
     async fn purge_expired(&self, now_ms: u64) -> Result<u64, StoreError> {
         let removed = self
             .writer
@@ -377,7 +423,12 @@ impl Store for EmbeddedStore {
         Ok(removed)
     }
 
+    /// Readable, and the writer not stuck in a commit (a disk that hangs).
+    fn kind(&self) -> &'static str {
+        "embedded"
+    }
+
     async fn ready(&self) -> bool {
-        self.db().begin_read().is_ok()
+        self.db().begin_read().is_ok() && !self.writer.stalled(group_commit::STALL_AFTER)
     }
 }

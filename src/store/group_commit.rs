@@ -3,6 +3,7 @@
 //! concurrent writers share one fsync and durability does not cap
 //! throughput at the disk's fsync rate.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TrySendError};
 use std::sync::Arc;
 
@@ -76,7 +77,14 @@ impl<T: Send + 'static> GroupOp for Op<T> {
 #[derive(Clone)]
 pub struct GroupCommit {
     inner: Arc<Writer>,
+    /// When the write in progress started (ms since the epoch), 0 when the
+    /// writer is idle: a commit that takes far too long (a disk that hangs)
+    /// shows here.
+    busy_since: Arc<AtomicU64>,
 }
+
+/// A commit running longer than this makes the writer's database not ready.
+pub const STALL_AFTER: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// The writer thread; dropping the last handle stops it and waits for it,
 /// so the database file is closed (and can be opened again) once the
@@ -102,16 +110,25 @@ impl GroupCommit {
     pub fn start(db: Arc<Database>, name: &str) -> std::io::Result<Self> {
         let (tx, rx) = sync_channel::<Box<dyn GroupOp>>(QUEUE);
         let writer_db = db.clone();
+        let busy_since = Arc::new(AtomicU64::new(0));
+        let busy = busy_since.clone();
         let thread = std::thread::Builder::new()
             .name(format!("{name}-writer"))
-            .spawn(move || writer_loop(&writer_db, rx))?;
+            .spawn(move || writer_loop(&writer_db, rx, &busy))?;
         Ok(Self {
             inner: Arc::new(Writer {
                 tx: Some(tx),
                 db,
                 thread: Some(thread),
             }),
+            busy_since,
         })
+    }
+
+    /// Whether a commit has been running for longer than `bound`.
+    pub fn stalled(&self, bound: std::time::Duration) -> bool {
+        let since = self.busy_since.load(Ordering::Acquire);
+        since != 0 && crate::clock::now_ms().saturating_sub(since) > bound.as_millis() as u64
     }
 
     pub fn db(&self) -> &Database {
@@ -166,9 +183,10 @@ impl GroupCommit {
     }
 }
 
-fn writer_loop(db: &Database, rx: Receiver<Box<dyn GroupOp>>) {
+fn writer_loop(db: &Database, rx: Receiver<Box<dyn GroupOp>>, busy_since: &AtomicU64) {
     let mut batch: Vec<Box<dyn GroupOp>> = Vec::with_capacity(256);
     while let Ok(first) = rx.recv() {
+        busy_since.store(crate::clock::now_ms().max(1), Ordering::Release);
         batch.push(first);
         while batch.len() < MAX_GROUP {
             match rx.try_recv() {
@@ -180,6 +198,7 @@ fn writer_loop(db: &Database, rx: Receiver<Box<dyn GroupOp>>) {
             tracing::error!(error = %e, writes = batch.len(), "Group commit failed");
             GroupCommitError::Storage(e.to_string())
         });
+        busy_since.store(0, Ordering::Release);
         for op in batch.drain(..) {
             op.complete(result.clone());
         }

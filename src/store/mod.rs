@@ -17,7 +17,7 @@ use async_trait::async_trait;
 pub use records::{
     Author, CommandOutcome, CommentRef, ConversationFilter, ConversationRecord, DailyCount,
     DeadLetter, Direction, MessageRecord, MessageStatus, Mode, OutboxItem, PendingComment,
-    PendingInbound, Rehydrated, TurnWrite,
+    PendingInbound, QuarantineRecord, Rehydrated, TurnWrite,
 };
 
 /// A store failure. `retryable` tells a supervisor whether trying again can
@@ -109,10 +109,44 @@ pub trait Store: Send + Sync + 'static {
     /// The dead letters, oldest first.
     async fn dead_letters(&self) -> Result<Vec<DeadLetter>, StoreError>;
 
+    /// Keeps a quarantined conversation's record (replacing the one it had).
+    async fn put_quarantine(&self, record: QuarantineRecord) -> Result<(), StoreError>;
+
+    /// The conversation's quarantine, if it is quarantined.
+    async fn quarantine(&self, id: &str) -> Result<Option<QuarantineRecord>, StoreError>;
+
+    /// Every quarantined conversation.
+    async fn quarantines(&self) -> Result<Vec<QuarantineRecord>, StoreError>;
+
+    /// Lifts a conversation's quarantine (nothing if it has none).
+    async fn remove_quarantine(&self, id: &str) -> Result<(), StoreError>;
+
     /// Forgets remembered message ids whose window passed before `now_ms`;
     /// returns how many.
     async fn purge_expired(&self, now_ms: u64) -> Result<u64, StoreError>;
 
     /// Whether the store can serve reads and writes now.
     async fn ready(&self) -> bool;
+
+    /// The backend's name (`embedded`, `scylla`), for readiness reports.
+    fn kind(&self) -> &'static str;
+
+    /// Each backend's readiness, with the integrations it keeps: one
+    /// tenant's unreachable backend must not stop the others'.
+    async fn backends_ready(&self) -> Vec<BackendReady> {
+        vec![BackendReady {
+            kind: self.kind(),
+            ready: self.ready().await,
+            integrations: None,
+        }]
+    }
+}
+
+/// One backend's readiness.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BackendReady {
+    pub kind: &'static str,
+    pub ready: bool,
+    /// The integrations whose conversations it keeps (`None`: all).
+    pub integrations: Option<Vec<String>>,
 }

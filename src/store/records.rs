@@ -3,7 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::event::{Attachment, Channel, CommentSurface, OutboundAttachment};
+use crate::event::{Attachment, Channel, CommentSurface, InboundEvent, OutboundAttachment};
 
 /// What came of an operator's command (kept on the conversation for a
 /// while, so a request retried with the same `Idempotency-Key` gets the
@@ -399,4 +399,20 @@ pub struct DeadLetter {
     pub event: serde_json::Value,
     pub error: String,
     pub at_ms: u64,
+}
+
+/// A conversation taken out of service after it kept failing outside any
+/// one event (its stored state cannot be read, a timer-driven turn keeps
+/// failing): its events are kept here instead of holding back the bus, and
+/// handled again, in order, when an operator resumes it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct QuarantineRecord {
+    pub conversation: String,
+    /// The last failure.
+    pub reason: String,
+    pub since_ms: u64,
+    pub failures: u32,
+    /// Events that arrived (or were in flight) since, in bus order.
+    #[serde(default)]
+    pub events: Vec<InboundEvent>,
 }

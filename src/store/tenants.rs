@@ -9,8 +9,8 @@ use std::sync::Arc;
 use async_trait::async_trait;
 
 use super::{
-    ConversationFilter, ConversationRecord, DailyCount, DeadLetter, MessageRecord, Rehydrated,
-    Store, StoreError, TurnWrite,
+    BackendReady, ConversationFilter, ConversationRecord, DailyCount, DeadLetter, MessageRecord,
+    QuarantineRecord, Rehydrated, Store, StoreError, TurnWrite,
 };
 use crate::conversation::split_id;
 
@@ -169,6 +169,28 @@ impl Store for TenantStores {
         Ok(all)
     }
 
+    async fn put_quarantine(&self, record: QuarantineRecord) -> Result<(), StoreError> {
+        self.for_conversation(&record.conversation)?
+            .put_quarantine(record)
+            .await
+    }
+
+    async fn quarantine(&self, id: &str) -> Result<Option<QuarantineRecord>, StoreError> {
+        self.for_conversation(id)?.quarantine(id).await
+    }
+
+    async fn quarantines(&self) -> Result<Vec<QuarantineRecord>, StoreError> {
+        let mut all = Vec::new();
+        for b in &self.backends {
+            all.extend(b.store.quarantines().await?);
+        }
+        Ok(all)
+    }
+
+    async fn remove_quarantine(&self, id: &str) -> Result<(), StoreError> {
+        self.for_conversation(id)?.remove_quarantine(id).await
+    }
+
     async fn purge_expired(&self, now_ms: u64) -> Result<u64, StoreError> {
         let mut removed = 0;
         for b in &self.backends {
@@ -184,5 +206,21 @@ impl Store for TenantStores {
             }
         }
         true
+    }
+
+    fn kind(&self) -> &'static str {
+        "tenants"
+    }
+
+    async fn backends_ready(&self) -> Vec<BackendReady> {
+        let mut out = Vec::with_capacity(self.backends.len());
+        for b in &self.backends {
+            out.push(BackendReady {
+                kind: b.store.kind(),
+                ready: b.store.ready().await,
+                integrations: Some(b.integrations.clone()),
+            });
+        }
+        out
     }
 }

@@ -23,6 +23,7 @@ pub const BUS_LAG: &str = "switchboard_bus_lag_events";
 pub const DEAD_LETTERS: &str = "switchboard_dead_letters_total";
 pub const ACTOR_RESTARTS: &str = "switchboard_actor_restarts_total";
 pub const OUTBOX_REPLAYS: &str = "switchboard_outbox_replays_total";
+pub const QUARANTINED: &str = "switchboard_quarantined_total";
 pub const ITEMS_SKIPPED: &str = "switchboard_webhook_items_skipped_total";
 pub const AMBIGUOUS_SENDS: &str = "switchboard_ambiguous_sends_total";
 
@@ -164,6 +165,10 @@ pub fn dead_letter() {
     counter!(DEAD_LETTERS).increment(1);
 }
 
+pub fn quarantined() {
+    counter!(QUARANTINED).increment(1);
+}
+
 pub fn actor_restart() {
     counter!(ACTOR_RESTARTS).increment(1);
 }
@@ -246,6 +251,10 @@ fn describe() {
     describe_counter!(
         OUTBOX_REPLAYS,
         "Reply parts found in the outbox when a conversation was rehydrated (held for confirmation)"
+    );
+    describe_counter!(
+        QUARANTINED,
+        "Conversations taken out of service after repeated failures outside any one event"
     );
     describe_counter!(
         ITEMS_SKIPPED,

@@ -22,7 +22,9 @@ pub enum Backend {
 impl Backend {
     pub async fn open(&self) -> Arc<dyn Bus> {
         match self {
-            Backend::Kafka(config) => KafkaBus::open(config).unwrap(),
+            Backend::Kafka(config) => {
+                KafkaBus::open(config, std::time::Duration::from_secs(2)).unwrap()
+            }
             Backend::Embedded(dir) => {
                 // A closed bus releases its file once its writer thread ends.
                 for _ in 0..100 {
@@ -55,10 +57,7 @@ pub fn event(conversation: usize, n: usize) -> InboundEvent {
     }
 }
 
-pub async fn receive(
-    rx: &mut tokio::sync::mpsc::UnboundedReceiver<Delivery>,
-    n: usize,
-) -> Vec<Delivery> {
+pub async fn receive(rx: &mut tokio::sync::mpsc::Receiver<Delivery>, n: usize) -> Vec<Delivery> {
     let mut out = Vec::new();
     while out.len() < n {
         match tokio::time::timeout(Duration::from_secs(30), rx.recv()).await {

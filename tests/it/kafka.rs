@@ -122,7 +122,14 @@ async fn takeover_and_resume_travel_on_kafka() {
     let bus = kafka_bus_section(&brokers, &unique("sb-admin"), &unique("sb-admin-group"), "");
     let desk = Desk::start_with(0, "", &bus).await;
     desk.customer("PSID_KT", "m_kt1", "hours?").await;
-    // Answered, and the answer written.
+    // Answered, and the answer written. (Published before the partitions
+    // were assigned, the message counts as one a previous owner may have
+    // answered: its reply waits `confirm_wait` for an echo first.)
+    desk.graph
+        .wait_for("the first answer", |_| {
+            desk.graph.texts_to("PSID_KT").len() == 1
+        })
+        .await;
     desk.settled("PSID_KT", 2).await;
     let (status, view) = desk
         .post(
@@ -148,6 +155,12 @@ async fn takeover_and_resume_travel_on_kafka() {
             desk.graph.texts_to("PSID_KT").len() == 2
         })
         .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(
+        desk.graph.texts_to("PSID_KT").len(),
+        2,
+        "nothing answered twice"
+    );
     // Stopped, an engine on Kafka releases its embedded store at once too.
     let desk = desk.restart(0, "").await;
     assert_eq!(desk.conversation("PSID_KT").await["mode"], "ai");

@@ -10,8 +10,8 @@ use async_trait::async_trait;
 use switchboard::app;
 use switchboard::store::embedded::EmbeddedStore;
 use switchboard::store::{
-    ConversationFilter, ConversationRecord, DailyCount, DeadLetter, MessageRecord, Rehydrated,
-    Store, StoreError, TurnWrite,
+    ConversationFilter, ConversationRecord, DailyCount, DeadLetter, MessageRecord,
+    QuarantineRecord, Rehydrated, Store, StoreError, TurnWrite,
 };
 
 use crate::support::*;
@@ -89,11 +89,26 @@ impl Store for FaultyStore {
     async fn dead_letters(&self) -> Result<Vec<DeadLetter>, StoreError> {
         self.0.dead_letters().await
     }
+    async fn put_quarantine(&self, record: QuarantineRecord) -> Result<(), StoreError> {
+        self.0.put_quarantine(record).await
+    }
+    async fn quarantine(&self, id: &str) -> Result<Option<QuarantineRecord>, StoreError> {
+        self.0.quarantine(id).await
+    }
+    async fn quarantines(&self) -> Result<Vec<QuarantineRecord>, StoreError> {
+        self.0.quarantines().await
+    }
+    async fn remove_quarantine(&self, id: &str) -> Result<(), StoreError> {
+        self.0.remove_quarantine(id).await
+    }
     async fn purge_expired(&self, now_ms: u64) -> Result<u64, StoreError> {
         self.0.purge_expired(now_ms).await
     }
     async fn ready(&self) -> bool {
         self.0.ready().await
+    }
+    fn kind(&self) -> &'static str {
+        "faulty"
     }
 }
 

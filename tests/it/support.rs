@@ -192,6 +192,7 @@ shutdown_grace = "2s"
 backoff_initial = "5ms"
 backoff_max = "20ms"
 retry_later = "500ms"
+confirm_wait = "1s"
 
 [[assistants]]
 id = "support"

@@ -6,4 +6,4 @@ mod outbound;
 pub mod profiles;
 
 pub(crate) use inbound::parse_entry;
-pub use outbound::{media_body, send, text_body, typing_body, typing_on, with_part_id};
+pub use outbound::{media_body, text_body, typing_body, typing_on, with_part_id, ID_POINTER};

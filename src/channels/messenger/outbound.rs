@@ -3,9 +3,8 @@
 
 use serde_json::{json, Value};
 
-use crate::channels::graph::{messages_path, GraphClient};
+use crate::channels::graph::GraphClient;
 use crate::channels::meta_error::SendError;
-use crate::channels::Sent;
 use crate::config::IntegrationConfig;
 use crate::conversation::window::SendTag;
 
@@ -55,21 +54,8 @@ pub fn typing_body(psid: &str) -> Value {
     json!({ "recipient": { "id": psid }, "sender_action": "typing_on" })
 }
 
-/// Sends a message body; the answer's `message_id` is its `mid`.
-pub async fn send(
-    graph: &GraphClient,
-    integration: &IntegrationConfig,
-    body: &Value,
-) -> Result<Sent, SendError> {
-    graph
-        .send_for_id(
-            integration,
-            &messages_path(integration),
-            body,
-            "/message_id",
-        )
-        .await
-}
+/// Where the Send API's answer carries the message's `mid`.
+pub const ID_POINTER: &str = "/message_id";
 
 pub async fn typing_on(
     graph: &GraphClient,

@@ -7,5 +7,5 @@ mod outbound;
 
 pub(crate) use inbound::parse_entry;
 pub use outbound::{
-    media_body, send, template_body, text_body, typing_body, typing_on, with_part_id,
+    media_body, template_body, text_body, typing_body, typing_on, with_part_id, ID_POINTER,
 };

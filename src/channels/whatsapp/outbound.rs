@@ -5,9 +5,8 @@
 
 use serde_json::{json, Value};
 
-use crate::channels::graph::{messages_path, GraphClient};
+use crate::channels::graph::GraphClient;
 use crate::channels::meta_error::SendError;
-use crate::channels::Sent;
 use crate::config::IntegrationConfig;
 
 pub fn text_body(wa_id: &str, text: &str) -> Value {
@@ -68,21 +67,8 @@ pub fn typing_body(wamid: &str) -> Value {
     })
 }
 
-/// Sends a message body; the answer's `messages[0].id` is its `wamid`.
-pub async fn send(
-    graph: &GraphClient,
-    integration: &IntegrationConfig,
-    body: &Value,
-) -> Result<Sent, SendError> {
-    graph
-        .send_for_id(
-            integration,
-            &messages_path(integration),
-            body,
-            "/messages/0/id",
-        )
-        .await
-}
+/// Where the Send API's answer carries the message's `wamid`.
+pub const ID_POINTER: &str = "/messages/0/id";
 
 pub async fn typing_on(
     graph: &GraphClient,

@@ -28,7 +28,7 @@ use scylla::statement::prepared::PreparedStatement;
 
 use super::{
     ConversationFilter, ConversationRecord, DailyCount, DeadLetter, MessageRecord, MessageStatus,
-    Mode, Rehydrated, Store, StoreError, TurnWrite,
+    Mode, QuarantineRecord, Rehydrated, Store, StoreError, TurnWrite,
 };
 use crate::config::ScyllaConfig;
 use counters::Counters;
@@ -522,9 +522,58 @@ impl Store for ScyllaStore {
         Ok(out)
     }
 
+    async fn put_quarantine(&self, record: QuarantineRecord) -> Result<(), StoreError> {
+        let bytes = serde_json::to_vec(&record).map_err(corrupt)?;
+        self.session
+            .execute_unpaged(&self.st.upsert_quarantine, (record.conversation, bytes))
+            .await
+            .map_err(unavailable)?;
+        Ok(())
+    }
+
+    async fn quarantine(&self, id: &str) -> Result<Option<QuarantineRecord>, StoreError> {
+        let rows = self
+            .session
+            .execute_unpaged(&self.st.select_quarantine, (id,))
+            .await
+            .map_err(unavailable)?
+            .into_rows_result()
+            .map_err(corrupt)?;
+        let Some((bytes,)) = rows.maybe_first_row::<(Vec<u8>,)>().map_err(corrupt)? else {
+            return Ok(None);
+        };
+        serde_json::from_slice(&bytes).map(Some).map_err(corrupt)
+    }
+
+    async fn quarantines(&self) -> Result<Vec<QuarantineRecord>, StoreError> {
+        let rows = self
+            .session
+            .execute_iter(self.st.select_quarantines.clone(), ())
+            .await
+            .map_err(unavailable)?
+            .rows_stream::<(Vec<u8>,)>()
+            .map_err(corrupt)?;
+        let rows: Vec<_> = rows.try_collect().await.map_err(unavailable)?;
+        rows.into_iter()
+            .map(|(bytes,)| serde_json::from_slice(&bytes).map_err(corrupt))
+            .collect()
+    }
+
+    async fn remove_quarantine(&self, id: &str) -> Result<(), StoreError> {
+        self.session
+            .execute_unpaged(&self.st.delete_quarantine, (id,))
+            .await
+            .map_err(unavailable)?;
+        Ok(())
+    }
+
     /// Remembered ids expire by their TTL; nothing to do here.
     async fn purge_expired(&self, _now_ms: u64) -> Result<u64, StoreError> {
         Ok(0)
+    }
+
+    fn kind(&self) -> &'static str {
+        "scylla"
     }
 
     async fn ready(&self) -> bool {

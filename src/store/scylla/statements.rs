@@ -26,6 +26,10 @@ pub(super) struct Statements {
     pub(super) select_dead_letters: PreparedStatement,
     pub(super) select_conversations: PreparedStatement,
     pub(super) select_takeovers: PreparedStatement,
+    pub(super) upsert_quarantine: PreparedStatement,
+    pub(super) select_quarantine: PreparedStatement,
+    pub(super) select_quarantines: PreparedStatement,
+    pub(super) delete_quarantine: PreparedStatement,
 }
 
 /// Prepares `cql`: idempotent (the driver may retry it), with a timeout.
@@ -108,6 +112,19 @@ impl Statements {
             .await?,
             select_takeovers: prepare(format!(
                 "SELECT conversation, resume_ms FROM {ks}.takeovers"
+            ))
+            .await?,
+            upsert_quarantine: prepare(format!(
+                "INSERT INTO {ks}.quarantine (conversation, record) VALUES (?, ?)"
+            ))
+            .await?,
+            select_quarantine: prepare(format!(
+                "SELECT record FROM {ks}.quarantine WHERE conversation = ?"
+            ))
+            .await?,
+            select_quarantines: prepare(format!("SELECT record FROM {ks}.quarantine")).await?,
+            delete_quarantine: prepare(format!(
+                "DELETE FROM {ks}.quarantine WHERE conversation = ?"
             ))
             .await?,
         })
