@@ -3,14 +3,17 @@
 //!
 //! Each partition this instance is assigned gets a [`Lease`] with an epoch
 //! (one more at every assignment). A delivery carries a [`Fence`]: the
-//! lease and the epoch it was fetched under. Every side effect (a platform
-//! call, a store write) is made inside [`Fence::enter`], which counts it
-//! and checks the lease is still held at that epoch; a revoke first marks
-//! the lease lost, then waits for the side effects already inside to end
-//! ([`Lease::drain`]) before the partition is released. An operation that
-//! starts after the mark is refused; one that started before is finished
-//! before the next owner can begin (the counter is raised before the check,
-//! the mark is set before the count is read, both sequentially consistent).
+//! lease and the epoch it was fetched under. Every platform call is made
+//! inside [`Fence::enter`] and every store write inside
+//! [`Fence::enter_write`], which count it and check the lease at that
+//! epoch. A revoke goes in two steps ([`Lease::release`]): first the lease
+//! is *draining*, so no platform call starts but a write that records one
+//! already made may still (a send whose mark is lost would be repeated by
+//! the next owner); once those are done it is *released* and nothing
+//! starts; a last wait covers the writes that passed their check just
+//! before. Only then is the partition handed back. (Each counter is raised
+//! before its check and each state set before the count is read, all
+//! sequentially consistent, so nothing slips between.)
 //!
 //! A backend without partition ownership (the embedded bus) hands out
 //! [`Fence::none`], which always lets through.
@@ -23,7 +26,10 @@ use std::time::{Duration, Instant};
 #[derive(Debug, Default)]
 pub struct Lease {
     epoch: AtomicU64,
+    /// Platform calls may start.
     owned: AtomicBool,
+    /// Store writes may start (also while draining).
+    writable: AtomicBool,
     inflight: AtomicUsize,
 }
 
@@ -32,20 +38,26 @@ impl Lease {
     /// do not carry.
     pub fn acquire(&self) -> u64 {
         let epoch = self.epoch.fetch_add(1, Ordering::SeqCst) + 1;
+        self.writable.store(true, Ordering::SeqCst);
         self.owned.store(true, Ordering::SeqCst);
         epoch
     }
 
-    /// The partition is being taken away: no side effect starts from now.
-    pub fn revoke(&self) {
+    /// Takes the partition away, waiting (blocking the calling thread,
+    /// which must not be a runtime worker) at most `limit` in all for the
+    /// side effects already started. Returns how many were still running
+    /// when the wait ran out.
+    pub fn release(&self, limit: Duration) -> usize {
+        let started = Instant::now();
         self.owned.store(false, Ordering::SeqCst);
+        // Calls in flight end, and the writes recording them are made.
+        let _ = self.wait_idle(started, limit);
+        self.writable.store(false, Ordering::SeqCst);
+        // Writes that passed their check just before.
+        self.wait_idle(started, limit)
     }
 
-    /// Waits (blocking the calling thread, which must not be a runtime
-    /// worker) until the side effects that started before [`Lease::revoke`]
-    /// have ended, at most `limit`. Returns how many are still running.
-    pub fn drain(&self, limit: Duration) -> usize {
-        let started = Instant::now();
+    fn wait_idle(&self, started: Instant, limit: Duration) -> usize {
         loop {
             let running = self.inflight.load(Ordering::SeqCst);
             if running == 0 || started.elapsed() >= limit {
@@ -82,23 +94,37 @@ impl Fence {
 
     /// Whether the ownership still holds.
     pub fn is_current(&self) -> bool {
+        self.holds(|l| &l.owned)
+    }
+
+    fn holds(&self, flag: impl Fn(&Lease) -> &AtomicBool) -> bool {
         match &self.0 {
             None => true,
             Some((lease, epoch)) => {
-                lease.owned.load(Ordering::SeqCst) && lease.epoch.load(Ordering::SeqCst) == *epoch
+                flag(lease).load(Ordering::SeqCst) && lease.epoch.load(Ordering::SeqCst) == *epoch
             }
         }
     }
 
-    /// Enters a side effect: held for its whole length, refused once the
-    /// ownership is gone.
+    /// Enters a platform call: held for its whole length, refused once
+    /// the partition is being taken away.
     pub fn enter(&self) -> Result<FenceGuard, Fenced> {
+        self.enter_when(|l| &l.owned)
+    }
+
+    /// Enters a store write: refused once the partition is released (a
+    /// write recording a call already made still goes while it drains).
+    pub fn enter_write(&self) -> Result<FenceGuard, Fenced> {
+        self.enter_when(|l| &l.writable)
+    }
+
+    fn enter_when(&self, flag: impl Fn(&Lease) -> &AtomicBool) -> Result<FenceGuard, Fenced> {
         let Some((lease, _)) = &self.0 else {
             return Ok(FenceGuard(None));
         };
         lease.inflight.fetch_add(1, Ordering::SeqCst);
         let guard = FenceGuard(Some(lease.clone()));
-        if self.is_current() {
+        if self.holds(flag) {
             Ok(guard)
         } else {
             Err(Fenced)
@@ -123,27 +149,51 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_revoked_or_reassigned_lease_refuses_older_fences() {
+    fn a_released_or_reassigned_lease_refuses_older_fences() {
         let lease = Arc::new(Lease::default());
         let epoch = lease.acquire();
         let fence = Fence::new(lease.clone(), epoch);
         let guard = fence.enter().expect("owned");
-        lease.revoke();
+        assert_eq!(
+            lease.release(Duration::from_millis(20)),
+            1,
+            "a call still inside when the wait runs out"
+        );
+        drop(guard);
         assert_eq!(
             fence.enter().err(),
             Some(Fenced),
-            "nothing starts after the mark"
+            "nothing starts after release"
         );
-        assert_eq!(
-            lease.drain(Duration::from_millis(20)),
-            1,
-            "one still inside"
-        );
-        drop(guard);
-        assert_eq!(lease.drain(Duration::from_millis(20)), 0);
+        assert_eq!(fence.enter_write().err(), Some(Fenced));
         let again = lease.acquire();
         assert!(fence.enter().is_err(), "an old epoch stays fenced");
         assert!(Fence::new(lease, again).enter().is_ok());
         assert!(Fence::none().enter().is_ok());
+    }
+
+    #[test]
+    fn while_draining_writes_go_and_calls_do_not() {
+        let lease = Arc::new(Lease::default());
+        let fence = Fence::new(lease.clone(), lease.acquire());
+        let call = fence.enter().expect("owned");
+        let releasing = {
+            let lease = lease.clone();
+            std::thread::spawn(move || lease.release(Duration::from_secs(5)))
+        };
+        // Draining: the call in flight holds the release back.
+        while fence.is_current() {
+            std::thread::yield_now();
+        }
+        assert!(fence.enter().is_err(), "no new call while draining");
+        let write = fence.enter_write().expect("the call's write still goes");
+        drop(call);
+        drop(write);
+        assert_eq!(
+            releasing.join().ok(),
+            Some(0),
+            "released with nothing running"
+        );
+        assert!(fence.enter_write().is_err());
     }
 }

@@ -13,7 +13,7 @@ use axum::Json;
 use serde::Deserialize;
 use serde_json::json;
 
-use super::views::{ConversationDetail, ConversationView};
+use super::views::{ConversationDetail, ConversationView, QuarantineView};
 use super::AdminError;
 use crate::channels;
 use crate::clock::now_ms;
@@ -110,10 +110,21 @@ async fn detail(
     record: &ConversationRecord,
 ) -> Result<ConversationDetail, AdminError> {
     let messages = ctx.store.messages(&record.id, MESSAGES_SHOWN).await?;
+    let quarantine = ctx.store.quarantine(&record.id).await?;
     Ok(ConversationDetail {
         conversation: ConversationView::from(record),
         messages: messages.into_iter().map(Into::into).collect(),
+        quarantine: quarantine.as_ref().map(QuarantineView::from),
     })
+}
+
+/// `GET /quarantine`: conversations taken out of service after repeated
+/// failures, each with its reason; `POST /conversations/{id}/resume` lifts
+/// one.
+pub async fn quarantined(State(ctx): State<Arc<EngineContext>>) -> Result<Response, AdminError> {
+    let all = ctx.store.quarantines().await?;
+    let views: Vec<QuarantineView> = all.iter().map(QuarantineView::from).collect();
+    Ok(Json(json!({ "quarantined": views })).into_response())
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -157,8 +168,37 @@ pub async fn resume(
     State(ctx): State<Arc<EngineContext>>,
     Path(id): Path<String>,
 ) -> Result<Response, AdminError> {
+    // A quarantined conversation may have no readable state at all: its
+    // resume goes to the bus regardless, where the supervisor lifts the
+    // quarantine.
+    if let Some(q) = ctx.store.quarantine(&id).await? {
+        let record = match ctx.store.conversation(&id).await {
+            Ok(Some(record)) => record,
+            _ => placeholder_record(&ctx, &q.conversation)?,
+        };
+        return command(&ctx, &record, AgentAction::Resume).await;
+    }
     let record = find(&ctx, &id).await?;
     command(&ctx, &record, AgentAction::Resume).await
+}
+
+/// The identity of a conversation whose state cannot be read, from its id
+/// and its integration's config (enough to address a command to it).
+fn placeholder_record(ctx: &EngineContext, id: &str) -> Result<ConversationRecord, AdminError> {
+    let (integration, customer) = crate::conversation::split_id(id)
+        .ok_or_else(|| AdminError::NotFound(format!("no conversation {id:?}")))?;
+    let config = ctx.integrations.get(integration).ok_or_else(|| {
+        AdminError::Conflict(format!(
+            "integration {integration:?} is no longer configured"
+        ))
+    })?;
+    Ok(ConversationRecord::new(
+        id,
+        integration,
+        config.channel,
+        customer,
+        now_ms(),
+    ))
 }
 
 #[derive(Debug, Deserialize)]

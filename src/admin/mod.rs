@@ -87,6 +87,7 @@ pub fn router(ctx: Arc<EngineContext>) -> Router {
         )
         .route("/conversations/{id}/resume", post(conversations::resume))
         .route("/conversations/{id}/messages", post(conversations::message))
+        .route("/quarantine", get(conversations::quarantined))
         .route("/analytics", get(analytics::show))
         .route("/integrations", get(integrations::list))
         .fallback(|| async { AdminError::NotFound("no such admin API route".into()) })

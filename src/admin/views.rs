@@ -6,7 +6,9 @@ use serde::Serialize;
 use crate::clock::rfc3339;
 use crate::conversation::window;
 use crate::event::{Attachment, Channel};
-use crate::store::{Author, ConversationRecord, Direction, MessageRecord, MessageStatus, Mode};
+use crate::store::{
+    Author, ConversationRecord, Direction, MessageRecord, MessageStatus, Mode, QuarantineRecord,
+};
 
 /// A conversation as listed.
 #[derive(Debug, Serialize)]
@@ -123,4 +125,30 @@ pub struct ConversationDetail {
     #[serde(flatten)]
     pub conversation: ConversationView,
     pub messages: Vec<MessageView>,
+    /// Present while the conversation is quarantined.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub quarantine: Option<QuarantineView>,
+}
+
+/// A quarantined conversation: why, since when, and how many events wait.
+#[derive(Debug, Serialize)]
+pub struct QuarantineView {
+    pub conversation: String,
+    pub reason: String,
+    pub since: String,
+    pub failures: u32,
+    /// Events kept for it, handled again on resume.
+    pub events_waiting: usize,
+}
+
+impl From<&QuarantineRecord> for QuarantineView {
+    fn from(q: &QuarantineRecord) -> Self {
+        Self {
+            conversation: q.conversation.clone(),
+            reason: q.reason.clone(),
+            since: rfc3339(q.since_ms),
+            failures: q.failures,
+            events_waiting: q.events.len(),
+        }
+    }
 }

@@ -171,10 +171,10 @@ impl ConsumerContext for GroupContext {
                 .filter_map(|part| p.leases.get(part).cloned())
                 .collect()
         };
-        for lease in &leases {
-            lease.revoke();
-        }
-        let running: usize = leases.iter().map(|l| l.drain(self.shared.drain_wait)).sum();
+        let running: usize = leases
+            .iter()
+            .map(|l| l.release(self.shared.drain_wait))
+            .sum();
         if running > 0 {
             tracing::warn!(partitions = ?partitions, running, "Partitions released with platform calls or writes still running past the wait");
         }

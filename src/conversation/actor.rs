@@ -305,7 +305,7 @@ async fn write_turn(state: &mut ConversationState) -> Result<(), ActorProcessing
     let mut pause = std::time::Duration::from_millis(20);
     loop {
         // Never over the state the partition's next owner works on.
-        let _owned = state.args.fence.enter()?;
+        let _owned = state.args.fence.enter_write()?;
         match state.args.ctx.store.commit_turn(write.clone()).await {
             Ok(()) => return Ok(()),
             Err(e) if e.retryable() && started.elapsed() < WRITE_PATIENCE => {

@@ -78,7 +78,7 @@ async fn keep(
     }
     record.events.extend(events.iter().map(|d| d.event.clone()));
     let _owned = fence
-        .enter()
+        .enter_write()
         .map_err(|e| StoreError::Unavailable(e.to_string()))?;
     store.put_quarantine(record).await
 }

@@ -239,3 +239,52 @@ async fn the_messenger_profile_is_pushed_and_get_started_is_welcomed() {
         .await;
     desk.engine.shutdown().await;
 }
+
+/// A person's message retried with the same `Idempotency-Key` (a client
+/// that timed out and tried again) is sent once, and the retry gets the
+/// first outcome; another key sends another message.
+#[tokio::test]
+async fn a_retried_message_with_the_same_idempotency_key_is_sent_once() {
+    let desk = Desk::start(0, "").await;
+    desk.customer("PSID_IK", "m_ik1", "hi").await;
+    desk.settled("PSID_IK", 2).await;
+    let url = format!(
+        "http://{}/api/v1/conversations/acme-fb:PSID_IK/messages",
+        desk.engine.addr
+    );
+    let send = |key: &'static str| {
+        reqwest::Client::new()
+            .post(&url)
+            .bearer_auth("admin")
+            .header("Idempotency-Key", key)
+            .json(&json!({"text": "Sam here, let me check."}))
+            .send()
+    };
+    let first = send("order-42-reply").await.unwrap();
+    assert_eq!(first.status(), 200);
+    let first: Value = first.json().await.unwrap();
+    let again = send("order-42-reply").await.unwrap();
+    assert_eq!(again.status(), 200);
+    let again: Value = again.json().await.unwrap();
+    assert_eq!(first, again, "the retry answers the first outcome");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let persons: Vec<_> = desk
+        .graph
+        .texts_to("PSID_IK")
+        .into_iter()
+        .filter(|c| c.text() == Some("Sam here, let me check."))
+        .collect();
+    assert_eq!(persons.len(), 1, "sent once");
+    let other = send("order-43-reply").await.unwrap();
+    assert_eq!(other.status(), 200);
+    let bad = reqwest::Client::new()
+        .post(&url)
+        .bearer_auth("admin")
+        .header("Idempotency-Key", "")
+        .json(&json!({"text": "x"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(bad.status(), 400);
+    desk.engine.shutdown().await;
+}

@@ -467,3 +467,65 @@ async fn a_refused_token_shows_on_the_integration_until_a_call_succeeds() {
     assert_eq!(token_of(&list, "acme-fb").as_deref(), Some("ok"));
     shop.engine.shutdown().await;
 }
+
+/// One item the engine does not know inside a signed batch does not turn
+/// the whole webhook into a 400 (Meta would redeliver the same body
+/// forever): it is skipped and counted, and everything else in the batch is
+/// answered as usual, on every channel.
+#[tokio::test]
+async fn unknown_items_in_a_batch_are_skipped_and_the_rest_answered() {
+    let shop = Shop::start("").await;
+    // WhatsApp: a status value and a message type never seen before, and
+    // a malformed message, beside a real message.
+    let mut wa = whatsapp(json!({
+        "messages": [
+            {"from": WA_ID, "id": "wamid.ODD", "timestamp": (now_ms() / 1000).to_string(), "type": "order", "order": {"catalog_id": "1"}},
+            {"from": WA_ID, "id": "wamid.BAD", "timestamp": "soon", "type": "text", "text": {"body": "x"}},
+            {"from": WA_ID, "id": "wamid.REAL", "timestamp": (now_ms() / 1000).to_string(), "type": "text", "text": {"body": "What are your hours?"}}
+        ],
+        "statuses": [{"id": "wamid.X", "status": "warning", "timestamp": "1750263773", "recipient_id": WA_ID}]
+    }));
+    wa["entry"][0]["changes"]
+        .as_array_mut()
+        .unwrap()
+        .push(json!({"field": "brand_new_field", "value": {"x": 1}}));
+    shop.webhook(wa).await;
+    let replies = shop.wait_calls(CallKind::WhatsappMessage, 1).await;
+    assert_eq!(replies[0].recipient.as_deref(), Some(WA_ID));
+    // Messenger: an unknown messaging item and one without its sender.
+    shop.webhook(json!({"object": "page", "entry": [{"id": PAGE, "time": now_ms(), "messaging": [
+        {"sender": {"id": "PSID_ODD"}, "recipient": {"id": PAGE}, "timestamp": now_ms(), "brand_new_event": {"x": 1}},
+        {"recipient": {"id": PAGE}, "timestamp": now_ms(), "message": {"mid": "m_nosender", "text": "x"}},
+        {"sender": {"id": "PSID_ODD"}, "recipient": {"id": PAGE}, "timestamp": now_ms(), "message": {"mid": "m_odd_real", "text": "hours?"}}
+    ]}]}))
+    .await;
+    // Instagram: an unknown `changes` field beside a comment.
+    shop.webhook(instagram(json!({"id": IG_ACCOUNT, "time": now_ms(), "changes": [
+        {"field": "brand_new_field", "value": {"x": 1}},
+        {"field": "comments", "value": {"from": {"id": "IGSID_ODD", "username": "odd"}, "media": {"id": "M"}, "id": "c_odd", "text": "hours?"}}
+    ]})))
+    .await;
+    shop.wait_calls(CallKind::Message, 1).await;
+    shop.wait_calls(CallKind::CommentReply, 1).await;
+    let metrics = reqwest::get(format!("http://{}/metrics", shop.engine.metrics_addr))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    for (channel, kind) in [
+        ("whatsapp", "unknown_status"),
+        ("whatsapp", "unknown_message_type"),
+        ("whatsapp", "malformed_item"),
+        ("whatsapp", "unknown_field"),
+        ("messenger", "unknown_item"),
+        ("messenger", "malformed_item"),
+        ("instagram", "unknown_field"),
+    ] {
+        let label = format!(
+            "switchboard_webhook_items_skipped_total{{channel=\"{channel}\",kind=\"{kind}\"}}"
+        );
+        assert!(metrics.contains(&label), "{label} counted:\n{metrics}");
+    }
+    shop.engine.shutdown().await;
+}

@@ -17,9 +17,24 @@ use switchboard::store::{
 use crate::support::*;
 
 /// The embedded store, except that persisting the text "poison" crashes
-/// the caller (as a bug in handling one particular event would), and that
-/// the first `unavailable` turns fail as an unreachable store would.
-struct FaultyStore(EmbeddedStore, std::sync::atomic::AtomicU32);
+/// the caller (as a bug in handling one particular event would), that the
+/// first `unavailable` turns fail as an unreachable store would, and that
+/// while `corrupt` is set conversation `acme-fb:PSID_Q` cannot be read.
+struct FaultyStore(
+    EmbeddedStore,
+    std::sync::atomic::AtomicU32,
+    std::sync::atomic::AtomicBool,
+);
+
+impl FaultyStore {
+    fn new(store: EmbeddedStore, unavailable: u32) -> Self {
+        Self(
+            store,
+            AtomicU32::new(unavailable),
+            std::sync::atomic::AtomicBool::new(false),
+        )
+    }
+}
 
 #[async_trait]
 impl Store for FaultyStore {
@@ -28,6 +43,9 @@ impl Store for FaultyStore {
         id: &str,
         now_ms: u64,
     ) -> Result<Option<Rehydrated>, StoreError> {
+        if id == "acme-fb:PSID_Q" && self.2.load(Ordering::SeqCst) {
+            return Err(StoreError::Corrupt("unreadable state (test)".into()));
+        }
         self.0.load_conversation(id, now_ms).await
     }
     async fn commit_turn(&self, write: Arc<TurnWrite>) -> Result<(), StoreError> {
@@ -117,9 +135,9 @@ async fn a_poison_event_is_dead_lettered_and_the_conversation_goes_on() {
     let graph = FakeGraph::start().await;
     let dir = tempfile::tempdir().unwrap();
     let config = local_config(dir.path(), &graph, 0);
-    let store = Arc::new(FaultyStore(
+    let store = Arc::new(FaultyStore::new(
         EmbeddedStore::open(&config.store.path, config.store.cache_bytes()).unwrap(),
-        AtomicU32::new(0),
+        0,
     ));
     let engine = app::start_with_store(config, store.clone()).await.unwrap();
     let url = format!("http://{}/webhooks/meta/main", engine.addr);
@@ -175,9 +193,9 @@ async fn an_unavailable_store_delays_events_without_dead_lettering_them() {
     // A delayed reply: its turn is written before anything is sent.
     let mut config = local_config(dir.path(), &graph, 100);
     config.engine.restart_backoff_max = "100ms".into();
-    let store = Arc::new(FaultyStore(
+    let store = Arc::new(FaultyStore::new(
         EmbeddedStore::open(&config.store.path, config.store.cache_bytes()).unwrap(),
-        AtomicU32::new(6),
+        6,
     ));
     let engine = app::start_with_store(config, store.clone()).await.unwrap();
     let url = format!("http://{}/webhooks/meta/main", engine.addr);
@@ -203,9 +221,9 @@ async fn a_reply_sent_before_a_failed_write_is_not_sent_again() {
     let graph = FakeGraph::start().await;
     let dir = tempfile::tempdir().unwrap();
     let config = local_config(dir.path(), &graph, 0);
-    let store = Arc::new(FaultyStore(
+    let store = Arc::new(FaultyStore::new(
         EmbeddedStore::open(&config.store.path, config.store.cache_bytes()).unwrap(),
-        AtomicU32::new(3),
+        3,
     ));
     let engine = app::start_with_store(config, store.clone()).await.unwrap();
     let url = format!("http://{}/webhooks/meta/main", engine.addr);
@@ -224,5 +242,103 @@ async fn a_reply_sent_before_a_failed_write_is_not_sent_again() {
     }
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert_eq!(graph.texts_to("PSID_W1").len(), 1, "answered once");
+    engine.shutdown().await;
+}
+
+/// A conversation whose state cannot be read fails before any one event
+/// can be blamed: instead of restarting forever (and holding back the
+/// bus's commit for every conversation), it is quarantined with its
+/// events after `max_event_attempts` failures, shown in the admin API, and
+/// handled again when an operator resumes it.
+#[tokio::test]
+async fn a_conversation_failing_outside_any_event_is_quarantined_and_resumable() {
+    let graph = FakeGraph::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = local_config(dir.path(), &graph, 0);
+    config.engine.restart_backoff_max = "100ms".into();
+    let store = Arc::new(FaultyStore::new(
+        EmbeddedStore::open(&config.store.path, config.store.cache_bytes()).unwrap(),
+        0,
+    ));
+    store.2.store(true, Ordering::SeqCst);
+    let engine = app::start_with_store(config, store.clone()).await.unwrap();
+    let url = format!("http://{}/webhooks/meta/main", engine.addr);
+    let body = messages_body(&[("PSID_Q", "m_q1", "hours")]);
+    assert_eq!(post_webhook(&url, body, Some(APP_SECRET)).await, 200);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    let record = loop {
+        if let Some(q) = store.quarantine("acme-fb:PSID_Q").await.unwrap() {
+            break q;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "never quarantined");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(record.events.len(), 1);
+    assert!(record.reason.contains("unreadable state"), "{record:?}");
+    // The rest of the bus goes on, and nothing is held back.
+    let body = messages_body(&[("PSID_OK", "m_ok1", "hours")]);
+    assert_eq!(post_webhook(&url, body, Some(APP_SECRET)).await, 200);
+    graph
+        .wait_for("the other customer's answer", |_| {
+            !graph.texts_to("PSID_OK").is_empty()
+        })
+        .await;
+    let http = reqwest::Client::new();
+    let metrics = || async {
+        reqwest::get(format!("http://{}/metrics", engine.metrics_addr))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    };
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while !metrics().await.contains("switchboard_bus_lag_events 0") {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the quarantined conversation still holds back the bus:\n{}",
+            metrics().await
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(metrics().await.contains("switchboard_quarantined_total 1"));
+    // Another message while quarantined is kept with the first.
+    let body = messages_body(&[("PSID_Q", "m_q2", "still there?")]);
+    assert_eq!(post_webhook(&url, body, Some(APP_SECRET)).await, 200);
+    let listed: serde_json::Value = http
+        .get(format!("http://{}/api/v1/quarantine", engine.addr))
+        .bearer_auth("admin")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        listed["quarantined"][0]["conversation"], "acme-fb:PSID_Q",
+        "{listed}"
+    );
+    // Repaired, then resumed: both messages are handled, in order.
+    store.2.store(false, Ordering::SeqCst);
+    let resumed = http
+        .post(format!(
+            "http://{}/api/v1/conversations/acme-fb:PSID_Q/resume",
+            engine.addr
+        ))
+        .bearer_auth("admin")
+        .send()
+        .await
+        .unwrap();
+    assert!(resumed.status().is_success(), "{}", resumed.status());
+    graph
+        .wait_for("the quarantined customer's answers", |_| {
+            graph.texts_to("PSID_Q").len() == 2
+        })
+        .await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while store.quarantine("acme-fb:PSID_Q").await.unwrap().is_some() {
+        assert!(tokio::time::Instant::now() < deadline, "still quarantined");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     engine.shutdown().await;
 }
