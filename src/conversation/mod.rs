@@ -15,6 +15,7 @@ pub mod actor;
 pub mod commands;
 pub mod confirm;
 pub mod dedup;
+mod entry;
 mod quarantine;
 pub mod shaping;
 pub mod supervisor;
@@ -25,6 +26,7 @@ pub mod window;
 
 #[cfg(test)]
 mod policy_tests;
+
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};

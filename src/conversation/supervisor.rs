@@ -5,7 +5,7 @@
 //! letters (the conversation goes on); passivates idle actors.
 
 use std::collections::{HashMap, VecDeque};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -14,11 +14,13 @@ use tokio::sync::Semaphore;
 
 use super::actor::{ConversationActor, ConversationArgs, ConversationMsg, NO_EVENT};
 use super::timers::{TimerHandle, WakeSink};
+pub(super) use super::entry::Entry;
+use super::entry::{AfterStop, WakeAction};
 use super::{quarantine, EngineContext};
 use crate::assistant::AssistantError;
 use crate::bus::{Delivery, Position};
 use crate::clock::now_ms;
-use crate::fence::{Fence, Fenced};
+use crate::fence::Fenced;
 use crate::store::{DeadLetter, StoreError};
 use crate::telemetry;
 
@@ -41,51 +43,6 @@ pub struct SupervisorArgs {
     /// One permit per event the consumer may still take; returned when an
     /// event finishes.
     pub inflight: Arc<Semaphore>,
-}
-
-pub(super) struct Entry {
-    pub(super) actor: Option<ActorRef<ConversationMsg>>,
-    pub(super) stopping: bool,
-    pub(super) respawn_scheduled: bool,
-    pub(super) inflight: VecDeque<(Delivery, u32)>,
-    pub(super) current: Arc<AtomicU64>,
-    pub(super) last_used: Instant,
-    pub(super) failures: u32,
-    /// Failures in a row not blamed on any one event (rehydration, a
-    /// timer-driven turn); at `max_event_attempts` the conversation is
-    /// quarantined.
-    pub(super) outside_failures: u32,
-    /// The bus partition of the conversation's last event, and the
-    /// ownership it came under.
-    pub(super) partition: Option<u32>,
-    pub(super) fence: Fence,
-    /// A timer fired while the actor was stopping or waiting to restart:
-    /// the next actor (or the owner) gets it.
-    pub(super) wake_pending: bool,
-    /// Taken out of service (see [`super::quarantine`]).
-    pub(super) quarantined: bool,
-    /// The offset of the event the last actor failed while handling.
-    pub(super) interrupted: Option<u64>,
-}
-
-impl Entry {
-    pub(super) fn new() -> Self {
-        Self {
-            actor: None,
-            stopping: false,
-            respawn_scheduled: false,
-            inflight: VecDeque::new(),
-            current: Arc::new(AtomicU64::new(NO_EVENT)),
-            last_used: Instant::now(),
-            failures: 0,
-            outside_failures: 0,
-            partition: None,
-            fence: Fence::none(),
-            wake_pending: false,
-            quarantined: false,
-            interrupted: None,
-        }
-    }
 }
 
 pub struct SupervisorState {
@@ -207,29 +164,23 @@ async fn deliver(myself: &ActorRef<SupervisorMsg>, state: &mut SupervisorState, 
 }
 
 async fn wake(myself: &ActorRef<SupervisorMsg>, state: &mut SupervisorState, id: Arc<str>) {
+    let partitioned = state.args.ctx.bus.partitioned();
     let entry = state.entries.entry(id.clone()).or_insert_with(Entry::new);
     entry.last_used = Instant::now();
-    if entry.quarantined {
-        return;
-    }
-    match &entry.actor {
-        Some(actor) if !entry.stopping => {
-            let _ = actor.send_message(ConversationMsg::Wake);
+    match entry.on_wake(entry.actor.is_some(), partitioned) {
+        WakeAction::Ignore | WakeAction::Later => {}
+        WakeAction::Tell => {
+            if let Some(actor) = &entry.actor {
+                let _ = actor.send_message(ConversationMsg::Wake);
+            }
         }
-        // Stopping (passivated, revoked) or about to restart: the next
-        // actor, or the owner, acts on it.
-        Some(_) => entry.wake_pending = true,
-        None if entry.respawn_scheduled => entry.wake_pending = true,
-        // Owned by partition: perhaps by another instance now. The owner
-        // gets the wake through the bus (it comes back here if it is us).
-        None if state.args.ctx.bus.partitioned() => {
+        WakeAction::HandToOwner => {
             if entry.inflight.is_empty() {
                 state.entries.remove(&id);
             }
             hand_to_owner(&state.args.ctx, &id);
         }
-        // A fresh actor resumes whatever is due as it starts.
-        None => spawn(myself, state, id).await,
+        WakeAction::Spawn => spawn(myself, state, id).await,
     }
 }
 
@@ -442,16 +393,14 @@ async fn on_terminated(
     };
     entry.actor = None;
     entry.stopping = false;
-    let wake = std::mem::take(&mut entry.wake_pending);
-    let owned_here = entry.fence.is_current() && !state.args.ctx.bus.partitioned();
-    if !entry.inflight.is_empty() || (wake && owned_here) {
-        spawn(myself, state, id).await;
-    } else {
-        state.entries.remove(&id);
-        if wake {
-            // Stopped because its partition moved, or passivated on a
-            // partitioned bus: the owner does what is due.
+    match entry.after_stop(state.args.ctx.bus.partitioned()) {
+        AfterStop::Respawn => spawn(myself, state, id).await,
+        AfterStop::HandToOwner => {
+            state.entries.remove(&id);
             hand_to_owner(&state.args.ctx, &id);
+        }
+        AfterStop::Forget => {
+            state.entries.remove(&id);
         }
     }
 }

@@ -231,6 +231,96 @@ async fn an_unreachable_store_gets_webhooks_503_and_the_engine_recovers_on_its_o
     engine.shutdown().await;
 }
 
+/// Two tenants on different stores: one tenant's store becomes unreachable.
+/// Only that tenant's webhooks get 503 (Meta retries them); the other
+/// tenant's are answered as usual, `/readyz` stays 200 and names the store
+/// that is down; once it is back, the held messages are answered once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_tenants_store_down_turns_away_that_tenant_only() {
+    let store = scylla_config(vec![kassandra().to_string()], true);
+    switchboard::store::scylla::apply_statements(&store, &schema_for_kassandra(&store))
+        .await
+        .expect("schema on kassandra");
+    let link = Link::to(kassandra()).await;
+    let tail = format!(
+        r#"
+[store.scylla]
+nodes = ["{node}"]
+keyspace = "{ks}"
+replication = "{rep}"
+request_timeout_ms = 1000
+await_schema_agreement = false
+apply_schema = false
+
+[[tenants]]
+id = "globex"
+store = "scylla"
+
+[[integrations]]
+id = "globex-fb"
+tenant = "globex"
+channel = "messenger"
+app = "main"
+account_id = "{GLOBEX_PAGE}"
+access_token = "{TOKEN}"
+assistant = "support"
+"#,
+        node = link.addr,
+        ks = store.keyspace,
+        rep = store.replication,
+    );
+    let desk = Desk::start_with(0, "", &tail).await;
+    let url = format!("http://{}/webhooks/meta/main", desk.engine.addr);
+    let readyz = format!("http://{}/readyz", desk.engine.addr);
+    let globex = |mid: &'static str| {
+        move || {
+            Some(
+                serde_json::to_vec(&json!({"object": "page", "entry": [{"id": GLOBEX_PAGE, "time": now_ms(), "messaging": [{
+                    "sender": {"id": "G_2"}, "recipient": {"id": GLOBEX_PAGE}, "timestamp": now_ms(),
+                    "message": {"mid": mid, "text": "hours?"}
+                }]}]}))
+                .unwrap(),
+            )
+        }
+    };
+    assert_eq!(
+        post_webhook(&url, globex("m_gd1")().unwrap(), Some(APP_SECRET)).await,
+        200
+    );
+    desk.graph
+        .wait_for("globex answered", |_| desk.graph.texts_to("G_2").len() == 1)
+        .await;
+
+    link.cut();
+    wait_status(&url, globex("m_gd2"), 503).await;
+    // The other tenant is not affected.
+    desk.customer("A_2", "m_ad1", "hours?").await;
+    desk.graph
+        .wait_for("acme answered during globex's outage", |_| {
+            desk.graph.texts_to("A_2").len() == 1
+        })
+        .await;
+    let ready = reqwest::get(&readyz).await.unwrap();
+    assert_eq!(ready.status(), 200);
+    let said = ready.text().await.unwrap();
+    assert!(
+        said.contains("scylla") && said.contains("globex-fb"),
+        "readyz names the store that is down: {said}"
+    );
+
+    link.restore();
+    wait_status(&url, globex("m_gd2"), 200).await;
+    desk.graph
+        .wait_for("globex answered after recovery", |_| {
+            desk.graph.texts_to("G_2").len() >= 2
+        })
+        .await;
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    assert_eq!(desk.graph.texts_to("G_2").len(), 2, "each message answered once");
+    assert_eq!(reqwest::get(&readyz).await.unwrap().text().await.unwrap(), "ready");
+    desk.engine.shutdown().await;
+}
+
 #[test]
 fn migrate_says_what_it_did() {
     let dir = tempfile::tempdir().unwrap();
