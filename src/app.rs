@@ -179,6 +179,7 @@ pub async fn start_with_store(
     .await
     .map_err(|e| StartError::Supervisor(e.to_string()))?;
     timer_task.start(store.timers().await?, SupervisorWake(supervisor.clone()));
+    announce_quarantines(&store, &supervisor).await;
 
     let ownership = bus.ownership().map(|changes| {
         tokio::spawn(follow_ownership(
@@ -261,17 +262,33 @@ async fn follow_ownership(
             Ownership::Revoked(partitions) => {
                 let _ = supervisor.send_message(SupervisorMsg::Revoked(partitions));
             }
-            Ownership::Assigned(_) => match store.timers().await {
-                Ok(pending) => {
-                    for (id, due) in pending {
-                        timers.set(Arc::from(id.as_str()), Some(due));
+            Ownership::Assigned(_) => {
+                announce_quarantines(&store, &supervisor).await;
+                match store.timers().await {
+                    Ok(pending) => {
+                        for (id, due) in pending {
+                            timers.set(Arc::from(id.as_str()), Some(due));
+                        }
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "Cannot load timers after a rebalance; they fire when their conversation next has an event");
                     }
                 }
-                Err(e) => {
-                    tracing::warn!(error = %e, "Cannot load timers after a rebalance; they fire when their conversation next has an event");
-                }
-            },
+            }
         }
+    }
+}
+
+/// Tells the supervisor which conversations the store keeps quarantined,
+/// before their events arrive.
+async fn announce_quarantines(store: &Arc<dyn Store>, supervisor: &ActorRef<SupervisorMsg>) {
+    match store.quarantines().await {
+        Ok(list) if !list.is_empty() => {
+            let ids = list.into_iter().map(|q| q.conversation).collect();
+            let _ = supervisor.send_message(SupervisorMsg::Quarantined(ids));
+        }
+        Ok(_) => {}
+        Err(e) => tracing::warn!(error = %e, "Cannot read quarantined conversations"),
     }
 }
 

@@ -162,6 +162,16 @@ pub struct OutboundAttachment {
 }
 
 impl EventKind {
+    /// What the platform reports about the business's own messages (echo,
+    /// status, delivery, read): what confirms sends, taken even when the
+    /// engine is behind.
+    pub fn is_report(&self) -> bool {
+        matches!(
+            self,
+            Self::Echo { .. } | Self::Status { .. } | Self::Delivery { .. } | Self::Read { .. }
+        )
+    }
+
     /// The `kind` metric label.
     pub fn label(&self) -> &'static str {
         match self {

@@ -346,6 +346,7 @@ async fn command_with_id(
     let kind = event.kind.label();
     let waiter = ctx.commands.wait_for(&id);
     if let Err(e) = ctx.bus.publish(std::slice::from_ref(&event)).await {
+        drop(waiter);
         ctx.commands.forget(&id);
         return Err(e.into());
     }

@@ -74,6 +74,8 @@ struct Progress {
     /// previous owner.
     assigned_at: HashMap<i32, u64>,
     replay_below: HashMap<i32, u64>,
+    /// One past the highest offset handed to the engine, per partition.
+    handed_max: HashMap<i32, u64>,
     /// Ownership of each partition ever assigned here.
     leases: HashMap<i32, Arc<Lease>>,
 }
@@ -94,6 +96,9 @@ struct Shared {
     drain_wait: Duration,
     /// Shutting down: whatever is unfinished is left for redelivery.
     closing: AtomicBool,
+    /// Fetched records the engine's queue had no room for yet (only the
+    /// consumer's thread touches it).
+    waiting: Mutex<VecDeque<Delivery>>,
 }
 
 impl Shared {
@@ -151,8 +156,14 @@ impl ConsumerContext for GroupContext {
         if partitions.is_empty() {
             return;
         }
+        // Records not yet handed over stay for the next owner.
+        lock(&self.shared.waiting).retain(|d| !partitions.contains(&(d.position.partition as i32)));
+        // A lost assignment (this member was evicted) may already be
+        // someone else's: nothing more is done for it, at once.
+        let lost = consumer.assignment_lost();
         let started = Instant::now();
-        while self.shared.unfinished(&partitions) > 0
+        while !lost
+            && self.shared.unfinished(&partitions) > 0
             && started.elapsed() < self.shared.revoke_wait
             && !self.shared.closing.load(Ordering::Acquire)
         {
@@ -171,10 +182,12 @@ impl ConsumerContext for GroupContext {
                 .filter_map(|part| p.leases.get(part).cloned())
                 .collect()
         };
-        let running: usize = leases
-            .iter()
-            .map(|l| l.release(self.shared.drain_wait))
-            .sum();
+        let wait = if lost {
+            Duration::ZERO
+        } else {
+            self.shared.drain_wait
+        };
+        let running: usize = leases.iter().map(|l| l.release(wait)).sum();
         if running > 0 {
             tracing::warn!(partitions = ?partitions, running, "Partitions released with platform calls or writes still running past the wait");
         }
@@ -194,6 +207,7 @@ impl ConsumerContext for GroupContext {
                         .fetch_add(prog.unfinished() as u64, Ordering::Relaxed);
                 }
                 p.committed.remove(part);
+                p.handed_max.remove(part);
             }
         }
         let _ = self.shared.ownership.send(Ownership::Revoked(
@@ -208,27 +222,48 @@ impl ConsumerContext for GroupContext {
         };
         let partitions: Vec<i32> = tpl.elements().iter().map(|e| e.partition()).collect();
         let now = crate::clock::now_ms();
+        // Where consumption starts: the group's committed offsets.
+        let committed: HashMap<i32, u64> = consumer
+            .committed_offsets((*tpl).clone(), Duration::from_secs(2))
+            .map(|list| {
+                list.elements()
+                    .iter()
+                    .filter_map(|e| match e.offset() {
+                        Offset::Offset(o) if o >= 0 => Some((e.partition(), o as u64)),
+                        _ => None,
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
         for part in &partitions {
             // What the partition holds now may have reached its previous
             // owner; what is appended from now on cannot have.
-            let high = match consumer.fetch_watermarks(
+            let marks = match consumer.fetch_watermarks(
                 &self.shared.topic,
                 *part,
                 Duration::from_secs(2),
             ) {
-                Ok((_, high)) => Some(high.max(0) as u64),
+                Ok((low, high)) => Some((low.max(0) as u64, high.max(0) as u64)),
                 Err(e) => {
-                    tracing::warn!(partition = part, error = %e, "Cannot read the partition's high watermark; events received before the assignment count as replays");
+                    tracing::warn!(partition = part, error = %e, "Cannot read the partition's watermarks; events received before the assignment count as replays");
                     None
                 }
             };
-            tracing::debug!(partition = part, ?high, "High watermark at assignment");
+            tracing::debug!(partition = part, ?marks, "Watermarks at assignment");
             let mut p = self.shared.lock();
             p.leases.entry(*part).or_default().acquire();
             p.assigned_at.insert(*part, now);
-            match high {
-                Some(high) => p.replay_below.insert(*part, high),
-                None => p.replay_below.remove(part),
+            match marks {
+                Some((low, high)) => {
+                    p.replay_below.insert(*part, high);
+                    // Replaying starts from the committed offset (or the
+                    // oldest record): nothing below it is coming.
+                    let start = committed.get(part).copied().unwrap_or(low);
+                    p.handed_max.insert(*part, start);
+                }
+                None => {
+                    p.replay_below.remove(part);
+                }
             };
         }
         tracing::info!(partitions = ?partitions, "Partitions assigned");
@@ -277,6 +312,7 @@ impl KafkaBus {
             revoke_wait: Duration::from_millis(config.session_timeout_ms / 2),
             drain_wait,
             closing: AtomicBool::new(false),
+            waiting: Mutex::new(VecDeque::new()),
         });
         let mut consumer_config = ClientConfig::new();
         consumer_config
@@ -466,20 +502,12 @@ fn poll_loop(
     shared: Arc<Shared>,
     tx: mpsc::Sender<Delivery>,
 ) {
-    let mut waiting: VecDeque<Delivery> = VecDeque::new();
     let mut paused = false;
     while !shared.closing.load(Ordering::Acquire) {
-        while let Some(d) = waiting.pop_front() {
-            match tx.try_send(d) {
-                Ok(()) => {}
-                Err(mpsc::error::TrySendError::Full(d)) => {
-                    waiting.push_front(d);
-                    break;
-                }
-                Err(mpsc::error::TrySendError::Closed(_)) => return,
-            }
+        let (behind, closed) = hand_over(&shared, &tx);
+        if closed {
+            break;
         }
-        let behind = !waiting.is_empty();
         if behind || paused {
             if let Ok(assignment) = consumer.assignment() {
                 let changed = if behind {
@@ -502,7 +530,7 @@ fn poll_loop(
             }
             Some(Ok(message)) => {
                 if let Some(d) = delivery(&shared, &message) {
-                    waiting.push_back(d);
+                    lock(&shared.waiting).push_back(d);
                 }
             }
         }
@@ -518,21 +546,52 @@ fn poll_loop(
     }
 }
 
+/// Moves waiting records into the engine's queue while it has room; an
+/// event counts as delivered (and so as one a revoke waits for) only once
+/// it is there. Returns (records still waiting, the engine is gone).
+fn hand_over(shared: &Shared, tx: &mpsc::Sender<Delivery>) -> (bool, bool) {
+    let mut waiting = lock(&shared.waiting);
+    while let Some(d) = waiting.pop_front() {
+        let position = d.position;
+        match tx.try_send(d) {
+            Ok(()) => handed(shared, position),
+            Err(mpsc::error::TrySendError::Full(d)) => {
+                waiting.push_front(d);
+                return (true, false);
+            }
+            Err(mpsc::error::TrySendError::Closed(_)) => return (true, true),
+        }
+    }
+    (false, false)
+}
+
+/// Records that the event at `position` is in the engine's hands.
+fn handed(shared: &Shared, position: Position) {
+    let part = position.partition as i32;
+    let mut p = shared.lock();
+    p.partitions
+        .entry(part)
+        .or_default()
+        .delivered(position.offset);
+    let max = p.handed_max.entry(part).or_insert(0);
+    *max = (*max).max(position.offset + 1);
+    drop(p);
+    shared.delivered.fetch_add(1, Ordering::Relaxed);
+}
+
 /// The delivery of one record, or `None` for a record this engine did not
 /// write (skipped, so it never blocks its partition).
 fn delivery(shared: &Shared, message: &rdkafka::message::BorrowedMessage<'_>) -> Option<Delivery> {
     let partition = message.partition();
     let offset = message.offset().max(0) as u64;
     let (lease, replay_below, assigned_at) = {
-        let mut p = shared.lock();
-        p.partitions.entry(partition).or_default().delivered(offset);
+        let p = shared.lock();
         (
             p.leases.get(&partition).cloned(),
             p.replay_below.get(&partition).copied(),
             p.assigned_at.get(&partition).copied().unwrap_or(0),
         )
     };
-    shared.delivered.fetch_add(1, Ordering::Relaxed);
     let position = Position {
         partition: partition as u32,
         offset,
@@ -552,7 +611,9 @@ fn delivery(shared: &Shared, message: &rdkafka::message::BorrowedMessage<'_>) ->
                     let epoch = lease.epoch();
                     Fence::new(lease, epoch)
                 }
-                None => Fence::none(),
+                // Not assigned here (cannot happen): a fence that never
+                // holds, so nothing is done for it.
+                None => Fence::new(Arc::new(Lease::default()), 0),
             };
             Some(Delivery {
                 position,
@@ -563,6 +624,7 @@ fn delivery(shared: &Shared, message: &rdkafka::message::BorrowedMessage<'_>) ->
         }
         _ => {
             tracing::warn!(%position, "Undecodable record on the bus skipped");
+            handed(shared, position);
             finish(shared, position);
             None
         }
@@ -623,6 +685,24 @@ impl Bus for KafkaBus {
             .delivered
             .load(Ordering::Relaxed)
             .saturating_sub(self.shared.finished.load(Ordering::Relaxed))
+    }
+
+    /// A partition is behind while records wait for room in the engine's
+    /// queue, or while it replays what its previous owner may have handled
+    /// (offsets below its high watermark at assignment).
+    fn behind(&self, partition: u32) -> bool {
+        let part = partition as i32;
+        let replaying = {
+            let p = self.shared.lock();
+            match p.replay_below.get(&part) {
+                Some(high) => p.handed_max.get(&part).copied().unwrap_or(0) < *high,
+                None => false,
+            }
+        };
+        replaying
+            || lock(&self.shared.waiting)
+                .iter()
+                .any(|d| d.position.partition == partition)
     }
 
     /// Events fetched here and not finished (the brokers keep the rest; a

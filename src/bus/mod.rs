@@ -49,6 +49,9 @@ pub struct Delivery {
     pub fence: Fence,
 }
 
+/// Events that wait longer than this (ms) mean the engine is behind.
+pub const BEHIND_AFTER_MS: u64 = 1_000;
+
 /// Deliveries queued between a bus and the engine, at most (the bus holds
 /// the rest, durably).
 pub const DELIVERY_QUEUE: usize = 4096;
@@ -100,6 +103,15 @@ pub trait Bus: Send + Sync + 'static {
     /// Events accepted and not yet taken by the engine, and the age of the
     /// oldest: when the engine cannot keep up, this grows.
     fn backlog(&self) -> Backlog;
+
+    /// Whether the engine has not yet taken what the bus holds for
+    /// `partition`: events wait longer than a moment (the engine is behind),
+    /// or events that an earlier run or owner may have handled are still
+    /// being replayed. A part waiting for its echo or status is not resent
+    /// meanwhile: the confirmation may be among them.
+    fn behind(&self, _partition: u32) -> bool {
+        false
+    }
 
     /// Whether publishing can succeed now.
     async fn ready(&self) -> bool;

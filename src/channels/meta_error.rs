@@ -123,6 +123,7 @@ impl SendError {
     /// Maps an HTTP error response from the Graph API.
     pub fn from_response(status: u16, body: &[u8]) -> Self {
         let parsed: Option<MetaErrorBody> = serde_json::from_slice(body).ok();
+        let gateway = parsed.is_none() && matches!(status, 502 | 504);
         let (code, subcode, message, transient) = match parsed {
             Some(b) => (
                 b.error.code.unwrap_or(0),
@@ -137,7 +138,13 @@ impl SendError {
                 false,
             ),
         };
-        let kind = classify(status, code, subcode, transient);
+        // A gateway's error page, not Meta's answer: the request may well
+        // have reached Meta and been sent.
+        let kind = if gateway {
+            SendErrorKind::Ambiguous
+        } else {
+            classify(status, code, subcode, transient)
+        };
         Self {
             kind,
             status,
@@ -220,6 +227,12 @@ mod tests {
         assert_eq!(e.kind, SendErrorKind::Rejected);
         assert!(!e.retryable());
         assert_eq!(err(503, "<html>").kind, SendErrorKind::Server);
+        assert_eq!(
+            err(504, "<html>Gateway Time-out</html>").kind,
+            SendErrorKind::Ambiguous,
+            "a gateway timed out waiting for Meta, which may have sent it"
+        );
+        assert_eq!(err(502, "").kind, SendErrorKind::Ambiguous);
         assert_eq!(err(429, "{}").kind, SendErrorKind::Throttled);
         let e = err(
             500,

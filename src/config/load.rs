@@ -67,9 +67,26 @@ fn is_array_override(key: &str) -> bool {
         .any(|p| k.starts_with(p))
 }
 
+/// A TOML syntax error, by place only: the parser's own message quotes
+/// the line, which may hold a secret.
+fn check_syntax(text: &str) -> Result<(), ConfigError> {
+    let Err(e) = toml::from_str::<toml::Table>(text) else {
+        return Ok(());
+    };
+    let at = e.span().map_or(0, |s| s.start).min(text.len());
+    let before = &text[..at];
+    let line = before.matches('\n').count() + 1;
+    let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+    Err(ConfigError::Invalid(vec![format!(
+        "config file: not valid TOML at line {line}, column {column}: {}",
+        e.message()
+    )]))
+}
+
 fn build(file_text: Option<&str>, env: &[(String, String)]) -> Result<Config, ConfigError> {
     let mut figment = Figment::from(Toml::string(DEFAULTS));
     if let Some(text) = file_text {
+        check_syntax(text)?;
         figment = figment.merge(Toml::string(text));
     }
     // Environment overrides, taken from the given list (not read behind the
@@ -300,5 +317,18 @@ assistant = "support"
             .to_string();
         assert!(err.contains("access_token"), "{err}");
         assert!(!err.contains("98765") && !err.contains("43210"), "{err}");
+    }
+
+    #[test]
+    fn a_syntax_error_is_placed_without_quoting_the_line() {
+        let broken = MINIMAL.replace("access_token = \"tok\"", "access_token = 0123abc-secret");
+        let err = load_from_str(&broken, &[])
+            .expect_err("not TOML")
+            .to_string();
+        assert!(err.contains("not valid TOML at line"), "{err}");
+        assert!(
+            !err.contains("0123abc-secret") && !err.contains("abc-secret"),
+            "{err}"
+        );
     }
 }

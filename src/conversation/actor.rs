@@ -18,13 +18,17 @@ use crate::bus::Delivery;
 use crate::channels::SendErrorKind;
 use crate::clock::now_ms;
 use crate::event::{Attachment, EventKind};
-use crate::fence::Fence;
+use crate::fence::{Fence, Fenced};
 use crate::store::OutboxItem;
 use crate::telemetry::{self, AmbiguousOutcome};
 
 /// How long a turn's write is retried while the store is unavailable
 /// before the actor fails (and is restarted with its events).
 const WRITE_PATIENCE: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// How soon a part whose confirmation may still be on the bus is looked at
+/// again, while the bus is behind.
+const BEHIND_RECHECK_MS: u64 = 1_000;
 
 /// No event is being handled (see [`ConversationArgs::current`]).
 pub const NO_EVENT: u64 = u64::MAX;
@@ -55,6 +59,8 @@ pub struct ConversationActor;
 
 pub struct ConversationState {
     args: ConversationArgs,
+    /// The bus partition its events come from.
+    partition: u32,
     conversation: Option<Conversation>,
     /// The deadline last given to the timer service.
     registered: Option<Option<u64>>,
@@ -83,6 +89,7 @@ impl Actor for ConversationActor {
     ) -> Result<Self::State, ActorProcessingErr> {
         Ok(ConversationState {
             args,
+            partition: 0,
             conversation: None,
             registered: None,
         })
@@ -150,6 +157,7 @@ async fn handle_delivery(
         .current
         .store(d.position.offset, Ordering::Release);
     state.args.fence = d.fence.clone();
+    state.partition = d.position.partition;
     let Some(conv) = state.conversation.as_mut() else {
         finish(state, d);
         return Ok(());
@@ -396,14 +404,31 @@ async fn flush_outbox(state: &mut ConversationState) -> Result<(), ActorProcessi
         let Some(conv) = state.conversation.as_mut() else {
             return Ok(());
         };
-        if conv.awaiting_confirmation(now) {
+        let channel = conv.record.channel;
+        let wait = ctx.config.outbound.confirm_wait().as_millis() as u64;
+        let resend = conv.resend_due(now);
+        if resend && ctx.bus.behind(state.partition) {
+            // Its echo or status may be among the events the bus still
+            // holds: looked at again shortly, not resent yet.
+            conv.part_unconfirmed(now + BEHIND_RECHECK_MS);
+            persist(state).await?;
             return Ok(());
         }
-        let channel = conv.record.channel;
-        if conv.resend_unconfirmed(now) {
+        if resend {
             tracing::info!(conversation = %state.args.id, "No confirmation of a part within the wait; sending it again");
             telemetry::ambiguous_send(channel, AmbiguousOutcome::Resent, 1);
+            conv.resend_unconfirmed(now + wait);
+            persist(state).await?;
+        } else if state
+            .conversation
+            .as_ref()
+            .is_some_and(|c| c.awaiting_confirmation(now))
+        {
+            return Ok(());
         }
+        let Some(conv) = state.conversation.as_mut() else {
+            return Ok(());
+        };
         let Some(item) = conv.next_part(now).cloned() else {
             return Ok(());
         };
@@ -444,9 +469,10 @@ async fn flush_outbox(state: &mut ConversationState) -> Result<(), ActorProcessi
                     message_id: sent.message_id,
                 }
             }
+            // The partition moved on: the next owner sends it.
+            Err(e) if e.kind == SendErrorKind::Fenced => return Err(Fenced.into()),
             Err(e) if e.kind == SendErrorKind::Ambiguous => {
                 tracing::warn!(conversation = %state.args.id, error = %e, "Send outcome unknown; the part waits for its echo or status");
-                let wait = ctx.config.outbound.confirm_wait().as_millis() as u64;
                 conv.part_unconfirmed(now + wait);
                 telemetry::reply(channel, "unconfirmed");
                 telemetry::ambiguous_send(channel, AmbiguousOutcome::Unconfirmed, 1);

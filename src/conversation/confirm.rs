@@ -58,6 +58,8 @@ impl Conversation {
 
     /// Holds every part of the outbox that is not held already (found at
     /// rehydration: the previous owner may have sent it); returns how many.
+    /// A part being resent was given a new deadline before its resend
+    /// (see [`Conversation::resend_unconfirmed`]), so it stays held too.
     pub fn hold_outbox(&mut self, until: u64) -> usize {
         let mut held = 0;
         for part in &mut self.record.outbox {
@@ -90,19 +92,32 @@ impl Conversation {
             .is_some_and(|until| until > now_ms)
     }
 
-    /// The first part waited out its confirmation without one: it is sent
-    /// again. Returns whether that is the case.
-    pub fn resend_unconfirmed(&mut self, now_ms: u64) -> bool {
-        let Some(part) = self.record.outbox.first_mut() else {
-            return false;
-        };
-        match part.unconfirmed_until_ms {
-            Some(until) if until <= now_ms => {
-                part.unconfirmed_until_ms = None;
-                self.dirty = true;
-                true
-            }
-            _ => false,
+    /// Whether the first part waits (or waited) for a confirmation.
+    pub fn unconfirmed_part(&self) -> bool {
+        self.record
+            .outbox
+            .first()
+            .is_some_and(|p| p.unconfirmed_until_ms.is_some())
+    }
+
+    /// Whether the first part waited out its confirmation without one:
+    /// it is to be sent again.
+    pub fn resend_due(&self, now_ms: u64) -> bool {
+        self.record
+            .outbox
+            .first()
+            .and_then(|p| p.unconfirmed_until_ms)
+            .is_some_and(|until| until <= now_ms)
+    }
+
+    /// Before the first part is sent again: it stays unconfirmed until
+    /// `until`, written before the resend, so a restart right after the
+    /// resend waits for its confirmation instead of sending it a third
+    /// time at once.
+    pub fn resend_unconfirmed(&mut self, until: u64) {
+        if let Some(part) = self.record.outbox.first_mut() {
+            part.unconfirmed_until_ms = Some(until);
+            self.dirty = true;
         }
     }
 

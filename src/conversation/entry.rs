@@ -60,7 +60,6 @@ impl Entry {
     }
 }
 
-
 /// What a timer wake does.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum WakeAction {
@@ -138,7 +137,11 @@ mod tests {
             let mut e = Entry::new();
             e.stopping = true;
             assert_eq!(e.on_wake(true, partitioned), WakeAction::Later);
-            assert_eq!(e.after_stop(partitioned), next, "partitioned: {partitioned}");
+            assert_eq!(
+                e.after_stop(partitioned),
+                next,
+                "partitioned: {partitioned}"
+            );
         }
     }
 

@@ -27,7 +27,6 @@ pub mod window;
 #[cfg(test)]
 mod policy_tests;
 
-
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;

@@ -195,7 +195,7 @@ fn an_unconfirmed_part_is_confirmed_by_its_echo_and_never_sent_again() {
     // The send timed out after the bytes left: unconfirmed for 10 s.
     c.part_unconfirmed(T0 + 10_000);
     assert!(c.awaiting_confirmation(T0 + 1));
-    assert!(!c.resend_unconfirmed(T0 + 5_000), "not before the wait");
+    assert!(!c.resend_due(T0 + 5_000), "not before the wait");
     // The echo names the part: settled, not a person answering.
     assert_eq!(
         c.apply(&own_echo("m_late", &part, T0 + 2_000), T0 + 2_000),
@@ -207,7 +207,7 @@ fn an_unconfirmed_part_is_confirmed_by_its_echo_and_never_sent_again() {
         Mode::Ai,
         "the engine's own echo is no takeover"
     );
-    assert!(!c.resend_unconfirmed(T0 + 20_000));
+    assert!(!c.resend_due(T0 + 20_000));
     // A second echo of it changes nothing.
     assert_eq!(
         c.apply(&own_echo("m_late", &part, T0 + 3_000), T0 + 3_000),
@@ -226,10 +226,15 @@ fn an_unconfirmed_part_is_sent_again_only_after_the_wait() {
         Some(T0 + 10_000),
         "a timer wakes it"
     );
-    assert!(!c.resend_unconfirmed(T0 + 9_999));
-    assert!(c.resend_unconfirmed(T0 + 10_000));
+    assert!(!c.resend_due(T0 + 9_999));
+    assert!(c.resend_due(T0 + 10_000));
     assert!(!c.awaiting_confirmation(T0 + 10_000));
+    // Resent with a new deadline written first: a restart right after the
+    // resend finds it held, not due.
+    c.resend_unconfirmed(T0 + 20_000);
     assert_eq!(c.record.outbox.len(), 1, "still to send");
+    assert_eq!(c.hold_outbox(T0 + 12_000), 0, "already held");
+    assert!(c.awaiting_confirmation(T0 + 12_000));
 }
 
 #[test]

@@ -20,17 +20,17 @@ use crate::telemetry;
 
 /// Takes conversation `id` out of service after its last failure
 /// (`reason`). When the store cannot keep its record, the events stay in
-/// flight and the conversation is tried again later.
-pub(super) async fn start(state: &mut SupervisorState, id: &Arc<str>, reason: &str) {
+/// flight and the conversation is tried again later: returns false.
+pub(super) async fn start(state: &mut SupervisorState, id: &Arc<str>, reason: &str) -> bool {
     let Some(entry) = state.entries.get_mut(id) else {
-        return;
+        return true;
     };
     let events: Vec<Delivery> = entry.inflight.drain(..).map(|(d, _)| d).collect();
     let failures = entry.outside_failures;
     let fence = entry.fence.clone();
     let kept = keep(state, id, reason, failures, &events, &fence).await;
     let Some(entry) = state.entries.get_mut(id) else {
-        return;
+        return true;
     };
     match kept {
         Ok(()) => {
@@ -43,13 +43,58 @@ pub(super) async fn start(state: &mut SupervisorState, id: &Arc<str>, reason: &s
                 state.args.inflight.add_permits(1);
                 state.args.ctx.bus.finished(d.position);
             }
+            true
         }
         Err(e) => {
             tracing::error!(conversation = %id, error = %e, "Cannot quarantine the conversation; it is tried again");
             entry.inflight = events.into_iter().map(|d| (d, 0)).collect();
             entry.outside_failures = 0;
+            false
         }
     }
+}
+
+/// Keeps the events a quarantined conversation holds in flight (ones the
+/// store could not take when they came). Returns whether none is left.
+pub(super) async fn keep_waiting(state: &mut SupervisorState, id: &Arc<str>) -> bool {
+    let Some(entry) = state.entries.get_mut(id) else {
+        return true;
+    };
+    if entry.inflight.is_empty() {
+        return true;
+    }
+    let events: Vec<Delivery> = entry.inflight.drain(..).map(|(d, _)| d).collect();
+    let fence = entry.fence.clone();
+    let kept = keep(state, id, "", 0, &events, &fence).await;
+    let Some(entry) = state.entries.get_mut(id) else {
+        return true;
+    };
+    match kept {
+        Ok(()) => {
+            for d in events {
+                state.args.inflight.add_permits(1);
+                state.args.ctx.bus.finished(d.position);
+            }
+            true
+        }
+        Err(e) => {
+            tracing::warn!(conversation = %id, error = %e, "Cannot keep the events of a quarantined conversation yet");
+            entry.inflight = events.into_iter().map(|d| (d, 0)).collect();
+            false
+        }
+    }
+}
+
+/// What became of a delivery [`intercept`] looked at.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Intercepted {
+    /// Not quarantined (any more): delivered as usual.
+    No,
+    /// Kept with the conversation's other events.
+    Kept,
+    /// Quarantined, but the store could not take it: it waits in flight
+    /// and is tried again ([`keep_waiting`]).
+    Waiting,
 }
 
 /// Adds `events` to the conversation's quarantine record (creating it).
@@ -85,8 +130,12 @@ async fn keep(
 
 /// Handles a delivery for a quarantined conversation here instead of in an
 /// actor: kept with the others, or (an operator's resume) lifting the
-/// quarantine first. Returns whether the delivery was taken care of.
-pub(super) async fn intercept(state: &mut SupervisorState, id: &Arc<str>, d: &Delivery) -> bool {
+/// quarantine first.
+pub(super) async fn intercept(
+    state: &mut SupervisorState,
+    id: &Arc<str>,
+    d: &Delivery,
+) -> Intercepted {
     let resume = matches!(
         d.event.kind,
         EventKind::Agent {
@@ -94,38 +143,32 @@ pub(super) async fn intercept(state: &mut SupervisorState, id: &Arc<str>, d: &De
             ..
         }
     );
-    let known = state.entries.get(id).is_some_and(|e| e.quarantined);
     if resume {
         // The record is looked for even when this instance does not know
-        // it (set before a restart, or by the partition's previous owner).
-        match release(state, id).await {
-            Ok(()) => return false,
-            Err(e) => {
-                tracing::warn!(conversation = %id, error = %e, "Cannot lift the quarantine yet; the resume is kept with the events");
-            }
+        // of it (quarantined before the partition came here).
+        if let Err(e) = release(state, id).await {
+            tracing::warn!(conversation = %id, error = %e, "Cannot lift the quarantine yet; the resume goes to the conversation as it is");
         }
-    } else if !known {
-        return false;
+        return Intercepted::No;
+    }
+    if !state.entries.get(id).is_some_and(|e| e.quarantined) {
+        return Intercepted::No;
     }
     match keep(state, id, "", 0, std::slice::from_ref(d), &d.fence).await {
         Ok(()) => {
-            state
-                .entries
-                .entry(id.clone())
-                .or_insert_with(super::supervisor::Entry::new)
-                .quarantined = true;
             state.args.inflight.add_permits(1);
             state.args.ctx.bus.finished(d.position);
+            Intercepted::Kept
         }
         Err(e) => {
-            // Not lost: it stays in flight until the store takes it.
-            tracing::warn!(conversation = %id, error = %e, "Cannot keep an event of a quarantined conversation; it stays in flight");
+            // Not lost: it waits in flight until the store takes it.
+            tracing::warn!(conversation = %id, error = %e, "Cannot keep an event of a quarantined conversation yet");
             if let Some(entry) = state.entries.get_mut(id) {
                 entry.inflight.push_back((d.clone(), 0));
             }
+            Intercepted::Waiting
         }
     }
-    true
 }
 
 /// Lifts the quarantine of `id`, if any: its kept events are published

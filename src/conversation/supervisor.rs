@@ -13,9 +13,9 @@ use ractor::{Actor, ActorId, ActorProcessingErr, ActorRef, RpcReplyPort, Supervi
 use tokio::sync::Semaphore;
 
 use super::actor::{ConversationActor, ConversationArgs, ConversationMsg, NO_EVENT};
-use super::timers::{TimerHandle, WakeSink};
 pub(super) use super::entry::Entry;
 use super::entry::{AfterStop, WakeAction};
+use super::timers::{TimerHandle, WakeSink};
 use super::{quarantine, EngineContext};
 use crate::assistant::AssistantError;
 use crate::bus::{Delivery, Position};
@@ -35,6 +35,8 @@ pub enum SupervisorMsg {
     Revoked(Vec<u32>),
     /// Events handed out and not finished, and resident actors.
     Stats(RpcReplyPort<(usize, usize)>),
+    /// These conversations are quarantined in the store.
+    Quarantined(Vec<String>),
 }
 
 pub struct SupervisorArgs {
@@ -98,6 +100,7 @@ impl Actor for ConversationSupervisor {
             SupervisorMsg::Respawn(id) => respawn(&myself, state, id).await,
             SupervisorMsg::Sweep => sweep(state),
             SupervisorMsg::Revoked(partitions) => revoked(state, &partitions),
+            SupervisorMsg::Quarantined(ids) => mark_quarantined(state, ids),
             SupervisorMsg::Stats(reply) => {
                 let inflight = state.entries.values().map(|e| e.inflight.len()).sum();
                 let _ = reply.send((inflight, state.by_actor.len()));
@@ -145,8 +148,17 @@ async fn deliver(myself: &ActorRef<SupervisorMsg>, state: &mut SupervisorState, 
         return;
     }
     let id: Arc<str> = Arc::from(d.event.conversation.as_str());
-    if quarantine::intercept(state, &id, &d).await {
-        return;
+    match quarantine::intercept(state, &id, &d).await {
+        quarantine::Intercepted::No => {}
+        quarantine::Intercepted::Kept => return,
+        quarantine::Intercepted::Waiting => {
+            if let Some(entry) = state.entries.get_mut(&id) {
+                if !entry.respawn_scheduled {
+                    schedule_respawn(myself, entry, &id, Duration::from_secs(1));
+                }
+            }
+            return;
+        }
     }
     let entry = state.entries.entry(id.clone()).or_insert_with(Entry::new);
     entry.last_used = Instant::now();
@@ -304,7 +316,14 @@ async fn respawn(myself: &ActorRef<SupervisorMsg>, state: &mut SupervisorState, 
         return;
     };
     entry.respawn_scheduled = false;
-    if entry.actor.is_none() {
+    if entry.quarantined {
+        // Events it could not keep yet: tried again.
+        if !quarantine::keep_waiting(state, &id).await {
+            if let Some(entry) = state.entries.get_mut(&id) {
+                schedule_respawn(myself, entry, &id, Duration::from_secs(1));
+            }
+        }
+    } else if entry.actor.is_none() {
         spawn(myself, state, id).await;
     }
 }
@@ -346,8 +365,8 @@ async fn on_failed(
         }
         None => {
             entry.outside_failures += 1;
-            if entry.outside_failures >= max_attempts {
-                quarantine::start(state, &id, &error).await;
+            if entry.outside_failures >= max_attempts && quarantine::start(state, &id, &error).await
+            {
                 return;
             }
         }
@@ -442,18 +461,20 @@ fn revoked(state: &mut SupervisorState, partitions: &[u32]) {
     let mut stopped = 0;
     for entry in state.entries.values_mut() {
         let on_revoked = entry.partition.is_some_and(|p| partitions.contains(&p));
-        if !on_revoked {
+        // Already handed back to this instance (a new epoch): keep it.
+        if !on_revoked || entry.fence.is_current() {
             continue;
         }
         // Its next owner knows of a quarantine from the store.
         entry.quarantined = false;
         // Unfinished events of a revoked partition are redelivered to its
         // new owner; they are not handled here any more.
-        if !entry.inflight.is_empty() {
-            let n = entry.inflight.len();
-            entry.inflight = VecDeque::new();
-            state.args.inflight.add_permits(n);
-        }
+        let before = entry.inflight.len();
+        entry.inflight.retain(|(d, _)| d.fence.is_current());
+        state
+            .args
+            .inflight
+            .add_permits(before - entry.inflight.len());
         match &entry.actor {
             Some(actor) if !entry.stopping => {
                 entry.stopping = true;
@@ -467,6 +488,19 @@ fn revoked(state: &mut SupervisorState, partitions: &[u32]) {
         .entries
         .retain(|_, e| e.actor.is_some() || !e.inflight.is_empty() || e.respawn_scheduled);
     tracing::info!(partitions = ?partitions, actors = stopped, "Actors of revoked partitions stopped");
+}
+
+/// Conversations the store keeps quarantined (at start, and for
+/// partitions that come to this instance): their events are kept, not
+/// handled, until resumed.
+fn mark_quarantined(state: &mut SupervisorState, ids: Vec<String>) {
+    for id in ids {
+        let entry = state
+            .entries
+            .entry(Arc::from(id.as_str()))
+            .or_insert_with(Entry::new);
+        entry.quarantined = true;
+    }
 }
 
 fn sweep(state: &mut SupervisorState) {

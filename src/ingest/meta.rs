@@ -132,7 +132,9 @@ pub async fn receive(
             "no integration for this account",
         );
     }
-    if state.overloaded() {
+    // Reports on sent messages (echoes, statuses) are taken even when the
+    // engine is behind: they are what confirms sends whose answer was lost.
+    if state.overloaded() && !events.iter().all(|e| e.kind.is_report()) {
         telemetry::webhook_request(channel, WebhookOutcome::Overloaded);
         return super::overloaded();
     }

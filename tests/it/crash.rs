@@ -65,6 +65,22 @@ async fn sigkill_on_kafka_loses_and_duplicates_nothing() {
     sigkill_after_acks(&bus).await;
 }
 
+/// The same with the Kafka settings every deployment starts with (12
+/// partitions, a 10 s session): the restarted instance must take the
+/// partitions its dead predecessor held, not sit idle with none.
+#[tokio::test]
+async fn sigkill_and_restart_on_kafka_with_default_settings_answers_everyone() {
+    let Some(brokers) = crate::kafka::broker() else {
+        return;
+    };
+    let bus = format!(
+        "\n[bus]\nkind = \"kafka\"\n[bus.kafka]\nbrokers = \"{brokers}\"\ntopic = \"{}\"\ngroup_id = \"{}\"\n",
+        crate::kafka::unique("sb-defaults"),
+        crate::kafka::unique("sb-defaults-group"),
+    );
+    sigkill_after_acks(&bus).await;
+}
+
 /// 40 customers, each webhook acknowledged, replies delayed 1.5 s; SIGKILL;
 /// restart: every customer answered exactly once. `extra` is appended to
 /// the config (another bus).

@@ -316,8 +316,15 @@ assistant = "support"
         })
         .await;
     tokio::time::sleep(std::time::Duration::from_millis(300)).await;
-    assert_eq!(desk.graph.texts_to("G_2").len(), 2, "each message answered once");
-    assert_eq!(reqwest::get(&readyz).await.unwrap().text().await.unwrap(), "ready");
+    assert_eq!(
+        desk.graph.texts_to("G_2").len(),
+        2,
+        "each message answered once"
+    );
+    assert_eq!(
+        reqwest::get(&readyz).await.unwrap().text().await.unwrap(),
+        "ready"
+    );
     desk.engine.shutdown().await;
 }
 
