@@ -340,3 +340,109 @@ async fn broker_stopped_webhooks_get_503_and_flow_again_when_it_is_back() {
     assert_eq!(graph.texts_to("D1").len(), 1, "answered once");
     engine.shutdown().await;
 }
+
+/// A rebalance while a reply is in flight: instance A is sending (the
+/// Graph API holds its answer for 5 s, longer than A may wait for its
+/// events before releasing the partition), and instance B joins the group.
+/// A lets no new call start, waits for the one in flight and writes what
+/// came of it before the partition moves; B does not answer the customer
+/// again, and every other customer is answered once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rebalance_never_doubles_a_reply_that_is_in_flight() {
+    let Some(brokers) = broker() else { return };
+    let strategy = if broker_is_tansu() {
+        "assignment_strategy = \"roundrobin\""
+    } else {
+        ""
+    };
+    let (topic, group) = (unique("sb-inflight"), unique("sb-inflight-group"));
+    // The simulator's port first: the engines call it, it echoes to them.
+    let reserved = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let sim_addr = reserved.local_addr().unwrap();
+    drop(reserved);
+    let dir = tempfile::tempdir().unwrap();
+    let toml = config_toml(
+        dir.path(),
+        &format!("http://{sim_addr}/v21.0"),
+        "127.0.0.1:0",
+        "127.0.0.1:0",
+        0,
+    ) + &kafka_bus_section(&brokers, &topic, &group, strategy);
+    let config = || switchboard::config::load_from_str(&toml, &[]).unwrap();
+    let first = config();
+    let store: Arc<dyn switchboard::store::Store> = Arc::new(
+        switchboard::store::embedded::EmbeddedStore::open(
+            &first.store.path,
+            first.store.cache_bytes(),
+        )
+        .unwrap(),
+    );
+    let a = app::start_with_store(first, store.clone()).await.unwrap();
+    let url_a = format!("http://{}/webhooks/meta/main", a.addr);
+    let sim = switchboard::sim::Sim::start(
+        &sim_addr.to_string(),
+        switchboard::sim::SimOptions {
+            record_limit: 1000,
+            faults: switchboard::sim::Faults {
+                next: [switchboard::sim::Fault::LateAnswer].into(),
+                late_ms: 5_000,
+                ..Default::default()
+            },
+            receipts: Some(switchboard::sim::ReceiptTarget {
+                url: url_a.clone(),
+                app_secret: APP_SECRET.into(),
+                read: false,
+                delay: Duration::from_millis(20),
+                instagram: Default::default(),
+                echoes: true,
+                app_id: 0,
+            }),
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    // A owns every partition before the first message.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    post_until_accepted(&url_a, messages_body(&[("INFLIGHT", "m_if", "hours?")])).await;
+    let replies = |to: &str| {
+        sim.calls()
+            .into_iter()
+            .filter(|c| {
+                c.status == 200
+                    && c.recipient.as_deref() == Some(to)
+                    && c.kind == Some(switchboard::sim::validate::CallKind::Message)
+            })
+            .count()
+    };
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while replies("INFLIGHT") == 0 {
+        assert!(tokio::time::Instant::now() < deadline, "the send never started");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // The reply is in flight (its answer 5 s away): B joins.
+    let b = app::start_with_store(config(), store.clone()).await.unwrap();
+    let url_b = format!("http://{}/webhooks/meta/main", b.addr);
+    for i in 0..10 {
+        let url = if i % 2 == 0 { &url_a } else { &url_b };
+        post_until_accepted(url, messages_body(&[(&format!("AFTER{i}"), &format!("m_af{i}"), "hours?")]))
+            .await;
+    }
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(40);
+    while (0..10).any(|i| replies(&format!("AFTER{i}")) == 0) {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "not every customer answered: {:#?}",
+            sim.calls()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // Past the late answer, a confirmation wait and a replay's hold.
+    tokio::time::sleep(Duration::from_secs(8)).await;
+    assert_eq!(replies("INFLIGHT"), 1, "the reply in flight is not sent again");
+    for i in 0..10 {
+        assert_eq!(replies(&format!("AFTER{i}")), 1, "AFTER{i} answered once");
+    }
+    a.shutdown().await;
+    b.shutdown().await;
+}
