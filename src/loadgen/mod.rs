@@ -377,7 +377,7 @@ impl Loadgen {
         let pacer = Pacer {
             traffic: Traffic::new(o.mix(), o.seed, run_id),
             rng: SmallRng::seed_from_u64(o.seed ^ 0x5eed),
-            recent: VecDeque::with_capacity(256),
+            recent: Arc::new(std::sync::Mutex::new(VecDeque::with_capacity(256))),
             options: o.clone(),
             http,
             tracker: self.tracker.clone(),
@@ -446,12 +446,16 @@ impl Loadgen {
     }
 }
 
+/// Recently accepted webhook bodies (and their event counts), for
+/// redeliveries: only a body the engine acknowledged is a redelivery when
+/// sent again (one it refused is still a first delivery).
+type Recent = Arc<std::sync::Mutex<VecDeque<(Arc<Vec<u8>>, usize)>>>;
+
 /// Sends the schedule: webhooks leave at their planned times.
 struct Pacer {
     traffic: Traffic,
     rng: SmallRng,
-    /// Recently sent bodies, for redeliveries.
-    recent: VecDeque<(Arc<Vec<u8>>, usize)>,
+    recent: Recent,
     options: Arc<LoadgenOptions>,
     http: reqwest::Client,
     tracker: Arc<Tracker>,
@@ -486,24 +490,23 @@ impl Pacer {
     fn send_one(&mut self, start: Instant, due: f64) -> f64 {
         let o = &self.options;
         let at = start + Duration::from_secs_f64(due);
-        let duplicate =
-            !self.recent.is_empty() && o.duplicates > 0.0 && self.rng.random_bool(o.duplicates);
-        let (body, expects, events) = if duplicate {
-            let i = self.rng.random_range(0..self.recent.len());
-            let (body, events) = self.recent[i].clone();
-            (body, Vec::new(), events)
+        let redelivery = if o.duplicates > 0.0 && self.rng.random_bool(o.duplicates) {
+            let recent = crate::sync::lock(&self.recent);
+            (!recent.is_empty()).then(|| recent[self.rng.random_range(0..recent.len())].clone())
         } else {
-            let Webhook {
-                body,
-                events,
-                expects,
-            } = self.traffic.next(now_ms());
-            let body = Arc::new(body);
-            if self.recent.len() == 256 {
-                self.recent.pop_front();
+            None
+        };
+        let duplicate = redelivery.is_some();
+        let (body, expects, events) = match redelivery {
+            Some((body, events)) => (body, Vec::new(), events),
+            None => {
+                let Webhook {
+                    body,
+                    events,
+                    expects,
+                } = self.traffic.next(now_ms());
+                (Arc::new(body), expects, events)
             }
-            self.recent.push_back((body.clone(), events));
-            (body, expects, events)
         };
         let next = due + events as f64 / o.rate_at(due);
         let sent = &self.sent;
@@ -525,6 +528,7 @@ impl Pacer {
             o.clone(),
             self.tracker.clone(),
             sent.clone(),
+            (!duplicate).then(|| self.recent.clone()),
             Delivery {
                 body,
                 expects,
@@ -548,6 +552,7 @@ async fn deliver(
     o: Arc<LoadgenOptions>,
     tracker: Arc<Tracker>,
     sent: Arc<Sent>,
+    recent: Option<Recent>,
     d: Delivery,
 ) {
     let signature = sign(o.app_secret.as_bytes(), &d.body);
@@ -580,6 +585,13 @@ async fn deliver(
     if accepted {
         sent.acked_events
             .fetch_add(d.events as u64, Ordering::Relaxed);
+        if let Some(recent) = recent {
+            let mut recent = crate::sync::lock(&recent);
+            if recent.len() == 256 {
+                recent.pop_front();
+            }
+            recent.push_back((d.body.clone(), d.events));
+        }
     } else {
         sent.failed.fetch_add(1, Ordering::Relaxed);
         tracker.withdraw(&d.expects, d.at);

@@ -104,27 +104,43 @@ async fn run(
     }
 }
 
+/// Attempts at one receipt webhook, as Meta retries a webhook that was
+/// not acknowledged (an engine restarting, shedding load).
+const ATTEMPTS: u32 = 60;
+
 async fn post(http: &reqwest::Client, target: &ReceiptTarget, body: Value) -> bool {
     let bytes = body.to_string().into_bytes();
     let signature = sign(target.app_secret.as_bytes(), &bytes);
-    let result = http
-        .post(&target.url)
-        .header("content-type", "application/json")
-        .header("x-hub-signature-256", signature)
-        .body(bytes)
-        .send()
-        .await;
-    match result {
-        Ok(r) if r.status().is_success() => true,
-        Ok(r) => {
-            tracing::warn!(status = r.status().as_u16(), "Receipt webhook refused");
-            false
+    let mut pause = std::time::Duration::from_millis(100);
+    for attempt in 1..=ATTEMPTS {
+        let result = http
+            .post(&target.url)
+            .header("content-type", "application/json")
+            .header("x-hub-signature-256", &signature)
+            .body(bytes.clone())
+            .send()
+            .await;
+        match result {
+            Ok(r) if r.status().is_success() => return true,
+            // Refused for good: the engine will not take it later either.
+            Ok(r) if r.status().is_client_error() => {
+                tracing::warn!(status = r.status().as_u16(), "Receipt webhook refused");
+                return false;
+            }
+            Ok(r) => tracing::debug!(
+                status = r.status().as_u16(),
+                attempt,
+                "Receipt webhook not taken; retrying"
+            ),
+            Err(e) => {
+                tracing::debug!(error = %e, attempt, "Receipt webhook not delivered; retrying")
+            }
         }
-        Err(e) => {
-            tracing::warn!(error = %e, "Receipt webhook not delivered");
-            false
-        }
+        tokio::time::sleep(pause).await;
+        pause = (pause * 2).min(std::time::Duration::from_secs(2));
     }
+    tracing::warn!("Receipt webhook given up after {ATTEMPTS} attempts");
+    false
 }
 
 fn group(target: &ReceiptTarget, batch: &[Receipt]) -> [BTreeMap<String, Vec<Receipt>>; 3] {

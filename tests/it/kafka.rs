@@ -417,16 +417,24 @@ async fn a_rebalance_never_doubles_a_reply_that_is_in_flight() {
     };
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     while replies("INFLIGHT") == 0 {
-        assert!(tokio::time::Instant::now() < deadline, "the send never started");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the send never started"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     // The reply is in flight (its answer 5 s away): B joins.
-    let b = app::start_with_store(config(), store.clone()).await.unwrap();
+    let b = app::start_with_store(config(), store.clone())
+        .await
+        .unwrap();
     let url_b = format!("http://{}/webhooks/meta/main", b.addr);
     for i in 0..10 {
         let url = if i % 2 == 0 { &url_a } else { &url_b };
-        post_until_accepted(url, messages_body(&[(&format!("AFTER{i}"), &format!("m_af{i}"), "hours?")]))
-            .await;
+        post_until_accepted(
+            url,
+            messages_body(&[(&format!("AFTER{i}"), &format!("m_af{i}"), "hours?")]),
+        )
+        .await;
     }
     let deadline = tokio::time::Instant::now() + Duration::from_secs(40);
     while (0..10).any(|i| replies(&format!("AFTER{i}")) == 0) {
@@ -439,7 +447,11 @@ async fn a_rebalance_never_doubles_a_reply_that_is_in_flight() {
     }
     // Past the late answer, a confirmation wait and a replay's hold.
     tokio::time::sleep(Duration::from_secs(8)).await;
-    assert_eq!(replies("INFLIGHT"), 1, "the reply in flight is not sent again");
+    assert_eq!(
+        replies("INFLIGHT"),
+        1,
+        "the reply in flight is not sent again"
+    );
     for i in 0..10 {
         assert_eq!(replies(&format!("AFTER{i}")), 1, "AFTER{i} answered once");
     }

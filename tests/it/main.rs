@@ -17,4 +17,5 @@ mod supervision;
 mod support;
 mod takeover;
 mod tenants;
+mod under_load;
 mod webhooks;
