@@ -55,10 +55,19 @@ enum Command {
 }
 
 fn source(flag: Option<PathBuf>) -> ConfigSource {
-    let path = flag
-        .or_else(|| std::env::var_os("SWITCHBOARD_CONFIG").map(PathBuf::from))
-        .unwrap_or_else(|| PathBuf::from("config/switchboard.toml"));
-    ConfigSource::File(path)
+    match flag.or_else(|| std::env::var_os("SWITCHBOARD_CONFIG").map(PathBuf::from)) {
+        Some(path) => ConfigSource::File(path),
+        None => {
+            let default = PathBuf::from("config/switchboard.toml");
+            // No file asked for and none in place (a container configured
+            // by its environment): the defaults and the environment alone.
+            if default.exists() {
+                ConfigSource::File(default)
+            } else {
+                ConfigSource::DefaultsOnly
+            }
+        }
+    }
 }
 
 /// The config from `flag` (or its defaults), or every error printed and

@@ -1,4 +1,4 @@
-//! The admin API under `/api/v1` (CONTRACT.md): conversations (list,
+//! The admin API under `/api/v1` (see the README): conversations (list,
 //! read), takeover, resume, a person's messages, and analytics. Every route
 //! needs `Authorization: Bearer <admin.token>`; errors are JSON
 //! `{"error": "..."}` with their status.

@@ -1,4 +1,4 @@
-//! The JSON shapes of the admin API (field names fixed by CONTRACT.md;
+//! The JSON shapes of the admin API (field names fixed by the README;
 //! times as RFC 3339).
 
 use serde::Serialize;

@@ -1,4 +1,4 @@
-//! Configuration: the TOML surface of CONTRACT.md, loaded in layers
+//! Configuration: the TOML surface of the README, loaded in layers
 //! (compiled-in defaults < file < `SWITCHBOARD__` environment) and then
 //! validated as a whole, so every mistake is reported at once with its key.
 

@@ -112,3 +112,47 @@ async fn on_loopback_the_shipped_config_starts_with_a_warning() {
     assert!(stderr.contains("Weak secret accepted"), "{stderr}");
     assert!(!stderr.contains("change-me-"), "{stderr}");
 }
+
+/// The Docker setup: the image carries no config; the mounted config holds
+/// no secret, and with the secrets from the environment it is valid and
+/// strong enough to serve on 0.0.0.0.
+#[test]
+fn the_docker_config_takes_its_secrets_from_the_environment() {
+    let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docker/engine.toml"))
+        .unwrap();
+    let env: Vec<(String, String)> = [
+        (
+            "SWITCHBOARD__ADMIN__TOKEN",
+            "an-admin-token-of-thirty-chars",
+        ),
+        ("SWITCHBOARD__APPS__MAIN__APP_SECRET", "app-secret-from-env"),
+        (
+            "SWITCHBOARD__APPS__MAIN__VERIFY_TOKEN",
+            "verify-token-from-env",
+        ),
+        (
+            "SWITCHBOARD__INTEGRATIONS__ACME_FB__ACCESS_TOKEN",
+            "page-token-from-env",
+        ),
+    ]
+    .iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect();
+    let config = switchboard::config::load_from_str(&text, &env).expect("valid with its env");
+    assert!(switchboard::config::weak_secrets(&config).is_empty());
+    assert_eq!(config.apps[0].app_secret.expose(), "app-secret-from-env");
+    assert!(
+        switchboard::config::load_from_str(&text, &[]).is_err(),
+        "without the environment it has no secrets and does not load"
+    );
+    let dockerfile =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docker/Dockerfile")).unwrap();
+    assert!(
+        !dockerfile.contains("COPY config"),
+        "the image bakes in no config"
+    );
+    assert!(
+        dockerfile.contains("USER switchboard"),
+        "the image runs as a user"
+    );
+}
