@@ -323,6 +323,15 @@ impl KafkaBus {
             .set("auto.offset.reset", "earliest")
             .set("partition.assignment.strategy", &config.assignment_strategy)
             .set("session.timeout.ms", config.session_timeout_ms.to_string())
+            // A member killed before its first heartbeat is never expired
+            // by some brokers (Tansu 0.6): heartbeat early and often, so
+            // that window is short (see README, Scaling out).
+            .set(
+                "heartbeat.interval.ms",
+                (config.session_timeout_ms / 10)
+                    .clamp(100, 3000)
+                    .to_string(),
+            )
             // Latency over fetch efficiency: a fetch returns as soon as
             // there is a record, and waits at most this long when there is
             // none (brokers that wait out the maximum would add it to every
@@ -503,7 +512,9 @@ fn poll_loop(
     tx: mpsc::Sender<Delivery>,
 ) {
     let mut paused = false;
+    let mut idle = IdleWatch::new(shared.revoke_wait * 6);
     while !shared.closing.load(Ordering::Acquire) {
+        idle.check(&consumer);
         let (behind, closed) = hand_over(&shared, &tx);
         if closed {
             break;
@@ -542,6 +553,43 @@ fn poll_loop(
         let _ = consumer.poll(Duration::from_millis(100));
         if consumer.assignment().map_or(true, |a| a.count() == 0) {
             break;
+        }
+    }
+}
+
+/// Warns (once per spell) when this instance has owned no partition for a
+/// long while: in a group with fewer members than partitions that means a
+/// broker still counts a dead member as their owner (see README, Scaling
+/// out), and nobody answers those conversations.
+struct IdleWatch {
+    limit: Duration,
+    since: Instant,
+    warned: bool,
+    checked: Instant,
+}
+
+impl IdleWatch {
+    fn new(limit: Duration) -> Self {
+        Self {
+            limit,
+            since: Instant::now(),
+            warned: false,
+            checked: Instant::now(),
+        }
+    }
+
+    fn check(&mut self, consumer: &BaseConsumer<GroupContext>) {
+        if self.checked.elapsed() < Duration::from_secs(1) {
+            return;
+        }
+        self.checked = Instant::now();
+        let owns = consumer.assignment().is_ok_and(|a| a.count() > 0);
+        if owns {
+            self.since = Instant::now();
+            self.warned = false;
+        } else if !self.warned && self.since.elapsed() > self.limit {
+            self.warned = true;
+            tracing::warn!(idle_s = self.since.elapsed().as_secs(), "This instance owns no partition of the topic; if the group has fewer members than partitions, the broker still counts a departed member as their owner");
         }
     }
 }
