@@ -82,6 +82,7 @@ struct Progress {
 
 struct Shared {
     topic: String,
+    group: String,
     progress: Mutex<Progress>,
     delivered: AtomicU64,
     finished: AtomicU64,
@@ -305,6 +306,7 @@ impl KafkaBus {
         let (tx, rx) = mpsc::unbounded_channel();
         let shared = Arc::new(Shared {
             topic: config.topic.clone(),
+            group: config.group_id.clone(),
             progress: Mutex::new(Progress::default()),
             delivered: AtomicU64::new(0),
             finished: AtomicU64::new(0),
@@ -323,15 +325,6 @@ impl KafkaBus {
             .set("auto.offset.reset", "earliest")
             .set("partition.assignment.strategy", &config.assignment_strategy)
             .set("session.timeout.ms", config.session_timeout_ms.to_string())
-            // A member killed before its first heartbeat is never expired
-            // by some brokers (Tansu 0.6): heartbeat early and often, so
-            // that window is short (see README, Scaling out).
-            .set(
-                "heartbeat.interval.ms",
-                (config.session_timeout_ms / 10)
-                    .clamp(100, 3000)
-                    .to_string(),
-            )
             // Latency over fetch efficiency: a fetch returns as soon as
             // there is a record, and waits at most this long when there is
             // none (brokers that wait out the maximum would add it to every
@@ -512,9 +505,10 @@ fn poll_loop(
     tx: mpsc::Sender<Delivery>,
 ) {
     let mut paused = false;
-    let mut idle = IdleWatch::new(shared.revoke_wait * 6);
+    // Past a session timeout and a rebalance: the departed member's expiry.
+    let mut idle = IdleWatch::new(shared.revoke_wait * 3);
     while !shared.closing.load(Ordering::Acquire) {
-        idle.check(&consumer);
+        idle.check(&consumer, &shared);
         let (behind, closed) = hand_over(&shared, &tx);
         if closed {
             break;
@@ -557,14 +551,16 @@ fn poll_loop(
     }
 }
 
-/// Warns (once per spell) when this instance has owned no partition for a
-/// long while: in a group with fewer members than partitions that means a
-/// broker still counts a dead member as their owner (see README, Scaling
-/// out), and nobody answers those conversations.
+/// An instance must not sit idle while partitions have no live owner. When
+/// this one has owned no partition for a while (`limit`, past a session
+/// timeout) although the group has no more members than the topic has
+/// partitions, a broker is still counting a departed member as their
+/// owner (Tansu 0.6 does, after a member is killed right after joining;
+/// see README, Scaling out): it leaves and rejoins the group, which makes
+/// the broker expire the departed member and assign its partitions again.
 struct IdleWatch {
     limit: Duration,
     since: Instant,
-    warned: bool,
     checked: Instant,
 }
 
@@ -573,23 +569,42 @@ impl IdleWatch {
         Self {
             limit,
             since: Instant::now(),
-            warned: false,
             checked: Instant::now(),
         }
     }
 
-    fn check(&mut self, consumer: &BaseConsumer<GroupContext>) {
+    fn check(&mut self, consumer: &BaseConsumer<GroupContext>, shared: &Shared) {
         if self.checked.elapsed() < Duration::from_secs(1) {
             return;
         }
         self.checked = Instant::now();
-        let owns = consumer.assignment().is_ok_and(|a| a.count() > 0);
-        if owns {
+        if consumer.assignment().is_ok_and(|a| a.count() > 0) {
             self.since = Instant::now();
-            self.warned = false;
-        } else if !self.warned && self.since.elapsed() > self.limit {
-            self.warned = true;
-            tracing::warn!(idle_s = self.since.elapsed().as_secs(), "This instance owns no partition of the topic; if the group has fewer members than partitions, the broker still counts a departed member as their owner");
+            return;
+        }
+        if self.since.elapsed() < self.limit {
+            return;
+        }
+        // Looked at again only after another full spell.
+        self.since = Instant::now();
+        let wait = Duration::from_secs(2);
+        let members = consumer
+            .fetch_group_list(Some(&shared.group), wait)
+            .ok()
+            .and_then(|list| list.groups().first().map(|g| g.members().len()));
+        let partitions = consumer
+            .fetch_metadata(Some(&shared.topic), wait)
+            .ok()
+            .and_then(|m| m.topics().first().map(|t| t.partitions().len()));
+        match (members, partitions) {
+            (Some(members), Some(partitions)) if members <= partitions => {
+                tracing::warn!(members, partitions, "No partition owned here although the group has no more members than partitions: rejoining the group");
+                consumer.unsubscribe();
+                if let Err(e) = consumer.subscribe(&[shared.topic.as_str()]) {
+                    tracing::error!(error = %e, "Cannot rejoin the consumer group");
+                }
+            }
+            _ => {}
         }
     }
 }
