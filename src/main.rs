@@ -11,8 +11,8 @@ use clap::{Parser, Subcommand};
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use switchboard::config::{self, ConfigSource};
-use switchboard::loadgen::{Loadgen, LoadgenOptions};
-use switchboard::sim::cli::SimArgs;
+use switchboard::tools::loadgen::{Loadgen, LoadgenOptions};
+use switchboard::tools::sim::cli::SimArgs;
 
 #[derive(Parser)]
 #[command(
@@ -170,7 +170,7 @@ async fn migrate(config: switchboard::config::Config) -> ExitCode {
 
 async fn demo() -> ExitCode {
     let mut out = std::io::stdout();
-    match switchboard::demo::run(&mut out).await {
+    match switchboard::tools::demo::run(&mut out).await {
         Ok(_) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("demo failed: {e}");

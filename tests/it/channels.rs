@@ -7,8 +7,8 @@ use std::time::Duration;
 use serde_json::{json, Value};
 use switchboard::app::{self, RunningEngine};
 use switchboard::clock::now_ms;
-use switchboard::sim::validate::CallKind;
-use switchboard::sim::{RecordedCall, Sim, SimOptions};
+use switchboard::tools::sim::validate::CallKind;
+use switchboard::tools::sim::{RecordedCall, Sim, SimOptions};
 
 use crate::support::*;
 
@@ -433,9 +433,9 @@ async fn a_person_sends_files_where_the_channel_takes_them_and_gets_422_where_no
 #[tokio::test]
 async fn a_refused_token_shows_on_the_integration_until_a_call_succeeds() {
     let shop = Shop::start("").await;
-    shop.sim.set_faults(switchboard::sim::Faults {
-        next: [switchboard::sim::Fault::TokenExpired].into(),
-        ..switchboard::sim::Faults::default()
+    shop.sim.set_faults(switchboard::tools::sim::Faults {
+        next: [switchboard::tools::sim::Fault::TokenExpired].into(),
+        ..switchboard::tools::sim::Faults::default()
     });
     let token_of = |list: &Value, id: &str| {
         list["integrations"]

@@ -9,8 +9,8 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 use switchboard::app::{self, RunningEngine};
-use switchboard::sim::validate::CallKind;
-use switchboard::sim::{Fault, Faults, ReceiptTarget, Sim, SimOptions};
+use switchboard::tools::sim::validate::CallKind;
+use switchboard::tools::sim::{Fault, Faults, ReceiptTarget, Sim, SimOptions};
 
 use crate::support::*;
 

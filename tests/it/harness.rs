@@ -6,9 +6,9 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 use switchboard::app::{self, RunningEngine};
-use switchboard::loadgen::{Loadgen, LoadgenOptions};
-use switchboard::sim::validate::CallKind;
-use switchboard::sim::{Fault, Faults, ReceiptTarget, Sim, SimOptions};
+use switchboard::tools::loadgen::{Loadgen, LoadgenOptions};
+use switchboard::tools::sim::validate::CallKind;
+use switchboard::tools::sim::{Fault, Faults, ReceiptTarget, Sim, SimOptions};
 
 use crate::support::*;
 
@@ -318,7 +318,7 @@ async fn loadgen_refuses_options_it_cannot_run() {
 #[tokio::test]
 async fn the_demo_shows_every_scene_and_answers_everyone_once() {
     let mut transcript = Vec::new();
-    let report = switchboard::demo::run(&mut transcript)
+    let report = switchboard::tools::demo::run(&mut transcript)
         .await
         .expect("the demo completes");
     let text = String::from_utf8(transcript).unwrap();

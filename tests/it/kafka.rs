@@ -379,16 +379,16 @@ async fn a_rebalance_never_doubles_a_reply_that_is_in_flight() {
     );
     let a = app::start_with_store(first, store.clone()).await.unwrap();
     let url_a = format!("http://{}/webhooks/meta/main", a.addr);
-    let sim = switchboard::sim::Sim::start(
+    let sim = switchboard::tools::sim::Sim::start(
         &sim_addr.to_string(),
-        switchboard::sim::SimOptions {
+        switchboard::tools::sim::SimOptions {
             record_limit: 1000,
-            faults: switchboard::sim::Faults {
-                next: [switchboard::sim::Fault::LateAnswer].into(),
+            faults: switchboard::tools::sim::Faults {
+                next: [switchboard::tools::sim::Fault::LateAnswer].into(),
                 late_ms: 5_000,
                 ..Default::default()
             },
-            receipts: Some(switchboard::sim::ReceiptTarget {
+            receipts: Some(switchboard::tools::sim::ReceiptTarget {
                 url: url_a.clone(),
                 app_secret: APP_SECRET.into(),
                 read: false,
@@ -411,7 +411,7 @@ async fn a_rebalance_never_doubles_a_reply_that_is_in_flight() {
             .filter(|c| {
                 c.status == 200
                     && c.recipient.as_deref() == Some(to)
-                    && c.kind == Some(switchboard::sim::validate::CallKind::Message)
+                    && c.kind == Some(switchboard::tools::sim::validate::CallKind::Message)
             })
             .count()
     };

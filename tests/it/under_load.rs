@@ -6,7 +6,7 @@
 
 use std::time::{Duration, Instant};
 
-use switchboard::loadgen::{Loadgen, LoadgenOptions, Report};
+use switchboard::tools::loadgen::{Loadgen, LoadgenOptions, Report};
 
 use crate::crash::{free_port, spawn_engine, wait_ready};
 use crate::support::*;

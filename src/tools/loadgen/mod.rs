@@ -28,7 +28,7 @@ use traffic::{Mix, Traffic, Webhook};
 
 use crate::channels::webhook::sign;
 use crate::clock::now_ms;
-use crate::sim::{Accepted, Faults, ReceiptTarget, Sim, SimError, SimOptions};
+use crate::tools::sim::{Accepted, Faults, ReceiptTarget, Sim, SimError, SimOptions};
 
 /// Everything a load run can be told (`switchboard loadgen --help`).
 #[derive(Args, Debug, Clone)]

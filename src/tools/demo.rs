@@ -12,9 +12,9 @@ use crate::app;
 use crate::channels::webhook::sign;
 use crate::clock::now_ms;
 use crate::config;
-use crate::loadgen::{Loadgen, LoadgenError, LoadgenOptions, Report};
-use crate::sim::validate::CallKind;
-use crate::sim::RecordedCall;
+use crate::tools::loadgen::{Loadgen, LoadgenError, LoadgenOptions, Report};
+use crate::tools::sim::validate::CallKind;
+use crate::tools::sim::RecordedCall;
 
 const SECRET: &str = "demo-app-secret";
 const SHOP_PAGE: &str = "100200300";
