@@ -205,7 +205,10 @@ pub async fn start_with_store(
             .nest("/api/v1", admin::router(ctx.clone())),
         ingest::ListenerLimits::from_config(&config),
     );
-    let profiles = tokio::spawn(profiles::push_all(ctx.clone()));
+    let profiles = tokio::spawn(profiles::push_all(
+        ctx.outbound.clone(),
+        ctx.integrations.values().cloned().collect(),
+    ));
     let (stop_tx, stop_rx) = oneshot::channel::<()>();
     let grace = config.engine.shutdown_grace();
     let done = tokio::spawn(async move {

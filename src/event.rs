@@ -21,11 +21,70 @@ impl ChannelKind {
     }
 }
 
+/// How a message to a customer is sent, as Meta's windows allow (the Send
+/// API's `messaging_type` and `tag`; WhatsApp's template).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SendTag {
+    /// `messaging_type: RESPONSE`, inside the 24-hour window.
+    Response,
+    /// `messaging_type: MESSAGE_TAG`, `tag: HUMAN_AGENT`: a person, 24 h to
+    /// 7 days after the customer's message.
+    HumanAgent,
+    /// WhatsApp after 24 h: the configured template, carrying the text.
+    Template,
+}
+
+/// A conversation's id, `{integration}:{customer}`: made and split here
+/// only (an integration id never contains `:`; a customer id may).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct ConversationId(String);
+
+impl ConversationId {
+    /// The id of `customer`'s conversation with `integration`.
+    pub fn new(integration: &str, customer: &str) -> Self {
+        Self(format!("{integration}:{customer}"))
+    }
+
+    /// (integration, customer) of an id, or `None` for a malformed one.
+    pub fn split(id: &str) -> Option<(&str, &str)> {
+        id.split_once(':')
+    }
+
+    /// The integration part of an id (the whole id when malformed).
+    pub fn integration_of(id: &str) -> &str {
+        Self::split(id).map_or(id, |(i, _)| i)
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::ops::Deref for ConversationId {
+    type Target = str;
+    fn deref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Display for ConversationId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl From<&str> for ConversationId {
+    /// An id as stored (already `{integration}:{customer}`).
+    fn from(id: &str) -> Self {
+        Self(id.to_string())
+    }
+}
+
 /// One event of one conversation, as it travels on the bus.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct InboundEvent {
-    /// `{integration}:{customer}`.
-    pub conversation: String,
+    pub conversation: ConversationId,
     pub integration: String,
     pub channel: Channel,
     /// The customer's id on the platform (PSID, IGSID, wa_id, ...).

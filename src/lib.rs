@@ -17,6 +17,7 @@ pub mod config;
 pub mod conversation;
 pub mod event;
 pub mod fence;
+pub mod group_commit;
 pub mod ingest;
 pub mod store;
 pub mod sync;

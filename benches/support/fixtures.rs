@@ -20,7 +20,7 @@ pub fn integration() -> Arc<IntegrationConfig> {
 /// A text message from `customer` of that integration, sent at `at_ms`.
 pub fn message(customer: &str, mid: String, text: &str, at_ms: u64) -> InboundEvent {
     InboundEvent {
-        conversation: format!("acme-fb:{customer}"),
+        conversation: switchboard::event::ConversationId::new("acme-fb", customer),
         integration: "acme-fb".into(),
         channel: ChannelKind::Messenger,
         customer: customer.into(),

@@ -12,7 +12,8 @@ use serde::Serialize;
 
 use super::AdminError;
 use crate::clock::{now_ms, rfc3339};
-use crate::conversation::{split_id, EngineContext};
+use crate::conversation::EngineContext;
+use crate::event::ConversationId;
 use crate::store::DailyCount;
 
 const DAY_MS: u64 = 86_400_000;
@@ -136,7 +137,9 @@ pub async fn show(
         .takeovers()
         .await?
         .iter()
-        .filter(|(id, _)| split_id(id).is_some_and(|(i, _)| ids.iter().any(|x| x == i)))
+        .filter(|(id, _)| {
+            ConversationId::split(id).is_some_and(|(i, _)| ids.iter().any(|x| x == i))
+        })
         .count() as u64;
     let rate = |n: u64| {
         if total.outbound == 0 {

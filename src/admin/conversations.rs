@@ -21,7 +21,7 @@ use crate::config::ChannelKind;
 use crate::conversation::commands::CommandOutcome;
 use crate::conversation::takeover::BY_AGENT;
 use crate::conversation::{window, EngineContext};
-use crate::event::{AgentAction, EventKind, InboundEvent, OutboundAttachment};
+use crate::event::{AgentAction, ConversationId, EventKind, InboundEvent, OutboundAttachment};
 use crate::store::{ConversationFilter, ConversationRecord, Mode};
 use crate::telemetry;
 
@@ -185,7 +185,7 @@ pub async fn resume(
 /// The identity of a conversation whose state cannot be read, from its id
 /// and its integration's config (enough to address a command to it).
 fn placeholder_record(ctx: &EngineContext, id: &str) -> Result<ConversationRecord, AdminError> {
-    let (integration, customer) = crate::conversation::split_id(id)
+    let (integration, customer) = ConversationId::split(id)
         .ok_or_else(|| AdminError::NotFound(format!("no conversation {id:?}")))?;
     let config = ctx.integrations.get(integration).ok_or_else(|| {
         AdminError::Conflict(format!(
@@ -331,7 +331,7 @@ async fn command_with_id(
 ) -> Result<Response, AdminError> {
     let now = now_ms();
     let event = InboundEvent {
-        conversation: record.id.clone(),
+        conversation: ConversationId::from(record.id.as_str()),
         integration: record.integration.clone(),
         channel: record.channel,
         customer: record.customer.clone(),

@@ -23,7 +23,7 @@ use super::{Backlog, Bus, BusError, Delivery, Position, DELIVERY_QUEUE};
 use crate::clock::now_ms;
 use crate::event::InboundEvent;
 use crate::fence::Fence;
-use crate::store::group_commit::{GroupCommit, GroupCommitError, STALL_AFTER};
+use crate::group_commit::{GroupCommit, GroupCommitError, STALL_AFTER};
 use crate::sync::lock;
 
 const LOG: TableDefinition<u64, &[u8]> = TableDefinition::new("log");

@@ -137,6 +137,9 @@ pub(crate) fn parse_change(
     }
 }
 
+/// Where a comment reply's answer carries the new comment's id.
+pub const ID_POINTER: &str = "/id";
+
 /// The public reply's path and body.
 pub fn reply_call(surface: CommentSurface, comment_id: &str, text: &str) -> (String, Value) {
     let edge = match surface {

@@ -5,8 +5,10 @@
 
 pub mod comments;
 pub mod graph;
+pub mod instagram;
 pub mod messenger;
 pub mod meta_error;
+pub mod platform;
 pub mod retry;
 pub mod webhook;
 pub mod whatsapp;
@@ -18,11 +20,12 @@ use std::sync::Arc;
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 
 use crate::config::{ChannelKind, IntegrationConfig};
-use crate::conversation::window::SendTag;
+use crate::event::SendTag;
 use crate::fence::Fence;
 use crate::store::OutboxItem;
 pub use graph::{messages_path, GraphClient};
 pub use meta_error::{SendError, SendErrorKind};
+use platform::{platform, OutboundPart};
 
 /// A message the platform accepted (a 2xx status).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -44,39 +47,10 @@ pub struct Outbound {
 
 /// How a channel names a file type a person may send, or why it may not.
 pub fn attachment_type(channel: ChannelKind, kind: &str) -> Result<&'static str, String> {
-    let allowed: &[(&str, &'static str)] = match channel {
-        ChannelKind::Messenger => &[
-            ("image", "image"),
-            ("video", "video"),
-            ("audio", "audio"),
-            ("file", "file"),
-        ],
-        ChannelKind::Instagram => &[("image", "image"), ("video", "video"), ("audio", "audio")],
-        ChannelKind::Whatsapp => &[
-            ("image", "image"),
-            ("video", "video"),
-            ("audio", "audio"),
-            ("file", "document"),
-            ("document", "document"),
-        ],
-        ChannelKind::Gmail | ChannelKind::Web => &[],
-    };
-    allowed
-        .iter()
-        .find(|(name, _)| *name == kind)
-        .map(|(_, platform)| *platform)
-        .ok_or_else(|| {
-            let names: Vec<&str> = allowed.iter().map(|(n, _)| *n).collect();
-            format!(
-                "{} does not take a {kind:?} attachment; it takes {}",
-                channel.as_str(),
-                if names.is_empty() {
-                    "none".to_string()
-                } else {
-                    names.join(", ")
-                }
-            )
-        })
+    match platform(channel) {
+        Some(p) => p.attachment_type(kind),
+        None => Err(format!("{} takes no attachments", channel.as_str())),
+    }
 }
 
 impl Outbound {
@@ -120,57 +94,41 @@ impl Outbound {
             let (path, body) = comments::reply_call(c.surface, &c.comment_id, &part.text);
             return self
                 .graph
-                .send_for_id(integration, &path, &body, "/id", fence)
+                .send_for_id(integration, &path, &body, comments::ID_POINTER, fence)
                 .await;
         }
+        let Some(platform) = platform(integration.channel) else {
+            return Err(SendError::unsupported(integration.channel));
+        };
         let media = match &part.attachment {
             Some(a) => Some((
-                attachment_type(integration.channel, &a.kind).map_err(SendError::refused)?,
+                platform
+                    .attachment_type(&a.kind)
+                    .map_err(SendError::refused)?,
                 a.url.as_str(),
             )),
             None => None,
         };
-        match integration.channel {
-            ChannelKind::Messenger | ChannelKind::Instagram => {
-                let body = match media {
-                    Some((kind, url)) => messenger::media_body(customer, kind, url, tag),
-                    None => messenger::text_body(customer, &part.text, tag),
-                };
-                let body = messenger::with_part_id(body, &part.part_id);
-                self.graph
-                    .send_for_id(
-                        integration,
-                        &messages_path(integration),
-                        &body,
-                        messenger::ID_POINTER,
-                        fence,
-                    )
-                    .await
-            }
-            ChannelKind::Whatsapp => {
-                let body = match (tag, media, &integration.whatsapp_template) {
-                    (SendTag::Template, _, Some(name)) => whatsapp::template_body(
-                        customer,
-                        name,
-                        &integration.whatsapp_template_language,
-                        &part.text,
-                    ),
-                    (_, Some((kind, url)), _) => whatsapp::media_body(customer, kind, url),
-                    _ => whatsapp::text_body(customer, &part.text),
-                };
-                let body = whatsapp::with_part_id(body, &part.part_id);
-                self.graph
-                    .send_for_id(
-                        integration,
-                        &messages_path(integration),
-                        &body,
-                        whatsapp::ID_POINTER,
-                        fence,
-                    )
-                    .await
-            }
-            other => Err(SendError::unsupported(other)),
-        }
+        let template = integration
+            .whatsapp_template
+            .as_deref()
+            .map(|name| (name, integration.whatsapp_template_language.as_str()));
+        let outbound = OutboundPart {
+            text: &part.text,
+            media,
+            part_id: &part.part_id,
+            template,
+        };
+        let body = platform.message_body(customer, &outbound, tag);
+        self.graph
+            .send_for_id(
+                integration,
+                &messages_path(integration),
+                &body,
+                platform.id_pointer(),
+                fence,
+            )
+            .await
     }
 
     /// Shows the typing indicator to the customer (WhatsApp names the
@@ -181,16 +139,12 @@ impl Outbound {
         customer: &str,
         last_mid: Option<&str>,
     ) -> Result<(), SendError> {
+        let body = platform(integration.channel).and_then(|p| p.typing_body(customer, last_mid));
+        let Some(body) = body else {
+            return Err(SendError::unsupported(integration.channel));
+        };
         self.paced(integration).await;
-        match (integration.channel, last_mid) {
-            (ChannelKind::Messenger | ChannelKind::Instagram, _) => {
-                messenger::typing_on(&self.graph, integration, customer).await
-            }
-            (ChannelKind::Whatsapp, Some(wamid)) => {
-                whatsapp::typing_on(&self.graph, integration, wamid).await
-            }
-            (other, _) => Err(SendError::unsupported(other)),
-        }
+        self.graph.indicate(integration, &body).await
     }
 
     /// Sets a Page's Messenger profile (greeting, Get Started button).

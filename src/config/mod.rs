@@ -413,14 +413,12 @@ impl IntegrationConfig {
     /// Characters per reply part.
     pub fn max_message_length(&self) -> usize {
         self.max_message_length
-            .unwrap_or_else(|| validate::channel_text_limit(self.channel))
+            .unwrap_or_else(|| crate::channels::platform::text_limit(self.channel))
     }
     /// Platform calls per second for this account, at most.
     pub fn send_rate_per_second(&self) -> u32 {
-        self.send_rate_per_second.unwrap_or(match self.channel {
-            ChannelKind::Whatsapp => 80,
-            _ => 300,
-        })
+        self.send_rate_per_second
+            .unwrap_or_else(|| crate::channels::platform::send_rate(self.channel))
     }
     pub fn expire_after(&self) -> Duration {
         duration_of(&self.expire_after, Duration::from_secs(30 * 24 * 3600))

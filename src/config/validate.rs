@@ -6,16 +6,6 @@ use std::net::SocketAddr;
 
 use super::{AssistantKind, BusKind, ChannelKind, Config, ResponseDelay, StoreKind};
 
-/// Longest reply part each channel accepts, in characters.
-pub fn channel_text_limit(channel: ChannelKind) -> usize {
-    match channel {
-        ChannelKind::Messenger => 2000,
-        ChannelKind::Instagram => 1000,
-        ChannelKind::Whatsapp => 4096,
-        ChannelKind::Gmail | ChannelKind::Web => 100_000,
-    }
-}
-
 /// Shortest admin token `serve` accepts on a listener other than loopback.
 pub const MIN_ADMIN_TOKEN: usize = 24;
 
@@ -332,7 +322,7 @@ pub fn validate(c: &Config) -> Result<(), Vec<String>> {
         if g.access_token.is_empty() {
             err(key("access_token"), "must not be empty");
         }
-        let limit = channel_text_limit(g.channel);
+        let limit = crate::channels::platform::text_limit(g.channel);
         if g.max_message_length.is_some_and(|l| l == 0 || l > limit) {
             err(
                 key("max_message_length"),

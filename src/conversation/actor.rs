@@ -12,12 +12,12 @@ use super::commands::CommandOutcome;
 use super::supervisor::SupervisorMsg;
 use super::timers::TimerHandle;
 use super::turn::{CommandResult, Conversation, EventOutcome};
-use super::{split_id, EngineContext};
+use super::EngineContext;
 use crate::assistant::ReplyRequest;
 use crate::bus::Delivery;
 use crate::channels::SendErrorKind;
 use crate::clock::now_ms;
-use crate::event::{Attachment, EventKind};
+use crate::event::{Attachment, ConversationId, EventKind};
 use crate::fence::{Fence, Fenced};
 use crate::store::OutboxItem;
 use crate::telemetry::{self, AmbiguousOutcome};
@@ -104,7 +104,7 @@ impl Actor for ConversationActor {
     ) -> Result<(), ActorProcessingErr> {
         let id = state.args.id.clone();
         let (integration_id, customer) =
-            split_id(&id).ok_or_else(|| ConversationError::BadId(id.to_string()))?;
+            ConversationId::split(&id).ok_or_else(|| ConversationError::BadId(id.to_string()))?;
         let now = now_ms();
         let stored = Box::pin(state.args.ctx.store.load_conversation(&id, now)).await?;
         let Some(integration) = state.args.ctx.integrations.get(integration_id).cloned() else {

@@ -105,8 +105,3 @@ impl EngineContext {
         }
     }
 }
-
-/// Splits a conversation id into integration and customer.
-pub fn split_id(id: &str) -> Option<(&str, &str)> {
-    id.split_once(':')
-}

@@ -1,14 +1,17 @@
-//! Reply shaping: markdown stripped for channels that show it literally
-//! (Messenger, Instagram), then text split under the channel's limit at
+//! Reply shaping: markdown stripped for channels that show text as it is
+//! (their platform says so: Messenger, Instagram), then text split under the
+//! channel's limit at
 //! paragraph, then sentence, then word boundaries. Limits count characters.
 
+use crate::channels::platform::platform;
 use crate::event::Channel;
 
 /// The parts to send, in order.
 pub fn shape(text: &str, channel: Channel, max_len: usize) -> Vec<String> {
-    let text = match channel {
-        Channel::Messenger | Channel::Instagram => strip_markdown(text),
-        _ => text.to_string(),
+    let text = if platform(channel).is_some_and(|p| p.plain_text()) {
+        strip_markdown(text)
+    } else {
+        text.to_string()
     };
     split(&text, max_len)
 }

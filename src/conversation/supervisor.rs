@@ -20,6 +20,7 @@ use super::{quarantine, EngineContext};
 use crate::assistant::AssistantError;
 use crate::bus::{Delivery, Position};
 use crate::clock::now_ms;
+use crate::event::ConversationId;
 use crate::fence::Fenced;
 use crate::store::{DeadLetter, StoreError};
 use crate::telemetry;
@@ -199,7 +200,7 @@ async fn wake(myself: &ActorRef<SupervisorMsg>, state: &mut SupervisorState, id:
 /// Publishes a wake for conversation `id` on the bus, keyed like its
 /// events, so whichever instance owns it does what is due.
 pub(super) fn hand_to_owner(ctx: &Arc<EngineContext>, id: &Arc<str>) {
-    let Some((integration, customer)) = super::split_id(id) else {
+    let Some((integration, customer)) = ConversationId::split(id) else {
         return;
     };
     let Some(config) = ctx.integrations.get(integration) else {
@@ -207,7 +208,7 @@ pub(super) fn hand_to_owner(ctx: &Arc<EngineContext>, id: &Arc<str>) {
     };
     let now = now_ms();
     let event = crate::event::InboundEvent {
-        conversation: id.to_string(),
+        conversation: ConversationId::from(&**id),
         integration: integration.to_string(),
         channel: config.channel,
         customer: customer.to_string(),

@@ -5,6 +5,7 @@
 //! API call, so a violation is refused with its reason instead of an error
 //! from the platform.
 
+use crate::channels::platform::{platform, AfterWindow};
 use crate::config::ChannelKind;
 
 /// The standard messaging window.
@@ -12,17 +13,7 @@ pub const STANDARD_MS: u64 = 24 * 3_600_000;
 /// How long the `HUMAN_AGENT` tag extends the window for a person.
 pub const HUMAN_AGENT_MS: u64 = 7 * 24 * 3_600_000;
 
-/// How a message is sent (the Send API's `messaging_type` and `tag`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum SendTag {
-    /// `messaging_type: RESPONSE`, inside the 24-hour window.
-    Response,
-    /// `messaging_type: MESSAGE_TAG`, `tag: HUMAN_AGENT`: a person, 24 h to
-    /// 7 days after the customer's message.
-    HumanAgent,
-    /// WhatsApp after 24 h: the configured template, carrying the text.
-    Template,
-}
+pub use crate::event::SendTag;
 
 /// Why a message may not be sent now.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -60,15 +51,11 @@ pub fn agent_send(
     if age < STANDARD_MS {
         return Ok(SendTag::Response);
     }
-    match channel {
-        ChannelKind::Messenger | ChannelKind::Instagram if age < HUMAN_AGENT_MS => {
-            Ok(SendTag::HumanAgent)
-        }
-        ChannelKind::Messenger | ChannelKind::Instagram => Err(WindowClosed::HumanAgentWindow),
-        ChannelKind::Whatsapp if template => Ok(SendTag::Template),
-        ChannelKind::Whatsapp | ChannelKind::Gmail | ChannelKind::Web => {
-            Err(WindowClosed::NeedsTemplate)
-        }
+    match platform(channel).map(|p| p.after_window()) {
+        Some(AfterWindow::HumanAgentTag) if age < HUMAN_AGENT_MS => Ok(SendTag::HumanAgent),
+        Some(AfterWindow::HumanAgentTag) => Err(WindowClosed::HumanAgentWindow),
+        Some(AfterWindow::Template) if template => Ok(SendTag::Template),
+        Some(AfterWindow::Template) | None => Err(WindowClosed::NeedsTemplate),
     }
 }
 

@@ -14,7 +14,7 @@ use super::IngressState;
 use crate::channels::webhook::{self, ParsedWebhook};
 use crate::clock::now_ms;
 use crate::config::AppConfig;
-use crate::event::{EventKind, InboundEvent};
+use crate::event::{ConversationId, EventKind, InboundEvent};
 use crate::telemetry::{self, WebhookOutcome};
 
 fn reply(
@@ -210,7 +210,7 @@ pub fn to_events(
                 *own_app = app.sent_by_this_app(*app_id);
             }
             events.push(InboundEvent {
-                conversation: format!("{}:{}", integration.id, e.customer),
+                conversation: ConversationId::new(&integration.id, &e.customer),
                 integration: integration.id.clone(),
                 channel: integration.channel,
                 customer: e.customer,

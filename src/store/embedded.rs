@@ -9,11 +9,11 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition, WriteTransaction};
 
-use super::group_commit::{self, GroupCommit};
 use super::{
     ConversationFilter, ConversationRecord, DailyCount, DeadLetter, MessageRecord, MessageStatus,
     Mode, QuarantineRecord, Rehydrated, Store, StoreError, TurnWrite,
 };
+use crate::group_commit::{self, GroupCommit};
 
 const CONVERSATIONS: TableDefinition<&str, &[u8]> = TableDefinition::new("conversations");
 const MESSAGES: TableDefinition<(&str, u64), &[u8]> = TableDefinition::new("messages");

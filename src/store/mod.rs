@@ -5,7 +5,6 @@
 //! (`tests/it/store_conformance.rs`).
 
 pub mod embedded;
-pub mod group_commit;
 pub mod records;
 pub mod scylla;
 pub mod tenants;
@@ -36,8 +35,8 @@ impl StoreError {
     }
 }
 
-impl From<group_commit::GroupCommitError> for StoreError {
-    fn from(e: group_commit::GroupCommitError) -> Self {
+impl From<crate::group_commit::GroupCommitError> for StoreError {
+    fn from(e: crate::group_commit::GroupCommitError) -> Self {
         Self::Unavailable(e.to_string())
     }
 }

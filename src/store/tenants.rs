@@ -12,7 +12,7 @@ use super::{
     BackendReady, ConversationFilter, ConversationRecord, DailyCount, DeadLetter, MessageRecord,
     QuarantineRecord, Rehydrated, Store, StoreError, TurnWrite,
 };
-use crate::conversation::split_id;
+use crate::event::ConversationId;
 
 /// One backend and the integrations whose conversations it keeps.
 pub struct Backend {
@@ -42,7 +42,7 @@ impl TenantStores {
     }
 
     fn for_conversation(&self, id: &str) -> Result<&Arc<dyn Store>, StoreError> {
-        let integration = split_id(id).map_or(id, |(i, _)| i);
+        let integration = ConversationId::integration_of(id);
         let index = self.by_integration.get(integration).copied().unwrap_or(0);
         self.backends
             .get(index)

@@ -41,7 +41,10 @@ impl Backend {
 
 pub fn event(conversation: usize, n: usize) -> InboundEvent {
     InboundEvent {
-        conversation: format!("acme-fb:C{conversation}"),
+        conversation: switchboard::event::ConversationId::new(
+            "acme-fb",
+            &format!("C{conversation}"),
+        ),
         integration: "acme-fb".into(),
         channel: ChannelKind::Messenger,
         customer: format!("C{conversation}"),
@@ -105,7 +108,7 @@ pub async fn order_and_resume_after_finished_prefix(backend: &Backend, one_batch
     let mut per_conv: HashMap<String, Vec<String>> = HashMap::new();
     for d in &got {
         per_conv
-            .entry(d.event.conversation.clone())
+            .entry(d.event.conversation.to_string())
             .or_default()
             .push(mid(d));
     }

@@ -3,10 +3,7 @@
 
 use serde_json::{json, Value};
 
-use crate::channels::graph::GraphClient;
-use crate::channels::meta_error::SendError;
-use crate::config::IntegrationConfig;
-use crate::conversation::window::SendTag;
+use crate::event::SendTag;
 
 /// `messaging_type` (and `tag`) of a message sent as `tag` allows.
 fn messaging(tag: SendTag, body: &mut Value) {
@@ -57,10 +54,16 @@ pub fn typing_body(psid: &str) -> Value {
 /// Where the Send API's answer carries the message's `mid`.
 pub const ID_POINTER: &str = "/message_id";
 
-pub async fn typing_on(
-    graph: &GraphClient,
-    integration: &IntegrationConfig,
-    psid: &str,
-) -> Result<(), SendError> {
-    graph.indicate(integration, &typing_body(psid)).await
+/// A direct message on the Send API (Messenger, and Instagram which shares
+/// its shapes): text or a file by link, with the part id.
+pub fn message_body(
+    to: &str,
+    part: &crate::channels::platform::OutboundPart<'_>,
+    tag: SendTag,
+) -> Value {
+    let body = match part.media {
+        Some((kind, url)) => media_body(to, kind, url, tag),
+        None => text_body(to, part.text, tag),
+    };
+    with_part_id(body, part.part_id)
 }

@@ -6,8 +6,8 @@ use std::sync::Arc;
 
 use serde_json::{json, Map, Value};
 
+use crate::channels::Outbound;
 use crate::config::{ChannelKind, IntegrationConfig};
-use crate::conversation::EngineContext;
 
 /// The profile body for an integration's settings, if it has any.
 pub fn profile_body(integration: &IntegrationConfig) -> Option<Value> {
@@ -29,12 +29,12 @@ pub fn profile_body(integration: &IntegrationConfig) -> Option<Value> {
 
 /// Pushes every configured profile, each under the one retry policy; a
 /// failure is logged and leaves the Page's profile as it was.
-pub async fn push_all(ctx: Arc<EngineContext>) {
-    for integration in ctx.integrations.values() {
+pub async fn push_all(outbound: Outbound, integrations: Vec<Arc<IntegrationConfig>>) {
+    for integration in &integrations {
         let Some(body) = profile_body(integration) else {
             continue;
         };
-        match ctx.outbound.messenger_profile(integration, &body).await {
+        match outbound.messenger_profile(integration, &body).await {
             Ok(()) => {
                 tracing::info!(integration = %integration.id, "Messenger profile (greeting, Get Started) pushed");
             }

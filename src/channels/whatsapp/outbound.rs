@@ -5,9 +5,8 @@
 
 use serde_json::{json, Value};
 
-use crate::channels::graph::GraphClient;
-use crate::channels::meta_error::SendError;
-use crate::config::IntegrationConfig;
+use crate::channels::platform::OutboundPart;
+use crate::event::SendTag;
 
 pub fn text_body(wa_id: &str, text: &str) -> Value {
     json!({
@@ -70,12 +69,18 @@ pub fn typing_body(wamid: &str) -> Value {
 /// Where the Send API's answer carries the message's `wamid`.
 pub const ID_POINTER: &str = "/messages/0/id";
 
-pub async fn typing_on(
-    graph: &GraphClient,
-    integration: &IntegrationConfig,
-    wamid: &str,
-) -> Result<(), SendError> {
-    graph.indicate(integration, &typing_body(wamid)).await
+/// A message carrying `part` to `wa_id`: after the window (`Template`)
+/// the configured template with the text as its variable, else a file by
+/// link or the text; with the part id.
+pub fn message_body(wa_id: &str, part: &OutboundPart<'_>, tag: SendTag) -> Value {
+    let body = match (tag, part.media, part.template) {
+        (SendTag::Template, _, Some((name, language))) => {
+            template_body(wa_id, name, language, part.text)
+        }
+        (_, Some((kind, url)), _) => media_body(wa_id, kind, url),
+        _ => text_body(wa_id, part.text),
+    };
+    with_part_id(body, part.part_id)
 }
 
 #[cfg(test)]

@@ -1,0 +1,175 @@
+//! The consumer's own thread: it polls (which also runs the rebalance
+//! callbacks, so their waits never block a runtime worker), hands records
+//! to the engine through the bounded queue, and pauses fetching while the
+//! queue is full.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::Message;
+use tokio::sync::mpsc;
+
+use super::group::{GroupContext, Shared};
+use super::watch::OwnerlessWatch;
+use crate::bus::{Delivery, Position};
+use crate::event::InboundEvent;
+use crate::fence::{Fence, Lease};
+use crate::sync::lock;
+
+/// Events received up to this long after a partition's assignment count as
+/// possibly handled by its previous owner (clocks of instances differ).
+const REPLAY_MARGIN_MS: u64 = 1000;
+
+/// The consumer's thread: polls (which also runs the rebalance callbacks),
+/// hands events over through the bounded queue, and pauses fetching while
+/// the queue is full. At close it leaves the group from here, so the last
+/// revoke runs on this thread too.
+pub(super) fn poll_loop(
+    consumer: Arc<BaseConsumer<GroupContext>>,
+    shared: Arc<Shared>,
+    tx: mpsc::Sender<Delivery>,
+) {
+    let mut paused = false;
+    // Past a session timeout and a rebalance: the departed member's expiry.
+    let mut ownerless = OwnerlessWatch::new(shared.revoke_wait * 3);
+    while !shared.closing.load(std::sync::atomic::Ordering::Acquire) {
+        ownerless.check(&consumer, &shared);
+        let (behind, closed) = hand_over(&shared, &tx);
+        if closed {
+            break;
+        }
+        if behind || paused {
+            if let Ok(assignment) = consumer.assignment() {
+                let changed = if behind {
+                    consumer.pause(&assignment)
+                } else {
+                    consumer.resume(&assignment)
+                };
+                if let Err(e) = changed {
+                    tracing::debug!(error = %e, "Cannot pause or resume fetching");
+                }
+            }
+            paused = behind;
+        }
+        let wait = if behind { 5 } else { 100 };
+        match consumer.poll(Duration::from_millis(wait)) {
+            None => {}
+            Some(Err(e)) => {
+                tracing::warn!(error = %e, "Kafka consumer error");
+                std::thread::sleep(Duration::from_millis(200));
+            }
+            Some(Ok(message)) => {
+                if let Some(d) = delivery(&shared, &message) {
+                    lock(&shared.waiting).push_back(d);
+                }
+            }
+        }
+    }
+    // Leaving the group runs the revoke callback on this thread (with
+    // `closing` set it does not wait for events).
+    consumer.unsubscribe();
+    for _ in 0..50 {
+        let _ = consumer.poll(Duration::from_millis(100));
+        if consumer.assignment().map_or(true, |a| a.count() == 0) {
+            break;
+        }
+    }
+}
+
+/// Moves waiting records into the engine's queue while it has room; an
+/// event counts as delivered (and so as one a revoke waits for) only once
+/// it is there. Returns (records still waiting, the engine is gone).
+fn hand_over(shared: &Shared, tx: &mpsc::Sender<Delivery>) -> (bool, bool) {
+    let mut waiting = lock(&shared.waiting);
+    while let Some(d) = waiting.pop_front() {
+        let position = d.position;
+        match tx.try_send(d) {
+            Ok(()) => handed(shared, position),
+            Err(mpsc::error::TrySendError::Full(d)) => {
+                waiting.push_front(d);
+                return (true, false);
+            }
+            Err(mpsc::error::TrySendError::Closed(_)) => return (true, true),
+        }
+    }
+    (false, false)
+}
+
+/// Records that the event at `position` is in the engine's hands.
+fn handed(shared: &Shared, position: Position) {
+    let part = position.partition as i32;
+    let mut p = shared.lock();
+    p.partitions
+        .entry(part)
+        .or_default()
+        .delivered(position.offset);
+    let max = p.handed_max.entry(part).or_insert(0);
+    *max = (*max).max(position.offset + 1);
+    drop(p);
+    shared
+        .delivered
+        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+}
+
+/// The delivery of one record, or `None` for a record this engine did not
+/// write (skipped, so it never blocks its partition).
+fn delivery(shared: &Shared, message: &rdkafka::message::BorrowedMessage<'_>) -> Option<Delivery> {
+    let partition = message.partition();
+    let offset = message.offset().max(0) as u64;
+    let (lease, replay_below, assigned_at) = {
+        let p = shared.lock();
+        (
+            p.leases.get(&partition).cloned(),
+            p.replay_below.get(&partition).copied(),
+            p.assigned_at.get(&partition).copied().unwrap_or(0),
+        )
+    };
+    let position = Position {
+        partition: partition as u32,
+        offset,
+    };
+    match message.payload().map(InboundEvent::decode) {
+        Some(Ok(event)) => {
+            // Below the high watermark at assignment, the previous owner
+            // may have handled it without finishing. (Without the
+            // watermark: received before the assignment, with a second of
+            // margin for the clocks of instances.)
+            let replay = match replay_below {
+                Some(high) => offset < high,
+                None => event.received_at_ms < assigned_at.saturating_add(REPLAY_MARGIN_MS),
+            };
+            let fence = match lease {
+                Some(lease) => {
+                    let epoch = lease.epoch();
+                    Fence::new(lease, epoch)
+                }
+                // Not assigned here (cannot happen): a fence that never
+                // holds, so nothing is done for it.
+                None => Fence::new(Arc::new(Lease::default()), 0),
+            };
+            Some(Delivery {
+                position,
+                event,
+                replay,
+                fence,
+            })
+        }
+        _ => {
+            tracing::warn!(%position, "Undecodable record on the bus skipped");
+            handed(shared, position);
+            finish(shared, position);
+            None
+        }
+    }
+}
+
+pub(super) fn finish(shared: &Shared, position: Position) {
+    let mut p = shared.lock();
+    if let Some(prog) = p.partitions.get_mut(&(position.partition as i32)) {
+        prog.finished(position.offset);
+        shared
+            .finished
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
+}

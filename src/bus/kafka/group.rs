@@ -1,0 +1,231 @@
+//! The consumer group's shared state (per-partition progress, leases,
+//! what is waiting for the engine) and the rebalance callbacks: a revoke
+//! waits for the partitions' events, releases their leases (see
+//! [`crate::fence`]) and commits; an assignment takes new leases and marks
+//! what the previous owner may have handled.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance};
+use rdkafka::{ClientContext, Offset, TopicPartitionList};
+use tokio::sync::mpsc;
+
+use crate::bus::progress::PartitionProgress;
+use crate::bus::{Delivery, Ownership};
+use crate::fence::Lease;
+use crate::sync::lock;
+
+/// Per-partition progress, shared by the consumer task, `finished` and the
+/// rebalance callbacks.
+#[derive(Default)]
+pub(super) struct Progress {
+    pub(super) partitions: HashMap<i32, PartitionProgress>,
+    /// Resume offsets already committed, per partition.
+    pub(super) committed: HashMap<i32, u64>,
+    /// When each partition was last assigned here (ms), and its high
+    /// watermark then: events below it may have been handled by the
+    /// previous owner.
+    pub(super) assigned_at: HashMap<i32, u64>,
+    pub(super) replay_below: HashMap<i32, u64>,
+    /// One past the highest offset handed to the engine, per partition.
+    pub(super) handed_max: HashMap<i32, u64>,
+    /// Ownership of each partition ever assigned here.
+    pub(super) leases: HashMap<i32, Arc<Lease>>,
+}
+
+pub(super) struct Shared {
+    pub(super) topic: String,
+    pub(super) group: String,
+    pub(super) progress: Mutex<Progress>,
+    pub(super) delivered: AtomicU64,
+    pub(super) finished: AtomicU64,
+    pub(super) ownership: mpsc::UnboundedSender<Ownership>,
+    /// How long a revoked partition's delivered events may take to finish
+    /// before the partition is released anyway: half the session timeout,
+    /// so the member is not evicted meanwhile.
+    pub(super) revoke_wait: Duration,
+    /// How long the side effects already running for a revoked partition
+    /// (a platform call, a store write) are waited for once its lease is
+    /// revoked.
+    pub(super) drain_wait: Duration,
+    /// Shutting down: whatever is unfinished is left for redelivery.
+    pub(super) closing: AtomicBool,
+    /// Fetched records the engine's queue had no room for yet (only the
+    /// consumer's thread touches it).
+    pub(super) waiting: Mutex<VecDeque<Delivery>>,
+}
+
+impl Shared {
+    pub(super) fn lock(&self) -> std::sync::MutexGuard<'_, Progress> {
+        lock(&self.progress)
+    }
+
+    /// The finished prefixes not yet committed.
+    pub(super) fn commit_list(&self, only: Option<&[i32]>) -> TopicPartitionList {
+        let mut tpl = TopicPartitionList::new();
+        let mut p = self.lock();
+        let ready: Vec<(i32, u64)> = p
+            .partitions
+            .iter()
+            .filter(|(part, _)| only.is_none_or(|o| o.contains(part)))
+            .filter_map(|(part, prog)| prog.committable().map(|o| (*part, o)))
+            .filter(|(part, o)| p.committed.get(part) != Some(o))
+            .collect();
+        for (part, offset) in ready {
+            if tpl
+                .add_partition_offset(&self.topic, part, Offset::Offset(offset as i64))
+                .is_ok()
+            {
+                p.committed.insert(part, offset);
+            }
+        }
+        tpl
+    }
+
+    pub(super) fn unfinished(&self, partitions: &[i32]) -> usize {
+        let p = self.lock();
+        partitions
+            .iter()
+            .filter_map(|part| p.partitions.get(part))
+            .map(PartitionProgress::unfinished)
+            .sum()
+    }
+}
+
+/// Rebalance callbacks: finish, commit and hand back revoked partitions.
+pub(super) struct GroupContext {
+    pub(super) shared: Arc<Shared>,
+}
+
+impl ClientContext for GroupContext {}
+
+impl ConsumerContext for GroupContext {
+    // Both callbacks run on the consumer's own thread (see `poll_loop`),
+    // never on a runtime worker: waiting here blocks nothing else.
+    fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        let Rebalance::Revoke(tpl) = rebalance else {
+            return;
+        };
+        let partitions: Vec<i32> = tpl.elements().iter().map(|e| e.partition()).collect();
+        if partitions.is_empty() {
+            return;
+        }
+        // Records not yet handed over stay for the next owner.
+        lock(&self.shared.waiting).retain(|d| !partitions.contains(&(d.position.partition as i32)));
+        // A lost assignment (this member was evicted) may already be
+        // someone else's: nothing more is done for it, at once.
+        let lost = consumer.assignment_lost();
+        let started = Instant::now();
+        while !lost
+            && self.shared.unfinished(&partitions) > 0
+            && started.elapsed() < self.shared.revoke_wait
+            && !self.shared.closing.load(Ordering::Acquire)
+        {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        let left = self.shared.unfinished(&partitions);
+        if left > 0 {
+            tracing::warn!(partitions = ?partitions, events = left, "Partitions released with events unfinished; the next owner handles them again");
+        }
+        // From here no send or write for these conversations starts; the
+        // ones running are waited for, so the next owner never races them.
+        let leases: Vec<Arc<Lease>> = {
+            let p = self.shared.lock();
+            partitions
+                .iter()
+                .filter_map(|part| p.leases.get(part).cloned())
+                .collect()
+        };
+        let wait = if lost {
+            Duration::ZERO
+        } else {
+            self.shared.drain_wait
+        };
+        let running: usize = leases.iter().map(|l| l.release(wait)).sum();
+        if running > 0 {
+            tracing::warn!(partitions = ?partitions, running, "Partitions released with platform calls or writes still running past the wait");
+        }
+        let commit = self.shared.commit_list(Some(&partitions));
+        if commit.count() > 0 {
+            if let Err(e) = consumer.commit(&commit, CommitMode::Sync) {
+                tracing::warn!(error = %e, "Commit before releasing partitions failed");
+            }
+        }
+        {
+            let mut p = self.shared.lock();
+            for part in &partitions {
+                // Unfinished events go to the next owner: not lag here.
+                if let Some(prog) = p.partitions.remove(part) {
+                    self.shared
+                        .finished
+                        .fetch_add(prog.unfinished() as u64, Ordering::Relaxed);
+                }
+                p.committed.remove(part);
+                p.handed_max.remove(part);
+            }
+        }
+        let _ = self.shared.ownership.send(Ownership::Revoked(
+            partitions.iter().map(|p| *p as u32).collect(),
+        ));
+        tracing::info!(partitions = ?partitions, "Partitions revoked");
+    }
+
+    fn post_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        let Rebalance::Assign(tpl) = rebalance else {
+            return;
+        };
+        let partitions: Vec<i32> = tpl.elements().iter().map(|e| e.partition()).collect();
+        let now = crate::clock::now_ms();
+        // Where consumption starts: the group's committed offsets.
+        let committed: HashMap<i32, u64> = consumer
+            .committed_offsets((*tpl).clone(), Duration::from_secs(2))
+            .map(|list| {
+                list.elements()
+                    .iter()
+                    .filter_map(|e| match e.offset() {
+                        Offset::Offset(o) if o >= 0 => Some((e.partition(), o as u64)),
+                        _ => None,
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        for part in &partitions {
+            // What the partition holds now may have reached its previous
+            // owner; what is appended from now on cannot have.
+            let marks = match consumer.fetch_watermarks(
+                &self.shared.topic,
+                *part,
+                Duration::from_secs(2),
+            ) {
+                Ok((low, high)) => Some((low.max(0) as u64, high.max(0) as u64)),
+                Err(e) => {
+                    tracing::warn!(partition = part, error = %e, "Cannot read the partition's watermarks; events received before the assignment count as replays");
+                    None
+                }
+            };
+            tracing::debug!(partition = part, ?marks, "Watermarks at assignment");
+            let mut p = self.shared.lock();
+            p.leases.entry(*part).or_default().acquire();
+            p.assigned_at.insert(*part, now);
+            match marks {
+                Some((low, high)) => {
+                    p.replay_below.insert(*part, high);
+                    // Replaying starts from the committed offset (or the
+                    // oldest record): nothing below it is coming.
+                    let start = committed.get(part).copied().unwrap_or(low);
+                    p.handed_max.insert(*part, start);
+                }
+                None => {
+                    p.replay_below.remove(part);
+                }
+            };
+        }
+        tracing::info!(partitions = ?partitions, "Partitions assigned");
+        let _ = self.shared.ownership.send(Ownership::Assigned(
+            partitions.iter().map(|p| *p as u32).collect(),
+        ));
+    }
+}

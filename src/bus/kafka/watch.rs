@@ -1,0 +1,182 @@
+//! No partition may sit without a live owner. Every few seconds the
+//! consumer's thread asks the group coordinator who owns what (the members'
+//! assignments); when some of the topic's partitions have been owned by
+//! nobody for a while (past a session timeout, so a departed member has
+//! expired), a broker has failed to give them out again (Tansu 0.6 does,
+//! after a member is killed; see README, Scaling out): this instance leaves
+//! and rejoins the group, and the rebalance that follows assigns them. A
+//! broker that does not report the members' assignments (Tansu) is judged
+//! by this instance's own share: in a stable group every member owns at
+//! least partitions / members.
+
+use std::collections::BTreeSet;
+use std::time::{Duration, Instant};
+
+use rdkafka::consumer::{BaseConsumer, Consumer};
+
+use super::group::{GroupContext, Shared};
+
+/// How often the group's assignments are looked at.
+const EVERY: Duration = Duration::from_secs(3);
+
+pub(super) struct OwnerlessWatch {
+    limit: Duration,
+    checked: Instant,
+    /// Since when some partition has had no owner, if one has not.
+    ownerless_since: Option<Instant>,
+}
+
+impl OwnerlessWatch {
+    pub(super) fn new(limit: Duration) -> Self {
+        Self {
+            limit,
+            checked: Instant::now(),
+            ownerless_since: None,
+        }
+    }
+
+    pub(super) fn check(&mut self, consumer: &BaseConsumer<GroupContext>, shared: &Shared) {
+        if self.checked.elapsed() < EVERY {
+            return;
+        }
+        self.checked = Instant::now();
+        let Some(ownerless) = ownerless_partitions(consumer, shared) else {
+            return;
+        };
+        if ownerless.is_empty() {
+            self.ownerless_since = None;
+            return;
+        }
+        let since = *self.ownerless_since.get_or_insert_with(Instant::now);
+        if since.elapsed() < self.limit {
+            return;
+        }
+        self.ownerless_since = None;
+        tracing::warn!(partitions = ?ownerless, "Partitions without an owner in the group: rejoining it so they are assigned again");
+        consumer.unsubscribe();
+        if let Err(e) = consumer.subscribe(&[shared.topic.as_str()]) {
+            tracing::error!(error = %e, "Cannot rejoin the consumer group");
+        }
+    }
+}
+
+/// The topic's partitions no member of a stable group owns; `None` when it
+/// cannot be told (the group is rebalancing, or the broker did not say).
+fn ownerless_partitions(
+    consumer: &BaseConsumer<GroupContext>,
+    shared: &Shared,
+) -> Option<Vec<i32>> {
+    let wait = Duration::from_secs(2);
+    let groups = consumer.fetch_group_list(Some(&shared.group), wait).ok()?;
+    let group = groups.groups().first()?;
+    if group.state() != "Stable" {
+        return None;
+    }
+    let metadata = consumer.fetch_metadata(Some(&shared.topic), wait).ok()?;
+    let partitions: Vec<i32> = metadata
+        .topics()
+        .first()?
+        .partitions()
+        .iter()
+        .map(|p| p.id())
+        .collect();
+    let assignments: Option<Vec<&[u8]>> = group.members().iter().map(|m| m.assignment()).collect();
+    match assignments {
+        Some(assignments) => {
+            let mut owned = BTreeSet::new();
+            for a in assignments {
+                owned.extend(assigned(a, &shared.topic)?);
+            }
+            Some(
+                partitions
+                    .into_iter()
+                    .filter(|p| !owned.contains(p))
+                    .collect(),
+            )
+        }
+        None => {
+            // Not reported: this instance's own share tells. Below it, the
+            // partitions it is missing are owned by no live member.
+            let members = group.members().len().max(1);
+            let mine: BTreeSet<i32> = consumer
+                .assignment()
+                .ok()?
+                .elements()
+                .iter()
+                .map(|e| e.partition())
+                .collect();
+            if mine.len() >= partitions.len() / members {
+                return Some(Vec::new());
+            }
+            Some(
+                partitions
+                    .into_iter()
+                    .filter(|p| !mine.contains(p))
+                    .collect(),
+            )
+        }
+    }
+}
+
+/// The partitions of `topic` in a member's assignment (Kafka's consumer
+/// protocol: version, then topics with their partitions, then user data).
+fn assigned(bytes: &[u8], topic: &str) -> Option<Vec<i32>> {
+    let mut r = Reader(bytes);
+    r.i16()?;
+    let topics = r.i32()?;
+    let mut out = Vec::new();
+    for _ in 0..topics.max(0) {
+        let name_len = usize::try_from(r.i16()?).ok()?;
+        let name = r.take(name_len)?;
+        let partitions = r.i32()?;
+        for _ in 0..partitions.max(0) {
+            let p = r.i32()?;
+            if name == topic.as_bytes() {
+                out.push(p);
+            }
+        }
+    }
+    Some(out)
+}
+
+struct Reader<'a>(&'a [u8]);
+
+impl<'a> Reader<'a> {
+    fn take(&mut self, n: usize) -> Option<&'a [u8]> {
+        if self.0.len() < n {
+            return None;
+        }
+        let (head, tail) = self.0.split_at(n);
+        self.0 = tail;
+        Some(head)
+    }
+    fn i16(&mut self) -> Option<i16> {
+        self.take(2).map(|b| i16::from_be_bytes([b[0], b[1]]))
+    }
+    fn i32(&mut self) -> Option<i32> {
+        self.take(4)
+            .map(|b| i32::from_be_bytes([b[0], b[1], b[2], b[3]]))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::assigned;
+
+    #[test]
+    fn reads_a_consumer_protocol_assignment() {
+        // version 1, two topics, user data of 0 bytes.
+        let mut b = vec![0, 1, 0, 0, 0, 2];
+        for (name, parts) in [("other", vec![9i32]), ("inbound", vec![0, 2, 4])] {
+            b.extend((name.len() as i16).to_be_bytes());
+            b.extend(name.as_bytes());
+            b.extend((parts.len() as i32).to_be_bytes());
+            for p in parts {
+                b.extend(p.to_be_bytes());
+            }
+        }
+        b.extend(0i32.to_be_bytes());
+        assert_eq!(assigned(&b, "inbound"), Some(vec![0, 2, 4]));
+        assert_eq!(assigned(&b[..7], "inbound"), None, "cut short");
+    }
+}
