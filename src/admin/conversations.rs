@@ -19,7 +19,7 @@ use crate::channels;
 use crate::clock::now_ms;
 use crate::config::ChannelKind;
 use crate::conversation::commands::CommandOutcome;
-use crate::conversation::takeover::BY_AGENT;
+use crate::conversation::turn::BY_AGENT;
 use crate::conversation::{window, EngineContext};
 use crate::event::{AgentAction, ConversationId, EventKind, InboundEvent, OutboundAttachment};
 use crate::store::{ConversationFilter, ConversationRecord, Mode};

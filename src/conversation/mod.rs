@@ -13,13 +13,11 @@
 
 pub mod actor;
 pub mod commands;
-pub mod confirm;
 pub mod dedup;
 mod entry;
 mod quarantine;
 pub mod shaping;
 pub mod supervisor;
-pub mod takeover;
 pub mod timers;
 pub mod turn;
 pub mod window;

@@ -191,7 +191,7 @@ fn an_unconfirmed_part_is_confirmed_by_its_echo_and_never_sent_again() {
     c.apply(&message("m1", "hours?", T0), T0);
     c.plan_reply("We're open", T0);
     let part = c.record.outbox[0].part_id.clone();
-    assert!(super::confirm::is_part_id(&part));
+    assert!(super::turn::is_part_id(&part));
     // The send timed out after the bytes left: unconfirmed for 10 s.
     c.part_unconfirmed(T0 + 10_000);
     assert!(c.awaiting_confirmation(T0 + 1));

@@ -7,7 +7,7 @@
 //! and applied once.
 
 use super::confirm;
-use super::turn::{take_first, CommandResult, Conversation, EventOutcome, Planned};
+use super::{take_first, CommandResult, Conversation, EventOutcome, Planned};
 use crate::event::{AgentAction, Attachment, InboundEvent, OutboundAttachment};
 use crate::store::{Author, Direction, MessageStatus, Mode, OutboxItem};
 
@@ -18,13 +18,13 @@ pub const BY_AGENT: &str = "agent";
 
 impl Conversation {
     /// Applies an operator's command once (its id is remembered).
-    pub(super) fn agent_command(
+    pub(in crate::conversation) fn agent_command(
         &mut self,
         command: &str,
         action: &AgentAction,
         now_ms: u64,
     ) -> EventOutcome {
-        if self.seen(command, now_ms) {
+        if !self.first_time(command, now_ms) {
             // A retried request: its callers get the first outcome (or the
             // one still to come).
             if let Some(first) = self.recorded_outcome(command) {
@@ -32,7 +32,6 @@ impl Conversation {
             }
             return EventOutcome::Duplicate;
         }
-        self.remember(command.to_string(), now_ms);
         let result = match action {
             AgentAction::Takeover {
                 by,
@@ -116,7 +115,7 @@ impl Conversation {
 
     /// An echo of a message this engine did not send: a person answered
     /// from the platform's inbox. Logged, and the AI steps back.
-    pub(super) fn inbox_echo(
+    pub(in crate::conversation) fn inbox_echo(
         &mut self,
         event: &InboundEvent,
         mid: &str,
@@ -144,7 +143,7 @@ impl Conversation {
 
     /// When a takeover started now ends by itself, by the integration's
     /// `auto_resume_after`.
-    pub(super) fn default_resume_at(&self, now_ms: u64) -> Option<u64> {
+    pub(in crate::conversation) fn default_resume_at(&self, now_ms: u64) -> Option<u64> {
         self.integration()
             .auto_resume_after()
             .map(|d| now_ms + d.as_millis() as u64)
@@ -152,7 +151,12 @@ impl Conversation {
 
     /// A person has the conversation from now: the AI's pending turn and
     /// unsent parts are dropped (the parts stay in the log, cancelled).
-    pub(super) fn take_over(&mut self, by: &str, resume_at: Option<u64>, now_ms: u64) {
+    pub(in crate::conversation) fn take_over(
+        &mut self,
+        by: &str,
+        resume_at: Option<u64>,
+        now_ms: u64,
+    ) {
         if self.record.mode == Mode::Ai {
             self.record.takeover_since_ms = Some(now_ms);
         }
@@ -182,7 +186,7 @@ impl Conversation {
     }
 
     /// The AI answers again.
-    pub(super) fn end_takeover(&mut self) {
+    pub(in crate::conversation) fn end_takeover(&mut self) {
         self.record.mode = Mode::Ai;
         self.record.takeover_by = None;
         self.record.takeover_since_ms = None;
@@ -207,7 +211,7 @@ impl Conversation {
 
     /// Whether the customer asked for a person (a configured escalation
     /// keyword or phrase, as whole words, any case).
-    pub(super) fn escalates(&self, text: &str) -> bool {
+    pub(in crate::conversation) fn escalates(&self, text: &str) -> bool {
         let keywords = &self.integration().escalation_keywords;
         if keywords.is_empty() || text.is_empty() {
             return false;

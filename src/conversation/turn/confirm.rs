@@ -13,7 +13,7 @@
 
 use sha2::{Digest, Sha256};
 
-use super::turn::{take_first, Conversation, EventOutcome, TRACKED_MARKS};
+use super::{take_first, Conversation, EventOutcome, TRACKED_MARKS};
 use crate::store::{CommandOutcome, MessageStatus};
 
 /// Every part id starts with this, which tells the engine's messages from
@@ -157,20 +157,23 @@ impl Conversation {
 
     /// An echo carrying one of this engine's part ids: a confirmation,
     /// never a person answering.
-    pub(super) fn own_echo(&mut self, part_id: &str, mid: &str, now_ms: u64) -> EventOutcome {
+    pub(in crate::conversation) fn own_echo(
+        &mut self,
+        part_id: &str,
+        mid: &str,
+        now_ms: u64,
+    ) -> EventOutcome {
         let outcome = match self.confirm_part(part_id, mid, now_ms) {
             Some(Confirmed::Settled { unconfirmed: true }) => EventOutcome::Confirmed,
             _ => EventOutcome::Ignored,
         };
-        if !self.seen(mid, now_ms) {
-            self.remember(mid.to_string(), now_ms);
-        }
+        self.first_time(mid, now_ms);
         outcome
     }
 
     /// A part the platform accepted whose id its answer did not carry:
     /// kept (bounded) until an echo or status with its part id tells it.
-    pub(super) fn sent_without_id(&mut self, part_id: &str, seq: u64) {
+    pub(in crate::conversation) fn sent_without_id(&mut self, part_id: &str, seq: u64) {
         if part_id.is_empty() {
             return;
         }
@@ -182,7 +185,7 @@ impl Conversation {
 
     /// Records the platform id of a sent part, for status reports that
     /// name it (bounded).
-    pub(super) fn track_sent_id(&mut self, mid: String, seq: u64) {
+    pub(in crate::conversation) fn track_sent_id(&mut self, mid: String, seq: u64) {
         if self.record.sent_ids.len() >= TRACKED_MARKS {
             take_first(&mut self.record.sent_ids);
         }
@@ -192,7 +195,12 @@ impl Conversation {
 
     /// The part the platform reported failed (a WhatsApp `failed` status
     /// naming its part id) while it was still unconfirmed: settled failed.
-    pub(super) fn confirm_failed(&mut self, part_id: &str, reason: &str, now_ms: u64) -> bool {
+    pub(in crate::conversation) fn confirm_failed(
+        &mut self,
+        part_id: &str,
+        reason: &str,
+        now_ms: u64,
+    ) -> bool {
         let Some(i) = self.record.outbox.iter().position(|p| p.part_id == part_id) else {
             return false;
         };
