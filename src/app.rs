@@ -154,7 +154,7 @@ pub async fn start_with_store(
         // writes already running for its conversations.
         BusKind::Kafka => KafkaBus::open(
             &config.bus.kafka,
-            config.outbound.request_timeout() + Duration::from_secs(2),
+            config.outbound.request_timeout + Duration::from_secs(2),
         )?,
     };
     let graph = GraphClient::new(&config.meta.graph_base_url, &config.outbound)?;
@@ -210,7 +210,7 @@ pub async fn start_with_store(
         ctx.integrations.values().cloned().collect(),
     ));
     let (stop_tx, stop_rx) = oneshot::channel::<()>();
-    let grace = config.engine.shutdown_grace();
+    let grace = config.engine.shutdown_grace;
     let done = tokio::spawn(async move {
         let server = axum::serve(listener, app).with_graceful_shutdown(async move {
             let _ = stop_rx.await;

@@ -27,7 +27,7 @@ pub struct ClientBuildError(String);
 impl GraphClient {
     pub fn new(base_url: &str, outbound: &OutboundConfig) -> Result<Self, ClientBuildError> {
         let http = reqwest::Client::builder()
-            .timeout(outbound.request_timeout())
+            .timeout(outbound.request_timeout)
             .connect_timeout(Duration::from_secs(5))
             .pool_idle_timeout(Duration::from_secs(60))
             .pool_max_idle_per_host(256)

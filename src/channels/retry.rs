@@ -16,8 +16,8 @@ impl RetryPolicy {
     pub fn from_config(c: &OutboundConfig) -> Self {
         Self {
             max_attempts: c.max_attempts,
-            initial: c.backoff_initial(),
-            max: c.backoff_max(),
+            initial: c.backoff_initial,
+            max: c.backoff_max,
         }
     }
 

@@ -45,21 +45,14 @@ pub struct ServerConfig {
     /// Requests handled at once on `listen`; more are shed with 503.
     pub max_concurrent_requests: usize,
     /// A request taking longer (its body included) gets 408.
-    pub request_timeout: String,
+    #[serde(with = "humantime_serde")]
+    pub request_timeout: Duration,
     /// Webhooks get 503 (`Retry-After`) while more events than this wait
     /// on the bus for the engine...
     pub max_backlog_events: u64,
     /// ... or while the oldest has waited longer than this.
-    pub max_backlog_age: String,
-}
-
-impl ServerConfig {
-    pub fn request_timeout(&self) -> Duration {
-        duration_of(&self.request_timeout, Duration::from_secs(15))
-    }
-    pub fn max_backlog_age(&self) -> Duration {
-        duration_of(&self.max_backlog_age, Duration::from_secs(10))
-    }
+    #[serde(with = "humantime_serde")]
+    pub max_backlog_age: Duration,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -153,17 +146,21 @@ pub struct MetaConfig {
 pub struct EngineConfig {
     /// Idle time after which a conversation actor is stopped (its state is
     /// already persisted) and rehydrated on its next event.
-    pub passivate_after: String,
+    #[serde(with = "humantime_serde")]
+    pub passivate_after: Duration,
     /// How often `typing_on` is re-sent while a reply is prepared.
-    pub typing_refresh: String,
+    #[serde(with = "humantime_serde")]
+    pub typing_refresh: Duration,
     /// Crashes of its actor after which an event goes to the dead letters.
     pub max_event_attempts: u32,
     /// Upper bound of the restart backoff of a crashing actor.
-    pub restart_backoff_max: String,
+    #[serde(with = "humantime_serde")]
+    pub restart_backoff_max: Duration,
     /// Events taken from the bus and not yet finished, at most.
     pub max_inflight_events: usize,
     /// How long a graceful shutdown waits for events in flight.
-    pub shutdown_grace: String,
+    #[serde(with = "humantime_serde")]
+    pub shutdown_grace: Duration,
 }
 
 /// Platform API call policy (one retry policy for every channel).
@@ -171,16 +168,21 @@ pub struct EngineConfig {
 #[serde(deny_unknown_fields)]
 pub struct OutboundConfig {
     pub max_attempts: u32,
-    pub backoff_initial: String,
-    pub backoff_max: String,
-    pub request_timeout: String,
+    #[serde(with = "humantime_serde")]
+    pub backoff_initial: Duration,
+    #[serde(with = "humantime_serde")]
+    pub backoff_max: Duration,
+    #[serde(with = "humantime_serde")]
+    pub request_timeout: Duration,
     /// After the attempts are spent on a retryable error, the reply waits
     /// this long in the outbox and is tried again.
-    pub retry_later: String,
+    #[serde(with = "humantime_serde")]
+    pub retry_later: Duration,
     /// How long a part whose send may have reached the platform (its
     /// answer was lost, or a restart found it) waits for its echo or
     /// status before it is sent again.
-    pub confirm_wait: String,
+    #[serde(with = "humantime_serde")]
+    pub confirm_wait: Duration,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -302,21 +304,21 @@ pub struct IntegrationConfig {
     pub max_message_length: Option<usize>,
     #[serde(default = "default_rate")]
     pub rate_limit_per_minute: u32,
-    #[serde(default = "default_dedup_window")]
-    pub dedup_window: String,
+    #[serde(default = "default_dedup_window", with = "humantime_serde")]
+    pub dedup_window: Duration,
     #[serde(default)]
     pub escalation_keywords: Vec<String>,
     #[serde(default)]
     pub away_message: Option<String>,
     /// How long a takeover lasts when nobody says (keyword, foreign echo,
     /// API without `auto_resume_minutes`); "off" keeps it until resumed.
-    #[serde(default = "default_auto_resume")]
-    pub auto_resume_after: String,
+    #[serde(default = "default_auto_resume", with = "off_or_duration")]
+    pub auto_resume_after: Option<Duration>,
     /// Inactivity after which a conversation expires: the next customer
     /// message starts afresh (a takeover ends, the away message may be
     /// sent again).
-    #[serde(default = "default_expire_after")]
-    pub expire_after: String,
+    #[serde(default = "default_expire_after", with = "humantime_serde")]
+    pub expire_after: Duration,
     /// Messenger greeting text, pushed with the Messenger Profile API.
     #[serde(default)]
     pub greeting: Option<String>,
@@ -344,72 +346,44 @@ fn yes() -> bool {
 fn default_rate() -> u32 {
     100
 }
-fn default_dedup_window() -> String {
-    "7d".to_string()
+fn default_dedup_window() -> Duration {
+    Duration::from_secs(7 * 24 * 3600)
 }
 fn default_template_language() -> String {
     "en_US".to_string()
 }
-fn default_auto_resume() -> String {
-    "24h".to_string()
+fn default_auto_resume() -> Option<Duration> {
+    Some(Duration::from_secs(24 * 3600))
 }
-fn default_expire_after() -> String {
-    "30d".to_string()
-}
-
-/// A duration key already checked by validation; the fallback is never used
-/// for a validated config.
-pub(crate) fn duration_of(text: &str, fallback: Duration) -> Duration {
-    humantime::parse_duration(text).unwrap_or(fallback)
+fn default_expire_after() -> Duration {
+    Duration::from_secs(30 * 24 * 3600)
 }
 
-impl EngineConfig {
-    pub fn passivate_after(&self) -> Duration {
-        duration_of(&self.passivate_after, Duration::from_secs(120))
-    }
-    pub fn typing_refresh(&self) -> Duration {
-        duration_of(&self.typing_refresh, Duration::from_secs(15))
-    }
-    pub fn restart_backoff_max(&self) -> Duration {
-        duration_of(&self.restart_backoff_max, Duration::from_secs(30))
-    }
-    pub fn shutdown_grace(&self) -> Duration {
-        duration_of(&self.shutdown_grace, Duration::from_secs(10))
-    }
-}
+/// A duration, or `"off"` for none (`auto_resume_after`).
+mod off_or_duration {
+    use std::time::Duration;
 
-impl OutboundConfig {
-    pub fn backoff_initial(&self) -> Duration {
-        duration_of(&self.backoff_initial, Duration::from_millis(200))
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
+        let text = String::deserialize(d)?;
+        if text.trim() == "off" {
+            return Ok(None);
+        }
+        humantime::parse_duration(text.trim())
+            .map(Some)
+            .map_err(|e| serde::de::Error::custom(format!("{e} (a duration like \"24h\", or \"off\")")))
     }
-    pub fn backoff_max(&self) -> Duration {
-        duration_of(&self.backoff_max, Duration::from_secs(10))
-    }
-    pub fn request_timeout(&self) -> Duration {
-        duration_of(&self.request_timeout, Duration::from_secs(10))
-    }
-    pub fn retry_later(&self) -> Duration {
-        duration_of(&self.retry_later, Duration::from_secs(30))
-    }
-    pub fn confirm_wait(&self) -> Duration {
-        duration_of(&self.confirm_wait, Duration::from_secs(10))
+
+    pub fn serialize<S: Serializer>(v: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
+        match v {
+            None => s.serialize_str("off"),
+            Some(d) => s.serialize_str(&humantime::format_duration(*d).to_string()),
+        }
     }
 }
 
 impl IntegrationConfig {
-    pub fn dedup_window(&self) -> Duration {
-        duration_of(&self.dedup_window, Duration::from_secs(7 * 24 * 3600))
-    }
-    /// `None` when takeovers last until resumed ("off").
-    pub fn auto_resume_after(&self) -> Option<Duration> {
-        if self.auto_resume_after.trim() == "off" {
-            return None;
-        }
-        Some(duration_of(
-            &self.auto_resume_after,
-            Duration::from_secs(24 * 3600),
-        ))
-    }
     /// Characters per reply part.
     pub fn max_message_length(&self) -> usize {
         self.max_message_length
@@ -419,9 +393,6 @@ impl IntegrationConfig {
     pub fn send_rate_per_second(&self) -> u32 {
         self.send_rate_per_second
             .unwrap_or_else(|| crate::channels::platform::send_rate(self.channel))
-    }
-    pub fn expire_after(&self) -> Duration {
-        duration_of(&self.expire_after, Duration::from_secs(30 * 24 * 3600))
     }
 }
 

@@ -115,7 +115,7 @@ impl Actor for ConversationActor {
         // Parts stored before a restart may have reached the platform
         // without their mark being written: they wait for their echo or
         // status before they are sent again.
-        let confirm_wait = state.args.ctx.config.outbound.confirm_wait();
+        let confirm_wait = state.args.ctx.config.outbound.confirm_wait;
         let held = conversation.hold_outbox(now + confirm_wait.as_millis() as u64);
         telemetry::outbox_replays(conversation.record.channel, held);
         telemetry::ambiguous_send(
@@ -165,7 +165,7 @@ async fn handle_delivery(
     let now = now_ms();
     if d.replay {
         // Handled before, perhaps: what it plans waits for confirmation.
-        let wait = state.args.ctx.config.outbound.confirm_wait();
+        let wait = state.args.ctx.config.outbound.confirm_wait;
         conv.hold_new_parts(Some(now + wait.as_millis() as u64));
     }
     let outcome = conv.apply(&d.event, now);
@@ -195,7 +195,7 @@ async fn handle_delivery(
     }
     let starts_turn = matches!(outcome, EventOutcome::Queued { starts_turn: true });
     if starts_turn {
-        conv.schedule_typing(now, state.args.ctx.config.engine.typing_refresh());
+        conv.schedule_typing(now, state.args.ctx.config.engine.typing_refresh);
     }
     // With no delay the answer goes into the same write as the message;
     // typing is shown only if the answer takes time to write.
@@ -262,7 +262,7 @@ async fn drive(state: &mut ConversationState) -> Result<(), ActorProcessingErr> 
         tracing::info!(conversation = %state.args.id, "Takeover timer fired; the AI answers again");
     }
     if conv.typing_due(now) {
-        conv.schedule_typing(now, state.args.ctx.config.engine.typing_refresh());
+        conv.schedule_typing(now, state.args.ctx.config.engine.typing_refresh);
         typing(state).await;
     }
     if state
@@ -405,7 +405,7 @@ async fn flush_outbox(state: &mut ConversationState) -> Result<(), ActorProcessi
             return Ok(());
         };
         let channel = conv.record.channel;
-        let wait = ctx.config.outbound.confirm_wait().as_millis() as u64;
+        let wait = ctx.config.outbound.confirm_wait.as_millis() as u64;
         let resend = conv.resend_due(now);
         if resend && ctx.bus.behind(state.partition) {
             // Its echo or status may be among the events the bus still
@@ -482,7 +482,7 @@ async fn flush_outbox(state: &mut ConversationState) -> Result<(), ActorProcessi
             }
             Err(e) if e.retryable() => {
                 tracing::warn!(conversation = %state.args.id, error = %e, "Platform kept failing; the reply waits in the outbox");
-                conv.retry_outbox_at(now + ctx.config.outbound.retry_later().as_millis() as u64);
+                conv.retry_outbox_at(now + ctx.config.outbound.retry_later.as_millis() as u64);
                 telemetry::reply(channel, "retry_later");
                 report(conv, &item, CommandOutcome::Queued);
                 persist(state).await?;

@@ -66,7 +66,7 @@ impl Actor for ConversationSupervisor {
         myself: ActorRef<Self::Msg>,
         args: SupervisorArgs,
     ) -> Result<Self::State, ActorProcessingErr> {
-        let every = (args.ctx.config.engine.passivate_after() / 4).max(Duration::from_millis(250));
+        let every = (args.ctx.config.engine.passivate_after / 4).max(Duration::from_millis(250));
         myself.send_interval(every, || SupervisorMsg::Sweep);
         Ok(SupervisorState {
             args,
@@ -292,7 +292,7 @@ pub(super) async fn spawn(
                 myself,
                 entry,
                 &id,
-                state.args.ctx.config.engine.restart_backoff_max(),
+                state.args.ctx.config.engine.restart_backoff_max,
             );
         }
     }
@@ -341,7 +341,7 @@ async fn on_failed(
     };
     telemetry::actor_restart();
     let max_attempts = state.args.ctx.config.engine.max_event_attempts;
-    let backoff_max = state.args.ctx.config.engine.restart_backoff_max();
+    let backoff_max = state.args.ctx.config.engine.restart_backoff_max;
     let Some(entry) = state.entries.get_mut(&id) else {
         return;
     };
@@ -505,7 +505,7 @@ fn mark_quarantined(state: &mut SupervisorState, ids: Vec<String>) {
 }
 
 fn sweep(state: &mut SupervisorState) {
-    let idle = state.args.ctx.config.engine.passivate_after();
+    let idle = state.args.ctx.config.engine.passivate_after;
     let now = Instant::now();
     for entry in state.entries.values_mut() {
         if entry.stopping

@@ -61,7 +61,7 @@ impl IngressState {
             bus,
             health,
             max_backlog_events: config.server.max_backlog_events,
-            max_backlog_age: config.server.max_backlog_age(),
+            max_backlog_age: config.server.max_backlog_age,
         }
     }
 
@@ -88,7 +88,7 @@ impl ListenerLimits {
         Self {
             max_body_bytes: config.server.max_body_bytes,
             max_concurrent_requests: config.server.max_concurrent_requests,
-            request_timeout: config.server.request_timeout(),
+            request_timeout: config.server.request_timeout,
         }
     }
 }

@@ -192,7 +192,7 @@ async fn an_unavailable_store_delays_events_without_dead_lettering_them() {
     let dir = tempfile::tempdir().unwrap();
     // A delayed reply: its turn is written before anything is sent.
     let mut config = local_config(dir.path(), &graph, 100);
-    config.engine.restart_backoff_max = "100ms".into();
+    config.engine.restart_backoff_max = Duration::from_millis(100);
     let store = Arc::new(FaultyStore::new(
         EmbeddedStore::open(&config.store.path, config.store.cache_bytes()).unwrap(),
         6,
@@ -255,7 +255,7 @@ async fn a_conversation_failing_outside_any_event_is_quarantined_and_resumable()
     let graph = FakeGraph::start().await;
     let dir = tempfile::tempdir().unwrap();
     let mut config = local_config(dir.path(), &graph, 0);
-    config.engine.restart_backoff_max = "100ms".into();
+    config.engine.restart_backoff_max = Duration::from_millis(100);
     let store = Arc::new(FaultyStore::new(
         EmbeddedStore::open(&config.store.path, config.store.cache_bytes()).unwrap(),
         0,

@@ -95,7 +95,7 @@ impl Conversation {
         }
         if self.record.message_count > 0
             && now_ms.saturating_sub(idle_since)
-                >= self.integration.expire_after().as_millis() as u64
+                >= self.integration.expire_after.as_millis() as u64
         {
             self.expire();
         }

@@ -157,7 +157,7 @@ impl Conversation {
     }
 
     pub(in crate::conversation) fn window_ms(&self) -> u64 {
-        self.integration.dedup_window().as_millis() as u64
+        self.integration.dedup_window.as_millis() as u64
     }
 
     /// Whether `id` (a message or command id) was already handled.

@@ -145,7 +145,7 @@ impl Conversation {
     /// `auto_resume_after`.
     pub(in crate::conversation) fn default_resume_at(&self, now_ms: u64) -> Option<u64> {
         self.integration()
-            .auto_resume_after()
+            .auto_resume_after
             .map(|d| now_ms + d.as_millis() as u64)
     }
 
