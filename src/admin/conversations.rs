@@ -343,14 +343,13 @@ async fn command_with_id(
             action,
         },
     };
-    let kind = event.kind.label();
     let waiter = ctx.commands.wait_for(&id);
     if let Err(e) = ctx.bus.publish(std::slice::from_ref(&event)).await {
         drop(waiter);
         ctx.commands.forget(&id);
         return Err(e.into());
     }
-    telemetry::event_accepted(record.channel, kind);
+    telemetry::event_accepted(record.channel, &event.kind);
     let outcome = tokio::time::timeout(COMMAND_WAIT, waiter).await;
     ctx.commands.forget(&id);
     match outcome {

@@ -11,7 +11,7 @@ use super::Sent;
 use crate::config::{IntegrationConfig, OutboundConfig, Secret};
 use crate::event::Channel;
 use crate::fence::Fence;
-use crate::telemetry;
+use crate::telemetry::{self, SendOutcome};
 
 pub struct GraphClient {
     http: reqwest::Client,
@@ -130,11 +130,11 @@ impl GraphClient {
             };
             match self.post_once(&url, token, body).await {
                 Ok(v) => {
-                    telemetry::send_request(channel, "ok");
+                    telemetry::send_request(channel, SendOutcome::Ok);
                     return Ok(v);
                 }
                 Err(e) => {
-                    telemetry::send_request(channel, e.kind.label());
+                    telemetry::send_request(channel, e.kind);
                     if !e.retryable() || attempt >= max_attempts {
                         return Err(e);
                     }

@@ -10,6 +10,7 @@
 use serde::Deserialize;
 
 use crate::config::ChannelKind;
+use crate::telemetry::Label;
 
 /// What kind of failure a platform call met.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -37,9 +38,9 @@ pub enum SendErrorKind {
     Fenced,
 }
 
-impl SendErrorKind {
-    /// The `outcome` metric label.
-    pub fn label(self) -> &'static str {
+/// The `outcome` metric label.
+impl Label for SendErrorKind {
+    fn label(self) -> &'static str {
         match self {
             Self::Throttled => "throttled",
             Self::Server => "server_error",

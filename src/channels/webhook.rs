@@ -18,6 +18,7 @@ use sha2::{Digest, Sha256};
 
 use super::{messenger, whatsapp};
 use crate::event::EventKind;
+use crate::telemetry::Label;
 
 /// Why a webhook body was refused (the 400's one-line reason).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -86,8 +87,8 @@ pub enum SkipKind {
     UnknownStatus,
 }
 
-impl SkipKind {
-    pub fn label(self) -> &'static str {
+impl Label for SkipKind {
+    fn label(self) -> &'static str {
         match self {
             Self::MalformedEntry => "malformed_entry",
             Self::MalformedItem => "malformed_item",

@@ -372,7 +372,9 @@ mod off_or_duration {
         }
         humantime::parse_duration(text.trim())
             .map(Some)
-            .map_err(|e| serde::de::Error::custom(format!("{e} (a duration like \"24h\", or \"off\")")))
+            .map_err(|e| {
+                serde::de::Error::custom(format!("{e} (a duration like \"24h\", or \"off\")"))
+            })
     }
 
     pub fn serialize<S: Serializer>(v: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {

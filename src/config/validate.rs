@@ -8,7 +8,9 @@ use std::net::SocketAddr;
 
 use std::time::Duration;
 
-use super::{AssistantKind, BusKind, ChannelKind, Config, IntegrationConfig, ResponseDelay, StoreKind};
+use super::{
+    AssistantKind, BusKind, ChannelKind, Config, IntegrationConfig, ResponseDelay, StoreKind,
+};
 
 /// Shortest admin token `serve` accepts on a listener other than loopback.
 pub const MIN_ADMIN_TOKEN: usize = 24;
@@ -157,7 +159,10 @@ fn bus(c: &Config, e: &mut Errors) {
         );
     }
     if !(1_000..=300_000).contains(&k.publish_timeout_ms) {
-        e.add("bus.kafka.publish_timeout_ms", "must be between 1000 and 300000");
+        e.add(
+            "bus.kafka.publish_timeout_ms",
+            "must be between 1000 and 300000",
+        );
     }
 }
 
@@ -190,7 +195,10 @@ fn store(c: &Config, e: &mut Errors) {
             );
         }
         if !(100..=60_000).contains(&sc.request_timeout_ms) {
-            e.add("store.scylla.request_timeout_ms", "must be between 100 and 60000");
+            e.add(
+                "store.scylla.request_timeout_ms",
+                "must be between 100 and 60000",
+            );
         }
     }
     if !(4..=1_048_576).contains(&c.store.cache_mb) {
@@ -238,7 +246,10 @@ fn assistants<'a>(c: &'a Config, e: &mut Errors) -> HashSet<&'a str> {
                 }
                 for (j, r) in a.rules.iter().enumerate() {
                     if r.keywords.iter().all(|k| k.trim().is_empty()) {
-                        e.add(key(&format!("rules[{j}].keywords")), "needs at least one keyword");
+                        e.add(
+                            key(&format!("rules[{j}].keywords")),
+                            "needs at least one keyword",
+                        );
                     }
                     if r.reply.trim().is_empty() {
                         e.add(key(&format!("rules[{j}].reply")), "must not be empty");
@@ -275,12 +286,14 @@ fn apps<'a>(c: &'a Config, e: &mut Errors) -> HashSet<&'a str> {
         if a.verify_token.is_empty() {
             e.add(format!("apps[{i}].verify_token"), "must not be empty");
         }
-        if a
-            .meta_app_id
+        if a.meta_app_id
             .as_ref()
             .is_some_and(|id| id.trim().parse::<u64>().is_err())
         {
-            e.add(format!("apps[{i}].meta_app_id"), "must be the app's numeric id at Meta");
+            e.add(
+                format!("apps[{i}].meta_app_id"),
+                "must be the app's numeric id at Meta",
+            );
         }
     }
     ids
@@ -293,7 +306,11 @@ fn integrations(
     tenants: &HashSet<&str>,
     e: &mut Errors,
 ) {
-    unique_ids(c.integrations.iter().map(|t| t.id.as_str()), "integrations", e);
+    unique_ids(
+        c.integrations.iter().map(|t| t.id.as_str()),
+        "integrations",
+        e,
+    );
     let mut accounts = HashSet::new();
     for (i, g) in c.integrations.iter().enumerate() {
         let key = |f: &str| format!("integrations[{i}].{f}");
@@ -301,13 +318,19 @@ fn integrations(
             e.add(key("id"), "must be non-empty and must not contain ':' (conversation ids are {integration}:{customer})");
         }
         if !tenants.contains(g.tenant.as_str()) {
-            e.add(key("tenant"), &format!("no tenant with id \"{}\"", g.tenant));
+            e.add(
+                key("tenant"),
+                &format!("no tenant with id \"{}\"", g.tenant),
+            );
         }
         if !apps.contains(g.app.as_str()) {
             e.add(key("app"), &format!("no app with id \"{}\"", g.app));
         }
         if !assistants.contains(g.assistant.as_str()) {
-            e.add(key("assistant"), &format!("no assistant with id \"{}\"", g.assistant));
+            e.add(
+                key("assistant"),
+                &format!("no assistant with id \"{}\"", g.assistant),
+            );
         }
         if crate::channels::platform::platform(g.channel).is_none() {
             e.add(
@@ -324,7 +347,10 @@ fn integrations(
         if g.account_id.trim().is_empty() {
             e.add(key("account_id"), "must not be empty");
         } else if !accounts.insert((g.app.clone(), g.account_id.clone())) {
-            e.add(key("account_id"), "another integration of the same app has this account");
+            e.add(
+                key("account_id"),
+                "another integration of the same app has this account",
+            );
         }
         if g.access_token.is_empty() {
             e.add(key("access_token"), "must not be empty");
@@ -346,10 +372,12 @@ fn integrations(
 
 fn integration_timing(g: &IntegrationConfig, key: &impl Fn(&str) -> String, e: &mut Errors) {
     if g.dedup_window.as_secs() < 60 {
-        e.add(key("dedup_window"), "must be a duration of at least one minute, like \"7d\"");
+        e.add(
+            key("dedup_window"),
+            "must be a duration of at least one minute, like \"7d\"",
+        );
     }
-    if g
-        .auto_resume_after
+    if g.auto_resume_after
         .is_some_and(|d| d.is_zero() || d.as_secs() > 7 * 86_400)
     {
         e.add(
@@ -358,7 +386,10 @@ fn integration_timing(g: &IntegrationConfig, key: &impl Fn(&str) -> String, e: &
         );
     }
     if g.expire_after.as_secs() < 60 {
-        e.add(key("expire_after"), "must be a duration of at least one minute, like \"30d\"");
+        e.add(
+            key("expire_after"),
+            "must be a duration of at least one minute, like \"30d\"",
+        );
     }
     match g.response_delay_ms {
         ResponseDelay::Fixed(ms) if ms > 86_400_000 => {
@@ -387,10 +418,19 @@ fn integration_texts(g: &IntegrationConfig, key: &impl Fn(&str) -> String, e: &m
         }
     }
     if g.greeting.as_ref().is_some_and(|v| v.chars().count() > 160) {
-        e.add(key("greeting"), "must be at most 160 characters (Messenger's limit)");
+        e.add(
+            key("greeting"),
+            "must be at most 160 characters (Messenger's limit)",
+        );
     }
-    if g.get_started_payload.as_ref().is_some_and(|v| v.len() > 1000) {
-        e.add(key("get_started_payload"), "must be at most 1000 characters");
+    if g.get_started_payload
+        .as_ref()
+        .is_some_and(|v| v.len() > 1000)
+    {
+        e.add(
+            key("get_started_payload"),
+            "must be at most 1000 characters",
+        );
     }
     if g.welcome_message.is_some() && g.get_started_payload.is_none() {
         e.add(
@@ -408,7 +448,11 @@ fn integration_texts(g: &IntegrationConfig, key: &impl Fn(&str) -> String, e: &m
     }
 }
 
-fn unique_ids<'a>(ids: impl Iterator<Item = &'a str>, list: &str, e: &mut Errors) -> HashSet<&'a str> {
+fn unique_ids<'a>(
+    ids: impl Iterator<Item = &'a str>,
+    list: &str,
+    e: &mut Errors,
+) -> HashSet<&'a str> {
     let mut seen = HashSet::new();
     for (i, id) in ids.enumerate() {
         if !seen.insert(id) {

@@ -37,8 +37,7 @@ pub(super) async fn start(state: &mut SupervisorState, id: &Arc<str>, reason: &s
             entry.quarantined = true;
             entry.actor = None;
             entry.stopping = false;
-            tracing::error!(conversation = %id, failures, reason, "Conversation quarantined after repeated failures; resume it through the admin API");
-            telemetry::quarantined();
+            telemetry::quarantined(&id, failures, reason);
             for d in events {
                 state.args.inflight.add_permits(1);
                 state.args.ctx.bus.finished(d.position);

@@ -155,7 +155,7 @@ pub async fn receive(
     match state.bus.publish(&events).await {
         Ok(()) => {
             for e in &events {
-                telemetry::event_accepted(e.channel, e.kind.label());
+                telemetry::event_accepted(e.channel, &e.kind);
             }
             if !held.is_empty() {
                 return reply(

@@ -1,182 +1,40 @@
-//! Metric names, typed emit functions and tracing setup.
+//! Metric names, the engine's internal events, label enums and tracing
+//! setup.
 //!
 //! Every metric the engine exposes is named here once (see the metrics table
-//! in the README). Labels have few values: a channel, a kind, an outcome,
-//! never a conversation id.
+//! in the README). Labels have few values (a channel, a kind, an outcome),
+//! never a conversation id; each label value is an enum variant
+//! (`labels.rs`). Code elsewhere reports a happening through one function
+//! of `events.rs`, which counts it and, where an operator must read about
+//! it, logs it too.
 
-use metrics::{counter, gauge, histogram};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 
-use crate::channels::webhook::SkipKind;
-use crate::event::Channel;
+mod events;
+mod labels;
 
-pub const WEBHOOK_REQUESTS: &str = "switchboard_webhook_requests_total";
-pub const EVENTS: &str = "switchboard_events_total";
-pub const DUPLICATES: &str = "switchboard_duplicates_total";
-pub const RATE_LIMITED: &str = "switchboard_rate_limited_total";
-pub const REPLIES: &str = "switchboard_replies_total";
-pub const SEND_REQUESTS: &str = "switchboard_send_requests_total";
-pub const EVENT_TO_REPLY: &str = "switchboard_event_to_reply_seconds";
-pub const CONVERSATIONS_RESIDENT: &str = "switchboard_conversations_resident";
-pub const TAKEOVERS_ACTIVE: &str = "switchboard_takeovers_active";
-pub const BUS_LAG: &str = "switchboard_bus_lag_events";
-pub const DEAD_LETTERS: &str = "switchboard_dead_letters_total";
-pub const ACTOR_RESTARTS: &str = "switchboard_actor_restarts_total";
-pub const OUTBOX_REPLAYS: &str = "switchboard_outbox_replays_total";
-pub const QUARANTINED: &str = "switchboard_quarantined_total";
-pub const ITEMS_SKIPPED: &str = "switchboard_webhook_items_skipped_total";
-pub const AMBIGUOUS_SENDS: &str = "switchboard_ambiguous_sends_total";
+pub use events::*;
+pub use labels::{AmbiguousOutcome, Label, ReplyOutcome, SendOutcome, WebhookOutcome};
+use names::*;
 
-/// Outcome of one webhook request, the `outcome` label of
-/// `switchboard_webhook_requests_total`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum WebhookOutcome {
-    Accepted,
-    Verified,
-    VerifyRejected,
-    BadSignature,
-    Malformed,
-    UnknownApp,
-    UnknownAccount,
-    TooLarge,
-    Unavailable,
-    /// The engine is behind: 503 with `Retry-After`.
-    Overloaded,
-}
-
-impl WebhookOutcome {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Accepted => "accepted",
-            Self::Verified => "verified",
-            Self::VerifyRejected => "verify_rejected",
-            Self::BadSignature => "bad_signature",
-            Self::Malformed => "malformed",
-            Self::UnknownApp => "unknown_app",
-            Self::UnknownAccount => "unknown_account",
-            Self::TooLarge => "too_large",
-            Self::Unavailable => "unavailable",
-            Self::Overloaded => "overloaded",
-        }
-    }
-}
-
-pub fn webhook_request(channel: &'static str, outcome: WebhookOutcome) {
-    counter!(WEBHOOK_REQUESTS, "channel" => channel, "outcome" => outcome.as_str()).increment(1);
-}
-
-pub fn event_accepted(channel: Channel, kind: &'static str) {
-    counter!(EVENTS, "channel" => channel.as_str(), "kind" => kind).increment(1);
-}
-
-/// A batch entry for an account no integration has (the rest of the batch
-/// is accepted).
-pub fn entry_skipped(channel: &'static str) {
-    counter!(EVENTS, "channel" => channel, "kind" => "unknown_account").increment(1);
-}
-
-/// A batch item the engine skipped (the rest of the batch was accepted):
-/// counted every time, logged at debug the first time a kind is seen.
-pub fn item_skipped(channel: &'static str, kind: SkipKind, detail: &str) {
-    counter!(ITEMS_SKIPPED, "channel" => channel, "kind" => kind.label()).increment(1);
-    static LOGGED: std::sync::Mutex<Vec<(&'static str, SkipKind)>> =
-        std::sync::Mutex::new(Vec::new());
-    let first = {
-        let mut seen = crate::sync::lock(&LOGGED);
-        let first = !seen.contains(&(channel, kind));
-        if first {
-            seen.push((channel, kind));
-        }
-        first
-    };
-    if first {
-        tracing::debug!(
-            channel,
-            kind = kind.label(),
-            detail,
-            "Webhook item skipped (first of its kind; later ones are only counted)"
-        );
-    }
-}
-
-/// What became of a send whose outcome was not known (the `outcome` label
-/// of `switchboard_ambiguous_sends_total`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum AmbiguousOutcome {
-    /// The platform's answer was lost (or a restart found the part): the
-    /// part waits for its echo or status.
-    Unconfirmed,
-    /// An echo or a status named the part: it is not sent again.
-    Confirmed,
-    /// Nothing confirmed it within `outbound.confirm_wait`: sent again.
-    Resent,
-}
-
-impl AmbiguousOutcome {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Unconfirmed => "unconfirmed",
-            Self::Confirmed => "confirmed",
-            Self::Resent => "resent",
-        }
-    }
-}
-
-pub fn ambiguous_send(channel: Channel, outcome: AmbiguousOutcome, parts: usize) {
-    if parts > 0 {
-        counter!(AMBIGUOUS_SENDS, "channel" => channel.as_str(), "outcome" => outcome.as_str())
-            .increment(parts as u64);
-    }
-}
-
-pub fn duplicate(channel: Channel) {
-    counter!(DUPLICATES, "channel" => channel.as_str()).increment(1);
-}
-
-pub fn rate_limited(channel: Channel) {
-    counter!(RATE_LIMITED, "channel" => channel.as_str()).increment(1);
-}
-
-pub fn reply(channel: Channel, outcome: &'static str) {
-    counter!(REPLIES, "channel" => channel.as_str(), "outcome" => outcome).increment(1);
-}
-
-pub fn send_request(channel: Channel, outcome: &'static str) {
-    counter!(SEND_REQUESTS, "channel" => channel.as_str(), "outcome" => outcome).increment(1);
-}
-
-pub fn event_to_reply(channel: Channel, seconds: f64) {
-    histogram!(EVENT_TO_REPLY, "channel" => channel.as_str()).record(seconds);
-}
-
-pub fn conversations_resident(n: usize) {
-    gauge!(CONVERSATIONS_RESIDENT).set(n as f64);
-}
-
-pub fn takeovers_active(n: usize) {
-    gauge!(TAKEOVERS_ACTIVE).set(n as f64);
-}
-
-pub fn bus_lag(n: u64) {
-    gauge!(BUS_LAG).set(n as f64);
-}
-
-pub fn dead_letter() {
-    counter!(DEAD_LETTERS).increment(1);
-}
-
-pub fn quarantined() {
-    counter!(QUARANTINED).increment(1);
-}
-
-pub fn actor_restart() {
-    counter!(ACTOR_RESTARTS).increment(1);
-}
-
-pub fn outbox_replays(channel: Channel, parts: usize) {
-    if parts > 0 {
-        counter!(OUTBOX_REPLAYS, "channel" => channel.as_str()).increment(parts as u64);
-    }
+/// The metric names.
+pub mod names {
+    pub const WEBHOOK_REQUESTS: &str = "switchboard_webhook_requests_total";
+    pub const EVENTS: &str = "switchboard_events_total";
+    pub const DUPLICATES: &str = "switchboard_duplicates_total";
+    pub const RATE_LIMITED: &str = "switchboard_rate_limited_total";
+    pub const REPLIES: &str = "switchboard_replies_total";
+    pub const SEND_REQUESTS: &str = "switchboard_send_requests_total";
+    pub const EVENT_TO_REPLY: &str = "switchboard_event_to_reply_seconds";
+    pub const CONVERSATIONS_RESIDENT: &str = "switchboard_conversations_resident";
+    pub const TAKEOVERS_ACTIVE: &str = "switchboard_takeovers_active";
+    pub const BUS_LAG: &str = "switchboard_bus_lag_events";
+    pub const DEAD_LETTERS: &str = "switchboard_dead_letters_total";
+    pub const ACTOR_RESTARTS: &str = "switchboard_actor_restarts_total";
+    pub const OUTBOX_REPLAYS: &str = "switchboard_outbox_replays_total";
+    pub const QUARANTINED: &str = "switchboard_quarantined_total";
+    pub const ITEMS_SKIPPED: &str = "switchboard_webhook_items_skipped_total";
+    pub const AMBIGUOUS_SENDS: &str = "switchboard_ambiguous_sends_total";
 }
 
 /// Errors while setting up telemetry.

@@ -222,7 +222,10 @@ async fn the_messenger_profile_is_pushed_and_get_started_is_welcomed() {
     assert_eq!(profile.account, PAGE);
     assert_eq!(profile.body["get_started"]["payload"], "GET_STARTED");
     assert_eq!(profile.body["greeting"][0]["locale"], "default");
-    assert_eq!(profile.auth, format!("Bearer {TOKEN}"));
+    assert_eq!(
+        profile.token,
+        Some(switchboard::tools::sim::fingerprint(TOKEN))
+    );
 
     desk.webhook(vec![json!({
         "sender": {"id": "PSID_G"}, "recipient": {"id": PAGE}, "timestamp": now_ms(),

@@ -93,7 +93,7 @@ async fn sigkill_after_acks(extra: &str) {
 /// [`sigkill_after_acks`], the webhooks sent `settle` after the engine is
 /// ready.
 async fn sigkill_after(extra: &str, settle: Duration) {
-    let graph = FakeGraph::start().await;
+    let graph = GraphSim::start().await;
     let dir = tempfile::tempdir().unwrap();
     let port = free_port();
     let toml = config_toml(

@@ -281,7 +281,7 @@ async fn without_any_confirmation_the_part_is_resent_after_the_wait() {
 /// one from another app (the Page inbox) is a person answering.
 #[tokio::test]
 async fn only_other_apps_echoes_take_a_conversation_over() {
-    let graph = FakeGraph::start().await;
+    let graph = GraphSim::start().await;
     let dir = tempfile::tempdir().unwrap();
     let mut config = local_config(dir.path(), &graph, 0);
     config.apps[0].meta_app_id = Some("555000000000001".into());

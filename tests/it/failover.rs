@@ -15,7 +15,7 @@ use crate::support::*;
 /// Kafka.
 fn instance_toml(
     dir: &std::path::Path,
-    graph: &FakeGraph,
+    graph: &GraphSim,
     port: u16,
     store: &switchboard::config::ScyllaConfig,
     bus: &str,
@@ -65,7 +65,7 @@ async fn one_instance_killed_under_load_the_other_answers_everyone_once() {
         &unique("sb-failover-group"),
         strategy,
     );
-    let graph = FakeGraph::start().await;
+    let graph = GraphSim::start().await;
     let (dir_a, dir_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
     let (port_a, port_b) = (free_port(), free_port());
     let config_a = dir_a.path().join("a.toml");

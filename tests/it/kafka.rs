@@ -96,7 +96,7 @@ async fn kafka_bus_resumes_inside_a_webhooks_batch() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn engine_on_kafka_answers_every_customer_once() {
     let Some(brokers) = broker() else { return };
-    let graph = FakeGraph::start().await;
+    let graph = GraphSim::start().await;
     let dir = tempfile::tempdir().unwrap();
     let toml = kafka_toml(
         dir.path(),
@@ -169,7 +169,7 @@ async fn takeover_and_resume_travel_on_kafka() {
 
 /// `n` customers (ids `{prefix}{i}`) each send one message, redelivered
 /// once, round-robin over `urls`; each is answered exactly once.
-async fn answer_each_once(graph: &FakeGraph, urls: &[String], prefix: &str, n: usize) {
+async fn answer_each_once(graph: &GraphSim, urls: &[String], prefix: &str, n: usize) {
     for i in 0..n {
         let body = messages_body(&[(&format!("{prefix}{i}"), &format!("m_{prefix}{i}"), "hours?")]);
         post_until_accepted(&urls[i % urls.len()], body.clone()).await;
@@ -191,7 +191,7 @@ async fn answer_each_once(graph: &FakeGraph, urls: &[String], prefix: &str, n: u
 
 fn kafka_toml(
     dir: &std::path::Path,
-    graph: &FakeGraph,
+    graph: &GraphSim,
     brokers: &str,
     topic: &str,
     group: &str,
@@ -223,7 +223,7 @@ async fn post_until_accepted(url: &str, body: Vec<u8>) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_instances_share_the_partitions_and_answer_every_customer_once() {
     let Some(brokers) = broker() else { return };
-    let graph = FakeGraph::start().await;
+    let graph = GraphSim::start().await;
     let dir = tempfile::tempdir().unwrap();
     let (topic, group) = (unique("sb-two"), unique("sb-two-group"));
     // One store for both, as the ScyllaDB store would be.
@@ -286,7 +286,7 @@ async fn broker_stopped_webhooks_get_503_and_flow_again_when_it_is_back() {
     let broker = KillOnDrop(broker);
     let brokers = format!("127.0.0.1:{port}");
     tokio::time::sleep(Duration::from_millis(500)).await;
-    let graph = FakeGraph::start().await;
+    let graph = GraphSim::start().await;
     let dir = tempfile::tempdir().unwrap();
     let toml = kafka_toml(
         dir.path(),

@@ -1,5 +1,5 @@
 //! One integration-test binary: the engine run in-process or as the real
-//! binary against a fake Graph API on 127.0.0.1.
+//! binary against the Graph API simulator on 127.0.0.1.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod admin;
@@ -11,6 +11,7 @@ mod delivery;
 mod failover;
 mod harness;
 mod kafka;
+mod layers;
 mod secrets;
 mod store_conformance;
 mod supervision;

@@ -132,7 +132,7 @@ impl Store for FaultyStore {
 
 #[tokio::test]
 async fn a_poison_event_is_dead_lettered_and_the_conversation_goes_on() {
-    let graph = FakeGraph::start().await;
+    let graph = GraphSim::start().await;
     let dir = tempfile::tempdir().unwrap();
     let config = local_config(dir.path(), &graph, 0);
     let store = Arc::new(FaultyStore::new(
@@ -188,7 +188,7 @@ async fn a_poison_event_is_dead_lettered_and_the_conversation_goes_on() {
 /// and answered once when the store is back.
 #[tokio::test]
 async fn an_unavailable_store_delays_events_without_dead_lettering_them() {
-    let graph = FakeGraph::start().await;
+    let graph = GraphSim::start().await;
     let dir = tempfile::tempdir().unwrap();
     // A delayed reply: its turn is written before anything is sent.
     let mut config = local_config(dir.path(), &graph, 100);
@@ -218,7 +218,7 @@ async fn an_unavailable_store_delays_events_without_dead_lettering_them() {
 /// the customer gets the answer once.
 #[tokio::test]
 async fn a_reply_sent_before_a_failed_write_is_not_sent_again() {
-    let graph = FakeGraph::start().await;
+    let graph = GraphSim::start().await;
     let dir = tempfile::tempdir().unwrap();
     let config = local_config(dir.path(), &graph, 0);
     let store = Arc::new(FaultyStore::new(
@@ -252,7 +252,7 @@ async fn a_reply_sent_before_a_failed_write_is_not_sent_again() {
 /// handled again when an operator resumes it.
 #[tokio::test]
 async fn a_conversation_failing_outside_any_event_is_quarantined_and_resumable() {
-    let graph = FakeGraph::start().await;
+    let graph = GraphSim::start().await;
     let dir = tempfile::tempdir().unwrap();
     let mut config = local_config(dir.path(), &graph, 0);
     config.engine.restart_backoff_max = Duration::from_millis(100);

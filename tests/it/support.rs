@@ -1,19 +1,13 @@
-//! Shared test fixtures: a fake Graph API that records calls and injects
-//! faults, engine configs in temporary folders, signed webhook bodies.
+//! Shared test fixtures: the Graph API simulator recording calls, engine
+//! configs in temporary folders, signed webhook bodies.
 
-use std::net::SocketAddr;
 use std::path::Path;
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use axum::extract::{Path as UrlPath, State};
-use axum::http::{HeaderMap, StatusCode};
-use axum::response::IntoResponse;
-use axum::routing::post;
-use axum::{Json, Router};
 use serde_json::{json, Value};
 use switchboard::channels::webhook::sign;
+use switchboard::tools::sim::validate::CallKind;
+use switchboard::tools::sim::{Fault, Faults, RecordedCall, Sim, SimOptions};
 
 pub const APP_SECRET: &str = "test-app-secret";
 pub const PAGE: &str = "PAGE_1";
@@ -21,116 +15,91 @@ pub const TOKEN: &str = "page-token-123";
 pub const IG_ACCOUNT: &str = "IG_1";
 pub const PHONE: &str = "PHONE_1";
 
+/// One call the simulator answered, as the tests read it.
 #[derive(Debug, Clone)]
 pub struct Call {
     pub account: String,
-    pub auth: String,
+    /// Fingerprint of the access token the call carried.
+    pub token: Option<String>,
+    pub status: u16,
     pub body: Value,
+    kind: Option<CallKind>,
+    recipient: Option<String>,
+    text: Option<String>,
+    response: Value,
 }
 
 impl Call {
-    pub fn recipient(&self) -> &str {
-        self.body["recipient"]["id"].as_str().unwrap_or_default()
+    fn from_recorded(c: RecordedCall) -> Self {
+        Self {
+            account: c.account.unwrap_or_default(),
+            token: c.token_fingerprint,
+            status: c.status,
+            kind: c.kind,
+            body: c.body,
+            recipient: c.recipient,
+            text: c.text,
+            response: c.response,
+        }
     }
+    pub fn recipient(&self) -> &str {
+        self.recipient.as_deref().unwrap_or_default()
+    }
+    /// The text of an accepted reply (not a sender action).
     pub fn text(&self) -> Option<&str> {
-        self.body["message"]["text"].as_str()
+        let reply = self.kind.is_some_and(CallKind::is_reply);
+        self.text.as_deref().filter(|_| reply && self.status == 200)
     }
     pub fn is_typing(&self) -> bool {
         self.body["sender_action"] == "typing_on"
     }
-}
-
-#[derive(Default)]
-pub struct FakeState {
-    calls: Mutex<Vec<Call>>,
-    /// Text sends to fail with a 500 before succeeding again.
-    fail_next_texts: AtomicU32,
-    next_id: AtomicU64,
-}
-
-/// A fake Graph API on 127.0.0.1 (Send API shapes).
-#[derive(Clone)]
-pub struct FakeGraph {
-    pub addr: SocketAddr,
-    state: Arc<FakeState>,
-}
-
-async fn messages(
-    State(state): State<Arc<FakeState>>,
-    UrlPath(account): UrlPath<String>,
-    headers: HeaderMap,
-    Json(body): Json<Value>,
-) -> impl IntoResponse {
-    let auth = headers
-        .get("authorization")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or_default()
-        .to_string();
-    let is_text = body.get("message").is_some();
-    if is_text
-        && state
-            .fail_next_texts
-            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
-            .is_ok()
-    {
-        state.calls.lock().unwrap().push(Call {
-            account,
-            auth,
-            body: json!({"failed": true}),
-        });
-        return (
-            StatusCode::INTERNAL_SERVER_ERROR,
-            Json(
-                json!({"error": {"message": "An unexpected error has occurred. Please retry your request later.", "type": "OAuthException", "code": 2, "is_transient": true}}),
-            ),
-        );
-    }
-    let recipient = body["recipient"]["id"]
-        .as_str()
-        .unwrap_or_default()
-        .to_string();
-    state.calls.lock().unwrap().push(Call {
-        account,
-        auth,
-        body,
-    });
-    let n = state.next_id.fetch_add(1, Ordering::SeqCst);
-    if is_text {
-        (
-            StatusCode::OK,
-            Json(json!({"recipient_id": recipient, "message_id": format!("m_out_{n}")})),
-        )
-    } else {
-        (StatusCode::OK, Json(json!({"recipient_id": recipient})))
+    /// The id the platform gave an accepted send.
+    pub fn message_id(&self) -> Option<&str> {
+        self.response["message_id"].as_str()
     }
 }
 
-impl FakeGraph {
+/// The Graph API for the in-process tests: the project's simulator on
+/// 127.0.0.1, recording every call.
+pub struct GraphSim {
+    sim: Sim,
+}
+
+impl GraphSim {
     pub async fn start() -> Self {
-        let state = Arc::new(FakeState::default());
-        let app = Router::new()
-            .route("/{account}/messages", post(messages))
-            .route("/{account}/messenger_profile", post(messages))
-            .with_state(state.clone());
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        tokio::spawn(async move { axum::serve(listener, app).await });
-        Self { addr, state }
+        let sim = Sim::start(
+            "127.0.0.1:0",
+            SimOptions {
+                record_limit: 100_000,
+                ..SimOptions::default()
+            },
+        )
+        .await
+        .unwrap();
+        Self { sim }
     }
 
     pub fn base_url(&self) -> String {
-        format!("http://{}", self.addr)
+        self.sim.base_url()
     }
 
-    pub fn fail_next_texts(&self, n: u32) {
-        self.state.fail_next_texts.store(n, Ordering::SeqCst);
+    /// The next `n` calls fail with Meta's transient 500.
+    pub fn fail_next_calls(&self, n: usize) {
+        self.sim.set_faults(Faults {
+            next: std::iter::repeat_n(Fault::ServerError, n).collect(),
+            ..Faults::default()
+        });
     }
 
     pub fn calls(&self) -> Vec<Call> {
-        self.state.calls.lock().unwrap().clone()
+        self.sim
+            .calls()
+            .into_iter()
+            .map(Call::from_recorded)
+            .collect()
     }
 
-    /// Successful text sends.
+    /// Accepted text sends.
     pub fn texts(&self) -> Vec<Call> {
         self.calls()
             .into_iter()
@@ -242,7 +211,7 @@ assistant = "support"
 }
 
 /// An in-process engine config on ephemeral ports, with its data under `dir`.
-pub fn local_config(dir: &Path, graph: &FakeGraph, delay_ms: u64) -> switchboard::config::Config {
+pub fn local_config(dir: &Path, graph: &GraphSim, delay_ms: u64) -> switchboard::config::Config {
     local_config_with(dir, graph, delay_ms, "")
 }
 
@@ -250,7 +219,7 @@ pub fn local_config(dir: &Path, graph: &FakeGraph, delay_ms: u64) -> switchboard
 /// Messenger integration `acme-fb`.
 pub fn local_config_with(
     dir: &Path,
-    graph: &FakeGraph,
+    graph: &GraphSim,
     delay_ms: u64,
     settings: &str,
 ) -> switchboard::config::Config {
@@ -260,7 +229,7 @@ pub fn local_config_with(
 /// Like [`local_config_with`], with `tail` (TOML sections) appended.
 pub fn local_config_tail(
     dir: &Path,
-    graph: &FakeGraph,
+    graph: &GraphSim,
     delay_ms: u64,
     settings: &str,
     tail: &str,
@@ -325,10 +294,10 @@ pub async fn post_webhook(url: &str, body: Vec<u8>, secret: Option<&str>) -> req
     req.body(body).send().await.unwrap().status()
 }
 
-/// An engine in-process with its fake Graph API, driven like an operator
+/// An engine in-process with its Graph API simulator, driven like an operator
 /// and a Page's customers would: signed webhooks in, admin API calls.
 pub struct Desk {
-    pub graph: FakeGraph,
+    pub graph: GraphSim,
     pub engine: switchboard::app::RunningEngine,
     pub dir: tempfile::TempDir,
     /// Config sections appended to every engine's config (e.g. `[bus]`).
@@ -344,7 +313,7 @@ impl Desk {
 
     /// Like [`Desk::start`], with `tail` (TOML sections) in the config.
     pub async fn start_with(delay_ms: u64, settings: &str, tail: &str) -> Self {
-        let graph = FakeGraph::start().await;
+        let graph = GraphSim::start().await;
         let dir = tempfile::tempdir().unwrap();
         let engine = Self::engine(&dir, &graph, delay_ms, settings, tail).await;
         Self {
@@ -358,7 +327,7 @@ impl Desk {
 
     async fn engine(
         dir: &tempfile::TempDir,
-        graph: &FakeGraph,
+        graph: &GraphSim,
         delay_ms: u64,
         settings: &str,
         tail: &str,

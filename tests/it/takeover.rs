@@ -1,5 +1,5 @@
 //! Human takeover and Meta's messaging windows from the outside: webhooks
-//! in, admin API calls, what reaches the (fake) Send API.
+//! in, admin API calls, what reaches the (simulated) Send API.
 
 use std::time::Duration;
 
@@ -124,7 +124,9 @@ async fn an_echo_the_engine_did_not_send_hands_over_to_the_inbox() {
         })
     };
     // The echo of the engine's own reply changes nothing.
-    desk.webhook(vec![echo("m_out_0", HOURS)]).await;
+    let sent = desk.graph.texts_to("PSID_E");
+    let ours_mid = sent[0].message_id().unwrap();
+    desk.webhook(vec![echo(ours_mid, HOURS)]).await;
     desk.webhook(vec![echo("m_inbox_1", "Hi, Sam from the shop here")])
         .await;
     let view = desk

@@ -188,7 +188,7 @@ async fn an_unreachable_store_gets_webhooks_503_and_the_engine_recovers_on_its_o
         link.addr, store.keyspace, store.replication
     );
     // Every tenant on the CQL store, through the link.
-    let graph = FakeGraph::start().await;
+    let graph = GraphSim::start().await;
     let dir = tempfile::tempdir().unwrap();
     let toml = config_toml(
         dir.path(),

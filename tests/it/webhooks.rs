@@ -1,4 +1,4 @@
-//! The engine in-process against a fake Graph API: what a Page's customers
+//! The engine in-process against the Graph API simulator: what a Page's customers
 //! and Meta's webhook delivery see.
 
 use std::time::Duration;
@@ -8,14 +8,14 @@ use switchboard::app::{self, RunningEngine};
 use crate::support::*;
 
 struct Harness {
-    graph: FakeGraph,
+    graph: GraphSim,
     engine: RunningEngine,
     _dir: tempfile::TempDir,
 }
 
 impl Harness {
     async fn start(delay_ms: u64) -> Self {
-        let graph = FakeGraph::start().await;
+        let graph = GraphSim::start().await;
         let dir = tempfile::tempdir().unwrap();
         let config = local_config(dir.path(), &graph, delay_ms);
         let engine = app::start(config).await.expect("engine starts");
@@ -64,7 +64,10 @@ async fn reply_is_preceded_by_typing_and_uses_the_send_api_shape() {
     assert_eq!(calls[0].body["recipient"]["id"], "PSID_A");
     let reply = &calls[1];
     assert_eq!(reply.account, PAGE);
-    assert_eq!(reply.auth, format!("Bearer {TOKEN}"));
+    assert_eq!(
+        reply.token,
+        Some(switchboard::tools::sim::fingerprint(TOKEN))
+    );
     assert_eq!(reply.body["messaging_type"], "RESPONSE");
     assert_eq!(reply.body["recipient"]["id"], "PSID_A");
     assert_eq!(reply.text(), Some("We're open 9-5."));
@@ -196,19 +199,14 @@ async fn subscription_handshake() {
 #[tokio::test]
 async fn server_errors_are_retried_and_the_reply_is_delivered_once() {
     let h = Harness::start(0).await;
-    h.graph.fail_next_texts(2);
+    h.graph.fail_next_calls(2);
     let body = messages_body(&[("PSID_R", "m_r", "hours")]);
     assert_eq!(post_webhook(&h.url(), body, Some(APP_SECRET)).await, 200);
     h.graph
         .wait_for("the reply", |_| !h.graph.texts_to("PSID_R").is_empty())
         .await;
     tokio::time::sleep(Duration::from_millis(300)).await;
-    let failed = h
-        .graph
-        .calls()
-        .iter()
-        .filter(|c| c.body.get("failed").is_some())
-        .count();
+    let failed = h.graph.calls().iter().filter(|c| c.status == 500).count();
     assert_eq!(failed, 2, "two 500s were met");
     assert_eq!(
         h.graph.texts_to("PSID_R").len(),

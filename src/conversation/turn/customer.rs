@@ -94,8 +94,7 @@ impl Conversation {
             self.record.last_inbound_mid = Some(inbound.key.clone());
         }
         if self.record.message_count > 0
-            && now_ms.saturating_sub(idle_since)
-                >= self.integration.expire_after.as_millis() as u64
+            && now_ms.saturating_sub(idle_since) >= self.integration.expire_after.as_millis() as u64
         {
             self.expire();
         }

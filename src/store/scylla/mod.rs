@@ -12,7 +12,9 @@
 //! ([`counters`]).
 
 mod counters;
+mod schema;
 mod statements;
+mod turn;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -21,26 +23,25 @@ use std::time::Duration;
 use async_trait::async_trait;
 use futures_util::TryStreamExt;
 use scylla::client::session::Session;
-use scylla::client::session_builder::SessionBuilder;
 use scylla::serialize::row::SerializeRow;
-use scylla::statement::batch::{Batch, BatchType};
 use scylla::statement::prepared::PreparedStatement;
 
 use super::{
     ConversationFilter, ConversationRecord, DailyCount, DeadLetter, MessageRecord, MessageStatus,
-    Mode, QuarantineRecord, Rehydrated, Store, StoreError, TurnWrite,
+    QuarantineRecord, Rehydrated, Store, StoreError, TurnWrite,
 };
 use crate::config::ScyllaConfig;
 use counters::Counters;
+use schema::{apply_schema, connect};
+pub use schema::{apply_statements, migrate, schema_statements, SCHEMA};
 use statements::{prepare, Statements};
+pub use turn::TurnBatch;
 
-/// The schema, with `{keyspace}` and `{replication}` to fill in.
-pub const SCHEMA: &str = include_str!("../schema.cql");
+/// Bound values of a batch, one boxed row per statement.
+type Values = Vec<Box<dyn SerializeRow + Send + Sync>>;
 
 /// Hours per timer bucket.
 const TIMER_BUCKET_MS: u64 = 3_600_000;
-
-type Values = Vec<Box<dyn SerializeRow + Send + Sync>>;
 
 fn unavailable(e: impl std::fmt::Display) -> StoreError {
     StoreError::Unavailable(e.to_string())
@@ -48,59 +49,6 @@ fn unavailable(e: impl std::fmt::Display) -> StoreError {
 
 fn corrupt(e: impl std::fmt::Display) -> StoreError {
     StoreError::Corrupt(e.to_string())
-}
-
-/// The schema's statements for `config`, in order.
-pub fn schema_statements(config: &ScyllaConfig) -> Vec<String> {
-    SCHEMA
-        .replace("{keyspace}", &config.keyspace)
-        .replace("{replication}", &config.replication)
-        .split("\n;")
-        .map(|s| {
-            s.lines()
-                .filter(|l| !l.trim_start().starts_with("--"))
-                .collect::<Vec<_>>()
-                .join("\n")
-                .trim()
-                .to_string()
-        })
-        .filter(|s| !s.is_empty())
-        .collect()
-}
-
-/// One turn's logged batch, and what it carries.
-pub struct TurnBatch {
-    pub batch: Batch,
-    values: Values,
-    /// Statements in the batch.
-    pub statements: usize,
-    /// Bytes of bound values (blobs, text, numbers), without framing.
-    pub value_bytes: usize,
-}
-
-impl Default for TurnBatch {
-    fn default() -> Self {
-        Self {
-            batch: Batch::new(BatchType::Logged),
-            values: Vec::new(),
-            statements: 0,
-            value_bytes: 0,
-        }
-    }
-}
-
-impl TurnBatch {
-    fn push(
-        &mut self,
-        statement: &PreparedStatement,
-        values: impl SerializeRow + Send + Sync + 'static,
-        bytes: usize,
-    ) {
-        self.batch.append_statement(statement.clone());
-        self.values.push(Box::new(values));
-        self.statements += 1;
-        self.value_bytes += bytes;
-    }
 }
 
 pub struct ScyllaStore {
@@ -112,41 +60,6 @@ pub struct ScyllaStore {
     dedup_inserts: tokio::sync::Mutex<HashMap<i32, PreparedStatement>>,
     keyspace: String,
     timeout: Duration,
-}
-
-/// Connects to the cluster.
-async fn connect(config: &ScyllaConfig) -> Result<Session, StoreError> {
-    SessionBuilder::new()
-        .known_nodes(&config.nodes)
-        .connection_timeout(Duration::from_millis(config.request_timeout_ms.max(1_000)))
-        .auto_await_schema_agreement(config.await_schema_agreement)
-        .build()
-        .await
-        .map_err(|e| StoreError::Unavailable(format!("cannot connect to ScyllaDB: {e}")))
-}
-
-/// Applies the schema (every statement `IF NOT EXISTS`).
-pub async fn migrate(config: &ScyllaConfig) -> Result<usize, StoreError> {
-    apply_statements(config, &schema_statements(config)).await
-}
-
-/// Applies these schema statements, in order.
-pub async fn apply_statements(
-    config: &ScyllaConfig,
-    statements: &[String],
-) -> Result<usize, StoreError> {
-    let session = connect(config).await?;
-    apply_schema(&session, statements).await
-}
-
-async fn apply_schema(session: &Session, statements: &[String]) -> Result<usize, StoreError> {
-    for cql in statements {
-        session
-            .query_unpaged(cql.as_str(), ())
-            .await
-            .map_err(|e| StoreError::Unavailable(format!("schema: {e}")))?;
-    }
-    Ok(statements.len())
 }
 
 fn status_text(status: MessageStatus) -> String {
@@ -212,80 +125,6 @@ impl ScyllaStore {
         .await?;
         cache.insert(ttl, p.clone());
         Ok(p)
-    }
-
-    /// The statements and values of one turn (also how the write path is
-    /// measured: statements and bytes per event).
-    pub async fn turn_batch(&self, w: &TurnWrite, now_ms: u64) -> Result<TurnBatch, StoreError> {
-        let id = w.state.id.as_str();
-        let mut t = TurnBatch::default();
-        let state = serde_json::to_vec(&w.state).map_err(corrupt)?;
-        let bytes = id.len() + w.state.integration.len() + state.len();
-        t.push(
-            &self.st.upsert_conversation,
-            (id.to_string(), w.state.integration.clone(), state),
-            bytes,
-        );
-        for m in &w.messages {
-            let body = serde_json::to_vec(m).map_err(corrupt)?;
-            let status = status_text(m.status);
-            let bytes =
-                id.len() + 8 + body.len() + status.len() + m.error.as_ref().map_or(0, String::len);
-            t.push(
-                &self.st.insert_message,
-                (id.to_string(), ms(m.seq), body, status, m.error.clone()),
-                bytes,
-            );
-        }
-        for (seq, status) in &w.status_updates {
-            let status = status_text(*status);
-            let bytes = status.len() + id.len() + 8;
-            t.push(
-                &self.st.set_status,
-                (status, id.to_string(), ms(*seq)),
-                bytes,
-            );
-        }
-        for (seq, why) in &w.failures {
-            let status = status_text(MessageStatus::Failed);
-            let bytes = status.len() + why.len() + id.len() + 8;
-            t.push(
-                &self.st.set_failure,
-                (status, why.clone(), id.to_string(), ms(*seq)),
-                bytes,
-            );
-        }
-        for (mid, expires) in &w.dedup {
-            let minutes = expires.saturating_sub(now_ms).div_ceil(60_000).max(1);
-            let ttl = i32::try_from(minutes * 60).unwrap_or(i32::MAX);
-            let insert = self.dedup_insert(ttl).await?;
-            let bytes = id.len() + mid.len() + 8;
-            t.push(&insert, (id.to_string(), mid.clone(), ms(*expires)), bytes);
-        }
-        if w.deadline_changed {
-            let timer_bytes = 16 + id.len();
-            if let Some(old) = w.previous_deadline {
-                let key = (ms(old / TIMER_BUCKET_MS), ms(old), id.to_string());
-                t.push(&self.st.delete_timer, key, timer_bytes);
-            }
-            if let Some(due) = w.state.next_deadline() {
-                let key = (ms(due / TIMER_BUCKET_MS), ms(due), id.to_string());
-                t.push(&self.st.insert_timer, key, timer_bytes);
-            }
-        }
-        if w.takeover_changed {
-            if w.state.mode == Mode::Human {
-                let resume = ms(w.state.auto_resume_ms.unwrap_or(0));
-                t.push(
-                    &self.st.upsert_takeover,
-                    (id.to_string(), resume),
-                    id.len() + 8,
-                );
-            } else {
-                t.push(&self.st.delete_takeover, (id.to_string(),), id.len());
-            }
-        }
-        Ok(t)
     }
 
     async fn scan_conversations(&self) -> Result<Vec<ConversationRecord>, StoreError> {

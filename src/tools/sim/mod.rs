@@ -13,6 +13,7 @@
 //! - `GET /_sim/stats` counts of accepted and refused calls by kind.
 
 pub mod cli;
+mod control;
 pub mod faults;
 pub mod receipts;
 pub mod validate;
@@ -24,12 +25,11 @@ use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use axum::body::Bytes;
-use axum::extract::{Query, State};
+use axum::extract::State;
 use axum::http::{HeaderMap, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
 use axum::{Json, Router};
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use serde_json::{json, Value};
 use tokio::sync::mpsc;
 
@@ -78,8 +78,18 @@ pub struct RecordedCall {
     pub recipient: Option<String>,
     pub text: Option<String>,
     pub status: u16,
+    /// [`fingerprint`] of the access token the call carried (the token
+    /// itself is never kept).
+    pub token_fingerprint: Option<String>,
     pub body: Value,
     pub response: Value,
+}
+
+/// A short, one-way fingerprint of an access token: tests compare which
+/// token a call used without the simulator keeping the secret.
+pub fn fingerprint(token: &str) -> String {
+    use sha2::{Digest, Sha256};
+    hex::encode(&Sha256::digest(token.as_bytes())[..6])
 }
 
 const KINDS: [CallKind; 7] = [
@@ -197,93 +207,7 @@ fn kind_index(kind: CallKind) -> usize {
 }
 
 fn router(state: Arc<SimState>) -> Router {
-    Router::new()
-        .route("/_sim/calls", get(list_calls).delete(clear_calls))
-        .route("/_sim/faults", get(get_faults).post(set_faults))
-        .route("/_sim/stats", get(stats))
-        .fallback(graph)
-        .with_state(state)
-}
-
-#[derive(Deserialize)]
-struct CallFilter {
-    recipient: Option<String>,
-    account: Option<String>,
-    kind: Option<String>,
-}
-
-async fn list_calls(
-    State(state): State<Arc<SimState>>,
-    Query(filter): Query<CallFilter>,
-) -> Json<Value> {
-    let calls: Vec<RecordedCall> = lock(&state.calls)
-        .iter()
-        .filter(|c| {
-            filter
-                .recipient
-                .as_ref()
-                .is_none_or(|r| c.recipient.as_ref() == Some(r))
-                && filter
-                    .account
-                    .as_ref()
-                    .is_none_or(|a| c.account.as_ref() == Some(a))
-                && filter
-                    .kind
-                    .as_ref()
-                    .is_none_or(|k| c.kind.map(CallKind::as_str) == Some(k.as_str()))
-        })
-        .cloned()
-        .collect();
-    Json(json!({ "calls": calls }))
-}
-
-async fn clear_calls(State(state): State<Arc<SimState>>) -> StatusCode {
-    lock(&state.calls).clear();
-    StatusCode::NO_CONTENT
-}
-
-async fn get_faults(State(state): State<Arc<SimState>>) -> Json<Faults> {
-    Json(lock(&state.faults).clone())
-}
-
-async fn set_faults(State(state): State<Arc<SimState>>, body: Bytes) -> Response {
-    let faults: Faults = match serde_json::from_slice(&body) {
-        Ok(f) => f,
-        Err(e) => {
-            return (
-                StatusCode::BAD_REQUEST,
-                Json(json!({"error": format!("faults: {e}")})),
-            )
-                .into_response()
-        }
-    };
-    if let Err(e) = faults.validate() {
-        return (
-            StatusCode::BAD_REQUEST,
-            Json(json!({"error": e.to_string()})),
-        )
-            .into_response();
-    }
-    *lock(&state.faults) = faults.clone();
-    Json(faults).into_response()
-}
-
-async fn stats(State(state): State<Arc<SimState>>) -> Json<Value> {
-    let mut accepted = serde_json::Map::new();
-    for (i, kind) in KINDS.iter().enumerate() {
-        accepted.insert(
-            kind.as_str().into(),
-            state.accepted[i].load(Ordering::Relaxed).into(),
-        );
-    }
-    Json(json!({
-        "accepted": accepted,
-        "refused": state.refused.load(Ordering::Relaxed),
-        "receipt_webhooks": {
-            "accepted": state.receipt_counts.accepted.load(Ordering::Relaxed),
-            "failed": state.receipt_counts.failed.load(Ordering::Relaxed),
-        },
-    }))
+    control::routes().fallback(graph).with_state(state)
 }
 
 /// Path segments without the leading `vNN.N` version, if any.
@@ -332,6 +256,11 @@ async fn graph(
 ) -> Response {
     let seq = state.seq.fetch_add(1, Ordering::Relaxed);
     let path = uri.path().to_string();
+    let token_fingerprint = if state.record_limit > 0 {
+        token_of(&headers, &uri).map(|t| fingerprint(&t))
+    } else {
+        None
+    };
     let parsed: Result<Value, Refusal> = serde_json::from_slice(&body)
         .map_err(|e| Refusal::invalid(format!("The request body is not valid JSON: {e}")));
     let json_body = if state.record_limit > 0 {
@@ -383,6 +312,7 @@ async fn graph(
             recipient: call.as_ref().and_then(|c| c.recipient.clone()),
             text: call.as_ref().and_then(|c| c.text.clone()),
             status,
+            token_fingerprint,
             body: json_body,
             response: response.clone(),
         });
@@ -525,16 +455,4 @@ fn send_receipt(state: &SimState, accepted: &Accepted) {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::segments;
-
-    #[test]
-    fn version_prefix_is_optional() {
-        assert_eq!(segments("/v21.0/PAGE/messages"), ["PAGE", "messages"]);
-        assert_eq!(segments("/PAGE/messages"), ["PAGE", "messages"]);
-        assert_eq!(
-            segments("/v19/me/messenger_profile"),
-            ["me", "messenger_profile"]
-        );
-    }
-}
+mod tests;

@@ -8,6 +8,9 @@ use std::sync::Arc;
 
 use ractor::{Actor, ActorProcessingErr, ActorRef};
 
+mod send;
+use send::flush_outbox;
+
 use super::commands::CommandOutcome;
 use super::supervisor::SupervisorMsg;
 use super::timers::TimerHandle;
@@ -20,7 +23,7 @@ use crate::clock::now_ms;
 use crate::event::{Attachment, ConversationId, EventKind};
 use crate::fence::{Fence, Fenced};
 use crate::store::OutboxItem;
-use crate::telemetry::{self, AmbiguousOutcome};
+use crate::telemetry::{self, ReplyOutcome};
 
 /// How long a turn's write is retried while the store is unavailable
 /// before the actor fails (and is restarted with its events).
@@ -117,12 +120,7 @@ impl Actor for ConversationActor {
         // status before they are sent again.
         let confirm_wait = state.args.ctx.config.outbound.confirm_wait;
         let held = conversation.hold_outbox(now + confirm_wait.as_millis() as u64);
-        telemetry::outbox_replays(conversation.record.channel, held);
-        telemetry::ambiguous_send(
-            conversation.record.channel,
-            AmbiguousOutcome::Unconfirmed,
-            held,
-        );
+        telemetry::outbox_replayed(conversation.record.channel, held);
         state.conversation = Some(conversation);
         Box::pin(drive(state)).await
     }
@@ -171,13 +169,11 @@ async fn handle_delivery(
     let outcome = conv.apply(&d.event, now);
     let channel = d.event.channel;
     match &outcome {
-        EventOutcome::Confirmed => {
-            telemetry::ambiguous_send(channel, AmbiguousOutcome::Confirmed, 1)
-        }
+        EventOutcome::Confirmed => telemetry::send_confirmed(channel),
         EventOutcome::Duplicate => telemetry::duplicate(channel),
         EventOutcome::RateLimited => telemetry::rate_limited(channel),
-        EventOutcome::HumanMode => telemetry::reply(channel, "human_mode"),
-        EventOutcome::WindowClosed => telemetry::reply(channel, "window_closed"),
+        EventOutcome::HumanMode => telemetry::reply(channel, ReplyOutcome::HumanMode),
+        EventOutcome::WindowClosed => telemetry::reply(channel, ReplyOutcome::WindowClosed),
         _ => {}
     }
     if let (EventOutcome::Command(result), EventKind::Agent { command, .. }) =
@@ -391,125 +387,4 @@ async fn ask(
             attachments,
         })
         .await?)
-}
-
-/// Sends stored parts in order, each awaited and marked before the next.
-/// A part whose messaging window has closed is not sent; a part that may
-/// have reached the platform already waits for its confirmation (or for
-/// `outbound.confirm_wait` to pass, then it is sent again).
-async fn flush_outbox(state: &mut ConversationState) -> Result<(), ActorProcessingErr> {
-    let ctx = state.args.ctx.clone();
-    loop {
-        let now = now_ms();
-        let Some(conv) = state.conversation.as_mut() else {
-            return Ok(());
-        };
-        let channel = conv.record.channel;
-        let wait = ctx.config.outbound.confirm_wait.as_millis() as u64;
-        let resend = conv.resend_due(now);
-        if resend && ctx.bus.behind(state.partition) {
-            // Its echo or status may be among the events the bus still
-            // holds: looked at again shortly, not resent yet.
-            conv.part_unconfirmed(now + BEHIND_RECHECK_MS);
-            persist(state).await?;
-            return Ok(());
-        }
-        if resend {
-            tracing::info!(conversation = %state.args.id, "No confirmation of a part within the wait; sending it again");
-            telemetry::ambiguous_send(channel, AmbiguousOutcome::Resent, 1);
-            conv.resend_unconfirmed(now + wait);
-            persist(state).await?;
-        } else if state
-            .conversation
-            .as_ref()
-            .is_some_and(|c| c.awaiting_confirmation(now))
-        {
-            return Ok(());
-        }
-        let Some(conv) = state.conversation.as_mut() else {
-            return Ok(());
-        };
-        let Some(item) = conv.next_part(now).cloned() else {
-            return Ok(());
-        };
-        let tag = match conv.send_tag(&item, now) {
-            Ok(tag) => tag,
-            Err(closed) => {
-                let reason = closed.to_string();
-                conv.part_failed(&reason, now);
-                telemetry::reply(channel, "window_closed");
-                report(conv, &item, CommandOutcome::Refused { reason });
-                persist(state).await?;
-                continue;
-            }
-        };
-        let result = ctx
-            .outbound
-            .send(
-                conv.integration(),
-                &conv.record.customer,
-                &item,
-                tag,
-                &state.args.fence,
-            )
-            .await;
-        let now = now_ms();
-        let outcome = match result {
-            Ok(sent) => {
-                ctx.token_refused(&conv.integration().id, false);
-                conv.part_sent(sent.message_id.clone(), now);
-                telemetry::reply(channel, "sent");
-                if item.first_of_turn {
-                    let elapsed = now
-                        .saturating_sub(item.received_at_ms)
-                        .saturating_sub(item.delay_ms);
-                    telemetry::event_to_reply(channel, elapsed as f64 / 1000.0);
-                }
-                CommandOutcome::Sent {
-                    message_id: sent.message_id,
-                }
-            }
-            // The partition moved on: the next owner sends it.
-            Err(e) if e.kind == SendErrorKind::Fenced => return Err(Fenced.into()),
-            Err(e) if e.kind == SendErrorKind::Ambiguous => {
-                tracing::warn!(conversation = %state.args.id, error = %e, "Send outcome unknown; the part waits for its echo or status");
-                conv.part_unconfirmed(now + wait);
-                telemetry::reply(channel, "unconfirmed");
-                telemetry::ambiguous_send(channel, AmbiguousOutcome::Unconfirmed, 1);
-                report(conv, &item, CommandOutcome::Unconfirmed);
-                persist(state).await?;
-                return Ok(());
-            }
-            Err(e) if e.retryable() => {
-                tracing::warn!(conversation = %state.args.id, error = %e, "Platform kept failing; the reply waits in the outbox");
-                conv.retry_outbox_at(now + ctx.config.outbound.retry_later.as_millis() as u64);
-                telemetry::reply(channel, "retry_later");
-                report(conv, &item, CommandOutcome::Queued);
-                persist(state).await?;
-                return Ok(());
-            }
-            Err(e) => {
-                if e.kind == SendErrorKind::TokenExpired {
-                    ctx.token_refused(&conv.integration().id, true);
-                    tracing::error!(integration = %conv.integration().id, "Access token expired or revoked; the integration needs a new token");
-                } else {
-                    tracing::warn!(conversation = %state.args.id, error = %e, "Reply refused by the platform");
-                }
-                conv.part_failed(&e.to_string(), now);
-                telemetry::reply(channel, e.kind.label());
-                CommandOutcome::Failed {
-                    reason: e.to_string(),
-                }
-            }
-        };
-        report(conv, &item, outcome);
-        persist(state).await?;
-    }
-}
-
-/// What came of a person's message (its last part carries the command).
-fn report(conv: &mut Conversation, item: &OutboxItem, outcome: CommandOutcome) {
-    if let Some(command) = &item.command {
-        conv.command_outcome(command, outcome);
-    }
 }

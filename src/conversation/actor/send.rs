@@ -1,0 +1,125 @@
+//! The send loop: the outbox's parts go out one at a time, in order, each
+//! mark written before the next part; an unknown outcome holds the part
+//! until its echo or status confirms it.
+
+use ractor::ActorProcessingErr;
+
+use super::*;
+
+/// Sends stored parts in order, each awaited and marked before the next.
+/// A part whose messaging window has closed is not sent; a part that may
+/// have reached the platform already waits for its confirmation (or for
+/// `outbound.confirm_wait` to pass, then it is sent again).
+pub(super) async fn flush_outbox(state: &mut ConversationState) -> Result<(), ActorProcessingErr> {
+    let ctx = state.args.ctx.clone();
+    loop {
+        let now = now_ms();
+        let Some(conv) = state.conversation.as_mut() else {
+            return Ok(());
+        };
+        let channel = conv.record.channel;
+        let wait = ctx.config.outbound.confirm_wait.as_millis() as u64;
+        let resend = conv.resend_due(now);
+        if resend && ctx.bus.behind(state.partition) {
+            // Its echo or status may be among the events the bus still
+            // holds: looked at again shortly, not resent yet.
+            conv.part_unconfirmed(now + BEHIND_RECHECK_MS);
+            persist(state).await?;
+            return Ok(());
+        }
+        if resend {
+            telemetry::part_resent(&state.args.id, channel);
+            conv.resend_unconfirmed(now + wait);
+            persist(state).await?;
+        } else if state
+            .conversation
+            .as_ref()
+            .is_some_and(|c| c.awaiting_confirmation(now))
+        {
+            return Ok(());
+        }
+        let Some(conv) = state.conversation.as_mut() else {
+            return Ok(());
+        };
+        let Some(item) = conv.next_part(now).cloned() else {
+            return Ok(());
+        };
+        let tag = match conv.send_tag(&item, now) {
+            Ok(tag) => tag,
+            Err(closed) => {
+                let reason = closed.to_string();
+                conv.part_failed(&reason, now);
+                telemetry::reply(channel, ReplyOutcome::WindowClosed);
+                report(conv, &item, CommandOutcome::Refused { reason });
+                persist(state).await?;
+                continue;
+            }
+        };
+        let result = ctx
+            .outbound
+            .send(
+                conv.integration(),
+                &conv.record.customer,
+                &item,
+                tag,
+                &state.args.fence,
+            )
+            .await;
+        let now = now_ms();
+        let outcome = match result {
+            Ok(sent) => {
+                ctx.token_refused(&conv.integration().id, false);
+                conv.part_sent(sent.message_id.clone(), now);
+                telemetry::reply(channel, ReplyOutcome::Sent);
+                if item.first_of_turn {
+                    let elapsed = now
+                        .saturating_sub(item.received_at_ms)
+                        .saturating_sub(item.delay_ms);
+                    telemetry::event_to_reply(channel, elapsed as f64 / 1000.0);
+                }
+                CommandOutcome::Sent {
+                    message_id: sent.message_id,
+                }
+            }
+            // The partition moved on: the next owner sends it.
+            Err(e) if e.kind == SendErrorKind::Fenced => return Err(Fenced.into()),
+            Err(e) if e.kind == SendErrorKind::Ambiguous => {
+                telemetry::send_unconfirmed(&state.args.id, channel, &e);
+                conv.part_unconfirmed(now + wait);
+                report(conv, &item, CommandOutcome::Unconfirmed);
+                persist(state).await?;
+                return Ok(());
+            }
+            Err(e) if e.retryable() => {
+                tracing::warn!(conversation = %state.args.id, error = %e, "Platform kept failing; the reply waits in the outbox");
+                conv.retry_outbox_at(now + ctx.config.outbound.retry_later.as_millis() as u64);
+                telemetry::reply(channel, ReplyOutcome::RetryLater);
+                report(conv, &item, CommandOutcome::Queued);
+                persist(state).await?;
+                return Ok(());
+            }
+            Err(e) => {
+                if e.kind == SendErrorKind::TokenExpired {
+                    ctx.token_refused(&conv.integration().id, true);
+                    tracing::error!(integration = %conv.integration().id, "Access token expired or revoked; the integration needs a new token");
+                } else {
+                    tracing::warn!(conversation = %state.args.id, error = %e, "Reply refused by the platform");
+                }
+                conv.part_failed(&e.to_string(), now);
+                telemetry::reply(channel, e.kind);
+                CommandOutcome::Failed {
+                    reason: e.to_string(),
+                }
+            }
+        };
+        report(conv, &item, outcome);
+        persist(state).await?;
+    }
+}
+
+/// What came of a person's message (its last part carries the command).
+fn report(conv: &mut Conversation, item: &OutboxItem, outcome: CommandOutcome) {
+    if let Some(command) = &item.command {
+        conv.command_outcome(command, outcome);
+    }
+}
