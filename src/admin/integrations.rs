@@ -52,10 +52,7 @@ pub async fn list(
                 "ok"
             },
             escalation_keywords: i.escalation_keywords.clone(),
-            auto_resume_after: i.auto_resume_after.map_or_else(
-                || "off".to_string(),
-                |d| humantime::format_duration(d).to_string(),
-            ),
+            auto_resume_after: crate::config::off_or_duration_text(i.auto_resume_after),
             away_message: i.away_message.clone(),
         })
         .collect();

@@ -378,10 +378,23 @@ mod off_or_duration {
     }
 
     pub fn serialize<S: Serializer>(v: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
-        match v {
-            None => s.serialize_str("off"),
-            Some(d) => s.serialize_str(&humantime::format_duration(*d).to_string()),
-        }
+        s.serialize_str(&super::off_or_duration_text(*v))
+    }
+}
+
+/// `auto_resume_after` as written in a config: `"off"`, or the duration
+/// in its largest whole unit (`"24h"`, `"90m"`, `"45s"`, `"1500ms"`).
+pub fn off_or_duration_text(v: Option<Duration>) -> String {
+    let Some(d) = v else {
+        return "off".into();
+    };
+    let ms = d.as_millis();
+    match ms {
+        0 => "0s".into(),
+        _ if ms % 3_600_000 == 0 => format!("{}h", ms / 3_600_000),
+        _ if ms % 60_000 == 0 => format!("{}m", ms / 60_000),
+        _ if ms % 1_000 == 0 => format!("{}s", ms / 1_000),
+        _ => format!("{ms}ms"),
     }
 }
 

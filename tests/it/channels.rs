@@ -457,6 +457,15 @@ async fn a_refused_token_shows_on_the_integration_until_a_call_succeeds() {
         .await;
     assert_eq!(status, 200, "{list}");
     assert_eq!(token_of(&list, "acme-fb").as_deref(), Some("expired"));
+    let fb = list["integrations"]
+        .as_array()
+        .and_then(|l| l.iter().find(|i| i["id"] == "acme-fb"))
+        .cloned()
+        .unwrap();
+    assert_eq!(
+        fb["auto_resume_after"], "24h",
+        "as a config writes it: {fb}"
+    );
     assert_eq!(token_of(&list, "acme-wa").as_deref(), Some("ok"));
     // A new token is in place (the simulator accepts again): the next reply
     // goes out and the integration is fine again.

@@ -11,7 +11,6 @@ use rdkafka::message::Message;
 use tokio::sync::mpsc;
 
 use super::group::{GroupContext, Shared};
-use super::watch::OwnerlessWatch;
 use crate::bus::{Delivery, Position};
 use crate::event::InboundEvent;
 use crate::fence::{Fence, Lease};
@@ -31,10 +30,7 @@ pub(super) fn poll_loop(
     tx: mpsc::Sender<Delivery>,
 ) {
     let mut paused = false;
-    // Past a session timeout and a rebalance: the departed member's expiry.
-    let mut ownerless = OwnerlessWatch::new(shared.revoke_wait * 3);
     while !shared.closing.load(std::sync::atomic::Ordering::Acquire) {
-        ownerless.check(&consumer, &shared);
         let (behind, closed) = hand_over(&shared, &tx);
         if closed {
             break;

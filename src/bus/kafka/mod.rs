@@ -302,6 +302,9 @@ impl Bus for KafkaBus {
             .subscribe(&[self.shared.topic.as_str()])
             .map_err(unavailable)?;
         let (tx, rx) = mpsc::channel(DELIVERY_QUEUE);
+        // Past a session timeout and a rebalance: a departed member's expiry.
+        let limit = self.shared.revoke_wait * 3;
+        watch::spawn(self.consumer.clone(), self.shared.clone(), limit).map_err(unavailable)?;
         let (consumer, shared) = (self.consumer.clone(), self.shared.clone());
         let thread = std::thread::Builder::new()
             .name("kafka-consumer".into())

@@ -1,5 +1,6 @@
-//! No partition may sit without a live owner. Every few seconds the
-//! consumer's thread asks the group coordinator who owns what (the members'
+//! No partition may sit without a live owner. Every few seconds a thread
+//! of its own (so a slow broker never holds up the consumer's polling)
+//! asks the group coordinator who owns what (the members'
 //! assignments); when some of the topic's partitions have been owned by
 //! nobody for a while (past a session timeout, so a departed member has
 //! expired), a broker has failed to give them out again (Tansu 0.6 does,
@@ -10,6 +11,8 @@
 //! least partitions / members.
 
 use std::collections::BTreeSet;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use rdkafka::consumer::{BaseConsumer, Consumer};
@@ -19,7 +22,25 @@ use super::group::{GroupContext, Shared};
 /// How often the group's assignments are looked at.
 const EVERY: Duration = Duration::from_secs(3);
 
-pub(super) struct OwnerlessWatch {
+/// Starts the watch on a thread of its own; it ends when the bus closes.
+pub(super) fn spawn(
+    consumer: Arc<BaseConsumer<GroupContext>>,
+    shared: Arc<Shared>,
+    limit: Duration,
+) -> std::io::Result<()> {
+    std::thread::Builder::new()
+        .name("kafka-ownerless-watch".into())
+        .spawn(move || {
+            let mut watch = OwnerlessWatch::new(limit);
+            while !shared.closing.load(Ordering::Acquire) {
+                std::thread::sleep(Duration::from_millis(100));
+                watch.check(&consumer, &shared);
+            }
+        })
+        .map(drop)
+}
+
+struct OwnerlessWatch {
     limit: Duration,
     checked: Instant,
     /// Since when some partition has had no owner, if one has not.
@@ -27,7 +48,7 @@ pub(super) struct OwnerlessWatch {
 }
 
 impl OwnerlessWatch {
-    pub(super) fn new(limit: Duration) -> Self {
+    fn new(limit: Duration) -> Self {
         Self {
             limit,
             checked: Instant::now(),
@@ -35,7 +56,7 @@ impl OwnerlessWatch {
         }
     }
 
-    pub(super) fn check(&mut self, consumer: &BaseConsumer<GroupContext>, shared: &Shared) {
+    fn check(&mut self, consumer: &BaseConsumer<GroupContext>, shared: &Shared) {
         if self.checked.elapsed() < EVERY {
             return;
         }
@@ -52,6 +73,9 @@ impl OwnerlessWatch {
             return;
         }
         self.ownerless_since = None;
+        if shared.closing.load(Ordering::Acquire) {
+            return;
+        }
         tracing::warn!(partitions = ?ownerless, "Partitions without an owner in the group: rejoining it so they are assigned again");
         consumer.unsubscribe();
         if let Err(e) = consumer.subscribe(&[shared.topic.as_str()]) {
