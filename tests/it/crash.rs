@@ -126,15 +126,9 @@ async fn sigkill_after(extra: &str, settle: Duration) {
     wait_ready(port).await;
     // Long enough for a broker that still counts the killed member to be
     // made to let go (a session timeout and a rejoin).
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(45);
-    while !customers.iter().all(|c| !graph.texts_to(c).is_empty()) {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "not every customer answered: {} replies",
-            graph.texts().len()
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    graph
+        .wait_for_everyone(&customers, Duration::from_secs(45))
+        .await;
     // Let anything that would be sent twice arrive.
     tokio::time::sleep(Duration::from_millis(2000)).await;
     engine.kill();

@@ -114,6 +114,19 @@ impl GraphSim {
             .collect()
     }
 
+    /// Waits up to `limit` until every one of `customers` has a reply.
+    pub async fn wait_for_everyone(&self, customers: &[String], limit: Duration) {
+        let deadline = tokio::time::Instant::now() + limit;
+        while !customers.iter().all(|c| !self.texts_to(c).is_empty()) {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "not every customer answered: {} replies",
+                self.texts().len()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
     /// Waits (bounded) until `pred` holds for the recorded calls.
     pub async fn wait_for(&self, what: &str, pred: impl Fn(&[Call]) -> bool) {
         let deadline = tokio::time::Instant::now() + Duration::from_secs(20);

@@ -39,6 +39,16 @@ pub(super) async fn respawn(
     }
 }
 
+/// The conversation of an actor that is gone, its entry no longer counted
+/// as running (`None` when nothing is known of it).
+fn stopped(state: &mut SupervisorState, actor: ActorId) -> Option<Arc<str>> {
+    let id = state.by_actor.remove(&actor)?;
+    let entry = state.entries.get_mut(&id)?;
+    entry.actor = None;
+    entry.stopping = false;
+    Some(id)
+}
+
 pub(super) async fn on_failed(
     myself: &ActorRef<SupervisorMsg>,
     state: &mut SupervisorState,
@@ -46,16 +56,14 @@ pub(super) async fn on_failed(
     error: String,
     transient: bool,
 ) {
-    let Some(id) = state.by_actor.remove(&actor) else {
-        return;
-    };
     let max_attempts = state.args.ctx.config.engine.max_event_attempts;
     let backoff_max = state.args.ctx.config.engine.restart_backoff_max;
+    let Some(id) = stopped(state, actor) else {
+        return;
+    };
     let Some(entry) = state.entries.get_mut(&id) else {
         return;
     };
-    entry.actor = None;
-    entry.stopping = false;
     entry.failures += 1;
     let blamed = entry.current.swap(NO_EVENT, Ordering::AcqRel);
     entry.interrupted = (blamed != NO_EVENT).then_some(blamed);
@@ -113,14 +121,12 @@ pub(super) async fn on_terminated(
     state: &mut SupervisorState,
     actor: ActorId,
 ) {
-    let Some(id) = state.by_actor.remove(&actor) else {
+    let Some(id) = stopped(state, actor) else {
         return;
     };
     let Some(entry) = state.entries.get_mut(&id) else {
         return;
     };
-    entry.actor = None;
-    entry.stopping = false;
     match entry.after_stop(state.args.ctx.bus.partitioned()) {
         AfterStop::Respawn => spawn(myself, state, id).await,
         AfterStop::HandToOwner => {
@@ -141,14 +147,12 @@ pub(super) async fn on_fenced(
     state: &mut SupervisorState,
     actor: ActorId,
 ) {
-    let Some(id) = state.by_actor.remove(&actor) else {
+    let Some(id) = stopped(state, actor) else {
         return;
     };
     let Some(entry) = state.entries.get_mut(&id) else {
         return;
     };
-    entry.actor = None;
-    entry.stopping = false;
     let before = entry.inflight.len();
     entry.inflight.retain(|(d, _)| d.fence.is_current());
     state

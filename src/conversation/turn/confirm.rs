@@ -14,7 +14,7 @@
 use sha2::{Digest, Sha256};
 
 use super::{take_first, Conversation, EventOutcome, TRACKED_MARKS};
-use crate::store::{CommandOutcome, MessageStatus};
+use crate::store::CommandOutcome;
 
 /// Every part id starts with this, which tells the engine's messages from
 /// others' in echoes.
@@ -205,17 +205,11 @@ impl Conversation {
             return false;
         };
         self.record.outbox[..=i].rotate_right(1);
-        let item = take_first(&mut self.record.outbox);
-        self.settle(
-            &item,
-            MessageStatus::Failed,
-            None,
-            Some(reason.to_string()),
-            now_ms,
-        );
-        if let Some(command) = &item.command {
+        let command = self.record.outbox[0].command.clone();
+        self.part_failed(reason, now_ms);
+        if let Some(command) = command {
             let reason = reason.to_string();
-            self.command_outcome(command, CommandOutcome::Failed { reason });
+            self.command_outcome(&command, CommandOutcome::Failed { reason });
         }
         true
     }
