@@ -43,6 +43,8 @@ pub enum StartError {
     Client(#[from] ClientBuildError),
     #[error(transparent)]
     Telemetry(#[from] TelemetryError),
+    #[error(transparent)]
+    Assistant(#[from] crate::assistant::BuildError),
     #[error("cannot listen on {addr}: {reason}")]
     Listen { addr: String, reason: String },
     #[error("cannot start the conversation supervisor: {0}")]
@@ -163,7 +165,7 @@ pub async fn start_with_store(
         store.clone(),
         bus.clone(),
         Outbound::new(graph, &config.integrations),
-    ));
+    )?);
 
     let (timer_handle, timer_task) = timers::channel();
     let inflight = Arc::new(Semaphore::new(config.engine.max_inflight_events));

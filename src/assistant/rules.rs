@@ -5,11 +5,17 @@
 
 use async_trait::async_trait;
 
-use super::{Assistant, AssistantError, ReplyRequest};
+use super::{Answer, Assistant, AssistantError, FailurePolicy, ReplyRequest};
 use crate::config::AssistantConfig;
 
+struct Rule {
+    keywords: Vec<Vec<String>>,
+    reply: String,
+    choices: Vec<String>,
+}
+
 pub struct RulesAssistant {
-    rules: Vec<(Vec<Vec<String>>, String)>,
+    rules: Vec<Rule>,
     fallback: String,
 }
 
@@ -32,7 +38,11 @@ impl RulesAssistant {
                     .map(|k| words(k))
                     .filter(|k| !k.is_empty())
                     .collect();
-                (keywords, r.reply.clone())
+                Rule {
+                    keywords,
+                    reply: r.reply.clone(),
+                    choices: r.choices.clone(),
+                }
             })
             .collect();
         Self {
@@ -41,26 +51,33 @@ impl RulesAssistant {
         }
     }
 
-    fn answer_one(&self, text: &str) -> Option<&str> {
+    fn answer_one(&self, text: &str) -> Option<&Rule> {
         let ws = words(text);
-        self.rules.iter().find_map(|(keywords, reply)| {
-            keywords
+        self.rules.iter().find(|rule| {
+            rule.keywords
                 .iter()
                 .any(|k| ws.windows(k.len()).any(|w| w == k.as_slice()))
-                .then_some(reply.as_str())
         })
     }
 
-    /// The answer for the given messages (synchronous core of [`Assistant::reply`]).
-    pub fn answer(&self, request: &ReplyRequest<'_>) -> String {
+    /// The answer for the given messages (synchronous core of [`Assistant::reply`]):
+    /// the matched rules' replies, with their choices.
+    pub fn answer(&self, request: &ReplyRequest) -> Answer {
         let mut answers: Vec<&str> = Vec::new();
-        for m in request.messages {
-            if let Some(a) = self.answer_one(m) {
-                if !answers.contains(&a) {
-                    answers.push(a);
+        let mut choices: Vec<String> = Vec::new();
+        for m in &request.messages {
+            if let Some(rule) = self.answer_one(m) {
+                if !answers.contains(&rule.reply.as_str()) {
+                    answers.push(&rule.reply);
+                }
+                for c in &rule.choices {
+                    if !choices.contains(c) {
+                        choices.push(c.clone());
+                    }
                 }
             }
         }
+        choices.truncate(super::prompt::MAX_CHOICES);
         let mut out = if answers.is_empty() {
             self.fallback.clone()
         } else {
@@ -77,18 +94,22 @@ impl RulesAssistant {
                 kinds.join(", ")
             );
         }
-        out
+        Answer { text: out, choices }
     }
 }
 
 #[async_trait]
 impl Assistant for RulesAssistant {
-    async fn reply(&self, request: &ReplyRequest<'_>) -> Result<String, AssistantError> {
+    async fn reply(&self, request: &ReplyRequest) -> Result<Answer, AssistantError> {
         Ok(self.answer(request))
     }
 
     fn is_instant(&self) -> bool {
         true
+    }
+
+    fn on_failure(&self) -> FailurePolicy {
+        FailurePolicy::Fallback(self.fallback.clone())
     }
 }
 
@@ -98,35 +119,45 @@ mod tests {
     use crate::config::{AssistantKind, ChannelKind, RuleConfig};
 
     fn assistant() -> RulesAssistant {
-        RulesAssistant::new(&AssistantConfig {
-            id: "a".into(),
-            kind: AssistantKind::Rules,
-            fallback: "A teammate will reply.".into(),
-            rules: vec![
-                RuleConfig {
-                    keywords: vec!["hours".into(), "open".into()],
-                    reply: "We're open 9-5.".into(),
-                },
-                RuleConfig {
-                    keywords: vec!["refund policy".into()],
-                    reply: "Refunds within 30 days.".into(),
-                },
-            ],
-            base_url: None,
-            model: None,
-            api_key_env: None,
-            system_prompt: None,
-        })
+        let mut config = AssistantConfig::new("a", AssistantKind::Rules);
+        config.fallback = "A teammate will reply.".into();
+        config.rules = vec![
+            RuleConfig {
+                keywords: vec!["hours".into(), "open".into()],
+                reply: "We're open 9-5.".into(),
+                choices: vec!["Book a visit".into(), "Prices".into()],
+            },
+            RuleConfig {
+                keywords: vec!["refund policy".into()],
+                reply: "Refunds within 30 days.".into(),
+                choices: vec!["Prices".into(), "Start a refund".into()],
+            },
+        ];
+        RulesAssistant::new(&config)
     }
 
     fn ask(a: &RulesAssistant, msgs: &[&str]) -> String {
-        let messages: Vec<String> = msgs.iter().map(|s| s.to_string()).collect();
+        answer(a, msgs).text
+    }
+
+    fn answer(a: &RulesAssistant, msgs: &[&str]) -> Answer {
         a.answer(&ReplyRequest {
             channel: ChannelKind::Messenger,
-            customer: "c",
-            messages: &messages,
-            attachments: &[],
+            customer: "c".into(),
+            messages: msgs.iter().map(|s| s.to_string()).collect(),
+            attachments: Vec::new(),
+            history: Vec::new(),
         })
+    }
+
+    #[test]
+    fn matched_rules_offer_their_choices_once_in_order() {
+        let a = assistant();
+        assert_eq!(
+            answer(&a, &["hours?", "refund policy?"]).choices,
+            ["Book a visit", "Prices", "Start a refund"]
+        );
+        assert!(answer(&a, &["hello"]).choices.is_empty());
     }
 
     #[test]

@@ -3,6 +3,7 @@
 //! webhook envelope, the Graph API client with its single retry policy, and
 //! the one place that maps Meta error codes.
 
+pub mod choices;
 pub mod comments;
 pub mod graph;
 pub mod instagram;
@@ -118,6 +119,7 @@ impl Outbound {
             media,
             part_id: &part.part_id,
             template,
+            choices: &part.choices,
         };
         let body = platform.message_body(customer, &outbound, tag);
         self.graph

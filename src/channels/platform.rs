@@ -31,6 +31,8 @@ pub struct OutboundPart<'a> {
     /// WhatsApp: the template (name, language) a person's message goes out
     /// as after the window.
     pub template: Option<(&'a str, &'a str)>,
+    /// Quick replies offered with the text.
+    pub choices: &'a [String],
 }
 
 pub trait Platform: Sync {
@@ -45,6 +47,12 @@ pub trait Platform: Sync {
 
     /// Whether the channel shows text as it is (markdown is stripped).
     fn plain_text(&self) -> bool;
+
+    /// How long a typing indicator shows unless refreshed.
+    fn typing_lasts(&self) -> std::time::Duration;
+
+    /// Longest text of a part that carries quick replies.
+    fn choices_text_limit(&self) -> usize;
 
     /// File types a person may send: (the engine's name, the platform's).
     fn attachment_types(&self) -> &'static [(&'static str, &'static str)];
@@ -99,6 +107,22 @@ pub fn platform(channel: ChannelKind) -> Option<&'static dyn Platform> {
 /// long texts).
 pub fn text_limit(channel: ChannelKind) -> usize {
     platform(channel).map_or(100_000, |p| p.text_limit())
+}
+
+/// Longest text of a part carrying quick replies on `channel`; `None`
+/// where the channel has no quick replies (they become numbered lines).
+pub fn choices_text_limit(channel: ChannelKind) -> Option<usize> {
+    platform(channel).map(|p| p.choices_text_limit())
+}
+
+/// How often a typing indicator is refreshed on `channel`: every
+/// `configured`, or sooner where the platform's indicator would expire
+/// first (5 s before it does).
+pub fn typing_refresh(channel: ChannelKind, configured: std::time::Duration) -> std::time::Duration {
+    platform(channel).map_or(configured, |p| {
+        let lasts = p.typing_lasts();
+        configured.min(lasts.saturating_sub(std::time::Duration::from_secs(5)).max(lasts / 2))
+    })
 }
 
 /// The default calls per second per account on `channel`.

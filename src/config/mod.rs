@@ -2,6 +2,7 @@
 //! (compiled-in defaults < file < `SWITCHBOARD__` environment) and then
 //! validated as a whole, so every mistake is reported at once with its key.
 
+mod assistant;
 mod load;
 mod secret;
 mod validate;
@@ -11,6 +12,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+pub use assistant::{AssistantConfig, AssistantKind, OnFailure, RuleConfig};
 pub use load::{load, load_from_str, ConfigError, ConfigSource};
 pub use secret::Secret;
 pub use validate::{listens_on_loopback_only, weak_secrets, MIN_ADMIN_TOKEN};
@@ -183,39 +185,6 @@ pub struct OutboundConfig {
     /// status before it is sent again.
     #[serde(with = "humantime_serde")]
     pub confirm_wait: Duration,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum AssistantKind {
-    Rules,
-    Openai,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct AssistantConfig {
-    pub id: String,
-    pub kind: AssistantKind,
-    #[serde(default)]
-    pub fallback: String,
-    #[serde(default)]
-    pub rules: Vec<RuleConfig>,
-    #[serde(default)]
-    pub base_url: Option<String>,
-    #[serde(default)]
-    pub model: Option<String>,
-    #[serde(default)]
-    pub api_key_env: Option<String>,
-    #[serde(default)]
-    pub system_prompt: Option<String>,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RuleConfig {
-    pub keywords: Vec<String>,
-    pub reply: String,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

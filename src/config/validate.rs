@@ -9,7 +9,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use super::{
-    AssistantKind, BusKind, ChannelKind, Config, IntegrationConfig, ResponseDelay, StoreKind,
+    AssistantConfig, AssistantKind, BusKind, OnFailure, ChannelKind, Config, IntegrationConfig, ResponseDelay, StoreKind,
 };
 
 /// Shortest admin token `serve` accepts on a listener other than loopback.
@@ -256,13 +256,68 @@ fn assistants<'a>(c: &'a Config, e: &mut Errors) -> HashSet<&'a str> {
                     }
                 }
             }
-            AssistantKind::Openai => e.add(
-                key("kind"),
-                "\"openai\" is not supported by this build; use \"rules\"",
-            ),
+            AssistantKind::Openai => openai_assistant(a, &key, e),
+        }
+        for (j, r) in a.rules.iter().enumerate() {
+            if r.choices.len() > MAX_CHOICES {
+                e.add(
+                    key(&format!("rules[{j}].choices")),
+                    &format!("at most {MAX_CHOICES} choices"),
+                );
+            }
+            if r.choices.iter().any(|c| c.trim().is_empty()) {
+                e.add(key(&format!("rules[{j}].choices")), "a choice must not be empty");
+            }
         }
     }
     ids
+}
+
+/// Choices offered with one answer, at most (WhatsApp's list has 10 rows).
+const MAX_CHOICES: usize = 10;
+
+/// The keys of a model assistant.
+fn openai_assistant(a: &AssistantConfig, key: &dyn Fn(&str) -> String, e: &mut Errors) {
+    match a.base_url.as_deref() {
+        None => e.add(key("base_url"), "is required for an openai assistant"),
+        Some(url) if !(url.starts_with("http://") || url.starts_with("https://")) => e.add(
+            key("base_url"),
+            "must be an http:// or https:// URL, e.g. http://127.0.0.1:8000/v1",
+        ),
+        Some(_) => {}
+    }
+    if a.model.as_deref().is_none_or(|m| m.trim().is_empty()) {
+        e.add(key("model"), "is required for an openai assistant");
+    }
+    if let Some(var) = &a.api_key_env {
+        if std::env::var_os(var).is_none() {
+            e.add(
+                key("api_key_env"),
+                &format!("names the environment variable {var}, which is not set"),
+            );
+        }
+    }
+    if a.on_failure == OnFailure::Fallback && a.fallback.trim().is_empty() {
+        e.add(
+            key("fallback"),
+            "must not be empty when on_failure = \"fallback\"",
+        );
+    }
+    if a.max_concurrency == 0 {
+        e.add(key("max_concurrency"), "must be at least 1");
+    }
+    if a.max_attempts == 0 || a.max_attempts > 10 {
+        e.add(key("max_attempts"), "must be between 1 and 10");
+    }
+    if a.timeout.is_zero() {
+        e.add(key("timeout"), "must be more than 0s");
+    }
+    if a.chunk_timeout.is_zero() {
+        e.add(key("chunk_timeout"), "must be more than 0s");
+    }
+    if a.temperature.is_some_and(|t| !(0.0..=2.0).contains(&t)) {
+        e.add(key("temperature"), "must be between 0 and 2");
+    }
 }
 
 /// The apps' ids.

@@ -75,12 +75,12 @@ impl EngineContext {
         store: Arc<dyn Store>,
         bus: Arc<dyn Bus>,
         outbound: Outbound,
-    ) -> Self {
+    ) -> Result<Self, crate::assistant::BuildError> {
         let assistants = config
             .assistants
             .iter()
-            .filter_map(|a| crate::assistant::build(a).map(|b| (a.id.clone(), Arc::from(b))))
-            .collect();
+            .map(|a| crate::assistant::build(a).map(|b| (a.id.clone(), Arc::from(b))))
+            .collect::<Result<_, _>>()?;
         let integrations = config
             .integrations
             .iter()
@@ -91,7 +91,7 @@ impl EngineContext {
             .iter()
             .map(|i| (i.id.clone(), AtomicBool::new(false)))
             .collect();
-        Self {
+        Ok(Self {
             config,
             store,
             bus,
@@ -100,6 +100,6 @@ impl EngineContext {
             integrations,
             commands: commands::CommandWaiters::default(),
             token_expired,
-        }
+        })
     }
 }

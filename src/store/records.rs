@@ -121,6 +121,9 @@ pub struct OutboxItem {
     /// a status confirms it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub unconfirmed_until_ms: Option<u64>,
+    /// Quick replies offered with this part (the last of its answer).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub choices: Vec<String>,
 }
 
 /// The persisted state of one conversation.
@@ -199,6 +202,11 @@ pub struct ConversationRecord {
     /// requests retried with the same `Idempotency-Key`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub recent_commands: Vec<(String, CommandOutcome)>,
+    /// The assistant that answers this conversation, pinned when it
+    /// started: changing an integration's assistant applies to new
+    /// conversations only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub assistant: Option<String>,
 }
 
 impl ConversationRecord {
@@ -232,6 +240,7 @@ impl ConversationRecord {
             comments: Vec::new(),
             sent_parts: Vec::new(),
             recent_commands: Vec::new(),
+            assistant: None,
         }
     }
 

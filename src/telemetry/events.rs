@@ -138,3 +138,32 @@ pub fn quarantined(conversation: &dyn Display, failures: u32, reason: &str) {
     tracing::error!(conversation = %conversation, failures, reason, "Conversation quarantined after repeated failures; resume it through the admin API");
     counter!(QUARANTINED).increment(1);
 }
+
+/// One request to a model server and how it ended (`ok` or the kind of
+/// failure); an answered one also records its time and token usage.
+pub fn assistant_request(assistant: &str, outcome: impl Label, seconds: Option<f64>) {
+    let assistant = assistant.to_string();
+    counter!(ASSISTANT_REQUESTS, "assistant" => assistant.clone(), "outcome" => outcome.label())
+        .increment(1);
+    if let Some(seconds) = seconds {
+        histogram!(ASSISTANT_SECONDS, "assistant" => assistant).record(seconds);
+    }
+}
+
+pub fn assistant_tokens(assistant: &str, prompt: u64, completion: u64) {
+    let assistant = assistant.to_string();
+    counter!(ASSISTANT_TOKENS, "assistant" => assistant.clone(), "kind" => "prompt")
+        .increment(prompt);
+    counter!(ASSISTANT_TOKENS, "assistant" => assistant, "kind" => "completion")
+        .increment(completion);
+}
+
+/// A model gave no answer after its attempts. A refused key or a spent
+/// quota needs a person: logged at error.
+pub fn assistant_failed(assistant: &str, error: &dyn Display, attention: bool, attempts: u32) {
+    if attention {
+        tracing::error!(assistant, error = %error, attempts, "Model server refused the assistant; fix its key or quota");
+    } else {
+        tracing::warn!(assistant, error = %error, attempts, "Model gave no answer");
+    }
+}

@@ -130,3 +130,38 @@ mod tests {
         assert!(all.iter().all(|s| is_snake(s)), "{all:?}");
     }
 }
+
+/// How one request to a model server ended, the `outcome` label of
+/// `switchboard_assistant_requests_total`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AssistantOutcome {
+    Ok,
+    Unauthorized,
+    QuotaExceeded,
+    RateLimited,
+    ServerError,
+    ContextLengthExceeded,
+    Refused,
+    Stalled,
+    Timeout,
+    Unreachable,
+    BadAnswer,
+}
+
+impl Label for AssistantOutcome {
+    fn label(self) -> &'static str {
+        match self {
+            Self::Ok => "ok",
+            Self::Unauthorized => "unauthorized",
+            Self::QuotaExceeded => "quota_exceeded",
+            Self::RateLimited => "rate_limited",
+            Self::ServerError => "server_error",
+            Self::ContextLengthExceeded => "context_length_exceeded",
+            Self::Refused => "refused",
+            Self::Stalled => "stalled",
+            Self::Timeout => "timeout",
+            Self::Unreachable => "unreachable",
+            Self::BadAnswer => "bad_answer",
+        }
+    }
+}

@@ -14,7 +14,7 @@ mod events;
 mod labels;
 
 pub use events::*;
-pub use labels::{AmbiguousOutcome, Label, ReplyOutcome, SendOutcome, WebhookOutcome};
+pub use labels::{AmbiguousOutcome, AssistantOutcome, Label, ReplyOutcome, SendOutcome, WebhookOutcome};
 use names::*;
 
 /// The metric names.
@@ -35,6 +35,9 @@ pub mod names {
     pub const QUARANTINED: &str = "switchboard_quarantined_total";
     pub const ITEMS_SKIPPED: &str = "switchboard_webhook_items_skipped_total";
     pub const AMBIGUOUS_SENDS: &str = "switchboard_ambiguous_sends_total";
+    pub const ASSISTANT_REQUESTS: &str = "switchboard_assistant_requests_total";
+    pub const ASSISTANT_SECONDS: &str = "switchboard_assistant_seconds";
+    pub const ASSISTANT_TOKENS: &str = "switchboard_assistant_tokens_total";
 }
 
 /// Errors while setting up telemetry.
@@ -59,6 +62,13 @@ pub fn install_metrics() -> Result<PrometheusHandle, TelemetryError> {
             &[
                 0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
                 10.0, 30.0,
+            ],
+        )
+        .map_err(|e| TelemetryError::Recorder(e.to_string()))?
+        .set_buckets_for_metric(
+            Matcher::Full(ASSISTANT_SECONDS.to_string()),
+            &[
+                0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 3.0, 5.0, 8.0, 13.0, 20.0, 30.0, 60.0, 120.0,
             ],
         )
         .map_err(|e| TelemetryError::Recorder(e.to_string()))?;
@@ -121,6 +131,19 @@ fn describe() {
     describe_counter!(
         AMBIGUOUS_SENDS,
         "Reply parts whose send outcome was unknown, by what became of them"
+    );
+    describe_counter!(
+        ASSISTANT_REQUESTS,
+        "Requests to a model server, by assistant and outcome (ok or the kind of failure)"
+    );
+    describe_histogram!(
+        ASSISTANT_SECONDS,
+        Unit::Seconds,
+        "Time to a model's whole answer, by assistant (answered requests only)"
+    );
+    describe_counter!(
+        ASSISTANT_TOKENS,
+        "Tokens a model server reported in usage, by assistant and kind (prompt, completion)"
     );
 }
 

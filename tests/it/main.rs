@@ -12,6 +12,7 @@ mod failover;
 mod harness;
 mod kafka;
 mod layers;
+mod model_client;
 mod secrets;
 mod store_conformance;
 mod supervision;

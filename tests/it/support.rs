@@ -83,6 +83,24 @@ impl GraphSim {
         self.sim.base_url()
     }
 
+    /// The simulator's fake OpenAI-compatible model.
+    pub fn model_url(&self) -> String {
+        self.sim.model_url()
+    }
+
+    pub fn model(&self, control: switchboard::tools::sim::model::ModelControl) {
+        self.sim.model_control(control);
+    }
+
+    /// The request bodies the fake model received.
+    pub fn model_requests(&self) -> Vec<Value> {
+        self.sim.model_requests()
+    }
+
+    pub fn model_stats(&self) -> Value {
+        self.sim.model_stats()
+    }
+
     /// The next `n` calls fail with Meta's transient 500.
     pub fn fail_next_calls(&self, n: usize) {
         self.sim.set_faults(Faults {
@@ -247,7 +265,12 @@ pub fn local_config_tail(
     settings: &str,
     tail: &str,
 ) -> switchboard::config::Config {
-    let toml = config_toml(
+    let toml = config_text(dir, graph, delay_ms, settings, tail);
+    switchboard::config::load_from_str(&toml, &[]).expect("valid test config")
+}
+
+fn config_text(dir: &Path, graph: &GraphSim, delay_ms: u64, settings: &str, tail: &str) -> String {
+    config_toml(
         dir,
         &graph.base_url(),
         "127.0.0.1:0",
@@ -258,8 +281,7 @@ pub fn local_config_tail(
         &format!("response_delay_ms = {delay_ms}\n"),
         &format!("response_delay_ms = {delay_ms}\n{settings}\n"),
         1,
-    ) + tail;
-    switchboard::config::load_from_str(&toml, &[]).expect("valid test config")
+    ) + tail
 }
 
 /// A Page webhook body with these `messaging` events.
@@ -315,7 +337,17 @@ pub struct Desk {
     pub dir: tempfile::TempDir,
     /// Config sections appended to every engine's config (e.g. `[bus]`).
     tail: String,
+    /// Applied to the config text of every engine (see [`Desk::start_edited`]).
+    edit: Edit,
     http: reqwest::Client,
+}
+
+/// A change to an engine's config text (given the simulator, whose fake
+/// model an assistant may use).
+pub type Edit = std::sync::Arc<dyn Fn(String, &GraphSim) -> String + Send + Sync>;
+
+fn no_edit() -> Edit {
+    std::sync::Arc::new(|toml, _| toml)
 }
 
 impl Desk {
@@ -326,14 +358,20 @@ impl Desk {
 
     /// Like [`Desk::start`], with `tail` (TOML sections) in the config.
     pub async fn start_with(delay_ms: u64, settings: &str, tail: &str) -> Self {
+        Self::start_edited(delay_ms, settings, tail, no_edit()).await
+    }
+
+    /// Like [`Desk::start_with`], the config text changed by `edit`.
+    pub async fn start_edited(delay_ms: u64, settings: &str, tail: &str, edit: Edit) -> Self {
         let graph = GraphSim::start().await;
         let dir = tempfile::tempdir().unwrap();
-        let engine = Self::engine(&dir, &graph, delay_ms, settings, tail).await;
+        let engine = Self::engine(&dir, &graph, delay_ms, settings, tail, &edit).await;
         Self {
             graph,
             engine,
             dir,
             tail: tail.to_string(),
+            edit,
             http: reqwest::Client::new(),
         }
     }
@@ -344,8 +382,11 @@ impl Desk {
         delay_ms: u64,
         settings: &str,
         tail: &str,
+        edit: &Edit,
     ) -> switchboard::app::RunningEngine {
-        let config = local_config_tail(dir.path(), graph, delay_ms, settings, tail);
+        let toml = config_text(dir.path(), graph, delay_ms, settings, tail);
+        let config =
+            switchboard::config::load_from_str(&edit(toml, graph), &[]).expect("valid test config");
         switchboard::app::start(config)
             .await
             .expect("engine starts")
@@ -353,9 +394,20 @@ impl Desk {
 
     /// Stops the engine and starts a new one on the same data.
     pub async fn restart(self, delay_ms: u64, settings: &str) -> Self {
+        let edit = self.edit.clone();
+        self.restart_edited(delay_ms, settings, edit).await
+    }
+
+    /// Like [`Desk::restart`], with another config edit from now on.
+    pub async fn restart_edited(self, delay_ms: u64, settings: &str, edit: Edit) -> Self {
         self.engine.shutdown().await;
-        let engine = Self::engine(&self.dir, &self.graph, delay_ms, settings, &self.tail).await;
-        Self { engine, ..self }
+        let engine =
+            Self::engine(&self.dir, &self.graph, delay_ms, settings, &self.tail, &edit).await;
+        Self {
+            engine,
+            edit,
+            ..self
+        }
     }
 
     /// Posts signed `messaging` events as one Page webhook.
@@ -363,6 +415,13 @@ impl Desk {
         let url = format!("http://{}/webhooks/meta/main", self.engine.addr);
         let status = post_webhook(&url, page_body(messaging), Some(APP_SECRET)).await;
         assert_eq!(status, 200);
+    }
+
+    /// Posts any signed Meta webhook body (Instagram, WhatsApp).
+    pub async fn post_meta(&self, body: Value) {
+        let url = format!("http://{}/webhooks/meta/main", self.engine.addr);
+        let status = post_webhook(&url, serde_json::to_vec(&body).unwrap(), Some(APP_SECRET)).await;
+        assert_eq!(status, 200, "{body}");
     }
 
     /// A customer's text message sent at `ts`.

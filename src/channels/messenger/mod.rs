@@ -33,6 +33,13 @@ impl Platform for Messenger {
     fn plain_text(&self) -> bool {
         true
     }
+    fn typing_lasts(&self) -> std::time::Duration {
+        // Messenger's typing indicator turns off after 20 seconds.
+        std::time::Duration::from_secs(20)
+    }
+    fn choices_text_limit(&self) -> usize {
+        2000
+    }
     fn attachment_types(&self) -> &'static [(&'static str, &'static str)] {
         &[
             ("image", "image"),

@@ -63,7 +63,14 @@ pub fn message_body(
 ) -> Value {
     let body = match part.media {
         Some((kind, url)) => media_body(to, kind, url, tag),
-        None => text_body(to, part.text, tag),
+        None => {
+            let mut body = text_body(to, part.text, tag);
+            if !part.choices.is_empty() {
+                body["message"]["quick_replies"] =
+                    crate::channels::choices::quick_replies(part.choices);
+            }
+            body
+        }
     };
     with_part_id(body, part.part_id)
 }

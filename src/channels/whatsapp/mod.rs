@@ -35,6 +35,14 @@ impl Platform for Whatsapp {
     fn plain_text(&self) -> bool {
         false
     }
+    fn typing_lasts(&self) -> std::time::Duration {
+        // WhatsApp's indicator shows for up to 25 seconds or until the reply.
+        std::time::Duration::from_secs(25)
+    }
+    fn choices_text_limit(&self) -> usize {
+        // An interactive message's body.
+        1024
+    }
     fn attachment_types(&self) -> &'static [(&'static str, &'static str)] {
         &[
             ("image", "image"),

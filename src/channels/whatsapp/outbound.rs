@@ -18,6 +18,17 @@ pub fn text_body(wa_id: &str, text: &str) -> Value {
     })
 }
 
+/// Text with quick replies: reply buttons or a list.
+pub fn interactive_body(wa_id: &str, text: &str, choices: &[String]) -> Value {
+    json!({
+        "messaging_product": "whatsapp",
+        "recipient_type": "individual",
+        "to": wa_id,
+        "type": "interactive",
+        "interactive": crate::channels::choices::whatsapp_interactive(text, choices),
+    })
+}
+
 /// Media by link: `kind` is `image`, `video`, `audio` or `document`.
 pub fn media_body(wa_id: &str, kind: &str, url: &str) -> Value {
     let mut body = json!({
@@ -78,6 +89,7 @@ pub fn message_body(wa_id: &str, part: &OutboundPart<'_>, tag: SendTag) -> Value
             template_body(wa_id, name, language, part.text)
         }
         (_, Some((kind, url)), _) => media_body(wa_id, kind, url),
+        _ if !part.choices.is_empty() => interactive_body(wa_id, part.text, part.choices),
         _ => text_body(wa_id, part.text),
     };
     with_part_id(body, part.part_id)

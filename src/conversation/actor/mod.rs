@@ -8,15 +8,17 @@ use std::sync::Arc;
 
 use ractor::{Actor, ActorProcessingErr, ActorRef};
 
+mod generate;
 mod send;
+use generate::Generation;
 use send::flush_outbox;
 
 use super::commands::CommandOutcome;
 use super::supervisor::SupervisorMsg;
 use super::timers::TimerHandle;
-use super::turn::{CommandResult, Conversation, EventOutcome};
+use super::turn::{CommandResult, Conversation, EventOutcome, BY_ASSISTANT};
 use super::EngineContext;
-use crate::assistant::ReplyRequest;
+use crate::assistant::{Answer, FailurePolicy, ReplyRequest};
 use crate::bus::Delivery;
 use crate::channels::SendErrorKind;
 use crate::clock::now_ms;
@@ -41,6 +43,8 @@ pub enum ConversationMsg {
     Deliver(Box<Delivery>),
     /// A deadline may be due.
     Wake,
+    /// An answer generated in the background (see [`generate`]).
+    Answered(Box<generate::Answered>),
 }
 
 pub struct ConversationArgs {
@@ -62,6 +66,13 @@ pub struct ConversationActor;
 
 pub struct ConversationState {
     args: ConversationArgs,
+    myself: ActorRef<ConversationMsg>,
+    /// The answer being generated, if any.
+    generation: Option<Generation>,
+    /// Generations started (numbers them, so a stale answer is known).
+    generations: u64,
+    /// When a typing indicator was last shown.
+    typing_shown_ms: Option<u64>,
     /// The bus partition its events come from.
     partition: u32,
     conversation: Option<Conversation>,
@@ -87,11 +98,15 @@ impl Actor for ConversationActor {
 
     async fn pre_start(
         &self,
-        _myself: ActorRef<Self::Msg>,
+        myself: ActorRef<Self::Msg>,
         args: ConversationArgs,
     ) -> Result<Self::State, ActorProcessingErr> {
         Ok(ConversationState {
             args,
+            myself,
+            generation: None,
+            generations: 0,
+            typing_shown_ms: None,
             partition: 0,
             conversation: None,
             registered: None,
@@ -125,6 +140,17 @@ impl Actor for ConversationActor {
         Box::pin(drive(state)).await
     }
 
+    /// An answer still being generated is not wanted any more (the next
+    /// actor for the conversation asks again).
+    async fn post_stop(
+        &self,
+        _myself: ActorRef<Self::Msg>,
+        state: &mut Self::State,
+    ) -> Result<(), ActorProcessingErr> {
+        generate::stop(state);
+        Ok(())
+    }
+
     async fn handle(
         &self,
         _myself: ActorRef<Self::Msg>,
@@ -142,6 +168,7 @@ impl Actor for ConversationActor {
                 state.registered = None;
                 Box::pin(drive(state)).await
             }
+            ConversationMsg::Answered(a) => Box::pin(generate::answered(state, *a)).await,
         }
     }
 }
@@ -191,8 +218,15 @@ async fn handle_delivery(
     }
     let starts_turn = matches!(outcome, EventOutcome::Queued { starts_turn: true });
     if starts_turn {
-        conv.schedule_typing(now, state.args.ctx.config.engine.typing_refresh);
+        let refresh = generate::typing_refresh(state);
+        if let Some(conv) = state.conversation.as_mut() {
+            conv.schedule_typing(now, refresh, false);
+        }
     }
+    let Some(conv) = state.conversation.as_mut() else {
+        finish(state, d);
+        return Ok(());
+    };
     // With no delay the answer goes into the same write as the message;
     // typing is shown only if the answer takes time to write.
     let answer_now = conv.reply_due(now);
@@ -227,12 +261,7 @@ async fn handle_delivery(
 
 fn instant_assistant(state: &ConversationState) -> bool {
     state.conversation.as_ref().is_some_and(|c| {
-        state
-            .args
-            .ctx
-            .assistants
-            .get(&c.integration().assistant)
-            .is_some_and(|a| a.is_instant())
+        generate::assistant(&state.args.ctx, c).is_ok_and(|a| a.is_instant())
     })
 }
 
@@ -258,7 +287,11 @@ async fn drive(state: &mut ConversationState) -> Result<(), ActorProcessingErr> 
         tracing::info!(conversation = %state.args.id, "Takeover timer fired; the AI answers again");
     }
     if conv.typing_due(now) {
-        conv.schedule_typing(now, state.args.ctx.config.engine.typing_refresh);
+        let generating = state.generation.is_some();
+        let refresh = generate::typing_refresh(state);
+        if let Some(conv) = state.conversation.as_mut() {
+            conv.schedule_typing(now, refresh, generating);
+        }
         typing(state).await;
     }
     if state
@@ -268,11 +301,19 @@ async fn drive(state: &mut ConversationState) -> Result<(), ActorProcessingErr> 
     {
         plan_reply(state).await?;
     }
+    if state
+        .conversation
+        .as_ref()
+        .is_some_and(|c| c.newest_pending().is_none())
+    {
+        // Taken over, or answered: nothing waits for a generated answer.
+        generate::stop(state);
+    }
     answer_comments(state).await?;
     persist(state).await?;
     flush_outbox(state).await?;
     if let Some(conv) = state.conversation.as_ref() {
-        let next = conv.record.next_deadline();
+        let next = conv.wake_at(state.generation.is_some());
         if state.registered != Some(next) {
             state.args.timers.set(state.args.id.clone(), next);
             state.registered = Some(next);
@@ -322,10 +363,11 @@ async fn write_turn(state: &mut ConversationState) -> Result<(), ActorProcessing
     }
 }
 
-async fn typing(state: &ConversationState) {
+async fn typing(state: &mut ConversationState) {
     let Some(conv) = state.conversation.as_ref() else {
         return;
     };
+    state.typing_shown_ms = Some(now_ms());
     if let Err(e) = state
         .args
         .ctx
@@ -341,18 +383,25 @@ async fn typing(state: &ConversationState) {
     }
 }
 
+/// Plans the reply to the pending messages: at once from an instant
+/// assistant, else by starting (or restarting) its generation.
 async fn plan_reply(state: &mut ConversationState) -> Result<(), ActorProcessingErr> {
+    if !instant_assistant(state) {
+        return generate::ensure(state).await;
+    }
     let ctx = state.args.ctx.clone();
     let Some(conv) = state.conversation.as_mut() else {
         return Ok(());
     };
     let (messages, attachments) = conv.pending_request();
-    let answer = ask(&ctx, conv, &messages, &attachments).await?;
-    conv.plan_reply(&answer, now_ms());
+    if let Some(answer) = ask(&ctx, conv, messages, attachments).await? {
+        conv.plan_reply(answer, now_ms());
+    }
     Ok(())
 }
 
-/// Asks the assistant for each waiting comment's public answer.
+/// Asks the assistant for each waiting comment's public answer (a comment
+/// whose assistant fails and hands over is left to a person).
 async fn answer_comments(state: &mut ConversationState) -> Result<(), ActorProcessingErr> {
     let ctx = state.args.ctx.clone();
     loop {
@@ -362,29 +411,38 @@ async fn answer_comments(state: &mut ConversationState) -> Result<(), ActorProce
         let Some(comment) = conv.next_comment() else {
             return Ok(());
         };
-        let messages = [comment.text.clone()];
-        let answer = ask(&ctx, conv, &messages, &[]).await?;
-        conv.plan_comment_reply(&answer, now_ms());
+        let messages = vec![comment.text.clone()];
+        match ask(&ctx, conv, messages, Vec::new()).await? {
+            Some(answer) => conv.plan_comment_reply(&answer, now_ms()),
+            None => conv.skip_comment(),
+        }
     }
 }
 
-/// The conversation's assistant's answer to `messages`.
+/// The conversation's assistant's answer to `messages`; on its failure the
+/// fallback, or `None` when the assistant hands over to a person.
 async fn ask(
     ctx: &EngineContext,
     conv: &Conversation,
-    messages: &[String],
-    attachments: &[Attachment],
-) -> Result<String, ActorProcessingErr> {
-    let assistant_id = &conv.integration().assistant;
-    let Some(assistant) = ctx.assistants.get(assistant_id) else {
-        return Err(Failure(format!("assistant {assistant_id} is not available")).into());
+    messages: Vec<String>,
+    attachments: Vec<Attachment>,
+) -> Result<Option<Answer>, ActorProcessingErr> {
+    let assistant = generate::assistant(ctx, conv)?;
+    let request = ReplyRequest {
+        channel: conv.record.channel,
+        customer: conv.record.customer.clone(),
+        messages,
+        attachments,
+        history: Vec::new(),
     };
-    Ok(assistant
-        .reply(&ReplyRequest {
-            channel: conv.record.channel,
-            customer: &conv.record.customer,
-            messages,
-            attachments,
-        })
-        .await?)
+    match assistant.reply(&request).await {
+        Ok(answer) => Ok(Some(answer)),
+        Err(e) => {
+            tracing::debug!(conversation = %conv.record.id, error = %e, "No answer from the assistant");
+            Ok(match assistant.on_failure() {
+                FailurePolicy::Fallback(text) => Some(Answer::text(text)),
+                FailurePolicy::Handover => None,
+            })
+        }
+    }
 }

@@ -4,6 +4,8 @@
 
 use super::super::window;
 use super::{take_first, Conversation, EventOutcome, Inbound, Planned};
+use crate::assistant::Answer;
+use crate::channels::choices;
 use crate::event::InboundEvent;
 use crate::store::{CommentRef, Direction, MessageStatus, Mode, PendingComment, PendingInbound};
 
@@ -60,16 +62,27 @@ impl Conversation {
         self.record.comments.first()
     }
 
+    /// The first waiting comment gets no answer from the assistant (it
+    /// handed over): left to a person.
+    pub fn skip_comment(&mut self) {
+        if !self.record.comments.is_empty() {
+            take_first(&mut self.record.comments);
+            self.dirty = true;
+        }
+    }
+
     /// The assistant's answer to the first waiting comment, as public
     /// replies under it.
-    pub fn plan_comment_reply(&mut self, answer: &str, now_ms: u64) {
+    /// Its choices become numbered lines (a comment has no quick replies).
+    pub fn plan_comment_reply(&mut self, answer: &Answer, now_ms: u64) {
         if self.record.comments.is_empty() {
             return;
         }
         let pending = take_first(&mut self.record.comments);
         let first = self.record.outbox.len();
         let planned = Planned::ai(&pending.comment.comment_id, pending.received_at_ms);
-        self.plan_parts(answer, planned, now_ms);
+        let text = choices::numbered(&answer.text, &answer.choices);
+        self.plan_parts(&text, planned, now_ms);
         for item in &mut self.record.outbox[first..] {
             item.comment = Some(pending.comment.clone());
         }
@@ -184,10 +197,13 @@ impl Conversation {
     }
 
     /// The conversation was idle past `expire_after`: it starts afresh.
+    /// A conversation that starts afresh takes the integration's current
+    /// assistant.
     pub(in crate::conversation) fn expire(&mut self) {
         if self.record.mode == Mode::Human {
             self.end_takeover();
         }
+        self.record.assistant = Some(self.integration.assistant.clone());
         self.record.away_sent_ms = None;
         self.dirty = true;
     }

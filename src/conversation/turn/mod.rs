@@ -113,7 +113,7 @@ mod takeover;
 
 pub use confirm::{is_part_id, part_id, Confirmed, PART_PREFIX};
 pub(in crate::conversation) use outbox::Planned;
-pub use takeover::{BY_AGENT, BY_INBOX, BY_KEYWORD};
+pub use takeover::{BY_AGENT, BY_ASSISTANT, BY_INBOX, BY_KEYWORD};
 
 impl Conversation {
     /// A conversation from its stored form, or a new one.
@@ -124,7 +124,7 @@ impl Conversation {
         stored: Option<Rehydrated>,
         now_ms: u64,
     ) -> Self {
-        let (record, dedup, stored_deadline) = match stored {
+        let (mut record, dedup, stored_deadline) = match stored {
             Some(r) => {
                 let deadline = r.state.next_deadline();
                 (r.state, DedupWindow::new(r.dedup), deadline)
@@ -135,6 +135,10 @@ impl Conversation {
                 None,
             ),
         };
+        if record.assistant.is_none() {
+            // New, or stored before assistants were pinned.
+            record.assistant = Some(integration.assistant.clone());
+        }
         let per_minute =
             NonZeroU32::new(integration.rate_limit_per_minute).unwrap_or(NonZeroU32::MIN);
         let limiter =
@@ -154,6 +158,39 @@ impl Conversation {
 
     pub fn integration(&self) -> &IntegrationConfig {
         &self.integration
+    }
+
+    /// The id of the assistant pinned to this conversation.
+    pub fn assistant_id(&self) -> &str {
+        self.record
+            .assistant
+            .as_deref()
+            .unwrap_or(&self.integration.assistant)
+    }
+
+    /// The seq of the newest message waiting for an answer.
+    pub fn newest_pending(&self) -> Option<u64> {
+        self.record.pending.iter().map(|p| p.seq).max()
+    }
+
+    /// The deadline the actor must wake at. While an answer is being
+    /// generated, the due reply is not a reason to wake (its answer will
+    /// come as a message); the stored deadline keeps it, so a restart
+    /// asks again.
+    pub fn wake_at(&self, generating: bool) -> Option<u64> {
+        if !generating {
+            return self.record.next_deadline();
+        }
+        let r = &self.record;
+        [
+            r.typing_refresh_ms,
+            r.outbox_retry_ms,
+            r.auto_resume_ms,
+            r.outbox.first().and_then(|p| p.unconfirmed_until_ms),
+        ]
+        .into_iter()
+        .flatten()
+        .min()
     }
 
     pub(in crate::conversation) fn window_ms(&self) -> u64 {

@@ -7,8 +7,12 @@ use std::time::Duration;
 use super::super::shaping;
 use super::super::window::{self, SendTag, WindowClosed};
 use super::{confirm, push_bounded, take_first, Conversation};
+use crate::assistant::Answer;
+use crate::channels::{choices, platform};
 use crate::event::Attachment;
-use crate::store::{Author, Direction, MessageRecord, MessageStatus, OutboxItem};
+use crate::store::{
+    Author, Direction, MessageRecord, MessageStatus, OutboxItem, PendingInbound,
+};
 
 /// What a reply is planned for: who writes it, what asked for it (its part
 /// ids derive from `key`), and who waits for it.
@@ -63,14 +67,18 @@ impl Conversation {
         !self.record.pending.is_empty() && self.record.reply_due_ms.is_some_and(|d| d <= now_ms)
     }
 
-    /// Schedules (or clears) the next `typing_on` refresh.
-    pub fn schedule_typing(&mut self, now_ms: u64, refresh: Duration) {
+    /// Schedules (or clears) the next `typing_on` refresh: while a delayed
+    /// reply is due after it, or while an answer is being generated.
+    pub fn schedule_typing(&mut self, now_ms: u64, refresh: Duration, generating: bool) {
         let next = now_ms + refresh.as_millis() as u64;
-        let wanted = self
-            .record
-            .reply_due_ms
-            .filter(|&due| due > next)
-            .map(|_| next);
+        let wanted = if generating && !self.record.pending.is_empty() {
+            Some(next)
+        } else {
+            self.record
+                .reply_due_ms
+                .filter(|&due| due > next)
+                .map(|_| next)
+        };
         if wanted != self.record.typing_refresh_ms {
             self.record.typing_refresh_ms = wanted;
             self.dirty = true;
@@ -100,26 +108,75 @@ impl Conversation {
     }
 
     /// Turns the assistant's answer into outbox parts and closes the turn.
-    pub fn plan_reply(&mut self, answer: &str, now_ms: u64) {
-        let received_at = self
+    pub fn plan_reply(&mut self, answer: impl Into<Answer>, now_ms: u64) {
+        self.plan_reply_upto(&answer.into(), u64::MAX, now_ms);
+    }
+
+    /// Plans `answer` as the reply to the pending messages up to `covers`
+    /// (a seq): the ones it was asked for. Messages that came after wait
+    /// for their own answer, due at once. False (nothing planned) when
+    /// none of them is pending any more (a person took over meanwhile).
+    pub fn plan_reply_upto(&mut self, answer: &Answer, covers: u64, now_ms: u64) -> bool {
+        let answered: Vec<&PendingInbound> = self
             .record
             .pending
+            .iter()
+            .filter(|p| p.seq <= covers)
+            .collect();
+        let Some(first) = answered.first() else {
+            return false;
+        };
+        let received_at = answered
             .iter()
             .map(|p| p.received_at_ms)
             .min()
             .unwrap_or(now_ms);
         // The reply's part ids derive from the first message it answers.
-        let key = match self.record.pending.first() {
-            Some(p) if !p.key.is_empty() => p.key.clone(),
-            Some(p) => format!("seq:{}", p.seq),
-            None => format!("at:{now_ms}"),
+        let key = if first.key.is_empty() {
+            format!("seq:{}", first.seq)
+        } else {
+            first.key.clone()
         };
-        self.plan_parts(answer, Planned::ai(&key, received_at), now_ms);
-        self.record.pending = Vec::new();
-        self.record.reply_due_ms = None;
-        self.record.typing_refresh_ms = None;
+        self.plan_answer(answer, Planned::ai(&key, received_at), now_ms);
+        self.record.pending.retain(|p| p.seq > covers);
         self.record.reply_delay_ms = 0;
+        if self.record.pending.is_empty() {
+            self.record.pending = Vec::new();
+            self.record.reply_due_ms = None;
+            self.record.typing_refresh_ms = None;
+        } else {
+            self.record.reply_due_ms = Some(now_ms);
+        }
         self.dirty = true;
+        true
+    }
+
+    /// Plans an answer with its choices: on the last part where the
+    /// channel has quick replies (parts then fit its limit for them), as
+    /// numbered lines where it has not.
+    pub(in crate::conversation) fn plan_answer(
+        &mut self,
+        answer: &Answer,
+        planned: Planned<'_>,
+        now_ms: u64,
+    ) {
+        let max_len = self.integration.max_message_length();
+        if answer.choices.is_empty() {
+            self.plan_parts_within(&answer.text, planned, now_ms, max_len);
+            return;
+        }
+        match platform::choices_text_limit(self.integration.channel) {
+            Some(limit) => {
+                self.plan_parts_within(&answer.text, planned, now_ms, max_len.min(limit));
+                if let Some(last) = self.record.outbox.last_mut() {
+                    last.choices = answer.choices.clone();
+                }
+            }
+            None => {
+                let text = choices::numbered(&answer.text, &answer.choices);
+                self.plan_parts_within(&text, planned, now_ms, max_len);
+            }
+        }
     }
 
     /// Shapes `text` for the channel and stores its parts in the outbox.
@@ -129,11 +186,18 @@ impl Conversation {
         planned: Planned<'_>,
         now_ms: u64,
     ) {
-        let parts = shaping::shape(
-            text,
-            self.integration.channel,
-            self.integration.max_message_length(),
-        );
+        let max_len = self.integration.max_message_length();
+        self.plan_parts_within(text, planned, now_ms, max_len);
+    }
+
+    fn plan_parts_within(
+        &mut self,
+        text: &str,
+        planned: Planned<'_>,
+        now_ms: u64,
+        max_len: usize,
+    ) {
+        let parts = shaping::shape(text, self.integration.channel, max_len);
         let count = parts.len();
         for (i, text) in parts.into_iter().enumerate() {
             let seq = self.log(
@@ -163,6 +227,7 @@ impl Conversation {
                 first_of_turn: i == 0 && planned.author == Author::Ai,
                 part_id: confirm::part_id(&self.record.id, planned.key, i),
                 unconfirmed_until_ms: self.hold_until,
+                choices: Vec::new(),
             });
         }
         self.dirty = true;

@@ -15,6 +15,8 @@ use crate::store::{Author, Direction, MessageStatus, Mode, OutboxItem};
 pub const BY_KEYWORD: &str = "keyword";
 pub const BY_INBOX: &str = "inbox";
 pub const BY_AGENT: &str = "agent";
+/// The assistant gave no answer and its `on_failure` is `"handover"`.
+pub const BY_ASSISTANT: &str = "assistant";
 
 impl Conversation {
     /// Applies an operator's command once (its id is remembered).
@@ -110,6 +112,7 @@ impl Conversation {
             first_of_turn: false,
             part_id: confirm::part_id(&self.record.id, &format!("{command}#file"), 0),
             unconfirmed_until_ms: self.hold_until,
+            choices: Vec::new(),
         });
     }
 

@@ -120,6 +120,10 @@ pub struct LoadgenOptions {
     /// Milliseconds the sink takes to answer every call (a slow Graph API).
     #[arg(long, default_value_t = 0)]
     pub sink_latency_ms: u64,
+    /// How long the sink's fake model (`{sink}/v1/chat/completions`, for an
+    /// engine whose assistant is `openai`) takes to answer.
+    #[arg(long, value_parser = humantime::parse_duration, default_value = "0s")]
+    pub model_latency: Duration,
     /// Webhooks allowed to wait for their answer at once; beyond it the
     /// schedule's webhooks are counted as held back, not sent.
     #[arg(long, default_value_t = 5000)]
@@ -183,6 +187,7 @@ impl Default for LoadgenOptions {
             late_ms: 3000,
             cut_rate: 0.0,
             sink_latency_ms: 0,
+            model_latency: Duration::ZERO,
             max_in_flight: 5000,
             drain: Duration::from_secs(15),
             seed: 1,
@@ -327,6 +332,7 @@ impl Loadgen {
                     ..Faults::default()
                 },
                 receipts,
+                model_latency_ms: options.model_latency.as_millis() as u64,
                 ..SimOptions::default()
             },
         )

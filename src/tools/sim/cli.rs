@@ -76,6 +76,9 @@ pub struct SimArgs {
     /// `object = "instagram"` for them). Repeatable.
     #[arg(long)]
     pub instagram: Vec<String>,
+    /// How long the fake model at `/v1/chat/completions` takes to answer.
+    #[arg(long, value_parser = humantime::parse_duration, default_value = "0s")]
+    pub model_latency: Duration,
 }
 
 /// Why `switchboard sim` could not start.
@@ -127,6 +130,7 @@ impl SimArgs {
             faults,
             receipts,
             tap: None,
+            model_latency_ms: self.model_latency.as_millis() as u64,
         })
     }
 

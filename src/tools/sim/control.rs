@@ -22,6 +22,24 @@ pub(super) fn routes() -> Router<Arc<SimState>> {
         .route("/_sim/calls", get(list_calls).delete(clear_calls))
         .route("/_sim/faults", get(get_faults).post(set_faults))
         .route("/_sim/stats", get(stats))
+        .route("/_sim/model", get(model_stats).post(model_control))
+        .route("/_sim/model/requests", get(model_requests))
+}
+
+async fn model_control(
+    State(state): State<Arc<SimState>>,
+    Json(control): Json<super::model::ModelControl>,
+) -> Json<Value> {
+    state.model.control(control);
+    Json(state.model.stats())
+}
+
+async fn model_stats(State(state): State<Arc<SimState>>) -> Json<Value> {
+    Json(state.model.stats())
+}
+
+async fn model_requests(State(state): State<Arc<SimState>>) -> Json<Value> {
+    Json(json!({ "requests": state.model.requests() }))
 }
 
 #[derive(Deserialize)]

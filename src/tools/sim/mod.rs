@@ -11,10 +11,14 @@
 //!   `DELETE /_sim/calls` forgets them.
 //! - `GET /_sim/faults`, `POST /_sim/faults` (a [`Faults`] JSON object).
 //! - `GET /_sim/stats` counts of accepted and refused calls by kind.
+//!
+//! It also serves a fake OpenAI-compatible model at `/v1/chat/completions`
+//! (see [`model`]), for the engine's `openai` assistants.
 
 pub mod cli;
 mod control;
 pub mod faults;
+pub mod model;
 pub mod receipts;
 pub mod validate;
 
@@ -65,6 +69,8 @@ pub struct SimOptions {
     pub faults: Faults,
     pub receipts: Option<ReceiptTarget>,
     pub tap: Option<Tap>,
+    /// How long the fake model takes to answer.
+    pub model_latency_ms: u64,
 }
 
 /// One call as recorded.
@@ -113,6 +119,7 @@ struct SimState {
     seq: AtomicU64,
     accepted: [AtomicU64; KINDS.len()],
     refused: AtomicU64,
+    model: model::ModelState,
 }
 
 /// A running simulator.
@@ -159,6 +166,7 @@ impl Sim {
             seq: AtomicU64::new(0),
             accepted: Default::default(),
             refused: AtomicU64::new(0),
+            model: model::ModelState::new(options.model_latency_ms),
         });
         let app = router(state.clone());
         let task = tokio::spawn(async move {
@@ -181,6 +189,26 @@ impl Sim {
 
     pub fn set_faults(&self, faults: Faults) {
         *lock(&self.state.faults) = faults;
+    }
+
+    /// The base URL of the fake model (an `openai` assistant's `base_url`).
+    pub fn model_url(&self) -> String {
+        format!("http://{}/v1", self.addr)
+    }
+
+    /// Changes how the fake model behaves.
+    pub fn model_control(&self, control: model::ModelControl) {
+        self.state.model.control(control);
+    }
+
+    /// The request bodies the fake model received, oldest first.
+    pub fn model_requests(&self) -> Vec<Value> {
+        self.state.model.requests()
+    }
+
+    /// The fake model's counts: requests, in flight, most in flight at once.
+    pub fn model_stats(&self) -> Value {
+        self.state.model.stats()
     }
 
     /// Accepted calls of one kind so far.
@@ -207,7 +235,13 @@ fn kind_index(kind: CallKind) -> usize {
 }
 
 fn router(state: Arc<SimState>) -> Router {
-    control::routes().fallback(graph).with_state(state)
+    control::routes()
+        .route(
+            "/v1/chat/completions",
+            axum::routing::post(model::completions),
+        )
+        .fallback(graph)
+        .with_state(state)
 }
 
 /// Path segments without the leading `vNN.N` version, if any.

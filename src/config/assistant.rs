@@ -1,0 +1,140 @@
+//! `[[assistants]]`: who writes the answers. Keyword rules (offline) or a
+//! model behind any OpenAI-compatible chat-completions endpoint.
+
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AssistantKind {
+    Rules,
+    Openai,
+}
+
+/// What happens to a turn when the model gave no answer after its attempts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OnFailure {
+    /// The assistant's `fallback` text is sent.
+    #[default]
+    Fallback,
+    /// A person takes the conversation over (nothing is sent).
+    Handover,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AssistantConfig {
+    pub id: String,
+    pub kind: AssistantKind,
+    /// Rules: the answer when no rule matches. Model: the answer when the
+    /// model fails and `on_failure = "fallback"`.
+    #[serde(default)]
+    pub fallback: String,
+    #[serde(default)]
+    pub rules: Vec<RuleConfig>,
+    /// Model: the API root, e.g. `https://api.openai.com/v1` (the engine
+    /// posts to `{base_url}/chat/completions`).
+    #[serde(default)]
+    pub base_url: Option<String>,
+    #[serde(default)]
+    pub model: Option<String>,
+    /// Model: the environment variable holding the API key (sent as a
+    /// bearer token); none for servers without keys.
+    #[serde(default)]
+    pub api_key_env: Option<String>,
+    #[serde(default)]
+    pub system_prompt: Option<String>,
+    /// Model: the whole answer must be in by then (per attempt).
+    #[serde(default = "default_timeout", with = "humantime_serde")]
+    pub timeout: Duration,
+    /// Model: a stream that sends nothing for this long is cut.
+    #[serde(default = "default_chunk_timeout", with = "humantime_serde")]
+    pub chunk_timeout: Duration,
+    /// Model: earlier messages of the conversation sent as history, at most.
+    #[serde(default = "default_history_turns")]
+    pub history_turns: usize,
+    /// Model: characters of history sent, at most (the oldest go first).
+    #[serde(default = "default_history_chars")]
+    pub history_chars: usize,
+    /// Model: requests in flight at once, at most (the rest wait their turn).
+    #[serde(default = "default_max_concurrency")]
+    pub max_concurrency: usize,
+    /// Model: tries per answer (429, 5xx, cut or stalled streams).
+    #[serde(default = "default_max_attempts")]
+    pub max_attempts: u32,
+    #[serde(default)]
+    pub on_failure: OnFailure,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub temperature: Option<f32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_tokens: Option<u32>,
+    /// Model: stream the answer (server-sent events).
+    #[serde(default = "default_true")]
+    pub stream: bool,
+    /// Model: offer it the `offer_choices` tool, so it can attach quick
+    /// replies to its answer.
+    #[serde(default)]
+    pub offer_choices: bool,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RuleConfig {
+    pub keywords: Vec<String>,
+    pub reply: String,
+    /// Quick replies offered with the answer (buttons or a list where the
+    /// channel has them, numbered lines where it has not).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub choices: Vec<String>,
+}
+
+impl AssistantConfig {
+    /// An assistant of `kind` with every other key at its default.
+    pub fn new(id: &str, kind: AssistantKind) -> Self {
+        Self {
+            id: id.to_string(),
+            kind,
+            fallback: String::new(),
+            rules: Vec::new(),
+            base_url: None,
+            model: None,
+            api_key_env: None,
+            system_prompt: None,
+            timeout: default_timeout(),
+            chunk_timeout: default_chunk_timeout(),
+            history_turns: default_history_turns(),
+            history_chars: default_history_chars(),
+            max_concurrency: default_max_concurrency(),
+            max_attempts: default_max_attempts(),
+            on_failure: OnFailure::Fallback,
+            temperature: None,
+            max_tokens: None,
+            stream: true,
+            offer_choices: false,
+        }
+    }
+}
+
+fn default_timeout() -> Duration {
+    Duration::from_secs(30)
+}
+fn default_chunk_timeout() -> Duration {
+    Duration::from_secs(20)
+}
+fn default_history_turns() -> usize {
+    20
+}
+fn default_history_chars() -> usize {
+    8_000
+}
+fn default_max_concurrency() -> usize {
+    64
+}
+fn default_max_attempts() -> u32 {
+    3
+}
+fn default_true() -> bool {
+    true
+}
