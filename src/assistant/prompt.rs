@@ -278,7 +278,10 @@ mod tests {
         );
         assert_eq!(a.text, "Pick one");
         assert_eq!(a.choices, ["Hours", "Prices"]);
-        let a = read_answer("", Some(r#"{"text":"Which size?","choices":["S","M","L"]}"#));
+        let a = read_answer(
+            "",
+            Some(r#"{"text":"Which size?","choices":["S","M","L"]}"#),
+        );
         assert_eq!(a.text, "Which size?");
         assert_eq!(a.choices, ["S", "M", "L"]);
         // Braces in a normal answer are text.

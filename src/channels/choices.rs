@@ -55,7 +55,9 @@ pub fn whatsapp_interactive(text: &str, choices: &[String]) -> Value {
     if choices.len() <= 3 && fits(20) {
         let buttons: Vec<Value> = choices
             .iter()
-            .map(|c| json!({"type": "reply", "reply": {"id": title(c, 256), "title": title(c, 20)}}))
+            .map(
+                |c| json!({"type": "reply", "reply": {"id": title(c, 256), "title": title(c, 20)}}),
+            )
             .collect();
         return json!({
             "type": "button",
@@ -112,7 +114,10 @@ mod tests {
 
     #[test]
     fn numbered_lines_follow_the_text() {
-        assert_eq!(numbered("Pick one:", &list(&["A", "B"])), "Pick one:\n\n1. A\n2. B");
+        assert_eq!(
+            numbered("Pick one:", &list(&["A", "B"])),
+            "Pick one:\n\n1. A\n2. B"
+        );
         assert_eq!(numbered("Hi", &[]), "Hi");
     }
 }

@@ -118,10 +118,17 @@ pub fn choices_text_limit(channel: ChannelKind) -> Option<usize> {
 /// How often a typing indicator is refreshed on `channel`: every
 /// `configured`, or sooner where the platform's indicator would expire
 /// first (5 s before it does).
-pub fn typing_refresh(channel: ChannelKind, configured: std::time::Duration) -> std::time::Duration {
+pub fn typing_refresh(
+    channel: ChannelKind,
+    configured: std::time::Duration,
+) -> std::time::Duration {
     platform(channel).map_or(configured, |p| {
         let lasts = p.typing_lasts();
-        configured.min(lasts.saturating_sub(std::time::Duration::from_secs(5)).max(lasts / 2))
+        configured.min(
+            lasts
+                .saturating_sub(std::time::Duration::from_secs(5))
+                .max(lasts / 2),
+        )
     })
 }
 

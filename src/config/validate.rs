@@ -9,7 +9,8 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use super::{
-    AssistantConfig, AssistantKind, BusKind, OnFailure, ChannelKind, Config, IntegrationConfig, ResponseDelay, StoreKind,
+    AssistantConfig, AssistantKind, BusKind, ChannelKind, Config, IntegrationConfig, OnFailure,
+    ResponseDelay, StoreKind,
 };
 
 /// Shortest admin token `serve` accepts on a listener other than loopback.
@@ -266,7 +267,10 @@ fn assistants<'a>(c: &'a Config, e: &mut Errors) -> HashSet<&'a str> {
                 );
             }
             if r.choices.iter().any(|c| c.trim().is_empty()) {
-                e.add(key(&format!("rules[{j}].choices")), "a choice must not be empty");
+                e.add(
+                    key(&format!("rules[{j}].choices")),
+                    "a choice must not be empty",
+                );
             }
         }
     }

@@ -14,7 +14,9 @@ mod events;
 mod labels;
 
 pub use events::*;
-pub use labels::{AmbiguousOutcome, AssistantOutcome, Label, ReplyOutcome, SendOutcome, WebhookOutcome};
+pub use labels::{
+    AmbiguousOutcome, AssistantOutcome, Label, ReplyOutcome, SendOutcome, WebhookOutcome,
+};
 use names::*;
 
 /// The metric names.

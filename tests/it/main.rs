@@ -3,6 +3,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod admin;
+mod assistant;
 mod bus_conformance;
 mod channels;
 mod cql_server;

@@ -65,7 +65,10 @@ async fn plain_and_streamed_answers_read_the_same_usage_chunk_or_not() {
     let sim = sim().await;
     for stream in [false, true, true] {
         let a = OpenAiAssistant::new(&config(&sim, stream)).unwrap();
-        let answer = a.reply(&request(&["Where is my order?"], &[])).await.unwrap();
+        let answer = a
+            .reply(&request(&["Where is my order?"], &[]))
+            .await
+            .unwrap();
         assert_eq!(answer.text, "Answer to: Where is my order?");
     }
     let sent = sim.model_requests();
@@ -95,7 +98,10 @@ async fn the_request_has_the_prompt_guidelines_history_in_order_and_the_turn() {
     let messages = body["messages"].as_array().unwrap();
     let system = messages[0]["content"].as_str().unwrap();
     assert!(system.starts_with("You are Acme's assistant."), "{system}");
-    assert!(system.contains("WhatsApp") && system.contains("no markdown"), "{system}");
+    assert!(
+        system.contains("WhatsApp") && system.contains("no markdown"),
+        "{system}"
+    );
     assert!(system.contains("4096"), "{system}");
     let turns: Vec<(&str, &str)> = messages[1..]
         .iter()
@@ -181,7 +187,10 @@ async fn a_context_too_long_is_asked_once_more_with_less_history() {
         max_context_chars: Some(10),
         ..ModelControl::default()
     });
-    let e = a.reply(&request(&["what now?"], &history)).await.unwrap_err();
+    let e = a
+        .reply(&request(&["what now?"], &history))
+        .await
+        .unwrap_err();
     assert!(matches!(e, AssistantError::ContextTooLong), "{e}");
     assert_eq!(sim.model_requests().len(), 4);
 }

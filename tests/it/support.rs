@@ -97,10 +97,6 @@ impl GraphSim {
         self.sim.model_requests()
     }
 
-    pub fn model_stats(&self) -> Value {
-        self.sim.model_stats()
-    }
-
     /// The next `n` calls fail with Meta's transient 500.
     pub fn fail_next_calls(&self, n: usize) {
         self.sim.set_faults(Faults {
@@ -401,8 +397,15 @@ impl Desk {
     /// Like [`Desk::restart`], with another config edit from now on.
     pub async fn restart_edited(self, delay_ms: u64, settings: &str, edit: Edit) -> Self {
         self.engine.shutdown().await;
-        let engine =
-            Self::engine(&self.dir, &self.graph, delay_ms, settings, &self.tail, &edit).await;
+        let engine = Self::engine(
+            &self.dir,
+            &self.graph,
+            delay_ms,
+            settings,
+            &self.tail,
+            &edit,
+        )
+        .await;
         Self {
             engine,
             edit,

@@ -20,8 +20,8 @@ use serde_json::{json, Value};
 use tokio::sync::Semaphore;
 
 use super::prompt::{self, HistoryLine};
-use super::{failure_policy, Answer, Assistant, AssistantError, BuildError, FailurePolicy};
 use super::ReplyRequest;
+use super::{failure_policy, Answer, Assistant, AssistantError, BuildError, FailurePolicy};
 use crate::config::AssistantConfig;
 use crate::telemetry::{self, AssistantOutcome};
 
@@ -161,7 +161,8 @@ impl Assistant for OpenAiAssistant {
                     if let Some((p, c)) = reply.usage {
                         telemetry::assistant_tokens(&self.id, p, c);
                     }
-                    let answer = prompt::read_answer(&reply.content, reply.tool_arguments.as_deref());
+                    let answer =
+                        prompt::read_answer(&reply.content, reply.tool_arguments.as_deref());
                     if !answer.text.is_empty() {
                         return Ok(answer);
                     }

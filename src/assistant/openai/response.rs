@@ -270,13 +270,18 @@ mod tests {
 
     #[test]
     fn events_survive_any_chunking() {
-        let text = "data: {\"a\":1}\n\n: keep-alive\n\ndata: {\"b\":\r\ndata: 2}\r\n\r\ndata: [DONE]\n";
+        let text =
+            "data: {\"a\":1}\n\n: keep-alive\n\ndata: {\"b\":\r\ndata: 2}\r\n\r\ndata: [DONE]\n";
         for split in 1..text.len() {
             let mut e = Events::default();
             let (a, b) = text.as_bytes().split_at(split);
             let mut got = e.push(a);
             got.extend(e.push(b));
-            assert_eq!(got, ["{\"a\":1}", "{\"b\":\n2}", "[DONE]"], "split at {split}");
+            assert_eq!(
+                got,
+                ["{\"a\":1}", "{\"b\":\n2}", "[DONE]"],
+                "split at {split}"
+            );
         }
     }
 
@@ -288,14 +293,20 @@ mod tests {
             AssistantError::QuotaExceeded
         ));
         let ctx = br#"{"error":{"message":"This model's maximum context length is 4096 tokens","type":"invalid_request_error","code":"context_length_exceeded"}}"#;
-        assert!(matches!(error(400, ctx, None), AssistantError::ContextTooLong));
+        assert!(matches!(
+            error(400, ctx, None),
+            AssistantError::ContextTooLong
+        ));
         assert!(matches!(
             error(429, b"{}", Some(Duration::from_secs(2))),
             AssistantError::RateLimited {
                 retry_after: Some(_)
             }
         ));
-        assert!(matches!(error(401, b"", None), AssistantError::Unauthorized));
+        assert!(matches!(
+            error(401, b"", None),
+            AssistantError::Unauthorized
+        ));
         assert!(matches!(
             error(503, b"<html>", None),
             AssistantError::Server { status: 503 }

@@ -57,9 +57,10 @@ pub(super) fn assistant(
         return Ok(a.clone());
     }
     let current = &conv.integration().assistant;
-    ctx.assistants.get(current).cloned().ok_or_else(|| {
-        Failure(format!("assistant {current} is not available")).into()
-    })
+    ctx.assistants
+        .get(current)
+        .cloned()
+        .ok_or_else(|| Failure(format!("assistant {current} is not available")).into())
 }
 
 /// Makes sure an answer is being generated for every pending message.
@@ -236,8 +237,7 @@ pub(super) async fn answered(
 /// How often typing is refreshed in this conversation.
 pub(super) fn typing_refresh(state: &ConversationState) -> std::time::Duration {
     let configured = state.args.ctx.config.engine.typing_refresh;
-    state
-        .conversation
-        .as_ref()
-        .map_or(configured, |c| platform::typing_refresh(c.record.channel, configured))
+    state.conversation.as_ref().map_or(configured, |c| {
+        platform::typing_refresh(c.record.channel, configured)
+    })
 }

@@ -260,9 +260,10 @@ async fn handle_delivery(
 }
 
 fn instant_assistant(state: &ConversationState) -> bool {
-    state.conversation.as_ref().is_some_and(|c| {
-        generate::assistant(&state.args.ctx, c).is_ok_and(|a| a.is_instant())
-    })
+    state
+        .conversation
+        .as_ref()
+        .is_some_and(|c| generate::assistant(&state.args.ctx, c).is_ok_and(|a| a.is_instant()))
 }
 
 fn finish(state: &ConversationState, d: Delivery) {

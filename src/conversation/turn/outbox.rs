@@ -10,9 +10,7 @@ use super::{confirm, push_bounded, take_first, Conversation};
 use crate::assistant::Answer;
 use crate::channels::{choices, platform};
 use crate::event::Attachment;
-use crate::store::{
-    Author, Direction, MessageRecord, MessageStatus, OutboxItem, PendingInbound,
-};
+use crate::store::{Author, Direction, MessageRecord, MessageStatus, OutboxItem, PendingInbound};
 
 /// What a reply is planned for: who writes it, what asked for it (its part
 /// ids derive from `key`), and who waits for it.
@@ -190,13 +188,7 @@ impl Conversation {
         self.plan_parts_within(text, planned, now_ms, max_len);
     }
 
-    fn plan_parts_within(
-        &mut self,
-        text: &str,
-        planned: Planned<'_>,
-        now_ms: u64,
-        max_len: usize,
-    ) {
+    fn plan_parts_within(&mut self, text: &str, planned: Planned<'_>, now_ms: u64, max_len: usize) {
         let parts = shaping::shape(text, self.integration.channel, max_len);
         let count = parts.len();
         for (i, text) in parts.into_iter().enumerate() {

@@ -176,9 +176,9 @@ pub(super) async fn completions(State(state): State<Arc<SimState>>, body: Bytes)
         .map(str::len)
         .sum();
     let limit = model.max_context_chars.load(Ordering::Relaxed) as usize;
-    let fault = lock(&model.next).pop_front().or_else(|| {
-        (limit > 0 && chars > limit).then_some(ModelFault::ContextLength)
-    });
+    let fault = lock(&model.next)
+        .pop_front()
+        .or_else(|| (limit > 0 && chars > limit).then_some(ModelFault::ContextLength));
     let latency = Duration::from_millis(model.latency_ms.load(Ordering::Relaxed));
     match fault {
         Some(ModelFault::RateLimited) => {
@@ -264,7 +264,10 @@ pub(super) async fn completions(State(state): State<Arc<SimState>>, body: Bytes)
         json!({"id": format!("chatcmpl-sim{seq}"), "object": "chat.completion.chunk", "model": name,
                "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]})
     };
-    let mut events = vec![chunk(json!({"role": "assistant", "content": ""}), Value::Null)];
+    let mut events = vec![chunk(
+        json!({"role": "assistant", "content": ""}),
+        Value::Null,
+    )];
     let words: Vec<String> = scripted
         .content
         .split_inclusive(' ')
@@ -275,16 +278,24 @@ pub(super) async fn completions(State(state): State<Arc<SimState>>, body: Bytes)
     }
     if let Some(args) = &scripted.tool_arguments {
         let (a, b) = args.split_at(args.len() / 2);
-        events.push(chunk(json!({"tool_calls": [{"index": 0, "id": "call_1", "type": "function",
-            "function": {"name": "offer_choices", "arguments": a}}]}), Value::Null));
-        events.push(chunk(json!({"tool_calls": [{"index": 0, "function": {"arguments": b}}]}), Value::Null));
+        events.push(chunk(
+            json!({"tool_calls": [{"index": 0, "id": "call_1", "type": "function",
+            "function": {"name": "offer_choices", "arguments": a}}]}),
+            Value::Null,
+        ));
+        events.push(chunk(
+            json!({"tool_calls": [{"index": 0, "function": {"arguments": b}}]}),
+            Value::Null,
+        ));
     }
     events.push(chunk(json!({}), json!("stop")));
     let no_choices = if seq % 2 == 0 { json!([]) } else { Value::Null };
-    events.push(json!({"id": format!("chatcmpl-sim{seq}"), "object": "chat.completion.chunk",
+    events.push(
+        json!({"id": format!("chatcmpl-sim{seq}"), "object": "chat.completion.chunk",
         "model": name, "choices": no_choices,
         "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
-                  "total_tokens": prompt_tokens + completion_tokens}}));
+                  "total_tokens": prompt_tokens + completion_tokens}}),
+    );
     let state = state.clone();
     let pause = latency / events.len().max(1) as u32;
     let stream = async_stream(events, pause, fault, state);
@@ -304,7 +315,11 @@ fn async_stream(
     state: Arc<SimState>,
 ) -> impl futures_util::Stream<Item = Result<Bytes, std::io::Error>> {
     futures_util::stream::unfold(
-        (events.into_iter(), 0usize, Some(InFlightOwned::enter(state))),
+        (
+            events.into_iter(),
+            0usize,
+            Some(InFlightOwned::enter(state)),
+        ),
         move |(mut events, sent, guard)| async move {
             guard.as_ref()?;
             if sent == 1 {
@@ -325,8 +340,14 @@ fn async_stream(
             }
             tokio::time::sleep(pause).await;
             match events.next() {
-                Some(e) => Some((Ok(Bytes::from(format!("data: {e}\n\n"))), (events, sent + 1, guard))),
-                None => Some((Ok(Bytes::from_static(b"data: [DONE]\n\n")), (events, sent + 1, None))),
+                Some(e) => Some((
+                    Ok(Bytes::from(format!("data: {e}\n\n"))),
+                    (events, sent + 1, guard),
+                )),
+                None => Some((
+                    Ok(Bytes::from_static(b"data: [DONE]\n\n")),
+                    (events, sent + 1, None),
+                )),
             }
         },
     )

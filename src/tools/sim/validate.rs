@@ -334,7 +334,9 @@ fn whatsapp(account: String, body: &Value) -> Result<ValidCall, Refusal> {
 /// has a title of at most 20 characters and a payload of at most 1000.
 fn quick_replies(replies: &Value) -> Result<(), Refusal> {
     let Some(replies) = replies.as_array() else {
-        return Err(Refusal::invalid("Param message[quick_replies] must be an array"));
+        return Err(Refusal::invalid(
+            "Param message[quick_replies] must be an array",
+        ));
     };
     if replies.is_empty() || replies.len() > 13 {
         return Err(Refusal::invalid(
@@ -416,13 +418,20 @@ fn interactive(body: &Value) -> Result<String, Refusal> {
             if text.chars().count() > 4096 {
                 return Err(too_long("interactive[body][text]", 4096));
             }
-            check(body, "/interactive/action/button", "interactive[action][button]", 20)?;
+            check(
+                body,
+                "/interactive/action/button",
+                "interactive[action][button]",
+                20,
+            )?;
             let sections = body
                 .pointer("/interactive/action/sections")
                 .and_then(Value::as_array)
                 .filter(|s| (1..=10).contains(&s.len()))
                 .ok_or_else(|| {
-                    Refusal::invalid("Param interactive[action][sections] must have 1 to 10 sections")
+                    Refusal::invalid(
+                        "Param interactive[action][sections] must have 1 to 10 sections",
+                    )
                 })?;
             let mut rows = 0;
             for section in sections {
@@ -442,7 +451,9 @@ fn interactive(body: &Value) -> Result<String, Refusal> {
                 rows += section_rows.len();
             }
             if rows > 10 {
-                return Err(Refusal::invalid("A list message has at most 10 rows in all"));
+                return Err(Refusal::invalid(
+                    "A list message has at most 10 rows in all",
+                ));
             }
         }
         other => {
