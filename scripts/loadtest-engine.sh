@@ -2,13 +2,19 @@
 # binary and starts `switchboard serve --config config/loadtest.toml` on a
 # fresh store, logging to target/$1; sets BIN and ENGINE (its pid), stops
 # it on exit, and returns once it is ready. Environment overrides set by the
-# caller (SWITCHBOARD__...) reach the engine.
+# caller (SWITCHBOARD__...) reach the engine. LOADTEST_ASSISTANT=llm answers
+# with the config's model assistant (the sink's fake model) instead of rules.
 start_loadtest_engine() {
   cargo build --release --quiet
   BIN=target/release/switchboard
   rm -rf data-loadtest
   mkdir -p target
-  "$BIN" serve --config config/loadtest.toml > "target/$1" 2>&1 &
+  local config=config/loadtest.toml
+  if [ -n "${LOADTEST_ASSISTANT:-}" ]; then
+    config=target/loadtest-$LOADTEST_ASSISTANT.toml
+    sed "s/^assistant = \"support\"/assistant = \"$LOADTEST_ASSISTANT\"/" config/loadtest.toml > "$config"
+  fi
+  "$BIN" serve --config "$config" > "target/$1" 2>&1 &
   ENGINE=$!
   trap 'kill "$ENGINE" 2>/dev/null || true' EXIT
   for _ in $(seq 1 100); do

@@ -320,3 +320,51 @@ async fn the_models_choices_become_quick_replies() {
     assert_eq!(body["message"]["text"], "Which size?");
     assert_eq!(body["message"]["quick_replies"][2]["payload"], "Large");
 }
+
+/// A real model, when `SWITCHBOARD_TEST_OPENAI_URL` names an
+/// OpenAI-compatible server (`scripts/local-model.sh start` brings one up
+/// here; `SWITCHBOARD_TEST_OPENAI_MODEL` names its model, default
+/// `smollm2`). Skipped otherwise.
+#[tokio::test]
+async fn a_real_model_answers_a_customer() {
+    let Ok(url) = std::env::var("SWITCHBOARD_TEST_OPENAI_URL") else {
+        eprintln!("skipped: SWITCHBOARD_TEST_OPENAI_URL is not set");
+        return;
+    };
+    let model_name =
+        std::env::var("SWITCHBOARD_TEST_OPENAI_MODEL").unwrap_or_else(|_| "smollm2".into());
+    let edit: Edit = Arc::new(move |toml: String, _: &GraphSim| {
+        toml.replace("assistant = \"support\"\n", "assistant = \"real\"\n")
+            + &format!(
+                r#"
+[[assistants]]
+id = "real"
+kind = "openai"
+base_url = "{url}"
+model = "{model_name}"
+system_prompt = "You are the assistant of Acme, a shop selling lamps. Answer in one or two short sentences."
+fallback = "Sorry, a teammate will answer."
+max_tokens = 64
+temperature = 0.2
+timeout = "120s"
+on_failure = "handover"
+"#
+            )
+    });
+    let desk = Desk::start_edited(0, "", "", edit).await;
+    let started = std::time::Instant::now();
+    desk.customer("u1", "m1", "Hello! Do you sell desk lamps?")
+        .await;
+    let answers = answered(&desk, "u1", 1).await;
+    eprintln!(
+        "real model answered in {:.2} s: {:?}",
+        started.elapsed().as_secs_f64(),
+        answers[0]
+    );
+    assert!(!answers[0].trim().is_empty());
+    let view = desk.conversation("u1").await;
+    assert_eq!(
+        view["mode"], "ai",
+        "the model answered, no hand-over: {view:#}"
+    );
+}
