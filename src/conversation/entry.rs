@@ -5,7 +5,7 @@
 //! has stopped.
 
 use std::collections::VecDeque;
-use std::sync::atomic::AtomicU64;
+use std::sync::atomic::{AtomicBool, AtomicU64};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -21,6 +21,8 @@ pub(super) struct Entry {
     pub(super) respawn_scheduled: bool,
     pub(super) inflight: VecDeque<(Delivery, u32)>,
     pub(super) current: Arc<AtomicU64>,
+    /// Its actor is generating an answer: not passivated meanwhile.
+    pub(super) generating: Arc<AtomicBool>,
     pub(super) last_used: Instant,
     pub(super) failures: u32,
     /// Failures in a row not blamed on any one event (rehydration, a
@@ -48,6 +50,7 @@ impl Entry {
             respawn_scheduled: false,
             inflight: VecDeque::new(),
             current: Arc::new(AtomicU64::new(NO_EVENT)),
+            generating: Arc::new(AtomicBool::new(false)),
             last_used: Instant::now(),
             failures: 0,
             outside_failures: 0,

@@ -14,11 +14,16 @@ use crate::support::{Desk, Edit, GraphSim, IG_ACCOUNT, PAGE, PHONE};
 /// The integrations answered by an `openai` assistant `llm` on the fake
 /// model (with `extra` keys), typing refreshed every `typing`.
 fn model(extra: &'static str, typing: &'static str) -> Edit {
+    model_passivating(extra, typing, "60s")
+}
+
+/// Like [`model`], idle actors passivated after `passivate`.
+fn model_passivating(extra: &'static str, typing: &'static str, passivate: &'static str) -> Edit {
     Arc::new(move |toml: String, graph: &GraphSim| {
         toml.replace("assistant = \"support\"\n", "assistant = \"llm\"\n")
             .replace(
                 "passivate_after = \"2s\"",
-                &format!("passivate_after = \"60s\"\ntyping_refresh = \"{typing}\""),
+                &format!("passivate_after = \"{passivate}\"\ntyping_refresh = \"{typing}\""),
             )
             + &format!(
                 r#"
@@ -29,7 +34,7 @@ base_url = "{}"
 model = "sim-model"
 system_prompt = "You are Acme's assistant."
 fallback = "Sorry, a teammate will answer."
-chunk_timeout = "500ms"
+chunk_timeout = "2s"
 {extra}
 "#,
                 graph.model_url()
@@ -105,7 +110,10 @@ async fn typing_shows_at_once_and_is_refreshed_until_a_slow_answer_goes_out() {
     let desk = Desk::start_edited(0, "", "", model("", "1s")).await;
     desk.graph.model(latency(3500));
     desk.customer("u1", "m1", "tell me everything").await;
-    answered(&desk, "u1", 1).await;
+    assert_eq!(
+        answered(&desk, "u1", 1).await,
+        ["Answer to: tell me everything"]
+    );
     let calls = desk.graph.calls();
     let to_u1: Vec<_> = calls.iter().filter(|c| c.recipient() == "u1").collect();
     let first_text = to_u1.iter().position(|c| c.text().is_some()).unwrap();
@@ -143,6 +151,18 @@ async fn a_customer_writing_while_the_answer_is_generated_gets_one_answer_to_bot
     desk.graph.model(latency(0));
     desk.customer("u2", "n1", "hello").await;
     assert_eq!(answered(&desk, "u2", 1).await, ["Answer to: hello"]);
+}
+
+#[tokio::test]
+async fn an_actor_generating_an_answer_is_not_passivated() {
+    let desk = Desk::start_edited(0, "", "", model_passivating("", "15s", "500ms")).await;
+    desk.graph.model(latency(2500));
+    desk.customer("u1", "m1", "a slow question").await;
+    assert_eq!(
+        answered(&desk, "u1", 1).await,
+        ["Answer to: a slow question"]
+    );
+    assert_eq!(desk.graph.model_requests().len(), 1, "asked once");
 }
 
 #[tokio::test]

@@ -103,6 +103,7 @@ pub(super) fn stop(state: &mut ConversationState) {
     if let Some(g) = state.generation.take() {
         g.abort();
     }
+    state.args.generating.store(false, Ordering::Release);
 }
 
 fn spawn(
@@ -160,6 +161,7 @@ fn spawn(
         restarts,
         task: task.abort_handle(),
     });
+    state.args.generating.store(true, Ordering::Release);
     Ok(())
 }
 
@@ -205,6 +207,7 @@ pub(super) async fn answered(
         return Ok(());
     }
     state.generation = None;
+    state.args.generating.store(false, Ordering::Release);
     let ctx = state.args.ctx.clone();
     let Some(conv) = state.conversation.as_mut() else {
         return Ok(());

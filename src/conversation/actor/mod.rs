@@ -3,7 +3,7 @@
 //! for. Every change is persisted before the event counts as finished and
 //! before any reply part is sent, so a crash loses nothing.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 
 use ractor::{Actor, ActorProcessingErr, ActorRef};
@@ -54,6 +54,9 @@ pub struct ConversationArgs {
     pub timers: TimerHandle,
     /// The bus offset being handled, for the supervisor to blame on a crash.
     pub current: Arc<AtomicU64>,
+    /// Set while an answer is being generated (the supervisor does not
+    /// passivate the actor meanwhile).
+    pub generating: Arc<AtomicBool>,
     /// Restarted after a crash: write every turn before sending its reply,
     /// so an event that crashes the write cannot send again on each retry.
     pub cautious: bool,

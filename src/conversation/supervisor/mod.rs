@@ -272,6 +272,7 @@ pub(super) async fn spawn(
         supervisor: myself.clone(),
         timers: state.args.timers.clone(),
         current: entry.current.clone(),
+        generating: entry.generating.clone(),
         cautious: entry.failures > 0,
         fence: entry.fence.clone(),
     };
@@ -356,6 +357,7 @@ fn sweep(state: &mut SupervisorState) {
     for entry in state.entries.values_mut() {
         if entry.stopping
             || !entry.inflight.is_empty()
+            || entry.generating.load(Ordering::Acquire)
             || now.duration_since(entry.last_used) < idle
         {
             continue;
