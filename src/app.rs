@@ -122,11 +122,18 @@ pub async fn open_stores(config: &Config) -> Result<Arc<dyn Store>, StoreError> 
             .filter(|i| config.store_of(&i.tenant) == kind)
             .map(|i| i.id.clone())
             .collect();
+        let tenants = config
+            .tenants
+            .iter()
+            .filter(|t| config.store_of(&t.id) == kind)
+            .map(|t| t.id.clone())
+            .collect();
         backends.push((
             kind,
             Backend {
                 store,
                 integrations,
+                tenants,
             },
         ));
     }
@@ -166,6 +173,12 @@ pub async fn start_with_store(
         bus.clone(),
         Outbound::new(graph, &config.integrations),
     )?);
+
+    // The knowledge bases are indexed before the first turn is answered.
+    if let Err(e) = ctx.knowledge.refresh().await {
+        tracing::warn!(error = %e, "Knowledge bases not loaded yet; retrying in the background");
+    }
+    let knowledge = ctx.knowledge.clone().spawn_refresh();
 
     let (timer_handle, timer_task) = timers::channel();
     let inflight = Arc::new(Semaphore::new(config.engine.max_inflight_events));
@@ -231,7 +244,7 @@ pub async fn start_with_store(
         let _ = supervisor_done.await;
         // Aborted tasks are dropped by the runtime later; waiting for them
         // releases what they hold (the store, the bus) before this returns.
-        for task in [housekeeping, profiles, store_watch]
+        for task in [housekeeping, profiles, store_watch, knowledge]
             .into_iter()
             .chain(ownership)
         {

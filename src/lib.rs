@@ -4,7 +4,8 @@
 //!
 //! The modules follow the pipeline: [`ingest`] verifies and splits webhooks,
 //! [`bus`] makes them durable, [`conversation`] runs one actor per
-//! conversation, [`assistant`] writes the answers, [`channels`] talks to the
+//! conversation, [`assistant`] writes the answers (grounded in
+//! [`knowledge`]), [`channels`] talks to the
 //! platforms, [`store`] keeps the state.
 
 pub mod admin;
@@ -19,6 +20,7 @@ pub mod event;
 pub mod fence;
 pub mod group_commit;
 pub mod ingest;
+pub mod knowledge;
 pub mod store;
 pub mod sync;
 pub mod telemetry;

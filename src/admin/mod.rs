@@ -11,6 +11,7 @@
 
 mod analytics;
 mod conversations;
+mod documents;
 mod integrations;
 mod views;
 
@@ -42,6 +43,8 @@ pub enum AdminError {
     Conflict(String),
     #[error("{0}")]
     Unprocessable(String),
+    #[error("{0}")]
+    Unsupported(String),
     #[error("the platform refused the message: {0}")]
     Platform(String),
     #[error("the store is unavailable; try again")]
@@ -58,6 +61,7 @@ impl AdminError {
             Self::NotFound(_) => StatusCode::NOT_FOUND,
             Self::Conflict(_) => StatusCode::CONFLICT,
             Self::Unprocessable(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            Self::Unsupported(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::Platform(_) => StatusCode::BAD_GATEWAY,
             Self::Store(_) | Self::Bus(_) => StatusCode::SERVICE_UNAVAILABLE,
         }
@@ -90,6 +94,18 @@ pub fn router(ctx: Arc<EngineContext>) -> Router {
         .route("/quarantine", get(conversations::quarantined))
         .route("/analytics", get(analytics::show))
         .route("/integrations", get(integrations::list))
+        .route(
+            "/assistants/{id}/documents",
+            get(documents::list)
+                .post(documents::add)
+                .layer(axum::extract::DefaultBodyLimit::max(
+                    crate::knowledge::MAX_DOCUMENT_BYTES + 64 * 1024,
+                )),
+        )
+        .route(
+            "/assistants/{id}/documents/{doc}",
+            axum::routing::delete(documents::delete),
+        )
         .fallback(|| async { AdminError::NotFound("no such admin API route".into()) })
         .layer(middleware::from_fn_with_state(ctx.clone(), authorize))
         .with_state(ctx)

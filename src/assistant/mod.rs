@@ -19,6 +19,7 @@ pub use rules::RulesAssistant;
 
 use crate::config::{AssistantConfig, AssistantKind, OnFailure};
 use crate::event::{Attachment, Channel};
+use crate::knowledge::Retrieval;
 use crate::telemetry::AssistantOutcome;
 
 /// What the customer said since the last answer, with what came before.
@@ -32,6 +33,9 @@ pub struct ReplyRequest {
     pub attachments: Vec<Attachment>,
     /// Earlier messages of the conversation, oldest first.
     pub history: Vec<HistoryLine>,
+    /// What the assistant's knowledge base has for this turn (`None`: it
+    /// has no documents).
+    pub knowledge: Option<Retrieval>,
 }
 
 /// An assistant's answer.
@@ -90,6 +94,10 @@ pub enum AssistantError {
     Empty,
     #[error("assistant unavailable: {0}")]
     Unavailable(String),
+    /// Nothing in the knowledge base answers the turn and the assistant
+    /// hands such turns to a person (`on_no_match = "handover"`).
+    #[error("nothing in the knowledge base answers this")]
+    NoMatch,
 }
 
 impl AssistantError {
@@ -125,6 +133,7 @@ impl AssistantError {
             Self::Timeout(_) => AssistantOutcome::Timeout,
             Self::Transport(_) | Self::Unavailable(_) => AssistantOutcome::Unreachable,
             Self::BadAnswer(_) | Self::Empty => AssistantOutcome::BadAnswer,
+            Self::NoMatch => AssistantOutcome::Refused,
         }
     }
 }
@@ -140,6 +149,9 @@ pub enum FailurePolicy {
 
 #[async_trait]
 pub trait Assistant: Send + Sync + 'static {
+    /// Its id in the config (its knowledge base is found by it).
+    fn id(&self) -> &str;
+
     /// The answer to send, before reply shaping.
     async fn reply(&self, request: &ReplyRequest) -> Result<Answer, AssistantError>;
 

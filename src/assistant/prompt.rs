@@ -9,6 +9,7 @@ use serde_json::{json, Value};
 use super::{Answer, ReplyRequest};
 use crate::channels::platform;
 use crate::event::{Attachment, Channel};
+use crate::knowledge::Retrieval;
 
 /// Who said an earlier message.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -50,6 +51,25 @@ pub fn guidelines(channel: Channel) -> String {
         out.push_str("Write a polite, complete email reply in plain text, without a subject line.");
     } else {
         out.push_str("Keep answers short: a few sentences.");
+    }
+    out
+}
+
+/// The knowledge-base part of the system prompt: the passages found for
+/// the turn, numbered with their titles, or word that nothing fits.
+pub fn knowledge(retrieval: &Retrieval) -> String {
+    if retrieval.passages.is_empty() {
+        return "Nothing in the business's knowledge base answers the customer's latest message. \
+                Do not guess: say that you do not know and offer to connect them with a person."
+            .to_string();
+    }
+    let mut out = String::from(
+        "Answer from these passages of the business's knowledge base. If they do not answer \
+         the question, say that you do not know and offer to connect the customer with a \
+         person. You may name the source you used by its title.",
+    );
+    for (i, p) in retrieval.passages.iter().enumerate() {
+        out.push_str(&format!("\n\n[{}] {}\n{}", i + 1, p.title, p.text.trim()));
     }
     out
 }
@@ -253,6 +273,7 @@ mod tests {
                 caption: None,
             }],
             history: Vec::new(),
+            knowledge: None,
         };
         let h = vec![
             line(Speaker::Customer, "hi"),

@@ -15,6 +15,7 @@ struct Rule {
 }
 
 pub struct RulesAssistant {
+    id: String,
     rules: Vec<Rule>,
     fallback: String,
 }
@@ -46,6 +47,7 @@ impl RulesAssistant {
             })
             .collect();
         Self {
+            id: config.id.clone(),
             rules,
             fallback: config.fallback.clone(),
         }
@@ -78,8 +80,13 @@ impl RulesAssistant {
             }
         }
         choices.truncate(super::prompt::MAX_CHOICES);
+        let faq = request
+            .knowledge
+            .as_ref()
+            .and_then(|k| k.passages.iter().find_map(|p| p.faq_answer.clone()));
         let mut out = if answers.is_empty() {
-            self.fallback.clone()
+            // No rule: the knowledge base's FAQ entry that fits, if any.
+            faq.unwrap_or_else(|| self.fallback.clone())
         } else {
             answers.join("\n\n")
         };
@@ -100,6 +107,10 @@ impl RulesAssistant {
 
 #[async_trait]
 impl Assistant for RulesAssistant {
+    fn id(&self) -> &str {
+        &self.id
+    }
+
     async fn reply(&self, request: &ReplyRequest) -> Result<Answer, AssistantError> {
         Ok(self.answer(request))
     }
@@ -147,6 +158,7 @@ mod tests {
             messages: msgs.iter().map(|s| s.to_string()).collect(),
             attachments: Vec::new(),
             history: Vec::new(),
+            knowledge: None,
         })
     }
 

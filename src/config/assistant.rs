@@ -77,6 +77,34 @@ pub struct AssistantConfig {
     /// replies to its answer.
     #[serde(default)]
     pub offer_choices: bool,
+    /// The tenant whose store keeps its knowledge base (default: the
+    /// tenant of the first integration that uses it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tenant: Option<String>,
+    /// The language its knowledge base is analysed in (stemming, stop words).
+    #[serde(default = "default_language")]
+    pub language: String,
+    /// Knowledge-base passages given with each turn, at most.
+    #[serde(default = "default_passages")]
+    pub knowledge_passages: usize,
+    /// A passage scoring less (BM25) does not fit the question.
+    #[serde(default = "default_min_score")]
+    pub knowledge_min_score: f32,
+    /// When nothing in the knowledge base fits: `"tell"` the model (or the
+    /// rules' fallback), or `"handover"` to a person without answering.
+    #[serde(default)]
+    pub on_no_match: OnNoMatch,
+}
+
+/// What happens to a turn nothing in the knowledge base answers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OnNoMatch {
+    /// The model is told nothing fits and offers a person; the rules
+    /// assistant sends its fallback.
+    #[default]
+    Tell,
+    Handover,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -113,6 +141,11 @@ impl AssistantConfig {
             max_tokens: None,
             stream: true,
             offer_choices: false,
+            tenant: None,
+            language: default_language(),
+            knowledge_passages: default_passages(),
+            knowledge_min_score: default_min_score(),
+            on_no_match: OnNoMatch::Tell,
         }
     }
 }
@@ -137,4 +170,13 @@ fn default_max_attempts() -> u32 {
 }
 fn default_true() -> bool {
     true
+}
+fn default_language() -> String {
+    "english".into()
+}
+fn default_passages() -> usize {
+    4
+}
+fn default_min_score() -> f32 {
+    1.0
 }

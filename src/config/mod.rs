@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-pub use assistant::{AssistantConfig, AssistantKind, OnFailure, RuleConfig};
+pub use assistant::{AssistantConfig, AssistantKind, OnFailure, OnNoMatch, RuleConfig};
 pub use load::{load, load_from_str, ConfigError, ConfigSource};
 pub use secret::Secret;
 pub use validate::{listens_on_loopback_only, weak_secrets, MIN_ADMIN_TOKEN};

@@ -45,6 +45,8 @@ pub struct EngineContext {
     pub integrations: HashMap<String, Arc<IntegrationConfig>>,
     /// Admin API callers waiting for their command to be applied here.
     pub commands: commands::CommandWaiters,
+    /// The assistants' knowledge bases.
+    pub knowledge: Arc<crate::knowledge::Knowledge>,
     /// Integrations whose access token the platform refused (code 190),
     /// until a call with it succeeds again.
     pub token_expired: HashMap<String, AtomicBool>,
@@ -81,6 +83,7 @@ impl EngineContext {
             .iter()
             .map(|a| crate::assistant::build(a).map(|b| (a.id.clone(), Arc::from(b))))
             .collect::<Result<_, _>>()?;
+        let knowledge = Arc::new(crate::knowledge::Knowledge::new(&config, store.clone()));
         let integrations = config
             .integrations
             .iter()
@@ -99,6 +102,7 @@ impl EngineContext {
             assistants,
             integrations,
             commands: commands::CommandWaiters::default(),
+            knowledge,
             token_expired,
         })
     }

@@ -10,8 +10,8 @@ use async_trait::async_trait;
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition, WriteTransaction};
 
 use super::{
-    ConversationFilter, ConversationRecord, DailyCount, DeadLetter, MessageRecord, MessageStatus,
-    Mode, QuarantineRecord, Rehydrated, Store, StoreError, TurnWrite,
+    ConversationFilter, ConversationRecord, DailyCount, DeadLetter, DocumentRecord, MessageRecord,
+    MessageStatus, Mode, QuarantineRecord, Rehydrated, Store, StoreError, TurnWrite,
 };
 use crate::group_commit::{self, GroupCommit};
 
@@ -26,6 +26,8 @@ const TAKEOVERS: TableDefinition<&str, u64> = TableDefinition::new("takeovers");
 const QUARANTINE: TableDefinition<&str, &[u8]> = TableDefinition::new("quarantine");
 /// Daily rollups: (integration, day) -> inbound, outbound, delivered, read.
 const ANALYTICS: TableDefinition<(&str, u32), [u64; 4]> = TableDefinition::new("analytics");
+
+mod documents;
 
 pub struct EmbeddedStore {
     writer: GroupCommit,
@@ -73,6 +75,8 @@ impl EmbeddedStore {
             txn.open_table(TIMERS).map_err(storage)?;
             txn.open_table(DEAD_LETTERS).map_err(storage)?;
             txn.open_table(TAKEOVERS).map_err(storage)?;
+            txn.open_table(documents::DOCUMENTS).map_err(storage)?;
+            txn.open_table(documents::REVISION).map_err(storage)?;
             txn.open_table(ANALYTICS).map_err(storage)?;
             txn.open_table(QUARANTINE).map_err(storage)?;
         }
@@ -402,6 +406,22 @@ impl Store for EmbeddedStore {
             })
             .await?;
         Ok(())
+    }
+
+    async fn put_document(&self, doc: DocumentRecord) -> Result<(), StoreError> {
+        documents::put(self, doc).await
+    }
+
+    async fn documents(&self) -> Result<Vec<DocumentRecord>, StoreError> {
+        documents::all(self)
+    }
+
+    async fn delete_document(&self, assistant: &str, id: &str) -> Result<bool, StoreError> {
+        documents::delete(self, assistant, id).await
+    }
+
+    async fn knowledge_revision(&self) -> Result<u64, StoreError> {
+        documents::revision(self)
     }
 
     async fn purge_expired(&self, now_ms: u64) -> Result<u64, StoreError> {

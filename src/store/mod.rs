@@ -15,8 +15,8 @@ use async_trait::async_trait;
 
 pub use records::{
     Author, CommandOutcome, CommentRef, ConversationFilter, ConversationRecord, DailyCount,
-    DeadLetter, Direction, MessageRecord, MessageStatus, Mode, OutboxItem, PendingComment,
-    PendingInbound, QuarantineRecord, Rehydrated, TurnWrite,
+    DeadLetter, Direction, DocumentRecord, MessageRecord, MessageStatus, Mode, OutboxItem,
+    PendingComment, PendingInbound, QuarantineRecord, Rehydrated, TurnWrite,
 };
 
 /// A store failure. `retryable` tells a supervisor whether trying again can
@@ -126,6 +126,19 @@ pub trait Store: Send + Sync + 'static {
 
     /// Whether the store can serve reads and writes now.
     async fn ready(&self) -> bool;
+
+    /// Stores (or replaces) a knowledge-base document.
+    async fn put_document(&self, doc: DocumentRecord) -> Result<(), StoreError>;
+
+    /// Every knowledge-base document this store keeps.
+    async fn documents(&self) -> Result<Vec<DocumentRecord>, StoreError>;
+
+    /// Removes a document; false if there was none.
+    async fn delete_document(&self, assistant: &str, id: &str) -> Result<bool, StoreError>;
+
+    /// Changes with every document written or removed: instances compare
+    /// it to learn that another one changed the knowledge base.
+    async fn knowledge_revision(&self) -> Result<u64, StoreError>;
 
     /// The backend's name (`embedded`, `scylla`), for readiness reports.
     fn kind(&self) -> &'static str;

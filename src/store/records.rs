@@ -425,3 +425,17 @@ pub struct QuarantineRecord {
     #[serde(default)]
     pub events: Vec<InboundEvent>,
 }
+
+/// A knowledge-base document of an assistant (see `knowledge`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DocumentRecord {
+    pub assistant: String,
+    pub id: String,
+    /// The tenant whose store keeps it (the assistant's tenant).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tenant: Option<String>,
+    pub title: String,
+    /// Its text (Markdown headings and paragraphs are kept).
+    pub text: String,
+    pub created_ms: u64,
+}

@@ -9,8 +9,8 @@ use std::sync::Arc;
 use async_trait::async_trait;
 
 use super::{
-    BackendReady, ConversationFilter, ConversationRecord, DailyCount, DeadLetter, MessageRecord,
-    QuarantineRecord, Rehydrated, Store, StoreError, TurnWrite,
+    BackendReady, ConversationFilter, ConversationRecord, DailyCount, DeadLetter, DocumentRecord,
+    MessageRecord, QuarantineRecord, Rehydrated, Store, StoreError, TurnWrite,
 };
 use crate::event::ConversationId;
 
@@ -18,6 +18,8 @@ use crate::event::ConversationId;
 pub struct Backend {
     pub store: Arc<dyn Store>,
     pub integrations: Vec<String>,
+    /// The tenants whose knowledge-base documents it keeps.
+    pub tenants: Vec<String>,
 }
 
 pub struct TenantStores {
@@ -39,6 +41,21 @@ impl TenantStores {
             backends,
             by_integration,
         }
+    }
+
+    /// The store of a tenant's documents (the first backend for none).
+    fn for_tenant(&self, tenant: Option<&str>) -> Result<&Arc<dyn Store>, StoreError> {
+        let index = tenant
+            .and_then(|t| {
+                self.backends
+                    .iter()
+                    .position(|b| b.tenants.iter().any(|x| x == t))
+            })
+            .unwrap_or(0);
+        self.backends
+            .get(index)
+            .map(|b| &b.store)
+            .ok_or_else(|| StoreError::Unavailable("no store configured".into()))
     }
 
     fn for_conversation(&self, id: &str) -> Result<&Arc<dyn Store>, StoreError> {
@@ -189,6 +206,36 @@ impl Store for TenantStores {
 
     async fn remove_quarantine(&self, id: &str) -> Result<(), StoreError> {
         self.for_conversation(id)?.remove_quarantine(id).await
+    }
+
+    async fn put_document(&self, doc: DocumentRecord) -> Result<(), StoreError> {
+        self.for_tenant(doc.tenant.as_deref())?
+            .put_document(doc)
+            .await
+    }
+
+    async fn documents(&self) -> Result<Vec<DocumentRecord>, StoreError> {
+        let mut all = Vec::new();
+        for b in &self.backends {
+            all.extend(b.store.documents().await?);
+        }
+        Ok(all)
+    }
+
+    async fn delete_document(&self, assistant: &str, id: &str) -> Result<bool, StoreError> {
+        let mut removed = false;
+        for b in &self.backends {
+            removed |= b.store.delete_document(assistant, id).await?;
+        }
+        Ok(removed)
+    }
+
+    async fn knowledge_revision(&self) -> Result<u64, StoreError> {
+        let mut sum = 0u64;
+        for b in &self.backends {
+            sum = sum.wrapping_add(b.store.knowledge_revision().await?);
+        }
+        Ok(sum)
     }
 
     async fn purge_expired(&self, now_ms: u64) -> Result<u64, StoreError> {

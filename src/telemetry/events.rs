@@ -167,3 +167,11 @@ pub fn assistant_failed(assistant: &str, error: &dyn Display, attention: bool, a
         tracing::warn!(assistant, error = %error, attempts, "Model gave no answer");
     }
 }
+
+/// One knowledge-base search: whether a passage fitted, and its time.
+pub fn knowledge_retrieval(assistant: &str, hit: bool, seconds: f64) {
+    let outcome = if hit { "hit" } else { "miss" };
+    counter!(KNOWLEDGE_RETRIEVALS, "assistant" => assistant.to_string(), "outcome" => outcome)
+        .increment(1);
+    histogram!(KNOWLEDGE_SECONDS).record(seconds);
+}

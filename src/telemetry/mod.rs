@@ -40,6 +40,8 @@ pub mod names {
     pub const ASSISTANT_REQUESTS: &str = "switchboard_assistant_requests_total";
     pub const ASSISTANT_SECONDS: &str = "switchboard_assistant_seconds";
     pub const ASSISTANT_TOKENS: &str = "switchboard_assistant_tokens_total";
+    pub const KNOWLEDGE_RETRIEVALS: &str = "switchboard_knowledge_retrievals_total";
+    pub const KNOWLEDGE_SECONDS: &str = "switchboard_knowledge_seconds";
 }
 
 /// Errors while setting up telemetry.
@@ -142,6 +144,15 @@ fn describe() {
         ASSISTANT_SECONDS,
         Unit::Seconds,
         "Time to a model's whole answer, by assistant (answered requests only)"
+    );
+    describe_counter!(
+        KNOWLEDGE_RETRIEVALS,
+        "Knowledge-base searches for a turn, by assistant and outcome (hit: a passage fits; miss: none does)"
+    );
+    describe_histogram!(
+        KNOWLEDGE_SECONDS,
+        Unit::Seconds,
+        "Time of one knowledge-base search"
     );
     describe_counter!(
         ASSISTANT_TOKENS,

@@ -11,6 +11,7 @@ const ENGINE: &[&str] = &[
     "store",
     "bus",
     "assistant",
+    "knowledge",
     "ingest",
     "admin",
     "app",
@@ -48,6 +49,12 @@ const RULES: &[(&str, &[&str], &str)] = &[
     ),
     ("bus", TOP, "the bus never reaches up"),
     ("assistant", &["conversation"], "assistants never reach up"),
+    (
+        "knowledge",
+        &["conversation", "assistant", "channels", "bus"],
+        "knowledge bases sit on the store only",
+    ),
+    ("knowledge", TOP, "knowledge bases never reach up"),
     ("assistant", TOP, "assistants never reach up"),
     ("conversation", TOP, "conversations never reach up"),
     (

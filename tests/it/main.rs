@@ -12,6 +12,7 @@ mod delivery;
 mod failover;
 mod harness;
 mod kafka;
+mod knowledge;
 mod layers;
 mod model_client;
 mod secrets;

@@ -50,6 +50,7 @@ fn request(messages: &[&str], history: &[(Speaker, &str)]) -> ReplyRequest {
                 text: text.to_string(),
             })
             .collect(),
+        knowledge: None,
     }
 }
 

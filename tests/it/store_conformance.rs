@@ -301,6 +301,35 @@ async fn listing_and_counts(under: Under) {
 }
 
 /// Dead letters are kept, oldest first.
+/// Documents are kept, listed, removed once; every change moves the
+/// revision other instances poll.
+async fn knowledge_documents(under: Under) {
+    let s = under.store;
+    let doc = |assistant: &str, id: &str| switchboard::store::DocumentRecord {
+        assistant: assistant.into(),
+        id: id.into(),
+        tenant: Some("acme".into()),
+        title: format!("Title {id}"),
+        text: "We ship in two days.".into(),
+        created_ms: NOW,
+    };
+    let r0 = s.knowledge_revision().await.unwrap();
+    s.put_document(doc("a", "d1")).await.unwrap();
+    let r1 = s.knowledge_revision().await.unwrap();
+    assert_ne!(r0, r1);
+    s.put_document(doc("b", "d2")).await.unwrap();
+    let mut all = s.documents().await.unwrap();
+    all.sort_by(|x, y| x.id.cmp(&y.id));
+    assert_eq!(all, [doc("a", "d1"), doc("b", "d2")]);
+    // Let a time-based revision move on.
+    tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    assert!(s.delete_document("a", "d1").await.unwrap());
+    assert_ne!(s.knowledge_revision().await.unwrap(), r1);
+    assert!(!s.delete_document("a", "d1").await.unwrap());
+    assert!(!s.delete_document("b", "d1").await.unwrap());
+    assert_eq!(s.documents().await.unwrap(), [doc("b", "d2")]);
+}
+
 async fn dead_letters_in_order(under: Under) {
     let s = under.store;
     for (i, at) in [(2u64, NOW + 2), (1, NOW + 1)] {
@@ -416,4 +445,5 @@ conformance! {
     a_replayed_turn_changes_nothing: smoke,
     // Counters: kassandra has no counter type.
     analytics_rollups: real_only,
+    knowledge_documents: smoke,
 }

@@ -125,6 +125,21 @@ impl Store for FaultyStore {
     async fn ready(&self) -> bool {
         self.0.ready().await
     }
+    async fn put_document(
+        &self,
+        doc: switchboard::store::DocumentRecord,
+    ) -> Result<(), StoreError> {
+        self.0.put_document(doc).await
+    }
+    async fn documents(&self) -> Result<Vec<switchboard::store::DocumentRecord>, StoreError> {
+        self.0.documents().await
+    }
+    async fn delete_document(&self, assistant: &str, id: &str) -> Result<bool, StoreError> {
+        self.0.delete_document(assistant, id).await
+    }
+    async fn knowledge_revision(&self) -> Result<u64, StoreError> {
+        self.0.knowledge_revision().await
+    }
     fn kind(&self) -> &'static str {
         "faulty"
     }

@@ -89,6 +89,10 @@ impl OpenAiAssistant {
             system.push_str("\n\n");
         }
         system.push_str(&prompt::guidelines(request.channel));
+        if let Some(knowledge) = &request.knowledge {
+            system.push_str("\n\n");
+            system.push_str(&prompt::knowledge(knowledge));
+        }
         let mut body = json!({
             "model": self.model,
             "messages": prompt::messages(&system, request, history),
@@ -133,6 +137,10 @@ fn without_url(e: reqwest::Error) -> String {
 
 #[async_trait]
 impl Assistant for OpenAiAssistant {
+    fn id(&self) -> &str {
+        &self.id
+    }
+
     async fn reply(&self, request: &ReplyRequest) -> Result<Answer, AssistantError> {
         let mut history = prompt::budget(
             &request.history,

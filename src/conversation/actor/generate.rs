@@ -130,8 +130,10 @@ fn spawn(
         messages,
         attachments,
         history: Vec::new(),
+        knowledge: None,
     };
     let store = ctx.store.clone();
+    let knowledge = ctx.knowledge.clone();
     let id = state.args.id.clone();
     let myself = state.myself.clone();
     state.generations += 1;
@@ -142,6 +144,21 @@ fn spawn(
             if turns > 0 {
                 request.history = history(&*store, &id, first_pending, turns).await;
             }
+            // The turn, with the customer's message before it as context.
+            let mut query = request.messages.join("\n");
+            if let Some(before) = request
+                .history
+                .iter()
+                .rev()
+                .find(|l| l.speaker == Speaker::Customer)
+            {
+                query = format!("{query}\n{}", before.text);
+            }
+            let (found, handover) = knowledge.for_turn(assistant.id(), &query);
+            if handover {
+                return Err(AssistantError::NoMatch);
+            }
+            request.knowledge = found;
             assistant.reply(&request).await
         };
         let result = AssertUnwindSafe(work)
@@ -216,6 +233,13 @@ pub(super) async fn answered(
     match answered.result {
         Ok(answer) => {
             conv.plan_reply_upto(&answer, answered.covers, now);
+        }
+        Err(AssistantError::NoMatch) => {
+            if conv.newest_pending().is_some() {
+                let resume = conv.default_resume_at(now);
+                conv.take_over(BY_ASSISTANT, resume, now);
+                tracing::info!(conversation = %state.args.id, "Nothing in the knowledge base answers; a person takes the conversation over");
+            }
         }
         Err(e) => {
             let policy = assistant(&ctx, conv)?.on_failure();

@@ -432,15 +432,23 @@ async fn ask(
     attachments: Vec<Attachment>,
 ) -> Result<Option<Answer>, ActorProcessingErr> {
     let assistant = generate::assistant(ctx, conv)?;
+    let (knowledge, handover) = ctx.knowledge.for_turn(assistant.id(), &messages.join("\n"));
     let request = ReplyRequest {
         channel: conv.record.channel,
         customer: conv.record.customer.clone(),
         messages,
         attachments,
         history: Vec::new(),
+        knowledge,
     };
-    match assistant.reply(&request).await {
+    let result = if handover {
+        Err(crate::assistant::AssistantError::NoMatch)
+    } else {
+        assistant.reply(&request).await
+    };
+    match result {
         Ok(answer) => Ok(Some(answer)),
+        Err(crate::assistant::AssistantError::NoMatch) => Ok(None),
         Err(e) => {
             tracing::debug!(conversation = %conv.record.id, error = %e, "No answer from the assistant");
             Ok(match assistant.on_failure() {

@@ -12,6 +12,7 @@
 //! ([`counters`]).
 
 mod counters;
+mod documents;
 mod schema;
 mod statements;
 mod turn;
@@ -27,8 +28,8 @@ use scylla::serialize::row::SerializeRow;
 use scylla::statement::prepared::PreparedStatement;
 
 use super::{
-    ConversationFilter, ConversationRecord, DailyCount, DeadLetter, MessageRecord, MessageStatus,
-    QuarantineRecord, Rehydrated, Store, StoreError, TurnWrite,
+    ConversationFilter, ConversationRecord, DailyCount, DeadLetter, DocumentRecord, MessageRecord,
+    MessageStatus, QuarantineRecord, Rehydrated, Store, StoreError, TurnWrite,
 };
 use crate::config::ScyllaConfig;
 use counters::Counters;
@@ -54,6 +55,7 @@ fn corrupt(e: impl std::fmt::Display) -> StoreError {
 pub struct ScyllaStore {
     session: Arc<Session>,
     st: Statements,
+    docs: documents::DocumentStatements,
     counters: Counters,
     /// Remembered-id inserts by TTL (whole minutes): the TTL is the
     /// integration's dedup window, so there are a handful.
@@ -97,11 +99,13 @@ impl ScyllaStore {
     async fn prepared(session: Session, config: &ScyllaConfig) -> Result<Self, StoreError> {
         let timeout = Duration::from_millis(config.request_timeout_ms);
         let st = Statements::prepare(&session, &config.keyspace, timeout).await?;
+        let docs = documents::DocumentStatements::prepare(&session, &config.keyspace).await?;
         let session = Arc::new(session);
         Ok(Self {
             counters: Counters::start(session.clone(), &config.keyspace, timeout),
             session,
             st,
+            docs,
             dedup_inserts: tokio::sync::Mutex::new(HashMap::new()),
             keyspace: config.keyspace.clone(),
             timeout,
@@ -413,6 +417,22 @@ impl Store for ScyllaStore {
 
     fn kind(&self) -> &'static str {
         "scylla"
+    }
+
+    async fn put_document(&self, doc: DocumentRecord) -> Result<(), StoreError> {
+        self.docs.put(&self.session, doc).await
+    }
+
+    async fn documents(&self) -> Result<Vec<DocumentRecord>, StoreError> {
+        self.docs.all(&self.session).await
+    }
+
+    async fn delete_document(&self, assistant: &str, id: &str) -> Result<bool, StoreError> {
+        self.docs.delete(&self.session, assistant, id).await
+    }
+
+    async fn knowledge_revision(&self) -> Result<u64, StoreError> {
+        self.docs.revision(&self.session).await
     }
 
     async fn ready(&self) -> bool {

@@ -1,0 +1,309 @@
+//! The assistants' knowledge bases: documents stored per assistant (in
+//! its tenant's store), split into passages ([`split`]) and indexed for
+//! full-text search in memory ([`index`]: tantivy, BM25, the assistant's
+//! language). The best passages for a customer's turn go into the model's
+//! prompt; when none scores `knowledge_min_score`, the assistant is told
+//! nothing fits. Every instance keeps its indexes in step with the store:
+//! a change made here applies at once, one made elsewhere within
+//! [`REFRESH`] (the store's knowledge revision is polled).
+
+pub mod index;
+pub mod split;
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+
+pub use index::Hit;
+use index::{language, AssistantIndex};
+
+use crate::clock::now_ms;
+use crate::config::Config;
+use crate::store::{DocumentRecord, Store, StoreError};
+use crate::telemetry;
+
+/// How often another instance's changes are looked for.
+pub const REFRESH: Duration = Duration::from_secs(2);
+
+/// Longest document text taken, in bytes.
+pub const MAX_DOCUMENT_BYTES: usize = 2 * 1024 * 1024;
+
+#[derive(Debug, thiserror::Error)]
+pub enum KnowledgeError {
+    #[error("no assistant {0:?}")]
+    UnknownAssistant(String),
+    #[error("{0}")]
+    Invalid(String),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("knowledge index failed: {0}")]
+    Index(String),
+}
+
+impl KnowledgeError {
+    pub fn retryable(&self) -> bool {
+        matches!(self, Self::Store(e) if e.retryable())
+    }
+}
+
+/// What the search found for one turn.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Retrieval {
+    /// The passages scoring at least the assistant's minimum, best first
+    /// (empty: nothing in the knowledge base fits).
+    pub passages: Vec<Hit>,
+}
+
+/// A document as listed.
+#[derive(Debug, Clone, Serialize)]
+pub struct DocumentSummary {
+    pub id: String,
+    pub title: String,
+    pub characters: usize,
+    pub created: String,
+}
+
+struct Settings {
+    language: tantivy::tokenizer::Language,
+    passages: usize,
+    min_score: f32,
+    tenant: Option<String>,
+    handover_on_miss: bool,
+}
+
+pub struct Knowledge {
+    store: Arc<dyn Store>,
+    settings: HashMap<String, Settings>,
+    indexes: RwLock<HashMap<String, Arc<AssistantIndex>>>,
+    /// The store's revision the indexes were built from (`u64::MAX`: never).
+    revision: AtomicU64,
+}
+
+fn read<T>(lock: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
+    lock.read().unwrap_or_else(|p| p.into_inner())
+}
+
+fn write<T>(lock: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
+    lock.write().unwrap_or_else(|p| p.into_inner())
+}
+
+impl Knowledge {
+    pub fn new(config: &Config, store: Arc<dyn Store>) -> Self {
+        let settings = config
+            .assistants
+            .iter()
+            .map(|a| {
+                let tenant = a.tenant.clone().or_else(|| {
+                    config
+                        .integrations
+                        .iter()
+                        .find(|i| i.assistant == a.id)
+                        .map(|i| i.tenant.clone())
+                });
+                let settings = Settings {
+                    language: language(&a.language)
+                        .unwrap_or(tantivy::tokenizer::Language::English),
+                    passages: a.knowledge_passages,
+                    min_score: a.knowledge_min_score,
+                    tenant,
+                    handover_on_miss: a.on_no_match == crate::config::OnNoMatch::Handover,
+                };
+                (a.id.clone(), settings)
+            })
+            .collect();
+        Self {
+            store,
+            settings,
+            indexes: RwLock::new(HashMap::new()),
+            revision: AtomicU64::new(u64::MAX),
+        }
+    }
+
+    /// The tenant an assistant's documents belong to.
+    pub fn tenant_of(&self, assistant: &str) -> Option<&str> {
+        self.settings
+            .get(assistant)
+            .and_then(|s| s.tenant.as_deref())
+    }
+
+    fn settings(&self, assistant: &str) -> Result<&Settings, KnowledgeError> {
+        self.settings
+            .get(assistant)
+            .ok_or_else(|| KnowledgeError::UnknownAssistant(assistant.to_string()))
+    }
+
+    /// Rebuilds every index from the store if its revision moved.
+    pub async fn refresh(&self) -> Result<(), KnowledgeError> {
+        let revision = self.store.knowledge_revision().await?;
+        if revision == self.revision.load(Ordering::Acquire) {
+            return Ok(());
+        }
+        let documents = self.store.documents().await?;
+        let mut by_assistant: HashMap<String, Vec<DocumentRecord>> = HashMap::new();
+        for d in documents {
+            by_assistant.entry(d.assistant.clone()).or_default().push(d);
+        }
+        let mut built = HashMap::new();
+        for (assistant, docs) in by_assistant {
+            let Ok(settings) = self.settings(&assistant) else {
+                continue;
+            };
+            let lang = settings.language;
+            let index = tokio::task::spawn_blocking(move || AssistantIndex::build(&docs, lang))
+                .await
+                .map_err(|e| KnowledgeError::Index(e.to_string()))??;
+            built.insert(assistant, Arc::new(index));
+        }
+        *write(&self.indexes) = built;
+        self.revision.store(revision, Ordering::Release);
+        Ok(())
+    }
+
+    /// Rebuilds one assistant's index from the store (after a change here).
+    async fn rebuild(&self, assistant: &str) -> Result<(), KnowledgeError> {
+        let lang = self.settings(assistant)?.language;
+        let docs: Vec<DocumentRecord> = self
+            .store
+            .documents()
+            .await?
+            .into_iter()
+            .filter(|d| d.assistant == assistant)
+            .collect();
+        if docs.is_empty() {
+            write(&self.indexes).remove(assistant);
+            return Ok(());
+        }
+        let index = tokio::task::spawn_blocking(move || AssistantIndex::build(&docs, lang))
+            .await
+            .map_err(|e| KnowledgeError::Index(e.to_string()))??;
+        write(&self.indexes).insert(assistant.to_string(), Arc::new(index));
+        Ok(())
+    }
+
+    /// Adds a document to an assistant's knowledge base.
+    pub async fn add(
+        &self,
+        assistant: &str,
+        title: &str,
+        text: &str,
+    ) -> Result<DocumentRecord, KnowledgeError> {
+        let settings = self.settings(assistant)?;
+        let title = title.trim();
+        if title.is_empty() || title.chars().count() > 300 {
+            return Err(KnowledgeError::Invalid(
+                "title must be 1 to 300 characters".into(),
+            ));
+        }
+        if text.trim().is_empty() {
+            return Err(KnowledgeError::Invalid("text must not be empty".into()));
+        }
+        if text.len() > MAX_DOCUMENT_BYTES {
+            return Err(KnowledgeError::Invalid(format!(
+                "text is longer than {MAX_DOCUMENT_BYTES} bytes"
+            )));
+        }
+        let doc = DocumentRecord {
+            assistant: assistant.to_string(),
+            id: format!("doc_{:016x}", rand::random::<u64>()),
+            tenant: settings.tenant.clone(),
+            title: title.to_string(),
+            text: text.to_string(),
+            created_ms: now_ms(),
+        };
+        self.store.put_document(doc.clone()).await?;
+        self.rebuild(assistant).await?;
+        Ok(doc)
+    }
+
+    /// An assistant's documents, oldest first.
+    pub async fn list(&self, assistant: &str) -> Result<Vec<DocumentSummary>, KnowledgeError> {
+        self.settings(assistant)?;
+        let mut docs: Vec<DocumentRecord> = self
+            .store
+            .documents()
+            .await?
+            .into_iter()
+            .filter(|d| d.assistant == assistant)
+            .collect();
+        docs.sort_by(|a, b| (a.created_ms, &a.id).cmp(&(b.created_ms, &b.id)));
+        Ok(docs
+            .into_iter()
+            .map(|d| DocumentSummary {
+                characters: d.text.chars().count(),
+                created: crate::clock::rfc3339(d.created_ms),
+                id: d.id,
+                title: d.title,
+            })
+            .collect())
+    }
+
+    /// Removes a document; false if the assistant has none with that id.
+    pub async fn delete(&self, assistant: &str, id: &str) -> Result<bool, KnowledgeError> {
+        self.settings(assistant)?;
+        let removed = self.store.delete_document(assistant, id).await?;
+        if removed {
+            self.rebuild(assistant).await?;
+        }
+        Ok(removed)
+    }
+
+    /// The passages for `query` from an assistant's knowledge base; `None`
+    /// when it has no documents.
+    pub fn retrieve(&self, assistant: &str, query: &str) -> Option<Retrieval> {
+        let settings = self.settings.get(assistant)?;
+        let index = read(&self.indexes).get(assistant).cloned()?;
+        let started = Instant::now();
+        let passages = match index.search(query, settings.passages) {
+            Ok(hits) => hits
+                .into_iter()
+                .filter(|h| h.score >= settings.min_score)
+                .collect(),
+            Err(e) => {
+                tracing::warn!(assistant, error = %e, "Knowledge search failed; answering without it");
+                Vec::new()
+            }
+        };
+        telemetry::knowledge_retrieval(
+            assistant,
+            !passages.is_empty(),
+            started.elapsed().as_secs_f64(),
+        );
+        Some(Retrieval { passages })
+    }
+
+    /// Whether a turn nothing fits goes to a person without an answer.
+    pub fn hands_over_on_miss(&self, assistant: &str) -> bool {
+        self.settings
+            .get(assistant)
+            .is_some_and(|s| s.handover_on_miss)
+    }
+
+    /// What the knowledge base has for a turn, and whether the turn must
+    /// go to a person instead ([`crate::assistant::AssistantError::NoMatch`]).
+    pub fn for_turn(&self, assistant: &str, query: &str) -> (Option<Retrieval>, bool) {
+        let found = self.retrieve(assistant, query);
+        let miss = found.as_ref().is_some_and(|r| r.passages.is_empty());
+        let handover = miss && self.hands_over_on_miss(assistant);
+        (found, handover)
+    }
+
+    /// Passages indexed for an assistant.
+    pub fn passages(&self, assistant: &str) -> usize {
+        read(&self.indexes).get(assistant).map_or(0, |i| i.passages)
+    }
+
+    /// Keeps the indexes in step with changes other instances make.
+    pub fn spawn_refresh(self: Arc<Self>) -> tokio::task::JoinHandle<()> {
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(REFRESH).await;
+                if let Err(e) = self.refresh().await {
+                    tracing::debug!(error = %e, "Knowledge base not refreshed; trying again");
+                }
+            }
+        })
+    }
+}

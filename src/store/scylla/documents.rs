@@ -1,0 +1,124 @@
+//! Knowledge-base documents on ScyllaDB: `documents` (by assistant, id) and
+//! `knowledge_revision` (one row, the time of the last change in ms).
+
+use futures_util::TryStreamExt;
+use scylla::client::session::Session;
+use scylla::statement::prepared::PreparedStatement;
+
+use super::{corrupt, unavailable};
+use crate::clock::now_ms;
+use crate::store::{DocumentRecord, StoreError};
+
+pub(super) struct DocumentStatements {
+    upsert: PreparedStatement,
+    select_all: PreparedStatement,
+    select_one: PreparedStatement,
+    delete: PreparedStatement,
+    bump: PreparedStatement,
+    revision: PreparedStatement,
+}
+
+impl DocumentStatements {
+    pub(super) async fn prepare(session: &Session, ks: &str) -> Result<Self, StoreError> {
+        let p = |cql: String| async move { session.prepare(cql).await.map_err(unavailable) };
+        Ok(Self {
+            upsert: p(format!(
+                "INSERT INTO {ks}.documents (assistant, id, record) VALUES (?, ?, ?)"
+            ))
+            .await?,
+            select_all: p(format!("SELECT record FROM {ks}.documents")).await?,
+            select_one: p(format!(
+                "SELECT id FROM {ks}.documents WHERE assistant = ? AND id = ?"
+            ))
+            .await?,
+            delete: p(format!(
+                "DELETE FROM {ks}.documents WHERE assistant = ? AND id = ?"
+            ))
+            .await?,
+            bump: p(format!(
+                "INSERT INTO {ks}.knowledge_revision (k, revision) VALUES (?, ?)"
+            ))
+            .await?,
+            revision: p(format!(
+                "SELECT revision FROM {ks}.knowledge_revision WHERE k = ?"
+            ))
+            .await?,
+        })
+    }
+
+    async fn bump(&self, session: &Session) -> Result<(), StoreError> {
+        let at = i64::try_from(now_ms()).unwrap_or(i64::MAX);
+        session
+            .execute_unpaged(&self.bump, (0i32, at))
+            .await
+            .map_err(unavailable)?;
+        Ok(())
+    }
+
+    pub(super) async fn put(
+        &self,
+        session: &Session,
+        doc: DocumentRecord,
+    ) -> Result<(), StoreError> {
+        let bytes = serde_json::to_vec(&doc).map_err(corrupt)?;
+        session
+            .execute_unpaged(&self.upsert, (doc.assistant, doc.id, bytes))
+            .await
+            .map_err(unavailable)?;
+        self.bump(session).await
+    }
+
+    pub(super) async fn all(&self, session: &Session) -> Result<Vec<DocumentRecord>, StoreError> {
+        let rows = session
+            .execute_iter(self.select_all.clone(), ())
+            .await
+            .map_err(unavailable)?
+            .rows_stream::<(Vec<u8>,)>()
+            .map_err(corrupt)?;
+        let rows: Vec<_> = rows.try_collect().await.map_err(unavailable)?;
+        rows.into_iter()
+            .map(|(bytes,)| serde_json::from_slice(&bytes).map_err(corrupt))
+            .collect()
+    }
+
+    pub(super) async fn delete(
+        &self,
+        session: &Session,
+        assistant: &str,
+        id: &str,
+    ) -> Result<bool, StoreError> {
+        let found = session
+            .execute_unpaged(&self.select_one, (assistant, id))
+            .await
+            .map_err(unavailable)?
+            .into_rows_result()
+            .map_err(corrupt)?
+            .rows::<(String,)>()
+            .map_err(corrupt)?
+            .any(|row| row.is_ok_and(|(found,)| found == id));
+        if !found {
+            return Ok(false);
+        }
+        session
+            .execute_unpaged(&self.delete, (assistant, id))
+            .await
+            .map_err(unavailable)?;
+        self.bump(session).await?;
+        Ok(true)
+    }
+
+    pub(super) async fn revision(&self, session: &Session) -> Result<u64, StoreError> {
+        let row = session
+            .execute_unpaged(&self.revision, (0i32,))
+            .await
+            .map_err(unavailable)?
+            .into_rows_result()
+            .map_err(corrupt)?
+            .maybe_first_row::<(Option<i64>,)>()
+            .map_err(corrupt)?;
+        Ok(row
+            .and_then(|(r,)| r)
+            .and_then(|r| u64::try_from(r).ok())
+            .unwrap_or(0))
+    }
+}

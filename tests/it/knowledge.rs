@@ -1,0 +1,254 @@
+//! Knowledge bases: documents through the admin API, passages in the
+//! model's prompt, the no-answer path, deletion, FAQ answers without a
+//! model, and retrieval quality on the labelled set in
+//! `tests/data/knowledge`.
+
+use std::sync::Arc;
+
+use serde_json::json;
+use switchboard::knowledge::index::AssistantIndex;
+use switchboard::store::DocumentRecord;
+
+use crate::support::{Desk, Edit, GraphSim};
+
+const HELP: &str = include_str!("../data/knowledge/help-center.md");
+const QUESTIONS: &str = include_str!("../data/knowledge/questions.json");
+
+/// The integrations answered by `llm` (the fake model), with `extra` keys.
+fn model(extra: &'static str) -> Edit {
+    Arc::new(move |toml: String, graph: &GraphSim| {
+        toml.replace("assistant = \"support\"\n", "assistant = \"llm\"\n")
+            + &format!(
+                r#"
+[[assistants]]
+id = "llm"
+kind = "openai"
+base_url = "{}"
+model = "sim-model"
+system_prompt = "You are the lamp shop's assistant."
+fallback = "Sorry, a teammate will answer."
+{extra}
+"#,
+                graph.model_url()
+            )
+    })
+}
+
+async fn upload(desk: &Desk, assistant: &str, title: &str, text: &str) -> String {
+    let (status, body) = desk
+        .post(
+            &format!("/assistants/{assistant}/documents"),
+            json!({"title": title, "text": text}),
+        )
+        .await;
+    assert_eq!(status, 201, "{body}");
+    body["id"].as_str().unwrap().to_string()
+}
+
+async fn delete(desk: &Desk, path: &str) -> u16 {
+    reqwest::Client::new()
+        .delete(format!("http://{}/api/v1{path}", desk.engine.addr))
+        .bearer_auth("admin")
+        .send()
+        .await
+        .unwrap()
+        .status()
+        .as_u16()
+}
+
+/// The system prompt of the fake model's `n`th request.
+fn system(desk: &Desk, n: usize) -> String {
+    desk.graph.model_requests()[n]["messages"][0]["content"]
+        .as_str()
+        .unwrap()
+        .to_string()
+}
+
+async fn answers(desk: &Desk, psid: &str, n: usize) -> Vec<String> {
+    desk.graph
+        .wait_for(&format!("{n} answers to {psid}"), |calls| {
+            calls
+                .iter()
+                .filter(|c| c.recipient() == psid && c.text().is_some())
+                .count()
+                >= n
+        })
+        .await;
+    desk.graph
+        .texts_to(psid)
+        .iter()
+        .filter_map(|c| c.text().map(str::to_string))
+        .collect()
+}
+
+#[tokio::test]
+async fn documents_are_added_listed_and_deleted_through_the_api() {
+    let desk = Desk::start(0, "").await;
+    let id = upload(&desk, "support", "Shipping", "We ship in two days.").await;
+    // A Markdown file, titled in the query.
+    let r = reqwest::Client::new()
+        .post(format!(
+            "http://{}/api/v1/assistants/support/documents?title=Help%20center",
+            desk.engine.addr
+        ))
+        .bearer_auth("admin")
+        .header("content-type", "text/markdown")
+        .body(HELP)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    let (status, list) = desk.get("/assistants/support/documents").await;
+    assert_eq!(status, 200);
+    let titles: Vec<&str> = list["documents"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["title"].as_str().unwrap())
+        .collect();
+    assert_eq!(titles, ["Shipping", "Help center"]);
+    assert!(list["passages"].as_u64().unwrap() >= 15, "{list}");
+    assert_eq!(
+        delete(&desk, &format!("/assistants/support/documents/{id}")).await,
+        204
+    );
+    assert_eq!(
+        delete(&desk, &format!("/assistants/support/documents/{id}")).await,
+        404
+    );
+    let (_, list) = desk.get("/assistants/support/documents").await;
+    assert_eq!(list["documents"].as_array().unwrap().len(), 1);
+    // Mistakes get a status and a sentence.
+    let (status, body) = desk
+        .post(
+            "/assistants/ghost/documents",
+            json!({"title": "x", "text": "y"}),
+        )
+        .await;
+    assert_eq!((status, body["error"].is_string()), (404, true));
+    let (status, _) = desk
+        .post(
+            "/assistants/support/documents",
+            json!({"title": "x", "text": " "}),
+        )
+        .await;
+    assert_eq!(status, 422);
+    let (status, _) = desk
+        .post("/assistants/support/documents", json!({"text": "no title"}))
+        .await;
+    assert_eq!(status, 400);
+}
+
+#[tokio::test]
+async fn the_prompt_carries_the_passage_that_answers_and_never_a_deleted_one() {
+    let desk = Desk::start_edited(0, "", "", model("")).await;
+    let id = upload(&desk, "llm", "Help center", HELP).await;
+    desk.customer("u1", "m1", "How long does delivery to the UK take?")
+        .await;
+    answers(&desk, "u1", 1).await;
+    let prompt = system(&desk, 0);
+    assert!(
+        prompt.contains("5 to 8 working days to the UK"),
+        "the delivery passage: {prompt}"
+    );
+    assert!(
+        prompt.contains("Help center — How long does delivery take?"),
+        "{prompt}"
+    );
+    let metrics = desk.metrics().await;
+    assert!(metrics
+        .contains("switchboard_knowledge_retrievals_total{assistant=\"llm\",outcome=\"hit\"} 1"));
+
+    // Nothing fits: the model is told so.
+    desk.customer("u2", "n1", "Do you sell bicycles?").await;
+    answers(&desk, "u2", 1).await;
+    assert!(
+        system(&desk, 1).contains("Nothing in the business's knowledge base answers"),
+        "{}",
+        system(&desk, 1)
+    );
+
+    // Deleted: never retrieved again.
+    assert_eq!(
+        delete(&desk, &format!("/assistants/llm/documents/{id}")).await,
+        204
+    );
+    desk.customer("u3", "o1", "How long does delivery to the UK take?")
+        .await;
+    answers(&desk, "u3", 1).await;
+    assert!(!system(&desk, 2).contains("working days"));
+}
+
+#[tokio::test]
+async fn with_handover_on_no_match_a_person_gets_the_turn_and_the_model_is_not_asked() {
+    let desk = Desk::start_edited(0, "", "", model("on_no_match = \"handover\"")).await;
+    upload(&desk, "llm", "Help center", HELP).await;
+    desk.customer("u1", "m1", "Do you sell bicycles?").await;
+    let view = desk
+        .wait_conversation("u1", "a hand-over", |c| c["mode"] == "human")
+        .await;
+    assert_eq!(view["taken_over_by"], "assistant");
+    assert!(desk.graph.model_requests().is_empty());
+    assert!(desk
+        .metrics()
+        .await
+        .contains("switchboard_knowledge_retrievals_total{assistant=\"llm\",outcome=\"miss\"} 1"));
+}
+
+#[tokio::test]
+async fn the_rules_assistant_answers_faq_entries_without_a_model() {
+    let desk = Desk::start(0, "").await;
+    upload(&desk, "support", "Help center", HELP).await;
+    desk.customer("u1", "m1", "how can I return an item please")
+        .await;
+    let got = answers(&desk, "u1", 1).await;
+    assert!(
+        got[0].starts_with("You can return any unused item within 30 days"),
+        "{got:?}"
+    );
+    // A keyword rule still comes first; nothing fitting gets the fallback.
+    desk.customer("u2", "n1", "what are your hours").await;
+    assert_eq!(answers(&desk, "u2", 1).await, ["We're open 9-5."]);
+    desk.customer("u3", "o1", "do you sell bicycles").await;
+    assert_eq!(
+        answers(&desk, "u3", 1).await,
+        ["Thanks! A teammate will reply soon."]
+    );
+}
+
+/// Recall@3 on the labelled questions: the passage under the expected
+/// heading is among the three best.
+#[test]
+fn retrieval_finds_the_answering_passage_in_the_top_three() {
+    let docs = [DocumentRecord {
+        assistant: "a".into(),
+        id: "help".into(),
+        tenant: None,
+        title: "Help center".into(),
+        text: HELP.into(),
+        created_ms: 0,
+    }];
+    let index = AssistantIndex::build(&docs, tantivy_english()).unwrap();
+    let questions: Vec<(String, String)> = serde_json::from_str(QUESTIONS).unwrap();
+    let mut found = 0;
+    let mut misses = Vec::new();
+    for (question, heading) in &questions {
+        let hits = index.search(question, 3).unwrap();
+        if hits.iter().any(|h| h.title.ends_with(heading.as_str())) {
+            found += 1;
+        } else {
+            let got: Vec<&str> = hits.iter().map(|h| h.title.as_str()).collect();
+            misses.push(format!("{question:?} -> {got:?}"));
+        }
+    }
+    let recall = found as f64 / questions.len() as f64;
+    eprintln!(
+        "recall@3 = {recall:.2} ({found}/{}); misses: {misses:#?}",
+        questions.len()
+    );
+    assert!(recall >= 0.75, "recall@3 {recall:.2}: {misses:#?}");
+}
+
+fn tantivy_english() -> tantivy::tokenizer::Language {
+    switchboard::knowledge::index::language("english").unwrap()
+}
