@@ -42,6 +42,7 @@ fn documents(passages: usize) -> Vec<DocumentRecord> {
                 title: format!("Document {d}"),
                 text: text.join("\n\n"),
                 created_ms: 0,
+                vectors: Vec::new(),
             }
         })
         .collect()

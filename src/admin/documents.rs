@@ -22,8 +22,12 @@ impl From<KnowledgeError> for AdminError {
         match e {
             KnowledgeError::UnknownAssistant(_) => Self::NotFound(e.to_string()),
             KnowledgeError::Invalid(m) => Self::Unprocessable(m),
+            KnowledgeError::Shared { .. } => Self::Conflict(e.to_string()),
             KnowledgeError::Store(s) => Self::Store(s),
             KnowledgeError::Index(m) => Self::Unprocessable(m),
+            KnowledgeError::Embeddings(m) => {
+                Self::Upstream(format!("the embeddings server failed: {m}"))
+            }
         }
     }
 }

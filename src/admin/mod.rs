@@ -47,6 +47,8 @@ pub enum AdminError {
     Unsupported(String),
     #[error("the platform refused the message: {0}")]
     Platform(String),
+    #[error("{0}")]
+    Upstream(String),
     #[error("the store is unavailable; try again")]
     Store(#[from] StoreError),
     #[error("the bus is unavailable; try again")]
@@ -62,7 +64,7 @@ impl AdminError {
             Self::Conflict(_) => StatusCode::CONFLICT,
             Self::Unprocessable(_) => StatusCode::UNPROCESSABLE_ENTITY,
             Self::Unsupported(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            Self::Platform(_) => StatusCode::BAD_GATEWAY,
+            Self::Platform(_) | Self::Upstream(_) => StatusCode::BAD_GATEWAY,
             Self::Store(_) | Self::Bus(_) => StatusCode::SERVICE_UNAVAILABLE,
         }
     }

@@ -94,6 +94,14 @@ pub struct AssistantConfig {
     /// rules' fallback), or `"handover"` to a person without answering.
     #[serde(default)]
     pub on_no_match: OnNoMatch,
+    /// An embeddings model on the same server (`base_url`, `api_key_env`):
+    /// retrieval is then hybrid, BM25 and vectors fused by reciprocal rank.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub embeddings_model: Option<String>,
+    /// With embeddings: a passage this similar (cosine) to the question
+    /// fits it even without a BM25 score.
+    #[serde(default = "default_min_similarity")]
+    pub knowledge_min_similarity: f32,
 }
 
 /// What happens to a turn nothing in the knowledge base answers.
@@ -146,6 +154,8 @@ impl AssistantConfig {
             knowledge_passages: default_passages(),
             knowledge_min_score: default_min_score(),
             on_no_match: OnNoMatch::Tell,
+            embeddings_model: None,
+            knowledge_min_similarity: default_min_similarity(),
         }
     }
 }
@@ -179,4 +189,7 @@ fn default_passages() -> usize {
 }
 fn default_min_score() -> f32 {
     1.0
+}
+fn default_min_similarity() -> f32 {
+    0.5
 }

@@ -259,6 +259,15 @@ fn assistants<'a>(c: &'a Config, e: &mut Errors) -> HashSet<&'a str> {
             }
             AssistantKind::Openai => openai_assistant(a, &key, e),
         }
+        if a.embeddings_model.is_some() && a.base_url.is_none() {
+            e.add(
+                key("embeddings_model"),
+                "needs base_url (the server that computes the embeddings)",
+            );
+        }
+        if !(0.0..=1.0).contains(&a.knowledge_min_similarity) {
+            e.add(key("knowledge_min_similarity"), "must be between 0 and 1");
+        }
         for (j, r) in a.rules.iter().enumerate() {
             if r.choices.len() > MAX_CHOICES {
                 e.add(
@@ -389,6 +398,21 @@ fn integrations(
             e.add(
                 key("assistant"),
                 &format!("no assistant with id \"{}\"", g.assistant),
+            );
+        }
+        // An assistant that belongs to a tenant (its knowledge base is that
+        // tenant's) answers for that tenant only.
+        if let Some(owner) = c
+            .assistant(&g.assistant)
+            .and_then(|a| a.tenant.as_deref())
+            .filter(|t| *t != g.tenant)
+        {
+            e.add(
+                key("assistant"),
+                &format!(
+                    "assistant \"{}\" belongs to tenant \"{owner}\", not \"{}\"",
+                    g.assistant, g.tenant
+                ),
             );
         }
         if crate::channels::platform::platform(g.channel).is_none() {

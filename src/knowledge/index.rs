@@ -23,6 +23,8 @@ const WRITER_BYTES: usize = 15_000_000;
 /// A passage found for a question.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Hit {
+    /// Its number in the assistant's index.
+    pub position: usize,
     pub document: String,
     /// The document's title, and the heading above the passage.
     pub title: String,
@@ -38,6 +40,10 @@ pub struct AssistantIndex {
     heading: Field,
     text: Field,
     answer: Field,
+    position: Field,
+    /// Each passage's embedding with the passage, by position (empty when
+    /// the documents carry none).
+    vectors: Vec<(Vec<f32>, Hit)>,
     pub passages: usize,
 }
 
@@ -98,6 +104,15 @@ fn analyzer(lang: Language) -> TextAnalyzer {
     builder.filter_dynamic(Stemmer::new(lang)).build()
 }
 
+/// `{document title} — {heading}`, or the title alone.
+pub fn passage_title(title: &str, heading: &str) -> String {
+    if heading == title {
+        heading.to_string()
+    } else {
+        format!("{title} — {heading}")
+    }
+}
+
 fn failed(e: tantivy::TantivyError) -> KnowledgeError {
     KnowledgeError::Index(e.to_string())
 }
@@ -117,25 +132,46 @@ impl AssistantIndex {
         let heading = schema.add_text_field("heading", indexed.clone());
         let text = schema.add_text_field("text", indexed);
         let answer = schema.add_text_field("answer", STORED);
+        let position = schema.add_u64_field("position", STORED);
         let index = Index::create_in_ram(schema.build());
         index.tokenizers().register(ANALYZER, analyzer(lang));
         let mut writer = index
             .writer_with_num_threads::<TantivyDocument>(1, WRITER_BYTES)
             .map_err(failed)?;
         let mut passages = 0;
+        let mut vectors = Vec::new();
         for d in documents {
-            for Passage {
-                heading: h,
-                text: t,
-                faq_answer,
-            } in split::passages(&d.title, &d.text)
+            let parts = split::passages(&d.title, &d.text);
+            let embedded = d.vectors.len() == parts.len();
+            for (
+                i,
+                Passage {
+                    heading: h,
+                    text: t,
+                    faq_answer,
+                },
+            ) in parts.into_iter().enumerate()
             {
-                let title = if h == d.title {
-                    h
-                } else {
-                    format!("{} — {h}", d.title)
-                };
-                let mut doc = doc!(document => d.id.as_str(), heading => title, text => t);
+                let title = passage_title(&d.title, &h);
+                if embedded {
+                    vectors.push((
+                        d.vectors[i].clone(),
+                        Hit {
+                            position: passages,
+                            document: d.id.clone(),
+                            title: title.clone(),
+                            text: t.clone(),
+                            faq_answer: faq_answer.clone(),
+                            score: 0.0,
+                        },
+                    ));
+                }
+                let mut doc = doc!(
+                    document => d.id.as_str(),
+                    heading => title,
+                    text => t,
+                    position => passages as u64
+                );
                 if let Some(a) = faq_answer {
                     doc.add_text(answer, a);
                 }
@@ -156,8 +192,33 @@ impl AssistantIndex {
             heading,
             text,
             answer,
+            position,
+            vectors,
             passages,
         })
+    }
+
+    /// Whether its passages have embeddings.
+    pub fn has_vectors(&self) -> bool {
+        !self.vectors.is_empty()
+    }
+
+    /// The `k` passages nearest to `query` (a normalised vector), by cosine.
+    pub fn nearest(&self, query: &[f32], k: usize) -> Vec<Hit> {
+        let mut scored: Vec<(f32, &Hit)> = self
+            .vectors
+            .iter()
+            .map(|(v, hit)| (super::embed::dot(v, query), hit))
+            .collect();
+        scored.sort_by(|a, b| b.0.total_cmp(&a.0));
+        scored
+            .into_iter()
+            .take(k)
+            .map(|(score, hit)| Hit {
+                score,
+                ..hit.clone()
+            })
+            .collect()
     }
 
     /// The best `k` passages for `query` (BM25), best first.
@@ -178,7 +239,12 @@ impl AssistantIndex {
         for (score, address) in top {
             let d: TantivyDocument = searcher.doc(address).map_err(failed)?;
             let text_of = |f: Field| d.get_first(f).and_then(|v| v.as_str()).map(str::to_string);
+            let position = d
+                .get_first(self.position)
+                .and_then(|v| v.as_u64())
+                .unwrap_or_default() as usize;
             out.push(Hit {
+                position,
                 document: text_of(self.document).unwrap_or_default(),
                 title: text_of(self.heading).unwrap_or_default(),
                 text: text_of(self.text).unwrap_or_default(),

@@ -7,6 +7,7 @@
 //! a change made here applies at once, one made elsewhere within
 //! [`REFRESH`] (the store's knowledge revision is polled).
 
+pub mod embed;
 pub mod index;
 pub mod split;
 
@@ -37,10 +38,16 @@ pub enum KnowledgeError {
     UnknownAssistant(String),
     #[error("{0}")]
     Invalid(String),
+    /// Integrations of several tenants use the assistant: documents would
+    /// be shared between them.
+    #[error("assistant {assistant:?} answers for several tenants ({tenants}); a knowledge base belongs to one: give each tenant its own assistant")]
+    Shared { assistant: String, tenants: String },
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error("knowledge index failed: {0}")]
     Index(String),
+    #[error("embeddings failed: {0}")]
+    Embeddings(String),
 }
 
 impl KnowledgeError {
@@ -72,6 +79,10 @@ struct Settings {
     min_score: f32,
     tenant: Option<String>,
     handover_on_miss: bool,
+    embedder: Option<Arc<embed::Embedder>>,
+    min_similarity: f32,
+    /// The tenants whose integrations use it.
+    used_by: Vec<String>,
 }
 
 pub struct Knowledge {
@@ -110,6 +121,19 @@ impl Knowledge {
                     min_score: a.knowledge_min_score,
                     tenant,
                     handover_on_miss: a.on_no_match == crate::config::OnNoMatch::Handover,
+                    embedder: embedder(a),
+                    min_similarity: a.knowledge_min_similarity,
+                    used_by: {
+                        let mut t: Vec<String> = config
+                            .integrations
+                            .iter()
+                            .filter(|i| i.assistant == a.id)
+                            .map(|i| i.tenant.clone())
+                            .collect();
+                        t.sort();
+                        t.dedup();
+                        t
+                    },
                 };
                 (a.id.clone(), settings)
             })
@@ -191,6 +215,12 @@ impl Knowledge {
         text: &str,
     ) -> Result<DocumentRecord, KnowledgeError> {
         let settings = self.settings(assistant)?;
+        if settings.used_by.len() > 1 {
+            return Err(KnowledgeError::Shared {
+                assistant: assistant.to_string(),
+                tenants: settings.used_by.join(", "),
+            });
+        }
         let title = title.trim();
         if title.is_empty() || title.chars().count() > 300 {
             return Err(KnowledgeError::Invalid(
@@ -205,6 +235,16 @@ impl Knowledge {
                 "text is longer than {MAX_DOCUMENT_BYTES} bytes"
             )));
         }
+        let vectors = match &settings.embedder {
+            Some(embedder) => {
+                let texts: Vec<String> = split::passages(title, text)
+                    .into_iter()
+                    .map(|p| format!("{}\n{}", index::passage_title(title, &p.heading), p.text))
+                    .collect();
+                embedder.embed(&texts).await?
+            }
+            None => Vec::new(),
+        };
         let doc = DocumentRecord {
             assistant: assistant.to_string(),
             id: format!("doc_{:016x}", rand::random::<u64>()),
@@ -212,6 +252,7 @@ impl Knowledge {
             title: title.to_string(),
             text: text.to_string(),
             created_ms: now_ms(),
+            vectors,
         };
         self.store.put_document(doc.clone()).await?;
         self.rebuild(assistant).await?;
@@ -251,12 +292,17 @@ impl Knowledge {
     }
 
     /// The passages for `query` from an assistant's knowledge base; `None`
-    /// when it has no documents.
-    pub fn retrieve(&self, assistant: &str, query: &str) -> Option<Retrieval> {
+    /// when it has no documents. BM25 alone, or fused with the nearest
+    /// passages by embedding (reciprocal rank fusion) when the assistant
+    /// has an embeddings model; a passage fits when its BM25 score reaches
+    /// `knowledge_min_score` or its similarity `knowledge_min_similarity`.
+    pub async fn retrieve(&self, assistant: &str, query: &str) -> Option<Retrieval> {
         let settings = self.settings.get(assistant)?;
         let index = read(&self.indexes).get(assistant).cloned()?;
         let started = Instant::now();
-        let passages = match index.search(query, settings.passages) {
+        let wanted = settings.passages.max(1);
+        let pool = (wanted * 5).max(20);
+        let lexical: Vec<Hit> = match index.search(query, pool) {
             Ok(hits) => hits
                 .into_iter()
                 .filter(|h| h.score >= settings.min_score)
@@ -266,6 +312,25 @@ impl Knowledge {
                 Vec::new()
             }
         };
+        let semantic: Vec<Hit> = match &settings.embedder {
+            Some(embedder) if index.has_vectors() => {
+                match embedder.embed(&[query.to_string()]).await {
+                    Ok(v) => v
+                        .first()
+                        .map(|q| index.nearest(q, pool))
+                        .unwrap_or_default()
+                        .into_iter()
+                        .filter(|h| h.score >= settings.min_similarity)
+                        .collect(),
+                    Err(e) => {
+                        tracing::warn!(assistant, error = %e, "Question not embedded; full-text search only");
+                        Vec::new()
+                    }
+                }
+            }
+            _ => Vec::new(),
+        };
+        let passages = fuse(&[lexical, semantic], wanted);
         telemetry::knowledge_retrieval(
             assistant,
             !passages.is_empty(),
@@ -283,8 +348,8 @@ impl Knowledge {
 
     /// What the knowledge base has for a turn, and whether the turn must
     /// go to a person instead ([`crate::assistant::AssistantError::NoMatch`]).
-    pub fn for_turn(&self, assistant: &str, query: &str) -> (Option<Retrieval>, bool) {
-        let found = self.retrieve(assistant, query);
+    pub async fn for_turn(&self, assistant: &str, query: &str) -> (Option<Retrieval>, bool) {
+        let found = self.retrieve(assistant, query).await;
         let miss = found.as_ref().is_some_and(|r| r.passages.is_empty());
         let handover = miss && self.hands_over_on_miss(assistant);
         (found, handover)
@@ -305,5 +370,44 @@ impl Knowledge {
                 }
             }
         })
+    }
+}
+
+/// Reciprocal rank fusion (k = 60) of ranked lists, best `n` first; a
+/// passage's score becomes its fused score.
+fn fuse(lists: &[Vec<Hit>], n: usize) -> Vec<Hit> {
+    if let [only] = lists {
+        return only.iter().take(n).cloned().collect();
+    }
+    let mut scores: HashMap<usize, (f32, Hit)> = HashMap::new();
+    for list in lists {
+        for (rank, hit) in list.iter().enumerate() {
+            let add = 1.0 / (60.0 + rank as f32 + 1.0);
+            scores
+                .entry(hit.position)
+                .or_insert_with(|| (0.0, hit.clone()))
+                .0 += add;
+        }
+    }
+    let mut fused: Vec<(f32, Hit)> = scores.into_values().collect();
+    fused.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.position.cmp(&b.1.position)));
+    fused
+        .into_iter()
+        .take(n)
+        .map(|(score, hit)| Hit { score, ..hit })
+        .collect()
+}
+
+/// The embedder an assistant's config asks for.
+fn embedder(a: &crate::config::AssistantConfig) -> Option<Arc<embed::Embedder>> {
+    let model = a.embeddings_model.as_deref()?;
+    let base = a.base_url.as_deref()?;
+    let key = a.api_key_env.as_ref().and_then(|v| std::env::var(v).ok());
+    match embed::Embedder::new(base, model, key, a.timeout) {
+        Ok(e) => Some(Arc::new(e)),
+        Err(e) => {
+            tracing::error!(assistant = %a.id, error = %e, "Embeddings disabled");
+            None
+        }
     }
 }

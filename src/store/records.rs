@@ -427,7 +427,7 @@ pub struct QuarantineRecord {
 }
 
 /// A knowledge-base document of an assistant (see `knowledge`).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct DocumentRecord {
     pub assistant: String,
     pub id: String,
@@ -438,4 +438,8 @@ pub struct DocumentRecord {
     /// Its text (Markdown headings and paragraphs are kept).
     pub text: String,
     pub created_ms: u64,
+    /// Its passages' embeddings, in passage order (when the assistant
+    /// uses embeddings).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub vectors: Vec<Vec<f32>>,
 }

@@ -216,6 +216,32 @@ async fn the_rules_assistant_answers_faq_entries_without_a_model() {
     );
 }
 
+#[tokio::test]
+async fn hybrid_retrieval_finds_a_paraphrase_full_text_misses() {
+    let question = "I want to send something back";
+    let with = Desk::start_edited(0, "", "", model("embeddings_model = \"sim-embed\"")).await;
+    upload(&with, "llm", "Help center", HELP).await;
+    assert_eq!(
+        with.graph.model_stats()["embedding_requests"],
+        1,
+        "the passages are embedded once, in one batch"
+    );
+    with.customer("u1", "m1", question).await;
+    answers(&with, "u1", 1).await;
+    assert_eq!(with.graph.model_stats()["embedding_requests"], 2);
+    assert!(
+        system(&with, 0).contains("Help center — How do I return an item?"),
+        "{}",
+        system(&with, 0)
+    );
+    // Full text alone does not find it.
+    let without = Desk::start_edited(0, "", "", model("")).await;
+    upload(&without, "llm", "Help center", HELP).await;
+    without.customer("u1", "m1", question).await;
+    answers(&without, "u1", 1).await;
+    assert!(!system(&without, 0).contains("How do I return an item?"));
+}
+
 /// Recall@3 on the labelled questions: the passage under the expected
 /// heading is among the three best.
 #[test]
@@ -227,6 +253,7 @@ fn retrieval_finds_the_answering_passage_in_the_top_three() {
         title: "Help center".into(),
         text: HELP.into(),
         created_ms: 0,
+        vectors: Vec::new(),
     }];
     let index = AssistantIndex::build(&docs, tantivy_english()).unwrap();
     let questions: Vec<(String, String)> = serde_json::from_str(QUESTIONS).unwrap();
@@ -251,4 +278,56 @@ fn retrieval_finds_the_answering_passage_in_the_top_three() {
 
 fn tantivy_english() -> tantivy::tokenizer::Language {
     switchboard::knowledge::index::language("english").unwrap()
+}
+
+#[tokio::test]
+async fn an_assistant_serving_two_tenants_takes_no_documents() {
+    // A second tenant's WhatsApp number answered by the same assistant.
+    let edit: Edit = Arc::new(|toml: String, _: &GraphSim| {
+        toml + r#"
+[[tenants]]
+id = "globex"
+
+[[integrations]]
+id = "globex-wa"
+tenant = "globex"
+channel = "whatsapp"
+app = "main"
+account_id = "PHONE_2"
+access_token = "t"
+assistant = "support"
+"#
+    });
+    let desk = Desk::start_edited(0, "", "", edit).await;
+    let (status, body) = desk
+        .post(
+            "/assistants/support/documents",
+            json!({"title": "Prices", "text": "Acme's secret prices."}),
+        )
+        .await;
+    assert_eq!(status, 409, "{body}");
+    assert!(body["error"].as_str().unwrap().contains("acme, globex"));
+}
+
+#[test]
+fn an_assistant_of_one_tenant_cannot_answer_for_another() {
+    let dir = tempfile::tempdir().unwrap();
+    let toml = crate::support::config_toml(
+        dir.path(),
+        "http://127.0.0.1:9/v21.0",
+        "127.0.0.1:0",
+        "127.0.0.1:0",
+        0,
+    )
+    .replace(
+        "kind = \"rules\"\n",
+        "kind = \"rules\"\ntenant = \"globex\"\n",
+    ) + "\n[[tenants]]\nid = \"globex\"\n";
+    let err = switchboard::config::load_from_str(&toml, &[])
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("assistant \"support\" belongs to tenant \"globex\", not \"acme\""),
+        "{err}"
+    );
 }

@@ -312,6 +312,7 @@ async fn knowledge_documents(under: Under) {
         title: format!("Title {id}"),
         text: "We ship in two days.".into(),
         created_ms: NOW,
+        vectors: vec![vec![0.6, 0.8]],
     };
     let r0 = s.knowledge_revision().await.unwrap();
     s.put_document(doc("a", "d1")).await.unwrap();

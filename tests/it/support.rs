@@ -92,6 +92,11 @@ impl GraphSim {
         self.sim.model_control(control);
     }
 
+    /// The fake model's counts (`requests`, `embedding_requests`, ...).
+    pub fn model_stats(&self) -> Value {
+        self.sim.model_stats()
+    }
+
     /// The request bodies the fake model received.
     pub fn model_requests(&self) -> Vec<Value> {
         self.sim.model_requests()

@@ -154,7 +154,7 @@ fn spawn(
             {
                 query = format!("{query}\n{}", before.text);
             }
-            let (found, handover) = knowledge.for_turn(assistant.id(), &query);
+            let (found, handover) = knowledge.for_turn(assistant.id(), &query).await;
             if handover {
                 return Err(AssistantError::NoMatch);
             }

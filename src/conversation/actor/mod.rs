@@ -432,7 +432,10 @@ async fn ask(
     attachments: Vec<Attachment>,
 ) -> Result<Option<Answer>, ActorProcessingErr> {
     let assistant = generate::assistant(ctx, conv)?;
-    let (knowledge, handover) = ctx.knowledge.for_turn(assistant.id(), &messages.join("\n"));
+    let (knowledge, handover) = ctx
+        .knowledge
+        .for_turn(assistant.id(), &messages.join("\n"))
+        .await;
     let request = ReplyRequest {
         channel: conv.record.channel,
         customer: conv.record.customer.clone(),

@@ -240,6 +240,7 @@ fn router(state: Arc<SimState>) -> Router {
             "/v1/chat/completions",
             axum::routing::post(model::completions),
         )
+        .route("/v1/embeddings", axum::routing::post(model::embeddings))
         .fallback(graph)
         .with_state(state)
 }

@@ -84,6 +84,7 @@ pub(super) struct ModelState {
     script: Mutex<std::collections::VecDeque<Scripted>>,
     requests: Mutex<Vec<Value>>,
     served: AtomicU64,
+    embedded: AtomicU64,
     in_flight: AtomicU64,
     max_in_flight: AtomicU64,
 }
@@ -113,6 +114,7 @@ impl ModelState {
     pub(super) fn stats(&self) -> Value {
         json!({
             "requests": self.served.load(Ordering::Relaxed),
+            "embedding_requests": self.embedded.load(Ordering::Relaxed),
             "in_flight": self.in_flight.load(Ordering::Relaxed),
             "max_in_flight": self.max_in_flight.load(Ordering::Relaxed),
         })
@@ -378,4 +380,107 @@ fn last_user(messages: &[Value]) -> String {
         .and_then(|m| m["content"].as_str())
         .unwrap_or_default()
         .replace('\n', " ")
+}
+
+/// Words the fake embeddings treat as one meaning (a stand-in for what a
+/// real embeddings model knows): each group's words land on one axis.
+const MEANINGS: &[&[&str]] = &[
+    &["return", "back", "returning", "returned", "send"],
+    &["refund", "money", "reimburse", "refunded"],
+    &["track", "tracking", "follow", "where", "parcel", "package"],
+    &["cost", "price", "free", "cheap", "expensive", "pay"],
+    &[
+        "delivery", "deliver", "shipping", "ship", "arrive", "arrives",
+    ],
+];
+
+/// Words without meaning of their own for the fake embeddings.
+const FILLER: &[&str] = &[
+    "a",
+    "an",
+    "and",
+    "are",
+    "can",
+    "do",
+    "does",
+    "for",
+    "how",
+    "i",
+    "in",
+    "is",
+    "it",
+    "my",
+    "of",
+    "on",
+    "or",
+    "something",
+    "the",
+    "to",
+    "want",
+    "we",
+    "what",
+    "when",
+    "you",
+    "your",
+];
+
+/// A deterministic 64-dimensional embedding: each word (or its meaning
+/// group) counts on one axis.
+fn embedding(text: &str) -> Vec<f32> {
+    use std::hash::{Hash, Hasher};
+    let mut v = vec![0f32; 64];
+    for word in text
+        .split(|c: char| !c.is_alphanumeric())
+        .map(str::to_lowercase)
+        .filter(|w| !w.is_empty() && !FILLER.contains(&w.as_str()))
+    {
+        let key = MEANINGS
+            .iter()
+            .position(|group| group.contains(&word.as_str()))
+            .map_or(word.clone(), |g| format!("meaning{g}"));
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        key.hash(&mut h);
+        v[(h.finish() % 64) as usize] += 1.0;
+    }
+    v
+}
+
+/// `POST /v1/embeddings`: `{"model", "input": "text" | ["text", ...]}`.
+pub(super) async fn embeddings(State(state): State<Arc<SimState>>, body: Bytes) -> Response {
+    state.model.embedded.fetch_add(1, Ordering::Relaxed);
+    let Ok(request) = serde_json::from_slice::<Value>(&body) else {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "We could not parse the JSON body of your request.",
+            "invalid_request_error",
+            None,
+        );
+    };
+    let inputs: Vec<String> = match &request["input"] {
+        Value::String(s) => vec![s.clone()],
+        Value::Array(items) if items.iter().all(Value::is_string) => items
+            .iter()
+            .filter_map(|i| i.as_str().map(str::to_string))
+            .collect(),
+        _ => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                "'input' must be a string or an array of strings",
+                "invalid_request_error",
+                None,
+            )
+        }
+    };
+    let data: Vec<Value> = inputs
+        .iter()
+        .enumerate()
+        .map(|(i, text)| json!({"object": "embedding", "index": i, "embedding": embedding(text)}))
+        .collect();
+    Json(json!({
+        "object": "list",
+        "data": data,
+        "model": request["model"].as_str().unwrap_or("sim-embed"),
+        "usage": {"prompt_tokens": inputs.len(), "total_tokens": inputs.len()},
+    }))
+    .into_response()
 }
