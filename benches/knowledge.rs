@@ -6,6 +6,8 @@
 //! 5,000-word vocabulary with a Zipf-like frequency, so common and rare
 //! words occur as in real help centres.
 
+#![allow(clippy::expect_used)] // a benchmark without its index has nothing to measure
+
 use criterion::{criterion_group, criterion_main, Criterion};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
