@@ -91,6 +91,10 @@ pub struct Knowledge {
     indexes: RwLock<HashMap<String, Arc<AssistantIndex>>>,
     /// The store's revision the indexes were built from (`u64::MAX`: never).
     revision: AtomicU64,
+    /// Held while documents are read and indexes built and swapped, so a
+    /// refresh that read the store before a change here cannot put back
+    /// what the change removed.
+    changing: tokio::sync::Mutex<()>,
 }
 
 fn read<T>(lock: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
@@ -143,6 +147,7 @@ impl Knowledge {
             settings,
             indexes: RwLock::new(HashMap::new()),
             revision: AtomicU64::new(u64::MAX),
+            changing: tokio::sync::Mutex::new(()),
         }
     }
 
@@ -161,6 +166,7 @@ impl Knowledge {
 
     /// Rebuilds every index from the store if its revision moved.
     pub async fn refresh(&self) -> Result<(), KnowledgeError> {
+        let _changing = self.changing.lock().await;
         let revision = self.store.knowledge_revision().await?;
         if revision == self.revision.load(Ordering::Acquire) {
             return Ok(());
@@ -254,6 +260,7 @@ impl Knowledge {
             created_ms: now_ms(),
             vectors,
         };
+        let _changing = self.changing.lock().await;
         self.store.put_document(doc.clone()).await?;
         self.rebuild(assistant).await?;
         Ok(doc)
@@ -284,6 +291,7 @@ impl Knowledge {
     /// Removes a document; false if the assistant has none with that id.
     pub async fn delete(&self, assistant: &str, id: &str) -> Result<bool, KnowledgeError> {
         self.settings(assistant)?;
+        let _changing = self.changing.lock().await;
         let removed = self.store.delete_document(assistant, id).await?;
         if removed {
             self.rebuild(assistant).await?;
