@@ -181,11 +181,7 @@ impl Knowledge {
             let Ok(settings) = self.settings(&assistant) else {
                 continue;
             };
-            let lang = settings.language;
-            let index = tokio::task::spawn_blocking(move || AssistantIndex::build(&docs, lang))
-                .await
-                .map_err(|e| KnowledgeError::Index(e.to_string()))??;
-            built.insert(assistant, Arc::new(index));
+            built.insert(assistant, build(docs, settings.language).await?);
         }
         *write(&self.indexes) = built;
         self.revision.store(revision, Ordering::Release);
@@ -206,10 +202,8 @@ impl Knowledge {
             write(&self.indexes).remove(assistant);
             return Ok(());
         }
-        let index = tokio::task::spawn_blocking(move || AssistantIndex::build(&docs, lang))
-            .await
-            .map_err(|e| KnowledgeError::Index(e.to_string()))??;
-        write(&self.indexes).insert(assistant.to_string(), Arc::new(index));
+        let index = build(docs, lang).await?;
+        write(&self.indexes).insert(assistant.to_string(), index);
         Ok(())
     }
 
@@ -418,4 +412,15 @@ fn embedder(a: &crate::config::AssistantConfig) -> Option<Arc<embed::Embedder>> 
             None
         }
     }
+}
+
+/// Indexes `docs` on a blocking thread.
+async fn build(
+    docs: Vec<DocumentRecord>,
+    lang: tantivy::tokenizer::Language,
+) -> Result<Arc<AssistantIndex>, KnowledgeError> {
+    let index = tokio::task::spawn_blocking(move || AssistantIndex::build(&docs, lang))
+        .await
+        .map_err(|e| KnowledgeError::Index(e.to_string()))??;
+    Ok(Arc::new(index))
 }

@@ -53,34 +53,13 @@ fn latency(ms: u64) -> ModelControl {
     }
 }
 
-fn texts(desk: &Desk, psid: &str) -> Vec<String> {
-    desk.graph
-        .texts_to(psid)
-        .iter()
-        .filter_map(|c| c.text().map(str::to_string))
-        .collect()
-}
-
-async fn answered(desk: &Desk, psid: &str, n: usize) -> Vec<String> {
-    desk.graph
-        .wait_for(&format!("{n} answers to {psid}"), |calls| {
-            calls
-                .iter()
-                .filter(|c| c.recipient() == psid && c.text().is_some())
-                .count()
-                >= n
-        })
-        .await;
-    texts(desk, psid)
-}
-
 #[tokio::test]
 async fn answers_come_from_the_model_with_the_conversation_as_history() {
     let desk = desk("").await;
     desk.customer("u1", "m1", "hi").await;
-    assert_eq!(answered(&desk, "u1", 1).await, ["Answer to: hi"]);
+    assert_eq!(desk.graph.answers("u1", 1).await, ["Answer to: hi"]);
     desk.customer("u1", "m2", "where is my order?").await;
-    answered(&desk, "u1", 2).await;
+    desk.graph.answers("u1", 2).await;
     let second = &desk.graph.model_requests()[1];
     let turns: Vec<(&str, &str)> = second["messages"].as_array().unwrap()[1..]
         .iter()
@@ -111,7 +90,7 @@ async fn typing_shows_at_once_and_is_refreshed_until_a_slow_answer_goes_out() {
     desk.graph.model(latency(3500));
     desk.customer("u1", "m1", "tell me everything").await;
     assert_eq!(
-        answered(&desk, "u1", 1).await,
+        desk.graph.answers("u1", 1).await,
         ["Answer to: tell me everything"]
     );
     let calls = desk.graph.calls();
@@ -142,15 +121,15 @@ async fn a_customer_writing_while_the_answer_is_generated_gets_one_answer_to_bot
     tokio::time::sleep(Duration::from_millis(400)).await;
     desk.customer("u1", "m2", "it arrived broken").await;
     assert_eq!(
-        answered(&desk, "u1", 1).await,
+        desk.graph.answers("u1", 1).await,
         ["Answer to: I ordered a lamp it arrived broken"]
     );
     tokio::time::sleep(Duration::from_millis(2000)).await;
-    assert_eq!(texts(&desk, "u1").len(), 1, "one answer");
+    assert_eq!(desk.graph.texts_of("u1").len(), 1, "one answer");
     // Other conversations kept flowing meanwhile.
     desk.graph.model(latency(0));
     desk.customer("u2", "n1", "hello").await;
-    assert_eq!(answered(&desk, "u2", 1).await, ["Answer to: hello"]);
+    assert_eq!(desk.graph.answers("u2", 1).await, ["Answer to: hello"]);
 }
 
 #[tokio::test]
@@ -159,7 +138,7 @@ async fn an_actor_generating_an_answer_is_not_passivated() {
     desk.graph.model(latency(2500));
     desk.customer("u1", "m1", "a slow question").await;
     assert_eq!(
-        answered(&desk, "u1", 1).await,
+        desk.graph.answers("u1", 1).await,
         ["Answer to: a slow question"]
     );
     assert_eq!(desk.graph.model_requests().len(), 1, "asked once");
@@ -174,7 +153,7 @@ async fn a_failing_model_sends_the_fallback() {
     });
     desk.customer("u1", "m1", "hello?").await;
     assert_eq!(
-        answered(&desk, "u1", 1).await,
+        desk.graph.answers("u1", 1).await,
         ["Sorry, a teammate will answer."]
     );
     assert!(desk.metrics().await.contains(
@@ -195,7 +174,7 @@ async fn a_failing_model_hands_over_to_a_person_when_configured() {
         .await;
     assert_eq!(view["taken_over_by"], "assistant", "{view:#}");
     tokio::time::sleep(Duration::from_millis(300)).await;
-    assert!(texts(&desk, "u1").is_empty());
+    assert!(desk.graph.texts_of("u1").is_empty());
     assert_eq!(desk.graph.model_requests().len(), 1, "401 is not retried");
 }
 
@@ -204,16 +183,16 @@ async fn a_conversation_keeps_its_assistant_when_the_integration_changes() {
     // Rules first.
     let desk = Desk::start(0, "").await;
     desk.customer("old", "m1", "hello").await;
-    answered(&desk, "old", 1).await;
+    desk.graph.answers("old", 1).await;
     // The integration now uses the model: new conversations get it.
     let desk = desk.restart_edited(0, "", model("", "15s")).await;
     desk.customer("old", "m2", "hello again").await;
     desk.customer("new", "n1", "hello").await;
     assert_eq!(
-        answered(&desk, "old", 2).await[1],
+        desk.graph.answers("old", 2).await[1],
         "Thanks! A teammate will reply soon."
     );
-    assert_eq!(answered(&desk, "new", 1).await, ["Answer to: hello"]);
+    assert_eq!(desk.graph.answers("new", 1).await, ["Answer to: hello"]);
 }
 
 /// Choices offered by the rules assistant (keyword "hours").
@@ -240,7 +219,7 @@ async fn quick_replies_are_rendered_on_each_channel_and_a_choice_comes_back() {
     let desk = Desk::start_edited(0, "", "", choices_desk()).await;
     // Messenger: quick_replies.
     desk.customer("u1", "m1", "your hours?").await;
-    answered(&desk, "u1", 1).await;
+    desk.graph.answers("u1", 1).await;
     let body = &desk.graph.texts_to("u1")[0].body;
     assert_eq!(
         body["message"]["quick_replies"],
@@ -255,7 +234,7 @@ async fn quick_replies_are_rendered_on_each_channel_and_a_choice_comes_back() {
         "message": {"mid": "m2", "text": "Prices", "quick_reply": {"payload": "Prices"}}
     })])
     .await;
-    assert_eq!(answered(&desk, "u1", 2).await[1], "Shirts are 20 euros.");
+    assert_eq!(desk.graph.answers("u1", 2).await[1], "Shirts are 20 euros.");
 
     // Instagram: quick_replies too.
     let now = switchboard::clock::now_ms();
@@ -265,7 +244,7 @@ async fn quick_replies_are_rendered_on_each_channel_and_a_choice_comes_back() {
         "message": {"mid": "ig_m1", "text": "hours please"}}]}]}),
     )
     .await;
-    answered(&desk, "ig1", 1).await;
+    desk.graph.answers("ig1", 1).await;
     let body = &desk.graph.texts_to("ig1")[0].body;
     assert_eq!(body["message"]["quick_replies"][1]["title"], "Prices");
 
@@ -275,7 +254,7 @@ async fn quick_replies_are_rendered_on_each_channel_and_a_choice_comes_back() {
         json!({"type": "text", "text": {"body": "hours?"}}),
     ))
     .await;
-    answered(&desk, "15550001", 1).await;
+    desk.graph.answers("15550001", 1).await;
     let body = desk.graph.texts_to("15550001")[0].body.clone();
     assert_eq!(body["type"], "interactive");
     assert_eq!(body["interactive"]["type"], "button");
@@ -289,7 +268,7 @@ async fn quick_replies_are_rendered_on_each_channel_and_a_choice_comes_back() {
         json!({"type": "text", "text": {"body": "menu"}}),
     ))
     .await;
-    answered(&desk, "15550001", 2).await;
+    desk.graph.answers("15550001", 2).await;
     let body = desk.graph.texts_to("15550001")[1].body.clone();
     assert_eq!(body["interactive"]["type"], "list");
     let rows = body["interactive"]["action"]["sections"][0]["rows"].clone();
@@ -302,7 +281,7 @@ async fn quick_replies_are_rendered_on_each_channel_and_a_choice_comes_back() {
     ))
     .await;
     assert_eq!(
-        answered(&desk, "15550001", 3).await[2],
+        desk.graph.answers("15550001", 3).await[2],
         "Shirts are 20 euros."
     );
 }
@@ -335,7 +314,7 @@ async fn the_models_choices_become_quick_replies() {
         ..ModelControl::default()
     });
     desk.customer("u1", "m1", "I want the red shirt").await;
-    answered(&desk, "u1", 1).await;
+    desk.graph.answers("u1", 1).await;
     let body = &desk.graph.texts_to("u1")[0].body;
     assert_eq!(body["message"]["text"], "Which size?");
     assert_eq!(body["message"]["quick_replies"][2]["payload"], "Large");
@@ -375,7 +354,7 @@ on_failure = "handover"
     let started = std::time::Instant::now();
     desk.customer("u1", "m1", "Hello! Do you sell desk lamps?")
         .await;
-    let answers = answered(&desk, "u1", 1).await;
+    let answers = desk.graph.answers("u1", 1).await;
     eprintln!(
         "real model answered in {:.2} s: {:?}",
         started.elapsed().as_secs_f64(),

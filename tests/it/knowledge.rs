@@ -64,23 +64,6 @@ fn system(desk: &Desk, n: usize) -> String {
         .to_string()
 }
 
-async fn answers(desk: &Desk, psid: &str, n: usize) -> Vec<String> {
-    desk.graph
-        .wait_for(&format!("{n} answers to {psid}"), |calls| {
-            calls
-                .iter()
-                .filter(|c| c.recipient() == psid && c.text().is_some())
-                .count()
-                >= n
-        })
-        .await;
-    desk.graph
-        .texts_to(psid)
-        .iter()
-        .filter_map(|c| c.text().map(str::to_string))
-        .collect()
-}
-
 #[tokio::test]
 async fn documents_are_added_listed_and_deleted_through_the_api() {
     let desk = Desk::start(0, "").await;
@@ -145,7 +128,7 @@ async fn the_prompt_carries_the_passage_that_answers_and_never_a_deleted_one() {
     let id = upload(&desk, "llm", "Help center", HELP).await;
     desk.customer("u1", "m1", "How long does delivery to the UK take?")
         .await;
-    answers(&desk, "u1", 1).await;
+    desk.graph.answers("u1", 1).await;
     let prompt = system(&desk, 0);
     assert!(
         prompt.contains("5 to 8 working days to the UK"),
@@ -161,7 +144,7 @@ async fn the_prompt_carries_the_passage_that_answers_and_never_a_deleted_one() {
 
     // Nothing fits: the model is told so.
     desk.customer("u2", "n1", "Do you sell bicycles?").await;
-    answers(&desk, "u2", 1).await;
+    desk.graph.answers("u2", 1).await;
     assert!(
         system(&desk, 1).contains("Nothing in the business's knowledge base answers"),
         "{}",
@@ -175,7 +158,7 @@ async fn the_prompt_carries_the_passage_that_answers_and_never_a_deleted_one() {
     );
     desk.customer("u3", "o1", "How long does delivery to the UK take?")
         .await;
-    answers(&desk, "u3", 1).await;
+    desk.graph.answers("u3", 1).await;
     assert!(!system(&desk, 2).contains("working days"));
 }
 
@@ -201,17 +184,17 @@ async fn the_rules_assistant_answers_faq_entries_without_a_model() {
     upload(&desk, "support", "Help center", HELP).await;
     desk.customer("u1", "m1", "how can I return an item please")
         .await;
-    let got = answers(&desk, "u1", 1).await;
+    let got = desk.graph.answers("u1", 1).await;
     assert!(
         got[0].starts_with("You can return any unused item within 30 days"),
         "{got:?}"
     );
     // A keyword rule still comes first; nothing fitting gets the fallback.
     desk.customer("u2", "n1", "what are your hours").await;
-    assert_eq!(answers(&desk, "u2", 1).await, ["We're open 9-5."]);
+    assert_eq!(desk.graph.answers("u2", 1).await, ["We're open 9-5."]);
     desk.customer("u3", "o1", "do you sell bicycles").await;
     assert_eq!(
-        answers(&desk, "u3", 1).await,
+        desk.graph.answers("u3", 1).await,
         ["Thanks! A teammate will reply soon."]
     );
 }
@@ -227,7 +210,7 @@ async fn hybrid_retrieval_finds_a_paraphrase_full_text_misses() {
         "the passages are embedded once, in one batch"
     );
     with.customer("u1", "m1", question).await;
-    answers(&with, "u1", 1).await;
+    with.graph.answers("u1", 1).await;
     assert_eq!(with.graph.model_stats()["embedding_requests"], 2);
     assert!(
         system(&with, 0).contains("Help center — How do I return an item?"),
@@ -238,7 +221,7 @@ async fn hybrid_retrieval_finds_a_paraphrase_full_text_misses() {
     let without = Desk::start_edited(0, "", "", model("")).await;
     upload(&without, "llm", "Help center", HELP).await;
     without.customer("u1", "m1", question).await;
-    answers(&without, "u1", 1).await;
+    without.graph.answers("u1", 1).await;
     assert!(!system(&without, 0).contains("How do I return an item?"));
 }
 

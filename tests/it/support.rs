@@ -146,6 +146,27 @@ impl GraphSim {
         }
     }
 
+    /// The texts sent to `psid`, oldest first.
+    pub fn texts_of(&self, psid: &str) -> Vec<String> {
+        self.texts_to(psid)
+            .iter()
+            .filter_map(|c| c.text().map(str::to_string))
+            .collect()
+    }
+
+    /// Waits (bounded) until `psid` got `n` texts; all of them.
+    pub async fn answers(&self, psid: &str, n: usize) -> Vec<String> {
+        self.wait_for(&format!("{n} answers to {psid}"), |calls| {
+            calls
+                .iter()
+                .filter(|c| c.recipient() == psid && c.text().is_some())
+                .count()
+                >= n
+        })
+        .await;
+        self.texts_of(psid)
+    }
+
     /// Waits (bounded) until `pred` holds for the recorded calls.
     pub async fn wait_for(&self, what: &str, pred: impl Fn(&[Call]) -> bool) {
         let deadline = tokio::time::Instant::now() + Duration::from_secs(20);

@@ -50,6 +50,60 @@ pub enum ModelFault {
     Cut,
 }
 
+impl ModelFault {
+    /// The error answer of a fault that refuses the request (the stream
+    /// faults answer 200 and fail later).
+    fn refusal(self, limit: usize, chars: usize) -> Option<Response> {
+        let (status, message, kind, code) = match self {
+            Self::RateLimited => (
+                StatusCode::TOO_MANY_REQUESTS,
+                "Rate limit reached for requests".to_string(),
+                "requests",
+                Some("rate_limit_exceeded"),
+            ),
+            Self::Quota => (
+                StatusCode::TOO_MANY_REQUESTS,
+                "You exceeded your current quota, please check your plan and billing details."
+                    .to_string(),
+                "insufficient_quota",
+                Some("insufficient_quota"),
+            ),
+            Self::Unauthorized => (
+                StatusCode::UNAUTHORIZED,
+                "Incorrect API key provided.".to_string(),
+                "invalid_request_error",
+                Some("invalid_api_key"),
+            ),
+            Self::ServerError => (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "The server had an error while processing your request.".to_string(),
+                "server_error",
+                None,
+            ),
+            Self::Overloaded => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "The engine is currently overloaded, please try again later.".to_string(),
+                "server_error",
+                None,
+            ),
+            Self::ContextLength => (
+                StatusCode::BAD_REQUEST,
+                format!("This model's maximum context length is {limit} tokens. However, your messages resulted in {chars} tokens."),
+                "invalid_request_error",
+                Some("context_length_exceeded"),
+            ),
+            Self::Stall | Self::Cut => return None,
+        };
+        let mut response = error(status, &message, kind, code);
+        if self == Self::RateLimited {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        }
+        Some(response)
+    }
+}
+
 /// One scripted answer.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct Scripted {
@@ -182,59 +236,8 @@ pub(super) async fn completions(State(state): State<Arc<SimState>>, body: Bytes)
         .pop_front()
         .or_else(|| (limit > 0 && chars > limit).then_some(ModelFault::ContextLength));
     let latency = Duration::from_millis(model.latency_ms.load(Ordering::Relaxed));
-    match fault {
-        Some(ModelFault::RateLimited) => {
-            let mut r = error(
-                StatusCode::TOO_MANY_REQUESTS,
-                "Rate limit reached for requests",
-                "requests",
-                Some("rate_limit_exceeded"),
-            );
-            r.headers_mut()
-                .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
-            return r;
-        }
-        Some(ModelFault::Quota) => {
-            return error(
-                StatusCode::TOO_MANY_REQUESTS,
-                "You exceeded your current quota, please check your plan and billing details.",
-                "insufficient_quota",
-                Some("insufficient_quota"),
-            )
-        }
-        Some(ModelFault::Unauthorized) => {
-            return error(
-                StatusCode::UNAUTHORIZED,
-                "Incorrect API key provided.",
-                "invalid_request_error",
-                Some("invalid_api_key"),
-            )
-        }
-        Some(ModelFault::ServerError) => {
-            return error(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "The server had an error while processing your request.",
-                "server_error",
-                None,
-            )
-        }
-        Some(ModelFault::Overloaded) => {
-            return error(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "The engine is currently overloaded, please try again later.",
-                "server_error",
-                None,
-            )
-        }
-        Some(ModelFault::ContextLength) => {
-            return error(
-                StatusCode::BAD_REQUEST,
-                &format!("This model's maximum context length is {limit} tokens. However, your messages resulted in {chars} tokens."),
-                "invalid_request_error",
-                Some("context_length_exceeded"),
-            )
-        }
-        _ => {}
+    if let Some(refused) = fault.and_then(|f| f.refusal(limit, chars)) {
+        return refused;
     }
     let scripted = lock(&model.script).pop_front().unwrap_or_else(|| Scripted {
         content: format!("Answer to: {}", last_user(messages)),
