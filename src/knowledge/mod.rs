@@ -188,16 +188,20 @@ impl Knowledge {
         Ok(())
     }
 
-    /// Rebuilds one assistant's index from the store (after a change here).
-    async fn rebuild(&self, assistant: &str) -> Result<(), KnowledgeError> {
-        let lang = self.settings(assistant)?.language;
-        let docs: Vec<DocumentRecord> = self
+    async fn documents_of(&self, assistant: &str) -> Result<Vec<DocumentRecord>, KnowledgeError> {
+        Ok(self
             .store
             .documents()
             .await?
             .into_iter()
             .filter(|d| d.assistant == assistant)
-            .collect();
+            .collect())
+    }
+
+    /// Rebuilds one assistant's index from the store (after a change here).
+    async fn rebuild(&self, assistant: &str) -> Result<(), KnowledgeError> {
+        let lang = self.settings(assistant)?.language;
+        let docs = self.documents_of(assistant).await?;
         if docs.is_empty() {
             write(&self.indexes).remove(assistant);
             return Ok(());
@@ -263,13 +267,7 @@ impl Knowledge {
     /// An assistant's documents, oldest first.
     pub async fn list(&self, assistant: &str) -> Result<Vec<DocumentSummary>, KnowledgeError> {
         self.settings(assistant)?;
-        let mut docs: Vec<DocumentRecord> = self
-            .store
-            .documents()
-            .await?
-            .into_iter()
-            .filter(|d| d.assistant == assistant)
-            .collect();
+        let mut docs = self.documents_of(assistant).await?;
         docs.sort_by(|a, b| (a.created_ms, &a.id).cmp(&(b.created_ms, &b.id)));
         Ok(docs
             .into_iter()

@@ -13,7 +13,7 @@ use crate::support::{Desk, Edit, GraphSim, IG_ACCOUNT, PAGE, PHONE};
 
 /// The integrations answered by an `openai` assistant `llm` on the fake
 /// model (with `extra` keys), typing refreshed every `typing`.
-fn model(extra: &'static str, typing: &'static str) -> Edit {
+pub fn model(extra: &'static str, typing: &'static str) -> Edit {
     model_passivating(extra, typing, "60s")
 }
 

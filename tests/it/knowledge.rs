@@ -16,22 +16,7 @@ const QUESTIONS: &str = include_str!("../data/knowledge/questions.json");
 
 /// The integrations answered by `llm` (the fake model), with `extra` keys.
 fn model(extra: &'static str) -> Edit {
-    Arc::new(move |toml: String, graph: &GraphSim| {
-        toml.replace("assistant = \"support\"\n", "assistant = \"llm\"\n")
-            + &format!(
-                r#"
-[[assistants]]
-id = "llm"
-kind = "openai"
-base_url = "{}"
-model = "sim-model"
-system_prompt = "You are the lamp shop's assistant."
-fallback = "Sorry, a teammate will answer."
-{extra}
-"#,
-                graph.model_url()
-            )
-    })
+    crate::assistant::model(extra, "15s")
 }
 
 async fn upload(desk: &Desk, assistant: &str, title: &str, text: &str) -> String {

@@ -200,16 +200,20 @@ fn error(status: StatusCode, message: &str, kind: &str, code: Option<&str>) -> R
         .into_response()
 }
 
+fn not_json() -> Response {
+    error(
+        StatusCode::BAD_REQUEST,
+        "We could not parse the JSON body of your request.",
+        "invalid_request_error",
+        None,
+    )
+}
+
 pub(super) async fn completions(State(state): State<Arc<SimState>>, body: Bytes) -> Response {
     let model = &state.model;
     let seq = model.served.fetch_add(1, Ordering::Relaxed);
     let Ok(request) = serde_json::from_slice::<Value>(&body) else {
-        return error(
-            StatusCode::BAD_REQUEST,
-            "We could not parse the JSON body of your request.",
-            "invalid_request_error",
-            None,
-        );
+        return not_json();
     };
     if state.record_limit > 0 {
         let mut requests = lock(&model.requests);
@@ -452,12 +456,7 @@ fn embedding(text: &str) -> Vec<f32> {
 pub(super) async fn embeddings(State(state): State<Arc<SimState>>, body: Bytes) -> Response {
     state.model.embedded.fetch_add(1, Ordering::Relaxed);
     let Ok(request) = serde_json::from_slice::<Value>(&body) else {
-        return error(
-            StatusCode::BAD_REQUEST,
-            "We could not parse the JSON body of your request.",
-            "invalid_request_error",
-            None,
-        );
+        return not_json();
     };
     let inputs: Vec<String> = match &request["input"] {
         Value::String(s) => vec![s.clone()],
