@@ -13,6 +13,7 @@ mod analytics;
 mod conversations;
 mod documents;
 mod integrations;
+mod keys;
 mod views;
 
 use std::sync::Arc;
@@ -108,12 +109,18 @@ pub fn router(ctx: Arc<EngineContext>) -> Router {
             "/assistants/{id}/documents/{doc}",
             axum::routing::delete(documents::delete),
         )
+        .route("/tenants/{tenant}/keys", post(keys::create))
+        .route(
+            "/tenants/{tenant}/keys/{id}",
+            axum::routing::delete(keys::revoke),
+        )
         .fallback(|| async { AdminError::NotFound("no such admin API route".into()) })
         .layer(middleware::from_fn_with_state(ctx.clone(), authorize))
         .with_state(ctx)
 }
 
-/// Lets a request through only with the configured bearer token.
+/// Lets a request through with the admin token, or with a tenant's key
+/// narrowed to that tenant (see [`keys`]).
 async fn authorize(
     State(ctx): State<Arc<EngineContext>>,
     request: Request,
@@ -131,11 +138,24 @@ async fn authorize(
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "))
         .map(str::trim);
-    match given {
-        Some(g) if constant_time_eq(g.as_bytes(), token.as_bytes()) => Ok(next.run(request).await),
-        Some(_) => Err(AdminError::Unauthorized("the bearer token is not valid")),
-        None => Err(AdminError::Unauthorized(
-            "missing Authorization: Bearer <admin token>",
-        )),
+    let Some(given) = given else {
+        return Err(AdminError::Unauthorized(
+            "missing Authorization: Bearer <admin token or tenant key>",
+        ));
+    };
+    if constant_time_eq(given.as_bytes(), token.as_bytes()) {
+        let mut request = request;
+        request.extensions_mut().insert(keys::Caller::Admin);
+        return Ok(next.run(request).await);
+    }
+    match keys::tenant_of_key(&ctx, given).await? {
+        Some(tenant) => {
+            let mut request = keys::scope(&ctx, &tenant, request)?;
+            request
+                .extensions_mut()
+                .insert(keys::Caller::Tenant(tenant));
+            Ok(next.run(request).await)
+        }
+        None => Err(AdminError::Unauthorized("the bearer token is not valid")),
     }
 }

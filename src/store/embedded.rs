@@ -11,7 +11,8 @@ use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition, WriteTran
 
 use super::{
     ConversationFilter, ConversationRecord, DailyCount, DeadLetter, DocumentRecord, MessageRecord,
-    MessageStatus, Mode, QuarantineRecord, Rehydrated, Store, StoreError, TurnWrite,
+    MessageStatus, Mode, QuarantineRecord, Rehydrated, Store, StoreError, TenantKeyRecord,
+    TurnWrite,
 };
 use crate::group_commit::{self, GroupCommit};
 
@@ -77,6 +78,7 @@ impl EmbeddedStore {
             txn.open_table(TAKEOVERS).map_err(storage)?;
             txn.open_table(documents::DOCUMENTS).map_err(storage)?;
             txn.open_table(documents::REVISION).map_err(storage)?;
+            txn.open_table(documents::TENANT_KEYS).map_err(storage)?;
             txn.open_table(ANALYTICS).map_err(storage)?;
             txn.open_table(QUARANTINE).map_err(storage)?;
         }
@@ -422,6 +424,18 @@ impl Store for EmbeddedStore {
 
     async fn knowledge_revision(&self) -> Result<u64, StoreError> {
         documents::revision(self)
+    }
+
+    async fn put_tenant_key(&self, key: TenantKeyRecord) -> Result<(), StoreError> {
+        documents::put_key(self, key).await
+    }
+
+    async fn tenant_key(&self, hash: &str) -> Result<Option<TenantKeyRecord>, StoreError> {
+        documents::key(self, hash)
+    }
+
+    async fn delete_tenant_key(&self, tenant: &str, id: &str) -> Result<bool, StoreError> {
+        documents::delete_key(self, tenant, id).await
     }
 
     async fn purge_expired(&self, now_ms: u64) -> Result<u64, StoreError> {

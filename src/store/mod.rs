@@ -16,7 +16,7 @@ use async_trait::async_trait;
 pub use records::{
     Author, CommandOutcome, CommentRef, ConversationFilter, ConversationRecord, DailyCount,
     DeadLetter, Direction, DocumentRecord, MessageRecord, MessageStatus, Mode, OutboxItem,
-    PendingComment, PendingInbound, QuarantineRecord, Rehydrated, TurnWrite,
+    PendingComment, PendingInbound, QuarantineRecord, Rehydrated, TenantKeyRecord, TurnWrite,
 };
 
 /// A store failure. `retryable` tells a supervisor whether trying again can
@@ -135,6 +135,15 @@ pub trait Store: Send + Sync + 'static {
 
     /// Removes a document; false if there was none.
     async fn delete_document(&self, assistant: &str, id: &str) -> Result<bool, StoreError>;
+
+    /// Stores a tenant API key (hashed).
+    async fn put_tenant_key(&self, key: TenantKeyRecord) -> Result<(), StoreError>;
+
+    /// The tenant key whose hash is `hash`, if any.
+    async fn tenant_key(&self, hash: &str) -> Result<Option<TenantKeyRecord>, StoreError>;
+
+    /// Revokes a tenant's key; false if it has none with that id.
+    async fn delete_tenant_key(&self, tenant: &str, id: &str) -> Result<bool, StoreError>;
 
     /// Changes with every document written or removed: instances compare
     /// it to learn that another one changed the knowledge base.

@@ -443,3 +443,13 @@ pub struct DocumentRecord {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub vectors: Vec<Vec<f32>>,
 }
+
+/// A tenant's API key, as stored: only the SHA-256 of the key.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TenantKeyRecord {
+    pub id: String,
+    pub tenant: String,
+    /// Hex SHA-256 of the key.
+    pub hash: String,
+    pub created_ms: u64,
+}

@@ -10,7 +10,7 @@ use async_trait::async_trait;
 
 use super::{
     BackendReady, ConversationFilter, ConversationRecord, DailyCount, DeadLetter, DocumentRecord,
-    MessageRecord, QuarantineRecord, Rehydrated, Store, StoreError, TurnWrite,
+    MessageRecord, QuarantineRecord, Rehydrated, Store, StoreError, TenantKeyRecord, TurnWrite,
 };
 use crate::event::ConversationId;
 
@@ -228,6 +228,19 @@ impl Store for TenantStores {
             removed |= b.store.delete_document(assistant, id).await?;
         }
         Ok(removed)
+    }
+
+    /// Tenant keys live in the first (default) backend.
+    async fn put_tenant_key(&self, key: TenantKeyRecord) -> Result<(), StoreError> {
+        self.for_tenant(None)?.put_tenant_key(key).await
+    }
+
+    async fn tenant_key(&self, hash: &str) -> Result<Option<TenantKeyRecord>, StoreError> {
+        self.for_tenant(None)?.tenant_key(hash).await
+    }
+
+    async fn delete_tenant_key(&self, tenant: &str, id: &str) -> Result<bool, StoreError> {
+        self.for_tenant(None)?.delete_tenant_key(tenant, id).await
     }
 
     async fn knowledge_revision(&self) -> Result<u64, StoreError> {

@@ -299,3 +299,118 @@ fn an_assistant_of_one_tenant_cannot_answer_for_another() {
         "{err}"
     );
 }
+
+/// A second tenant, Globex, with its own WhatsApp number and assistant.
+fn two_tenants() -> Edit {
+    Arc::new(|toml: String, _: &GraphSim| {
+        toml + r#"
+[[assistants]]
+id = "globex-bot"
+kind = "rules"
+fallback = "Globex here."
+
+[[tenants]]
+id = "globex"
+
+[[integrations]]
+id = "globex-wa"
+tenant = "globex"
+channel = "whatsapp"
+app = "main"
+account_id = "PHONE_2"
+access_token = "t"
+assistant = "globex-bot"
+"#
+    })
+}
+
+/// A request with a bearer `key`: (status, body).
+async fn call(
+    desk: &Desk,
+    method: reqwest::Method,
+    path: &str,
+    key: &str,
+    body: Option<serde_json::Value>,
+) -> (u16, serde_json::Value) {
+    let mut r = reqwest::Client::new()
+        .request(method, format!("http://{}/api/v1{path}", desk.engine.addr))
+        .bearer_auth(key);
+    if let Some(b) = body {
+        r = r.json(&b);
+    }
+    let r = r.send().await.unwrap();
+    (
+        r.status().as_u16(),
+        r.json().await.unwrap_or(serde_json::Value::Null),
+    )
+}
+
+#[tokio::test]
+async fn a_tenant_key_sees_and_acts_on_its_own_tenant_only() {
+    use reqwest::Method;
+    let desk = Desk::start_edited(0, "", "", two_tenants()).await;
+    let (status, created) = desk.post("/tenants/acme/keys", json!({})).await;
+    assert_eq!(status, 201, "{created}");
+    let key = created["key"].as_str().unwrap().to_string();
+    let key_id = created["id"].as_str().unwrap().to_string();
+    // One conversation each.
+    desk.customer("u1", "m1", "hi").await;
+    desk.graph.answers("u1", 1).await;
+    upload(
+        &desk,
+        "globex-bot",
+        "Globex prices",
+        "Globex's secret prices.",
+    )
+    .await;
+
+    // Its own: documents of its assistant, its conversation, its analytics.
+    let (status, _) = call(
+        &desk,
+        Method::POST,
+        "/assistants/support/documents",
+        &key,
+        Some(json!({"title": "Hours", "text": "Open 9-5."})),
+    )
+    .await;
+    assert_eq!(status, 201);
+    let (status, _) = call(&desk, Method::GET, "/conversations/acme-fb:u1", &key, None).await;
+    assert_eq!(status, 200);
+    let (status, list) = call(&desk, Method::GET, "/integrations", &key, None).await;
+    assert_eq!(status, 200);
+    let ids: Vec<&str> = list["integrations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["id"].as_str().unwrap())
+        .collect();
+    assert!(!ids.is_empty() && !ids.contains(&"globex-wa"), "{ids:?}");
+
+    // Another tenant's: 404, as if it did not exist.
+    for (method, path) in [
+        (Method::GET, "/assistants/globex-bot/documents"),
+        (Method::POST, "/assistants/globex-bot/documents"),
+        (Method::GET, "/conversations/globex-wa:15550001"),
+        (Method::POST, "/conversations/globex-wa:15550001/takeover"),
+        (Method::GET, "/analytics?tenant=globex"),
+        (Method::GET, "/analytics?integration=globex-wa"),
+        (Method::GET, "/conversations?tenant=globex"),
+        (Method::POST, "/tenants/acme/keys"),
+        (Method::GET, "/quarantine"),
+    ] {
+        let body = (method == Method::POST).then(|| json!({"title": "x", "text": "y"}));
+        let (status, answer) = call(&desk, method.clone(), path, &key, body).await;
+        assert_eq!(status, 404, "{method} {path}: {answer}");
+    }
+    // Globex's passages were never exposed, and its document is intact.
+    let (_, docs) = desk.get("/assistants/globex-bot/documents").await;
+    assert_eq!(docs["documents"].as_array().unwrap().len(), 1);
+
+    // Revoked: refused.
+    assert_eq!(
+        delete(&desk, &format!("/tenants/acme/keys/{key_id}")).await,
+        204
+    );
+    let (status, _) = call(&desk, Method::GET, "/integrations", &key, None).await;
+    assert_eq!(status, 401);
+}

@@ -140,6 +140,21 @@ impl Store for FaultyStore {
     async fn knowledge_revision(&self) -> Result<u64, StoreError> {
         self.0.knowledge_revision().await
     }
+    async fn put_tenant_key(
+        &self,
+        key: switchboard::store::TenantKeyRecord,
+    ) -> Result<(), StoreError> {
+        self.0.put_tenant_key(key).await
+    }
+    async fn tenant_key(
+        &self,
+        hash: &str,
+    ) -> Result<Option<switchboard::store::TenantKeyRecord>, StoreError> {
+        self.0.tenant_key(hash).await
+    }
+    async fn delete_tenant_key(&self, tenant: &str, id: &str) -> Result<bool, StoreError> {
+        self.0.delete_tenant_key(tenant, id).await
+    }
     fn kind(&self) -> &'static str {
         "faulty"
     }

@@ -1,5 +1,6 @@
 //! Knowledge-base documents on ScyllaDB: `documents` (by assistant, id) and
-//! `knowledge_revision` (one row, the time of the last change in ms).
+//! `knowledge_revision` (one row, the time of the last change in ms); and
+//! the tenants' API keys (`tenant_keys`, by hash).
 
 use futures_util::TryStreamExt;
 use scylla::client::session::Session;
@@ -7,7 +8,7 @@ use scylla::statement::prepared::PreparedStatement;
 
 use super::{corrupt, unavailable};
 use crate::clock::now_ms;
-use crate::store::{DocumentRecord, StoreError};
+use crate::store::{DocumentRecord, StoreError, TenantKeyRecord};
 
 pub(super) struct DocumentStatements {
     upsert: PreparedStatement,
@@ -16,6 +17,10 @@ pub(super) struct DocumentStatements {
     delete: PreparedStatement,
     bump: PreparedStatement,
     revision: PreparedStatement,
+    upsert_key: PreparedStatement,
+    select_key: PreparedStatement,
+    select_keys: PreparedStatement,
+    delete_key: PreparedStatement,
 }
 
 impl DocumentStatements {
@@ -43,6 +48,19 @@ impl DocumentStatements {
                 "SELECT revision FROM {ks}.knowledge_revision WHERE k = ?"
             ))
             .await?,
+            upsert_key: p(format!(
+                "INSERT INTO {ks}.tenant_keys (hash, tenant, id, created_ms) VALUES (?, ?, ?, ?)"
+            ))
+            .await?,
+            select_key: p(format!(
+                "SELECT hash, tenant, id, created_ms FROM {ks}.tenant_keys WHERE hash = ?"
+            ))
+            .await?,
+            select_keys: p(format!(
+                "SELECT hash, tenant, id, created_ms FROM {ks}.tenant_keys"
+            ))
+            .await?,
+            delete_key: p(format!("DELETE FROM {ks}.tenant_keys WHERE hash = ?")).await?,
         })
     }
 
@@ -120,5 +138,67 @@ impl DocumentStatements {
             .and_then(|(r,)| r)
             .and_then(|r| u64::try_from(r).ok())
             .unwrap_or(0))
+    }
+
+    pub(super) async fn put_key(
+        &self,
+        session: &Session,
+        key: TenantKeyRecord,
+    ) -> Result<(), StoreError> {
+        let created = i64::try_from(key.created_ms).unwrap_or(i64::MAX);
+        session
+            .execute_unpaged(&self.upsert_key, (key.hash, key.tenant, key.id, created))
+            .await
+            .map_err(unavailable)?;
+        Ok(())
+    }
+
+    pub(super) async fn key(
+        &self,
+        session: &Session,
+        hash: &str,
+    ) -> Result<Option<TenantKeyRecord>, StoreError> {
+        let rows = session
+            .execute_unpaged(&self.select_key, (hash,))
+            .await
+            .map_err(unavailable)?
+            .into_rows_result()
+            .map_err(corrupt)?;
+        // Compared again: a server that ignores the key restriction must not
+        // hand out another key's tenant.
+        let found = rows
+            .rows::<(String, String, String, i64)>()
+            .map_err(corrupt)?
+            .filter_map(Result::ok)
+            .find(|(h, ..)| h == hash);
+        Ok(found.map(|(hash, tenant, id, created)| TenantKeyRecord {
+            hash,
+            tenant,
+            id,
+            created_ms: u64::try_from(created).unwrap_or(0),
+        }))
+    }
+
+    pub(super) async fn delete_key(
+        &self,
+        session: &Session,
+        tenant: &str,
+        id: &str,
+    ) -> Result<bool, StoreError> {
+        let rows = session
+            .execute_iter(self.select_keys.clone(), ())
+            .await
+            .map_err(unavailable)?
+            .rows_stream::<(String, String, String, i64)>()
+            .map_err(corrupt)?;
+        let rows: Vec<_> = rows.try_collect().await.map_err(unavailable)?;
+        let Some((hash, ..)) = rows.into_iter().find(|(_, t, i, _)| t == tenant && i == id) else {
+            return Ok(false);
+        };
+        session
+            .execute_unpaged(&self.delete_key, (hash,))
+            .await
+            .map_err(unavailable)?;
+        Ok(true)
     }
 }

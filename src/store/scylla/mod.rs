@@ -29,7 +29,7 @@ use scylla::statement::prepared::PreparedStatement;
 
 use super::{
     ConversationFilter, ConversationRecord, DailyCount, DeadLetter, DocumentRecord, MessageRecord,
-    MessageStatus, QuarantineRecord, Rehydrated, Store, StoreError, TurnWrite,
+    MessageStatus, QuarantineRecord, Rehydrated, Store, StoreError, TenantKeyRecord, TurnWrite,
 };
 use crate::config::ScyllaConfig;
 use counters::Counters;
@@ -433,6 +433,18 @@ impl Store for ScyllaStore {
 
     async fn knowledge_revision(&self) -> Result<u64, StoreError> {
         self.docs.revision(&self.session).await
+    }
+
+    async fn put_tenant_key(&self, key: TenantKeyRecord) -> Result<(), StoreError> {
+        self.docs.put_key(&self.session, key).await
+    }
+
+    async fn tenant_key(&self, hash: &str) -> Result<Option<TenantKeyRecord>, StoreError> {
+        self.docs.key(&self.session, hash).await
+    }
+
+    async fn delete_tenant_key(&self, tenant: &str, id: &str) -> Result<bool, StoreError> {
+        self.docs.delete_key(&self.session, tenant, id).await
     }
 
     async fn ready(&self) -> bool {
