@@ -331,6 +331,23 @@ async fn knowledge_documents(under: Under) {
     assert_eq!(s.documents().await.unwrap(), [doc("b", "d2")]);
 }
 
+/// A key is found by its hash and revoked by its tenant only.
+async fn tenant_keys(under: Under) {
+    let s = under.store;
+    let key = switchboard::store::TenantKeyRecord {
+        id: "key_1".into(),
+        tenant: "acme".into(),
+        hash: "ab12".into(),
+        created_ms: NOW,
+    };
+    s.put_tenant_key(key.clone()).await.unwrap();
+    assert_eq!(s.tenant_key("ab12").await.unwrap(), Some(key));
+    assert_eq!(s.tenant_key("ffff").await.unwrap(), None);
+    assert!(!s.delete_tenant_key("globex", "key_1").await.unwrap());
+    assert!(s.delete_tenant_key("acme", "key_1").await.unwrap());
+    assert_eq!(s.tenant_key("ab12").await.unwrap(), None);
+}
+
 async fn dead_letters_in_order(under: Under) {
     let s = under.store;
     for (i, at) in [(2u64, NOW + 2), (1, NOW + 1)] {
@@ -447,4 +464,5 @@ conformance! {
     // Counters: kassandra has no counter type.
     analytics_rollups: real_only,
     knowledge_documents: smoke,
+    tenant_keys: smoke,
 }
