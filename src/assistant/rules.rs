@@ -16,6 +16,9 @@ struct Rule {
 
 pub struct RulesAssistant {
     id: String,
+    /// Its knowledge base is searched with embeddings (a network call per
+    /// turn): not instant then.
+    embeds: bool,
     rules: Vec<Rule>,
     fallback: String,
 }
@@ -48,6 +51,7 @@ impl RulesAssistant {
             .collect();
         Self {
             id: config.id.clone(),
+            embeds: config.embeddings_model.is_some(),
             rules,
             fallback: config.fallback.clone(),
         }
@@ -116,7 +120,7 @@ impl Assistant for RulesAssistant {
     }
 
     fn is_instant(&self) -> bool {
-        true
+        !self.embeds
     }
 
     fn on_failure(&self) -> FailurePolicy {
