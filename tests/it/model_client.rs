@@ -239,6 +239,11 @@ async fn choices_come_from_a_tool_call_or_the_json_form() {
                 content: r#"{"text": "Pick a day", "choices": ["Mon", "Tue"]}"#.into(),
                 tool_arguments: None,
             },
+            // Multi-byte text cut into stream pieces.
+            Scripted {
+                content: "Welche Größe?".into(),
+                tool_arguments: Some(r#"{"choices": ["Größe S", "Größe M"]}"#.into()),
+            },
         ],
         ..ModelControl::default()
     });
@@ -252,6 +257,8 @@ async fn choices_come_from_a_tool_call_or_the_json_form() {
     let second = a.reply(&request(&["delivery"], &[])).await.unwrap();
     assert_eq!(second.text, "Pick a day");
     assert_eq!(second.choices, ["Mon", "Tue"]);
+    let third = a.reply(&request(&["Hemd"], &[])).await.unwrap();
+    assert_eq!(third.choices, ["Größe S", "Größe M"]);
 }
 
 #[tokio::test]

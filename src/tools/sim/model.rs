@@ -286,7 +286,11 @@ pub(super) async fn completions(State(state): State<Arc<SimState>>, body: Bytes)
         events.push(chunk(json!({"content": piece.concat()}), Value::Null));
     }
     if let Some(args) = &scripted.tool_arguments {
-        let (a, b) = args.split_at(args.len() / 2);
+        let mut half = args.len() / 2;
+        while !args.is_char_boundary(half) {
+            half -= 1;
+        }
+        let (a, b) = args.split_at(half);
         events.push(chunk(
             json!({"tool_calls": [{"index": 0, "id": "call_1", "type": "function",
             "function": {"name": "offer_choices", "arguments": a}}]}),
