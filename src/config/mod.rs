@@ -277,6 +277,10 @@ pub struct IntegrationConfig {
     pub dedup_window: Duration,
     #[serde(default)]
     pub escalation_keywords: Vec<String>,
+    /// When not empty, only these customers (PSIDs, IGSIDs, WhatsApp
+    /// numbers) are answered; the others are recorded, not answered.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub allowed_customers: Vec<String>,
     #[serde(default)]
     pub away_message: Option<String>,
     /// How long a takeover lasts when nobody says (keyword, foreign echo,
@@ -368,6 +372,11 @@ pub fn off_or_duration_text(v: Option<Duration>) -> String {
 }
 
 impl IntegrationConfig {
+    /// Whether the assistant answers `customer` (the allowlist, if any).
+    pub fn answers(&self, customer: &str) -> bool {
+        self.allowed_customers.is_empty() || self.allowed_customers.iter().any(|c| c == customer)
+    }
+
     /// Characters per reply part.
     pub fn max_message_length(&self) -> usize {
         self.max_message_length

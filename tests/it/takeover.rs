@@ -214,3 +214,20 @@ async fn an_8_day_old_conversation_cannot_be_answered() {
     assert!(desk.graph.texts_to("PSID_O").is_empty());
     desk.engine.shutdown().await;
 }
+
+#[tokio::test]
+async fn only_allowed_customers_are_answered_the_others_recorded() {
+    let desk = Desk::start(0, "allowed_customers = [\"VIP_1\"]").await;
+    desk.customer("STRANGER", "m1", "what are your hours?")
+        .await;
+    desk.customer("VIP_1", "m2", "what are your hours?").await;
+    assert_eq!(desk.graph.answers("VIP_1", 1).await, ["We're open 9-5."]);
+    let view = desk.settled("STRANGER", 1).await;
+    assert_eq!(view["messages"][0]["text"], "what are your hours?");
+    assert!(desk.graph.texts_to("STRANGER").is_empty());
+    assert!(desk
+        .graph
+        .calls()
+        .iter()
+        .all(|c| c.recipient() != "STRANGER"));
+}

@@ -142,6 +142,10 @@ impl Conversation {
             Some(key.clone()),
             attachments.clone(),
         );
+        if !self.integration.answers(&self.record.customer) {
+            // Not on the integration's allowlist: kept, not answered.
+            return EventOutcome::Recorded;
+        }
         if self.escalates(&text) {
             self.take_over("keyword", self.default_resume_at(now_ms), now_ms);
         }
