@@ -75,7 +75,8 @@ pub(super) fn scope(
             for pair in query.split('&').filter(|p| !p.is_empty()) {
                 let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
                 let value = percent_decode(v);
-                match k {
+                // Keys are compared decoded, as the handlers read them.
+                match percent_decode(k).as_str() {
                     "tenant" if value != tenant => {
                         return Err(AdminError::NotFound(format!("no tenant {value:?}")))
                     }

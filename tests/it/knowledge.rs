@@ -395,6 +395,8 @@ async fn a_tenant_key_sees_and_acts_on_its_own_tenant_only() {
         (Method::GET, "/analytics?tenant=globex"),
         (Method::GET, "/analytics?integration=globex-wa"),
         (Method::GET, "/conversations?tenant=globex"),
+        (Method::GET, "/conversations?tenan%74=globex"),
+        (Method::GET, "/analytics?integratio%6E=globex-wa"),
         (Method::POST, "/tenants/acme/keys"),
         (Method::GET, "/quarantine"),
     ] {
