@@ -251,21 +251,7 @@ fn tantivy_english() -> tantivy::tokenizer::Language {
 #[tokio::test]
 async fn an_assistant_serving_two_tenants_takes_no_documents() {
     // A second tenant's WhatsApp number answered by the same assistant.
-    let edit: Edit = Arc::new(|toml: String, _: &GraphSim| {
-        toml + r#"
-[[tenants]]
-id = "globex"
-
-[[integrations]]
-id = "globex-wa"
-tenant = "globex"
-channel = "whatsapp"
-app = "main"
-account_id = "PHONE_2"
-access_token = "t"
-assistant = "support"
-"#
-    });
+    let edit = globex(None);
     let desk = Desk::start_edited(0, "", "", edit).await;
     let (status, body) = desk
         .post(
@@ -302,25 +288,24 @@ fn an_assistant_of_one_tenant_cannot_answer_for_another() {
 
 /// A second tenant, Globex, with its own WhatsApp number and assistant.
 fn two_tenants() -> Edit {
-    Arc::new(|toml: String, _: &GraphSim| {
-        toml + r#"
-[[assistants]]
-id = "globex-bot"
-kind = "rules"
-fallback = "Globex here."
+    globex(Some("globex-bot"))
+}
 
-[[tenants]]
-id = "globex"
-
-[[integrations]]
-id = "globex-wa"
-tenant = "globex"
-channel = "whatsapp"
-app = "main"
-account_id = "PHONE_2"
-access_token = "t"
-assistant = "globex-bot"
-"#
+/// Adds tenant Globex with a WhatsApp number answered by `assistant` (a
+/// new rules assistant of that name), or by the shared `support`.
+fn globex(assistant: Option<&'static str>) -> Edit {
+    Arc::new(move |toml: String, _: &GraphSim| {
+        let own = assistant.map_or(String::new(), |id| {
+            format!(
+                "[[assistants]]\nid = \"{id}\"\nkind = \"rules\"\nfallback = \"Globex here.\"\n"
+            )
+        });
+        format!(
+            "{toml}\n{own}\n[[tenants]]\nid = \"globex\"\n\n[[integrations]]\nid = \"globex-wa\"\n\
+             tenant = \"globex\"\nchannel = \"whatsapp\"\napp = \"main\"\naccount_id = \"PHONE_2\"\n\
+             access_token = \"t\"\nassistant = \"{}\"\n",
+            assistant.unwrap_or("support")
+        )
     })
 }
 
