@@ -99,6 +99,9 @@ pub struct KafkaConfig {
     /// `partition.assignment.strategy`: `cooperative-sticky` (only the
     /// partitions that move stop), or the eager `roundrobin` / `range`.
     pub assignment_strategy: String,
+    /// `max.poll.interval.ms`, which is also the rebalance timeout: how
+    /// long the group coordinator waits for members to rejoin.
+    pub max_poll_interval_ms: u64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

@@ -159,6 +159,12 @@ fn bus(c: &Config, e: &mut Errors) {
             "must be \"cooperative-sticky\", \"roundrobin\" or \"range\"",
         );
     }
+    if k.max_poll_interval_ms < k.session_timeout_ms || k.max_poll_interval_ms > 3_600_000 {
+        e.add(
+            "bus.kafka.max_poll_interval_ms",
+            "must be at least session_timeout_ms and at most 3600000",
+        );
+    }
     if !(1_000..=300_000).contains(&k.publish_timeout_ms) {
         e.add(
             "bus.kafka.publish_timeout_ms",

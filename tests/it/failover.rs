@@ -55,7 +55,7 @@ async fn one_instance_killed_under_load_the_other_answers_everyone_once() {
     // this test uses `roundrobin`, against a real Kafka the default.
     let strategy = if broker_is_tansu() {
         eprintln!("Tansu: the failover test uses assignment_strategy = \"roundrobin\" (see README, Testing)");
-        "assignment_strategy = \"roundrobin\""
+        "assignment_strategy = \"roundrobin\"\nmax_poll_interval_ms = 8000"
     } else {
         ""
     };

@@ -46,6 +46,7 @@ fn kafka_config(brokers: &str, topic: &str, group: &str) -> KafkaConfig {
         session_timeout_ms: 6000,
         fetch_wait_max_ms: 5,
         assignment_strategy: "cooperative-sticky".into(),
+        max_poll_interval_ms: 60_000,
     }
 }
 

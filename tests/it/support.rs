@@ -137,11 +137,18 @@ impl GraphSim {
     pub async fn wait_for_everyone(&self, customers: &[String], limit: Duration) {
         let deadline = tokio::time::Instant::now() + limit;
         while !customers.iter().all(|c| !self.texts_to(c).is_empty()) {
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "not every customer answered: {} replies",
-                self.texts().len()
-            );
+            if tokio::time::Instant::now() >= deadline {
+                let missing: Vec<&String> = customers
+                    .iter()
+                    .filter(|c| self.texts_to(c).is_empty())
+                    .collect();
+                panic!(
+                    "not every customer answered: {} replies; {} unanswered: {:?}",
+                    self.texts().len(),
+                    missing.len(),
+                    &missing[..missing.len().min(12)]
+                );
+            }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }

@@ -8,7 +8,10 @@
 //! and rejoins the group, and the rebalance that follows assigns them. A
 //! broker that does not report the members' assignments (Tansu) is judged
 //! by this instance's own share: in a stable group every member owns at
-//! least partitions / members.
+//! least partitions / members. A group that stays between generations
+//! (twice that time) is stuck the same way (Tansu 0.6 can revoke the
+//! survivor's partitions and report the group "Unknown" from then on): this
+//! instance rejoins too.
 
 use std::collections::BTreeSet;
 use std::sync::atomic::Ordering;
@@ -45,6 +48,20 @@ struct OwnerlessWatch {
     checked: Instant,
     /// Since when some partition has had no owner, if one has not.
     ownerless_since: Option<Instant>,
+    /// Since when the group has been rebalancing without settling, if it
+    /// has.
+    unsettled_since: Option<Instant>,
+}
+
+/// What the coordinator says of the group.
+#[derive(Debug, PartialEq)]
+enum Verdict {
+    /// The broker did not answer or did not say.
+    Unknown,
+    /// The group is between generations.
+    Rebalancing(String),
+    /// A stable group and the partitions nobody in it owns.
+    Stable(Vec<i32>),
 }
 
 impl OwnerlessWatch {
@@ -53,6 +70,7 @@ impl OwnerlessWatch {
             limit,
             checked: Instant::now(),
             ownerless_since: None,
+            unsettled_since: None,
         }
     }
 
@@ -61,41 +79,78 @@ impl OwnerlessWatch {
             return;
         }
         self.checked = Instant::now();
-        let Some(ownerless) = ownerless_partitions(consumer, shared) else {
-            return;
-        };
-        if ownerless.is_empty() {
-            self.ownerless_since = None;
-            return;
-        }
-        let since = *self.ownerless_since.get_or_insert_with(Instant::now);
-        if since.elapsed() < self.limit {
-            return;
-        }
-        self.ownerless_since = None;
-        if shared.closing.load(Ordering::Acquire) {
-            return;
-        }
-        tracing::warn!(partitions = ?ownerless, "Partitions without an owner in the group: rejoining it so they are assigned again");
-        consumer.unsubscribe();
-        if let Err(e) = consumer.subscribe(&[shared.topic.as_str()]) {
-            tracing::error!(error = %e, "Cannot rejoin the consumer group");
+        match ownerless_partitions(consumer, shared) {
+            Verdict::Unknown => {}
+            Verdict::Rebalancing(state) => {
+                // A rebalance waits for live members only; one that has not
+                // settled long after any departed member expired is stuck
+                // (Tansu 0.6 can leave a revoked survivor waiting forever).
+                self.ownerless_since = None;
+                let since = *self.unsettled_since.get_or_insert_with(Instant::now);
+                if since.elapsed() >= self.limit * 2 {
+                    self.unsettled_since = None;
+                    tracing::warn!(state, seconds = since.elapsed().as_secs(), "The consumer group has not settled: rejoining it so its partitions are assigned again");
+                    rejoin(consumer, shared);
+                }
+            }
+            Verdict::Stable(ownerless) if ownerless.is_empty() => {
+                self.ownerless_since = None;
+                self.unsettled_since = None;
+            }
+            Verdict::Stable(ownerless) => {
+                self.unsettled_since = None;
+                let since = *self.ownerless_since.get_or_insert_with(Instant::now);
+                if since.elapsed() < self.limit {
+                    return;
+                }
+                self.ownerless_since = None;
+                tracing::warn!(partitions = ?ownerless, "Partitions without an owner in the group: rejoining it so they are assigned again");
+                rejoin(consumer, shared);
+            }
         }
     }
 }
 
-/// The topic's partitions no member of a stable group owns; `None` when it
-/// cannot be told (the group is rebalancing, or the broker did not say).
-fn ownerless_partitions(
+/// Leaves the group and joins it again: the rebalance that follows gives
+/// out every partition.
+fn rejoin(consumer: &BaseConsumer<GroupContext>, shared: &Shared) {
+    if shared.closing.load(Ordering::Acquire) {
+        return;
+    }
+    consumer.unsubscribe();
+    if let Err(e) = consumer.subscribe(&[shared.topic.as_str()]) {
+        tracing::error!(error = %e, "Cannot rejoin the consumer group");
+    }
+}
+
+/// The group's state and, when it is stable, the topic's partitions no
+/// member owns.
+fn ownerless_partitions(consumer: &BaseConsumer<GroupContext>, shared: &Shared) -> Verdict {
+    let wait = Duration::from_secs(2);
+    let Ok(groups) = consumer.fetch_group_list(Some(&shared.group), wait) else {
+        return Verdict::Unknown;
+    };
+    let Some(group) = groups.groups().first() else {
+        return Verdict::Unknown;
+    };
+    tracing::debug!(state = group.state(), members = group.members().len(), "Consumer group looked at");
+    // Any other state while this instance is subscribed (a rebalance, or
+    // Tansu's "Unknown" / "Empty" after it revoked a survivor) is a group
+    // between generations.
+    if group.state() != "Stable" {
+        return Verdict::Rebalancing(group.state().to_string());
+    }
+    owned_by_nobody(consumer, shared, group).map_or(Verdict::Unknown, Verdict::Stable)
+}
+
+/// The topic's partitions no member of the stable `group` owns; `None` when
+/// it cannot be told.
+fn owned_by_nobody(
     consumer: &BaseConsumer<GroupContext>,
     shared: &Shared,
+    group: &rdkafka::groups::GroupInfo,
 ) -> Option<Vec<i32>> {
     let wait = Duration::from_secs(2);
-    let groups = consumer.fetch_group_list(Some(&shared.group), wait).ok()?;
-    let group = groups.groups().first()?;
-    if group.state() != "Stable" {
-        return None;
-    }
     let metadata = consumer.fetch_metadata(Some(&shared.topic), wait).ok()?;
     let partitions: Vec<i32> = metadata
         .topics()
