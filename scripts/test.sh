@@ -27,6 +27,18 @@ if [ -z "${SWITCHBOARD_TEST_KAFKA:-}" ]; then
   echo "Kafka-protocol broker (Tansu) on $SWITCHBOARD_TEST_KAFKA"
 fi
 
+# A real SMTP server for the alert tests: aiosmtpd from PyPI, in a venv
+# of its own under ~/.cache/switchboard (installed once).
+if [ -z "${SWITCHBOARD_TEST_SMTP_PYTHON:-}" ]; then
+  SMTP_VENV=${SWITCHBOARD_TOOLS:-$HOME/.cache/switchboard}/smtp-venv
+  if ! "$SMTP_VENV/bin/python" -c 'import aiosmtpd' >/dev/null 2>&1; then
+    echo "Installing aiosmtpd into $SMTP_VENV (once; cached afterwards)"
+    python3 -m venv "$SMTP_VENV"
+    "$SMTP_VENV/bin/pip" install --quiet aiosmtpd
+  fi
+  export SWITCHBOARD_TEST_SMTP_PYTHON="$SMTP_VENV/bin/python"
+fi
+
 # The store conformance suite's real-ScyllaDB runs are #[ignore]d: they run
 # only when SCYLLA_URI names a ScyllaDB, and show as skipped otherwise.
 IGNORED=()

@@ -26,6 +26,7 @@ use crate::conversation::supervisor::{
 };
 use crate::conversation::{timers, EngineContext};
 use crate::ingest::{self, IngressState};
+use crate::integrations::{Integrations, KeyRing};
 use crate::store::embedded::EmbeddedStore;
 use crate::store::scylla::ScyllaStore;
 use crate::store::tenants::{Backend, TenantStores};
@@ -47,6 +48,8 @@ pub enum StartError {
     Assistant(#[from] crate::assistant::BuildError),
     #[error("cannot listen on {addr}: {reason}")]
     Listen { addr: String, reason: String },
+    #[error(transparent)]
+    Keys(#[from] crate::integrations::SealError),
     #[error("cannot start the conversation supervisor: {0}")]
     Supervisor(String),
 }
@@ -167,12 +170,21 @@ pub async fn start_with_store(
         )?,
     };
     let graph = GraphClient::new(&config.meta.graph_base_url, &config.outbound)?;
+    let keys = KeyRing::from_env()?;
+    let integrations = Arc::new(Integrations::new(config.clone(), Some(store.clone()), keys));
+    if let Err(e) = integrations.refresh().await {
+        tracing::warn!(error = %e, "Integrations of the store not loaded yet; retrying in the background");
+    }
     let ctx = Arc::new(EngineContext::new(
         config.clone(),
         store.clone(),
         bus.clone(),
-        Outbound::new(graph, &config.integrations),
+        Outbound::new(graph),
+        integrations.clone(),
     )?);
+    let integrations_refresh = integrations.clone().spawn_refresh();
+    let token_checks =
+        crate::integrations::check::spawn(integrations.clone(), ctx.alerts.clone(), config.clone());
 
     // The knowledge bases are indexed before the first turn is answered.
     if let Err(e) = ctx.knowledge.refresh().await {
@@ -213,7 +225,12 @@ pub async fn start_with_store(
     let metrics_task = tokio::spawn(telemetry::serve_metrics(metrics_listener, metrics));
 
     let health = Arc::new(ingest::StoreHealth::default());
-    let ingress = Arc::new(IngressState::new(&config, bus.clone(), health.clone()));
+    let ingress = Arc::new(IngressState::new(
+        &config,
+        integrations.clone(),
+        bus.clone(),
+        health.clone(),
+    ));
     let store_watch = tokio::spawn(ingest::watch_store(store.clone(), health));
     let app = ingest::limit(
         ingest::router(ingress, config.server.max_body_bytes)
@@ -222,7 +239,7 @@ pub async fn start_with_store(
     );
     let profiles = tokio::spawn(profiles::push_all(
         ctx.outbound.clone(),
-        ctx.integrations.values().cloned().collect(),
+        ctx.integrations.values(),
     ));
     let (stop_tx, stop_rx) = oneshot::channel::<()>();
     let grace = config.engine.shutdown_grace;
@@ -244,9 +261,16 @@ pub async fn start_with_store(
         let _ = supervisor_done.await;
         // Aborted tasks are dropped by the runtime later; waiting for them
         // releases what they hold (the store, the bus) before this returns.
-        for task in [housekeeping, profiles, store_watch, knowledge]
-            .into_iter()
-            .chain(ownership)
+        for task in [
+            housekeeping,
+            profiles,
+            store_watch,
+            knowledge,
+            integrations_refresh,
+            token_checks,
+        ]
+        .into_iter()
+        .chain(ownership)
         {
             task.abort();
             let _ = task.await;

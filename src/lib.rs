@@ -9,6 +9,7 @@
 //! platforms, [`store`] keeps the state.
 
 pub mod admin;
+pub mod alerts;
 pub mod app;
 pub mod assistant;
 pub mod bus;
@@ -20,6 +21,7 @@ pub mod event;
 pub mod fence;
 pub mod group_commit;
 pub mod ingest;
+pub mod integrations;
 pub mod knowledge;
 pub mod store;
 pub mod sync;

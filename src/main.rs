@@ -43,6 +43,12 @@ enum Command {
         #[arg(long)]
         config: Option<PathBuf>,
     },
+    /// Seal every stored secret again under the newest key of
+    /// $SWITCHBOARD_KEYS (the embedded store: with the engine stopped).
+    RotateKeys {
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
     /// Engine, Graph API simulator and simulated customers in one process:
     /// a short transcript and a report. No config, key or network needed.
     Demo,
@@ -95,6 +101,13 @@ fn main() -> ExitCode {
                 Err(code) => return code,
             };
             runtime().map_or(ExitCode::FAILURE, |rt| rt.block_on(migrate(config)))
+        }
+        Command::RotateKeys { config } => {
+            let config = match load_config(config) {
+                Ok(c) => c,
+                Err(code) => return code,
+            };
+            runtime().map_or(ExitCode::FAILURE, |rt| rt.block_on(rotate_keys(config)))
         }
         Command::Demo => runtime().map_or(ExitCode::FAILURE, |rt| rt.block_on(demo())),
         Command::Sim(args) => {
@@ -159,6 +172,19 @@ async fn migrate(config: switchboard::config::Config) -> ExitCode {
                 "Schema applied to keyspace {} ({n} statements, all idempotent).",
                 config.store.scylla.keyspace
             );
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("{e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn rotate_keys(config: switchboard::config::Config) -> ExitCode {
+    match switchboard::integrations::rotate_keys(config).await {
+        Ok((n, key)) => {
+            println!("{n} stored integrations sealed again under key '{key}'.");
             ExitCode::SUCCESS
         }
         Err(e) => {

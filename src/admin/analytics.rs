@@ -72,8 +72,8 @@ pub fn integrations_of(
         }
     }
     Ok(tenant.map(|t| {
-        ctx.config
-            .integrations
+        ctx.integrations
+            .values()
             .iter()
             .filter(|i| i.tenant == t)
             .map(|i| i.id.clone())
@@ -100,8 +100,8 @@ pub async fn show(
     };
     let ids =
         integrations_of(&ctx, tenant.as_deref(), integration.as_deref())?.unwrap_or_else(|| {
-            ctx.config
-                .integrations
+            ctx.integrations
+                .values()
                 .iter()
                 .map(|i| i.id.clone())
                 .collect()

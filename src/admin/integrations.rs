@@ -1,60 +1,220 @@
-//! `/api/v1/integrations`: each integration's settings as configured and
-//! whether its access token still works (Meta answered 190 to its last
-//! call: it needs a new token in the config).
+//! `/api/v1/integrations`: connected accounts, those of the config file and
+//! those created at run time (kept in the store, secrets sealed), with
+//! where each comes from and whether its access token still works.
+//! Secrets are write-only: answered as `"****"` and their last 4
+//! characters. Changes apply at once on this instance and within
+//! `engine.integrations_poll` on every other.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use axum::extract::{Query, State};
-use axum::Json;
-use serde::Serialize;
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::{Extension, Json};
+use serde_json::{json, Map, Value};
 
 use super::analytics::integrations_of;
+use super::keys::Caller;
 use super::AdminError;
-use crate::config::ChannelKind;
+use crate::config::IntegrationConfig;
 use crate::conversation::EngineContext;
+use crate::integrations::{masked, Entry, IntegrationError, Origin};
 
-#[derive(Debug, Serialize)]
-pub struct IntegrationView {
-    pub id: String,
-    pub tenant: String,
-    pub channel: ChannelKind,
-    pub account_id: String,
-    pub enabled: bool,
-    /// `ok`, or `expired` after Meta refused the token (code 190) until a
-    /// call with it succeeds again.
-    pub token: &'static str,
-    pub escalation_keywords: Vec<String>,
-    pub auto_resume_after: String,
-    pub away_message: Option<String>,
+impl From<IntegrationError> for AdminError {
+    fn from(e: IntegrationError) -> Self {
+        match e {
+            IntegrationError::Store(e) => AdminError::Store(e),
+            IntegrationError::Invalid(_) | IntegrationError::Seal(_) => {
+                AdminError::Unprocessable(e.to_string())
+            }
+            IntegrationError::FromConfig(_) => AdminError::Conflict(e.to_string()),
+        }
+    }
+}
+
+/// An integration as the API shows it: every setting, the token masked,
+/// its origin and its token's health.
+pub fn view(ctx: &EngineContext, entry: &Entry) -> Value {
+    let c = &entry.config;
+    let mut v = serde_json::to_value(c.as_ref()).unwrap_or_else(|_| json!({ "id": c.id }));
+    let health = ctx.integrations.tokens.state(&c.id);
+    if let Value::Object(fields) = &mut v {
+        fields.insert("access_token".into(), json!(masked(&c.access_token)));
+        fields.insert("origin".into(), json!(entry.origin));
+        fields.insert("token".into(), json!(health.status));
+        fields.insert("token_health".into(), json!(health));
+        fields.insert(
+            "auto_resume_after".into(),
+            json!(crate::config::off_or_duration_text(c.auto_resume_after)),
+        );
+    }
+    v
+}
+
+/// The integration `id` as the caller may see it (another tenant's is 404).
+fn visible(ctx: &EngineContext, caller: &Caller, id: &str) -> Result<Entry, AdminError> {
+    ctx.integrations
+        .entry(id)
+        .filter(|e| match caller {
+            Caller::Admin => true,
+            Caller::Tenant(t) => &e.config.tenant == t,
+        })
+        .ok_or_else(|| AdminError::NotFound(format!("no integration {id:?}")))
 }
 
 /// `GET /integrations?tenant=`
 pub async fn list(
     State(ctx): State<Arc<EngineContext>>,
     Query(params): Query<HashMap<String, String>>,
-) -> Result<Json<serde_json::Value>, AdminError> {
+) -> Result<Json<Value>, AdminError> {
     let only = integrations_of(&ctx, params.get("tenant").map(String::as_str), None)?;
-    let integrations: Vec<IntegrationView> = ctx
-        .config
+    let integrations: Vec<Value> = ctx
         .integrations
+        .entries()
         .iter()
-        .filter(|i| only.as_ref().is_none_or(|ids| ids.contains(&i.id)))
-        .map(|i| IntegrationView {
-            id: i.id.clone(),
-            tenant: i.tenant.clone(),
-            channel: i.channel,
-            account_id: i.account_id.clone(),
-            enabled: i.enabled,
-            token: if ctx.token_is_expired(&i.id) {
-                "expired"
-            } else {
-                "ok"
-            },
-            escalation_keywords: i.escalation_keywords.clone(),
-            auto_resume_after: crate::config::off_or_duration_text(i.auto_resume_after),
-            away_message: i.away_message.clone(),
-        })
+        .filter(|e| only.as_ref().is_none_or(|ids| ids.contains(&e.config.id)))
+        .map(|e| view(&ctx, e))
         .collect();
-    Ok(Json(serde_json::json!({ "integrations": integrations })))
+    Ok(Json(json!({ "integrations": integrations })))
+}
+
+/// `GET /integrations/{id}`
+pub async fn show(
+    State(ctx): State<Arc<EngineContext>>,
+    Extension(caller): Extension<Caller>,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, AdminError> {
+    Ok(Json(view(&ctx, &visible(&ctx, &caller, &id)?)))
+}
+
+fn parse(fields: Map<String, Value>) -> Result<IntegrationConfig, AdminError> {
+    serde_json::from_value(Value::Object(fields))
+        .map_err(|e| AdminError::Unprocessable(format!("integration: {e}")))
+}
+
+fn object(body: Value) -> Result<Map<String, Value>, AdminError> {
+    match body {
+        Value::Object(fields) => Ok(fields),
+        _ => Err(AdminError::BadRequest(
+            "the body must be a JSON object of integration settings".into(),
+        )),
+    }
+}
+
+/// `POST /integrations`: the same fields as `[[integrations]]`.
+pub async fn create(
+    State(ctx): State<Arc<EngineContext>>,
+    Extension(caller): Extension<Caller>,
+    Json(body): Json<Value>,
+) -> Result<(StatusCode, Json<Value>), AdminError> {
+    let mut fields = object(body)?;
+    if let Caller::Tenant(t) = &caller {
+        match fields.get("tenant") {
+            None => {
+                fields.insert("tenant".into(), json!(t));
+            }
+            Some(Value::String(given)) if given == t => {}
+            Some(_) => return Err(AdminError::NotFound("no such tenant".into())),
+        }
+    }
+    let config = parse(fields)?;
+    if ctx.integrations.contains_key(&config.id) {
+        return Err(AdminError::Conflict(format!(
+            "an integration with id {:?} exists",
+            config.id
+        )));
+    }
+    ctx.integrations.put(&config).await?;
+    ctx.integrations.tokens.reset(&config.id);
+    push_profile(&ctx, &config.id);
+    let entry = visible(&ctx, &Caller::Admin, &config.id)?;
+    tracing::info!(integration = %config.id, tenant = %config.tenant, "Integration created");
+    Ok((StatusCode::CREATED, Json(view(&ctx, &entry))))
+}
+
+/// `PATCH /integrations/{id}`: the fields given change, the others stay
+/// (a new `access_token` reconnects: settings and history are kept).
+pub async fn update(
+    State(ctx): State<Arc<EngineContext>>,
+    Extension(caller): Extension<Caller>,
+    Path(id): Path<String>,
+    Json(body): Json<Value>,
+) -> Result<Json<Value>, AdminError> {
+    let entry = visible(&ctx, &caller, &id)?;
+    let patch = object(body)?;
+    let current = &entry.config;
+    let Value::Object(mut fields) = serde_json::to_value(current.as_ref())
+        .map_err(|e| AdminError::Unprocessable(e.to_string()))?
+    else {
+        return Err(AdminError::Unprocessable(
+            "integration is not an object".into(),
+        ));
+    };
+    fields.insert("access_token".into(), json!(current.access_token.expose()));
+    let new_token = patch.contains_key("access_token");
+    for (k, v) in patch {
+        match k.as_str() {
+            "id" if v != json!(id) => {
+                return Err(AdminError::Unprocessable("id: cannot be changed".into()))
+            }
+            "tenant" if v != json!(current.tenant) => {
+                return Err(AdminError::Unprocessable(
+                    "tenant: cannot be changed".into(),
+                ))
+            }
+            "origin" | "token" | "token_health" => {}
+            _ => {
+                fields.insert(k, v);
+            }
+        }
+    }
+    let config = parse(fields)?;
+    ctx.integrations.put(&config).await?;
+    if new_token {
+        ctx.integrations.tokens.reset(&id);
+    }
+    push_profile(&ctx, &id);
+    tracing::info!(integration = %id, "Integration changed");
+    Ok(Json(view(&ctx, &visible(&ctx, &caller, &id)?)))
+}
+
+/// `DELETE /integrations/{id}?history=keep|purge`: the integration stops
+/// at once; its conversations are kept (the default) or deleted.
+pub async fn delete(
+    State(ctx): State<Arc<EngineContext>>,
+    Extension(caller): Extension<Caller>,
+    Path(id): Path<String>,
+    Query(params): Query<HashMap<String, String>>,
+) -> Result<Json<Value>, AdminError> {
+    let entry = visible(&ctx, &caller, &id)?;
+    let purge = match params.get("history").map(String::as_str) {
+        None | Some("keep") => false,
+        Some("purge") => true,
+        Some(other) => {
+            return Err(AdminError::BadRequest(format!(
+                "history must be \"keep\" or \"purge\", not {other:?}"
+            )))
+        }
+    };
+    // A config integration cannot go; a stored change to it is undone.
+    ctx.integrations.delete(&id).await?;
+    let purged = if purge && entry.origin == Origin::Api {
+        ctx.store.purge_integration(&id).await?
+    } else {
+        0
+    };
+    tracing::info!(integration = %id, purged, "Integration deleted");
+    Ok(Json(
+        json!({ "deleted": id, "conversations_purged": purged }),
+    ))
+}
+
+/// Pushes a Messenger integration's greeting and Get Started button.
+fn push_profile(ctx: &EngineContext, id: &str) {
+    if let Some(integration) = ctx.integrations.get(id) {
+        tokio::spawn(crate::channels::messenger::profiles::push_all(
+            ctx.outbound.clone(),
+            vec![integration],
+        ));
+    }
 }

@@ -30,15 +30,15 @@ pub fn hash(key: &str) -> String {
     hex::encode(Sha256::digest(key.as_bytes()))
 }
 
-/// The tenant whose key `given` is, if it is one.
-pub(super) async fn tenant_of_key(
+/// The tenant key `given` is, if it is one.
+pub(super) async fn key_of(
     ctx: &EngineContext,
     given: &str,
-) -> Result<Option<String>, AdminError> {
+) -> Result<Option<TenantKeyRecord>, AdminError> {
     if !given.starts_with("sbk_") {
         return Ok(None);
     }
-    Ok(ctx.store.tenant_key(&hash(given)).await?.map(|k| k.tenant))
+    Ok(ctx.store.tenant_key(&hash(given)).await?)
 }
 
 fn not_found() -> AdminError {
@@ -63,12 +63,20 @@ pub(super) fn scope(
                 return Err(AdminError::NotFound(format!("no conversation {id:?}")));
             }
         }
+        ["integrations", id, ..] => {
+            let id = percent_decode(id);
+            if !owns_integration(&id) {
+                return Err(AdminError::NotFound(format!("no integration {id:?}")));
+            }
+        }
+        ["integrations"] if request.method() == axum::http::Method::POST => {}
         ["assistants", id, "documents", ..] => {
             let id = percent_decode(id);
             if ctx.knowledge.tenant_of(&id) != Some(tenant) {
                 return Err(AdminError::NotFound(format!("no assistant {id:?}")));
             }
         }
+        ["audit"] => {}
         ["conversations"] | ["analytics"] | ["integrations"] => {
             let query = request.uri().query().unwrap_or_default().to_string();
             let mut kept = Vec::new();

@@ -10,6 +10,7 @@
 //! conversation is handled by another instance or takes longer.
 
 mod analytics;
+pub mod audit;
 mod conversations;
 mod documents;
 mod integrations;
@@ -96,7 +97,17 @@ pub fn router(ctx: Arc<EngineContext>) -> Router {
         .route("/conversations/{id}/messages", post(conversations::message))
         .route("/quarantine", get(conversations::quarantined))
         .route("/analytics", get(analytics::show))
-        .route("/integrations", get(integrations::list))
+        .route("/audit", get(audit::list))
+        .route(
+            "/integrations",
+            get(integrations::list).post(integrations::create),
+        )
+        .route(
+            "/integrations/{id}",
+            get(integrations::show)
+                .patch(integrations::update)
+                .delete(integrations::delete),
+        )
         .route(
             "/assistants/{id}/documents",
             get(documents::list)
@@ -143,19 +154,33 @@ async fn authorize(
             "missing Authorization: Bearer <admin token or tenant key>",
         ));
     };
+    // Nested under /api/v1 (see app.rs): the audit names the whole path.
+    let (method, path) = (
+        request.method().clone(),
+        format!("/api/v1{}", request.uri().path()),
+    );
     if constant_time_eq(given.as_bytes(), token.as_bytes()) {
         let mut request = request;
         request.extensions_mut().insert(keys::Caller::Admin);
-        return Ok(next.run(request).await);
+        let response = next.run(request).await;
+        let status = response.status().as_u16();
+        audit::record(&ctx, &keys::Caller::Admin, None, &method, &path, status).await;
+        return Ok(response);
     }
-    match keys::tenant_of_key(&ctx, given).await? {
-        Some(tenant) => {
-            let mut request = keys::scope(&ctx, &tenant, request)?;
-            request
-                .extensions_mut()
-                .insert(keys::Caller::Tenant(tenant));
-            Ok(next.run(request).await)
+    let Some(key) = keys::key_of(&ctx, given).await? else {
+        return Err(AdminError::Unauthorized("the bearer token is not valid"));
+    };
+    let caller = keys::Caller::Tenant(key.tenant.clone());
+    let key_id = audit::KeyId(key.id);
+    let response = match keys::scope(&ctx, &key.tenant, request) {
+        Ok(mut request) => {
+            request.extensions_mut().insert(caller.clone());
+            request.extensions_mut().insert(key_id.clone());
+            next.run(request).await
         }
-        None => Err(AdminError::Unauthorized("the bearer token is not valid")),
-    }
+        Err(e) => e.into_response(),
+    };
+    let status = response.status().as_u16();
+    audit::record(&ctx, &caller, Some(&key_id), &method, &path, status).await;
+    Ok(response)
 }

@@ -16,7 +16,7 @@ pub mod whatsapp;
 
 use std::collections::HashMap;
 use std::num::NonZeroU32;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 
@@ -43,8 +43,13 @@ pub struct Sent {
 #[derive(Clone)]
 pub struct Outbound {
     graph: Arc<GraphClient>,
-    pacers: Arc<HashMap<String, DefaultDirectRateLimiter>>,
+    /// By integration: its rate and its limiter, made at its first call
+    /// (integrations come and go at run time).
+    pacers: Arc<Mutex<HashMap<String, Pacer>>>,
 }
+
+/// An account's send rate and its limiter.
+type Pacer = (u32, Arc<DefaultDirectRateLimiter>);
 
 /// How a channel names a file type a person may send, or why it may not.
 pub fn attachment_type(channel: ChannelKind, kind: &str) -> Result<&'static str, String> {
@@ -55,25 +60,31 @@ pub fn attachment_type(channel: ChannelKind, kind: &str) -> Result<&'static str,
 }
 
 impl Outbound {
-    pub fn new(graph: GraphClient, integrations: &[IntegrationConfig]) -> Self {
-        let pacers = integrations
-            .iter()
-            .map(|i| {
-                let rate = NonZeroU32::new(i.send_rate_per_second()).unwrap_or(NonZeroU32::MIN);
-                (i.id.clone(), RateLimiter::direct(Quota::per_second(rate)))
-            })
-            .collect();
+    pub fn new(graph: GraphClient) -> Self {
         Self {
             graph: Arc::new(graph),
-            pacers: Arc::new(pacers),
+            pacers: Arc::new(Mutex::new(HashMap::new())),
         }
     }
 
     /// Waits for the account's turn to call the platform.
     async fn paced(&self, integration: &IntegrationConfig) {
-        if let Some(pacer) = self.pacers.get(&integration.id) {
-            pacer.until_ready().await;
-        }
+        let rate = integration.send_rate_per_second();
+        let pacer = {
+            let Ok(mut pacers) = self.pacers.lock() else {
+                return;
+            };
+            match pacers.get(&integration.id) {
+                Some((r, p)) if *r == rate => p.clone(),
+                _ => {
+                    let per_second = NonZeroU32::new(rate).unwrap_or(NonZeroU32::MIN);
+                    let p = Arc::new(RateLimiter::direct(Quota::per_second(per_second)));
+                    pacers.insert(integration.id.clone(), (rate, p.clone()));
+                    p
+                }
+            }
+        };
+        pacer.until_ready().await;
     }
 
     /// Sends one stored part to the customer, as `tag` allows: a direct

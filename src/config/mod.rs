@@ -2,6 +2,7 @@
 //! (compiled-in defaults < file < `SWITCHBOARD__` environment) and then
 //! validated as a whole, so every mistake is reported at once with its key.
 
+mod alerts;
 mod assistant;
 mod load;
 mod secret;
@@ -12,10 +13,11 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+pub use alerts::AlertsConfig;
 pub use assistant::{AssistantConfig, AssistantKind, OnFailure, OnNoMatch, RuleConfig};
 pub use load::{load, load_from_str, ConfigError, ConfigSource};
 pub use secret::Secret;
-pub use validate::{listens_on_loopback_only, weak_secrets, MIN_ADMIN_TOKEN};
+pub use validate::{listens_on_loopback_only, validate, weak_secrets, MIN_ADMIN_TOKEN};
 
 /// The whole engine configuration.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -28,6 +30,7 @@ pub struct Config {
     pub meta: MetaConfig,
     pub engine: EngineConfig,
     pub outbound: OutboundConfig,
+    pub alerts: AlertsConfig,
     #[serde(default)]
     pub assistants: Vec<AssistantConfig>,
     #[serde(default)]
@@ -166,6 +169,10 @@ pub struct EngineConfig {
     /// How long a graceful shutdown waits for events in flight.
     #[serde(with = "humantime_serde")]
     pub shutdown_grace: Duration,
+    /// How often the store is asked whether integrations changed on
+    /// another instance.
+    #[serde(with = "humantime_serde")]
+    pub integrations_poll: Duration,
 }
 
 /// Platform API call policy (one retry policy for every channel).
@@ -314,6 +321,12 @@ pub struct IntegrationConfig {
     /// Instagram 300, WhatsApp 80 when unset).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub send_rate_per_second: Option<u32>,
+    /// Where this integration's alerts are emailed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub alert_email: Option<String>,
+    /// Where this integration's alerts are posted (signed JSON).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub alert_webhook: Option<String>,
 }
 
 fn yes() -> bool {

@@ -26,13 +26,14 @@ pub mod window;
 mod policy_tests;
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
+use crate::alerts::Alerts;
 use crate::assistant::Assistant;
 use crate::bus::Bus;
 use crate::channels::Outbound;
-use crate::config::{Config, IntegrationConfig};
+use crate::config::Config;
+use crate::integrations::Integrations;
 use crate::store::Store;
 
 /// What every conversation actor shares.
@@ -42,33 +43,14 @@ pub struct EngineContext {
     pub bus: Arc<dyn Bus>,
     pub outbound: Outbound,
     pub assistants: HashMap<String, Arc<dyn Assistant>>,
-    pub integrations: HashMap<String, Arc<IntegrationConfig>>,
+    /// Every integration (config file and run time), with its token's
+    /// health.
+    pub integrations: Arc<Integrations>,
     /// Admin API callers waiting for their command to be applied here.
     pub commands: commands::CommandWaiters,
     /// The assistants' knowledge bases.
     pub knowledge: Arc<crate::knowledge::Knowledge>,
-    /// Integrations whose access token the platform refused (code 190),
-    /// until a call with it succeeds again.
-    pub token_expired: HashMap<String, AtomicBool>,
-}
-
-impl EngineContext {
-    /// Records how the platform took an integration's token.
-    pub fn token_refused(&self, integration: &str, refused: bool) {
-        if let Some(flag) = self.token_expired.get(integration) {
-            let was = flag.swap(refused, Ordering::Relaxed);
-            if was && !refused {
-                tracing::info!(integration, "Access token accepted again");
-            }
-        }
-    }
-
-    /// Whether the integration's token was refused and not accepted since.
-    pub fn token_is_expired(&self, integration: &str) -> bool {
-        self.token_expired
-            .get(integration)
-            .is_some_and(|f| f.load(Ordering::Relaxed))
-    }
+    pub alerts: Arc<Alerts>,
 }
 
 impl EngineContext {
@@ -77,6 +59,7 @@ impl EngineContext {
         store: Arc<dyn Store>,
         bus: Arc<dyn Bus>,
         outbound: Outbound,
+        integrations: Arc<Integrations>,
     ) -> Result<Self, crate::assistant::BuildError> {
         let assistants = config
             .assistants
@@ -84,16 +67,7 @@ impl EngineContext {
             .map(|a| crate::assistant::build(a).map(|b| (a.id.clone(), Arc::from(b))))
             .collect::<Result<_, _>>()?;
         let knowledge = Arc::new(crate::knowledge::Knowledge::new(&config, store.clone()));
-        let integrations = config
-            .integrations
-            .iter()
-            .map(|i| (i.id.clone(), Arc::new(i.clone())))
-            .collect();
-        let token_expired = config
-            .integrations
-            .iter()
-            .map(|i| (i.id.clone(), AtomicBool::new(false)))
-            .collect();
+        let alerts = Arc::new(Alerts::new(config.alerts.clone(), store.clone()));
         Ok(Self {
             config,
             store,
@@ -103,7 +77,14 @@ impl EngineContext {
             integrations,
             commands: commands::CommandWaiters::default(),
             knowledge,
-            token_expired,
+            alerts,
         })
+    }
+
+    /// Raises an alert for `integration`, if it is known.
+    pub fn alert(&self, integration: &str, kind: crate::alerts::AlertKind, message: String) {
+        if let Some(i) = self.integrations.get(integration) {
+            self.alerts.raise(&i, kind, message);
+        }
     }
 }

@@ -14,7 +14,7 @@ use std::sync::Arc;
 use super::supervisor::SupervisorState;
 use crate::bus::Delivery;
 use crate::clock::now_ms;
-use crate::event::{AgentAction, EventKind, InboundEvent};
+use crate::event::{AgentAction, ConversationId, EventKind, InboundEvent};
 use crate::store::{QuarantineRecord, StoreError};
 use crate::telemetry;
 
@@ -38,6 +38,11 @@ pub(super) async fn start(state: &mut SupervisorState, id: &Arc<str>, reason: &s
             entry.actor = None;
             entry.stopping = false;
             telemetry::quarantined(&id, failures, reason);
+            state.args.ctx.alert(
+                ConversationId::integration_of(id),
+                crate::alerts::AlertKind::Quarantined,
+                format!("conversation {id} was quarantined after {failures} failures: {reason}"),
+            );
             for d in events {
                 state.args.inflight.add_permits(1);
                 state.args.ctx.bus.finished(d.position);

@@ -123,6 +123,15 @@ pub async fn receive(
     for skipped in &parsed.skipped {
         telemetry::item_skipped(channel, skipped.kind, &skipped.detail);
     }
+    if parsed.entries.iter().any(|e| {
+        state
+            .integrations
+            .by_account(&app_config.id, &e.account_id)
+            .is_none()
+    }) {
+        // Perhaps connected on another instance a moment ago.
+        state.integrations.look_again().await;
+    }
     let (events, known_entries) = to_events(&state, app_config, parsed, received_at);
     if known_entries == 0 {
         return reply(
@@ -197,7 +206,7 @@ pub fn to_events(
     let mut known = 0;
     let channel_label = parsed.object.channel_label();
     for entry in parsed.entries {
-        let Some(integration) = state.accounts.get(&(app.id.clone(), entry.account_id)) else {
+        let Some(integration) = state.integrations.by_account(&app.id, &entry.account_id) else {
             telemetry::entry_skipped(channel_label);
             continue;
         };

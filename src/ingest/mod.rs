@@ -23,14 +23,15 @@ use tower::ServiceBuilder;
 pub use health::{watch_store, StoreHealth};
 
 use crate::bus::Bus;
-use crate::config::{AppConfig, Config, IntegrationConfig};
+use crate::config::{AppConfig, Config};
+use crate::integrations::Integrations;
 use crate::telemetry::{self, WebhookOutcome};
 
 /// What the ingress routes need.
 pub struct IngressState {
     pub apps: HashMap<String, AppConfig>,
-    /// (app id, account id) -> integration.
-    pub accounts: HashMap<(String, String), Arc<IntegrationConfig>>,
+    /// Every integration, by (app, account) among others.
+    pub integrations: Arc<Integrations>,
     pub bus: Arc<dyn Bus>,
     /// Which stores answer (kept fresh by [`watch_store`]): the webhooks of
     /// tenants whose store does not answer get 503 instead of piling up
@@ -46,18 +47,19 @@ pub struct IngressState {
 pub const RETRY_AFTER_SECONDS: u64 = 5;
 
 impl IngressState {
-    pub fn new(config: &Config, bus: Arc<dyn Bus>, health: Arc<StoreHealth>) -> Self {
+    pub fn new(
+        config: &Config,
+        integrations: Arc<Integrations>,
+        bus: Arc<dyn Bus>,
+        health: Arc<StoreHealth>,
+    ) -> Self {
         Self {
             apps: config
                 .apps
                 .iter()
                 .map(|a| (a.id.clone(), a.clone()))
                 .collect(),
-            accounts: config
-                .integrations
-                .iter()
-                .map(|i| ((i.app.clone(), i.account_id.clone()), Arc::new(i.clone())))
-                .collect(),
+            integrations,
             bus,
             health,
             max_backlog_events: config.server.max_backlog_events,

@@ -11,8 +11,8 @@ use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition, WriteTran
 
 use super::{
     ConversationFilter, ConversationRecord, DailyCount, DeadLetter, DocumentRecord, MessageRecord,
-    MessageStatus, Mode, QuarantineRecord, Rehydrated, Store, StoreError, TenantKeyRecord,
-    TurnWrite,
+    MessageStatus, Mode, QuarantineRecord, RecordKind, Rehydrated, Store, StoreError,
+    TenantKeyRecord, TurnWrite,
 };
 use crate::group_commit::{self, GroupCommit};
 
@@ -29,6 +29,7 @@ const QUARANTINE: TableDefinition<&str, &[u8]> = TableDefinition::new("quarantin
 const ANALYTICS: TableDefinition<(&str, u32), [u64; 4]> = TableDefinition::new("analytics");
 
 mod documents;
+mod records;
 
 pub struct EmbeddedStore {
     writer: GroupCommit,
@@ -436,6 +437,31 @@ impl Store for EmbeddedStore {
 
     async fn delete_tenant_key(&self, tenant: &str, id: &str) -> Result<bool, StoreError> {
         documents::delete_key(self, tenant, id).await
+    }
+
+    async fn put_record(
+        &self,
+        kind: RecordKind,
+        key: &str,
+        value: Vec<u8>,
+    ) -> Result<(), StoreError> {
+        records::put(self, kind, key, value).await
+    }
+
+    async fn records(&self, kind: RecordKind) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
+        records::all(self, kind)
+    }
+
+    async fn delete_record(&self, kind: RecordKind, key: &str) -> Result<bool, StoreError> {
+        records::delete(self, kind, key).await
+    }
+
+    async fn records_revision(&self, kind: RecordKind) -> Result<u64, StoreError> {
+        records::revision(self, kind)
+    }
+
+    async fn purge_integration(&self, integration: &str) -> Result<u64, StoreError> {
+        records::purge_integration(self, integration).await
     }
 
     async fn purge_expired(&self, now_ms: u64) -> Result<u64, StoreError> {

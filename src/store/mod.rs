@@ -149,6 +149,27 @@ pub trait Store: Send + Sync + 'static {
     /// it to learn that another one changed the knowledge base.
     async fn knowledge_revision(&self) -> Result<u64, StoreError>;
 
+    /// Stores (or replaces) a control record (see [`RecordKind`]).
+    async fn put_record(
+        &self,
+        kind: RecordKind,
+        key: &str,
+        value: Vec<u8>,
+    ) -> Result<(), StoreError>;
+
+    /// Every control record of `kind`, by key.
+    async fn records(&self, kind: RecordKind) -> Result<Vec<(String, Vec<u8>)>, StoreError>;
+
+    /// Removes a control record; false if there was none.
+    async fn delete_record(&self, kind: RecordKind, key: &str) -> Result<bool, StoreError>;
+
+    /// Changes with every record of `kind` written or removed.
+    async fn records_revision(&self, kind: RecordKind) -> Result<u64, StoreError>;
+
+    /// Deletes every conversation of `integration` (messages, dedup ids,
+    /// takeover, quarantine, analytics); returns how many went.
+    async fn purge_integration(&self, integration: &str) -> Result<u64, StoreError>;
+
     /// The backend's name (`embedded`, `scylla`), for readiness reports.
     fn kind(&self) -> &'static str;
 
@@ -160,6 +181,27 @@ pub trait Store: Send + Sync + 'static {
             ready: self.ready().await,
             integrations: None,
         }]
+    }
+}
+
+/// Small records of the engine's control plane, by kind and key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RecordKind {
+    /// Integrations created at run time (secrets sealed): id -> record.
+    Integrations,
+    /// Admin API actions: time-ordered key -> entry.
+    Audit,
+    /// When each alert last went out: `{integration}:{kind}` -> ms.
+    Alerts,
+}
+
+impl RecordKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Integrations => "integrations",
+            Self::Audit => "audit",
+            Self::Alerts => "alerts",
+        }
     }
 }
 

@@ -10,7 +10,8 @@ use async_trait::async_trait;
 
 use super::{
     BackendReady, ConversationFilter, ConversationRecord, DailyCount, DeadLetter, DocumentRecord,
-    MessageRecord, QuarantineRecord, Rehydrated, Store, StoreError, TenantKeyRecord, TurnWrite,
+    MessageRecord, QuarantineRecord, RecordKind, Rehydrated, Store, StoreError, TenantKeyRecord,
+    TurnWrite,
 };
 use crate::event::ConversationId;
 
@@ -249,6 +250,34 @@ impl Store for TenantStores {
             sum = sum.wrapping_add(b.store.knowledge_revision().await?);
         }
         Ok(sum)
+    }
+
+    // Control records live in the first backend.
+    async fn put_record(
+        &self,
+        kind: RecordKind,
+        key: &str,
+        value: Vec<u8>,
+    ) -> Result<(), StoreError> {
+        self.for_tenant(None)?.put_record(kind, key, value).await
+    }
+
+    async fn records(&self, kind: RecordKind) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
+        self.for_tenant(None)?.records(kind).await
+    }
+
+    async fn delete_record(&self, kind: RecordKind, key: &str) -> Result<bool, StoreError> {
+        self.for_tenant(None)?.delete_record(kind, key).await
+    }
+
+    async fn records_revision(&self, kind: RecordKind) -> Result<u64, StoreError> {
+        self.for_tenant(None)?.records_revision(kind).await
+    }
+
+    async fn purge_integration(&self, integration: &str) -> Result<u64, StoreError> {
+        self.for_conversation(&format!("{integration}:"))?
+            .purge_integration(integration)
+            .await
     }
 
     async fn purge_expired(&self, now_ms: u64) -> Result<u64, StoreError> {

@@ -175,3 +175,17 @@ pub fn knowledge_retrieval(assistant: &str, hit: bool, seconds: f64) {
         .increment(1);
     histogram!(KNOWLEDGE_SECONDS).record(seconds);
 }
+
+/// An integration's token status: 1 for `status`, 0 for the others.
+pub fn token_status(integration: &str, status: crate::integrations::TokenStatus) {
+    for s in crate::integrations::TokenStatus::ALL {
+        let value = if s == status { 1.0 } else { 0.0 };
+        gauge!(TOKEN_STATUS, "integration" => integration.to_string(), "status" => s.as_str())
+            .set(value);
+    }
+}
+
+/// An alert went out (by email or webhook).
+pub fn alert_sent(kind: &'static str) {
+    counter!(ALERTS_SENT, "kind" => kind).increment(1);
+}

@@ -42,6 +42,8 @@ pub mod names {
     pub const ASSISTANT_TOKENS: &str = "switchboard_assistant_tokens_total";
     pub const KNOWLEDGE_RETRIEVALS: &str = "switchboard_knowledge_retrievals_total";
     pub const KNOWLEDGE_SECONDS: &str = "switchboard_knowledge_seconds";
+    pub const TOKEN_STATUS: &str = "switchboard_integration_token_status";
+    pub const ALERTS_SENT: &str = "switchboard_alerts_sent_total";
 }
 
 /// Errors while setting up telemetry.
@@ -112,6 +114,11 @@ fn describe() {
     describe_gauge!(CONVERSATIONS_RESIDENT, "Conversation actors in memory");
     describe_gauge!(TAKEOVERS_ACTIVE, "Conversations a human has taken over");
     describe_gauge!(BUS_LAG, "Events on the bus not yet finished and committed");
+    describe_gauge!(
+        TOKEN_STATUS,
+        "1 for each integration's access-token status (ok, expiring, expired), 0 for the others"
+    );
+    describe_counter!(ALERTS_SENT, "Alerts emailed or posted, by kind");
     describe_counter!(
         DEAD_LETTERS,
         "Events that kept crashing their actor, moved to the dead-letter table"

@@ -190,7 +190,7 @@ async fn answer_each_once(graph: &GraphSim, urls: &[String], prefix: &str, n: us
     }
 }
 
-fn kafka_toml(
+pub fn kafka_toml(
     dir: &std::path::Path,
     graph: &GraphSim,
     brokers: &str,

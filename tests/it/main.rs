@@ -11,6 +11,7 @@ mod crash;
 mod delivery;
 mod failover;
 mod harness;
+mod integrations;
 mod kafka;
 mod knowledge;
 mod layers;

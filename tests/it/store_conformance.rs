@@ -348,6 +348,83 @@ async fn tenant_keys(under: Under) {
     assert_eq!(s.tenant_key("ab12").await.unwrap(), None);
 }
 
+/// Control records by kind and key, with a revision that moves with every
+/// change; and a purge that takes one integration's conversations only.
+async fn control_records_and_purge(under: Under) {
+    use switchboard::store::RecordKind;
+    let s = under.store;
+    let before = s.records_revision(RecordKind::Integrations).await.unwrap();
+    s.put_record(RecordKind::Integrations, "acme-fb2", b"one".to_vec())
+        .await
+        .unwrap();
+    s.put_record(RecordKind::Audit, "0001", b"audit".to_vec())
+        .await
+        .unwrap();
+    let after = s.records_revision(RecordKind::Integrations).await.unwrap();
+    assert_ne!(before, after);
+    assert_eq!(
+        s.records(RecordKind::Integrations).await.unwrap(),
+        [("acme-fb2".to_string(), b"one".to_vec())]
+    );
+    assert!(!s
+        .delete_record(RecordKind::Integrations, "nope")
+        .await
+        .unwrap());
+    assert!(s
+        .delete_record(RecordKind::Integrations, "acme-fb2")
+        .await
+        .unwrap());
+    assert!(s
+        .records(RecordKind::Integrations)
+        .await
+        .unwrap()
+        .is_empty());
+    assert_ne!(
+        s.records_revision(RecordKind::Integrations).await.unwrap(),
+        after
+    );
+    assert_eq!(s.records(RecordKind::Audit).await.unwrap().len(), 1);
+
+    // Every kind of row a conversation has: state, lines, dedup ids, a
+    // takeover, a quarantine.
+    for (id, integration) in [("gone:A", "gone"), ("gone:B", "gone"), ("kept:A", "kept")] {
+        let mut state = record(id, integration);
+        state.mode = Mode::Human;
+        state.auto_resume_ms = Some(NOW + 600_000);
+        let mut w = turn(
+            &state,
+            vec![line(1, Direction::In, "hi")],
+            &[("m1", NOW + 60_000)],
+        );
+        w.takeover_changed = true;
+        s.commit_turn(w.into()).await.unwrap();
+        s.put_quarantine(switchboard::store::QuarantineRecord {
+            conversation: id.to_string(),
+            reason: "test".into(),
+            since_ms: NOW,
+            failures: 3,
+            events: Vec::new(),
+        })
+        .await
+        .unwrap();
+    }
+    assert_eq!(s.purge_integration("gone").await.unwrap(), 2);
+    let takeovers: Vec<String> = s
+        .takeovers()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|t| t.0)
+        .collect();
+    assert_eq!(takeovers, ["kept:A"]);
+    assert!(s.quarantine("gone:A").await.unwrap().is_none());
+    assert!(s.quarantine("kept:A").await.unwrap().is_some());
+    assert!(s.conversation("gone:A").await.unwrap().is_none());
+    assert!(s.messages("gone:B", 10).await.unwrap().is_empty());
+    assert!(s.conversation("kept:A").await.unwrap().is_some());
+    assert_eq!(s.messages("kept:A", 10).await.unwrap().len(), 1);
+}
+
 async fn dead_letters_in_order(under: Under) {
     let s = under.store;
     for (i, at) in [(2u64, NOW + 2), (1, NOW + 1)] {
@@ -465,4 +542,5 @@ conformance! {
     analytics_rollups: real_only,
     knowledge_documents: smoke,
     tenant_keys: smoke,
+    control_records_and_purge: smoke,
 }

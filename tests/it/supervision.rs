@@ -11,7 +11,7 @@ use switchboard::app;
 use switchboard::store::embedded::EmbeddedStore;
 use switchboard::store::{
     ConversationFilter, ConversationRecord, DailyCount, DeadLetter, MessageRecord,
-    QuarantineRecord, Rehydrated, Store, StoreError, TurnWrite,
+    QuarantineRecord, RecordKind, Rehydrated, Store, StoreError, TurnWrite,
 };
 
 use crate::support::*;
@@ -139,6 +139,26 @@ impl Store for FaultyStore {
     }
     async fn knowledge_revision(&self) -> Result<u64, StoreError> {
         self.0.knowledge_revision().await
+    }
+    async fn put_record(
+        &self,
+        kind: RecordKind,
+        key: &str,
+        value: Vec<u8>,
+    ) -> Result<(), StoreError> {
+        self.0.put_record(kind, key, value).await
+    }
+    async fn records(&self, kind: RecordKind) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
+        self.0.records(kind).await
+    }
+    async fn delete_record(&self, kind: RecordKind, key: &str) -> Result<bool, StoreError> {
+        self.0.delete_record(kind, key).await
+    }
+    async fn records_revision(&self, kind: RecordKind) -> Result<u64, StoreError> {
+        self.0.records_revision(kind).await
+    }
+    async fn purge_integration(&self, integration: &str) -> Result<u64, StoreError> {
+        self.0.purge_integration(integration).await
     }
     async fn put_tenant_key(
         &self,

@@ -62,7 +62,7 @@ impl Call {
 /// The Graph API for the in-process tests: the project's simulator on
 /// 127.0.0.1, recording every call.
 pub struct GraphSim {
-    sim: Sim,
+    pub sim: Sim,
 }
 
 impl GraphSim {
@@ -500,6 +500,22 @@ impl Desk {
             .send()
             .await
             .unwrap();
+        (r.status().as_u16(), r.json().await.unwrap_or(Value::Null))
+    }
+
+    /// Any admin API call with `token`: (status, JSON body).
+    pub async fn request(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<Value>,
+        token: &str,
+    ) -> (u16, Value) {
+        let mut r = self.http.request(method, self.api(path)).bearer_auth(token);
+        if let Some(body) = body {
+            r = r.json(&body);
+        }
+        let r = r.send().await.unwrap();
         (r.status().as_u16(), r.json().await.unwrap_or(Value::Null))
     }
 

@@ -112,7 +112,10 @@ impl KafkaBus {
             .set("auto.offset.reset", "earliest")
             .set("partition.assignment.strategy", &config.assignment_strategy)
             .set("session.timeout.ms", config.session_timeout_ms.to_string())
-            .set("max.poll.interval.ms", config.max_poll_interval_ms.to_string())
+            .set(
+                "max.poll.interval.ms",
+                config.max_poll_interval_ms.to_string(),
+            )
             // Latency over fetch efficiency: a fetch returns as soon as
             // there is a record, and waits at most this long when there is
             // none (brokers that wait out the maximum would add it to every

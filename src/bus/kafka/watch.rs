@@ -133,7 +133,11 @@ fn ownerless_partitions(consumer: &BaseConsumer<GroupContext>, shared: &Shared) 
     let Some(group) = groups.groups().first() else {
         return Verdict::Unknown;
     };
-    tracing::debug!(state = group.state(), members = group.members().len(), "Consumer group looked at");
+    tracing::debug!(
+        state = group.state(),
+        members = group.members().len(),
+        "Consumer group looked at"
+    );
     // Any other state while this instance is subscribed (a rebalance, or
     // Tansu's "Unknown" / "Empty" after it revoked a survivor) is a group
     // between generations.

@@ -128,7 +128,12 @@ impl Actor for ConversationActor {
             ConversationId::split(&id).ok_or_else(|| ConversationError::BadId(id.to_string()))?;
         let now = now_ms();
         let stored = Box::pin(state.args.ctx.store.load_conversation(&id, now)).await?;
-        let Some(integration) = state.args.ctx.integrations.get(integration_id).cloned() else {
+        let ctx = &state.args.ctx;
+        if !ctx.integrations.contains_key(integration_id) {
+            // Perhaps created on another instance a moment ago.
+            ctx.integrations.look_again().await;
+        }
+        let Some(integration) = ctx.integrations.get(integration_id) else {
             tracing::warn!(conversation = %id, "Integration no longer configured; its events are skipped");
             return Ok(());
         };
@@ -190,6 +195,9 @@ async fn handle_delivery(
         finish(state, d);
         return Ok(());
     };
+    if let Some(fresh) = state.args.ctx.integrations.get(conv.integration_id()) {
+        conv.refresh_integration(&fresh);
+    }
     let now = now_ms();
     if d.replay {
         // Handled before, perhaps: what it plans waits for confirmation.

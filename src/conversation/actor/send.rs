@@ -5,6 +5,7 @@
 use ractor::ActorProcessingErr;
 
 use super::*;
+use crate::alerts::AlertKind;
 
 /// Sends stored parts in order, each awaited and marked before the next.
 /// A part whose messaging window has closed is not sent; a part that may
@@ -68,7 +69,8 @@ pub(super) async fn flush_outbox(state: &mut ConversationState) -> Result<(), Ac
         let now = now_ms();
         let outcome = match result {
             Ok(sent) => {
-                ctx.token_refused(&conv.integration().id, false);
+                ctx.integrations.tokens.accepted(&conv.integration().id);
+                ctx.alerts.send_succeeded(&conv.integration().id);
                 conv.part_sent(sent.message_id.clone(), now);
                 telemetry::reply(channel, ReplyOutcome::Sent);
                 if item.first_of_turn {
@@ -92,6 +94,7 @@ pub(super) async fn flush_outbox(state: &mut ConversationState) -> Result<(), Ac
             }
             Err(e) if e.retryable() => {
                 tracing::warn!(conversation = %state.args.id, error = %e, "Platform kept failing; the reply waits in the outbox");
+                ctx.alerts.send_failed(conv.integration(), &e.to_string());
                 conv.retry_outbox_at(now + ctx.config.outbound.retry_later.as_millis() as u64);
                 telemetry::reply(channel, ReplyOutcome::RetryLater);
                 report(conv, &item, CommandOutcome::Queued);
@@ -99,10 +102,16 @@ pub(super) async fn flush_outbox(state: &mut ConversationState) -> Result<(), Ac
                 return Ok(());
             }
             Err(e) => {
+                let integration = conv.integration();
                 if e.kind == SendErrorKind::TokenExpired {
-                    ctx.token_refused(&conv.integration().id, true);
-                    tracing::error!(integration = %conv.integration().id, "Access token expired or revoked; the integration needs a new token");
+                    if ctx.integrations.tokens.refused(&integration.id, e.subcode) {
+                        let reason = crate::integrations::health::reason_of_190(e.subcode);
+                        tracing::error!(integration = %integration.id, reason, "Access token expired or revoked; the integration needs a new token");
+                        ctx.alerts
+                            .raise(integration, AlertKind::TokenExpired, reason.to_string());
+                    }
                 } else {
+                    ctx.alerts.send_failed(integration, &e.to_string());
                     tracing::warn!(conversation = %state.args.id, error = %e, "Reply refused by the platform");
                 }
                 conv.part_failed(&e.to_string(), now);

@@ -100,6 +100,11 @@ pub(super) async fn on_failed(
         match state.args.ctx.store.dead_letter(letter).await {
             Ok(()) => {
                 telemetry::dead_lettered(&id, &d.position);
+                state.args.ctx.alert(
+                    ConversationId::integration_of(&id),
+                    crate::alerts::AlertKind::DeadLetters,
+                    format!("an event of conversation {id} went to the dead letters: {error}"),
+                );
                 state.args.inflight.add_permits(1);
                 state.args.ctx.bus.finished(d.position);
             }

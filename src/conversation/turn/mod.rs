@@ -156,6 +156,25 @@ impl Conversation {
         }
     }
 
+    /// Takes the integration's settings as they are now (changed through
+    /// the API); the rate limit starts afresh only when it changed.
+    pub fn refresh_integration(&mut self, fresh: &Arc<IntegrationConfig>) {
+        if Arc::ptr_eq(fresh, &self.integration) {
+            return;
+        }
+        if fresh.rate_limit_per_minute != self.integration.rate_limit_per_minute {
+            let per_minute =
+                NonZeroU32::new(fresh.rate_limit_per_minute).unwrap_or(NonZeroU32::MIN);
+            self.limiter =
+                RateLimiter::direct_with_clock(Quota::per_minute(per_minute), limiter_clock());
+        }
+        self.integration = fresh.clone();
+    }
+
+    pub fn integration_id(&self) -> &str {
+        &self.integration.id
+    }
+
     pub fn integration(&self) -> &IntegrationConfig {
         &self.integration
     }

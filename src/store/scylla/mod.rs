@@ -13,6 +13,7 @@
 
 mod counters;
 mod documents;
+mod records;
 mod schema;
 mod statements;
 mod turn;
@@ -29,7 +30,8 @@ use scylla::statement::prepared::PreparedStatement;
 
 use super::{
     ConversationFilter, ConversationRecord, DailyCount, DeadLetter, DocumentRecord, MessageRecord,
-    MessageStatus, QuarantineRecord, Rehydrated, Store, StoreError, TenantKeyRecord, TurnWrite,
+    MessageStatus, QuarantineRecord, RecordKind, Rehydrated, Store, StoreError, TenantKeyRecord,
+    TurnWrite,
 };
 use crate::config::ScyllaConfig;
 use counters::Counters;
@@ -56,6 +58,7 @@ pub struct ScyllaStore {
     session: Arc<Session>,
     st: Statements,
     docs: documents::DocumentStatements,
+    records: records::RecordStatements,
     counters: Counters,
     /// Remembered-id inserts by TTL (whole minutes): the TTL is the
     /// integration's dedup window, so there are a handful.
@@ -100,12 +103,14 @@ impl ScyllaStore {
         let timeout = Duration::from_millis(config.request_timeout_ms);
         let st = Statements::prepare(&session, &config.keyspace, timeout).await?;
         let docs = documents::DocumentStatements::prepare(&session, &config.keyspace).await?;
+        let records = records::RecordStatements::prepare(&session, &config.keyspace).await?;
         let session = Arc::new(session);
         Ok(Self {
             counters: Counters::start(session.clone(), &config.keyspace, timeout),
             session,
             st,
             docs,
+            records,
             dedup_inserts: tokio::sync::Mutex::new(HashMap::new()),
             keyspace: config.keyspace.clone(),
             timeout,
@@ -417,6 +422,33 @@ impl Store for ScyllaStore {
 
     fn kind(&self) -> &'static str {
         "scylla"
+    }
+
+    async fn put_record(
+        &self,
+        kind: RecordKind,
+        key: &str,
+        value: Vec<u8>,
+    ) -> Result<(), StoreError> {
+        self.records.put(&self.session, kind, key, value).await
+    }
+
+    async fn records(&self, kind: RecordKind) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
+        self.records.all(&self.session, kind).await
+    }
+
+    async fn delete_record(&self, kind: RecordKind, key: &str) -> Result<bool, StoreError> {
+        self.records.delete(&self.session, kind, key).await
+    }
+
+    async fn records_revision(&self, kind: RecordKind) -> Result<u64, StoreError> {
+        self.records.revision(&self.session, kind).await
+    }
+
+    async fn purge_integration(&self, integration: &str) -> Result<u64, StoreError> {
+        self.records
+            .purge_integration(&self.session, integration)
+            .await
     }
 
     async fn put_document(&self, doc: DocumentRecord) -> Result<(), StoreError> {

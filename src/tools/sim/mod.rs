@@ -20,6 +20,7 @@ mod control;
 pub mod faults;
 pub mod model;
 pub mod receipts;
+mod tokens;
 pub mod validate;
 
 use std::collections::VecDeque;
@@ -120,6 +121,7 @@ struct SimState {
     accepted: [AtomicU64; KINDS.len()],
     refused: AtomicU64,
     model: model::ModelState,
+    tokens: tokens::Tokens,
 }
 
 /// A running simulator.
@@ -167,6 +169,7 @@ impl Sim {
             accepted: Default::default(),
             refused: AtomicU64::new(0),
             model: model::ModelState::new(options.model_latency_ms),
+            tokens: tokens::Tokens::default(),
         });
         let app = router(state.clone());
         let task = tokio::spawn(async move {
@@ -241,6 +244,8 @@ fn router(state: Arc<SimState>) -> Router {
             axum::routing::post(model::completions),
         )
         .route("/v1/embeddings", axum::routing::post(model::embeddings))
+        .route("/{v}/debug_token", axum::routing::get(tokens::debug_token))
+        .route("/_sim/tokens", axum::routing::post(tokens::control))
         .fallback(graph)
         .with_state(state)
 }

@@ -1,0 +1,386 @@
+//! Connected accounts. The integrations of the config file and those
+//! created at run time (through the admin API or the Meta connect flow,
+//! kept in the store with their secrets sealed) in one registry that every
+//! part of the engine reads: the webhook routes find an account's
+//! integration here, the actors their settings, the senders their tokens.
+//!
+//! A change made on any instance is seen by every other within
+//! `engine.integrations_poll` (the store's revision is polled), and at once
+//! when a webhook or an event names an integration this instance does not
+//! know yet.
+
+pub mod check;
+pub mod health;
+pub mod sealed;
+mod stored;
+
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+
+use crate::config::{Config, IntegrationConfig};
+use crate::store::{RecordKind, Store, StoreError};
+pub use health::{TokenHealth, TokenStatus};
+pub use sealed::{KeyRing, SealError};
+
+/// Where an integration is defined.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Origin {
+    /// `[[integrations]]` in the config file.
+    Config,
+    /// Created through the API or the connect flow; kept in the store.
+    Api,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum IntegrationError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Seal(#[from] SealError),
+    #[error("{}", .0.join("; "))]
+    Invalid(Vec<String>),
+    #[error("integration '{0}' is defined in the config file; change it there")]
+    FromConfig(String),
+}
+
+impl IntegrationError {
+    /// Worth trying again later (the store did not answer).
+    pub fn retryable(&self) -> bool {
+        matches!(self, Self::Store(e) if e.retryable())
+    }
+}
+
+#[derive(Clone)]
+pub struct Entry {
+    pub config: Arc<IntegrationConfig>,
+    pub origin: Origin,
+}
+
+#[derive(Default)]
+struct Snapshot {
+    by_id: HashMap<String, Entry>,
+    /// (app, account id) -> integration.
+    by_account: HashMap<(String, String), Arc<IntegrationConfig>>,
+}
+
+impl Snapshot {
+    fn build(entries: impl IntoIterator<Item = Entry>) -> Self {
+        let mut s = Self::default();
+        for e in entries {
+            s.by_account.insert(
+                (e.config.app.clone(), e.config.account_id.clone()),
+                e.config.clone(),
+            );
+            s.by_id.insert(e.config.id.clone(), e);
+        }
+        s
+    }
+}
+
+/// Every integration this instance knows, kept fresh from the store.
+pub struct Integrations {
+    config: Arc<Config>,
+    from_config: Vec<Arc<IntegrationConfig>>,
+    snapshot: RwLock<Arc<Snapshot>>,
+    store: Option<Arc<dyn Store>>,
+    keys: Option<KeyRing>,
+    /// The store revision the snapshot was built from.
+    seen: tokio::sync::Mutex<Option<u64>>,
+    /// When an unknown name last made this instance look in the store.
+    looked: std::sync::Mutex<Option<Instant>>,
+    pub tokens: TokenHealth,
+}
+
+impl Integrations {
+    /// The config file's integrations only (tools, unit tests).
+    pub fn from_config(config: Arc<Config>) -> Self {
+        Self::new(config, None, None)
+    }
+
+    pub fn new(config: Arc<Config>, store: Option<Arc<dyn Store>>, keys: Option<KeyRing>) -> Self {
+        let from_config: Vec<Arc<IntegrationConfig>> =
+            config.integrations.iter().cloned().map(Arc::new).collect();
+        let snapshot = Snapshot::build(from_config.iter().map(|c| Entry {
+            config: c.clone(),
+            origin: Origin::Config,
+        }));
+        let tokens = TokenHealth::default();
+        for c in &from_config {
+            tokens.known(&c.id);
+        }
+        Self {
+            config,
+            from_config,
+            snapshot: RwLock::new(Arc::new(snapshot)),
+            store,
+            keys,
+            seen: tokio::sync::Mutex::new(None),
+            looked: std::sync::Mutex::new(None),
+            tokens,
+        }
+    }
+
+    fn snapshot(&self) -> Arc<Snapshot> {
+        match self.snapshot.read() {
+            Ok(s) => s.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
+    }
+
+    pub fn get(&self, id: &str) -> Option<Arc<IntegrationConfig>> {
+        self.snapshot().by_id.get(id).map(|e| e.config.clone())
+    }
+
+    pub fn entry(&self, id: &str) -> Option<Entry> {
+        self.snapshot().by_id.get(id).cloned()
+    }
+
+    pub fn contains_key(&self, id: &str) -> bool {
+        self.snapshot().by_id.contains_key(id)
+    }
+
+    /// Every integration, by id.
+    pub fn entries(&self) -> Vec<Entry> {
+        let mut all: Vec<Entry> = self.snapshot().by_id.values().cloned().collect();
+        all.sort_by(|a, b| a.config.id.cmp(&b.config.id));
+        all
+    }
+
+    pub fn values(&self) -> Vec<Arc<IntegrationConfig>> {
+        self.entries().into_iter().map(|e| e.config).collect()
+    }
+
+    /// The integration of `account` on `app`.
+    pub fn by_account(&self, app: &str, account: &str) -> Option<Arc<IntegrationConfig>> {
+        self.snapshot()
+            .by_account
+            .get(&(app.to_string(), account.to_string()))
+            .cloned()
+    }
+
+    /// Whether secrets can be sealed here.
+    pub fn can_seal(&self) -> bool {
+        self.keys.is_some()
+    }
+
+    /// Reloads the stored integrations when the store's revision moved.
+    pub async fn refresh(&self) -> Result<bool, IntegrationError> {
+        let Some(store) = &self.store else {
+            return Ok(false);
+        };
+        let mut seen = self.seen.lock().await;
+        let revision = store.records_revision(RecordKind::Integrations).await?;
+        if *seen == Some(revision) {
+            return Ok(false);
+        }
+        let records = store.records(RecordKind::Integrations).await?;
+        let mut entries: HashMap<String, Entry> = self
+            .from_config
+            .iter()
+            .map(|c| {
+                (
+                    c.id.clone(),
+                    Entry {
+                        config: c.clone(),
+                        origin: Origin::Config,
+                    },
+                )
+            })
+            .collect();
+        for (id, bytes) in records {
+            match stored::open(&bytes, self.keys.as_ref()) {
+                Ok(config) if config.id == id => {
+                    self.tokens.known(&id);
+                    // A stored copy of a config integration overrides it
+                    // (changed through the API); it still says where it
+                    // came from.
+                    let origin = entries.get(&id).map_or(Origin::Api, |e| e.origin);
+                    entries.insert(
+                        id,
+                        Entry {
+                            config: Arc::new(config),
+                            origin,
+                        },
+                    );
+                }
+                Ok(_) => {
+                    tracing::error!(integration = %id, "A stored integration names another id; ignored")
+                }
+                Err(e) => {
+                    tracing::error!(integration = %id, error = %e, "A stored integration cannot be read; ignored")
+                }
+            }
+        }
+        let snapshot = Arc::new(Snapshot::build(entries.into_values()));
+        match self.snapshot.write() {
+            Ok(mut s) => *s = snapshot,
+            Err(poisoned) => *poisoned.into_inner() = snapshot,
+        }
+        *seen = Some(revision);
+        Ok(true)
+    }
+
+    /// Looks in the store again, at most once a second, when a webhook or
+    /// an event names something this instance does not know: a change made
+    /// on another instance applies at once.
+    pub async fn look_again(&self) {
+        {
+            let Ok(mut looked) = self.looked.lock() else {
+                return;
+            };
+            if looked.is_some_and(|t| t.elapsed() < Duration::from_secs(1)) {
+                return;
+            }
+            *looked = Some(Instant::now());
+        }
+        if let Err(e) = self.refresh().await {
+            tracing::debug!(error = %e, "Integrations not reloaded");
+        }
+    }
+
+    /// Keeps the registry fresh until the task is aborted.
+    pub fn spawn_refresh(self: Arc<Self>) -> tokio::task::JoinHandle<()> {
+        let every = self.config.engine.integrations_poll;
+        tokio::spawn(async move {
+            let mut logged = false;
+            loop {
+                tokio::time::sleep(every).await;
+                match self.refresh().await {
+                    Ok(_) => logged = false,
+                    Err(e) if !logged => {
+                        logged = true;
+                        tracing::warn!(error = %e, "Integrations not reloaded from the store");
+                    }
+                    Err(_) => {}
+                }
+            }
+        })
+    }
+
+    /// Checks `candidate` against the config and every other integration.
+    pub fn validate(&self, candidate: &IntegrationConfig) -> Result<(), IntegrationError> {
+        let mut config = (*self.config).clone();
+        config.integrations = self
+            .values()
+            .into_iter()
+            .filter(|i| i.id != candidate.id)
+            .map(|i| (*i).clone())
+            .collect();
+        if let Some(e) = self.assistant_of_another_tenant(candidate) {
+            return Err(IntegrationError::Invalid(vec![e]));
+        }
+        let at = config.integrations.len();
+        config.integrations.push(candidate.clone());
+        let prefix = format!("integrations[{at}].");
+        let Err(errors) = crate::config::validate(&config) else {
+            return Ok(());
+        };
+        let mine: Vec<String> = errors
+            .into_iter()
+            .filter(|e| e.starts_with(&prefix) || e.starts_with("integrations:"))
+            .map(|e| e.trim_start_matches(&prefix).to_string())
+            .collect();
+        if mine.is_empty() {
+            Ok(())
+        } else {
+            Err(IntegrationError::Invalid(mine))
+        }
+    }
+
+    /// An assistant answers for one tenant (its knowledge base is that
+    /// tenant's): one used by another tenant's integration is refused.
+    fn assistant_of_another_tenant(&self, candidate: &IntegrationConfig) -> Option<String> {
+        self.values()
+            .into_iter()
+            .filter(|i| i.id != candidate.id && i.assistant == candidate.assistant)
+            .find(|i| i.tenant != candidate.tenant)
+            .map(|i| {
+                format!(
+                    "assistant: \"{}\" answers for tenant \"{}\"; give tenant \"{}\" an assistant of its own",
+                    candidate.assistant, i.tenant, candidate.tenant
+                )
+            })
+    }
+
+    /// Stores `config` (created or changed) with its secrets sealed, and
+    /// applies it here at once.
+    pub async fn put(&self, config: &IntegrationConfig) -> Result<(), IntegrationError> {
+        let store = self.store.as_ref().ok_or_else(|| {
+            StoreError::Unavailable("integrations cannot be stored without a store".into())
+        })?;
+        self.validate(config)?;
+        let keys = self.keys.as_ref().ok_or(SealError::NoKeys)?;
+        let bytes = stored::seal(config, keys)?;
+        store
+            .put_record(RecordKind::Integrations, &config.id, bytes)
+            .await?;
+        self.refresh().await?;
+        Ok(())
+    }
+
+    /// Forgets a stored integration (a config one cannot be deleted, only
+    /// disabled; a stored change to it is undone). `false` when unknown.
+    pub async fn delete(&self, id: &str) -> Result<bool, IntegrationError> {
+        let Some(store) = &self.store else {
+            return Ok(false);
+        };
+        let removed = store.delete_record(RecordKind::Integrations, id).await?;
+        if !removed && self.from_config.iter().any(|c| c.id == id) {
+            return Err(IntegrationError::FromConfig(id.to_string()));
+        }
+        self.refresh().await?;
+        Ok(removed)
+    }
+
+    /// Seals every stored secret again under the newest key; returns how
+    /// many records changed.
+    pub async fn rotate_keys(&self) -> Result<usize, IntegrationError> {
+        let store = self
+            .store
+            .as_ref()
+            .ok_or_else(|| StoreError::Unavailable("no store to rotate keys in".into()))?;
+        let keys = self.keys.as_ref().ok_or(SealError::NoKeys)?;
+        let mut changed = 0;
+        for (id, bytes) in store.records(RecordKind::Integrations).await? {
+            if stored::sealed_with_newest(&bytes, keys)? {
+                continue;
+            }
+            let config = stored::open(&bytes, Some(keys))?;
+            store
+                .put_record(RecordKind::Integrations, &id, stored::seal(&config, keys)?)
+                .await?;
+            changed += 1;
+        }
+        Ok(changed)
+    }
+}
+
+/// `switchboard rotate-keys`: opens the store of `config` and seals every
+/// stored secret again under the newest key; returns how many records
+/// changed and that key's id.
+pub async fn rotate_keys(config: Config) -> Result<(usize, String), anyhow::Error> {
+    let keys = KeyRing::from_env()?.ok_or(SealError::NoKeys)?;
+    let newest = keys.newest().to_string();
+    let store = crate::app::open_stores(&config).await?;
+    let registry = Integrations::new(Arc::new(config), Some(store), Some(keys));
+    let n = registry.rotate_keys().await?;
+    Ok((n, newest))
+}
+
+/// `"****" + last 4` of a secret (all stars when it is short).
+pub fn masked(secret: &crate::config::Secret) -> String {
+    let s = secret.expose();
+    if s.is_empty() {
+        return String::new();
+    }
+    let chars: Vec<char> = s.chars().collect();
+    if chars.len() <= 8 {
+        return "****".into();
+    }
+    let tail: String = chars[chars.len() - 4..].iter().collect();
+    format!("****{tail}")
+}

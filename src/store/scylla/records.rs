@@ -1,0 +1,191 @@
+//! Control records on ScyllaDB: `control_records` (by kind, key) and
+//! `control_revision` (by kind, the time of the last change in µs); and
+//! the purge of one integration's conversations.
+
+use futures_util::TryStreamExt;
+use scylla::client::session::Session;
+use scylla::statement::prepared::PreparedStatement;
+
+use super::{corrupt, unavailable};
+use crate::store::{RecordKind, StoreError};
+
+pub(super) struct RecordStatements {
+    upsert: PreparedStatement,
+    select: PreparedStatement,
+    select_one: PreparedStatement,
+    delete: PreparedStatement,
+    bump: PreparedStatement,
+    revision: PreparedStatement,
+    conversations: PreparedStatement,
+    /// Deletes of one conversation's rows, table by table.
+    purge: Vec<PreparedStatement>,
+    keyspace: String,
+}
+
+impl RecordStatements {
+    pub(super) async fn prepare(session: &Session, ks: &str) -> Result<Self, StoreError> {
+        let p = |cql: String| async move { session.prepare(cql).await.map_err(unavailable) };
+        let mut purge = Vec::new();
+        for (table, column) in [
+            ("messages", "conversation"),
+            ("dedup", "conversation"),
+            ("takeovers", "conversation"),
+            ("quarantine", "conversation"),
+            ("conversations", "id"),
+        ] {
+            purge.push(p(format!("DELETE FROM {ks}.{table} WHERE {column} = ?")).await?);
+        }
+        Ok(Self {
+            upsert: p(format!(
+                "INSERT INTO {ks}.control_records (kind, key, value) VALUES (?, ?, ?)"
+            ))
+            .await?,
+            select: p(format!(
+                "SELECT key, value FROM {ks}.control_records WHERE kind = ?"
+            ))
+            .await?,
+            select_one: p(format!(
+                "SELECT key FROM {ks}.control_records WHERE kind = ? AND key = ?"
+            ))
+            .await?,
+            delete: p(format!(
+                "DELETE FROM {ks}.control_records WHERE kind = ? AND key = ?"
+            ))
+            .await?,
+            bump: p(format!(
+                "INSERT INTO {ks}.control_revision (kind, revision) VALUES (?, ?)"
+            ))
+            .await?,
+            revision: p(format!(
+                "SELECT revision FROM {ks}.control_revision WHERE kind = ?"
+            ))
+            .await?,
+            conversations: p(format!("SELECT id, integration FROM {ks}.conversations")).await?,
+            purge,
+            keyspace: ks.to_string(),
+        })
+    }
+
+    async fn bump(&self, session: &Session, kind: RecordKind) -> Result<(), StoreError> {
+        let micros = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_micros());
+        let at = i64::try_from(micros).unwrap_or(i64::MAX);
+        session
+            .execute_unpaged(&self.bump, (kind.as_str(), at))
+            .await
+            .map_err(unavailable)?;
+        Ok(())
+    }
+
+    pub(super) async fn put(
+        &self,
+        session: &Session,
+        kind: RecordKind,
+        key: &str,
+        value: Vec<u8>,
+    ) -> Result<(), StoreError> {
+        session
+            .execute_unpaged(&self.upsert, (kind.as_str(), key, value))
+            .await
+            .map_err(unavailable)?;
+        self.bump(session, kind).await
+    }
+
+    pub(super) async fn all(
+        &self,
+        session: &Session,
+        kind: RecordKind,
+    ) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
+        let rows = session
+            .execute_iter(self.select.clone(), (kind.as_str(),))
+            .await
+            .map_err(unavailable)?
+            .rows_stream::<(String, Vec<u8>)>()
+            .map_err(corrupt)?;
+        rows.try_collect().await.map_err(unavailable)
+    }
+
+    pub(super) async fn delete(
+        &self,
+        session: &Session,
+        kind: RecordKind,
+        key: &str,
+    ) -> Result<bool, StoreError> {
+        let found = session
+            .execute_unpaged(&self.select_one, (kind.as_str(), key))
+            .await
+            .map_err(unavailable)?
+            .into_rows_result()
+            .map_err(corrupt)?
+            .rows::<(String,)>()
+            .map_err(corrupt)?
+            .any(|row| row.is_ok_and(|(k,)| k == key));
+        if !found {
+            return Ok(false);
+        }
+        session
+            .execute_unpaged(&self.delete, (kind.as_str(), key))
+            .await
+            .map_err(unavailable)?;
+        self.bump(session, kind).await?;
+        Ok(true)
+    }
+
+    pub(super) async fn revision(
+        &self,
+        session: &Session,
+        kind: RecordKind,
+    ) -> Result<u64, StoreError> {
+        let row = session
+            .execute_unpaged(&self.revision, (kind.as_str(),))
+            .await
+            .map_err(unavailable)?
+            .into_rows_result()
+            .map_err(corrupt)?
+            .maybe_first_row::<(Option<i64>,)>()
+            .map_err(corrupt)?;
+        Ok(row
+            .and_then(|(r,)| r)
+            .and_then(|r| u64::try_from(r).ok())
+            .unwrap_or(0))
+    }
+
+    /// Deletes every conversation of `integration` with its rows and its
+    /// analytics; returns how many conversations went.
+    pub(super) async fn purge_integration(
+        &self,
+        session: &Session,
+        integration: &str,
+    ) -> Result<u64, StoreError> {
+        let rows = session
+            .execute_iter(self.conversations.clone(), ())
+            .await
+            .map_err(unavailable)?
+            .rows_stream::<(String, Option<String>)>()
+            .map_err(corrupt)?;
+        let rows: Vec<(String, Option<String>)> = rows.try_collect().await.map_err(unavailable)?;
+        let mut purged = 0;
+        for (id, owner) in rows {
+            if owner.as_deref() != Some(integration) {
+                continue;
+            }
+            for statement in &self.purge {
+                session
+                    .execute_unpaged(statement, (id.as_str(),))
+                    .await
+                    .map_err(unavailable)?;
+            }
+            purged += 1;
+        }
+        // Counters are best effort (see counters.rs): so is their purge.
+        let cql = format!(
+            "DELETE FROM {}.analytics WHERE integration = ?",
+            self.keyspace
+        );
+        if let Err(e) = session.query_unpaged(cql, (integration,)).await {
+            tracing::warn!(integration, error = %e, "Analytics of a purged integration not deleted");
+        }
+        Ok(purged)
+    }
+}

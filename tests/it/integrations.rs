@@ -1,0 +1,615 @@
+//! Connected accounts at run time: created, changed, disabled and deleted
+//! through the admin API without a restart (on every instance), their
+//! tokens sealed in the store and never shown, keys rotated, token health
+//! from Meta's code 190, alerts by email to a real SMTP server, the audit
+//! log, and tenant keys kept to their tenant.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use reqwest::Method;
+use serde_json::{json, Value};
+use switchboard::tools::sim::faults::{Fault, Faults};
+
+use crate::kafka::{broker, kafka_toml, unique};
+use crate::support::*;
+
+pub const KEY1: &str = "k1:MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=";
+const KEY2: &str = "k2:ZmVkY2JhOTg3NjU0MzIxMGZlZGNiYTk4NzY1NDMyMTA=";
+const SECRET_TOKEN: &str = "EAAGsealed-page-token-9876";
+
+fn keys(ring: &str) {
+    // Each test runs in a process of its own (nextest).
+    std::env::set_var("SWITCHBOARD_KEYS", ring);
+}
+
+fn page2(id: &str) -> Value {
+    json!({
+        "id": id, "tenant": "acme", "channel": "messenger", "app": "main",
+        "account_id": "PAGE_2", "access_token": SECRET_TOKEN, "assistant": "support",
+        "response_delay_ms": 0
+    })
+}
+
+fn page2_message(psid: &str, mid: &str, text: &str) -> Vec<u8> {
+    page_body_for("PAGE_2", psid, mid, text)
+}
+
+fn page_body_for(page: &str, psid: &str, mid: &str, text: &str) -> Vec<u8> {
+    serde_json::to_vec(&json!({
+        "object": "page",
+        "entry": [{"id": page, "time": switchboard::clock::now_ms(), "messaging": [{
+            "sender": {"id": psid}, "recipient": {"id": page},
+            "timestamp": switchboard::clock::now_ms(),
+            "message": {"mid": mid, "text": text}
+        }]}]
+    }))
+    .unwrap()
+}
+
+/// Every file under `dir`, read as bytes, contains `needle`?
+fn any_file_contains(dir: &Path, needle: &str) -> bool {
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for entry in std::fs::read_dir(&d).unwrap().flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                stack.push(path);
+            } else if let Ok(bytes) = std::fs::read(&path) {
+                if bytes.windows(needle.len()).any(|w| w == needle.as_bytes()) {
+                    return true;
+                }
+            }
+        }
+    }
+    false
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_integration_created_changed_and_deleted_through_the_api_applies_at_once() {
+    keys(KEY1);
+    let desk = Desk::start(0, "").await;
+    let url = format!("http://{}/webhooks/meta/main", desk.engine.addr);
+    // Unknown account: refused before it is connected.
+    assert_eq!(
+        post_webhook(&url, page2_message("C0", "m0", "hours?"), Some(APP_SECRET)).await,
+        404
+    );
+
+    let (status, body) = desk
+        .request(
+            Method::POST,
+            "/integrations",
+            Some(page2("acme-fb2")),
+            "admin",
+        )
+        .await;
+    assert_eq!(status, 201, "{body}");
+    assert_eq!(body["access_token"], "****9876", "write-only: {body}");
+    assert_eq!(body["origin"], "api");
+    assert!(!body.to_string().contains(SECRET_TOKEN));
+
+    // Answered at once, with the new token.
+    assert_eq!(
+        post_webhook(&url, page2_message("C1", "m1", "hours?"), Some(APP_SECRET)).await,
+        200
+    );
+    assert_eq!(desk.graph.answers("C1", 1).await, ["We're open 9-5."]);
+
+    let (_, list) = desk.get("/integrations").await;
+    let origins: Vec<(String, String)> = list["integrations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| {
+            (
+                i["id"].as_str().unwrap().to_string(),
+                i["origin"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    assert!(
+        origins.contains(&("acme-fb".into(), "config".into())),
+        "{origins:?}"
+    );
+    assert!(
+        origins.contains(&("acme-fb2".into(), "api".into())),
+        "{origins:?}"
+    );
+    assert!(!list.to_string().contains(SECRET_TOKEN));
+    assert!(
+        !list.to_string().contains(TOKEN),
+        "config tokens are masked too"
+    );
+
+    // The same id again, or an invalid one: refused with the reason.
+    let (status, _) = desk
+        .request(
+            Method::POST,
+            "/integrations",
+            Some(page2("acme-fb2")),
+            "admin",
+        )
+        .await;
+    assert_eq!(status, 409);
+    let mut bad = page2("acme-fb3");
+    bad["assistant"] = json!("nobody");
+    bad["account_id"] = json!("PAGE_3");
+    let (status, body) = desk
+        .request(Method::POST, "/integrations", Some(bad), "admin")
+        .await;
+    assert_eq!(status, 422);
+    assert!(
+        body["error"]
+            .as_str()
+            .unwrap()
+            .contains("assistant: no assistant"),
+        "{body}"
+    );
+    let (status, body) = desk
+        .request(
+            Method::POST,
+            "/integrations",
+            Some(json!({"id": "x", "colour": "red"})),
+            "admin",
+        )
+        .await;
+    assert_eq!(status, 422, "{body}");
+
+    // Disabled: recorded, not answered; enabled again: answered.
+    let (status, body) = desk
+        .request(
+            Method::PATCH,
+            "/integrations/acme-fb2",
+            Some(json!({"enabled": false})),
+            "admin",
+        )
+        .await;
+    assert_eq!(
+        (status, body["enabled"].clone()),
+        (200, json!(false)),
+        "{body}"
+    );
+    assert_eq!(
+        post_webhook(&url, page2_message("C1", "m2", "hours?"), Some(APP_SECRET)).await,
+        200
+    );
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(
+        desk.graph.texts_to("C1").len(),
+        1,
+        "a disabled integration does not answer"
+    );
+    let (status, _) = desk
+        .request(
+            Method::PATCH,
+            "/integrations/acme-fb2",
+            Some(json!({"enabled": true, "id": "acme-fb2"})),
+            "admin",
+        )
+        .await;
+    assert_eq!(status, 200);
+    let (status, _) = desk
+        .request(
+            Method::PATCH,
+            "/integrations/acme-fb2",
+            Some(json!({"tenant": "globex"})),
+            "admin",
+        )
+        .await;
+    assert_eq!(status, 422, "the tenant cannot change");
+
+    // No token in clear anywhere in the store's files.
+    assert!(!any_file_contains(
+        &desk.dir.path().join("data"),
+        SECRET_TOKEN
+    ));
+
+    // Kept across a restart.
+    let desk = desk.restart(0, "").await;
+    let url = format!("http://{}/webhooks/meta/main", desk.engine.addr);
+    assert_eq!(
+        post_webhook(&url, page2_message("C2", "m3", "hours?"), Some(APP_SECRET)).await,
+        200
+    );
+    assert_eq!(desk.graph.answers("C2", 1).await, ["We're open 9-5."]);
+
+    // A config integration is not deleted; a stored one is, with its history.
+    let (status, _) = desk
+        .request(Method::DELETE, "/integrations/acme-fb", None, "admin")
+        .await;
+    assert_eq!(status, 409);
+    let (status, body) = desk
+        .request(
+            Method::DELETE,
+            "/integrations/acme-fb2?history=purge",
+            None,
+            "admin",
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["conversations_purged"], 2);
+    assert_eq!(desk.get("/conversations/acme-fb2:C2").await.0, 404);
+    assert_eq!(
+        post_webhook(&url, page2_message("C3", "m4", "hours?"), Some(APP_SECRET)).await,
+        404
+    );
+
+    // Every change is in the audit log, newest first.
+    let (_, audit) = desk.get("/audit").await;
+    let entries = audit["entries"].as_array().unwrap();
+    assert_eq!(entries[0]["method"], "DELETE");
+    assert_eq!(entries[0]["path"], "/api/v1/integrations/acme-fb2");
+    assert_eq!(entries[0]["who"], "admin");
+    assert_eq!(entries[0]["status"], 200);
+    assert!(entries
+        .iter()
+        .any(|e| e["method"] == "PATCH" && e["status"] == 422));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_a_key_ring_no_token_is_stored() {
+    std::env::remove_var("SWITCHBOARD_KEYS");
+    let desk = Desk::start(0, "").await;
+    let (status, body) = desk
+        .request(
+            Method::POST,
+            "/integrations",
+            Some(page2("acme-fb2")),
+            "admin",
+        )
+        .await;
+    assert_eq!(status, 422);
+    assert!(
+        body["error"].as_str().unwrap().contains("SWITCHBOARD_KEYS"),
+        "{body}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rotate_keys_seals_again_under_the_newest_key() {
+    keys(KEY1);
+    let desk = Desk::start(0, "").await;
+    let (status, _) = desk
+        .request(
+            Method::POST,
+            "/integrations",
+            Some(page2("acme-fb2")),
+            "admin",
+        )
+        .await;
+    assert_eq!(status, 201);
+    let config = desk.dir.path().join("rotate.toml");
+    std::fs::write(
+        &config,
+        config_toml(
+            desk.dir.path(),
+            &desk.graph.base_url(),
+            "127.0.0.1:0",
+            "127.0.0.1:0",
+            0,
+        ),
+    )
+    .unwrap();
+    let (graph, dir, engine) = (desk.graph, desk.dir, desk.engine);
+    engine.shutdown().await;
+    let rotate = |ring: &str| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_switchboard"))
+            .args(["rotate-keys", "--config"])
+            .arg(&config)
+            .env("SWITCHBOARD_KEYS", ring)
+            .output()
+            .unwrap()
+    };
+    let out = rotate(&format!("{KEY2},{KEY1}"));
+    let said =
+        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{said}");
+    assert!(
+        said.contains("1 stored integrations sealed again under key 'k2'"),
+        "{said}"
+    );
+    assert!(!said.contains(SECRET_TOKEN));
+    // Nothing left under k1: the newest key alone opens every secret.
+    let out = rotate(KEY2);
+    assert!(String::from_utf8_lossy(&out.stdout).contains("0 stored integrations"));
+    keys(KEY2);
+    let engine = switchboard::app::start(
+        switchboard::config::load_from_str(&std::fs::read_to_string(&config).unwrap(), &[])
+            .unwrap(),
+    )
+    .await
+    .unwrap();
+    let url = format!("http://{}/webhooks/meta/main", engine.addr);
+    assert_eq!(
+        post_webhook(&url, page2_message("R1", "r1", "hours?"), Some(APP_SECRET)).await,
+        200
+    );
+    assert_eq!(graph.answers("R1", 1).await, ["We're open 9-5."]);
+    engine.shutdown().await;
+    drop(dir);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_token_marks_the_integration_expired_with_the_subcodes_reason() {
+    let desk = Desk::start(0, "").await;
+    desk.graph.sim.set_faults(Faults {
+        next: [Fault::TokenExpired].into(),
+        ..Faults::default()
+    });
+    desk.customer("T1", "t1", "hours?").await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    let integration = loop {
+        let (_, body) = desk.get("/integrations/acme-fb").await;
+        if body["token"] == "expired" || tokio::time::Instant::now() > deadline {
+            break body;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(integration["token"], "expired", "{integration}");
+    let reason = integration["token_health"]["reason"].as_str().unwrap();
+    assert!(reason.contains("subcode 463"), "{reason}");
+    let metrics = desk.metrics().await;
+    assert!(
+        metrics.contains(
+            r#"switchboard_integration_token_status{integration="acme-fb",status="expired"} 1"#
+        ),
+        "{metrics}"
+    );
+    // The next send with it works: the mark lifts.
+    desk.customer("T2", "t2", "hours?").await;
+    desk.graph.answers("T2", 1).await;
+    assert_eq!(desk.get("/integrations/acme-fb").await.1["token"], "ok");
+}
+
+/// An SMTP server from PyPI (aiosmtpd) on 127.0.0.1, writing what it
+/// receives into a maildir; `None` (test skipped) when the test script did
+/// not install it.
+fn smtp_server(maildir: &Path) -> Option<(KillOnDrop, u16)> {
+    let Ok(python) = std::env::var("SWITCHBOARD_TEST_SMTP_PYTHON") else {
+        eprintln!("SKIPPED: SWITCHBOARD_TEST_SMTP_PYTHON not set (scripts/test.sh sets it)");
+        return None;
+    };
+    let port = crate::crash::free_port();
+    let child = std::process::Command::new(python)
+        .args([
+            "-m",
+            "aiosmtpd",
+            "-n",
+            "-l",
+            &format!("127.0.0.1:{port}"),
+            "-c",
+            "aiosmtpd.handlers.Mailbox",
+        ])
+        .arg(maildir)
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let child = KillOnDrop(child);
+    for _ in 0..100 {
+        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            return Some((child, port));
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    panic!("the SMTP server did not start");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_expiring_token_is_emailed_once_to_the_integrations_address() {
+    let dir = tempfile::tempdir().unwrap();
+    let mail = dir.path().join("maildir");
+    let Some((_smtp, port)) = smtp_server(&mail) else {
+        return;
+    };
+    let tail = format!(
+        "\n[alerts]\nsmtp_url = \"smtp://127.0.0.1:{port}\"\nfrom = \"switchboard@acme.example\"\ntoken_check_every = \"300ms\"\n"
+    );
+    let edit: Edit = Arc::new(|toml: String, _: &GraphSim| {
+        toml.replace(
+            "id = \"main\"\napp_secret",
+            "id = \"main\"\nmeta_app_id = \"1234567890\"\napp_secret",
+        )
+        .replace(
+            "response_delay_ms = 0\n",
+            "response_delay_ms = 0\nalert_email = \"ops@acme.example\"\n",
+        )
+    });
+    let graph_token_ends = |desk: &Desk| {
+        let url = format!("http://{}/_sim/tokens", desk.graph.sim.addr);
+        async move {
+            let r = reqwest::Client::new()
+                .post(url)
+                .json(&json!({ TOKEN: {"expires_in": 2 * 86_400} }))
+                .send()
+                .await
+                .unwrap();
+            assert!(r.status().is_success());
+        }
+    };
+    let desk = Desk::start_edited(0, "", &tail, edit).await;
+    graph_token_ends(&desk).await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+    let mails = loop {
+        let found: Vec<_> = std::fs::read_dir(mail.join("new"))
+            .map(|d| {
+                d.flatten()
+                    .map(|e| std::fs::read_to_string(e.path()).unwrap())
+                    .collect()
+            })
+            .unwrap_or_default();
+        if !found.is_empty() || tokio::time::Instant::now() > deadline {
+            break found;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(mails.len(), 1, "one alert for the expiring token");
+    assert!(mails[0].contains("To: ops@acme.example"), "{}", mails[0]);
+    assert!(
+        mails[0].contains("acme-fb: access token expiring soon"),
+        "{}",
+        mails[0]
+    );
+    assert!(!mails[0].contains(TOKEN), "no token in an alert");
+    let (_, body) = desk.get("/integrations/acme-fb").await;
+    assert_eq!(body["token"], "expiring", "{body}");
+    // Checks keep running; the same alert does not go out again this hour.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(std::fs::read_dir(mail.join("new")).unwrap().count(), 1);
+    assert!(desk
+        .metrics()
+        .await
+        .contains(r#"switchboard_alerts_sent_total{kind="token_expiring"} 1"#));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tenant_key_cannot_see_or_change_another_tenants_integrations() {
+    keys(KEY1);
+    let edit: Edit = Arc::new(|toml: String, _: &GraphSim| {
+        toml + "\n[[tenants]]\nid = \"globex\"\n\n[[assistants]]\nid = \"globex-bot\"\nkind = \"rules\"\ntenant = \"globex\"\nfallback = \"Globex here.\"\n"
+    });
+    let desk = Desk::start_edited(0, "", "", edit).await;
+    let (status, key) = desk.post("/tenants/globex/keys", json!({})).await;
+    assert_eq!(status, 201, "{key}");
+    let key = key["key"].as_str().unwrap().to_string();
+    // Its own: created under its tenant, whatever the body says.
+    let mut own = page2("globex-fb");
+    own.as_object_mut().unwrap().remove("tenant");
+    let (status, body) = desk
+        .request(Method::POST, "/integrations", Some(own.clone()), &key)
+        .await;
+    assert_eq!(status, 422, "acme's assistant is not globex's: {body}");
+    assert!(
+        body["error"]
+            .as_str()
+            .unwrap()
+            .contains("answers for tenant \"acme\""),
+        "{body}"
+    );
+    own["assistant"] = json!("globex-bot");
+    let (status, body) = desk
+        .request(Method::POST, "/integrations", Some(own), &key)
+        .await;
+    assert_eq!(status, 201, "{body}");
+    assert_eq!(body["tenant"], "globex");
+    let (status, _) = desk
+        .request(
+            Method::POST,
+            "/integrations",
+            Some(json!({"tenant": "acme"})),
+            &key,
+        )
+        .await;
+    assert_eq!(status, 404);
+    // Another tenant's: as if it did not exist.
+    for (method, path) in [
+        (Method::GET, "/integrations/acme-fb"),
+        (Method::PATCH, "/integrations/acme-fb"),
+        (Method::DELETE, "/integrations/acme-fb"),
+        (Method::GET, "/integrations/no-such"),
+    ] {
+        let body = (method == Method::PATCH).then(|| json!({"enabled": false}));
+        let (status, answer) = desk.request(method.clone(), path, body, &key).await;
+        assert_eq!(status, 404, "{method} {path}: {answer}");
+    }
+    let (_, list) = desk.request(Method::GET, "/integrations", None, &key).await;
+    let ids: Vec<&str> = list["integrations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, ["globex-fb"]);
+    assert!(desk.get("/integrations/acme-fb").await.1["enabled"] == true);
+    // Its audit entries only, with its key's id.
+    let (_, audit) = desk.request(Method::GET, "/audit", None, &key).await;
+    let entries = audit["entries"].as_array().unwrap();
+    assert!(!entries.is_empty());
+    assert!(entries
+        .iter()
+        .all(|e| e["tenant"] == "globex" && e["who"].as_str().unwrap().starts_with("key:")));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_integration_created_on_one_instance_is_answered_by_the_other_on_kafka() {
+    let Some(brokers) = broker() else { return };
+    keys(KEY1);
+    let graph = GraphSim::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let (topic, group) = (unique("sb-int"), unique("sb-int-group"));
+    let config = || {
+        switchboard::config::load_from_str(
+            &kafka_toml(dir.path(), &graph, &brokers, &topic, &group, ""),
+            &[],
+        )
+        .unwrap()
+    };
+    let first = config();
+    let store: Arc<dyn switchboard::store::Store> = Arc::new(
+        switchboard::store::embedded::EmbeddedStore::open(
+            &first.store.path,
+            first.store.cache_bytes(),
+        )
+        .unwrap(),
+    );
+    let a = switchboard::app::start_with_store(first, store.clone())
+        .await
+        .unwrap();
+    let b = switchboard::app::start_with_store(config(), store.clone())
+        .await
+        .unwrap();
+    let http = reqwest::Client::new();
+    let r = http
+        .post(format!("http://{}/api/v1/integrations", a.addr))
+        .bearer_auth("admin")
+        .json(&page2("acme-fb2"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    // B learns of it at once: the webhook lands there.
+    let customers: Vec<String> = (0..6).map(|i| format!("K{i}")).collect();
+    for (i, c) in customers.iter().enumerate() {
+        let url = format!("http://{}/webhooks/meta/main", b.addr);
+        let status = post_webhook(
+            &url,
+            page2_message(c, &format!("k{i}"), "hours?"),
+            Some(APP_SECRET),
+        )
+        .await;
+        assert_eq!(status, 200);
+    }
+    graph
+        .wait_for_everyone(&customers, Duration::from_secs(30))
+        .await;
+    // Disabled on B: A's actors stop answering too.
+    let r = http
+        .patch(format!("http://{}/api/v1/integrations/acme-fb2", b.addr))
+        .bearer_auth("admin")
+        .json(&json!({"enabled": false}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    for (i, c) in customers.iter().enumerate() {
+        let url = format!("http://{}/webhooks/meta/main", a.addr);
+        post_webhook(
+            &url,
+            page2_message(c, &format!("k2{i}"), "hours?"),
+            Some(APP_SECRET),
+        )
+        .await;
+    }
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    for c in &customers {
+        assert_eq!(
+            graph.texts_to(c).len(),
+            1,
+            "{c}: answered once, then not while disabled"
+        );
+    }
+    a.shutdown().await;
+    b.shutdown().await;
+}
