@@ -234,7 +234,8 @@ pub async fn start_with_store(
     let store_watch = tokio::spawn(ingest::watch_store(store.clone(), health));
     let app = ingest::limit(
         ingest::router(ingress, config.server.max_body_bytes)
-            .nest("/api/v1", admin::router(ctx.clone())),
+            .nest("/api/v1", admin::router(ctx.clone()))
+            .merge(crate::connect::router(ctx.clone())),
         ingest::ListenerLimits::from_config(&config),
     );
     let profiles = tokio::spawn(profiles::push_all(

@@ -16,6 +16,7 @@ pub mod bus;
 pub mod channels;
 pub mod clock;
 pub mod config;
+pub mod connect;
 pub mod conversation;
 pub mod event;
 pub mod fence;

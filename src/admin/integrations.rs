@@ -218,3 +218,59 @@ fn push_profile(ctx: &EngineContext, id: &str) {
         ));
     }
 }
+
+#[derive(serde::Deserialize)]
+pub struct LinkRequest {
+    assistant: String,
+    #[serde(default = "default_channels")]
+    channels: Vec<crate::config::ChannelKind>,
+}
+
+fn default_channels() -> Vec<crate::config::ChannelKind> {
+    vec![
+        crate::config::ChannelKind::Messenger,
+        crate::config::ChannelKind::Instagram,
+    ]
+}
+
+/// `POST /tenants/{tenant}/connect` with `{"assistant", "channels"}`: a
+/// signed, expiring link that lets a person connect the tenant's Pages.
+pub async fn connect_link(
+    State(ctx): State<Arc<EngineContext>>,
+    Path(tenant): Path<String>,
+    Json(body): Json<LinkRequest>,
+) -> Result<(StatusCode, Json<Value>), AdminError> {
+    if !ctx.config.tenants.iter().any(|t| t.id == tenant) {
+        return Err(AdminError::NotFound(format!("no tenant {tenant:?}")));
+    }
+    match ctx.config.assistant(&body.assistant) {
+        None => {
+            return Err(AdminError::Unprocessable(format!(
+                "assistant: no assistant with id {:?}",
+                body.assistant
+            )))
+        }
+        Some(a) if a.tenant.as_deref().is_some_and(|t| t != tenant) => {
+            return Err(AdminError::Unprocessable(format!(
+                "assistant: {:?} belongs to another tenant",
+                body.assistant
+            )))
+        }
+        Some(_) => {}
+    }
+    if body.channels.is_empty() {
+        return Err(AdminError::Unprocessable(
+            "channels: name at least one".into(),
+        ));
+    }
+    let url =
+        crate::connect::link(&ctx, &tenant, &body.assistant, &body.channels).ok_or_else(|| {
+            AdminError::Conflict(
+                "the connect flow is off: set connect.public_url and connect.app".into(),
+            )
+        })?;
+    Ok((
+        StatusCode::CREATED,
+        Json(json!({ "url": url, "expires_in_seconds": ctx.config.connect.link_ttl.as_secs() })),
+    ))
+}

@@ -77,6 +77,7 @@ pub(super) fn scope(
             }
         }
         ["audit"] => {}
+        ["tenants", t, "connect"] if percent_decode(t) == tenant => {}
         ["conversations"] | ["analytics"] | ["integrations"] => {
             let query = request.uri().query().unwrap_or_default().to_string();
             let mut kept = Vec::new();

@@ -122,6 +122,10 @@ pub fn router(ctx: Arc<EngineContext>) -> Router {
         )
         .route("/tenants/{tenant}/keys", post(keys::create))
         .route(
+            "/tenants/{tenant}/connect",
+            post(integrations::connect_link),
+        )
+        .route(
             "/tenants/{tenant}/keys/{id}",
             axum::routing::delete(keys::revoke),
         )

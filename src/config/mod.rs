@@ -4,6 +4,7 @@
 
 mod alerts;
 mod assistant;
+mod connect;
 mod load;
 mod secret;
 mod validate;
@@ -15,6 +16,7 @@ use serde::{Deserialize, Serialize};
 
 pub use alerts::AlertsConfig;
 pub use assistant::{AssistantConfig, AssistantKind, OnFailure, OnNoMatch, RuleConfig};
+pub use connect::ConnectConfig;
 pub use load::{load, load_from_str, ConfigError, ConfigSource};
 pub use secret::Secret;
 pub use validate::{listens_on_loopback_only, validate, weak_secrets, MIN_ADMIN_TOKEN};
@@ -31,6 +33,7 @@ pub struct Config {
     pub engine: EngineConfig,
     pub outbound: OutboundConfig,
     pub alerts: AlertsConfig,
+    pub connect: ConnectConfig,
     #[serde(default)]
     pub assistants: Vec<AssistantConfig>,
     #[serde(default)]

@@ -88,6 +88,7 @@ pub fn validate(c: &Config) -> Result<(), Vec<String>> {
     let apps = apps(c, &mut e);
     let tenants = unique_ids(c.tenants.iter().map(|t| t.id.as_str()), "tenants", &mut e);
     integrations(c, &assistants, &apps, &tenants, &mut e);
+    connect(c, &mut e);
     if e.0.is_empty() {
         Ok(())
     } else {
@@ -534,6 +535,27 @@ fn integration_texts(g: &IntegrationConfig, key: &impl Fn(&str) -> String, e: &m
             key("greeting"),
             "greeting and get_started_payload are Messenger settings",
         );
+    }
+}
+
+fn connect(c: &Config, e: &mut Errors) {
+    let k = &c.connect;
+    if k.public_url.is_empty() {
+        return;
+    }
+    if !(k.public_url.starts_with("https://") || k.public_url.starts_with("http://")) {
+        e.add("connect.public_url", "must be an http(s) URL");
+    }
+    match c.apps.iter().find(|a| a.id == k.app) {
+        None => e.add("connect.app", &format!("no app with id \"{}\"", k.app)),
+        Some(a) if a.meta_app_id.is_none() => e.add(
+            "connect.app",
+            &format!(
+                "app \"{}\" needs its meta_app_id for the connect flow",
+                k.app
+            ),
+        ),
+        Some(_) => {}
     }
 }
 

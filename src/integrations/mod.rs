@@ -162,9 +162,9 @@ impl Integrations {
             .cloned()
     }
 
-    /// Whether secrets can be sealed here.
-    pub fn can_seal(&self) -> bool {
-        self.keys.is_some()
+    /// The key ring, when one is set.
+    pub fn keys(&self) -> Option<&KeyRing> {
+        self.keys.as_ref()
     }
 
     /// Reloads the stored integrations when the store's revision moved.

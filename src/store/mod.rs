@@ -193,6 +193,8 @@ pub enum RecordKind {
     Audit,
     /// When each alert last went out: `{integration}:{kind}` -> ms.
     Alerts,
+    /// Connect flows waiting for the person to pick Pages (tokens sealed).
+    ConnectSessions,
 }
 
 impl RecordKind {
@@ -201,6 +203,7 @@ impl RecordKind {
             Self::Integrations => "integrations",
             Self::Audit => "audit",
             Self::Alerts => "alerts",
+            Self::ConnectSessions => "connect_sessions",
         }
     }
 }

@@ -244,8 +244,7 @@ fn router(state: Arc<SimState>) -> Router {
             axum::routing::post(model::completions),
         )
         .route("/v1/embeddings", axum::routing::post(model::embeddings))
-        .route("/{v}/debug_token", axum::routing::get(tokens::debug_token))
-        .route("/_sim/tokens", axum::routing::post(tokens::control))
+        .merge(tokens::routes())
         .fallback(graph)
         .with_state(state)
 }

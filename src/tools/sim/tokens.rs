@@ -1,8 +1,12 @@
-//! The Graph API's `GET /debug_token` in Meta's shape, and the simulator's
-//! control of what it says (`POST /_sim/tokens`: `{"<token>": {"valid":
-//! false, "subcode": 460}}` or `{"<token>": {"expires_in": 172800}}`).
-//! Unknown tokens are valid, never expire, and their data access ends in
-//! 90 days, as a Page token's does.
+//! Tokens and the connect flow in Meta's shapes: `GET /debug_token` (what
+//! it says of a token is set with `POST /_sim/tokens`: `{"<token>":
+//! {"valid": false, "subcode": 460}}` or `{"<token>": {"expires_in":
+//! 172800}}`; unknown tokens are valid, never expire, and their data access
+//! ends in 90 days, as a Page token's does), `GET /oauth/access_token`
+//! (a code, or `grant_type=fb_exchange_token`), `GET /me/accounts` (two
+//! Pages, the first with a linked Instagram account) and
+//! `POST /{page}/subscribed_apps`; `GET /_sim/connect` lists the
+//! subscriptions made.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -35,9 +39,108 @@ fn yes() -> bool {
 }
 
 #[derive(Default)]
-pub struct Tokens(std::sync::Mutex<HashMap<String, TokenFate>>);
+pub struct Tokens(
+    std::sync::Mutex<HashMap<String, TokenFate>>,
+    /// (page, subscribed fields) of every subscription made.
+    std::sync::Mutex<Vec<(String, String)>>,
+);
 
-pub(super) async fn control(
+pub(super) fn routes() -> axum::Router<Arc<SimState>> {
+    use axum::routing::{get, post};
+    axum::Router::new()
+        .route("/{v}/debug_token", get(debug_token))
+        .route("/{v}/oauth/access_token", get(access_token))
+        .route("/{v}/me/accounts", get(accounts))
+        .route("/{v}/{page}/subscribed_apps", post(subscribe))
+        .route("/_sim/tokens", post(control))
+        .route("/_sim/connect", get(connect_calls))
+}
+
+fn oauth_error(message: &str) -> Response {
+    (
+        StatusCode::BAD_REQUEST,
+        Json(json!({"error": {"message": message, "type": "OAuthException", "code": 100, "fbtrace_id": "SIM"}})),
+    )
+        .into_response()
+}
+
+/// A code for a user token, or a user token for a long-lived one.
+async fn access_token(Query(q): Query<HashMap<String, String>>) -> Response {
+    if !q.contains_key("client_id") || !q.contains_key("client_secret") {
+        return oauth_error("Missing client_id or client_secret parameter.");
+    }
+    if q.get("grant_type").map(String::as_str) == Some("fb_exchange_token") {
+        let Some(short) = q.get("fb_exchange_token") else {
+            return oauth_error("Missing fb_exchange_token parameter.");
+        };
+        let long = format!("EAAL{}", short.trim_start_matches("EAAU"));
+        return Json(
+            json!({"access_token": long, "token_type": "bearer", "expires_in": 5_183_944}),
+        )
+        .into_response();
+    }
+    match (q.get("code"), q.get("redirect_uri")) {
+        (Some(code), Some(_)) if !code.is_empty() && !code.starts_with("bad") => {
+            Json(json!({"access_token": format!("EAAU{code}"), "token_type": "bearer", "expires_in": 5_400}))
+                .into_response()
+        }
+        (Some(_), Some(_)) => {
+            oauth_error("This authorization code has been used or has expired.")
+        }
+        _ => oauth_error("Missing redirect_uri or code parameter."),
+    }
+}
+
+/// The Pages the user manages, each with its Page token.
+async fn accounts(Query(q): Query<HashMap<String, String>>) -> Response {
+    let Some(user) = q.get("access_token") else {
+        return oauth_error(
+            "An active access token must be used to query information about the current user.",
+        );
+    };
+    let suffix: String = user.chars().rev().take(6).collect();
+    Json(json!({
+        "data": [
+            {"id": "PAGE_C1", "name": "Acme <Shoes> & Co", "category": "Retail",
+             "access_token": format!("EAAP-PAGE_C1-{suffix}"),
+             "tasks": ["ANALYZE", "ADVERTISE", "MESSAGING", "MODERATE", "CREATE_CONTENT", "MANAGE"],
+             "instagram_business_account": {"id": "IG_C1"}},
+            {"id": "PAGE_C2", "name": "Acme Outlet", "category": "Retail",
+             "access_token": format!("EAAP-PAGE_C2-{suffix}"),
+             "tasks": ["MESSAGING", "MANAGE"]}
+        ],
+        "paging": {"cursors": {"before": "QVFIU", "after": "QVFIR"}}
+    }))
+    .into_response()
+}
+
+async fn subscribe(
+    State(state): State<Arc<SimState>>,
+    axum::extract::Path((_, page)): axum::extract::Path<(String, String)>,
+    Query(q): Query<HashMap<String, String>>,
+    headers: axum::http::HeaderMap,
+) -> Response {
+    let token = q.get("access_token").cloned().or_else(|| {
+        headers
+            .get("authorization")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .map(str::to_string)
+    });
+    if !token.is_some_and(|t| t.starts_with(&format!("EAAP-{page}-"))) {
+        return oauth_error("(#210) A page access token is required to request this resource.");
+    }
+    let fields = q.get("subscribed_fields").cloned().unwrap_or_default();
+    lock(&state.tokens.1).push((page, fields));
+    Json(json!({"success": true})).into_response()
+}
+
+async fn connect_calls(State(state): State<Arc<SimState>>) -> Json<Value> {
+    let subscribed = lock(&state.tokens.1).clone();
+    Json(json!({ "subscribed": subscribed }))
+}
+
+async fn control(
     State(state): State<Arc<SimState>>,
     Json(fates): Json<HashMap<String, TokenFate>>,
 ) -> StatusCode {
@@ -45,7 +148,7 @@ pub(super) async fn control(
     StatusCode::NO_CONTENT
 }
 
-pub(super) async fn debug_token(
+async fn debug_token(
     State(state): State<Arc<SimState>>,
     Query(q): Query<HashMap<String, String>>,
 ) -> Response {

@@ -1,0 +1,164 @@
+//! The Graph API calls of the connect flow: the code exchanged for a user
+//! token, that token for a long-lived one (`fb_exchange_token`), the
+//! user's Pages with their tokens (`/me/accounts`), and the app subscribed
+//! to each Page's webhook fields (`POST /{page-id}/subscribed_apps`). Tokens
+//! travel as query parameters, as Meta documents; no URL is ever logged.
+
+use serde::Deserialize;
+
+use crate::config::Secret;
+
+/// The webhook fields a Page is subscribed to (messages and what reports
+/// on them, postbacks, referrals, and the feed for comments).
+pub const PAGE_FIELDS: &str =
+    "messages,messaging_postbacks,message_deliveries,message_reads,message_echoes,messaging_referrals,feed";
+
+#[derive(Debug, thiserror::Error)]
+pub enum MetaError {
+    #[error("Meta did not answer: {0}")]
+    Unreachable(String),
+    #[error("Meta refused: {0}")]
+    Refused(String),
+}
+
+#[derive(Deserialize)]
+struct TokenAnswer {
+    access_token: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct Page {
+    pub id: String,
+    #[serde(default)]
+    pub name: String,
+    pub access_token: Secret,
+    #[serde(default)]
+    pub instagram_business_account: Option<Linked>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct Linked {
+    pub id: String,
+}
+
+#[derive(Deserialize)]
+struct Accounts {
+    #[serde(default)]
+    data: Vec<Page>,
+}
+
+pub struct MetaClient<'a> {
+    pub http: &'a reqwest::Client,
+    pub graph: &'a str,
+    pub app_id: &'a str,
+    pub app_secret: &'a str,
+}
+
+impl MetaClient<'_> {
+    fn url(&self, path: &str) -> String {
+        format!("{}/{path}", self.graph.trim_end_matches('/'))
+    }
+
+    async fn get<T: serde::de::DeserializeOwned>(
+        &self,
+        path: &str,
+        query: &[(&str, &str)],
+    ) -> Result<T, MetaError> {
+        let r = self
+            .http
+            .get(self.url(path))
+            .query(query)
+            .send()
+            .await
+            .map_err(|e| MetaError::Unreachable(e.without_url().to_string()))?;
+        read(r).await
+    }
+
+    /// The user token for an authorization `code`.
+    pub async fn exchange_code(&self, code: &str, redirect_uri: &str) -> Result<Secret, MetaError> {
+        let t: TokenAnswer = self
+            .get(
+                "oauth/access_token",
+                &[
+                    ("client_id", self.app_id),
+                    ("client_secret", self.app_secret),
+                    ("redirect_uri", redirect_uri),
+                    ("code", code),
+                ],
+            )
+            .await?;
+        Ok(Secret::new(t.access_token))
+    }
+
+    /// A long-lived token (about 60 days) for a short-lived one.
+    pub async fn long_lived(&self, short: &Secret) -> Result<Secret, MetaError> {
+        let t: TokenAnswer = self
+            .get(
+                "oauth/access_token",
+                &[
+                    ("grant_type", "fb_exchange_token"),
+                    ("client_id", self.app_id),
+                    ("client_secret", self.app_secret),
+                    ("fb_exchange_token", short.expose()),
+                ],
+            )
+            .await?;
+        Ok(Secret::new(t.access_token))
+    }
+
+    /// The Pages the user manages, each with its Page token (long-lived
+    /// when the user token is) and linked Instagram account.
+    pub async fn pages(&self, user: &Secret) -> Result<Vec<Page>, MetaError> {
+        let a: Accounts = self
+            .get(
+                "me/accounts",
+                &[
+                    ("fields", "id,name,access_token,instagram_business_account"),
+                    ("limit", "100"),
+                    ("access_token", user.expose()),
+                ],
+            )
+            .await?;
+        Ok(a.data)
+    }
+
+    /// Subscribes the app to a Page's webhook fields.
+    pub async fn subscribe(&self, page: &Page) -> Result<(), MetaError> {
+        let r = self
+            .http
+            .post(self.url(&format!("{}/subscribed_apps", page.id)))
+            .query(&[
+                ("subscribed_fields", PAGE_FIELDS),
+                ("access_token", page.access_token.expose()),
+            ])
+            .send()
+            .await
+            .map_err(|e| MetaError::Unreachable(e.without_url().to_string()))?;
+        let answer: serde_json::Value = read(r).await?;
+        if answer["success"] == true {
+            Ok(())
+        } else {
+            Err(MetaError::Refused(
+                "the subscription was not confirmed".into(),
+            ))
+        }
+    }
+}
+
+async fn read<T: serde::de::DeserializeOwned>(r: reqwest::Response) -> Result<T, MetaError> {
+    let status = r.status();
+    let body = r
+        .bytes()
+        .await
+        .map_err(|e| MetaError::Unreachable(e.without_url().to_string()))?;
+    if !status.is_success() {
+        // Meta's own words, never the request (it carries tokens).
+        let message = serde_json::from_slice::<serde_json::Value>(&body)
+            .ok()
+            .and_then(|v| v["error"]["message"].as_str().map(str::to_string))
+            .unwrap_or_else(|| format!("HTTP {status}"));
+        return Err(MetaError::Refused(message));
+    }
+    serde_json::from_slice(&body)
+        .map_err(|_| MetaError::Refused("an answer it could not read".into()))
+}

@@ -1,0 +1,456 @@
+//! The Meta connect flow: a business connects its Facebook Pages (and
+//! their linked Instagram accounts) in a browser.
+//!
+//! 1. An operator asks the admin API for a connect link
+//!    (`POST /api/v1/tenants/{tenant}/connect`): `GET /connect/meta/{tenant}?invite=…`,
+//!    signed and expiring, so nobody can attach a Page to a tenant without it.
+//! 2. The link redirects to Meta's OAuth dialog with the least scopes the
+//!    chosen channels need and a signed, expiring `state`.
+//! 3. `GET /connect/meta/callback` checks the state, exchanges the code for
+//!    a user token and that for a long-lived one, reads the Pages with their
+//!    tokens (kept sealed in the store meanwhile) and shows a form to pick.
+//! 4. `POST /connect/meta/pages` creates (or, for an account already
+//!    connected, gives a new token to, keeping settings and history) one
+//!    integration per Page and per linked Instagram account, and subscribes
+//!    the app to each Page's webhook fields.
+
+mod meta;
+pub mod page;
+pub mod signed;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use axum::extract::{Path, Query, State};
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Form, Router};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+
+use crate::clock::now_ms;
+use crate::config::{AppConfig, ChannelKind, IntegrationConfig, Secret};
+use crate::conversation::EngineContext;
+use crate::integrations::sealed::Binding;
+use crate::store::RecordKind;
+use meta::{MetaClient, Page};
+use signed::{Grant, GrantError};
+
+/// The scopes each channel needs, and no more.
+pub fn scopes(channels: &[ChannelKind]) -> Vec<&'static str> {
+    let mut scopes = vec!["pages_show_list", "pages_manage_metadata"];
+    for c in channels {
+        let more: &[&str] = match c {
+            ChannelKind::Messenger => &["pages_messaging"],
+            ChannelKind::Instagram => &[
+                "instagram_basic",
+                "instagram_manage_messages",
+                "instagram_manage_comments",
+                "pages_messaging",
+            ],
+            ChannelKind::Whatsapp => &[
+                "whatsapp_business_messaging",
+                "whatsapp_business_management",
+            ],
+            _ => &[],
+        };
+        for s in more {
+            if !scopes.contains(s) {
+                scopes.push(s);
+            }
+        }
+    }
+    scopes
+}
+
+struct Connect {
+    ctx: Arc<EngineContext>,
+    http: reqwest::Client,
+}
+
+impl Connect {
+    fn app(&self) -> Option<&AppConfig> {
+        let c = &self.ctx.config.connect;
+        if c.public_url.is_empty() {
+            return None;
+        }
+        self.ctx.config.apps.iter().find(|a| a.id == c.app)
+    }
+
+    fn redirect_uri(&self) -> String {
+        format!(
+            "{}/connect/meta/callback",
+            self.ctx.config.connect.public_url.trim_end_matches('/')
+        )
+    }
+
+    fn meta<'a>(&'a self, app: &'a AppConfig) -> MetaClient<'a> {
+        MetaClient {
+            http: &self.http,
+            graph: &self.ctx.config.meta.graph_base_url,
+            app_id: app.meta_app_id.as_deref().unwrap_or_default(),
+            app_secret: app.app_secret.expose(),
+        }
+    }
+}
+
+/// The public routes of the flow (answered 404 while it is off).
+pub fn router(ctx: Arc<EngineContext>) -> Router {
+    let http = reqwest::Client::builder()
+        .timeout(std::time::Duration::from_secs(15))
+        .build()
+        .unwrap_or_default();
+    Router::new()
+        .route("/connect/meta/callback", get(callback))
+        .route("/connect/meta/pages", post(pick))
+        .route("/connect/meta/{tenant}", get(start))
+        .with_state(Arc::new(Connect { ctx, http }))
+}
+
+fn off() -> Response {
+    page::error(
+        StatusCode::NOT_FOUND,
+        "Connecting accounts is not set up on this server (connect.public_url).",
+    )
+}
+
+fn refused(e: GrantError) -> Response {
+    page::error(StatusCode::FORBIDDEN, &e.to_string())
+}
+
+/// A connect link for `tenant` (made by the admin API).
+pub fn link(
+    ctx: &EngineContext,
+    tenant: &str,
+    assistant: &str,
+    channels: &[ChannelKind],
+) -> Option<String> {
+    let c = &ctx.config.connect;
+    let app = ctx.config.apps.iter().find(|a| a.id == c.app)?;
+    if c.public_url.is_empty() {
+        return None;
+    }
+    let expires = now_ms() + c.link_ttl.as_millis() as u64;
+    let invite = Grant::new("invite", tenant, assistant, channels, expires)
+        .seal(app.app_secret.expose().as_bytes());
+    Some(format!(
+        "{}/connect/meta/{tenant}?invite={invite}",
+        c.public_url.trim_end_matches('/')
+    ))
+}
+
+/// `GET /connect/meta/{tenant}?invite=`: off to Meta's dialog.
+async fn start(
+    State(s): State<Arc<Connect>>,
+    Path(tenant): Path<String>,
+    Query(q): Query<HashMap<String, String>>,
+) -> Response {
+    let Some(app) = s.app() else { return off() };
+    let key = app.app_secret.expose().as_bytes();
+    let invite = match Grant::open(
+        key,
+        q.get("invite").map_or("", String::as_str),
+        "invite",
+        now_ms(),
+    ) {
+        Ok(g) if g.tenant == tenant => g,
+        Ok(_) => return refused(GrantError::Tampered),
+        Err(e) => return refused(e),
+    };
+    let c = &s.ctx.config.connect;
+    let expires = now_ms() + c.state_ttl.as_millis() as u64;
+    let state = Grant::new(
+        "state",
+        &tenant,
+        &invite.assistant,
+        &invite.channels,
+        expires,
+    )
+    .seal(key);
+    let Ok(mut dialog) = reqwest::Url::parse(&c.dialog_url) else {
+        return page::error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "connect.dialog_url is not a URL",
+        );
+    };
+    dialog
+        .query_pairs_mut()
+        .append_pair("client_id", app.meta_app_id.as_deref().unwrap_or_default())
+        .append_pair("redirect_uri", &s.redirect_uri())
+        .append_pair("state", &state)
+        .append_pair("response_type", "code")
+        .append_pair("scope", &scopes(&invite.channels).join(","));
+    (StatusCode::FOUND, [(header::LOCATION, dialog.to_string())]).into_response()
+}
+
+/// A flow between Meta's dialog and the person's pick, kept in the store
+/// (Page tokens sealed) so the form may be sent to any instance.
+#[derive(Serialize, Deserialize)]
+struct Session {
+    tenant: String,
+    assistant: String,
+    channels: Vec<ChannelKind>,
+    expires_ms: u64,
+    pages: Vec<PendingPage>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct PendingPage {
+    id: String,
+    name: String,
+    instagram: Option<String>,
+    token: String,
+}
+
+fn session_binding<'a>(tenant: &'a str, session: &'a str) -> Binding<'a> {
+    Binding {
+        tenant,
+        integration: session,
+        field: "connect_page_token",
+    }
+}
+
+/// `GET /connect/meta/callback?code=&state=` (or `?error=` when the person
+/// said no).
+async fn callback(
+    State(s): State<Arc<Connect>>,
+    Query(q): Query<HashMap<String, String>>,
+) -> Response {
+    let Some(app) = s.app() else { return off() };
+    let key = app.app_secret.expose().as_bytes();
+    let grant = match Grant::open(
+        key,
+        q.get("state").map_or("", String::as_str),
+        "state",
+        now_ms(),
+    ) {
+        Ok(g) => g,
+        Err(e) => return refused(e),
+    };
+    if q.contains_key("error") {
+        return page::error(
+            StatusCode::OK,
+            "Facebook's dialog was cancelled; nothing was connected.",
+        );
+    }
+    let Some(code) = q.get("code").filter(|c| !c.is_empty()) else {
+        return page::error(
+            StatusCode::BAD_REQUEST,
+            "Facebook sent no authorization code; start again.",
+        );
+    };
+    let Some(keys) = s.ctx.integrations.keys() else {
+        return page::error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "This server cannot keep tokens yet (SWITCHBOARD_KEYS is not set).",
+        );
+    };
+    let meta = s.meta(app);
+    let pages = async {
+        let user = meta.exchange_code(code, &s.redirect_uri()).await?;
+        let long = meta.long_lived(&user).await?;
+        meta.pages(&long).await
+    }
+    .await;
+    let pages = match pages {
+        Ok(p) => p,
+        Err(e) => {
+            tracing::warn!(tenant = %grant.tenant, error = %e, "Connect flow: Meta refused");
+            return page::error(StatusCode::BAD_GATEWAY, &e.to_string());
+        }
+    };
+    let session_id = hex::encode(rand::random::<[u8; 16]>());
+    let mut pending = Vec::new();
+    for p in &pages {
+        let binding = session_binding(&grant.tenant, &session_id);
+        let Ok(token) = keys.seal(p.access_token.expose(), binding) else {
+            return page::error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "A token could not be sealed.",
+            );
+        };
+        pending.push(PendingPage {
+            id: p.id.clone(),
+            name: p.name.clone(),
+            instagram: p.instagram_business_account.as_ref().map(|l| l.id.clone()),
+            token,
+        });
+    }
+    let session = Session {
+        tenant: grant.tenant.clone(),
+        assistant: grant.assistant.clone(),
+        channels: grant.channels.clone(),
+        expires_ms: grant.expires_ms,
+        pages: pending,
+    };
+    let stored = match serde_json::to_vec(&session) {
+        Ok(bytes) => {
+            s.ctx
+                .store
+                .put_record(RecordKind::ConnectSessions, &session_id, bytes)
+                .await
+        }
+        Err(e) => Err(crate::store::StoreError::Corrupt(e.to_string())),
+    };
+    if let Err(e) = stored {
+        tracing::warn!(error = %e, "Connect flow: session not stored");
+        return page::error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "The server could not keep your choice; try again.",
+        );
+    }
+    let choices: Vec<page::Choice> = session
+        .pages
+        .iter()
+        .map(|p| page::Choice {
+            id: &p.id,
+            name: &p.name,
+            instagram: p
+                .instagram
+                .as_deref()
+                .filter(|_| session.channels.contains(&ChannelKind::Instagram)),
+        })
+        .collect();
+    page::pick(&session.tenant, &session_id, &choices)
+}
+
+/// `POST /connect/meta/pages` (form: `session`, `page`…).
+async fn pick(State(s): State<Arc<Connect>>, Form(form): Form<Vec<(String, String)>>) -> Response {
+    let Some(app) = s.app() else { return off() };
+    let session_id = form
+        .iter()
+        .find(|(k, _)| k == "session")
+        .map(|(_, v)| v.clone())
+        .unwrap_or_default();
+    let chosen: Vec<&str> = form
+        .iter()
+        .filter(|(k, _)| k == "page")
+        .map(|(_, v)| v.as_str())
+        .collect();
+    let store = &s.ctx.store;
+    let session = match store.records(RecordKind::ConnectSessions).await {
+        Ok(records) => records
+            .into_iter()
+            .find(|(k, _)| !session_id.is_empty() && *k == session_id)
+            .and_then(|(_, v)| serde_json::from_slice::<Session>(&v).ok()),
+        Err(e) => {
+            tracing::warn!(error = %e, "Connect flow: sessions unavailable");
+            return page::error(StatusCode::SERVICE_UNAVAILABLE, "Try again in a moment.");
+        }
+    };
+    let Some(session) = session.filter(|x| x.expires_ms > now_ms()) else {
+        return refused(GrantError::Expired);
+    };
+    // Used once.
+    if let Err(e) = store
+        .delete_record(RecordKind::ConnectSessions, &session_id)
+        .await
+    {
+        tracing::warn!(error = %e, "Connect flow: session not removed");
+    }
+    let Some(keys) = s.ctx.integrations.keys() else {
+        return page::error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "SWITCHBOARD_KEYS is not set.",
+        );
+    };
+    let meta = s.meta(app);
+    let (mut connected, mut failed) = (Vec::new(), Vec::new());
+    for p in session
+        .pages
+        .iter()
+        .filter(|p| chosen.contains(&p.id.as_str()))
+    {
+        let token = match keys.open(&p.token, session_binding(&session.tenant, &session_id)) {
+            Ok(t) => t,
+            Err(_) => {
+                failed.push(format!("{}: its token could not be read", p.name));
+                continue;
+            }
+        };
+        let mut accounts = vec![(ChannelKind::Messenger, p.id.clone())];
+        if session.channels.contains(&ChannelKind::Instagram) {
+            accounts.extend(p.instagram.clone().map(|ig| (ChannelKind::Instagram, ig)));
+        }
+        for (channel, account) in accounts {
+            match connect_account(&s.ctx, &session, app, channel, &account, &token).await {
+                Ok(outcome) => {
+                    connected.push(format!("{} ({}): {outcome}", p.name, channel.as_str()))
+                }
+                Err(why) => failed.push(format!("{} ({}): {why}", p.name, channel.as_str())),
+            }
+        }
+        let subscribing = Page {
+            id: p.id.clone(),
+            name: p.name.clone(),
+            access_token: token,
+            instagram_business_account: None,
+        };
+        if let Err(e) = meta.subscribe(&subscribing).await {
+            failed.push(format!(
+                "{}: webhooks not subscribed ({e}); connect it again",
+                p.name
+            ));
+        }
+    }
+    tracing::info!(tenant = %session.tenant, connected = connected.len(), failed = failed.len(), "Connect flow finished");
+    page::done(&connected, &failed)
+}
+
+/// Creates the integration of `account`, or gives the one that exists a new
+/// token (settings and history kept).
+async fn connect_account(
+    ctx: &EngineContext,
+    session: &Session,
+    app: &AppConfig,
+    channel: ChannelKind,
+    account: &str,
+    token: &Secret,
+) -> Result<String, String> {
+    let integrations = &ctx.integrations;
+    if let Some(existing) = integrations.by_account(&app.id, account) {
+        if existing.tenant != session.tenant {
+            return Err("already connected to another account".into());
+        }
+        let mut config = (*existing).clone();
+        config.access_token = token.clone();
+        integrations.put(&config).await.map_err(|e| e.to_string())?;
+        integrations.tokens.reset(&config.id);
+        return Ok(format!("reconnected as {}", config.id));
+    }
+    let short = match channel {
+        ChannelKind::Instagram => "ig",
+        _ => "fb",
+    };
+    let base: String = format!("{}-{short}-{account}", session.tenant)
+        .to_lowercase()
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                c
+            } else {
+                '-'
+            }
+        })
+        .collect();
+    let mut id = base.clone();
+    let mut n = 2;
+    while integrations.contains_key(&id) {
+        id = format!("{base}-{n}");
+        n += 1;
+    }
+    let config: IntegrationConfig = serde_json::from_value(json!({
+        "id": id,
+        "tenant": session.tenant,
+        "channel": channel,
+        "app": app.id,
+        "account_id": account,
+        "access_token": token.expose(),
+        "assistant": session.assistant,
+    }))
+    .map_err(|e| e.to_string())?;
+    integrations.put(&config).await.map_err(|e| e.to_string())?;
+    integrations.tokens.reset(&config.id);
+    Ok(format!("connected as {id}"))
+}
