@@ -42,9 +42,45 @@ fn instance_toml(
     base.replace(&path_line, &scylla) + bus
 }
 
+/// Why an attempt could not judge the engine.
+#[derive(Debug)]
+struct Wedged;
+
+/// The consumer group's state as its coordinator reports it.
+fn group_state(brokers: &str, group: &str) -> Option<String> {
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    let consumer: BaseConsumer = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .create()
+        .ok()?;
+    let groups = consumer
+        .fetch_group_list(Some(group), Duration::from_secs(2))
+        .ok()?;
+    groups.groups().first().map(|g| g.state().to_string())
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_instance_killed_under_load_the_other_answers_everyone_once() {
     let Some(brokers) = broker() else { return };
+    // Tansu 0.6 sometimes wedges the group after the killed member is
+    // evicted: the survivor's partitions are revoked and the coordinator
+    // reports the group "Unknown" from then on, rejoining or not (about 1
+    // attempt in 5 here; see README, Testing). Such an attempt says nothing
+    // of the engine: it is run again on a fresh topic and group, at most 4
+    // times. Against a real Kafka there is one attempt.
+    let attempts = if broker_is_tansu() { 4 } else { 1 };
+    for attempt in 1..=attempts {
+        match killed_under_load(&brokers).await {
+            Ok(()) => return,
+            Err(Wedged) if attempt < attempts => {
+                eprintln!("Tansu wedged the consumer group (state \"Unknown\"): attempt {attempt} says nothing of the engine; trying again on a fresh topic and group");
+            }
+            Err(Wedged) => panic!("Tansu wedged the consumer group in {attempts} attempts"),
+        }
+    }
+}
+
+async fn killed_under_load(brokers: &str) -> Result<(), Wedged> {
     let store = scylla_config(vec![kassandra().to_string()], true);
     switchboard::store::scylla::apply_statements(&store, &schema_for_kassandra(&store))
         .await
@@ -59,12 +95,8 @@ async fn one_instance_killed_under_load_the_other_answers_everyone_once() {
     } else {
         ""
     };
-    let bus = kafka_bus_section(
-        &brokers,
-        &unique("sb-failover"),
-        &unique("sb-failover-group"),
-        strategy,
-    );
+    let group = unique("sb-failover-group");
+    let bus = kafka_bus_section(brokers, &unique("sb-failover"), &group, strategy);
     let graph = GraphSim::start().await;
     let (dir_a, dir_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
     let (port_a, port_b) = (free_port(), free_port());
@@ -117,13 +149,37 @@ async fn one_instance_killed_under_load_the_other_answers_everyone_once() {
     }
     // A session timeout for the dead member to expire, a rebalance, and on
     // a broker that leaves its partitions unassigned the survivor's rejoin.
-    graph
-        .wait_for_everyone(&customers, Duration::from_secs(45))
-        .await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(45);
+    let mut unknown_since: Option<tokio::time::Instant> = None;
+    while !customers.iter().all(|c| !graph.texts_to(c).is_empty()) {
+        if broker_is_tansu() {
+            let brokers = brokers.to_string();
+            let group = group.clone();
+            let state = tokio::task::spawn_blocking(move || group_state(&brokers, &group))
+                .await
+                .ok()
+                .flatten();
+            if state.as_deref() == Some("Unknown") {
+                let since = *unknown_since.get_or_insert_with(tokio::time::Instant::now);
+                if since.elapsed() > Duration::from_secs(20) {
+                    return Err(Wedged);
+                }
+            } else {
+                unknown_since = None;
+            }
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "not every customer answered: {} replies",
+            graph.texts().len()
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
     // Anything that would be sent twice arrives meanwhile.
     tokio::time::sleep(Duration::from_secs(3)).await;
     b.kill();
     for c in &customers {
         assert_eq!(graph.texts_to(c).len(), 1, "{c} answered exactly once");
     }
+    Ok(())
 }

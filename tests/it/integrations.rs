@@ -812,3 +812,56 @@ mod connect {
         assert_eq!(list["integrations"].as_array().unwrap().len(), 3);
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replies_that_keep_failing_raise_one_signed_webhook_alert() {
+    // A receiver for the alert webhook.
+    let got: Arc<std::sync::Mutex<Vec<(String, Vec<u8>)>>> = Arc::default();
+    let seen = got.clone();
+    let app = axum::Router::new().route(
+        "/alerts",
+        axum::routing::post(move |headers: axum::http::HeaderMap, body: axum::body::Bytes| {
+            let seen = seen.clone();
+            async move {
+                let sig = headers
+                    .get("x-switchboard-signature")
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or_default()
+                    .to_string();
+                seen.lock().unwrap().push((sig, body.to_vec()));
+                "ok"
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let hook = format!("http://{}/alerts", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    let tail = "\n[alerts]\nwebhook_secret = \"alert-signing-secret\"\nfailed_sends = 2\n";
+    let settings = format!("alert_webhook = \"{hook}\"");
+    let desk = Desk::start_with(0, &settings, tail).await;
+    desk.graph.sim.set_faults(Faults {
+        next: [Fault::WindowClosed, Fault::WindowClosed, Fault::WindowClosed].into(),
+        ..Faults::default()
+    });
+    for (psid, mid) in [("F1", "f1"), ("F2", "f2"), ("F3", "f3")] {
+        desk.customer(psid, mid, "hours?").await;
+    }
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while got.lock().unwrap().is_empty() && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let got = got.lock().unwrap().clone();
+    assert_eq!(got.len(), 1, "one alert however many failures");
+    let (sig, body) = &got[0];
+    assert!(switchboard::channels::webhook::verify_signature(
+        b"alert-signing-secret",
+        body,
+        Some(sig)
+    ));
+    let alert: Value = serde_json::from_slice(body).unwrap();
+    assert_eq!(alert["kind"], "sends_failing");
+    assert_eq!(alert["integration"], "acme-fb");
+    assert_eq!(alert["tenant"], "acme");
+    assert!(!String::from_utf8_lossy(body).contains(TOKEN));
+}
