@@ -32,6 +32,12 @@ fn page2(id: &str) -> Value {
     })
 }
 
+/// `POST /api/v1/integrations` with the admin token.
+async fn create(desk: &Desk, body: Value) -> (u16, Value) {
+    desk.request(Method::POST, "/integrations", Some(body), "admin")
+        .await
+}
+
 fn page2_message(psid: &str, mid: &str, text: &str) -> Vec<u8> {
     page_body_for("PAGE_2", psid, mid, text)
 }
@@ -77,14 +83,7 @@ async fn an_integration_created_changed_and_deleted_through_the_api_applies_at_o
         404
     );
 
-    let (status, body) = desk
-        .request(
-            Method::POST,
-            "/integrations",
-            Some(page2("acme-fb2")),
-            "admin",
-        )
-        .await;
+    let (status, body) = create(&desk, page2("acme-fb2")).await;
     assert_eq!(status, 201, "{body}");
     assert_eq!(body["access_token"], "****9876", "write-only: {body}");
     assert_eq!(body["origin"], "api");
@@ -124,21 +123,12 @@ async fn an_integration_created_changed_and_deleted_through_the_api_applies_at_o
     );
 
     // The same id again, or an invalid one: refused with the reason.
-    let (status, _) = desk
-        .request(
-            Method::POST,
-            "/integrations",
-            Some(page2("acme-fb2")),
-            "admin",
-        )
-        .await;
+    let (status, _) = create(&desk, page2("acme-fb2")).await;
     assert_eq!(status, 409);
     let mut bad = page2("acme-fb3");
     bad["assistant"] = json!("nobody");
     bad["account_id"] = json!("PAGE_3");
-    let (status, body) = desk
-        .request(Method::POST, "/integrations", Some(bad), "admin")
-        .await;
+    let (status, body) = create(&desk, bad).await;
     assert_eq!(status, 422);
     assert!(
         body["error"]
@@ -147,14 +137,7 @@ async fn an_integration_created_changed_and_deleted_through_the_api_applies_at_o
             .contains("assistant: no assistant"),
         "{body}"
     );
-    let (status, body) = desk
-        .request(
-            Method::POST,
-            "/integrations",
-            Some(json!({"id": "x", "colour": "red"})),
-            "admin",
-        )
-        .await;
+    let (status, body) = create(&desk, json!({"id": "x", "colour": "red"})).await;
     assert_eq!(status, 422, "{body}");
 
     // Disabled: recorded, not answered; enabled again: answered.
@@ -252,14 +235,7 @@ async fn an_integration_created_changed_and_deleted_through_the_api_applies_at_o
 async fn without_a_key_ring_no_token_is_stored() {
     std::env::remove_var("SWITCHBOARD_KEYS");
     let desk = Desk::start(0, "").await;
-    let (status, body) = desk
-        .request(
-            Method::POST,
-            "/integrations",
-            Some(page2("acme-fb2")),
-            "admin",
-        )
-        .await;
+    let (status, body) = create(&desk, page2("acme-fb2")).await;
     assert_eq!(status, 422);
     assert!(
         body["error"].as_str().unwrap().contains("SWITCHBOARD_KEYS"),
@@ -271,14 +247,7 @@ async fn without_a_key_ring_no_token_is_stored() {
 async fn rotate_keys_seals_again_under_the_newest_key() {
     keys(KEY1);
     let desk = Desk::start(0, "").await;
-    let (status, _) = desk
-        .request(
-            Method::POST,
-            "/integrations",
-            Some(page2("acme-fb2")),
-            "admin",
-        )
-        .await;
+    let (status, _) = create(&desk, page2("acme-fb2")).await;
     assert_eq!(status, 201);
     let config = desk.dir.path().join("rotate.toml");
     std::fs::write(
@@ -816,22 +785,26 @@ mod connect {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn replies_that_keep_failing_raise_one_signed_webhook_alert() {
     // A receiver for the alert webhook.
-    let got: Arc<std::sync::Mutex<Vec<(String, Vec<u8>)>>> = Arc::default();
+    // (signature header, body) of each alert received.
+    type Received = std::sync::Mutex<Vec<(String, Vec<u8>)>>;
+    let got: Arc<Received> = Arc::default();
     let seen = got.clone();
     let app = axum::Router::new().route(
         "/alerts",
-        axum::routing::post(move |headers: axum::http::HeaderMap, body: axum::body::Bytes| {
-            let seen = seen.clone();
-            async move {
-                let sig = headers
-                    .get("x-switchboard-signature")
-                    .and_then(|v| v.to_str().ok())
-                    .unwrap_or_default()
-                    .to_string();
-                seen.lock().unwrap().push((sig, body.to_vec()));
-                "ok"
-            }
-        }),
+        axum::routing::post(
+            move |headers: axum::http::HeaderMap, body: axum::body::Bytes| {
+                let seen = seen.clone();
+                async move {
+                    let sig = headers
+                        .get("x-switchboard-signature")
+                        .and_then(|v| v.to_str().ok())
+                        .unwrap_or_default()
+                        .to_string();
+                    seen.lock().unwrap().push((sig, body.to_vec()));
+                    "ok"
+                }
+            },
+        ),
     );
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let hook = format!("http://{}/alerts", listener.local_addr().unwrap());
@@ -840,7 +813,12 @@ async fn replies_that_keep_failing_raise_one_signed_webhook_alert() {
     let settings = format!("alert_webhook = \"{hook}\"");
     let desk = Desk::start_with(0, &settings, tail).await;
     desk.graph.sim.set_faults(Faults {
-        next: [Fault::WindowClosed, Fault::WindowClosed, Fault::WindowClosed].into(),
+        next: [
+            Fault::WindowClosed,
+            Fault::WindowClosed,
+            Fault::WindowClosed,
+        ]
+        .into(),
         ..Faults::default()
     });
     for (psid, mid) in [("F1", "f1"), ("F2", "f2"), ("F3", "f3")] {

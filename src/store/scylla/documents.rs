@@ -6,7 +6,7 @@ use futures_util::TryStreamExt;
 use scylla::client::session::Session;
 use scylla::statement::prepared::PreparedStatement;
 
-use super::{corrupt, unavailable};
+use super::{corrupt, has_row, read_revision, unavailable};
 use crate::clock::now_ms;
 use crate::store::{DocumentRecord, StoreError, TenantKeyRecord};
 
@@ -105,16 +105,7 @@ impl DocumentStatements {
         assistant: &str,
         id: &str,
     ) -> Result<bool, StoreError> {
-        let found = session
-            .execute_unpaged(&self.select_one, (assistant, id))
-            .await
-            .map_err(unavailable)?
-            .into_rows_result()
-            .map_err(corrupt)?
-            .rows::<(String,)>()
-            .map_err(corrupt)?
-            .any(|row| row.is_ok_and(|(found,)| found == id));
-        if !found {
+        if !has_row(session, &self.select_one, (assistant, id), id).await? {
             return Ok(false);
         }
         session
@@ -126,18 +117,7 @@ impl DocumentStatements {
     }
 
     pub(super) async fn revision(&self, session: &Session) -> Result<u64, StoreError> {
-        let row = session
-            .execute_unpaged(&self.revision, (0i32,))
-            .await
-            .map_err(unavailable)?
-            .into_rows_result()
-            .map_err(corrupt)?
-            .maybe_first_row::<(Option<i64>,)>()
-            .map_err(corrupt)?;
-        Ok(row
-            .and_then(|(r,)| r)
-            .and_then(|r| u64::try_from(r).ok())
-            .unwrap_or(0))
+        read_revision(session, &self.revision, (0i32,)).await
     }
 
     pub(super) async fn put_key(

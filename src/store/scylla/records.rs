@@ -6,7 +6,7 @@ use futures_util::TryStreamExt;
 use scylla::client::session::Session;
 use scylla::statement::prepared::PreparedStatement;
 
-use super::{corrupt, unavailable};
+use super::{corrupt, has_row, read_revision, unavailable};
 use crate::store::{RecordKind, StoreError};
 
 pub(super) struct RecordStatements {
@@ -112,16 +112,7 @@ impl RecordStatements {
         kind: RecordKind,
         key: &str,
     ) -> Result<bool, StoreError> {
-        let found = session
-            .execute_unpaged(&self.select_one, (kind.as_str(), key))
-            .await
-            .map_err(unavailable)?
-            .into_rows_result()
-            .map_err(corrupt)?
-            .rows::<(String,)>()
-            .map_err(corrupt)?
-            .any(|row| row.is_ok_and(|(k,)| k == key));
-        if !found {
+        if !has_row(session, &self.select_one, (kind.as_str(), key), key).await? {
             return Ok(false);
         }
         session
@@ -137,18 +128,7 @@ impl RecordStatements {
         session: &Session,
         kind: RecordKind,
     ) -> Result<u64, StoreError> {
-        let row = session
-            .execute_unpaged(&self.revision, (kind.as_str(),))
-            .await
-            .map_err(unavailable)?
-            .into_rows_result()
-            .map_err(corrupt)?
-            .maybe_first_row::<(Option<i64>,)>()
-            .map_err(corrupt)?;
-        Ok(row
-            .and_then(|(r,)| r)
-            .and_then(|r| u64::try_from(r).ok())
-            .unwrap_or(0))
+        read_revision(session, &self.revision, (kind.as_str(),)).await
     }
 
     /// Deletes every conversation of `integration` with its rows and its
