@@ -41,6 +41,42 @@ pub struct Linked {
     pub id: String,
 }
 
+/// A WhatsApp phone number of a WhatsApp Business Account.
+#[derive(Debug, Clone, Deserialize)]
+pub struct Number {
+    pub id: String,
+    #[serde(default)]
+    pub display_phone_number: String,
+    #[serde(default)]
+    pub verified_name: String,
+    #[serde(skip)]
+    pub waba: String,
+}
+
+#[derive(Deserialize)]
+struct Numbers {
+    #[serde(default)]
+    data: Vec<Number>,
+}
+
+#[derive(Deserialize)]
+struct Debugged {
+    data: DebuggedData,
+}
+
+#[derive(Deserialize)]
+struct DebuggedData {
+    #[serde(default)]
+    granular_scopes: Vec<Granular>,
+}
+
+#[derive(Deserialize)]
+struct Granular {
+    scope: String,
+    #[serde(default)]
+    target_ids: Vec<String>,
+}
+
 #[derive(Deserialize)]
 struct Accounts {
     #[serde(default)]
@@ -122,15 +158,68 @@ impl MetaClient<'_> {
         Ok(a.data)
     }
 
+    /// The WhatsApp numbers the user's token may use: the WhatsApp
+    /// Business Accounts its `whatsapp_business_management` scope names
+    /// (`debug_token`'s `granular_scopes`), then their phone numbers.
+    pub async fn whatsapp_numbers(&self, user: &Secret) -> Result<Vec<Number>, MetaError> {
+        let app_token = format!("{}|{}", self.app_id, self.app_secret);
+        let d: Debugged = self
+            .get(
+                "debug_token",
+                &[("input_token", user.expose()), ("access_token", &app_token)],
+            )
+            .await?;
+        let mut wabas: Vec<String> = d
+            .data
+            .granular_scopes
+            .into_iter()
+            .filter(|g| g.scope == "whatsapp_business_management")
+            .flat_map(|g| g.target_ids)
+            .collect();
+        wabas.sort();
+        wabas.dedup();
+        let mut numbers = Vec::new();
+        for waba in wabas {
+            let n: Numbers = self
+                .get(
+                    &format!("{waba}/phone_numbers"),
+                    &[
+                        ("fields", "id,display_phone_number,verified_name"),
+                        ("access_token", user.expose()),
+                    ],
+                )
+                .await?;
+            numbers.extend(n.data.into_iter().map(|mut x| {
+                x.waba = waba.clone();
+                x
+            }));
+        }
+        Ok(numbers)
+    }
+
+    /// Subscribes the app to a WhatsApp Business Account's webhooks.
+    pub async fn subscribe_waba(&self, waba: &str, user: &Secret) -> Result<(), MetaError> {
+        self.subscribe_to(waba, &[("access_token", user.expose())])
+            .await
+    }
+
     /// Subscribes the app to a Page's webhook fields.
     pub async fn subscribe(&self, page: &Page) -> Result<(), MetaError> {
-        let r = self
-            .http
-            .post(self.url(&format!("{}/subscribed_apps", page.id)))
-            .query(&[
+        self.subscribe_to(
+            &page.id,
+            &[
                 ("subscribed_fields", PAGE_FIELDS),
                 ("access_token", page.access_token.expose()),
-            ])
+            ],
+        )
+        .await
+    }
+
+    async fn subscribe_to(&self, node: &str, query: &[(&str, &str)]) -> Result<(), MetaError> {
+        let r = self
+            .http
+            .post(self.url(&format!("{node}/subscribed_apps")))
+            .query(query)
             .send()
             .await
             .map_err(|e| MetaError::Unreachable(e.without_url().to_string()))?;

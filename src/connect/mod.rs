@@ -12,7 +12,10 @@
 //! 4. `POST /connect/meta/pages` creates (or, for an account already
 //!    connected, gives a new token to, keeping settings and history) one
 //!    integration per Page and per linked Instagram account, and subscribes
-//!    the app to each Page's webhook fields.
+//!    the app to each Page's webhook fields. With WhatsApp asked for, the
+//!    numbers of the WhatsApp Business Accounts the token may manage are
+//!    offered too, connected with the long-lived token, and their accounts
+//!    subscribed.
 
 mod meta;
 pub mod page;
@@ -193,6 +196,19 @@ struct Session {
     channels: Vec<ChannelKind>,
     expires_ms: u64,
     pages: Vec<PendingPage>,
+    /// WhatsApp numbers, used with the long-lived user token.
+    #[serde(default)]
+    numbers: Vec<PendingNumber>,
+    /// The long-lived user token, sealed (when there are numbers).
+    #[serde(default)]
+    user_token: Option<String>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct PendingNumber {
+    id: String,
+    name: String,
+    waba: String,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -247,14 +263,21 @@ async fn callback(
         );
     };
     let meta = s.meta(app);
-    let pages = async {
+    let wants_whatsapp = grant.channels.contains(&ChannelKind::Whatsapp);
+    let found = async {
         let user = meta.exchange_code(code, &s.redirect_uri()).await?;
         let long = meta.long_lived(&user).await?;
-        meta.pages(&long).await
+        let pages = meta.pages(&long).await?;
+        let numbers = if wants_whatsapp {
+            meta.whatsapp_numbers(&long).await?
+        } else {
+            Vec::new()
+        };
+        Ok::<_, meta::MetaError>((long, pages, numbers))
     }
     .await;
-    let pages = match pages {
-        Ok(p) => p,
+    let (long, pages, numbers) = match found {
+        Ok(found) => found,
         Err(e) => {
             tracing::warn!(tenant = %grant.tenant, error = %e, "Connect flow: Meta refused");
             return page::error(StatusCode::BAD_GATEWAY, &e.to_string());
@@ -277,12 +300,36 @@ async fn callback(
             token,
         });
     }
+    let user_token = if numbers.is_empty() {
+        None
+    } else {
+        match keys.seal(long.expose(), session_binding(&grant.tenant, &session_id)) {
+            Ok(t) => Some(t),
+            Err(_) => {
+                return page::error(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "A token could not be sealed.",
+                )
+            }
+        }
+    };
     let session = Session {
         tenant: grant.tenant.clone(),
         assistant: grant.assistant.clone(),
         channels: grant.channels.clone(),
         expires_ms: grant.expires_ms,
         pages: pending,
+        numbers: numbers
+            .into_iter()
+            .map(|n| PendingNumber {
+                name: format!("{} {}", n.verified_name, n.display_phone_number)
+                    .trim()
+                    .to_string(),
+                id: n.id,
+                waba: n.waba,
+            })
+            .collect(),
+        user_token,
     };
     let stored = match serde_json::to_vec(&session) {
         Ok(bytes) => {
@@ -300,10 +347,16 @@ async fn callback(
             "The server could not keep your choice; try again.",
         );
     }
+    let wants_pages = session
+        .channels
+        .iter()
+        .any(|c| matches!(c, ChannelKind::Messenger | ChannelKind::Instagram));
     let choices: Vec<page::Choice> = session
         .pages
         .iter()
+        .filter(|_| wants_pages)
         .map(|p| page::Choice {
+            field: "page",
             id: &p.id,
             name: &p.name,
             instagram: p
@@ -311,6 +364,12 @@ async fn callback(
                 .as_deref()
                 .filter(|_| session.channels.contains(&ChannelKind::Instagram)),
         })
+        .chain(session.numbers.iter().map(|n| page::Choice {
+            field: "number",
+            id: &n.id,
+            name: &n.name,
+            instagram: None,
+        }))
         .collect();
     page::pick(&session.tenant, &session_id, &choices)
 }
@@ -394,6 +453,47 @@ async fn pick(State(s): State<Arc<Connect>>, Form(form): Form<Vec<(String, Strin
             ));
         }
     }
+    let numbers: Vec<&PendingNumber> = session
+        .numbers
+        .iter()
+        .filter(|n| form.iter().any(|(k, v)| k == "number" && *v == n.id))
+        .collect();
+    if !numbers.is_empty() {
+        let user = session.user_token.as_deref().and_then(|t| {
+            keys.open(t, session_binding(&session.tenant, &session_id))
+                .ok()
+        });
+        match user {
+            None => failed.push("WhatsApp: the token could not be read".into()),
+            Some(user) => {
+                let mut subscribed: Vec<&str> = Vec::new();
+                for n in numbers {
+                    match connect_account(
+                        &s.ctx,
+                        &session,
+                        app,
+                        ChannelKind::Whatsapp,
+                        &n.id,
+                        &user,
+                    )
+                    .await
+                    {
+                        Ok(outcome) => connected.push(format!("{} (whatsapp): {outcome}", n.name)),
+                        Err(why) => failed.push(format!("{} (whatsapp): {why}", n.name)),
+                    }
+                    if !subscribed.contains(&n.waba.as_str()) {
+                        subscribed.push(&n.waba);
+                        if let Err(e) = meta.subscribe_waba(&n.waba, &user).await {
+                            failed.push(format!(
+                                "{}: webhooks not subscribed ({e}); connect it again",
+                                n.name
+                            ));
+                        }
+                    }
+                }
+            }
+        }
+    }
     tracing::info!(tenant = %session.tenant, connected = connected.len(), failed = failed.len(), "Connect flow finished");
     page::done(&connected, &failed)
 }
@@ -421,6 +521,7 @@ async fn connect_account(
     }
     let short = match channel {
         ChannelKind::Instagram => "ig",
+        ChannelKind::Whatsapp => "wa",
         _ => "fb",
     };
     let base: String = format!("{}-{short}-{account}", session.tenant)

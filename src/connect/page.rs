@@ -46,6 +46,8 @@ pub fn error(status: StatusCode, message: &str) -> Response {
 
 /// One Page the person may connect.
 pub struct Choice<'a> {
+    /// The form field: `page` or `number`.
+    pub field: &'static str,
     pub id: &'a str,
     pub name: &'a str,
     pub instagram: Option<&'a str>,
@@ -56,7 +58,7 @@ pub fn pick(tenant: &str, session: &str, choices: &[Choice<'_>]) -> Response {
     if choices.is_empty() {
         return error(
             StatusCode::OK,
-            "Your Facebook account manages no Page this app may use. Check the Pages you chose in Facebook's dialog, then start again.",
+            "Your Facebook account manages no Page or WhatsApp number this app may use. Check what you chose in Facebook's dialog, then start again.",
         );
     }
     let mut items = String::new();
@@ -66,18 +68,19 @@ pub fn pick(tenant: &str, session: &str, choices: &[Choice<'_>]) -> Response {
             .map(|i| format!(" (and its Instagram account {})", escape(i)))
             .unwrap_or_default();
         items.push_str(&format!(
-            "<label><input type=\"checkbox\" name=\"page\" value=\"{id}\" checked> {name}{ig}</label>",
+            "<label><input type=\"checkbox\" name=\"{field}\" value=\"{id}\" checked> {name}{ig}</label>",
+            field = c.field,
             id = escape(c.id),
             name = escape(c.name)
         ));
     }
     Html(document(
-        "Choose the Pages to connect",
+        "Choose what to connect",
         &format!(
             "<p>These Pages will be answered by {tenant}'s assistant.</p>\
              <form method=\"post\" action=\"/connect/meta/pages\">\
              <input type=\"hidden\" name=\"session\" value=\"{session}\">\
-             <fieldset><legend>Pages</legend>{items}</fieldset>\
+             <fieldset><legend>Pages and numbers</legend>{items}</fieldset>\
              <button type=\"submit\">Connect</button></form>",
             tenant = escape(tenant),
             session = escape(session)

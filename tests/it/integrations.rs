@@ -742,6 +742,72 @@ mod connect {
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_business_connects_its_whatsapp_number_and_its_customers_are_answered() {
+        let desk = desk().await;
+        let (status, body) = desk
+            .post(
+                "/tenants/acme/connect",
+                json!({"assistant": "support", "channels": ["whatsapp"]}),
+            )
+            .await;
+        assert_eq!(status, 201, "{body}");
+        let meta = dialog(&desk, body["url"].as_str().unwrap()).await;
+        let scopes: Vec<&str> = meta["scope"].split(',').collect();
+        assert!(
+            scopes.contains(&"whatsapp_business_messaging"),
+            "{scopes:?}"
+        );
+        assert!(
+            !scopes.contains(&"pages_messaging"),
+            "least scopes: {scopes:?}"
+        );
+        let (status, html) = callback(&desk, "wa1", &meta["state"]).await;
+        assert_eq!(status, 200, "{html}");
+        assert!(
+            html.contains("name=\"number\" value=\"PHONE_C1\""),
+            "{html}"
+        );
+        assert!(
+            !html.contains("PAGE_C1"),
+            "no Pages when only WhatsApp was asked: {html}"
+        );
+        let session = session_of(&html);
+        let url = format!("http://{}/connect/meta/pages", desk.engine.addr);
+        let r = browser()
+            .post(url)
+            .form(&[("session", session.as_str()), ("number", "PHONE_C1")])
+            .send()
+            .await
+            .unwrap();
+        let html = r.text().await.unwrap();
+        assert!(html.contains("connected as acme-wa-phone_c1"), "{html}");
+        let subscribed: Value =
+            reqwest::get(format!("http://{}/_sim/connect", desk.graph.sim.addr))
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+        assert_eq!(subscribed["subscribed"][0][0], "WABA_C1", "{subscribed}");
+        // A customer of the number is answered, with the long-lived token.
+        let ts = (switchboard::clock::now_ms() / 1000).to_string();
+        desk.post_meta(json!({
+            "object": "whatsapp_business_account",
+            "entry": [{"id": "WABA_C1", "changes": [{"field": "messages", "value": {
+                "messaging_product": "whatsapp",
+                "metadata": {"display_phone_number": "15550100", "phone_number_id": "PHONE_C1"},
+                "contacts": [{"profile": {"name": "Ana"}, "wa_id": "15551234567"}],
+                "messages": [{"from": "15551234567", "id": "wamid.C1", "timestamp": ts, "type": "text", "text": {"body": "hours?"}}]
+            }}]}]
+        }))
+        .await;
+        assert_eq!(
+            desk.graph.answers("15551234567", 1).await,
+            ["We're open 9-5."]
+        );
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn tampered_expired_and_foreign_links_are_refused() {
         let desk = desk().await;
         let link = link(&desk).await;

@@ -52,6 +52,7 @@ pub(super) fn routes() -> axum::Router<Arc<SimState>> {
         .route("/{v}/oauth/access_token", get(access_token))
         .route("/{v}/me/accounts", get(accounts))
         .route("/{v}/{page}/subscribed_apps", post(subscribe))
+        .route("/{v}/{page}/phone_numbers", get(phone_numbers))
         .route("/_sim/tokens", post(control))
         .route("/_sim/connect", get(connect_calls))
 }
@@ -127,7 +128,11 @@ async fn subscribe(
             .and_then(|v| v.strip_prefix("Bearer "))
             .map(str::to_string)
     });
-    if !token.is_some_and(|t| t.starts_with(&format!("EAAP-{page}-"))) {
+    let allowed = token.is_some_and(|t| {
+        t.starts_with(&format!("EAAP-{page}-"))
+            || (page.starts_with("WABA") && t.starts_with("EAAL"))
+    });
+    if !allowed {
         return oauth_error("(#210) A page access token is required to request this resource.");
     }
     let fields = q.get("subscribed_fields").cloned().unwrap_or_default();
@@ -187,8 +192,32 @@ async fn debug_token(
             "is_valid": true,
             "expires_at": other.and_then(|f| f.expires_in).map_or(0, |s| now + s),
             "data_access_expires_at": now + 90 * 86_400,
-            "scopes": ["pages_messaging", "pages_manage_metadata", "pages_show_list"],
+            "scopes": ["pages_messaging", "pages_manage_metadata", "pages_show_list",
+                       "whatsapp_business_management", "whatsapp_business_messaging"],
+            // A user's token names the WhatsApp Business Account it may use.
+            "granular_scopes": if input.starts_with("EAAP") { json!([]) } else { json!([
+                {"scope": "whatsapp_business_management", "target_ids": ["WABA_C1"]},
+                {"scope": "whatsapp_business_messaging", "target_ids": ["WABA_C1"]}
+            ]) },
         }),
     };
     Json(json!({ "data": data })).into_response()
+}
+
+/// A WhatsApp Business Account's phone numbers (a long-lived user token).
+async fn phone_numbers(
+    axum::extract::Path((_, waba)): axum::extract::Path<(String, String)>,
+    Query(q): Query<HashMap<String, String>>,
+) -> Response {
+    if !q.get("access_token").is_some_and(|t| t.starts_with("EAAL")) {
+        return oauth_error("(#200) Permissions error");
+    }
+    if waba != "WABA_C1" {
+        return Json(json!({"data": []})).into_response();
+    }
+    Json(json!({"data": [
+        {"id": "PHONE_C1", "display_phone_number": "+1 555-0100", "verified_name": "Acme Support",
+         "quality_rating": "GREEN", "code_verification_status": "VERIFIED"}
+    ]}))
+    .into_response()
 }
