@@ -909,3 +909,26 @@ async fn replies_that_keep_failing_raise_one_signed_webhook_alert() {
     assert_eq!(alert["tenant"], "acme");
     assert!(!String::from_utf8_lossy(body).contains(TOKEN));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reply_waiting_for_its_delay_is_not_sent_once_the_integration_is_deleted() {
+    keys(KEY1);
+    let desk = Desk::start(0, "").await;
+    let mut body = page2("acme-fb2");
+    body["response_delay_ms"] = json!(1500);
+    assert_eq!(create(&desk, body).await.0, 201);
+    let url = format!("http://{}/webhooks/meta/main", desk.engine.addr);
+    let status = post_webhook(&url, page2_message("D1", "d1", "hours?"), Some(APP_SECRET)).await;
+    assert_eq!(status, 200);
+    // The turn is planned (typing shown), the reply waits for its delay.
+    desk.graph
+        .wait_for("typing for D1", |calls| calls.iter().any(|c| c.recipient() == "D1"))
+        .await;
+    let (status, _) = desk
+        .request(Method::DELETE, "/integrations/acme-fb2?history=purge", None, "admin")
+        .await;
+    assert_eq!(status, 200);
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    assert!(desk.graph.texts_to("D1").is_empty(), "nothing sent after the delete");
+    assert_eq!(desk.get("/conversations/acme-fb2:D1").await.0, 404, "purged for good");
+}

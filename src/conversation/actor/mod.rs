@@ -295,6 +295,15 @@ async fn drive(state: &mut ConversationState) -> Result<(), ActorProcessingErr> 
     let Some(conv) = state.conversation.as_mut() else {
         return Ok(());
     };
+    if !state.args.ctx.integrations.contains_key(conv.integration_id()) {
+        // Deleted: nothing more goes out for it. Not written either (its
+        // history may have been purged; kept, it shows the turn as it was).
+        if conv.integration_gone(now) {
+            tracing::info!(conversation = %state.args.id, "Integration deleted; what was waiting to be sent is not sent");
+        }
+        generate::stop(state);
+        return Ok(());
+    }
     if conv.auto_resume(now) {
         tracing::info!(conversation = %state.args.id, "Takeover timer fired; the AI answers again");
     }

@@ -188,6 +188,25 @@ impl Conversation {
         self.dirty = true;
     }
 
+    /// The integration was deleted: the pending turn and every unsent part
+    /// (a person's too) are cancelled. `true` when anything was.
+    pub(in crate::conversation) fn integration_gone(&mut self, now_ms: u64) -> bool {
+        let anything = !self.record.pending.is_empty() || !self.record.outbox.is_empty();
+        self.record.pending = Vec::new();
+        self.record.comments = Vec::new();
+        self.record.reply_due_ms = None;
+        self.record.typing_refresh_ms = None;
+        while !self.record.outbox.is_empty() {
+            let item = take_first(&mut self.record.outbox);
+            self.settle(&item, MessageStatus::Cancelled, None, None, now_ms);
+        }
+        self.record.outbox_retry_ms = None;
+        if anything {
+            self.dirty = true;
+        }
+        anything
+    }
+
     /// The AI answers again.
     pub(in crate::conversation) fn end_takeover(&mut self) {
         self.record.mode = Mode::Ai;
