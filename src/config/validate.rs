@@ -8,10 +8,11 @@ use std::net::SocketAddr;
 
 use std::time::Duration;
 
-use super::{
-    AssistantConfig, AssistantKind, BusKind, ChannelKind, Config, IntegrationConfig, OnFailure,
-    ResponseDelay, StoreKind,
-};
+mod integration;
+
+use integration::{connect, integration_texts, integration_timing};
+
+use super::{AssistantConfig, AssistantKind, BusKind, ChannelKind, Config, OnFailure, StoreKind};
 
 /// Shortest admin token `serve` accepts on a listener other than loopback.
 pub const MIN_ADMIN_TOKEN: usize = 24;
@@ -457,105 +458,6 @@ fn integrations(
         }
         integration_timing(g, &key, e);
         integration_texts(g, &key, e);
-    }
-}
-
-fn integration_timing(g: &IntegrationConfig, key: &impl Fn(&str) -> String, e: &mut Errors) {
-    if g.dedup_window.as_secs() < 60 {
-        e.add(
-            key("dedup_window"),
-            "must be a duration of at least one minute, like \"7d\"",
-        );
-    }
-    if g.auto_resume_after
-        .is_some_and(|d| d.is_zero() || d.as_secs() > 7 * 86_400)
-    {
-        e.add(
-            key("auto_resume_after"),
-            "must be \"off\" or a duration up to 7 days, like \"30m\"",
-        );
-    }
-    if g.expire_after.as_secs() < 60 {
-        e.add(
-            key("expire_after"),
-            "must be a duration of at least one minute, like \"30d\"",
-        );
-    }
-    match g.response_delay_ms {
-        ResponseDelay::Fixed(ms) if ms > 86_400_000 => {
-            e.add(key("response_delay_ms"), "must be at most one day");
-        }
-        ResponseDelay::Range([lo, hi]) if lo > hi || hi > 86_400_000 => {
-            e.add(
-                key("response_delay_ms"),
-                "must be [min, max] with min <= max <= one day",
-            );
-        }
-        _ => {}
-    }
-}
-
-fn integration_texts(g: &IntegrationConfig, key: &impl Fn(&str) -> String, e: &mut Errors) {
-    for (field, value) in [
-        ("away_message", &g.away_message),
-        ("greeting", &g.greeting),
-        ("get_started_payload", &g.get_started_payload),
-        ("welcome_message", &g.welcome_message),
-        ("whatsapp_template", &g.whatsapp_template),
-    ] {
-        if value.as_ref().is_some_and(|v| v.trim().is_empty()) {
-            e.add(key(field), "must not be empty when set");
-        }
-    }
-    if g.greeting.as_ref().is_some_and(|v| v.chars().count() > 160) {
-        e.add(
-            key("greeting"),
-            "must be at most 160 characters (Messenger's limit)",
-        );
-    }
-    if g.get_started_payload
-        .as_ref()
-        .is_some_and(|v| v.len() > 1000)
-    {
-        e.add(
-            key("get_started_payload"),
-            "must be at most 1000 characters",
-        );
-    }
-    if g.welcome_message.is_some() && g.get_started_payload.is_none() {
-        e.add(
-            key("welcome_message"),
-            "needs get_started_payload (it answers the Get Started postback)",
-        );
-    }
-    if (g.greeting.is_some() || g.get_started_payload.is_some())
-        && g.channel != ChannelKind::Messenger
-    {
-        e.add(
-            key("greeting"),
-            "greeting and get_started_payload are Messenger settings",
-        );
-    }
-}
-
-fn connect(c: &Config, e: &mut Errors) {
-    let k = &c.connect;
-    if k.public_url.is_empty() {
-        return;
-    }
-    if !(k.public_url.starts_with("https://") || k.public_url.starts_with("http://")) {
-        e.add("connect.public_url", "must be an http(s) URL");
-    }
-    match c.apps.iter().find(|a| a.id == k.app) {
-        None => e.add("connect.app", &format!("no app with id \"{}\"", k.app)),
-        Some(a) if a.meta_app_id.is_none() => e.add(
-            "connect.app",
-            &format!(
-                "app \"{}\" needs its meta_app_id for the connect flow",
-                k.app
-            ),
-        ),
-        Some(_) => {}
     }
 }
 

@@ -3,9 +3,11 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod admin;
+mod alerts;
 mod assistant;
 mod bus_conformance;
 mod channels;
+mod connect;
 mod cql_server;
 mod crash;
 mod delivery;

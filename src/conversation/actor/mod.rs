@@ -295,7 +295,12 @@ async fn drive(state: &mut ConversationState) -> Result<(), ActorProcessingErr> 
     let Some(conv) = state.conversation.as_mut() else {
         return Ok(());
     };
-    if !state.args.ctx.integrations.contains_key(conv.integration_id()) {
+    if !state
+        .args
+        .ctx
+        .integrations
+        .contains_key(conv.integration_id())
+    {
         // Deleted: nothing more goes out for it. Not written either (its
         // history may have been purged; kept, it shows the turn as it was).
         if conv.integration_gone(now) {

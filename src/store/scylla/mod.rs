@@ -14,6 +14,7 @@
 mod counters;
 mod documents;
 mod records;
+mod rows;
 mod schema;
 mod statements;
 mod turn;
@@ -35,6 +36,7 @@ use super::{
 };
 use crate::config::ScyllaConfig;
 use counters::Counters;
+use rows::{has_row, read_revision};
 use schema::{apply_schema, connect};
 pub use schema::{apply_statements, migrate, schema_statements, SCHEMA};
 use statements::{prepare, Statements};
@@ -52,46 +54,6 @@ fn unavailable(e: impl std::fmt::Display) -> StoreError {
 
 fn corrupt(e: impl std::fmt::Display) -> StoreError {
     StoreError::Corrupt(e.to_string())
-}
-
-/// Whether `statement` (a `SELECT` of one text column) returns a row whose
-/// column is `expected` (compared here too: a server that ignores the key
-/// restriction must not make another row count).
-async fn has_row(
-    session: &Session,
-    statement: &PreparedStatement,
-    values: impl SerializeRow,
-    expected: &str,
-) -> Result<bool, StoreError> {
-    Ok(session
-        .execute_unpaged(statement, values)
-        .await
-        .map_err(unavailable)?
-        .into_rows_result()
-        .map_err(corrupt)?
-        .rows::<(String,)>()
-        .map_err(corrupt)?
-        .any(|row| row.is_ok_and(|(found,)| found == expected)))
-}
-
-/// The revision `statement` (a `SELECT revision ...`) reads; 0 when none.
-async fn read_revision(
-    session: &Session,
-    statement: &PreparedStatement,
-    values: impl SerializeRow,
-) -> Result<u64, StoreError> {
-    let row = session
-        .execute_unpaged(statement, values)
-        .await
-        .map_err(unavailable)?
-        .into_rows_result()
-        .map_err(corrupt)?
-        .maybe_first_row::<(Option<i64>,)>()
-        .map_err(corrupt)?;
-    Ok(row
-        .and_then(|(r,)| r)
-        .and_then(|r| u64::try_from(r).ok())
-        .unwrap_or(0))
 }
 
 pub struct ScyllaStore {
