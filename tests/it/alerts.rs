@@ -173,16 +173,14 @@ async fn replies_that_keep_failing_raise_one_signed_webhook_alert() {
     let tail = "\n[alerts]\nwebhook_secret = \"alert-signing-secret\"\nfailed_sends = 2\n";
     let settings = format!("alert_webhook = \"{hook}\"");
     let desk = Desk::start_with(0, &settings, tail).await;
+    // Every call fails: each reply waits in the outbox and is tried again.
+    // (A closed window is the customer's silence, never counted.)
     desk.graph.sim.set_faults(Faults {
-        next: [
-            Fault::WindowClosed,
-            Fault::WindowClosed,
-            Fault::WindowClosed,
-        ]
-        .into(),
+        next: [Fault::WindowClosed, Fault::WindowClosed].into(),
+        server_error_rate: 1.0,
         ..Faults::default()
     });
-    for (psid, mid) in [("F1", "f1"), ("F2", "f2"), ("F3", "f3")] {
+    for (psid, mid) in [("F1", "f1"), ("F2", "f2"), ("F3", "f3"), ("F4", "f4")] {
         desk.customer(psid, mid, "hours?").await;
     }
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);

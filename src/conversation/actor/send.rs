@@ -111,7 +111,11 @@ pub(super) async fn flush_outbox(state: &mut ConversationState) -> Result<(), Ac
                             .raise(integration, AlertKind::TokenExpired, reason.to_string());
                     }
                 } else {
-                    ctx.alerts.send_failed(integration, &e.to_string());
+                    // A closed window is the customer's silence, not the
+                    // integration failing.
+                    if e.kind != SendErrorKind::WindowClosed {
+                        ctx.alerts.send_failed(integration, &e.to_string());
+                    }
                     tracing::warn!(conversation = %state.args.id, error = %e, "Reply refused by the platform");
                 }
                 conv.part_failed(&e.to_string(), now);
