@@ -118,6 +118,15 @@ pub async fn create(
         }
     }
     let config = parse(fields)?;
+    // A tenant's ids start with its name: whether another tenant's id
+    // exists can never be learned from a 409.
+    if let Caller::Tenant(t) = &caller {
+        if !config.id.starts_with(&format!("{t}-")) {
+            return Err(AdminError::Unprocessable(format!(
+                "id: an integration created with a tenant key has an id starting with \"{t}-\""
+            )));
+        }
+    }
     if ctx.integrations.contains_key(&config.id) {
         return Err(AdminError::Conflict(format!(
             "an integration with id {:?} exists",

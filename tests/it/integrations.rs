@@ -338,6 +338,18 @@ async fn a_tenant_key_cannot_see_or_change_another_tenants_integrations() {
         )
         .await;
     assert_eq!(status, 404);
+    // Another tenant's id cannot be probed: a tenant's ids carry its name.
+    let mut probe = page2("acme-fb");
+    probe["tenant"] = json!("globex");
+    probe["assistant"] = json!("globex-bot");
+    let (status, body) = desk
+        .request(Method::POST, "/integrations", Some(probe), &key)
+        .await;
+    assert_eq!(status, 422, "{body}");
+    assert!(body["error"]
+        .as_str()
+        .unwrap()
+        .contains("starting with \"globex-\""));
     // Another tenant's: as if it did not exist.
     for (method, path) in [
         (Method::GET, "/integrations/acme-fb"),
