@@ -171,6 +171,12 @@ pub async fn update(
                     "tenant: cannot be changed".into(),
                 ))
             }
+            // Its conversations' customer ids belong to the channel.
+            "channel" if v != json!(current.channel) => {
+                return Err(AdminError::Unprocessable(
+                    "channel: cannot be changed (create another integration)".into(),
+                ))
+            }
             "origin" | "token" | "token_health" => {}
             _ => {
                 fields.insert(k, v);

@@ -181,6 +181,15 @@ async fn an_integration_created_changed_and_deleted_through_the_api_applies_at_o
         )
         .await;
     assert_eq!(status, 422, "the tenant cannot change");
+    let (status, _) = desk
+        .request(
+            Method::PATCH,
+            "/integrations/acme-fb2",
+            Some(json!({"channel": "whatsapp"})),
+            "admin",
+        )
+        .await;
+    assert_eq!(status, 422, "the channel cannot change");
 
     // No token in clear anywhere in the store's files.
     assert!(!any_file_contains(
