@@ -507,3 +507,89 @@ async fn a_reply_waiting_for_its_delay_is_not_sent_once_the_integration_is_delet
         "purged for good"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_log_line_carries_a_token_even_at_debug() {
+    let graph = GraphSim::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let port = crate::crash::free_port();
+    let config = dir.path().join("engine.toml");
+    std::fs::write(
+        &config,
+        config_toml(
+            dir.path(),
+            &graph.base_url(),
+            &format!("127.0.0.1:{port}"),
+            &format!("127.0.0.1:{}", crate::crash::free_port()),
+            0,
+        ),
+    )
+    .unwrap();
+    let log = dir.path().join("engine.log");
+    let engine = std::process::Command::new(env!("CARGO_BIN_EXE_switchboard"))
+        .args(["serve", "--config"])
+        .arg(&config)
+        .env("SWITCHBOARD_KEYS", KEY1)
+        .env("SWITCHBOARD_LOG", "debug")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    let mut engine = KillOnDrop(engine);
+    crate::crash::wait_ready(port).await;
+    let http = reqwest::Client::new();
+    let api = format!("http://127.0.0.1:{port}/api/v1");
+    let r = http
+        .post(format!("{api}/integrations"))
+        .bearer_auth("admin")
+        .json(&page2("acme-fb2"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    // Answered, then refused by Meta (190), then a new token, a bad PATCH.
+    let url = format!("http://127.0.0.1:{port}/webhooks/meta/main");
+    post_webhook(&url, page2_message("L1", "l1", "hours?"), Some(APP_SECRET)).await;
+    graph.answers("L1", 1).await;
+    graph
+        .sim
+        .set_faults(switchboard::tools::sim::faults::Faults {
+            token_expired_rate: 1.0,
+            ..Default::default()
+        });
+    post_webhook(&url, page2_message("L2", "l2", "hours?"), Some(APP_SECRET)).await;
+    post_webhook(
+        &url,
+        messages_body(&[("L3", "l3", "hours?")]),
+        Some(APP_SECRET),
+    )
+    .await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    for patch in [
+        json!({"access_token": "EAAGsecond-token-5555"}),
+        json!({"access_token": 12, "nonsense": true}),
+    ] {
+        http.patch(format!("{api}/integrations/acme-fb2"))
+            .bearer_auth("admin")
+            .json(&patch)
+            .send()
+            .await
+            .unwrap();
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    engine.kill();
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(
+        text.contains("Access token expired"),
+        "the 190 was logged: {text}"
+    );
+    for secret in [
+        SECRET_TOKEN,
+        "EAAGsecond-token-5555",
+        TOKEN,
+        APP_SECRET,
+        "admin\"",
+    ] {
+        assert!(!text.contains(secret), "{secret} in the log");
+    }
+}
