@@ -261,7 +261,9 @@ pub async fn message(
 }
 
 /// The JSON body, or `None` when there is none.
-fn parse_body<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<Option<T>, AdminError> {
+pub(super) fn parse_body<T: serde::de::DeserializeOwned>(
+    body: &[u8],
+) -> Result<Option<T>, AdminError> {
     if body.iter().all(u8::is_ascii_whitespace) {
         return Ok(None);
     }

@@ -8,12 +8,14 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::{Extension, Json};
 use serde_json::{json, Map, Value};
 
 use super::analytics::integrations_of;
+use super::conversations::parse_body;
 use super::keys::Caller;
 use super::AdminError;
 use crate::config::IntegrationConfig;
@@ -105,9 +107,9 @@ fn object(body: Value) -> Result<Map<String, Value>, AdminError> {
 pub async fn create(
     State(ctx): State<Arc<EngineContext>>,
     Extension(caller): Extension<Caller>,
-    Json(body): Json<Value>,
+    body: Bytes,
 ) -> Result<(StatusCode, Json<Value>), AdminError> {
-    let mut fields = object(body)?;
+    let mut fields = object(parse_body(&body)?.unwrap_or(Value::Null))?;
     if let Caller::Tenant(t) = &caller {
         match fields.get("tenant") {
             None => {
@@ -147,10 +149,10 @@ pub async fn update(
     State(ctx): State<Arc<EngineContext>>,
     Extension(caller): Extension<Caller>,
     Path(id): Path<String>,
-    Json(body): Json<Value>,
+    body: Bytes,
 ) -> Result<Json<Value>, AdminError> {
     let entry = visible(&ctx, &caller, &id)?;
-    let patch = object(body)?;
+    let patch = object(parse_body(&body)?.unwrap_or(Value::Null))?;
     let current = &entry.config;
     let Value::Object(mut fields) = serde_json::to_value(current.as_ref())
         .map_err(|e| AdminError::Unprocessable(e.to_string()))?
@@ -253,8 +255,11 @@ fn default_channels() -> Vec<crate::config::ChannelKind> {
 pub async fn connect_link(
     State(ctx): State<Arc<EngineContext>>,
     Path(tenant): Path<String>,
-    Json(body): Json<LinkRequest>,
+    body: Bytes,
 ) -> Result<(StatusCode, Json<Value>), AdminError> {
+    let body: LinkRequest = parse_body(&body)?.ok_or_else(|| {
+        AdminError::BadRequest("the body must be {\"assistant\": \"...\"}".into())
+    })?;
     if !ctx.config.tenants.iter().any(|t| t.id == tenant) {
         return Err(AdminError::NotFound(format!("no tenant {tenant:?}")));
     }

@@ -139,6 +139,21 @@ async fn an_integration_created_changed_and_deleted_through_the_api_applies_at_o
     let (status, body) = create(&desk, json!({"id": "x", "colour": "red"})).await;
     assert_eq!(status, 422, "{body}");
 
+    // Not JSON (and no content type): 400 with a JSON error, like every route.
+    let r = reqwest::Client::new()
+        .post(format!("http://{}/api/v1/integrations", desk.engine.addr))
+        .bearer_auth("admin")
+        .body("id=acme-fb9")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    let body: Value = r.json().await.unwrap();
+    assert!(
+        body["error"].as_str().unwrap().contains("not valid JSON"),
+        "{body}"
+    );
+
     // Disabled: recorded, not answered; enabled again: answered.
     let (status, body) = desk
         .request(
