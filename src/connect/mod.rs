@@ -40,6 +40,21 @@ use crate::store::RecordKind;
 use meta::MetaClient;
 use signed::{Grant, GrantError};
 
+/// The cookie that binds a flow's `state` to the browser that started it.
+const COOKIE: &str = "sb_connect";
+
+/// The value of cookie `name` in the request.
+fn cookie(headers: &axum::http::HeaderMap, name: &str) -> Option<String> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(k, _)| *k == name)
+        .map(|(_, v)| v.to_string())
+}
+
 /// The scopes each channel needs, and no more.
 pub fn scopes(channels: &[ChannelKind]) -> Vec<&'static str> {
     let mut scopes = vec!["pages_show_list", "pages_manage_metadata"];
@@ -163,14 +178,27 @@ async fn start(
     };
     let c = &s.ctx.config.connect;
     let expires = now_ms() + c.state_ttl.as_millis() as u64;
-    let state = Grant::new(
+    let grant = Grant::new(
         "state",
         &tenant,
         &invite.assistant,
         &invite.channels,
         expires,
-    )
-    .seal(key);
+    );
+    // The state is bound to this browser: the callback needs the cookie
+    // with the state's nonce, so a flow started by someone else (their
+    // invitation, their state) cannot be finished in a victim's browser.
+    let secure = if c.public_url.starts_with("https://") {
+        "; Secure"
+    } else {
+        ""
+    };
+    let cookie = format!(
+        "{COOKIE}={}; Path=/connect/meta; Max-Age={}; HttpOnly; SameSite=Lax{secure}",
+        grant.nonce,
+        c.state_ttl.as_secs()
+    );
+    let state = grant.seal(key);
     let Ok(mut dialog) = reqwest::Url::parse(&c.dialog_url) else {
         return page::error(
             StatusCode::INTERNAL_SERVER_ERROR,
@@ -184,7 +212,14 @@ async fn start(
         .append_pair("state", &state)
         .append_pair("response_type", "code")
         .append_pair("scope", &scopes(&invite.channels).join(","));
-    (StatusCode::FOUND, [(header::LOCATION, dialog.to_string())]).into_response()
+    (
+        StatusCode::FOUND,
+        [
+            (header::LOCATION, dialog.to_string()),
+            (header::SET_COOKIE, cookie),
+        ],
+    )
+        .into_response()
 }
 
 /// A flow between Meta's dialog and the person's pick, kept in the store
@@ -227,10 +262,32 @@ fn session_binding<'a>(tenant: &'a str, session: &'a str) -> Binding<'a> {
     }
 }
 
+/// Removes the sessions of flows nobody finished (their tokens with them).
+async fn forget_expired_sessions(ctx: &EngineContext) {
+    let Ok(records) = ctx.store.records(RecordKind::ConnectSessions).await else {
+        return;
+    };
+    let now = now_ms();
+    for (key, value) in records {
+        let expired =
+            serde_json::from_slice::<Session>(&value).map_or(true, |x| x.expires_ms <= now);
+        if expired {
+            if let Err(e) = ctx
+                .store
+                .delete_record(RecordKind::ConnectSessions, &key)
+                .await
+            {
+                tracing::debug!(error = %e, "Connect flow: an old session not removed");
+            }
+        }
+    }
+}
+
 /// `GET /connect/meta/callback?code=&state=` (or `?error=` when the person
 /// said no).
 async fn callback(
     State(s): State<Arc<Connect>>,
+    headers: axum::http::HeaderMap,
     Query(q): Query<HashMap<String, String>>,
 ) -> Response {
     let Some(app) = s.app() else { return off() };
@@ -244,6 +301,12 @@ async fn callback(
         Ok(g) => g,
         Err(e) => return refused(e),
     };
+    if cookie(&headers, COOKIE).as_deref() != Some(grant.nonce.as_str()) {
+        return page::error(
+            StatusCode::FORBIDDEN,
+            "This connection was started in another browser; start again from your connect link.",
+        );
+    }
     if q.contains_key("error") {
         return page::error(
             StatusCode::OK,
@@ -331,6 +394,7 @@ async fn callback(
             .collect(),
         user_token,
     };
+    forget_expired_sessions(&s.ctx).await;
     let stored = match serde_json::to_vec(&session) {
         Ok(bytes) => {
             s.ctx

@@ -75,7 +75,10 @@ pub(super) async fn pick(
                 continue;
             }
         };
-        let mut accounts = vec![(ChannelKind::Messenger, p.id.clone())];
+        let mut accounts = Vec::new();
+        if session.channels.contains(&ChannelKind::Messenger) {
+            accounts.push((ChannelKind::Messenger, p.id.clone()));
+        }
         if session.channels.contains(&ChannelKind::Instagram) {
             accounts.extend(p.instagram.clone().map(|ig| (ChannelKind::Instagram, ig)));
         }

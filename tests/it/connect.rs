@@ -43,11 +43,19 @@ fn browser() -> reqwest::Client {
         .unwrap()
 }
 
-/// Follows a connect link to Meta's dialog: the `state` it carries.
+/// Follows a connect link to Meta's dialog: the query it carries (`state`
+/// among others), and under `cookie` the cookie the browser was given.
 async fn dialog(desk: &Desk, link: &str) -> std::collections::HashMap<String, String> {
     let r = browser().get(on_engine(desk, link)).send().await.unwrap();
     assert_eq!(r.status(), 302);
-    query(r.headers()["location"].to_str().unwrap())
+    let mut q = query(r.headers()["location"].to_str().unwrap());
+    let set = r.headers()["set-cookie"].to_str().unwrap();
+    assert!(
+        set.contains("HttpOnly") && set.contains("SameSite=Lax"),
+        "{set}"
+    );
+    q.insert("cookie".into(), set.split(';').next().unwrap().to_string());
+    q
 }
 
 async fn link(desk: &Desk) -> String {
@@ -58,10 +66,11 @@ async fn link(desk: &Desk) -> String {
     body["url"].as_str().unwrap().to_string()
 }
 
-async fn callback(desk: &Desk, code: &str, state: &str) -> (u16, String) {
+async fn callback(desk: &Desk, code: &str, state: &str, cookie: &str) -> (u16, String) {
     let url = format!("http://{}/connect/meta/callback", desk.engine.addr);
     let r = browser()
         .get(url)
+        .header("cookie", cookie)
         .query(&[("code", code), ("state", state)])
         .send()
         .await
@@ -110,7 +119,7 @@ async fn a_business_connects_its_page_in_a_browser_and_its_customers_are_answere
         "least scopes: {scopes:?}"
     );
 
-    let (status, html) = callback(&desk, "good1", &meta["state"]).await;
+    let (status, html) = callback(&desk, "good1", &meta["state"], &meta["cookie"]).await;
     assert_eq!(status, 200, "{html}");
     assert!(
         html.contains("Acme &lt;Shoes&gt; &amp; Co"),
@@ -157,7 +166,7 @@ async fn a_business_connects_its_page_in_a_browser_and_its_customers_are_answere
 
     // Connecting again gives the same integration a new token.
     let again = dialog(&desk, &link).await;
-    let (_, html) = callback(&desk, "good2", &again["state"]).await;
+    let (_, html) = callback(&desk, "good2", &again["state"], &again["cookie"]).await;
     let (_, html) = choose(&desk, &session_of(&html), &["PAGE_C1"]).await;
     assert!(html.contains("reconnected as acme-fb-page_c1"), "{html}");
 }
@@ -182,7 +191,7 @@ async fn a_business_connects_its_whatsapp_number_and_its_customers_are_answered(
         !scopes.contains(&"pages_messaging"),
         "least scopes: {scopes:?}"
     );
-    let (status, html) = callback(&desk, "wa1", &meta["state"]).await;
+    let (status, html) = callback(&desk, "wa1", &meta["state"], &meta["cookie"]).await;
     assert_eq!(status, 200, "{html}");
     assert!(
         html.contains("name=\"number\" value=\"PHONE_C1\""),
@@ -231,11 +240,18 @@ async fn a_business_connects_its_whatsapp_number_and_its_customers_are_answered(
 async fn tampered_expired_and_foreign_links_are_refused() {
     let desk = desk().await;
     let link = link(&desk).await;
-    let state = dialog(&desk, &link).await["state"].clone();
+    let meta = dialog(&desk, &link).await;
+    let (state, cookie) = (meta["state"].clone(), meta["cookie"].clone());
     // One character of the signed state changed.
     let mut tampered = state.clone().into_bytes();
     tampered[3] = if tampered[3] == b'A' { b'B' } else { b'A' };
-    let (status, html) = callback(&desk, "good", &String::from_utf8(tampered).unwrap()).await;
+    let (status, html) = callback(
+        &desk,
+        "good",
+        &String::from_utf8(tampered).unwrap(),
+        &cookie,
+    )
+    .await;
     assert_eq!(status, 403);
     assert!(html.contains("altered"), "{html}");
     let expired = Grant::new(
@@ -246,7 +262,7 @@ async fn tampered_expired_and_foreign_links_are_refused() {
         1,
     )
     .seal(APP_SECRET.as_bytes());
-    let (status, html) = callback(&desk, "good", &expired).await;
+    let (status, html) = callback(&desk, "good", &expired, &cookie).await;
     assert_eq!(status, 403);
     assert!(html.contains("expired"), "{html}");
     // An invitation for acme does not open globex's flow.
@@ -255,8 +271,16 @@ async fn tampered_expired_and_foreign_links_are_refused() {
     // Without an invitation, nothing.
     let bare = format!("http://{}/connect/meta/acme", desk.engine.addr);
     assert_eq!(browser().get(bare).send().await.unwrap().status(), 403);
+    // The right state in another browser (without the cookie its flow
+    // began with): someone else's flow cannot be finished in a victim's
+    // browser.
+    let (status, html) = callback(&desk, "good", &state, "sb_connect=other").await;
+    assert_eq!(status, 403);
+    assert!(html.contains("another browser"), "{html}");
+    let (status, _) = callback(&desk, "good", &state, "").await;
+    assert_eq!(status, 403);
     // A code Meta refuses: its words, no token, nothing created.
-    let (status, html) = callback(&desk, "bad-code", &state).await;
+    let (status, html) = callback(&desk, "bad-code", &state, &cookie).await;
     assert_eq!(status, 502, "{html}");
     assert!(
         html.contains("authorization code has been used or has expired"),
