@@ -194,6 +194,10 @@ impl Integrations {
         for (id, bytes) in records {
             match stored::open(&bytes, self.keys.as_ref()) {
                 Ok(config) if config.id == id => {
+                    if let Some(missing) = self.missing_reference(&config) {
+                        tracing::error!(integration = %id, missing, "A stored integration names what the config no longer has; ignored until it does");
+                        continue;
+                    }
                     self.tokens.known(&id);
                     // A stored copy of a config integration overrides it
                     // (changed through the API); it still says where it
@@ -289,6 +293,22 @@ impl Integrations {
         } else {
             Err(IntegrationError::Invalid(mine))
         }
+    }
+
+    /// What a stored integration names that the config does not have (the
+    /// config changed since it was stored).
+    fn missing_reference(&self, c: &IntegrationConfig) -> Option<String> {
+        let config = &self.config;
+        if config.assistant(&c.assistant).is_none() {
+            return Some(format!("assistant \"{}\"", c.assistant));
+        }
+        if !config.apps.iter().any(|a| a.id == c.app) {
+            return Some(format!("app \"{}\"", c.app));
+        }
+        if !config.tenants.iter().any(|t| t.id == c.tenant) {
+            return Some(format!("tenant \"{}\"", c.tenant));
+        }
+        None
     }
 
     /// An assistant answers for one tenant (its knowledge base is that

@@ -608,3 +608,24 @@ async fn no_log_line_carries_a_token_even_at_debug() {
         assert!(!text.contains(secret), "{secret} in the log");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stored_integration_whose_assistant_left_the_config_is_set_aside() {
+    keys(KEY1);
+    let with_extra: Edit = Arc::new(|toml: String, _: &GraphSim| {
+        toml + "\n[[assistants]]\nid = \"extra\"\nkind = \"rules\"\nfallback = \"Extra here.\"\n"
+    });
+    let desk = Desk::start_edited(0, "", "", with_extra).await;
+    let mut body = page2("acme-fb2");
+    body["assistant"] = json!("extra");
+    assert_eq!(create(&desk, body).await.0, 201);
+    // The next engine's config has no such assistant: it starts, and the
+    // integration is left out (logged) instead of answering with nothing.
+    let desk = desk.restart_edited(0, "", Arc::new(|t, _| t)).await;
+    let url = format!("http://{}/webhooks/meta/main", desk.engine.addr);
+    let status = post_webhook(&url, page2_message("X1", "x1", "hi"), Some(APP_SECRET)).await;
+    assert_eq!(status, 404);
+    assert_eq!(desk.get("/integrations/acme-fb2").await.0, 404);
+    desk.customer("X2", "x2", "hours?").await;
+    assert_eq!(desk.graph.answers("X2", 1).await, ["We're open 9-5."]);
+}
