@@ -218,7 +218,11 @@ pub async fn start_with_store(
     });
     let deliveries = bus.subscribe().await?;
     let consumer = tokio::spawn(consume(deliveries, supervisor.clone(), inflight.clone()));
-    let housekeeping = tokio::spawn(housekeeping(bus.clone(), store.clone()));
+    let housekeeping = tokio::spawn(housekeeping(
+        bus.clone(),
+        store.clone(),
+        config.store.retention,
+    ));
 
     let (listener, addr) = bind(&config.server.listen).await?;
     let (metrics_listener, metrics_addr) = bind(&config.server.metrics_listen).await?;
@@ -370,11 +374,36 @@ async fn drain(supervisor: &ActorRef<SupervisorMsg>, grace: Duration) {
     tracing::warn!("Shutdown grace passed with events in flight; they will be replayed");
 }
 
-async fn housekeeping(bus: Arc<dyn Bus>, store: Arc<dyn Store>) {
+/// Conversations the retention sweep looks at per second.
+const RETENTION_STEP: usize = 200;
+
+async fn housekeeping(bus: Arc<dyn Bus>, store: Arc<dyn Store>, retention: Duration) {
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     let mut seconds = 0u64;
+    let mut sweep: Option<String> = None;
+    let mut removed = 0u64;
     loop {
         tick.tick().await;
+        // Message-log retention, a small step a second (about 17 million
+        // conversations a day).
+        let cutoff = now_ms().saturating_sub(retention.as_millis() as u64);
+        match store
+            .purge_old_lines(cutoff, sweep.as_deref(), RETENTION_STEP)
+            .await
+        {
+            Ok(step) => {
+                removed += step.lines_removed;
+                sweep = step.next;
+                if sweep.is_none() && removed > 0 {
+                    tracing::info!(
+                        lines = removed,
+                        "Message-log lines past store.retention deleted"
+                    );
+                    removed = 0;
+                }
+            }
+            Err(e) => tracing::debug!(error = %e, "Retention step not taken"),
+        }
         telemetry::bus_lag(bus.lag());
         seconds += 1;
         match store.takeovers().await {

@@ -124,6 +124,9 @@ pub struct StoreConfig {
     pub path: PathBuf,
     /// Page cache of the embedded store, in MiB.
     pub cache_mb: usize,
+    /// Message-log lines older than this are deleted (embedded store).
+    #[serde(with = "humantime_serde")]
+    pub retention: Duration,
     pub scylla: ScyllaConfig,
 }
 

@@ -176,6 +176,9 @@ fn bus(c: &Config, e: &mut Errors) {
 }
 
 fn store(c: &Config, e: &mut Errors) {
+    if c.store.retention < Duration::from_secs(3600) {
+        e.add("store.retention", "must be at least one hour, like \"90d\"");
+    }
     let uses_scylla = c.store.kind == StoreKind::Scylla
         || c.tenants.iter().any(|t| t.store == Some(StoreKind::Scylla));
     if uses_scylla {

@@ -11,8 +11,8 @@ use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition, WriteTran
 
 use super::{
     ConversationFilter, ConversationRecord, DailyCount, DeadLetter, DocumentRecord, MessageRecord,
-    MessageStatus, Mode, QuarantineRecord, RecordKind, Rehydrated, Store, StoreError,
-    TenantKeyRecord, TurnWrite,
+    MessageStatus, Mode, QuarantineRecord, RecordKind, Rehydrated, RetentionStep, Store,
+    StoreError, TenantKeyRecord, TurnWrite,
 };
 use crate::group_commit::{self, GroupCommit};
 
@@ -30,6 +30,7 @@ const ANALYTICS: TableDefinition<(&str, u32), [u64; 4]> = TableDefinition::new("
 
 mod documents;
 mod records;
+mod retention;
 
 pub struct EmbeddedStore {
     writer: GroupCommit,
@@ -462,6 +463,15 @@ impl Store for EmbeddedStore {
 
     async fn purge_integration(&self, integration: &str) -> Result<u64, StoreError> {
         records::purge_integration(self, integration).await
+    }
+
+    async fn purge_old_lines(
+        &self,
+        before_ms: u64,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<RetentionStep, StoreError> {
+        retention::purge_old_lines(self, before_ms, after.map(str::to_string), limit).await
     }
 
     async fn purge_expired(&self, now_ms: u64) -> Result<u64, StoreError> {

@@ -170,6 +170,18 @@ pub trait Store: Send + Sync + 'static {
     /// takeover, quarantine, analytics); returns how many went.
     async fn purge_integration(&self, integration: &str) -> Result<u64, StoreError>;
 
+    /// One step of the message-log retention sweep: in the conversations
+    /// after `after` (at most `limit`), deletes the lines older than
+    /// `before_ms`. A backend whose lines expire by themselves does nothing.
+    async fn purge_old_lines(
+        &self,
+        _before_ms: u64,
+        _after: Option<&str>,
+        _limit: usize,
+    ) -> Result<RetentionStep, StoreError> {
+        Ok(RetentionStep::default())
+    }
+
     /// The backend's name (`embedded`, `scylla`), for readiness reports.
     fn kind(&self) -> &'static str;
 
@@ -182,6 +194,16 @@ pub trait Store: Send + Sync + 'static {
             integrations: None,
         }]
     }
+}
+
+/// What one step of the retention sweep did.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct RetentionStep {
+    /// Conversations looked at.
+    pub conversations: usize,
+    pub lines_removed: u64,
+    /// Where the next step starts; `None`: the sweep went round.
+    pub next: Option<String>,
 }
 
 /// Small records of the engine's control plane, by kind and key.

@@ -10,8 +10,8 @@ use async_trait::async_trait;
 
 use super::{
     BackendReady, ConversationFilter, ConversationRecord, DailyCount, DeadLetter, DocumentRecord,
-    MessageRecord, QuarantineRecord, RecordKind, Rehydrated, Store, StoreError, TenantKeyRecord,
-    TurnWrite,
+    MessageRecord, QuarantineRecord, RecordKind, Rehydrated, RetentionStep, Store, StoreError,
+    TenantKeyRecord, TurnWrite,
 };
 use crate::event::ConversationId;
 
@@ -278,6 +278,31 @@ impl Store for TenantStores {
         self.for_conversation(&format!("{integration}:"))?
             .purge_integration(integration)
             .await
+    }
+
+    /// Each backend takes the step from the same place; the next step
+    /// starts where the least advanced one stopped.
+    async fn purge_old_lines(
+        &self,
+        before_ms: u64,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<RetentionStep, StoreError> {
+        let mut total = RetentionStep::default();
+        let mut next: Option<String> = None;
+        for b in &self.backends {
+            let step = b.store.purge_old_lines(before_ms, after, limit).await?;
+            total.conversations += step.conversations;
+            total.lines_removed += step.lines_removed;
+            if let Some(n) = step.next {
+                next = Some(match next {
+                    Some(current) if current <= n => current,
+                    _ => n,
+                });
+            }
+        }
+        total.next = next;
+        Ok(total)
     }
 
     async fn purge_expired(&self, now_ms: u64) -> Result<u64, StoreError> {

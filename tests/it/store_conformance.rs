@@ -116,6 +116,54 @@ fn turn(state: &ConversationRecord, lines: Vec<MessageRecord>, ids: &[(&str, u64
     w
 }
 
+/// Retention (embedded store): lines older than the cutoff go, newer ones
+/// stay, in steps of a few conversations that go round.
+#[tokio::test]
+async fn retention_sweeps_old_lines_in_steps() {
+    let under = embedded().await;
+    let s = under.store;
+    let day = 86_400_000;
+    for i in 0..5 {
+        let id = format!("fb:R{i}");
+        let mut lines = Vec::new();
+        for (seq, age_days) in [(1, 100), (2, 95), (3, 10), (4, 1)] {
+            let mut l = line(seq, Direction::In, "x");
+            l.time_ms = NOW - age_days * day;
+            lines.push(l);
+        }
+        s.commit_turn(turn(&record(&id, "fb"), lines, &[]).into())
+            .await
+            .unwrap();
+    }
+    let cutoff = NOW - 90 * day;
+    let (mut after, mut removed, mut steps) = (None::<String>, 0, 0);
+    loop {
+        let step = s
+            .purge_old_lines(cutoff, after.as_deref(), 2)
+            .await
+            .unwrap();
+        removed += step.lines_removed;
+        steps += 1;
+        after = step.next;
+        if after.is_none() {
+            break;
+        }
+    }
+    assert_eq!((removed, steps), (10, 3));
+    for i in 0..5 {
+        let kept: Vec<u64> = s
+            .messages(&format!("fb:R{i}"), 10)
+            .await
+            .unwrap()
+            .iter()
+            .map(|m| m.seq)
+            .collect();
+        assert_eq!(kept, [3, 4]);
+    }
+    let again = s.purge_old_lines(cutoff, None, 100).await.unwrap();
+    assert_eq!((again.conversations, again.lines_removed), (5, 0));
+}
+
 // ---- scenarios -----------------------------------------------------------
 
 /// A turn comes back whole: state, remembered ids, the log in order.

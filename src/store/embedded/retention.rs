@@ -1,0 +1,79 @@
+//! Retention of the embedded store's message log: a sweep over the
+//! conversations, a few hundred per step, deleting each one's lines older
+//! than the cutoff. A conversation's lines are in sequence order and their
+//! times only grow, so a step reads only the lines it deletes and one more
+//! per conversation; the sweep visits conversations (not lines), so it
+//! keeps up with any rate of new lines.
+
+use std::ops::Bound;
+
+use redb::ReadableTable;
+use serde::Deserialize;
+
+use super::{EmbeddedStore, CONVERSATIONS, MESSAGES};
+use crate::store::{RetentionStep, StoreError};
+
+/// The one field of a line the sweep reads.
+#[derive(Deserialize)]
+struct LineTime {
+    time_ms: u64,
+}
+
+pub(super) async fn purge_old_lines(
+    store: &EmbeddedStore,
+    before_ms: u64,
+    after: Option<String>,
+    limit: usize,
+) -> Result<RetentionStep, StoreError> {
+    let step = store
+        .writer
+        .write(false, move |txn| {
+            let ids: Vec<String> = {
+                let conversations = txn.open_table(CONVERSATIONS)?;
+                let start = match &after {
+                    Some(a) => Bound::Excluded(a.as_str()),
+                    None => Bound::Unbounded,
+                };
+                let mut ids = Vec::with_capacity(limit);
+                for row in conversations.range::<&str>((start, Bound::Unbounded))? {
+                    if ids.len() >= limit {
+                        break;
+                    }
+                    ids.push(row?.0.value().to_string());
+                }
+                ids
+            };
+            let mut messages = txn.open_table(MESSAGES)?;
+            let mut removed = 0u64;
+            for id in &ids {
+                let mut old = Vec::new();
+                for row in messages.range((id.as_str(), 0)..=(id.as_str(), u64::MAX))? {
+                    let (key, value) = row?;
+                    // A line that cannot be read is kept (and ends the
+                    // conversation's step): retention never guesses.
+                    let time = serde_json::from_slice::<LineTime>(value.value())
+                        .map_or(u64::MAX, |l| l.time_ms);
+                    if time >= before_ms {
+                        break;
+                    }
+                    old.push(key.value().1);
+                }
+                for seq in old {
+                    messages.remove((id.as_str(), seq))?;
+                    removed += 1;
+                }
+            }
+            let next = if ids.len() >= limit {
+                ids.last().cloned()
+            } else {
+                None
+            };
+            Ok(RetentionStep {
+                conversations: ids.len(),
+                lines_removed: removed,
+                next,
+            })
+        })
+        .await?;
+    Ok(step)
+}
