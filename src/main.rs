@@ -49,6 +49,12 @@ enum Command {
         #[arg(long)]
         config: Option<PathBuf>,
     },
+    /// Give the space freed inside the embedded store and bus files back to
+    /// the file system (with the engine stopped).
+    Compact {
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
     /// Engine, Graph API simulator and simulated customers in one process:
     /// a short transcript and a report. No config, key or network needed.
     Demo,
@@ -108,6 +114,13 @@ fn main() -> ExitCode {
                 Err(code) => return code,
             };
             runtime().map_or(ExitCode::FAILURE, |rt| rt.block_on(rotate_keys(config)))
+        }
+        Command::Compact { config } => {
+            let config = match load_config(config) {
+                Ok(c) => c,
+                Err(code) => return code,
+            };
+            compact(&config.store.path)
         }
         Command::Demo => runtime().map_or(ExitCode::FAILURE, |rt| rt.block_on(demo())),
         Command::Sim(args) => {
@@ -172,6 +185,28 @@ async fn migrate(config: switchboard::config::Config) -> ExitCode {
                 "Schema applied to keyspace {} ({n} statements, all idempotent).",
                 config.store.scylla.keyspace
             );
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("{e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn compact(dir: &std::path::Path) -> ExitCode {
+    match switchboard::store::embedded::compact::compact_dir(dir) {
+        Ok(files) if files.is_empty() => {
+            println!(
+                "Nothing to compact: no store or bus file in {}.",
+                dir.display()
+            );
+            ExitCode::SUCCESS
+        }
+        Ok(files) => {
+            for f in files {
+                println!("{}: {} -> {} bytes", f.path.display(), f.before, f.after);
+            }
             ExitCode::SUCCESS
         }
         Err(e) => {

@@ -28,6 +28,7 @@ const QUARANTINE: TableDefinition<&str, &[u8]> = TableDefinition::new("quarantin
 /// Daily rollups: (integration, day) -> inbound, outbound, delivered, read.
 const ANALYTICS: TableDefinition<(&str, u32), [u64; 4]> = TableDefinition::new("analytics");
 
+pub mod compact;
 mod documents;
 mod records;
 mod retention;
@@ -475,22 +476,7 @@ impl Store for EmbeddedStore {
     }
 
     async fn purge_expired(&self, now_ms: u64) -> Result<u64, StoreError> {
-        let removed = self
-            .writer
-            .write(false, move |txn| {
-                let mut table = txn.open_table(DEDUP)?;
-                let mut removed = 0u64;
-                table.retain(|_, expires| {
-                    let keep = expires > now_ms;
-                    if !keep {
-                        removed += 1;
-                    }
-                    keep
-                })?;
-                Ok(removed)
-            })
-            .await?;
-        Ok(removed)
+        retention::purge_expired_ids(self, now_ms).await
     }
 
     /// Readable, and the writer not stuck in a commit (a disk that hangs).

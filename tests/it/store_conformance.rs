@@ -164,6 +164,62 @@ async fn retention_sweeps_old_lines_in_steps() {
     assert_eq!((again.conversations, again.lines_removed), (5, 0));
 }
 
+/// `compact` gives the space of deleted lines back to the file system, and
+/// refuses a file an engine holds.
+#[tokio::test]
+async fn compact_returns_the_space_of_deleted_lines() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = EmbeddedStore::open(dir.path(), 8 << 20).unwrap();
+    let text = "x".repeat(2000);
+    for i in 0..300 {
+        let mut l = line(1, Direction::In, &text);
+        l.time_ms = 1;
+        let w = turn(&record(&format!("fb:C{i}"), "fb"), vec![l], &[]);
+        store.commit_turn(w.into()).await.unwrap();
+    }
+    let busy = switchboard::store::embedded::compact::compact_dir(dir.path());
+    assert!(
+        busy.unwrap_err()
+            .to_string()
+            .contains("engine still running"),
+        "an open store is not compacted"
+    );
+    let mut after = None;
+    loop {
+        let step = store
+            .purge_old_lines(NOW, after.as_deref(), 100)
+            .await
+            .unwrap();
+        after = step.next;
+        if after.is_none() {
+            break;
+        }
+    }
+    drop(store);
+    let mut compacted = None;
+    for _ in 0..40 {
+        // The writer thread lets the file go a moment after the store.
+        match switchboard::store::embedded::compact::compact_dir(dir.path()) {
+            Ok(c) => {
+                compacted = Some(c);
+                break;
+            }
+            Err(_) => tokio::time::sleep(std::time::Duration::from_millis(50)).await,
+        }
+    }
+    let files = compacted.expect("compacted once the store is closed");
+    let store_file = files
+        .iter()
+        .find(|f| f.path.ends_with("store.redb"))
+        .unwrap();
+    assert!(
+        store_file.after * 2 < store_file.before,
+        "{} -> {} bytes",
+        store_file.before,
+        store_file.after
+    );
+}
+
 // ---- scenarios -----------------------------------------------------------
 
 /// A turn comes back whole: state, remembered ids, the log in order.

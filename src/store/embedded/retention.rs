@@ -10,7 +10,7 @@ use std::ops::Bound;
 use redb::ReadableTable;
 use serde::Deserialize;
 
-use super::{EmbeddedStore, CONVERSATIONS, MESSAGES};
+use super::{EmbeddedStore, CONVERSATIONS, DEDUP, MESSAGES};
 use crate::store::{RetentionStep, StoreError};
 
 /// The one field of a line the sweep reads.
@@ -76,4 +76,27 @@ pub(super) async fn purge_old_lines(
         })
         .await?;
     Ok(step)
+}
+
+/// Forgets remembered message ids past their dedup window.
+pub(super) async fn purge_expired_ids(
+    store: &EmbeddedStore,
+    now_ms: u64,
+) -> Result<u64, StoreError> {
+    let removed = store
+        .writer
+        .write(false, move |txn| {
+            let mut table = txn.open_table(DEDUP)?;
+            let mut removed = 0u64;
+            table.retain(|_, expires| {
+                let keep = expires > now_ms;
+                if !keep {
+                    removed += 1;
+                }
+                keep
+            })?;
+            Ok(removed)
+        })
+        .await?;
+    Ok(removed)
 }

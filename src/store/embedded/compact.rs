@@ -1,0 +1,48 @@
+//! `switchboard compact`: gives the space freed inside the embedded files
+//! (deleted lines, trimmed bus log) back to the file system. The files are
+//! locked by a running engine, so it runs while the engine is stopped.
+
+use std::path::{Path, PathBuf};
+
+use crate::store::StoreError;
+
+/// One file compacted: its path and its size before and after, in bytes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Compacted {
+    pub path: PathBuf,
+    pub before: u64,
+    pub after: u64,
+}
+
+/// Compacts `store.redb` and `bus.redb` under `dir` (those that exist).
+pub fn compact_dir(dir: &Path) -> Result<Vec<Compacted>, StoreError> {
+    let mut done = Vec::new();
+    for name in ["store.redb", "bus.redb"] {
+        let path = dir.join(name);
+        if !path.exists() {
+            continue;
+        }
+        let size = |p: &Path| std::fs::metadata(p).map(|m| m.len()).unwrap_or(0);
+        let before = size(&path);
+        let mut db = redb::Database::open(&path).map_err(|e| {
+            StoreError::Unavailable(format!(
+                "cannot open {} (is the engine still running?): {e}",
+                path.display()
+            ))
+        })?;
+        // Each pass moves pages towards the start; it is over when a pass
+        // finds nothing more to move.
+        while db
+            .compact()
+            .map_err(|e| StoreError::Unavailable(format!("{}: {e}", path.display())))?
+        {}
+        drop(db);
+        let after = size(&path);
+        done.push(Compacted {
+            path,
+            before,
+            after,
+        });
+    }
+    Ok(done)
+}
