@@ -76,6 +76,7 @@ fn store_write(c: &mut Criterion) {
         request_timeout_ms: 5_000,
         await_schema_agreement: false,
         apply_schema: false,
+        message_ttl: Some(std::time::Duration::from_secs(90 * 86_400)),
     };
     let schema = cql_server::schema_for_kassandra(&config);
     let Ok(cql) = rt.block_on(async {

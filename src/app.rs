@@ -20,7 +20,7 @@ use crate::channels::graph::ClientBuildError;
 use crate::channels::messenger::profiles;
 use crate::channels::{GraphClient, Outbound};
 use crate::clock::now_ms;
-use crate::config::{BusKind, Config, StoreKind};
+use crate::config::{BusKind, Config, ScyllaConfig, StoreKind};
 use crate::conversation::supervisor::{
     ConversationSupervisor, SupervisorArgs, SupervisorMsg, SupervisorWake,
 };
@@ -109,15 +109,17 @@ pub async fn open_stores(config: &Config) -> Result<Arc<dyn Store>, StoreError> 
     kinds.sort_by_key(|k| *k != config.store.kind);
     kinds.dedup();
     for kind in kinds {
+        let scylla = ScyllaConfig {
+            message_ttl: Some(config.store.retention),
+            ..config.store.scylla.clone()
+        };
         let store: Arc<dyn Store> = match kind {
             StoreKind::Embedded => Arc::new(EmbeddedStore::open(
                 &config.store.path,
                 config.store.cache_bytes(),
             )?),
-            StoreKind::Scylla if config.store.scylla.apply_schema => {
-                Arc::new(ScyllaStore::open(&config.store.scylla).await?)
-            }
-            StoreKind::Scylla => Arc::new(ScyllaStore::open_on_schema(&config.store.scylla).await?),
+            StoreKind::Scylla if scylla.apply_schema => Arc::new(ScyllaStore::open(&scylla).await?),
+            StoreKind::Scylla => Arc::new(ScyllaStore::open_on_schema(&scylla).await?),
         };
         let integrations = config
             .integrations

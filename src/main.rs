@@ -179,7 +179,11 @@ async fn migrate(config: switchboard::config::Config) -> ExitCode {
         println!("Nothing to migrate: no tenant uses the scylla store (the embedded store needs no migration).");
         return ExitCode::SUCCESS;
     }
-    match switchboard::store::scylla::migrate(&config.store.scylla).await {
+    let scylla = switchboard::config::ScyllaConfig {
+        message_ttl: Some(config.store.retention),
+        ..config.store.scylla.clone()
+    };
+    match switchboard::store::scylla::migrate(&scylla).await {
         Ok(n) => {
             println!(
                 "Schema applied to keyspace {} ({n} statements, all idempotent).",

@@ -145,6 +145,10 @@ pub struct ScyllaConfig {
     /// Apply the schema when the engine starts; off when a deploy step runs
     /// `switchboard migrate` instead.
     pub apply_schema: bool,
+    /// How long message-log lines live (`store.retention`, set by the
+    /// engine; none: for ever).
+    #[serde(skip)]
+    pub message_ttl: Option<Duration>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -43,5 +43,7 @@ pub fn schema_for_kassandra(config: &ScyllaConfig) -> Vec<String> {
     scylla::schema_statements(config)
         .into_iter()
         .filter(|cql| !cql.contains(" counter"))
+        // No ALTER TABLE either (the message log's time to live).
+        .filter(|cql| !cql.starts_with("ALTER TABLE"))
         .collect()
 }

@@ -54,6 +54,8 @@ pub fn scylla_config(nodes: Vec<String>, single_test_node: bool) -> ScyllaConfig
         request_timeout_ms: 5_000,
         await_schema_agreement: !single_test_node,
         apply_schema: !single_test_node,
+        // As the engine opens it: message lines with a time to live.
+        message_ttl: Some(std::time::Duration::from_secs(90 * 86_400)),
     }
 }
 

@@ -11,8 +11,22 @@ use crate::store::StoreError;
 /// The schema, with `{keyspace}` and `{replication}` to fill in.
 pub const SCHEMA: &str = include_str!("../schema.cql");
 
-/// The schema's statements for `config`, in order.
+/// The schema's statements for `config`, in order; with a message time to
+/// live, the message log's default TTL is set to it (every write of a line,
+/// its status updates included, then expires with it).
 pub fn schema_statements(config: &ScyllaConfig) -> Vec<String> {
+    let mut statements = table_statements(config);
+    if let Some(ttl) = config.message_ttl {
+        statements.push(format!(
+            "ALTER TABLE {}.messages WITH default_time_to_live = {}",
+            config.keyspace,
+            ttl.as_secs().clamp(1, 630_720_000)
+        ));
+    }
+    statements
+}
+
+fn table_statements(config: &ScyllaConfig) -> Vec<String> {
     SCHEMA
         .replace("{keyspace}", &config.keyspace)
         .replace("{replication}", &config.replication)
@@ -65,4 +79,31 @@ pub(super) async fn apply_schema(
             .map_err(|e| StoreError::Unavailable(format!("schema: {e}")))?;
     }
     Ok(statements.len())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_message_log_expires_with_the_retention() {
+        let mut config = ScyllaConfig {
+            nodes: vec![],
+            keyspace: "ks".into(),
+            replication: "{}".into(),
+            request_timeout_ms: 1000,
+            await_schema_agreement: false,
+            apply_schema: true,
+            message_ttl: None,
+        };
+        assert!(!schema_statements(&config)
+            .iter()
+            .any(|s| s.contains("default_time_to_live")));
+        config.message_ttl = Some(Duration::from_secs(90 * 86_400));
+        let last = schema_statements(&config).pop().unwrap_or_default();
+        assert_eq!(
+            last,
+            "ALTER TABLE ks.messages WITH default_time_to_live = 7776000"
+        );
+    }
 }
