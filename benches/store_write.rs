@@ -77,6 +77,7 @@ fn store_write(c: &mut Criterion) {
         await_schema_agreement: false,
         apply_schema: false,
         message_ttl: Some(std::time::Duration::from_secs(90 * 86_400)),
+        dead_letter_ttl: None,
     };
     let schema = cql_server::schema_for_kassandra(&config);
     let Ok(cql) = rt.block_on(async {

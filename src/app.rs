@@ -111,6 +111,7 @@ pub async fn open_stores(config: &Config) -> Result<Arc<dyn Store>, StoreError> 
     for kind in kinds {
         let scylla = ScyllaConfig {
             message_ttl: Some(config.store.retention),
+            dead_letter_ttl: Some(config.store.dead_letter_retention),
             ..config.store.scylla.clone()
         };
         let store: Arc<dyn Store> = match kind {
@@ -220,11 +221,7 @@ pub async fn start_with_store(
     });
     let deliveries = bus.subscribe().await?;
     let consumer = tokio::spawn(consume(deliveries, supervisor.clone(), inflight.clone()));
-    let housekeeping = tokio::spawn(housekeeping(
-        bus.clone(),
-        store.clone(),
-        config.store.retention,
-    ));
+    let housekeeping = tokio::spawn(housekeeping(bus.clone(), store.clone(), config.clone()));
 
     let (listener, addr) = bind(&config.server.listen).await?;
     let (metrics_listener, metrics_addr) = bind(&config.server.metrics_listen).await?;
@@ -379,7 +376,8 @@ async fn drain(supervisor: &ActorRef<SupervisorMsg>, grace: Duration) {
 /// Conversations the retention sweep looks at per second.
 const RETENTION_STEP: usize = 200;
 
-async fn housekeeping(bus: Arc<dyn Bus>, store: Arc<dyn Store>, retention: Duration) {
+async fn housekeeping(bus: Arc<dyn Bus>, store: Arc<dyn Store>, config: Arc<Config>) {
+    let retention = config.store.retention;
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     let mut seconds = 0u64;
     let mut sweep: Option<String> = None;
@@ -411,6 +409,29 @@ async fn housekeeping(bus: Arc<dyn Bus>, store: Arc<dyn Store>, retention: Durat
         match store.takeovers().await {
             Ok(t) => telemetry::takeovers_active(t.len()),
             Err(e) => tracing::debug!(error = %e, "Cannot count takeovers"),
+        }
+        if seconds % 3600 == 120 {
+            let now = now_ms();
+            let age = |d: Duration| now.saturating_sub(d.as_millis() as u64);
+            match store
+                .purge_dead_letters(age(config.store.dead_letter_retention))
+                .await
+            {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(
+                    removed = n,
+                    "Dead letters past store.dead_letter_retention deleted"
+                ),
+                Err(e) => tracing::warn!(error = %e, "Cannot delete old dead letters"),
+            }
+            match admin::audit::purge(store.as_ref(), age(config.store.audit_retention)).await {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(
+                    removed = n,
+                    "Audit entries past store.audit_retention deleted"
+                ),
+                Err(e) => tracing::warn!(error = %e, "Cannot delete old audit entries"),
+            }
         }
         if seconds % 3600 == 60 {
             match store.purge_expired(now_ms()).await {

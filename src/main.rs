@@ -181,6 +181,7 @@ async fn migrate(config: switchboard::config::Config) -> ExitCode {
     }
     let scylla = switchboard::config::ScyllaConfig {
         message_ttl: Some(config.store.retention),
+        dead_letter_ttl: Some(config.store.dead_letter_retention),
         ..config.store.scylla.clone()
     };
     match switchboard::store::scylla::migrate(&scylla).await {

@@ -16,7 +16,7 @@ use super::keys::Caller;
 use super::AdminError;
 use crate::clock::now_ms;
 use crate::conversation::EngineContext;
-use crate::store::RecordKind;
+use crate::store::{RecordKind, StoreError};
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct AuditEntry {
@@ -68,6 +68,24 @@ pub async fn record(
     if let Err(e) = stored {
         tracing::error!(error = %e, who = %entry.who, path, "Audit entry not kept");
     }
+}
+
+/// Deletes the entries older than `before_ms` (`store.audit_retention`);
+/// returns how many.
+pub async fn purge(store: &dyn crate::store::Store, before_ms: u64) -> Result<u64, StoreError> {
+    let mut removed = 0;
+    for (key, _) in store.records(RecordKind::Audit).await? {
+        // Keys start with the entry's time in ms.
+        let at = key
+            .split('-')
+            .next()
+            .and_then(|t| t.parse::<u64>().ok())
+            .unwrap_or(u64::MAX);
+        if at < before_ms && store.delete_record(RecordKind::Audit, &key).await? {
+            removed += 1;
+        }
+    }
+    Ok(removed)
 }
 
 /// `GET /audit?limit=` (newest first, 100 by default, at most 1000).

@@ -124,9 +124,15 @@ pub struct StoreConfig {
     pub path: PathBuf,
     /// Page cache of the embedded store, in MiB.
     pub cache_mb: usize,
-    /// Message-log lines older than this are deleted (embedded store).
+    /// Message-log lines older than this are deleted.
     #[serde(with = "humantime_serde")]
     pub retention: Duration,
+    /// Dead letters older than this are deleted.
+    #[serde(with = "humantime_serde")]
+    pub dead_letter_retention: Duration,
+    /// Audit entries older than this are deleted.
+    #[serde(with = "humantime_serde")]
+    pub audit_retention: Duration,
     pub scylla: ScyllaConfig,
 }
 
@@ -149,6 +155,10 @@ pub struct ScyllaConfig {
     /// engine; none: for ever).
     #[serde(skip)]
     pub message_ttl: Option<Duration>,
+    /// How long dead letters live (`store.dead_letter_retention`, set by
+    /// the engine; none: for ever).
+    #[serde(skip)]
+    pub dead_letter_ttl: Option<Duration>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -176,8 +176,14 @@ fn bus(c: &Config, e: &mut Errors) {
 }
 
 fn store(c: &Config, e: &mut Errors) {
-    if c.store.retention < Duration::from_secs(3600) {
-        e.add("store.retention", "must be at least one hour, like \"90d\"");
+    for (key, value) in [
+        ("store.retention", c.store.retention),
+        ("store.dead_letter_retention", c.store.dead_letter_retention),
+        ("store.audit_retention", c.store.audit_retention),
+    ] {
+        if value < Duration::from_secs(3600) {
+            e.add(key, "must be at least one hour, like \"90d\"");
+        }
     }
     let uses_scylla = c.store.kind == StoreKind::Scylla
         || c.tenants.iter().any(|t| t.store == Some(StoreKind::Scylla));

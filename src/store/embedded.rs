@@ -475,6 +475,10 @@ impl Store for EmbeddedStore {
         retention::purge_old_lines(self, before_ms, after.map(str::to_string), limit).await
     }
 
+    async fn purge_dead_letters(&self, before_ms: u64) -> Result<u64, StoreError> {
+        retention::purge_dead_letters(self, before_ms).await
+    }
+
     async fn purge_expired(&self, now_ms: u64) -> Result<u64, StoreError> {
         retention::purge_expired_ids(self, now_ms).await
     }

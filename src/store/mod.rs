@@ -182,6 +182,12 @@ pub trait Store: Send + Sync + 'static {
         Ok(RetentionStep::default())
     }
 
+    /// Deletes the dead letters older than `before_ms`; returns how many.
+    /// A backend whose letters expire by themselves does nothing.
+    async fn purge_dead_letters(&self, _before_ms: u64) -> Result<u64, StoreError> {
+        Ok(0)
+    }
+
     /// The backend's name (`embedded`, `scylla`), for readiness reports.
     fn kind(&self) -> &'static str;
 

@@ -305,6 +305,14 @@ impl Store for TenantStores {
         Ok(total)
     }
 
+    async fn purge_dead_letters(&self, before_ms: u64) -> Result<u64, StoreError> {
+        let mut removed = 0;
+        for b in &self.backends {
+            removed += b.store.purge_dead_letters(before_ms).await?;
+        }
+        Ok(removed)
+    }
+
     async fn purge_expired(&self, now_ms: u64) -> Result<u64, StoreError> {
         let mut removed = 0;
         for b in &self.backends {

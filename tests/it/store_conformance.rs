@@ -56,6 +56,7 @@ pub fn scylla_config(nodes: Vec<String>, single_test_node: bool) -> ScyllaConfig
         apply_schema: !single_test_node,
         // As the engine opens it: message lines with a time to live.
         message_ttl: Some(std::time::Duration::from_secs(90 * 86_400)),
+        dead_letter_ttl: Some(std::time::Duration::from_secs(30 * 86_400)),
     }
 }
 
@@ -164,6 +165,48 @@ async fn retention_sweeps_old_lines_in_steps() {
     }
     let again = s.purge_old_lines(cutoff, None, 100).await.unwrap();
     assert_eq!((again.conversations, again.lines_removed), (5, 0));
+}
+
+/// Dead letters and audit entries go after their own retention, the
+/// newer ones stay (embedded store; ScyllaDB's expire by time to live).
+#[tokio::test]
+async fn old_dead_letters_and_audit_entries_go() {
+    let under = embedded().await;
+    let s = under.store;
+    let day = 86_400_000;
+    for (i, age) in [(1u64, 40), (2, 35), (3, 2)] {
+        s.dead_letter(DeadLetter {
+            conversation: format!("fb:{i}"),
+            position: format!("0@{i}"),
+            event: serde_json::json!({"n": i}),
+            error: "handling crashed".into(),
+            at_ms: NOW - age * day,
+        })
+        .await
+        .unwrap();
+        let key = format!("{:015}-{i:08x}", NOW - age * day);
+        s.put_record(switchboard::store::RecordKind::Audit, &key, b"{}".to_vec())
+            .await
+            .unwrap();
+    }
+    assert_eq!(s.purge_dead_letters(NOW - 30 * day).await.unwrap(), 2);
+    let left: Vec<String> = s
+        .dead_letters()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|d| d.conversation)
+        .collect();
+    assert_eq!(left, ["fb:3"]);
+    let removed = switchboard::admin::audit::purge(s.as_ref(), NOW - 30 * day)
+        .await
+        .unwrap();
+    assert_eq!(removed, 2);
+    let audit = s
+        .records(switchboard::store::RecordKind::Audit)
+        .await
+        .unwrap();
+    assert_eq!(audit.len(), 1);
 }
 
 /// `compact` gives the space of deleted lines back to the file system, and

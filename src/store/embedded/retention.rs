@@ -10,7 +10,7 @@ use std::ops::Bound;
 use redb::ReadableTable;
 use serde::Deserialize;
 
-use super::{EmbeddedStore, CONVERSATIONS, DEDUP, MESSAGES};
+use super::{EmbeddedStore, CONVERSATIONS, DEAD_LETTERS, DEDUP, MESSAGES};
 use crate::store::{RetentionStep, StoreError};
 
 /// The one field of a line the sweep reads.
@@ -96,6 +96,42 @@ pub(super) async fn purge_expired_ids(
                 keep
             })?;
             Ok(removed)
+        })
+        .await?;
+    Ok(removed)
+}
+
+/// The one field of a dead letter the purge reads.
+#[derive(Deserialize)]
+struct LetterTime {
+    at_ms: u64,
+}
+
+/// Deletes the dead letters older than `before_ms`: they are kept in the
+/// order they came, so the oldest are first and the purge stops at the
+/// first one it keeps.
+pub(super) async fn purge_dead_letters(
+    store: &EmbeddedStore,
+    before_ms: u64,
+) -> Result<u64, StoreError> {
+    let removed = store
+        .writer
+        .write(false, move |txn| {
+            let mut table = txn.open_table(DEAD_LETTERS)?;
+            let mut old = Vec::new();
+            for row in table.iter()? {
+                let (key, value) = row?;
+                let at = serde_json::from_slice::<LetterTime>(value.value())
+                    .map_or(u64::MAX, |l| l.at_ms);
+                if at >= before_ms {
+                    break;
+                }
+                old.push(key.value());
+            }
+            for key in &old {
+                table.remove(*key)?;
+            }
+            Ok(old.len() as u64)
         })
         .await?;
     Ok(removed)

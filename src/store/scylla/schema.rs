@@ -16,12 +16,17 @@ pub const SCHEMA: &str = include_str!("../schema.cql");
 /// its status updates included, then expires with it).
 pub fn schema_statements(config: &ScyllaConfig) -> Vec<String> {
     let mut statements = table_statements(config);
-    if let Some(ttl) = config.message_ttl {
-        statements.push(format!(
-            "ALTER TABLE {}.messages WITH default_time_to_live = {}",
-            config.keyspace,
-            ttl.as_secs().clamp(1, 630_720_000)
-        ));
+    for (table, ttl) in [
+        ("messages", config.message_ttl),
+        ("dead_letters", config.dead_letter_ttl),
+    ] {
+        if let Some(ttl) = ttl {
+            statements.push(format!(
+                "ALTER TABLE {}.{table} WITH default_time_to_live = {}",
+                config.keyspace,
+                ttl.as_secs().clamp(1, 630_720_000)
+            ));
+        }
     }
     statements
 }
@@ -95,6 +100,7 @@ mod tests {
             await_schema_agreement: false,
             apply_schema: true,
             message_ttl: None,
+            dead_letter_ttl: None,
         };
         assert!(!schema_statements(&config)
             .iter()
