@@ -109,26 +109,15 @@ pub async fn create(
     Extension(caller): Extension<Caller>,
     body: Bytes,
 ) -> Result<(StatusCode, Json<Value>), AdminError> {
-    let mut fields = object(parse_body(&body)?.unwrap_or(Value::Null))?;
-    if let Caller::Tenant(t) = &caller {
-        match fields.get("tenant") {
-            None => {
-                fields.insert("tenant".into(), json!(t));
-            }
-            Some(Value::String(given)) if given == t => {}
-            Some(_) => return Err(AdminError::NotFound("no such tenant".into())),
-        }
+    // A tenant key connects its accounts through the connect flow, where
+    // Meta's dialog proves they are its own: naming any account id here
+    // would let it take another business's Page.
+    if let Caller::Tenant(_) = &caller {
+        return Err(AdminError::NotFound(
+            "no such admin API route for a tenant key: connect accounts with POST /api/v1/tenants/{tenant}/connect".into(),
+        ));
     }
-    let config = parse(fields)?;
-    // A tenant's ids start with its name: whether another tenant's id
-    // exists can never be learned from a 409.
-    if let Caller::Tenant(t) = &caller {
-        if !config.id.starts_with(&format!("{t}-")) {
-            return Err(AdminError::Unprocessable(format!(
-                "id: an integration created with a tenant key has an id starting with \"{t}-\""
-            )));
-        }
-    }
+    let config = parse(object(parse_body(&body)?.unwrap_or(Value::Null))?)?;
     if ctx.integrations.contains_key(&config.id) {
         return Err(AdminError::Conflict(format!(
             "an integration with id {:?} exists",
@@ -172,6 +161,15 @@ pub async fn update(
                 return Err(AdminError::Unprocessable(
                     "tenant: cannot be changed".into(),
                 ))
+            }
+            // The account is proven by the connect flow, not by a key.
+            "account_id" | "app"
+                if matches!(caller, Caller::Tenant(_))
+                    && v != fields.get(k.as_str()).cloned().unwrap_or_default() =>
+            {
+                return Err(AdminError::Unprocessable(format!(
+                    "{k}: cannot be changed with a tenant key (connect the account again)"
+                )))
             }
             // Its conversations' customer ids belong to the channel.
             "channel" if v != json!(current.channel) => {

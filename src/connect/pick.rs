@@ -29,7 +29,7 @@ pub(super) async fn pick(
         .find(|(k, _)| k == "session")
         .map(|(_, v)| v.clone())
         .unwrap_or_default();
-    let chosen: Vec<&str> = form
+    let mut chosen: Vec<&str> = form
         .iter()
         .filter(|(k, _)| k == "page")
         .map(|(_, v)| v.as_str())
@@ -48,6 +48,14 @@ pub(super) async fn pick(
     let Some(session) = session.filter(|x| x.expires_ms > now_ms()) else {
         return refused(GrantError::Expired);
     };
+    // Pages only when the form offered them.
+    if !session
+        .channels
+        .iter()
+        .any(|c| matches!(c, ChannelKind::Messenger | ChannelKind::Instagram))
+    {
+        chosen.clear();
+    }
     // Used once.
     if let Err(e) = store
         .delete_record(RecordKind::ConnectSessions, &session_id)
@@ -82,13 +90,20 @@ pub(super) async fn pick(
         if session.channels.contains(&ChannelKind::Instagram) {
             accounts.extend(p.instagram.clone().map(|ig| (ChannelKind::Instagram, ig)));
         }
+        let mut ours = false;
         for (channel, account) in accounts {
             match connect_account(&s.ctx, &session, app, channel, &account, &token).await {
                 Ok(outcome) => {
+                    ours = true;
                     connected.push(format!("{} ({}): {outcome}", p.name, channel.as_str()))
                 }
                 Err(why) => failed.push(format!("{} ({}): {why}", p.name, channel.as_str())),
             }
+        }
+        // A Page none of whose accounts is this tenant's is not subscribed:
+        // its messages must not start flowing to whoever has it.
+        if !ours {
+            continue;
         }
         let subscribing = Page {
             id: p.id.clone(),
@@ -129,7 +144,11 @@ pub(super) async fn pick(
                     .await
                     {
                         Ok(outcome) => connected.push(format!("{} (whatsapp): {outcome}", n.name)),
-                        Err(why) => failed.push(format!("{} (whatsapp): {why}", n.name)),
+                        Err(why) => {
+                            // Not this tenant's: its account is not subscribed.
+                            failed.push(format!("{} (whatsapp): {why}", n.name));
+                            continue;
+                        }
                     }
                     if !subscribed.contains(&n.waba.as_str()) {
                         subscribed.push(&n.waba);

@@ -287,6 +287,11 @@ impl Integrations {
             .into_iter()
             .filter(|e| e.starts_with(&prefix) || e.starts_with("integrations:"))
             .map(|e| e.trim_start_matches(&prefix).to_string())
+            // Another tenant is never named.
+            .map(|e| match e.find("belongs to tenant") {
+                Some(at) => format!("{}belongs to another tenant", &e[..at]),
+                None => e,
+            })
             .collect();
         if mine.is_empty() {
             Ok(())
@@ -318,10 +323,10 @@ impl Integrations {
             .into_iter()
             .filter(|i| i.id != candidate.id && i.assistant == candidate.assistant)
             .find(|i| i.tenant != candidate.tenant)
-            .map(|i| {
+            .map(|_| {
                 format!(
-                    "assistant: \"{}\" answers for tenant \"{}\"; give tenant \"{}\" an assistant of its own",
-                    candidate.assistant, i.tenant, candidate.tenant
+                    "assistant: \"{}\" answers for another tenant; give tenant \"{}\" an assistant of its own",
+                    candidate.assistant, candidate.tenant
                 )
             })
     }

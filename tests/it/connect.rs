@@ -27,7 +27,7 @@ async fn desk() -> Desk {
         toml.replace(
             "id = \"main\"\napp_secret",
             "id = \"main\"\nmeta_app_id = \"1234567890\"\napp_secret",
-        ) + "\n[[tenants]]\nid = \"globex\"\n"
+        ) + "\n[[tenants]]\nid = \"globex\"\n\n[[assistants]]\nid = \"globex-bot\"\nkind = \"rules\"\ntenant = \"globex\"\nfallback = \"Globex here.\"\n"
     });
     Desk::start_edited(0, "", &tail, edit).await
 }
@@ -288,4 +288,51 @@ async fn tampered_expired_and_foreign_links_are_refused() {
     );
     let (_, list) = desk.get("/integrations").await;
     assert_eq!(list["integrations"].as_array().unwrap().len(), 3);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_page_connected_to_another_tenant_is_neither_taken_nor_subscribed() {
+    let desk = desk().await;
+    let globex = json!({
+        "id": "globex-fb", "tenant": "globex", "channel": "messenger", "app": "main",
+        "account_id": "PAGE_C1", "access_token": "EAAG-globex-token", "assistant": "globex-bot"
+    });
+    let (status, body) = desk.post("/integrations", globex).await;
+    assert_eq!(status, 201, "{body}");
+    // Messenger only: PAGE_C1's Instagram account would be acme's to take.
+    let (status, body) = desk
+        .post(
+            "/tenants/acme/connect",
+            json!({"assistant": "support", "channels": ["messenger"]}),
+        )
+        .await;
+    assert_eq!(status, 201, "{body}");
+    let meta = dialog(&desk, body["url"].as_str().unwrap()).await;
+    let (_, html) = callback(&desk, "good1", &meta["state"], &meta["cookie"]).await;
+    let (_, html) = choose(&desk, &session_of(&html), &["PAGE_C1", "PAGE_C2"]).await;
+    assert!(
+        html.contains("already connected to another account"),
+        "{html}"
+    );
+    assert!(
+        !html.contains("globex"),
+        "the other tenant is not named: {html}"
+    );
+    assert!(html.contains("connected as acme-fb-page_c2"), "{html}");
+    let subscribed: Value = reqwest::get(format!("http://{}/_sim/connect", desk.graph.sim.addr))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let pages: Vec<&str> = subscribed["subscribed"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s[0].as_str().unwrap())
+        .collect();
+    assert_eq!(pages, ["PAGE_C2"], "only the Page that became acme's");
+    let (_, kept) = desk.get("/integrations/globex-fb").await;
+    assert_eq!(kept["tenant"], "globex");
+    assert_eq!(kept["access_token"], "****oken", "its token untouched");
 }

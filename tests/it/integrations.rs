@@ -333,47 +333,55 @@ async fn a_tenant_key_cannot_see_or_change_another_tenants_integrations() {
     let (status, key) = desk.post("/tenants/globex/keys", json!({})).await;
     assert_eq!(status, 201, "{key}");
     let key = key["key"].as_str().unwrap().to_string();
-    // Its own: created under its tenant, whatever the body says.
+    // Its integrations are created with the admin token (or by the connect
+    // flow); an assistant of another tenant is refused without naming it.
     let mut own = page2("globex-fb");
-    own.as_object_mut().unwrap().remove("tenant");
-    let (status, body) = desk
-        .request(Method::POST, "/integrations", Some(own.clone()), &key)
-        .await;
+    own["tenant"] = json!("globex");
+    own["account_id"] = json!("PAGE_G");
+    let (status, body) = create(&desk, own.clone()).await;
     assert_eq!(status, 422, "acme's assistant is not globex's: {body}");
+    let error = body["error"].as_str().unwrap();
+    assert!(error.contains("answers for another tenant"), "{body}");
     assert!(
-        body["error"]
-            .as_str()
-            .unwrap()
-            .contains("answers for tenant \"acme\""),
-        "{body}"
+        !error.contains("acme"),
+        "another tenant is never named: {body}"
     );
     own["assistant"] = json!("globex-bot");
+    assert_eq!(create(&desk, own.clone()).await.0, 201);
+    // A key cannot name an account: that would let it take another
+    // business's Page (acme's PAGE_1 here).
+    own["id"] = json!("globex-fb2");
+    own["account_id"] = json!(PAGE);
     let (status, body) = desk
         .request(Method::POST, "/integrations", Some(own), &key)
         .await;
-    assert_eq!(status, 201, "{body}");
-    assert_eq!(body["tenant"], "globex");
-    let (status, _) = desk
+    assert_eq!(status, 404, "{body}");
+    assert!(
+        body["error"].as_str().unwrap().contains("connect"),
+        "{body}"
+    );
+    let (status, body) = desk
         .request(
-            Method::POST,
-            "/integrations",
-            Some(json!({"tenant": "acme"})),
+            Method::PATCH,
+            "/integrations/globex-fb",
+            Some(json!({"account_id": PAGE})),
             &key,
         )
         .await;
-    assert_eq!(status, 404);
-    // Another tenant's id cannot be probed: a tenant's ids carry its name.
-    let mut probe = page2("acme-fb");
-    probe["tenant"] = json!("globex");
-    probe["assistant"] = json!("globex-bot");
-    let (status, body) = desk
-        .request(Method::POST, "/integrations", Some(probe), &key)
-        .await;
     assert_eq!(status, 422, "{body}");
-    assert!(body["error"]
-        .as_str()
-        .unwrap()
-        .contains("starting with \"globex-\""));
+    let (status, body) = desk
+        .request(
+            Method::PATCH,
+            "/integrations/globex-fb",
+            Some(json!({"enabled": false, "account_id": "PAGE_G"})),
+            &key,
+        )
+        .await;
+    assert_eq!(
+        (status, body["enabled"].clone()),
+        (200, json!(false)),
+        "{body}"
+    );
     // Another tenant's: as if it did not exist.
     for (method, path) in [
         (Method::GET, "/integrations/acme-fb"),
