@@ -77,11 +77,35 @@ struct Granular {
     target_ids: Vec<String>,
 }
 
+/// A Page as `/me/accounts` lists it: without a token when the user may
+/// not act for it.
+#[derive(Deserialize)]
+struct ListedPage {
+    id: String,
+    #[serde(default)]
+    name: String,
+    #[serde(default)]
+    access_token: Option<Secret>,
+    #[serde(default)]
+    instagram_business_account: Option<Linked>,
+}
+
 #[derive(Deserialize)]
 struct Accounts {
     #[serde(default)]
-    data: Vec<Page>,
+    data: Vec<ListedPage>,
+    #[serde(default)]
+    paging: Option<Paging>,
 }
+
+#[derive(Deserialize)]
+struct Paging {
+    #[serde(default)]
+    next: Option<String>,
+}
+
+/// Pages of `/me/accounts` followed, at most.
+const MAX_PAGES: usize = 10;
 
 pub struct MetaClient<'a> {
     pub http: &'a reqwest::Client,
@@ -144,8 +168,10 @@ impl MetaClient<'_> {
 
     /// The Pages the user manages, each with its Page token (long-lived
     /// when the user token is) and linked Instagram account.
+    /// Pages the user may not act for (no token) are left out; the list's
+    /// `paging.next` is followed.
     pub async fn pages(&self, user: &Secret) -> Result<Vec<Page>, MetaError> {
-        let a: Accounts = self
+        let mut answer: Accounts = self
             .get(
                 "me/accounts",
                 &[
@@ -155,7 +181,28 @@ impl MetaClient<'_> {
                 ],
             )
             .await?;
-        Ok(a.data)
+        let mut pages = Vec::new();
+        for _ in 0..MAX_PAGES {
+            pages.extend(answer.data.into_iter().filter_map(|p| {
+                Some(Page {
+                    access_token: p.access_token.filter(|t| !t.is_empty())?,
+                    id: p.id,
+                    name: p.name,
+                    instagram_business_account: p.instagram_business_account,
+                })
+            }));
+            let Some(next) = answer.paging.and_then(|p| p.next) else {
+                break;
+            };
+            let r = self
+                .http
+                .get(next)
+                .send()
+                .await
+                .map_err(|e| MetaError::Unreachable(e.without_url().to_string()))?;
+            answer = read(r).await?;
+        }
+        Ok(pages)
     }
 
     /// The WhatsApp numbers the user's token may use: the WhatsApp

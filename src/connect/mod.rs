@@ -40,6 +40,12 @@ use crate::store::RecordKind;
 use meta::MetaClient;
 use signed::{Grant, GrantError};
 
+/// The key that signs invitations and states: derived from the app's
+/// secret, so they are never signed the way Meta signs webhooks.
+pub fn grant_key(app_secret: &str) -> Vec<u8> {
+    crate::channels::webhook::sign(app_secret.as_bytes(), b"switchboard-connect-grant").into_bytes()
+}
+
 /// The cookie that binds a flow's `state` to the browser that started it.
 const COOKIE: &str = "sb_connect";
 
@@ -151,7 +157,7 @@ pub fn link(
     }
     let expires = now_ms() + c.link_ttl.as_millis() as u64;
     let invite = Grant::new("invite", tenant, assistant, channels, expires)
-        .seal(app.app_secret.expose().as_bytes());
+        .seal(&grant_key(app.app_secret.expose()));
     Some(format!(
         "{}/connect/meta/{tenant}?invite={invite}",
         c.public_url.trim_end_matches('/')
@@ -165,7 +171,7 @@ async fn start(
     Query(q): Query<HashMap<String, String>>,
 ) -> Response {
     let Some(app) = s.app() else { return off() };
-    let key = app.app_secret.expose().as_bytes();
+    let key = &grant_key(app.app_secret.expose());
     let invite = match Grant::open(
         key,
         q.get("invite").map_or("", String::as_str),
@@ -291,7 +297,7 @@ async fn callback(
     Query(q): Query<HashMap<String, String>>,
 ) -> Response {
     let Some(app) = s.app() else { return off() };
-    let key = app.app_secret.expose().as_bytes();
+    let key = &grant_key(app.app_secret.expose());
     let grant = match Grant::open(
         key,
         q.get("state").map_or("", String::as_str),

@@ -126,6 +126,10 @@ async fn a_business_connects_its_page_in_a_browser_and_its_customers_are_answere
         "names escaped: {html}"
     );
     assert!(html.contains("value=\"PAGE_C2\""));
+    assert!(
+        !html.contains("PAGE_C3"),
+        "a Page without a token is not offered"
+    );
     assert!(!html.contains("EAAP"), "no token in the page");
     let session = session_of(&html);
     assert!(!any_file_contains(
@@ -261,7 +265,7 @@ async fn tampered_expired_and_foreign_links_are_refused() {
         &[switchboard::config::ChannelKind::Messenger],
         1,
     )
-    .seal(APP_SECRET.as_bytes());
+    .seal(&switchboard::connect::grant_key(APP_SECRET));
     let (status, html) = callback(&desk, "good", &expired, &cookie).await;
     assert_eq!(status, 403);
     assert!(html.contains("expired"), "{html}");

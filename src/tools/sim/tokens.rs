@@ -3,8 +3,9 @@
 //! {"valid": false, "subcode": 460}}` or `{"<token>": {"expires_in":
 //! 172800}}`; unknown tokens are valid, never expire, and their data access
 //! ends in 90 days, as a Page token's does), `GET /oauth/access_token`
-//! (a code, or `grant_type=fb_exchange_token`), `GET /me/accounts` (two
-//! Pages, the first with a linked Instagram account) and
+//! (a code, or `grant_type=fb_exchange_token`), `GET /me/accounts` (three
+//! Pages: the first with a linked Instagram account, the third without a
+//! token) and
 //! `POST /{page}/subscribed_apps`; `GET /_sim/connect` lists the
 //! subscriptions made.
 
@@ -108,7 +109,9 @@ async fn accounts(Query(q): Query<HashMap<String, String>>) -> Response {
              "instagram_business_account": {"id": "IG_C1"}},
             {"id": "PAGE_C2", "name": "Acme Outlet", "category": "Retail",
              "access_token": format!("EAAP-PAGE_C2-{suffix}"),
-             "tasks": ["MESSAGING", "MANAGE"]}
+             "tasks": ["MESSAGING", "MANAGE"]},
+            // A Page the user may only look at: no token.
+            {"id": "PAGE_C3", "name": "Acme Archive", "category": "Retail", "tasks": ["ANALYZE"]}
         ],
         "paging": {"cursors": {"before": "QVFIU", "after": "QVFIR"}}
     }))
