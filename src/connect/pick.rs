@@ -56,12 +56,18 @@ pub(super) async fn pick(
     {
         chosen.clear();
     }
-    // Used once.
-    if let Err(e) = store
+    // Used once: of two posts of the same form, the one whose delete
+    // removed the session goes on.
+    match store
         .delete_record(RecordKind::ConnectSessions, &session_id)
         .await
     {
-        tracing::warn!(error = %e, "Connect flow: session not removed");
+        Ok(true) => {}
+        Ok(false) => return refused(GrantError::Expired),
+        Err(e) => {
+            tracing::warn!(error = %e, "Connect flow: session not removed");
+            return page::error(StatusCode::SERVICE_UNAVAILABLE, "Try again in a moment.");
+        }
     }
     let Some(keys) = s.ctx.integrations.keys() else {
         return page::error(
