@@ -159,7 +159,9 @@ impl Alerts {
             *n += 1;
             *n
         };
-        if count == self.config.failed_sends.max(1) {
+        // Every failure from the threshold on raises it (one per interval
+        // goes out): one that could not be delivered comes again.
+        if count >= self.config.failed_sends.max(1) {
             self.raise(
                 integration,
                 AlertKind::SendsFailing,

@@ -151,6 +151,16 @@ pub async fn update(
         ));
     };
     fields.insert("access_token".into(), json!(current.access_token.expose()));
+    // The masked token an answer shows, sent back whole, is not a token.
+    let masked_back = patch
+        .get("access_token")
+        .and_then(Value::as_str)
+        .is_some_and(|t| t.starts_with("****"));
+    if masked_back {
+        return Err(AdminError::Unprocessable(
+            "access_token: that is the masked token an answer shows; send the token itself, or leave it out".into(),
+        ));
+    }
     let new_token = patch.contains_key("access_token");
     for (k, v) in patch {
         match k.as_str() {

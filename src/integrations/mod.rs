@@ -16,7 +16,6 @@ mod stored;
 
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
-use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
@@ -90,8 +89,6 @@ pub struct Integrations {
     keys: Option<KeyRing>,
     /// The store revision the snapshot was built from.
     seen: tokio::sync::Mutex<Option<u64>>,
-    /// When an unknown name last made this instance look in the store.
-    looked: std::sync::Mutex<Option<Instant>>,
     pub tokens: TokenHealth,
 }
 
@@ -119,7 +116,6 @@ impl Integrations {
             store,
             keys,
             seen: tokio::sync::Mutex::new(None),
-            looked: std::sync::Mutex::new(None),
             tokens,
         }
     }
@@ -178,6 +174,10 @@ impl Integrations {
             return Ok(false);
         }
         let records = store.records(RecordKind::Integrations).await?;
+        // A record that cannot be used now (a key or an assistant missing on
+        // this instance) keeps the entry it had: it is not taken for deleted.
+        let previous = self.snapshot();
+        let kept = |id: &str| previous.by_id.get(id).cloned();
         let mut entries: HashMap<String, Entry> = self
             .from_config
             .iter()
@@ -196,6 +196,9 @@ impl Integrations {
                 Ok(config) if config.id == id => {
                     if let Some(missing) = self.missing_reference(&config) {
                         tracing::error!(integration = %id, missing, "A stored integration names what the config no longer has; ignored until it does");
+                        if let Some(entry) = kept(&id) {
+                            entries.insert(id, entry);
+                        }
                         continue;
                     }
                     self.tokens.known(&id);
@@ -215,7 +218,10 @@ impl Integrations {
                     tracing::error!(integration = %id, "A stored integration names another id; ignored")
                 }
                 Err(e) => {
-                    tracing::error!(integration = %id, error = %e, "A stored integration cannot be read; ignored")
+                    tracing::error!(integration = %id, error = %e, "A stored integration cannot be read; ignored");
+                    if let Some(entry) = kept(&id) {
+                        entries.insert(id, entry);
+                    }
                 }
             }
         }
@@ -232,15 +238,9 @@ impl Integrations {
     /// an event names something this instance does not know: a change made
     /// on another instance applies at once.
     pub async fn look_again(&self) {
-        {
-            let Ok(mut looked) = self.looked.lock() else {
-                return;
-            };
-            if looked.is_some_and(|t| t.elapsed() < Duration::from_secs(1)) {
-                return;
-            }
-            *looked = Some(Instant::now());
-        }
+        // Never skipped: a caller that found a refresh in flight waits for
+        // it (they are one at a time) and then reads the revision itself,
+        // one small read when nothing changed.
         if let Err(e) = self.refresh().await {
             tracing::debug!(error = %e, "Integrations not reloaded");
         }

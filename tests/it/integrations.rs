@@ -205,6 +205,18 @@ async fn an_integration_created_changed_and_deleted_through_the_api_applies_at_o
         )
         .await;
     assert_eq!(status, 422, "the channel cannot change");
+    // What a GET shows, sent back whole, does not replace the token.
+    let (_, shown) = desk.get("/integrations/acme-fb2").await;
+    let (status, body) = desk
+        .request(
+            Method::PATCH,
+            "/integrations/acme-fb2",
+            Some(shown),
+            "admin",
+        )
+        .await;
+    assert_eq!(status, 422, "{body}");
+    assert!(body["error"].as_str().unwrap().contains("masked"), "{body}");
 
     // No token in clear anywhere in the store's files.
     assert!(!any_file_contains(

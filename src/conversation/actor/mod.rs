@@ -195,8 +195,13 @@ async fn handle_delivery(
         finish(state, d);
         return Ok(());
     };
-    if let Some(fresh) = state.args.ctx.integrations.get(conv.integration_id()) {
-        conv.refresh_integration(&fresh);
+    match state.args.ctx.integrations.get(conv.integration_id()) {
+        Some(fresh) => conv.refresh_integration(&fresh),
+        None => {
+            // Deleted: its events are not handled (nor written back).
+            finish(state, d);
+            return Box::pin(drive(state)).await;
+        }
     }
     let now = now_ms();
     if d.replay {
@@ -295,19 +300,19 @@ async fn drive(state: &mut ConversationState) -> Result<(), ActorProcessingErr> 
     let Some(conv) = state.conversation.as_mut() else {
         return Ok(());
     };
-    if !state
-        .args
-        .ctx
-        .integrations
-        .contains_key(conv.integration_id())
-    {
-        // Deleted: nothing more goes out for it. Not written either (its
-        // history may have been purged; kept, it shows the turn as it was).
-        if conv.integration_gone(now) {
-            tracing::info!(conversation = %state.args.id, "Integration deleted; what was waiting to be sent is not sent");
+    match state.args.ctx.integrations.get(conv.integration_id()) {
+        // Timer wakes and generated answers use the settings of now (a new
+        // token, enabled or not).
+        Some(fresh) => conv.refresh_integration(&fresh),
+        None => {
+            // Deleted: nothing more goes out for it. Not written either (its
+            // history may have been purged; kept, it shows the turn as it was).
+            if conv.integration_gone(now) {
+                tracing::info!(conversation = %state.args.id, "Integration deleted; what was waiting to be sent is not sent");
+            }
+            generate::stop(state);
+            return Ok(());
         }
-        generate::stop(state);
-        return Ok(());
     }
     if conv.auto_resume(now) {
         tracing::info!(conversation = %state.args.id, "Takeover timer fired; the AI answers again");
