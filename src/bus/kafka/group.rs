@@ -47,6 +47,9 @@ pub(super) struct Shared {
     /// before the partition is released anyway: half the session timeout,
     /// so the member is not evicted meanwhile.
     pub(super) revoke_wait: Duration,
+    /// The rebalance timeout (`max.poll.interval.ms`): how long a healthy
+    /// rebalance may wait for members.
+    pub(super) rebalance_timeout: Duration,
     /// How long the side effects already running for a revoked partition
     /// (a platform call, a store write) are waited for once its lease is
     /// revoked.

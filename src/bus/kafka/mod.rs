@@ -99,6 +99,7 @@ impl KafkaBus {
             finished: AtomicU64::new(0),
             ownership: tx,
             revoke_wait: Duration::from_millis(config.session_timeout_ms / 2),
+            rebalance_timeout: Duration::from_millis(config.max_poll_interval_ms),
             drain_wait,
             closing: AtomicBool::new(false),
             waiting: Mutex::new(VecDeque::new()),

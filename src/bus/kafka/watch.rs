@@ -9,7 +9,8 @@
 //! broker that does not report the members' assignments (Tansu) is judged
 //! by this instance's own share: in a stable group every member owns at
 //! least partitions / members. A group that stays between generations
-//! (twice that time) is stuck the same way (Tansu 0.6 can revoke the
+//! longer than a healthy rebalance may take (the rebalance timeout and a
+//! session, at least twice the time above) is stuck the same way (Tansu 0.6 can revoke the
 //! survivor's partitions and report the group "Unknown" from then on): this
 //! instance rejoins too.
 
@@ -87,7 +88,13 @@ impl OwnerlessWatch {
                 // (Tansu 0.6 can leave a revoked survivor waiting forever).
                 self.ownerless_since = None;
                 let since = *self.unsettled_since.get_or_insert_with(Instant::now);
-                if since.elapsed() >= self.limit * 2 {
+                // Longer than a healthy rebalance may take (the rebalance
+                // timeout and a session), and not at the same moment on
+                // every member.
+                let session = shared.revoke_wait * 2;
+                let patience = (self.limit * 2).max(shared.rebalance_timeout + session)
+                    + Duration::from_millis(rand::random::<u64>() % 3000);
+                if since.elapsed() >= patience {
                     self.unsettled_since = None;
                     tracing::warn!(state, seconds = since.elapsed().as_secs(), "The consumer group has not settled: rejoining it so its partitions are assigned again");
                     rejoin(consumer, shared);
