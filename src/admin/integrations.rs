@@ -172,6 +172,17 @@ pub async fn update(
                     "tenant: cannot be changed".into(),
                 ))
             }
+            // A key may point alerts at public HTTPS endpoints only (never
+            // at the engine's own network).
+            "alert_webhook"
+                if matches!(caller, Caller::Tenant(_))
+                    && !v.is_null()
+                    && !v.as_str().is_some_and(|u| u.starts_with("https://")) =>
+            {
+                return Err(AdminError::Unprocessable(
+                    "alert_webhook: a tenant key sets an https:// URL".into(),
+                ))
+            }
             // The account is proven by the connect flow, not by a key.
             "account_id" | "app"
                 if matches!(caller, Caller::Tenant(_))

@@ -394,6 +394,27 @@ async fn a_tenant_key_cannot_see_or_change_another_tenants_integrations() {
         (200, json!(false)),
         "{body}"
     );
+    // Alerts go to public HTTPS endpoints only when a key sets them, and an
+    // address is one address.
+    for (patch, ok) in [
+        (
+            json!({"alert_webhook": "http://127.0.0.1:9464/metrics"}),
+            false,
+        ),
+        (
+            json!({"alert_email": "ops@globex.example\r\nBcc: x@y.z"}),
+            false,
+        ),
+        (
+            json!({"alert_webhook": "https://ops.globex.example/hook"}),
+            true,
+        ),
+    ] {
+        let (status, body) = desk
+            .request(Method::PATCH, "/integrations/globex-fb", Some(patch), &key)
+            .await;
+        assert_eq!(status == 200, ok, "{status} {body}");
+    }
     // Another tenant's: as if it did not exist.
     for (method, path) in [
         (Method::GET, "/integrations/acme-fb"),

@@ -47,6 +47,18 @@ pub(super) fn integration_texts(
     key: &impl Fn(&str) -> String,
     e: &mut Errors,
 ) {
+    if let Some(to) = &g.alert_email {
+        if to.parse::<lettre::message::Mailbox>().is_err() {
+            e.add(key("alert_email"), "must be one email address");
+        }
+    }
+    if let Some(url) = &g.alert_webhook {
+        let ok = reqwest::Url::parse(url)
+            .is_ok_and(|u| matches!(u.scheme(), "http" | "https") && u.host().is_some());
+        if !ok {
+            e.add(key("alert_webhook"), "must be an http(s) URL");
+        }
+    }
     for (field, value) in [
         ("away_message", &g.away_message),
         ("greeting", &g.greeting),
