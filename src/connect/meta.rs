@@ -288,12 +288,10 @@ async fn read<T: serde::de::DeserializeOwned>(r: reqwest::Response) -> Result<T,
         .await
         .map_err(|e| MetaError::Unreachable(e.without_url().to_string()))?;
     if !status.is_success() {
-        // Meta's own words, never the request (it carries tokens).
-        let message = serde_json::from_slice::<serde_json::Value>(&body)
-            .ok()
-            .and_then(|v| v["error"]["message"].as_str().map(str::to_string))
-            .unwrap_or_else(|| format!("HTTP {status}"));
-        return Err(MetaError::Refused(message));
+        // Meta's own words (read by the one place that reads Meta's
+        // errors), never the request: it carries tokens.
+        let refusal = crate::channels::SendError::from_response(status.as_u16(), &body);
+        return Err(MetaError::Refused(refusal.message));
     }
     serde_json::from_slice(&body)
         .map_err(|_| MetaError::Refused("an answer it could not read".into()))
