@@ -20,10 +20,11 @@ use crate::channels::graph::ClientBuildError;
 use crate::channels::messenger::profiles;
 use crate::channels::{GraphClient, Outbound};
 use crate::clock::now_ms;
-use crate::config::{BusKind, Config, ScyllaConfig, StoreKind};
+use crate::config::{BusKind, Config, Durability, ScyllaConfig, StoreKind};
 use crate::conversation::supervisor::{
     ConversationSupervisor, SupervisorArgs, SupervisorMsg, SupervisorWake,
 };
+use crate::conversation::synced::SyncedBus;
 use crate::conversation::{timers, EngineContext};
 use crate::ingest::{self, IngressState};
 use crate::integrations::{Integrations, KeyRing};
@@ -115,10 +116,13 @@ pub async fn open_stores(config: &Config) -> Result<Arc<dyn Store>, StoreError> 
             ..config.store.scylla.clone()
         };
         let store: Arc<dyn Store> = match kind {
-            StoreKind::Embedded => Arc::new(EmbeddedStore::open(
-                &config.store.path,
-                config.store.cache_bytes(),
-            )?),
+            StoreKind::Embedded => {
+                let store = EmbeddedStore::open(&config.store.path, config.store.cache_bytes())?;
+                match config.store.durability {
+                    Durability::Sync => Arc::new(store),
+                    Durability::Interval => Arc::new(store.sync_later()),
+                }
+            }
             StoreKind::Scylla if scylla.apply_schema => Arc::new(ScyllaStore::open(&scylla).await?),
             StoreKind::Scylla => Arc::new(ScyllaStore::open_on_schema(&scylla).await?),
         };
@@ -171,6 +175,12 @@ pub async fn start_with_store(
             &config.bus.kafka,
             config.outbound.request_timeout + Duration::from_secs(2),
         )?,
+    };
+    // A turn the store has not synced yet is not committed on the bus.
+    let bus: Arc<dyn Bus> = if store.syncs_later() {
+        SyncedBus::wrap(bus, store.clone(), config.store.sync_interval)
+    } else {
+        bus
     };
     let graph = GraphClient::new(&config.meta.graph_base_url, &config.outbound)?;
     let keys = KeyRing::from_env()?;

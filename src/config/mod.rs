@@ -133,7 +133,26 @@ pub struct StoreConfig {
     /// Audit entries older than this are deleted.
     #[serde(with = "humantime_serde")]
     pub audit_retention: Duration,
+    /// When the embedded store's writes reach the disk: with every group
+    /// commit, or at `sync_interval`.
+    pub durability: Durability,
+    /// How often the embedded store syncs in `interval` durability.
+    #[serde(with = "humantime_serde")]
+    pub sync_interval: Duration,
     pub scylla: ScyllaConfig,
+}
+
+/// When the embedded store's writes reach the disk. The bus is fsynced
+/// before every acknowledgement in both modes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Durability {
+    /// Every group commit is fsynced before the turn goes on.
+    Sync,
+    /// Group commits are fsynced every `store.sync_interval`; an event is
+    /// committed on the bus only once the store has synced its turn, so a
+    /// crash replays (never loses) what the store had not synced.
+    Interval,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -219,6 +219,13 @@ fn store(c: &Config, e: &mut Errors) {
             );
         }
     }
+    let sync = c.store.sync_interval;
+    if sync < Duration::from_millis(1) || sync > Duration::from_secs(10) {
+        e.add(
+            "store.sync_interval",
+            "must be between 1ms and 10s, like \"200ms\"",
+        );
+    }
     if !(4..=1_048_576).contains(&c.store.cache_mb) {
         e.add("store.cache_mb", "must be between 4 and 1048576 (MiB)");
     }

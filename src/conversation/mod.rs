@@ -18,6 +18,7 @@ mod entry;
 mod quarantine;
 pub mod shaping;
 pub mod supervisor;
+pub mod synced;
 pub mod timers;
 pub mod turn;
 pub mod window;

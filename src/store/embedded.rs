@@ -4,6 +4,7 @@
 
 use std::ops::Bound;
 use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use async_trait::async_trait;
@@ -35,6 +36,13 @@ mod retention;
 
 pub struct EmbeddedStore {
     writer: GroupCommit,
+    /// Turns are fsynced with their group commit (`true`), or later by
+    /// [`Store::sync`].
+    sync_each: bool,
+    /// Turns committed without an fsync so far, and how many of them a
+    /// completed sync covers.
+    written: AtomicU64,
+    synced: AtomicU64,
 }
 
 fn corrupt(e: serde_json::Error) -> StoreError {
@@ -88,11 +96,42 @@ impl EmbeddedStore {
         txn.commit().map_err(storage)?;
         let writer = GroupCommit::start(Arc::new(db), "store")
             .map_err(|e| StoreError::Unavailable(e.to_string()))?;
-        Ok(Self { writer })
+        Ok(Self {
+            writer,
+            sync_each: true,
+            written: AtomicU64::new(0),
+            synced: AtomicU64::new(0),
+        })
+    }
+
+    /// Turns are committed without an fsync and reach the disk with the
+    /// next [`Store::sync`] (`store.durability = "interval"`); a crash loses
+    /// the turns since the last one (never a torn write: redb recovers to
+    /// the last synced commit).
+    pub fn sync_later(mut self) -> Self {
+        self.sync_each = false;
+        self
     }
 
     fn db(&self) -> &Database {
         self.writer.db()
+    }
+}
+
+impl Drop for EmbeddedStore {
+    /// A store closed in order puts its unsynced turns on the disk.
+    fn drop(&mut self) {
+        if self.synced.load(Ordering::Acquire) >= self.written.load(Ordering::Acquire) {
+            return;
+        }
+        let synced = self
+            .db()
+            .begin_write()
+            .map_err(redb::Error::from)
+            .and_then(|txn| txn.commit().map_err(redb::Error::from));
+        if let Err(e) = synced {
+            tracing::warn!(error = %e, "Store closed without its last sync; the bus replays those turns");
+        }
     }
 }
 
@@ -194,10 +233,29 @@ impl Store for EmbeddedStore {
 
     async fn commit_turn(&self, write: Arc<TurnWrite>) -> Result<(), StoreError> {
         let state = serde_json::to_vec(&write.state).map_err(corrupt)?;
+        let durable = self.sync_each || write.sync;
         self.writer
-            .write(true, move |txn| apply_turn(txn, &write, &state))
+            .write(durable, move |txn| apply_turn(txn, &write, &state))
             .await?;
+        if !durable {
+            self.written.fetch_add(1, Ordering::AcqRel);
+        }
         Ok(())
+    }
+
+    async fn sync(&self) -> Result<(), StoreError> {
+        let target = self.written.load(Ordering::Acquire);
+        if self.synced.load(Ordering::Acquire) >= target {
+            return Ok(());
+        }
+        // A durable commit makes every earlier one durable with it.
+        self.writer.write(true, |_| Ok(())).await?;
+        self.synced.fetch_max(target, Ordering::AcqRel);
+        Ok(())
+    }
+
+    fn syncs_later(&self) -> bool {
+        !self.sync_each
     }
 
     async fn messages(&self, id: &str, limit: usize) -> Result<Vec<MessageRecord>, StoreError> {

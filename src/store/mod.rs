@@ -127,6 +127,18 @@ pub trait Store: Send + Sync + 'static {
     /// Whether the store can serve reads and writes now.
     async fn ready(&self) -> bool;
 
+    /// Resolves once every turn committed before the call is on the disk.
+    /// Turns are durable when committed unless the store syncs at an
+    /// interval (`store.durability = "interval"`).
+    async fn sync(&self) -> Result<(), StoreError> {
+        Ok(())
+    }
+
+    /// Whether committed turns may still be waiting for [`Store::sync`].
+    fn syncs_later(&self) -> bool {
+        false
+    }
+
     /// Stores (or replaces) a knowledge-base document.
     async fn put_document(&self, doc: DocumentRecord) -> Result<(), StoreError>;
 

@@ -328,6 +328,9 @@ pub struct TurnWrite {
     pub takeover_changed: bool,
     /// Analytics to add to the integration's daily rollups.
     pub counts: Vec<DailyCount>,
+    /// Must be on the disk when the commit returns, whatever the store's
+    /// durability (an operator is told its outcome).
+    pub sync: bool,
 }
 
 /// Message counts of one integration on one UTC day.
@@ -386,6 +389,7 @@ impl TurnWrite {
             previous_deadline: None,
             takeover_changed: true,
             counts: Vec::new(),
+            sync: false,
         }
     }
 }

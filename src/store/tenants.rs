@@ -330,6 +330,17 @@ impl Store for TenantStores {
         true
     }
 
+    async fn sync(&self) -> Result<(), StoreError> {
+        for b in &self.backends {
+            b.store.sync().await?;
+        }
+        Ok(())
+    }
+
+    fn syncs_later(&self) -> bool {
+        self.backends.iter().any(|b| b.store.syncs_later())
+    }
+
     fn kind(&self) -> &'static str {
         "tenants"
     }

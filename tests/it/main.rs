@@ -11,6 +11,7 @@ mod connect;
 mod cql_server;
 mod crash;
 mod delivery;
+mod durability;
 mod failover;
 mod harness;
 mod integrations;

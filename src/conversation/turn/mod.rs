@@ -346,6 +346,9 @@ impl Conversation {
             previous_deadline,
             takeover_changed: unsaved.takeover_changed,
             counts: unsaved.counts,
+            // An operator hears the outcome of its command once this is
+            // written: it must survive a crash.
+            sync: !self.notify.is_empty(),
         })
     }
 }

@@ -1,0 +1,148 @@
+//! The store's durability modes under SIGKILL. Every customer's reply has
+//! been sent (and echoed back by the simulator, as Meta does) when the
+//! real binary is killed; after the restart, every customer has exactly one
+//! answer in both modes. What differs is what the restarted engine does
+//! again: with `sync` the store kept every turn and nothing is redone; with
+//! `interval` (no sync within the test) the store lost its unsynced tail,
+//! the bus had not committed those events, so they are replayed and their
+//! replies held until the replayed echoes confirm them: counted, never
+//! sent twice.
+
+use std::time::Duration;
+
+use switchboard::tools::sim::{ReceiptTarget, Sim, SimOptions};
+
+use crate::crash::{free_port, spawn_engine, wait_ready};
+use crate::support::*;
+
+const CUSTOMERS: usize = 30;
+
+#[tokio::test]
+async fn sigkill_with_durability_sync_redoes_nothing() {
+    let (redone, _) = sigkill_after_replies("sync").await;
+    assert_eq!(redone, 0, "a synced store answers nothing again");
+}
+
+#[tokio::test]
+async fn sigkill_with_durability_interval_replays_the_unsynced_tail_once() {
+    let (redone, unsynced) = sigkill_after_replies("interval").await;
+    if unsynced {
+        assert_eq!(
+            redone, CUSTOMERS as u64,
+            "every unsynced turn was lost, replayed, and its reply held until its echo"
+        );
+    }
+}
+
+/// Runs the scenario with `store.durability = mode` and returns how many
+/// replies the restarted engine regenerated, held, and saw confirmed by
+/// their echoes (`switchboard_ambiguous_sends_total{outcome="confirmed"}`),
+/// and whether the first engine was killed before an interval sync could
+/// have run (a slow machine may pass it).
+async fn sigkill_after_replies(mode: &str) -> (u64, bool) {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let metrics_port = free_port();
+    let graph = GraphSim {
+        sim: Sim::start(
+            "127.0.0.1:0",
+            SimOptions {
+                record_limit: 100_000,
+                receipts: Some(ReceiptTarget {
+                    url: format!("http://127.0.0.1:{port}/webhooks/meta/main"),
+                    app_secret: APP_SECRET.into(),
+                    read: false,
+                    delay: Duration::from_millis(20),
+                    instagram: Default::default(),
+                    echoes: true,
+                    app_id: 555,
+                }),
+                ..SimOptions::default()
+            },
+        )
+        .await
+        .unwrap(),
+    };
+    let toml = config_toml(
+        dir.path(),
+        &graph.base_url(),
+        &format!("127.0.0.1:{port}"),
+        &format!("127.0.0.1:{metrics_port}"),
+        0,
+    )
+    .replacen(
+        "[store]\n",
+        // The longest interval: nothing after the start is synced here.
+        &format!("[store]\ndurability = \"{mode}\"\nsync_interval = \"10s\"\n"),
+        1,
+    )
+    .replacen("confirm_wait = \"1s\"", "confirm_wait = \"5s\"", 1);
+    let config = dir.path().join("switchboard.toml");
+    std::fs::write(&config, toml).unwrap();
+
+    let started = std::time::Instant::now();
+    let mut engine = KillOnDrop(spawn_engine(&config));
+    wait_ready(port).await;
+    let url = format!("http://127.0.0.1:{port}/webhooks/meta/main");
+    let customers: Vec<String> = (0..CUSTOMERS).map(|i| format!("DUR_{i}")).collect();
+    for (i, c) in customers.iter().enumerate() {
+        let body = messages_body(&[(c.as_str(), &format!("m_dur_{i}"), "hours?")]);
+        assert_eq!(post_webhook(&url, body, Some(APP_SECRET)).await, 200);
+    }
+    graph
+        .wait_for_everyone(&customers, Duration::from_secs(20))
+        .await;
+    // The echoes reach the engine and are handled.
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    engine.kill();
+    // Under 10 s no interval sync ran after the start.
+    let unsynced = started.elapsed() < Duration::from_secs(9);
+
+    let mut engine = KillOnDrop(spawn_engine(&config));
+    wait_ready(port).await;
+    // Long enough for every replayed reply to be confirmed by its replayed
+    // echo, and short of `confirm_wait`, after which an unconfirmed one
+    // would go again.
+    tokio::time::sleep(Duration::from_millis(3000)).await;
+    let metrics = reqwest::get(format!("http://127.0.0.1:{metrics_port}/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    // And after it: nothing waits to be resent.
+    tokio::time::sleep(Duration::from_millis(3500)).await;
+    // Nothing is missing from the message logs either.
+    let http = reqwest::Client::new();
+    for c in &customers {
+        let view: serde_json::Value = http
+            .get(format!(
+                "http://127.0.0.1:{port}/api/v1/conversations/acme-fb:{c}"
+            ))
+            .bearer_auth("admin")
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let lines = view["messages"].as_array().map(Vec::len).unwrap_or(0);
+        assert_eq!(lines, 2, "{c}: its question and its answer are logged: {view}");
+    }
+    engine.kill();
+    for c in &customers {
+        assert_eq!(graph.texts_to(c).len(), 1, "{c} answered exactly once");
+    }
+    let count = |outcome: &str| {
+        let prefix = format!(
+            "switchboard_ambiguous_sends_total{{channel=\"messenger\",outcome=\"{outcome}\"}} "
+        );
+        metrics
+            .lines()
+            .find_map(|l| l.strip_prefix(prefix.as_str()))
+            .map(|v| v.trim().parse::<u64>().unwrap())
+            .unwrap_or(0)
+    };
+    assert_eq!(count("resent"), 0, "no held reply went again");
+    (count("confirmed"), unsynced)
+}
