@@ -231,7 +231,13 @@ pub async fn start_with_store(
     });
     let deliveries = bus.subscribe().await?;
     let consumer = tokio::spawn(consume(deliveries, supervisor.clone(), inflight.clone()));
-    let housekeeping = tokio::spawn(housekeeping(bus.clone(), store.clone(), config.clone()));
+    let housekeeping = tokio::spawn(housekeeping(
+        bus.clone(),
+        store.clone(),
+        config.clone(),
+        integrations.clone(),
+        ctx.takeover_changes.clone(),
+    ));
 
     let (listener, addr) = bind(&config.server.listen).await?;
     let (metrics_listener, metrics_addr) = bind(&config.server.metrics_listen).await?;
@@ -383,10 +389,40 @@ async fn drain(supervisor: &ActorRef<SupervisorMsg>, grace: Duration) {
     tracing::warn!("Shutdown grace passed with events in flight; they will be replayed");
 }
 
+/// Whether a takeover changed since the last look (a flag set by a task
+/// that waits on the engine's notifications).
+struct Recount(Arc<std::sync::atomic::AtomicBool>);
+
+impl Recount {
+    fn follow(changes: Arc<tokio::sync::Notify>) -> Self {
+        let flag = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let set = Arc::downgrade(&flag);
+        tokio::spawn(async move {
+            loop {
+                changes.notified().await;
+                let Some(flag) = set.upgrade() else { return };
+                flag.store(true, std::sync::atomic::Ordering::Release);
+            }
+        });
+        Self(flag)
+    }
+
+    fn consume(&self) -> bool {
+        self.0.swap(false, std::sync::atomic::Ordering::AcqRel)
+    }
+}
+
 /// Conversations the retention sweep looks at per second.
 const RETENTION_STEP: usize = 200;
 
-async fn housekeeping(bus: Arc<dyn Bus>, store: Arc<dyn Store>, config: Arc<Config>) {
+async fn housekeeping(
+    bus: Arc<dyn Bus>,
+    store: Arc<dyn Store>,
+    config: Arc<Config>,
+    integrations: Arc<Integrations>,
+    takeover_changes: Arc<tokio::sync::Notify>,
+) {
+    let recount = Recount::follow(takeover_changes);
     let retention = config.store.retention;
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     let mut seconds = 0u64;
@@ -416,9 +452,14 @@ async fn housekeeping(bus: Arc<dyn Bus>, store: Arc<dyn Store>, config: Arc<Conf
         }
         telemetry::bus_lag(bus.lag());
         seconds += 1;
-        match store.takeovers().await {
-            Ok(t) => telemetry::takeovers_active(t.len()),
-            Err(e) => tracing::debug!(error = %e, "Cannot count takeovers"),
+        // Read by integration (an index partition each on ScyllaDB): every
+        // 15 s, and within a second of a takeover or resume here.
+        if seconds % 15 == 1 || recount.consume() {
+            let ids: Vec<String> = integrations.values().iter().map(|i| i.id.clone()).collect();
+            match store.takeovers(&ids).await {
+                Ok(t) => telemetry::takeovers_active(t.len()),
+                Err(e) => tracing::debug!(error = %e, "Cannot count takeovers"),
+            }
         }
         if seconds % 3600 == 120 {
             let now = now_ms();

@@ -13,7 +13,6 @@ use serde::Serialize;
 use super::AdminError;
 use crate::clock::{now_ms, rfc3339};
 use crate::conversation::EngineContext;
-use crate::event::ConversationId;
 use crate::store::DailyCount;
 
 const DAY_MS: u64 = 86_400_000;
@@ -132,15 +131,7 @@ pub async fn show(
     let since = u64::from(first_day) * DAY_MS;
     let (conversations_total, conversations_active) =
         ctx.store.conversation_counts(&ids, since).await?;
-    let takeovers_active = ctx
-        .store
-        .takeovers()
-        .await?
-        .iter()
-        .filter(|(id, _)| {
-            ConversationId::split(id).is_some_and(|(i, _)| ids.iter().any(|x| x == i))
-        })
-        .count() as u64;
+    let takeovers_active = ctx.store.takeovers(&ids).await?.len() as u64;
     let rate = |n: u64| {
         if total.outbound == 0 {
             0.0

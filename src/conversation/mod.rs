@@ -52,6 +52,8 @@ pub struct EngineContext {
     /// The assistants' knowledge bases.
     pub knowledge: Arc<crate::knowledge::Knowledge>,
     pub alerts: Arc<Alerts>,
+    /// Woken when a turn changed a takeover (the takeovers gauge recounts).
+    pub takeover_changes: Arc<tokio::sync::Notify>,
 }
 
 impl EngineContext {
@@ -79,6 +81,7 @@ impl EngineContext {
             commands: commands::CommandWaiters::default(),
             knowledge,
             alerts,
+            takeover_changes: Arc::new(tokio::sync::Notify::new()),
         })
     }
 

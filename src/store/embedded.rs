@@ -348,14 +348,22 @@ impl Store for EmbeddedStore {
         Ok((total, active))
     }
 
-    async fn takeovers(&self) -> Result<Vec<(String, Option<u64>)>, StoreError> {
+    async fn takeovers(
+        &self,
+        integrations: &[String],
+    ) -> Result<Vec<(String, Option<u64>)>, StoreError> {
         let txn = self.db().begin_read().map_err(storage)?;
         let table = txn.open_table(TAKEOVERS).map_err(storage)?;
         let mut out = Vec::new();
-        for row in table.iter().map_err(storage)? {
-            let (k, v) = row.map_err(storage)?;
-            let resume = Some(v.value()).filter(|&t| t > 0);
-            out.push((k.value().to_string(), resume));
+        for prefix in prefixes(Some(integrations)) {
+            for row in table.range(prefix.as_str()..).map_err(storage)? {
+                let (k, v) = row.map_err(storage)?;
+                if !k.value().starts_with(prefix.as_str()) {
+                    break;
+                }
+                let resume = Some(v.value()).filter(|&t| t > 0);
+                out.push((k.value().to_string(), resume));
+            }
         }
         Ok(out)
     }

@@ -87,9 +87,12 @@ pub trait Store: Send + Sync + 'static {
         active_since_ms: u64,
     ) -> Result<(u64, u64), StoreError>;
 
-    /// Conversations a person has taken over: (conversation id, auto-resume
-    /// time if any).
-    async fn takeovers(&self) -> Result<Vec<(String, Option<u64>)>, StoreError>;
+    /// Conversations of these integrations a person has taken over:
+    /// (conversation id, auto-resume time if any).
+    async fn takeovers(
+        &self,
+        integrations: &[String],
+    ) -> Result<Vec<(String, Option<u64>)>, StoreError>;
 
     /// The daily analytics rollups of these integrations from `from_day`
     /// (days since the epoch, UTC) on: (integration, counts).

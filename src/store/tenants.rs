@@ -73,10 +73,12 @@ impl TenantStores {
         &'a self,
         integrations: &'a [String],
     ) -> impl Iterator<Item = (&'a Arc<dyn Store>, Vec<String>)> + 'a {
-        self.backends.iter().map(move |b| {
+        // An integration no backend lists (one created at run time) is
+        // the first backend's, as its conversations are.
+        self.backends.iter().enumerate().map(move |(index, b)| {
             let mine = integrations
                 .iter()
-                .filter(|i| b.integrations.contains(i))
+                .filter(|i| self.by_integration.get(i.as_str()).copied().unwrap_or(0) == index)
                 .cloned()
                 .collect();
             (&b.store, mine)
@@ -142,10 +144,15 @@ impl Store for TenantStores {
         Ok((total, active))
     }
 
-    async fn takeovers(&self) -> Result<Vec<(String, Option<u64>)>, StoreError> {
+    async fn takeovers(
+        &self,
+        integrations: &[String],
+    ) -> Result<Vec<(String, Option<u64>)>, StoreError> {
         let mut all = Vec::new();
-        for b in &self.backends {
-            all.extend(b.store.takeovers().await?);
+        for (store, mine) in self.split(integrations) {
+            if !mine.is_empty() {
+                all.extend(store.takeovers(&mine).await?);
+            }
         }
         Ok(all)
     }

@@ -127,7 +127,10 @@ async fn sigkill_after_replies(mode: &str) -> (u64, bool) {
             .await
             .unwrap();
         let lines = view["messages"].as_array().map(Vec::len).unwrap_or(0);
-        assert_eq!(lines, 2, "{c}: its question and its answer are logged: {view}");
+        assert_eq!(
+            lines, 2,
+            "{c}: its question and its answer are logged: {view}"
+        );
     }
     engine.kill();
     for c in &customers {

@@ -88,8 +88,11 @@ impl Store for FaultyStore {
             .conversation_counts(integrations, active_since_ms)
             .await
     }
-    async fn takeovers(&self) -> Result<Vec<(String, Option<u64>)>, StoreError> {
-        self.0.takeovers().await
+    async fn takeovers(
+        &self,
+        integrations: &[String],
+    ) -> Result<Vec<(String, Option<u64>)>, StoreError> {
+        self.0.takeovers(integrations).await
     }
     async fn daily_counts(
         &self,

@@ -383,7 +383,12 @@ async fn write_turn(state: &mut ConversationState) -> Result<(), ActorProcessing
         // Never over the state the partition's next owner works on.
         let _owned = state.args.fence.enter_write()?;
         match state.args.ctx.store.commit_turn(write.clone()).await {
-            Ok(()) => return Ok(()),
+            Ok(()) => {
+                if write.takeover_changed {
+                    state.args.ctx.takeover_changes.notify_one();
+                }
+                return Ok(());
+            }
             Err(e) if e.retryable() && started.elapsed() < WRITE_PATIENCE => {
                 tracing::debug!(conversation = %state.args.id, error = %e, "Turn not written yet; retrying");
                 tokio::time::sleep(pause).await;

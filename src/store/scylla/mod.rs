@@ -18,13 +18,14 @@ mod rows;
 mod schema;
 mod statements;
 mod turn;
+mod upgrade;
 
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use futures_util::TryStreamExt;
+use futures_util::{StreamExt, TryStreamExt};
 use scylla::client::session::Session;
 use scylla::serialize::row::SerializeRow;
 use scylla::statement::prepared::PreparedStatement;
@@ -38,15 +39,25 @@ use crate::config::ScyllaConfig;
 use counters::Counters;
 use rows::{has_row, read_revision};
 use schema::{apply_schema, connect};
-pub use schema::{apply_statements, migrate, schema_statements, SCHEMA};
+pub use schema::{apply_statements, migrate, schema_statements, upgrade, SCHEMA};
 use statements::{prepare, Statements};
 pub use turn::TurnBatch;
+pub use upgrade::Upgraded;
 
 /// Bound values of a batch, one boxed row per statement.
 type Values = Vec<Box<dyn SerializeRow + Send + Sync>>;
 
-/// Hours per timer bucket.
-const TIMER_BUCKET_MS: u64 = 3_600_000;
+/// Shards of the timer index.
+pub const TIMER_SHARDS: i32 = 64;
+
+/// The timer shard of a conversation: a stable hash of its id (FNV-1a), so
+/// every instance and release puts it in the same one.
+fn timer_shard(id: &str) -> i32 {
+    let hash = id.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
+    });
+    (hash % TIMER_SHARDS as u64) as i32
+}
 
 fn unavailable(e: impl std::fmt::Display) -> StoreError {
     StoreError::Unavailable(e.to_string())
@@ -93,6 +104,7 @@ impl ScyllaStore {
     pub async fn open(config: &ScyllaConfig) -> Result<Self, StoreError> {
         let session = connect(config).await?;
         apply_schema(&session, &schema_statements(config)).await?;
+        upgrade::upgrade(&session, &config.keyspace).await?;
         Self::prepared(session, config).await
     }
 
@@ -138,22 +150,63 @@ impl ScyllaStore {
         Ok(p)
     }
 
-    async fn scan_conversations(&self) -> Result<Vec<ConversationRecord>, StoreError> {
-        let rows = self
+    /// The whole table, paged, sorted by id: the listing of every
+    /// integration's conversations.
+    async fn list_by_scan(
+        &self,
+        filter: &ConversationFilter,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<ConversationRecord>, StoreError> {
+        let mut rows = self
             .session
             .execute_iter(self.st.select_conversations.clone(), ())
             .await
             .map_err(unavailable)?
             .rows_stream::<(String, Option<String>, Option<Vec<u8>>)>()
             .map_err(corrupt)?;
-        let rows: Vec<_> = rows.try_collect().await.map_err(unavailable)?;
-        let mut out = Vec::with_capacity(rows.len());
-        for (_, _, state) in rows {
-            if let Some(bytes) = state {
-                out.push(serde_json::from_slice(&bytes).map_err(corrupt)?);
+        let mut all = Vec::new();
+        while let Some((id, _, state)) = rows.try_next().await.map_err(unavailable)? {
+            if after.is_some_and(|a| id.as_str() <= a) {
+                continue;
+            }
+            let Some(bytes) = state else { continue };
+            let record: ConversationRecord = serde_json::from_slice(&bytes).map_err(corrupt)?;
+            if filter.matches(&record) {
+                all.push(record);
             }
         }
-        Ok(out)
+        all.sort_by(|a, b| a.id.cmp(&b.id));
+        all.truncate(limit);
+        Ok(all)
+    }
+
+    /// An integration's index rows (id, last activity) in id order, after
+    /// `after` when given, paged by the driver.
+    async fn index_rows(
+        &self,
+        integration: &str,
+        after: Option<&str>,
+    ) -> Result<
+        impl futures_util::Stream<Item = Result<(String, Option<i64>), scylla::errors::NextRowError>>,
+        StoreError,
+    > {
+        let pager = match after {
+            Some(a) => {
+                self.session
+                    .execute_iter(self.st.select_index_after.clone(), (integration, a))
+                    .await
+            }
+            None => {
+                self.session
+                    .execute_iter(self.st.select_index.clone(), (integration,))
+                    .await
+            }
+        };
+        pager
+            .map_err(unavailable)?
+            .rows_stream::<(String, Option<i64>)>()
+            .map_err(corrupt)
     }
 }
 
@@ -244,25 +297,51 @@ impl Store for ScyllaStore {
         }
     }
 
-    /// A scan of the whole table, sorted by id (the admin API's listing;
-    /// fine for thousands of conversations, slow for millions).
+    /// Per integration, its partition of the conversation index, paged
+    /// in id order from `after`, and each listed conversation's state read
+    /// by key; with no integrations given (the admin token's listing of
+    /// everything), a paged scan of the whole table.
     async fn list_conversations(
         &self,
         filter: &ConversationFilter,
         after: Option<&str>,
         limit: usize,
     ) -> Result<Vec<ConversationRecord>, StoreError> {
-        let mut all: Vec<ConversationRecord> = self
-            .scan_conversations()
-            .await?
-            .into_iter()
-            .filter(|c| filter.matches(c) && after.is_none_or(|a| c.id.as_str() > a))
-            .collect();
-        all.sort_by(|a, b| a.id.cmp(&b.id));
-        all.truncate(limit);
-        Ok(all)
+        let Some(integrations) = filter.integrations.as_deref() else {
+            return self.list_by_scan(filter, after, limit).await;
+        };
+        // In the order of their ids' prefixes (`fb2:` sorts before `fb:`).
+        let mut integrations = integrations.to_vec();
+        integrations.sort_by_key(|i| format!("{i}:"));
+        integrations.dedup();
+        let mut out = Vec::new();
+        for integration in &integrations {
+            // Ids are `{integration}:{customer}`: an integration's ids sort
+            // together, in the same order as the integrations.
+            let from = after.filter(|a| *a >= format!("{integration}:").as_str());
+            if after.is_some_and(|a| a >= format!("{integration};").as_str()) {
+                continue;
+            }
+            let mut ids = self.index_rows(integration, from).await?;
+            while let Some((id, _)) = ids.try_next().await.map_err(unavailable)? {
+                if from.is_some_and(|a| id.as_str() <= a) {
+                    continue;
+                }
+                let Some(record) = self.conversation(&id).await? else {
+                    continue;
+                };
+                if filter.matches(&record) {
+                    out.push(record);
+                    if out.len() >= limit {
+                        return Ok(out);
+                    }
+                }
+            }
+        }
+        Ok(out)
     }
 
+    /// Counted from the integrations' index partitions.
     async fn conversation_counts(
         &self,
         integrations: &[String],
@@ -270,10 +349,11 @@ impl Store for ScyllaStore {
     ) -> Result<(u64, u64), StoreError> {
         let mut total = 0;
         let mut active = 0;
-        for c in self.scan_conversations().await? {
-            if integrations.contains(&c.integration) {
+        for integration in integrations {
+            let mut ids = self.index_rows(integration, None).await?;
+            while let Some((_, last)) = ids.try_next().await.map_err(unavailable)? {
                 total += 1;
-                if c.last_activity_ms >= active_since_ms {
+                if last.is_some_and(|t| unsigned(t) >= active_since_ms) {
                     active += 1;
                 }
             }
@@ -281,19 +361,26 @@ impl Store for ScyllaStore {
         Ok((total, active))
     }
 
-    async fn takeovers(&self) -> Result<Vec<(String, Option<u64>)>, StoreError> {
-        let rows = self
-            .session
-            .execute_iter(self.st.select_takeovers.clone(), ())
-            .await
-            .map_err(unavailable)?
-            .rows_stream::<(String, Option<i64>)>()
-            .map_err(corrupt)?;
-        let rows: Vec<_> = rows.try_collect().await.map_err(unavailable)?;
-        Ok(rows
-            .into_iter()
-            .map(|(id, resume)| (id, resume.map(unsigned).filter(|&t| t > 0)))
-            .collect())
+    async fn takeovers(
+        &self,
+        integrations: &[String],
+    ) -> Result<Vec<(String, Option<u64>)>, StoreError> {
+        let mut out = Vec::new();
+        for integration in integrations {
+            let rows = self
+                .session
+                .execute_iter(self.st.select_takeovers.clone(), (integration,))
+                .await
+                .map_err(unavailable)?
+                .rows_stream::<(String, Option<i64>)>()
+                .map_err(corrupt)?;
+            let rows: Vec<_> = rows.try_collect().await.map_err(unavailable)?;
+            out.extend(
+                rows.into_iter()
+                    .map(|(id, resume)| (id, resume.map(unsigned).filter(|&t| t > 0))),
+            );
+        }
+        Ok(out)
     }
 
     async fn daily_counts(
@@ -310,17 +397,25 @@ impl Store for ScyllaStore {
         Ok(out)
     }
 
+    /// Shard by shard, a few at a time.
     async fn timers(&self) -> Result<Vec<(String, u64)>, StoreError> {
-        let rows = self
-            .session
-            .execute_iter(self.st.select_timers.clone(), ())
-            .await
-            .map_err(unavailable)?
-            .rows_stream::<(String, i64)>()
-            .map_err(corrupt)?;
-        let rows: Vec<_> = rows.try_collect().await.map_err(unavailable)?;
-        Ok(rows
+        let shards = futures_util::stream::iter(0..TIMER_SHARDS)
+            .map(|shard| async move {
+                let rows = self
+                    .session
+                    .execute_iter(self.st.select_timers.clone(), (shard,))
+                    .await
+                    .map_err(unavailable)?
+                    .rows_stream::<(String, i64)>()
+                    .map_err(corrupt)?;
+                rows.try_collect::<Vec<_>>().await.map_err(unavailable)
+            })
+            .buffer_unordered(8)
+            .try_collect::<Vec<_>>()
+            .await?;
+        Ok(shards
             .into_iter()
+            .flatten()
             .map(|(id, due)| (id, unsigned(due)))
             .collect())
     }
@@ -449,7 +544,7 @@ impl Store for ScyllaStore {
 
     async fn purge_integration(&self, integration: &str) -> Result<u64, StoreError> {
         self.records
-            .purge_integration(&self.session, integration)
+            .purge_integration(&self.session, integration, &self.st.delete_timer)
             .await
     }
 

@@ -19,6 +19,10 @@ pub(super) struct RecordStatements {
     conversations: PreparedStatement,
     /// Deletes of one conversation's rows, table by table.
     purge: Vec<PreparedStatement>,
+    /// Deletes of a conversation's rows in the integration's index
+    /// partitions (takeovers last: the listing still finds a conversation
+    /// whose purge was interrupted).
+    purge_indexed: Vec<PreparedStatement>,
     keyspace: String,
 }
 
@@ -29,7 +33,6 @@ impl RecordStatements {
         for (table, column) in [
             ("messages", "conversation"),
             ("dedup", "conversation"),
-            ("takeovers", "conversation"),
             ("quarantine", "conversation"),
             ("conversations", "id"),
         ] {
@@ -60,8 +63,22 @@ impl RecordStatements {
                 "SELECT revision FROM {ks}.control_revision WHERE kind = ?"
             ))
             .await?,
-            conversations: p(format!("SELECT id, integration FROM {ks}.conversations")).await?,
+            conversations: p(format!(
+                "SELECT id FROM {ks}.conversation_index WHERE integration = ?"
+            ))
+            .await?,
             purge,
+            purge_indexed: vec![
+                p(format!(
+                    "DELETE FROM {ks}.takeovers_by_integration \
+                     WHERE integration = ? AND conversation = ?"
+                ))
+                .await?,
+                p(format!(
+                    "DELETE FROM {ks}.conversation_index WHERE integration = ? AND id = ?"
+                ))
+                .await?,
+            ],
             keyspace: ks.to_string(),
         })
     }
@@ -137,22 +154,33 @@ impl RecordStatements {
         &self,
         session: &Session,
         integration: &str,
+        purge_timer: &PreparedStatement,
     ) -> Result<u64, StoreError> {
+        // The integration's partition of the conversation index lists them.
         let rows = session
-            .execute_iter(self.conversations.clone(), ())
+            .execute_iter(self.conversations.clone(), (integration,))
             .await
             .map_err(unavailable)?
-            .rows_stream::<(String, Option<String>)>()
+            .rows_stream::<(String,)>()
             .map_err(corrupt)?;
-        let rows: Vec<(String, Option<String>)> = rows.try_collect().await.map_err(unavailable)?;
+        let rows: Vec<(String,)> = rows.try_collect().await.map_err(unavailable)?;
         let mut purged = 0;
-        for (id, owner) in rows {
-            if owner.as_deref() != Some(integration) {
-                continue;
-            }
+        for (id,) in rows {
             for statement in &self.purge {
                 session
                     .execute_unpaged(statement, (id.as_str(),))
+                    .await
+                    .map_err(unavailable)?;
+            }
+            session
+                .execute_unpaged(purge_timer, (super::timer_shard(&id), id.as_str()))
+                .await
+                .map_err(unavailable)?;
+            // Row by row: the index partitions of an integration that
+            // stays in service (history purged) keep taking rows.
+            for statement in &self.purge_indexed {
+                session
+                    .execute_unpaged(statement, (integration, id.as_str()))
                     .await
                     .map_err(unavailable)?;
             }

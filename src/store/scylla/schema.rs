@@ -59,9 +59,21 @@ pub(super) async fn connect(config: &ScyllaConfig) -> Result<Session, StoreError
         .map_err(|e| StoreError::Unavailable(format!("cannot connect to ScyllaDB: {e}")))
 }
 
-/// Applies the schema (every statement `IF NOT EXISTS`).
+/// Applies the schema (every statement `IF NOT EXISTS`), then upgrades
+/// what an earlier release wrote (once).
 pub async fn migrate(config: &ScyllaConfig) -> Result<usize, StoreError> {
-    apply_statements(config, &schema_statements(config)).await
+    let session = connect(config).await?;
+    let statements = schema_statements(config);
+    let applied = apply_schema(&session, &statements).await?;
+    super::upgrade::upgrade(&session, &config.keyspace).await?;
+    Ok(applied)
+}
+
+/// Upgrades what an earlier release wrote in a keyspace whose schema is
+/// applied (what [`migrate`] does after the schema).
+pub async fn upgrade(config: &ScyllaConfig) -> Result<super::Upgraded, StoreError> {
+    let session = connect(config).await?;
+    super::upgrade::upgrade(&session, &config.keyspace).await
 }
 
 /// Applies these schema statements, in order.

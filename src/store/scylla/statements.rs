@@ -14,10 +14,13 @@ pub(super) struct Statements {
     pub(super) insert_message: PreparedStatement,
     pub(super) set_status: PreparedStatement,
     pub(super) set_failure: PreparedStatement,
-    pub(super) insert_timer: PreparedStatement,
+    pub(super) upsert_timer: PreparedStatement,
     pub(super) delete_timer: PreparedStatement,
     pub(super) upsert_takeover: PreparedStatement,
     pub(super) delete_takeover: PreparedStatement,
+    pub(super) upsert_index: PreparedStatement,
+    pub(super) select_index: PreparedStatement,
+    pub(super) select_index_after: PreparedStatement,
     pub(super) select_conversation: PreparedStatement,
     pub(super) select_dedup: PreparedStatement,
     pub(super) select_messages: PreparedStatement,
@@ -68,20 +71,35 @@ impl Statements {
                 "UPDATE {ks}.messages SET status = ?, error = ? WHERE conversation = ? AND seq = ?"
             ))
             .await?,
-            insert_timer: prepare(format!(
-                "INSERT INTO {ks}.timers (bucket, due_ms, conversation) VALUES (?, ?, ?)"
+            upsert_timer: prepare(format!(
+                "INSERT INTO {ks}.timer_shards (shard, conversation, due_ms) VALUES (?, ?, ?)"
             ))
             .await?,
             delete_timer: prepare(format!(
-                "DELETE FROM {ks}.timers WHERE bucket = ? AND due_ms = ? AND conversation = ?"
+                "DELETE FROM {ks}.timer_shards WHERE shard = ? AND conversation = ?"
             ))
             .await?,
             upsert_takeover: prepare(format!(
-                "INSERT INTO {ks}.takeovers (conversation, resume_ms) VALUES (?, ?)"
+                "INSERT INTO {ks}.takeovers_by_integration (integration, conversation, resume_ms) \
+                 VALUES (?, ?, ?)"
             ))
             .await?,
             delete_takeover: prepare(format!(
-                "DELETE FROM {ks}.takeovers WHERE conversation = ?"
+                "DELETE FROM {ks}.takeovers_by_integration WHERE integration = ? AND conversation = ?"
+            ))
+            .await?,
+            upsert_index: prepare(format!(
+                "INSERT INTO {ks}.conversation_index (integration, id, last_activity_ms) \
+                 VALUES (?, ?, ?)"
+            ))
+            .await?,
+            select_index: prepare(format!(
+                "SELECT id, last_activity_ms FROM {ks}.conversation_index WHERE integration = ?"
+            ))
+            .await?,
+            select_index_after: prepare(format!(
+                "SELECT id, last_activity_ms FROM {ks}.conversation_index \
+                 WHERE integration = ? AND id > ?"
             ))
             .await?,
             select_conversation: prepare(format!(
@@ -96,7 +114,10 @@ impl Statements {
                 "SELECT seq, body, status, error FROM {ks}.messages WHERE conversation = ?"
             ))
             .await?,
-            select_timers: prepare(format!("SELECT conversation, due_ms FROM {ks}.timers")).await?,
+            select_timers: prepare(format!(
+                "SELECT conversation, due_ms FROM {ks}.timer_shards WHERE shard = ?"
+            ))
+            .await?,
             insert_dead_letter: prepare(format!(
                 "INSERT INTO {ks}.dead_letters (day, at_ms, conversation, position, event, error) \
                  VALUES (?, ?, ?, ?, ?, ?)"
@@ -111,7 +132,8 @@ impl Statements {
             ))
             .await?,
             select_takeovers: prepare(format!(
-                "SELECT conversation, resume_ms FROM {ks}.takeovers"
+                "SELECT conversation, resume_ms FROM {ks}.takeovers_by_integration \
+                 WHERE integration = ?"
             ))
             .await?,
             upsert_quarantine: prepare(format!(

@@ -6,7 +6,7 @@ use scylla::serialize::row::SerializeRow;
 use scylla::statement::batch::{Batch, BatchType};
 use scylla::statement::prepared::PreparedStatement;
 
-use super::{corrupt, ms, status_text, ScyllaStore, Values, TIMER_BUCKET_MS};
+use super::{corrupt, ms, status_text, timer_shard, ScyllaStore, Values};
 use crate::store::{MessageStatus, Mode, StoreError, TurnWrite};
 
 /// One turn's logged batch, and what it carries.
@@ -93,27 +93,43 @@ impl ScyllaStore {
             let bytes = id.len() + mid.len() + 8;
             t.push(&insert, (id.to_string(), mid.clone(), ms(*expires)), bytes);
         }
+        let integration = w.state.integration.as_str();
+        t.push(
+            &self.st.upsert_index,
+            (
+                integration.to_string(),
+                id.to_string(),
+                ms(w.state.last_activity_ms),
+            ),
+            integration.len() + id.len() + 8,
+        );
         if w.deadline_changed {
-            let timer_bytes = 16 + id.len();
-            if let Some(old) = w.previous_deadline {
-                let key = (ms(old / TIMER_BUCKET_MS), ms(old), id.to_string());
-                t.push(&self.st.delete_timer, key, timer_bytes);
-            }
-            if let Some(due) = w.state.next_deadline() {
-                let key = (ms(due / TIMER_BUCKET_MS), ms(due), id.to_string());
-                t.push(&self.st.insert_timer, key, timer_bytes);
+            let shard = timer_shard(id);
+            match w.state.next_deadline() {
+                // One row per conversation: a new deadline overwrites it.
+                Some(due) => t.push(
+                    &self.st.upsert_timer,
+                    (shard, id.to_string(), ms(due)),
+                    id.len() + 12,
+                ),
+                None => t.push(&self.st.delete_timer, (shard, id.to_string()), id.len() + 4),
             }
         }
         if w.takeover_changed {
+            let bytes = integration.len() + id.len() + 8;
             if w.state.mode == Mode::Human {
                 let resume = ms(w.state.auto_resume_ms.unwrap_or(0));
                 t.push(
                     &self.st.upsert_takeover,
-                    (id.to_string(), resume),
-                    id.len() + 8,
+                    (integration.to_string(), id.to_string(), resume),
+                    bytes,
                 );
             } else {
-                t.push(&self.st.delete_takeover, (id.to_string(),), id.len());
+                t.push(
+                    &self.st.delete_takeover,
+                    (integration.to_string(), id.to_string()),
+                    bytes,
+                );
             }
         }
         Ok(t)
