@@ -423,6 +423,8 @@ impl Loadgen {
             replies_received: counts.received,
             replies_missing: counts.waiting,
             replies_duplicated: counts.duplicated,
+            replies_uncertain: counts.uncertain,
+            replies_uncertain_answered: counts.uncertain_answered,
             ack_latency_ms: self.tracker.ack_latency(),
             e2e_latency_ms: self.tracker.e2e(),
         };

@@ -127,6 +127,9 @@ async fn deliver(
 ) {
     let signature = sign(o.app_secret.as_bytes(), &d.body);
     let mut attempt = 0;
+    // Whether an attempt ended without the engine's answer (it may have
+    // taken the webhook all the same).
+    let mut unknown = false;
     let accepted = loop {
         let result = http
             .post(&o.target)
@@ -142,6 +145,7 @@ async fn deliver(
             Err(_) => Err("transport".to_string()),
         };
         let ok = matches!(status, Ok(s) if (200..300).contains(&s));
+        unknown |= status.is_err();
         tracker.ack(status, d.at.elapsed());
         if ok {
             break true;
@@ -164,7 +168,11 @@ async fn deliver(
         }
     } else {
         sent.failed.fetch_add(1, Ordering::Relaxed);
-        tracker.withdraw(&d.expects, d.at);
+        if unknown {
+            tracker.uncertain(&d.expects);
+        } else {
+            tracker.withdraw(&d.expects, d.at);
+        }
     }
     sent.in_flight.fetch_sub(1, Ordering::Relaxed);
 }

@@ -32,6 +32,11 @@ pub struct Report {
     pub replies_received: u64,
     pub replies_missing: u64,
     pub replies_duplicated: u64,
+    /// Replies of webhooks whose outcome is unknown (no 2xx, an attempt
+    /// timed out or was cut): the engine may have taken them, so each may
+    /// come once or not at all; and how many came.
+    pub replies_uncertain: u64,
+    pub replies_uncertain_answered: u64,
     pub ack_latency_ms: Percentiles,
     pub e2e_latency_ms: Percentiles,
 }
@@ -84,6 +89,13 @@ impl fmt::Display for Report {
             self.replies_missing,
             self.replies_duplicated
         )?;
+        if self.replies_uncertain > 0 {
+            writeln!(
+                f,
+                "  unknown outcome        {} replies of webhooks that timed out or were cut (the engine may have taken them): {} came",
+                self.replies_uncertain, self.replies_uncertain_answered
+            )?;
+        }
         writeln!(f, "  latency (ms)")?;
         line(f, "ack", &self.ack_latency_ms)?;
         line(f, "webhook -> Send API", &self.e2e_latency_ms)

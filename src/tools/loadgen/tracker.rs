@@ -48,12 +48,63 @@ fn record(h: &mut Histogram<u64>, d: Duration) {
     h.saturating_record(us);
 }
 
+/// One customer's replies: what must come, what may come (webhooks whose
+/// outcome is unknown), what came, and the send times still waiting (for
+/// the latency, oldest first).
+#[derive(Default)]
+struct Customer {
+    waiting: VecDeque<Instant>,
+    required: u64,
+    optional: u64,
+    replies: u64,
+}
+
+impl Customer {
+    /// (received, optional ones answered, duplicated) for these counts.
+    fn classify(&self) -> (u64, u64, u64) {
+        let received = self.replies.min(self.required);
+        let extra = self.replies - received;
+        let optional = extra.min(self.optional);
+        (received, optional, extra - optional)
+    }
+}
+
 #[derive(Default)]
 struct Replies {
-    waiting: HashMap<String, HashMap<String, VecDeque<Instant>>>,
+    customers: HashMap<String, HashMap<String, Customer>>,
     expected: u64,
+    uncertain: u64,
     received: u64,
+    uncertain_answered: u64,
     duplicated: u64,
+}
+
+impl Replies {
+    /// Changes one customer with `change`, keeping the totals in step.
+    fn update<T>(
+        &mut self,
+        account: &str,
+        customer: &str,
+        change: impl FnOnce(&mut Customer) -> T,
+    ) -> T {
+        let c = self
+            .customers
+            .entry(account.to_string())
+            .or_default()
+            .entry(customer.to_string())
+            .or_default();
+        let (r0, o0, d0) = c.classify();
+        let (req0, opt0) = (c.required, c.optional);
+        let out = change(c);
+        let (r1, o1, d1) = c.classify();
+        let (req1, opt1) = (c.required, c.optional);
+        self.received = self.received + r1 - r0;
+        self.uncertain_answered = self.uncertain_answered + o1 - o0;
+        self.duplicated = self.duplicated + d1 - d0;
+        self.expected = self.expected + req1 - req0;
+        self.uncertain = self.uncertain + opt1 - opt0;
+        out
+    }
 }
 
 /// Shared between the sender tasks and the sink.
@@ -73,6 +124,9 @@ pub struct Counts {
     pub received: u64,
     pub duplicated: u64,
     pub waiting: u64,
+    /// Replies of webhooks whose outcome is unknown, and how many came.
+    pub uncertain: u64,
+    pub uncertain_answered: u64,
 }
 
 impl Tracker {
@@ -91,33 +145,40 @@ impl Tracker {
     pub fn expect(&self, expects: &[Expectation], at: Instant) {
         let mut r = lock(&self.replies);
         for e in expects {
-            r.waiting
-                .entry(e.account.clone())
-                .or_default()
-                .entry(e.customer.clone())
-                .or_default()
-                .push_back(at);
+            r.update(&e.account, &e.customer, |c| {
+                c.required += 1;
+                c.waiting.push_back(at);
+            });
         }
-        r.expected += expects.len() as u64;
     }
 
-    /// Withdraws the expectations of a webhook the engine never accepted.
+    /// Withdraws the expectations of a webhook the engine refused every
+    /// time (a status it answered, never a 2xx).
     pub fn withdraw(&self, expects: &[Expectation], at: Instant) {
         let mut r = lock(&self.replies);
-        let mut removed = 0;
         for e in expects {
-            let queue = r
-                .waiting
-                .get_mut(&e.account)
-                .and_then(|c| c.get_mut(&e.customer));
-            if let Some(q) = queue {
-                if let Some(i) = q.iter().rposition(|t| *t == at) {
-                    q.remove(i);
-                    removed += 1;
+            r.update(&e.account, &e.customer, |c| {
+                if let Some(i) = c.waiting.iter().rposition(|t| *t == at) {
+                    c.waiting.remove(i);
                 }
-            }
+                c.required = c.required.saturating_sub(1);
+            });
         }
-        r.expected -= removed;
+    }
+
+    /// The webhook got no 2xx, but an attempt timed out or was cut: the
+    /// engine may have taken it (as Meta, the sender cannot know). Its
+    /// replies may come, and are then neither missing nor duplicates.
+    pub fn uncertain(&self, expects: &[Expectation]) {
+        let mut r = lock(&self.replies);
+        for e in expects {
+            r.update(&e.account, &e.customer, |c| {
+                if c.required > 0 {
+                    c.required -= 1;
+                    c.optional += 1;
+                }
+            });
+        }
     }
 
     /// A reply from `account` to `customer` arrived at the sink.
@@ -125,19 +186,10 @@ impl Tracker {
         if !self.accounts.contains(account) {
             return;
         }
-        let sent = {
-            let mut r = lock(&self.replies);
-            let sent = r
-                .waiting
-                .get_mut(account)
-                .and_then(|c| c.get_mut(customer))
-                .and_then(VecDeque::pop_front);
-            match sent {
-                Some(_) => r.received += 1,
-                None => r.duplicated += 1,
-            }
-            sent
-        };
+        let sent = lock(&self.replies).update(account, customer, |c| {
+            c.replies += 1;
+            c.waiting.pop_front()
+        });
         if let Some(sent) = sent {
             record(&mut lock(&self.e2e), at.saturating_duration_since(sent));
         }
@@ -160,6 +212,8 @@ impl Tracker {
             received: r.received,
             duplicated: r.duplicated,
             waiting: r.expected.saturating_sub(r.received),
+            uncertain: r.uncertain,
+            uncertain_answered: r.uncertain_answered,
         }
     }
 
@@ -208,6 +262,33 @@ mod tests {
             1,
             "another account's reply is not the run's"
         );
+    }
+
+    #[test]
+    fn replies_to_webhooks_of_unknown_outcome_are_neither_missing_nor_duplicates() {
+        let t = Tracker::new(["P".to_string()].into()).unwrap();
+        let t0 = Instant::now();
+        let t1 = t0 + Duration::from_millis(1);
+        let t2 = t0 + Duration::from_millis(2);
+        t.expect(&[e("a")], t0);
+        t.expect(&[e("a")], t1);
+        // The engine took t1's webhook and answered before the sender gave
+        // up on it.
+        t.reply("P", "a", t1);
+        t.reply("P", "a", t1);
+        t.uncertain(&[e("a")]);
+        // t2's webhook timed out and was never taken: no reply.
+        t.expect(&[e("b")], t2);
+        t.uncertain(&[e("b")]);
+        let c = t.counts();
+        assert_eq!(
+            (c.expected, c.received, c.duplicated, c.waiting),
+            (1, 1, 0, 0)
+        );
+        assert_eq!((c.uncertain, c.uncertain_answered), (2, 1));
+        // A third reply to a is more than anything could have asked for.
+        t.reply("P", "a", t2);
+        assert_eq!(t.counts().duplicated, 1);
     }
 
     #[test]
