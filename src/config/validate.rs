@@ -226,6 +226,18 @@ fn store(c: &Config, e: &mut Errors) {
             "must be between 1ms and 10s, like \"200ms\"",
         );
     }
+    // A revoked partition waits for its finished events, which wait for
+    // the next sync: well within the wait, or every rebalance replays.
+    let revoke_wait = Duration::from_millis(c.bus.kafka.session_timeout_ms / 4);
+    if c.bus.kind == BusKind::Kafka
+        && c.store.durability == crate::config::Durability::Interval
+        && sync > revoke_wait
+    {
+        e.add(
+            "store.sync_interval",
+            "must be at most a quarter of bus.kafka.session_timeout_ms with the Kafka bus",
+        );
+    }
     if !(4..=1_048_576).contains(&c.store.cache_mb) {
         e.add("store.cache_mb", "must be between 4 and 1048576 (MiB)");
     }

@@ -5,6 +5,7 @@
 //! holds finished positions until the next sync; a crash then replays
 //! (never loses) the events whose turns the store had not synced.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
@@ -25,6 +26,10 @@ pub struct SyncedBus {
     /// One sync-and-release at a time (the ticker's or a flush's), so
     /// positions reach the bus in the order they were synced.
     releasing: tokio::sync::Mutex<()>,
+    /// The last sync failed: the instance is not ready (webhooks get 503)
+    /// until one succeeds, so held events do not pile up behind a store
+    /// that cannot sync.
+    failing: AtomicBool,
 }
 
 impl SyncedBus {
@@ -36,6 +41,7 @@ impl SyncedBus {
             store,
             held: Mutex::new(Vec::new()),
             releasing: tokio::sync::Mutex::new(()),
+            failing: AtomicBool::new(false),
         });
         tokio::spawn(tick(Arc::downgrade(&bus), interval));
         bus
@@ -48,7 +54,9 @@ impl SyncedBus {
         let taken = std::mem::take(&mut *lock(&self.held));
         // Synced even when no position waits: a turn a timer ran (a
         // delayed reply sent) is on the disk within the interval too.
-        if let Err(e) = self.store.sync().await {
+        let synced = self.store.sync().await;
+        self.failing.store(synced.is_err(), Ordering::Release);
+        if let Err(e) = synced {
             let mut held = lock(&self.held);
             let later = std::mem::replace(&mut *held, taken);
             held.extend(later);
@@ -95,8 +103,10 @@ impl Bus for SyncedBus {
     }
 
     async fn flush_commits(&self) -> Result<(), BusError> {
-        self.release().await?;
-        self.inner.flush_commits().await
+        // What was released before stays committed even if this sync fails.
+        let released = self.release().await;
+        self.inner.flush_commits().await?;
+        released
     }
 
     fn lag(&self) -> u64 {
@@ -112,7 +122,7 @@ impl Bus for SyncedBus {
     }
 
     async fn ready(&self) -> bool {
-        self.inner.ready().await
+        !self.failing.load(Ordering::Acquire) && self.inner.ready().await
     }
 
     fn ownership(&self) -> Option<mpsc::UnboundedReceiver<Ownership>> {

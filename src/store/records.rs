@@ -326,6 +326,10 @@ pub struct TurnWrite {
     pub previous_deadline: Option<u64>,
     /// Whether the takeover changed (the takeover index is written then).
     pub takeover_changed: bool,
+    /// Whether the conversation is new or its last activity moved to
+    /// another UTC day (a backend that indexes conversations by
+    /// integration writes the index row then: activity counts are by day).
+    pub index_changed: bool,
     /// Analytics to add to the integration's daily rollups.
     pub counts: Vec<DailyCount>,
     /// Must be on the disk when the commit returns, whatever the store's
@@ -388,6 +392,7 @@ impl TurnWrite {
             deadline_changed: true,
             previous_deadline: None,
             takeover_changed: true,
+            index_changed: true,
             counts: Vec::new(),
             sync: false,
         }

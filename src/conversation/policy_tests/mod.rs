@@ -149,6 +149,23 @@ fn duplicates_and_rate_limit() {
 }
 
 #[test]
+fn a_write_before_a_send_must_reach_the_disk() {
+    let mut c = Conversation::new(integration(100, 0, true), "fb:C", "C", None, 0);
+    c.apply(&message("m1", "hi", 0), 0);
+    assert!(
+        !c.take_write().expect("the message").sync,
+        "an inbound message may wait for the interval sync (the bus replays it)"
+    );
+    c.plan_reply("one", 0);
+    assert!(
+        c.take_write().expect("the plan").sync,
+        "a planned part is on the disk before it is sent"
+    );
+    c.part_sent("m_out_1".into(), 100);
+    assert!(!c.take_write().expect("the send").sync);
+}
+
+#[test]
 fn disabled_integration_records_without_answering() {
     let mut c = Conversation::new(integration(100, 0, false), "fb:C", "C", None, 0);
     assert_eq!(c.apply(&message("m1", "hi", 0), 0), EventOutcome::Recorded);

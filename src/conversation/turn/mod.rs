@@ -89,6 +89,9 @@ pub struct Conversation {
     pub(super) dirty: bool,
     /// The next deadline as last written to the store.
     stored_deadline: Option<u64>,
+    /// The UTC day of the last activity as last written to the store's
+    /// conversation index (`None`: not written yet).
+    indexed_day: Option<u32>,
     /// Parts planned now are held as unconfirmed until then (see
     /// [`Conversation::hold_new_parts`]).
     pub(super) hold_until: Option<u64>,
@@ -124,14 +127,16 @@ impl Conversation {
         stored: Option<Rehydrated>,
         now_ms: u64,
     ) -> Self {
-        let (mut record, dedup, stored_deadline) = match stored {
+        let (mut record, dedup, stored_deadline, indexed_day) = match stored {
             Some(r) => {
                 let deadline = r.state.next_deadline();
-                (r.state, DedupWindow::new(r.dedup), deadline)
+                let day = DailyCount::day_of(r.state.last_activity_ms);
+                (r.state, DedupWindow::new(r.dedup), deadline, Some(day))
             }
             None => (
                 ConversationRecord::new(id, &integration.id, integration.channel, customer, now_ms),
                 DedupWindow::default(),
+                None,
                 None,
             ),
         };
@@ -151,6 +156,7 @@ impl Conversation {
             limiter,
             dirty: false,
             stored_deadline,
+            indexed_day,
             hold_until: None,
             notify: Vec::new(),
         }
@@ -336,6 +342,8 @@ impl Conversation {
         let deadline = self.record.next_deadline();
         let deadline_changed = deadline != self.stored_deadline;
         let previous_deadline = std::mem::replace(&mut self.stored_deadline, deadline);
+        let day = Some(DailyCount::day_of(self.record.last_activity_ms));
+        let index_changed = std::mem::replace(&mut self.indexed_day, day) != day;
         Some(TurnWrite {
             state: self.record.clone(),
             dedup: unsaved.dedup,
@@ -345,10 +353,14 @@ impl Conversation {
             deadline_changed,
             previous_deadline,
             takeover_changed: unsaved.takeover_changed,
+            index_changed,
             counts: unsaved.counts,
-            // An operator hears the outcome of its command once this is
-            // written: it must survive a crash.
-            sync: !self.notify.is_empty(),
+            // On the disk before the engine acts on it, whatever the
+            // store's durability: an operator hears the outcome of its
+            // command once this is written; parts waiting in the outbox are
+            // sent after it (a crash that forgot them would plan and send
+            // them again, where a remembered part waits for its echo).
+            sync: !self.notify.is_empty() || !self.record.outbox.is_empty(),
         })
     }
 }

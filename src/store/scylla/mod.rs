@@ -47,6 +47,15 @@ pub use upgrade::Upgraded;
 /// Bound values of a batch, one boxed row per statement.
 type Values = Vec<Box<dyn SerializeRow + Send + Sync>>;
 
+/// Each integration once, in the order of their ids' prefixes (`fb2:`
+/// sorts before `fb:`).
+fn distinct(integrations: &[String]) -> Vec<String> {
+    let mut out = integrations.to_vec();
+    out.sort_by_key(|i| format!("{i}:"));
+    out.dedup();
+    out
+}
+
 /// Shards of the timer index.
 pub const TIMER_SHARDS: i32 = 64;
 
@@ -310,10 +319,7 @@ impl Store for ScyllaStore {
         let Some(integrations) = filter.integrations.as_deref() else {
             return self.list_by_scan(filter, after, limit).await;
         };
-        // In the order of their ids' prefixes (`fb2:` sorts before `fb:`).
-        let mut integrations = integrations.to_vec();
-        integrations.sort_by_key(|i| format!("{i}:"));
-        integrations.dedup();
+        let integrations = distinct(integrations);
         let mut out = Vec::new();
         for integration in &integrations {
             // Ids are `{integration}:{customer}`: an integration's ids sort
@@ -349,7 +355,7 @@ impl Store for ScyllaStore {
     ) -> Result<(u64, u64), StoreError> {
         let mut total = 0;
         let mut active = 0;
-        for integration in integrations {
+        for integration in &distinct(integrations) {
             let mut ids = self.index_rows(integration, None).await?;
             while let Some((_, last)) = ids.try_next().await.map_err(unavailable)? {
                 total += 1;
@@ -366,7 +372,7 @@ impl Store for ScyllaStore {
         integrations: &[String],
     ) -> Result<Vec<(String, Option<u64>)>, StoreError> {
         let mut out = Vec::new();
-        for integration in integrations {
+        for integration in &distinct(integrations) {
             let rows = self
                 .session
                 .execute_iter(self.st.select_takeovers.clone(), (integration,))

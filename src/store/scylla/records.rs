@@ -20,8 +20,8 @@ pub(super) struct RecordStatements {
     /// Deletes of one conversation's rows, table by table.
     purge: Vec<PreparedStatement>,
     /// Deletes of a conversation's rows in the integration's index
-    /// partitions (takeovers last: the listing still finds a conversation
-    /// whose purge was interrupted).
+    /// partitions (the conversation index last: an interrupted purge is
+    /// found again by the next one).
     purge_indexed: Vec<PreparedStatement>,
     keyspace: String,
 }

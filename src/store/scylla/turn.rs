@@ -94,15 +94,19 @@ impl ScyllaStore {
             t.push(&insert, (id.to_string(), mid.clone(), ms(*expires)), bytes);
         }
         let integration = w.state.integration.as_str();
-        t.push(
-            &self.st.upsert_index,
-            (
-                integration.to_string(),
-                id.to_string(),
-                ms(w.state.last_activity_ms),
-            ),
-            integration.len() + id.len() + 8,
-        );
+        // Once per conversation and active day: not a write per turn into
+        // the integration's partition.
+        if w.index_changed {
+            t.push(
+                &self.st.upsert_index,
+                (
+                    integration.to_string(),
+                    id.to_string(),
+                    ms(w.state.last_activity_ms),
+                ),
+                integration.len() + id.len() + 8,
+            );
+        }
         if w.deadline_changed {
             let shard = timer_shard(id);
             match w.state.next_deadline() {

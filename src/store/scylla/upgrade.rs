@@ -4,7 +4,9 @@
 //! old `timers` and `takeovers` tables move to `timer_shards` and
 //! `takeovers_by_integration`. Each step is idempotent, so an interrupted
 //! upgrade is simply run again; a marker in `control_revision` tells a
-//! finished one, so later starts read nothing.
+//! finished index, so later starts do not read `conversations` again (the
+//! old timer and takeover tables are looked at every start: empty, once
+//! moved).
 
 use futures_util::TryStreamExt;
 use scylla::client::session::Session;
@@ -39,21 +41,27 @@ pub async fn upgrade(session: &Session, ks: &str) -> Result<Upgraded, StoreError
         .maybe_first_row::<(Option<i64>,)>()
         .map_err(corrupt)?
         .and_then(|(v,)| v);
-    if marker.is_some_and(|v| v >= VERSION) {
-        return Ok(Upgraded::default());
-    }
+    let indexed = marker.is_some_and(|v| v >= VERSION);
     let done = Upgraded {
-        conversations: index_conversations(session, ks).await?,
+        conversations: if indexed {
+            0
+        } else {
+            index_conversations(session, ks).await?
+        },
+        // At every start (the old tables are empty once moved): rows an
+        // instance of the earlier release wrote meanwhile move too.
         timers: move_timers(session, ks).await?,
         takeovers: move_takeovers(session, ks).await?,
     };
-    session
-        .query_unpaged(
-            format!("INSERT INTO {ks}.control_revision (kind, revision) VALUES (?, ?)"),
-            (MARKER, VERSION),
-        )
-        .await
-        .map_err(unavailable)?;
+    if !indexed {
+        session
+            .query_unpaged(
+                format!("INSERT INTO {ks}.control_revision (kind, revision) VALUES (?, ?)"),
+                (MARKER, VERSION),
+            )
+            .await
+            .map_err(unavailable)?;
+    }
     if done != Upgraded::default() {
         tracing::info!(
             conversations = done.conversations,
