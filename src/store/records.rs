@@ -126,7 +126,12 @@ pub struct OutboxItem {
     pub choices: Vec<String>,
 }
 
-/// The persisted state of one conversation.
+fn is_zero(v: &u64) -> bool {
+    *v == 0
+}
+
+/// The persisted state of one conversation. Empty and absent fields are
+/// not written (they read back as their defaults): fewer bytes per turn.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ConversationRecord {
     pub id: String,
@@ -138,31 +143,31 @@ pub struct ConversationRecord {
     pub message_count: u64,
     pub next_seq: u64,
     pub last_activity_ms: u64,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_inbound_ms: Option<u64>,
     /// Messages waiting for an answer.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub pending: Vec<PendingInbound>,
     /// When the reply to `pending` is due (response delay).
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reply_due_ms: Option<u64>,
     /// The configured delay drawn for the reply being prepared.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "is_zero")]
     pub reply_delay_ms: u64,
     /// When `typing_on` must be sent again.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub typing_refresh_ms: Option<u64>,
     /// Reply parts not yet confirmed sent, in order.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub outbox: Vec<OutboxItem>,
     /// Not before this time is the outbox tried again (after the platform
     /// kept failing).
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub outbox_retry_ms: Option<u64>,
     /// Sent parts not yet reported delivered / read: (seq, sent at).
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub undelivered: Vec<(u64, u64)>,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub unread: Vec<(u64, u64)>,
     /// Who took the conversation over (while `mode` is human).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -284,19 +289,20 @@ pub enum MessageStatus {
     Cancelled,
 }
 
-/// One line of a conversation's message log.
+/// One line of a conversation's message log (empty and absent fields are
+/// not written).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct MessageRecord {
     pub seq: u64,
     pub direction: Direction,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub text: Option<String>,
     pub time_ms: u64,
     pub status: MessageStatus,
     /// The platform's id (`mid`) once known.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mid: Option<String>,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub attachments: Vec<Attachment>,
     /// Who wrote an outbound line.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -461,4 +467,60 @@ pub struct TenantKeyRecord {
     /// Hex SHA-256 of the key.
     pub hash: String,
     pub created_ms: u64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// What a new conversation's state and an inbound line cost on the
+    /// disk: only what they hold, read back whole; a state written by an
+    /// earlier release (every field present) still reads.
+    #[test]
+    fn empty_fields_are_not_written_and_read_back_as_defaults() {
+        let state = ConversationRecord::new("acme-fb:C1", "acme-fb", Channel::Messenger, "C1", 7);
+        let bytes = serde_json::to_vec(&state).unwrap();
+        let text = String::from_utf8(bytes.clone()).unwrap();
+        for absent in [
+            "outbox",
+            "pending",
+            "undelivered",
+            "reply_due_ms",
+            "typing_refresh_ms",
+        ] {
+            assert!(!text.contains(absent), "{absent} in {text}");
+        }
+        assert!(bytes.len() < 200, "{} bytes: {text}", bytes.len());
+        assert_eq!(
+            serde_json::from_slice::<ConversationRecord>(&bytes).unwrap(),
+            state
+        );
+
+        let earlier = r#"{"id":"a:C","integration":"a","channel":"messenger","customer":"C",
+            "mode":"ai","message_count":0,"next_seq":1,"last_activity_ms":7,
+            "last_inbound_ms":null,"pending":[],"reply_due_ms":null,"reply_delay_ms":0,
+            "typing_refresh_ms":null,"outbox":[],"outbox_retry_ms":null,
+            "undelivered":[],"unread":[]}"#;
+        let read: ConversationRecord = serde_json::from_str(earlier).unwrap();
+        assert_eq!(read.next_seq, 1);
+        assert!(read.outbox.is_empty());
+
+        let line = MessageRecord {
+            seq: 1,
+            direction: Direction::In,
+            text: Some("hi".into()),
+            time_ms: 7,
+            status: MessageStatus::Received,
+            mid: None,
+            attachments: vec![],
+            author: None,
+            error: None,
+        };
+        let bytes = serde_json::to_vec(&line).unwrap();
+        assert!(!String::from_utf8_lossy(&bytes).contains("attachments"));
+        assert_eq!(
+            serde_json::from_slice::<MessageRecord>(&bytes).unwrap(),
+            line
+        );
+    }
 }
