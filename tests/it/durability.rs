@@ -113,19 +113,12 @@ async fn sigkill_after_replies(mode: &str) -> (u64, bool) {
     // And after it: nothing waits to be resent.
     tokio::time::sleep(Duration::from_millis(3500)).await;
     // Nothing is missing from the message logs either.
-    let http = reqwest::Client::new();
     for c in &customers {
-        let view: serde_json::Value = http
-            .get(format!(
-                "http://127.0.0.1:{port}/api/v1/conversations/acme-fb:{c}"
-            ))
-            .bearer_auth("admin")
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let view = admin_json(
+            format!("127.0.0.1:{port}"),
+            &format!("/conversations/acme-fb:{c}"),
+        )
+        .await;
         let lines = view["messages"].as_array().map(Vec::len).unwrap_or(0);
         assert_eq!(
             lines, 2,

@@ -358,15 +358,7 @@ async fn a_conversation_failing_outside_any_event_is_quarantined_and_resumable()
     // Another message while quarantined is kept with the first.
     let body = messages_body(&[("PSID_Q", "m_q2", "still there?")]);
     assert_eq!(post_webhook(&url, body, Some(APP_SECRET)).await, 200);
-    let listed: serde_json::Value = http
-        .get(format!("http://{}/api/v1/quarantine", engine.addr))
-        .bearer_auth("admin")
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let listed = admin_json(engine.addr, "/quarantine").await;
     assert_eq!(
         listed["quarantined"][0]["conversation"], "acme-fb:PSID_Q",
         "{listed}"

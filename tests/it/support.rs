@@ -594,3 +594,16 @@ impl Drop for KillOnDrop {
         self.kill();
     }
 }
+
+/// An admin API GET with the test token, straight to `addr`: its JSON body.
+pub async fn admin_json(addr: impl std::fmt::Display, path: &str) -> Value {
+    reqwest::Client::new()
+        .get(format!("http://{addr}/api/v1{path}"))
+        .bearer_auth("admin")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}
