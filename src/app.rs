@@ -33,6 +33,7 @@ use crate::store::scylla::ScyllaStore;
 use crate::store::tenants::{Backend, TenantStores};
 use crate::store::{Store, StoreError};
 use crate::telemetry::{self, TelemetryError};
+use futures_util::FutureExt;
 
 /// Why the engine could not start.
 #[derive(Debug, thiserror::Error)]
@@ -389,29 +390,6 @@ async fn drain(supervisor: &ActorRef<SupervisorMsg>, grace: Duration) {
     tracing::warn!("Shutdown grace passed with events in flight; they will be replayed");
 }
 
-/// Whether a takeover changed since the last look (a flag set by a task
-/// that waits on the engine's notifications).
-struct Recount(Arc<std::sync::atomic::AtomicBool>);
-
-impl Recount {
-    fn follow(changes: Arc<tokio::sync::Notify>) -> Self {
-        let flag = Arc::new(std::sync::atomic::AtomicBool::new(false));
-        let set = Arc::downgrade(&flag);
-        tokio::spawn(async move {
-            loop {
-                changes.notified().await;
-                let Some(flag) = set.upgrade() else { return };
-                flag.store(true, std::sync::atomic::Ordering::Release);
-            }
-        });
-        Self(flag)
-    }
-
-    fn consume(&self) -> bool {
-        self.0.swap(false, std::sync::atomic::Ordering::AcqRel)
-    }
-}
-
 /// Conversations the retention sweep looks at per second.
 const RETENTION_STEP: usize = 200;
 
@@ -422,7 +400,6 @@ async fn housekeeping(
     integrations: Arc<Integrations>,
     takeover_changes: Arc<tokio::sync::Notify>,
 ) {
-    let recount = Recount::follow(takeover_changes);
     let retention = config.store.retention;
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     let mut seconds = 0u64;
@@ -454,7 +431,10 @@ async fn housekeeping(
         seconds += 1;
         // Read by integration (an index partition each on ScyllaDB): every
         // 15 s, and within a second of a takeover or resume here.
-        if seconds % 15 == 1 || recount.consume() {
+        // (`notify_one` leaves a permit when nobody waits: taken here
+        // without waiting.)
+        let changed = takeover_changes.notified().now_or_never().is_some();
+        if seconds % 15 == 1 || changed {
             let ids: Vec<String> = integrations.values().iter().map(|i| i.id.clone()).collect();
             match store.takeovers(&ids).await {
                 Ok(t) => telemetry::takeovers_active(t.len()),

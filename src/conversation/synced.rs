@@ -69,11 +69,6 @@ impl SyncedBus {
         }
         Ok(())
     }
-
-    /// Positions waiting for the next sync.
-    pub fn held(&self) -> usize {
-        lock(&self.held).len()
-    }
 }
 
 async fn tick(bus: Weak<SyncedBus>, interval: Duration) {
