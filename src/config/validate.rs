@@ -8,8 +8,10 @@ use std::net::SocketAddr;
 
 use std::time::Duration;
 
+mod durability;
 mod integration;
 
+use durability::durability;
 use integration::{connect, integration_texts, integration_timing};
 
 use super::{AssistantConfig, AssistantKind, BusKind, ChannelKind, Config, OnFailure, StoreKind};
@@ -219,25 +221,7 @@ fn store(c: &Config, e: &mut Errors) {
             );
         }
     }
-    let sync = c.store.sync_interval;
-    if sync < Duration::from_millis(1) || sync > Duration::from_secs(10) {
-        e.add(
-            "store.sync_interval",
-            "must be between 1ms and 10s, like \"200ms\"",
-        );
-    }
-    // A revoked partition waits for its finished events, which wait for
-    // the next sync: well within the wait, or every rebalance replays.
-    let revoke_wait = Duration::from_millis(c.bus.kafka.session_timeout_ms / 4);
-    if c.bus.kind == BusKind::Kafka
-        && c.store.durability == crate::config::Durability::Interval
-        && sync > revoke_wait
-    {
-        e.add(
-            "store.sync_interval",
-            "must be at most a quarter of bus.kafka.session_timeout_ms with the Kafka bus",
-        );
-    }
+    durability(c, e);
     if !(4..=1_048_576).contains(&c.store.cache_mb) {
         e.add("store.cache_mb", "must be between 4 and 1048576 (MiB)");
     }

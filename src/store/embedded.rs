@@ -8,12 +8,12 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition, WriteTransaction};
+use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 
 use super::{
     ConversationFilter, ConversationRecord, DailyCount, DeadLetter, DocumentRecord, MessageRecord,
-    MessageStatus, Mode, QuarantineRecord, RecordKind, Rehydrated, RetentionStep, Store,
-    StoreError, TenantKeyRecord, TurnWrite,
+    QuarantineRecord, RecordKind, Rehydrated, RetentionStep, Store, StoreError, TenantKeyRecord,
+    TurnWrite,
 };
 use crate::group_commit::{self, GroupCommit};
 
@@ -33,6 +33,12 @@ pub mod compact;
 mod documents;
 mod records;
 mod retention;
+mod scan;
+mod turn;
+
+use scan::{prefixes, rows_of};
+
+use turn::apply_turn;
 
 pub struct EmbeddedStore {
     writer: GroupCommit,
@@ -51,20 +57,6 @@ fn corrupt(e: serde_json::Error) -> StoreError {
 
 fn storage(e: impl Into<redb::Error>) -> StoreError {
     StoreError::from(e.into())
-}
-
-/// The key prefixes of these integrations' conversations, in key order
-/// (one empty prefix for all of them).
-fn prefixes(integrations: Option<&[String]>) -> Vec<String> {
-    match integrations {
-        None => vec![String::new()],
-        Some(ids) => {
-            let mut p: Vec<String> = ids.iter().map(|i| format!("{i}:")).collect();
-            p.sort();
-            p.dedup();
-            p
-        }
-    }
 }
 
 impl EmbeddedStore {
@@ -133,74 +125,6 @@ impl Drop for EmbeddedStore {
             tracing::warn!(error = %e, "Store closed without its last sync; the bus replays those turns");
         }
     }
-}
-
-fn apply_turn(txn: &WriteTransaction, w: &TurnWrite, state: &[u8]) -> Result<(), redb::Error> {
-    let id = w.state.id.as_str();
-    txn.open_table(CONVERSATIONS)?.insert(id, state)?;
-    if w.deadline_changed {
-        let mut timers = txn.open_table(TIMERS)?;
-        match w.state.next_deadline() {
-            Some(due) => {
-                timers.insert(id, due)?;
-            }
-            None => {
-                timers.remove(id)?;
-            }
-        }
-    }
-    if w.takeover_changed {
-        let mut takeovers = txn.open_table(TAKEOVERS)?;
-        if w.state.mode == Mode::Human {
-            takeovers.insert(id, w.state.auto_resume_ms.unwrap_or(0))?;
-        } else {
-            takeovers.remove(id)?;
-        }
-    }
-    if !w.counts.is_empty() {
-        let mut analytics = txn.open_table(ANALYTICS)?;
-        for c in &w.counts {
-            let key = (w.state.integration.as_str(), c.day);
-            let mut sum = analytics.get(key)?.map(|v| v.value()).unwrap_or([0; 4]);
-            sum[0] += c.inbound;
-            sum[1] += c.outbound;
-            sum[2] += c.delivered;
-            sum[3] += c.read;
-            analytics.insert(key, sum)?;
-        }
-    }
-    if !w.dedup.is_empty() {
-        let mut dedup = txn.open_table(DEDUP)?;
-        for (mid, expires) in &w.dedup {
-            dedup.insert((id, mid.as_str()), *expires)?;
-        }
-    }
-    if !w.messages.is_empty() || !w.status_updates.is_empty() || !w.failures.is_empty() {
-        let mut messages = txn.open_table(MESSAGES)?;
-        for m in &w.messages {
-            let bytes = serde_json::to_vec(m).unwrap_or_default();
-            messages.insert((id, m.seq), bytes.as_slice())?;
-        }
-        let updates = w.status_updates.iter().map(|(seq, s)| (*seq, *s, None));
-        let failures = w
-            .failures
-            .iter()
-            .map(|(seq, why)| (*seq, MessageStatus::Failed, Some(why)));
-        for (seq, status, error) in updates.chain(failures) {
-            let current = messages
-                .get((id, seq))?
-                .and_then(|v| serde_json::from_slice::<MessageRecord>(v.value()).ok());
-            if let Some(mut record) = current {
-                record.status = status;
-                if let Some(why) = error {
-                    record.error = Some(why.clone());
-                }
-                let bytes = serde_json::to_vec(&record).unwrap_or_default();
-                messages.insert((id, seq), bytes.as_slice())?;
-            }
-        }
-    }
-    Ok(())
 }
 
 #[async_trait]
@@ -331,20 +255,14 @@ impl Store for EmbeddedStore {
         let txn = self.db().begin_read().map_err(storage)?;
         let table = txn.open_table(CONVERSATIONS).map_err(storage)?;
         let (mut total, mut active) = (0, 0);
-        for prefix in prefixes(Some(integrations)) {
-            for row in table.range(prefix.as_str()..).map_err(storage)? {
-                let (k, v) = row.map_err(storage)?;
-                if !k.value().starts_with(prefix.as_str()) {
-                    break;
-                }
-                let record: ConversationRecord =
-                    serde_json::from_slice(v.value()).map_err(corrupt)?;
-                total += 1;
-                if record.last_activity_ms >= active_since_ms {
-                    active += 1;
-                }
+        rows_of(&table, integrations, |_, v| {
+            let record: ConversationRecord = serde_json::from_slice(v.value()).map_err(corrupt)?;
+            total += 1;
+            if record.last_activity_ms >= active_since_ms {
+                active += 1;
             }
-        }
+            Ok(())
+        })?;
         Ok((total, active))
     }
 
@@ -355,16 +273,11 @@ impl Store for EmbeddedStore {
         let txn = self.db().begin_read().map_err(storage)?;
         let table = txn.open_table(TAKEOVERS).map_err(storage)?;
         let mut out = Vec::new();
-        for prefix in prefixes(Some(integrations)) {
-            for row in table.range(prefix.as_str()..).map_err(storage)? {
-                let (k, v) = row.map_err(storage)?;
-                if !k.value().starts_with(prefix.as_str()) {
-                    break;
-                }
-                let resume = Some(v.value()).filter(|&t| t > 0);
-                out.push((k.value().to_string(), resume));
-            }
-        }
+        rows_of(&table, integrations, |id, v| {
+            let resume = Some(v.value()).filter(|&t| t > 0);
+            out.push((id.to_string(), resume));
+            Ok(())
+        })?;
         Ok(out)
     }
 

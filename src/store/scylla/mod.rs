@@ -13,6 +13,7 @@
 
 mod counters;
 mod documents;
+mod listing;
 mod records;
 mod rows;
 mod schema;
@@ -37,6 +38,8 @@ use super::{
 };
 use crate::config::ScyllaConfig;
 use counters::Counters;
+pub use listing::TIMER_SHARDS;
+use listing::{distinct, timer_shard};
 use rows::{has_row, read_revision};
 use schema::{apply_schema, connect};
 pub use schema::{apply_statements, migrate, schema_statements, upgrade, SCHEMA};
@@ -46,27 +49,6 @@ pub use upgrade::Upgraded;
 
 /// Bound values of a batch, one boxed row per statement.
 type Values = Vec<Box<dyn SerializeRow + Send + Sync>>;
-
-/// Each integration once, in the order of their ids' prefixes (`fb2:`
-/// sorts before `fb:`).
-fn distinct(integrations: &[String]) -> Vec<String> {
-    let mut out = integrations.to_vec();
-    out.sort_by_key(|i| format!("{i}:"));
-    out.dedup();
-    out
-}
-
-/// Shards of the timer index.
-pub const TIMER_SHARDS: i32 = 64;
-
-/// The timer shard of a conversation: a stable hash of its id (FNV-1a), so
-/// every instance and release puts it in the same one.
-fn timer_shard(id: &str) -> i32 {
-    let hash = id.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
-        (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
-    });
-    (hash % TIMER_SHARDS as u64) as i32
-}
 
 fn unavailable(e: impl std::fmt::Display) -> StoreError {
     StoreError::Unavailable(e.to_string())
@@ -157,65 +139,6 @@ impl ScyllaStore {
         .await?;
         cache.insert(ttl, p.clone());
         Ok(p)
-    }
-
-    /// The whole table, paged, sorted by id: the listing of every
-    /// integration's conversations.
-    async fn list_by_scan(
-        &self,
-        filter: &ConversationFilter,
-        after: Option<&str>,
-        limit: usize,
-    ) -> Result<Vec<ConversationRecord>, StoreError> {
-        let mut rows = self
-            .session
-            .execute_iter(self.st.select_conversations.clone(), ())
-            .await
-            .map_err(unavailable)?
-            .rows_stream::<(String, Option<String>, Option<Vec<u8>>)>()
-            .map_err(corrupt)?;
-        let mut all = Vec::new();
-        while let Some((id, _, state)) = rows.try_next().await.map_err(unavailable)? {
-            if after.is_some_and(|a| id.as_str() <= a) {
-                continue;
-            }
-            let Some(bytes) = state else { continue };
-            let record: ConversationRecord = serde_json::from_slice(&bytes).map_err(corrupt)?;
-            if filter.matches(&record) {
-                all.push(record);
-            }
-        }
-        all.sort_by(|a, b| a.id.cmp(&b.id));
-        all.truncate(limit);
-        Ok(all)
-    }
-
-    /// An integration's index rows (id, last activity) in id order, after
-    /// `after` when given, paged by the driver.
-    async fn index_rows(
-        &self,
-        integration: &str,
-        after: Option<&str>,
-    ) -> Result<
-        impl futures_util::Stream<Item = Result<(String, Option<i64>), scylla::errors::NextRowError>>,
-        StoreError,
-    > {
-        let pager = match after {
-            Some(a) => {
-                self.session
-                    .execute_iter(self.st.select_index_after.clone(), (integration, a))
-                    .await
-            }
-            None => {
-                self.session
-                    .execute_iter(self.st.select_index.clone(), (integration,))
-                    .await
-            }
-        };
-        pager
-            .map_err(unavailable)?
-            .rows_stream::<(String, Option<i64>)>()
-            .map_err(corrupt)
     }
 }
 
@@ -316,35 +239,10 @@ impl Store for ScyllaStore {
         after: Option<&str>,
         limit: usize,
     ) -> Result<Vec<ConversationRecord>, StoreError> {
-        let Some(integrations) = filter.integrations.as_deref() else {
-            return self.list_by_scan(filter, after, limit).await;
-        };
-        let integrations = distinct(integrations);
-        let mut out = Vec::new();
-        for integration in &integrations {
-            // Ids are `{integration}:{customer}`: an integration's ids sort
-            // together, in the same order as the integrations.
-            let from = after.filter(|a| *a >= format!("{integration}:").as_str());
-            if after.is_some_and(|a| a >= format!("{integration};").as_str()) {
-                continue;
-            }
-            let mut ids = self.index_rows(integration, from).await?;
-            while let Some((id, _)) = ids.try_next().await.map_err(unavailable)? {
-                if from.is_some_and(|a| id.as_str() <= a) {
-                    continue;
-                }
-                let Some(record) = self.conversation(&id).await? else {
-                    continue;
-                };
-                if filter.matches(&record) {
-                    out.push(record);
-                    if out.len() >= limit {
-                        return Ok(out);
-                    }
-                }
-            }
+        match filter.integrations.as_deref() {
+            Some(integrations) => self.list_by_index(integrations, filter, after, limit).await,
+            None => self.list_by_scan(filter, after, limit).await,
         }
-        Ok(out)
     }
 
     /// Counted from the integrations' index partitions.
