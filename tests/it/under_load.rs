@@ -25,7 +25,15 @@ fn engine_config(
         &format!("127.0.0.1:{port}"),
         &format!("127.0.0.1:{}", free_port()),
         0,
-    ) + extra;
+    )
+    // A reply whose answer was slow or lost (a kill, a Graph API taking 2 s)
+    // is confirmed by its echo, which reaches the engine late under these
+    // loads (retried while it is down, queued behind a backlog): these runs
+    // use the default `outbound.confirm_wait` (10 s). With 1 s, a restart or
+    // a backlog on a loaded machine resent replies whose echo was still on
+    // its way.
+    .replacen("confirm_wait = \"1s\"", "confirm_wait = \"10s\"", 1)
+        + extra;
     let path = dir.join("switchboard.toml");
     std::fs::write(&path, toml).unwrap();
     path
@@ -86,18 +94,6 @@ async fn sigkill_under_load_again_and_again_loses_and_doubles_nothing() {
     .unwrap();
     let dir = tempfile::tempdir().unwrap();
     let config = engine_config(dir.path(), harness.sink_addr(), port, "");
-    // A reply sent just before a kill is confirmed by its echo, which the
-    // sink retries while the engine is down (pauses growing to 2 s, as Meta
-    // retries): the engine waits `outbound.confirm_wait` for it before it
-    // sends an unconfirmed reply again. This test runs with the default
-    // (10 s): with 1 s, a restart slowed by a loaded machine resent replies
-    // whose echo was still on its way.
-    let toml = std::fs::read_to_string(&config).unwrap();
-    std::fs::write(
-        &config,
-        toml.replacen("confirm_wait = \"1s\"", "confirm_wait = \"10s\"", 1),
-    )
-    .unwrap();
     let mut engine = KillOnDrop(spawn_engine(&config));
     wait_ready(port).await;
     let killer = {
