@@ -25,15 +25,7 @@ fn engine_config(
         &format!("127.0.0.1:{port}"),
         &format!("127.0.0.1:{}", free_port()),
         0,
-    )
-    // A reply whose answer was slow or lost (a kill, a Graph API taking 2 s)
-    // is confirmed by its echo, which reaches the engine late under these
-    // loads (retried while it is down, queued behind a backlog): these runs
-    // use the default `outbound.confirm_wait` (10 s). With 1 s, a restart or
-    // a backlog on a loaded machine resent replies whose echo was still on
-    // its way.
-    .replacen("confirm_wait = \"1s\"", "confirm_wait = \"10s\"", 1)
-        + extra;
+    ) + extra;
     let path = dir.join("switchboard.toml");
     std::fs::write(&path, toml).unwrap();
     path
