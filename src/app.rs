@@ -25,6 +25,7 @@ use crate::conversation::supervisor::{
     ConversationSupervisor, SupervisorArgs, SupervisorMsg, SupervisorWake,
 };
 use crate::conversation::synced::SyncedBus;
+use crate::conversation::intake::Intake;
 use crate::conversation::{timers, EngineContext};
 use crate::ingest::{self, IngressState};
 use crate::integrations::{Integrations, KeyRing};
@@ -231,7 +232,12 @@ pub async fn start_with_store(
         ))
     });
     let deliveries = bus.subscribe().await?;
-    let consumer = tokio::spawn(consume(deliveries, supervisor.clone(), inflight.clone()));
+    let consumer = tokio::spawn(consume(
+        deliveries,
+        supervisor.clone(),
+        inflight.clone(),
+        ctx.intake.clone(),
+    ));
     let housekeeping = tokio::spawn(housekeeping(
         bus.clone(),
         store.clone(),
@@ -241,6 +247,8 @@ pub async fn start_with_store(
     ));
 
     let (listener, addr) = bind(&config.server.listen).await?;
+    // Until now every webhook sent here was refused.
+    ctx.refusals.refused(now_ms());
     let (metrics_listener, metrics_addr) = bind(&config.server.metrics_listen).await?;
     let metrics_task = tokio::spawn(telemetry::serve_metrics(metrics_listener, metrics));
 
@@ -250,6 +258,7 @@ pub async fn start_with_store(
         integrations.clone(),
         bus.clone(),
         health.clone(),
+        ctx.refusals.clone(),
     ));
     let store_watch = tokio::spawn(ingest::watch_store(store.clone(), health));
     let app = ingest::limit(
@@ -257,6 +266,7 @@ pub async fn start_with_store(
             .nest("/api/v1", admin::router(ctx.clone()))
             .merge(crate::connect::router(ctx.clone())),
         ingest::ListenerLimits::from_config(&config),
+        ctx.refusals.clone(),
     );
     let profiles = tokio::spawn(profiles::push_all(
         ctx.outbound.clone(),
@@ -361,19 +371,20 @@ async fn consume(
     mut deliveries: tokio::sync::mpsc::Receiver<crate::bus::Delivery>,
     supervisor: ActorRef<SupervisorMsg>,
     inflight: Arc<Semaphore>,
+    intake: Arc<Intake>,
 ) {
     loop {
+        let Some(d) = deliveries.recv().await else {
+            return;
+        };
+        intake.waiting(d.event.received_at_ms);
         let Ok(permit) = inflight.acquire().await else {
             return;
         };
         permit.forget();
-        let Some(d) = deliveries.recv().await else {
-            return;
-        };
-        if supervisor
-            .send_message(SupervisorMsg::Deliver(Box::new(d)))
-            .is_err()
-        {
+        let sent = supervisor.send_message(SupervisorMsg::Deliver(Box::new(d)));
+        intake.handed();
+        if sent.is_err() {
             return;
         }
     }

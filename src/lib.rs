@@ -24,6 +24,7 @@ pub mod group_commit;
 pub mod ingest;
 pub mod integrations;
 pub mod knowledge;
+pub mod refusals;
 pub mod store;
 pub mod sync;
 pub mod telemetry;

@@ -19,7 +19,7 @@ use redb::{ReadableDatabase, ReadableTable, TableDefinition};
 use tokio::sync::{mpsc, Notify};
 
 use super::progress::PartitionProgress;
-use super::{Backlog, Bus, BusError, Delivery, Position, DELIVERY_QUEUE};
+use super::{Backlog, Bus, BusError, Delivery, Position, BEHIND_AFTER_MS, DELIVERY_QUEUE};
 use crate::clock::now_ms;
 use crate::event::InboundEvent;
 use crate::fence::Fence;
@@ -364,6 +364,14 @@ impl Bus for EmbeddedBus {
             events: durable.saturating_sub(handed),
             oldest_ms: oldest.map_or(0, |at| now_ms().saturating_sub(at)),
         }
+    }
+
+    /// Behind while records an earlier run appended are not all handed
+    /// over yet, or the oldest record not handed over waited more than a
+    /// moment.
+    fn behind(&self, _partition: u32) -> bool {
+        self.shared.handed.load(Ordering::Acquire) < self.shared.replay_below
+            || self.backlog().oldest_ms > BEHIND_AFTER_MS
     }
 
     async fn ready(&self) -> bool {

@@ -15,6 +15,7 @@ pub mod actor;
 pub mod commands;
 pub mod dedup;
 mod entry;
+pub mod intake;
 mod quarantine;
 pub mod shaping;
 pub mod supervisor;
@@ -54,6 +55,12 @@ pub struct EngineContext {
     pub alerts: Arc<Alerts>,
     /// Woken when a turn changed a takeover (the takeovers gauge recounts).
     pub takeover_changes: Arc<tokio::sync::Notify>,
+    /// When a webhook was last refused: a part waiting for its
+    /// confirmation is not sent again until none was for
+    /// `outbound.confirm_wait` (the confirmation may be among them).
+    pub refusals: Arc<crate::refusals::Refusals>,
+    /// Whether deliveries taken from the bus wait to be handed over.
+    pub intake: Arc<intake::Intake>,
 }
 
 impl EngineContext {
@@ -82,6 +89,8 @@ impl EngineContext {
             knowledge,
             alerts,
             takeover_changes: Arc::new(tokio::sync::Notify::new()),
+            refusals: Arc::new(crate::refusals::Refusals::new(crate::clock::now_ms())),
+            intake: Arc::default(),
         })
     }
 

@@ -61,7 +61,8 @@ pub async fn verify(
     }
 }
 
-/// Event delivery. 200 only after every event is durably on the bus.
+/// Event delivery. 200 only after every event is durably on the bus; a
+/// webhook turned away for now (5xx) is remembered as a refusal.
 #[tracing::instrument(skip_all, fields(app = %app))]
 pub async fn receive(
     State(state): State<Arc<IngressState>>,
@@ -69,7 +70,20 @@ pub async fn receive(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
-    let Some(app_config) = state.apps.get(&app) else {
+    let response = deliver(&state, &app, &headers, body).await;
+    if response.status().is_server_error() {
+        state.refusals.refused(now_ms());
+    }
+    response
+}
+
+async fn deliver(
+    state: &Arc<IngressState>,
+    app: &str,
+    headers: &HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    let Some(app_config) = state.apps.get(app) else {
         return reply(
             "meta",
             WebhookOutcome::UnknownApp,

@@ -23,8 +23,10 @@ use tower::ServiceBuilder;
 pub use health::{watch_store, StoreHealth};
 
 use crate::bus::Bus;
+use crate::clock::now_ms;
 use crate::config::{AppConfig, Config};
 use crate::integrations::Integrations;
+use crate::refusals::Refusals;
 use crate::telemetry::{self, WebhookOutcome};
 
 /// What the ingress routes need.
@@ -41,6 +43,9 @@ pub struct IngressState {
     /// by the engine, and the age of the oldest.
     pub max_backlog_events: u64,
     pub max_backlog_age: Duration,
+    /// When a webhook was last refused (a part waiting for its echo is not
+    /// sent again while the echo may be among the refused).
+    pub refusals: Arc<Refusals>,
 }
 
 /// How long Meta (or any client) is asked to wait before retrying.
@@ -52,6 +57,7 @@ impl IngressState {
         integrations: Arc<Integrations>,
         bus: Arc<dyn Bus>,
         health: Arc<StoreHealth>,
+        refusals: Arc<Refusals>,
     ) -> Self {
         Self {
             apps: config
@@ -64,6 +70,7 @@ impl IngressState {
             health,
             max_backlog_events: config.server.max_backlog_events,
             max_backlog_age: config.server.max_backlog_age,
+            refusals,
         }
     }
 
@@ -111,10 +118,13 @@ pub fn router(state: Arc<IngressState>, max_body_bytes: usize) -> Router {
 /// Bounds every route of the listener: at most `max_concurrent_requests`
 /// at once (the rest shed with 503 and `Retry-After`, never queued in
 /// memory) and `request_timeout` each (408).
-pub fn limit(app: Router, limits: ListenerLimits) -> Router {
+pub fn limit(app: Router, limits: ListenerLimits, refusals: Arc<Refusals>) -> Router {
     app.layer(
         ServiceBuilder::new()
-            .layer(HandleErrorLayer::new(refuse))
+            .layer(HandleErrorLayer::new(move |err: BoxError| {
+                refusals.refused(now_ms());
+                refuse(err)
+            }))
             .load_shed()
             .concurrency_limit(limits.max_concurrent_requests.max(1))
             .timeout(limits.request_timeout),

@@ -202,3 +202,26 @@ async fn embedded_bus_resumes_inside_a_webhooks_batch() {
     let backend = Backend::Embedded(dir.path().to_path_buf());
     order_and_resume_after_finished_prefix(&backend, true).await;
 }
+
+/// The embedded bus is behind (a part waiting for its echo is not resent)
+/// while it hands over what an earlier run left, and while accepted events
+/// wait more than a moment for the engine; not once they are taken.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn embedded_bus_is_behind_while_replaying_or_while_events_wait() {
+    let dir = tempfile::tempdir().unwrap();
+    let backend = Backend::Embedded(dir.path().to_path_buf());
+    let bus = backend.open().await;
+    bus.publish(&[event(0, 0)]).await.unwrap();
+    assert!(!bus.behind(0), "an event accepted a moment ago");
+    tokio::time::sleep(Duration::from_millis(1_200)).await;
+    assert!(bus.behind(0), "an event waiting over a second");
+    bus.close().await;
+    drop(bus);
+
+    let again = backend.open().await;
+    assert!(again.behind(0), "the earlier run's event is not handed over yet");
+    let mut rx = again.subscribe().await.unwrap();
+    receive(&mut rx, 1).await;
+    assert!(!again.behind(0), "handed over");
+    again.close().await;
+}

@@ -30,6 +30,11 @@ struct Bench {
 
 impl Bench {
     async fn start(fault: Option<Fault>, echoes: bool) -> Self {
+        Self::start_with(fault, echoes, "").await
+    }
+
+    /// Like [`Bench::start`], with `server` added to the `[server]` section.
+    async fn start_with(fault: Option<Fault>, echoes: bool, server: &str) -> Self {
         // Each needs the other's address: the simulator's port first.
         let reserved = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let sim_addr = reserved.local_addr().unwrap();
@@ -45,7 +50,8 @@ impl Bench {
         .replace(
             "confirm_wait = \"1s\"",
             &format!("confirm_wait = \"{CONFIRM_WAIT}\"\nrequest_timeout = \"{REQUEST_TIMEOUT}\""),
-        );
+        )
+        .replace("max_body_bytes = 65536", &format!("max_body_bytes = 65536\n{server}"));
         let config = switchboard::config::load_from_str(&toml, &[]).unwrap();
         let engine = app::start(config).await.expect("engine starts");
         let sim = Sim::start(
@@ -274,6 +280,60 @@ async fn without_any_confirmation_the_part_is_resent_after_the_wait() {
         1,
         "{metrics}"
     );
+    b.engine.shutdown().await;
+}
+
+/// Meta delivers a refused webhook again later, and the echo that confirms
+/// a send may be among them: after the engine turned a webhook away (here a
+/// request whose body never came, 408), a part waiting for its echo is not
+/// resent until `outbound.confirm_wait` has passed since, and the echo
+/// delivered again in that time settles it. The customer gets one reply.
+#[tokio::test]
+async fn an_echo_redelivered_after_a_refusal_is_waited_for_and_nothing_is_resent() {
+    use tokio::io::AsyncWriteExt;
+    let b = Bench::start_with(Some(Fault::LateAnswer), false, "request_timeout = \"2s\"").await;
+    let started = tokio::time::Instant::now();
+    let body = messages_body(&[("C_REFUSED", "m_refused", "What are your hours?")]);
+    assert_eq!(post_webhook(&b.url(), body, Some(APP_SECRET)).await, 200);
+    b.wait_for_replies("C_REFUSED", 1).await;
+    let part_id = b
+        .sim
+        .calls()
+        .into_iter()
+        .find(|c| c.recipient.as_deref() == Some("C_REFUSED"))
+        .and_then(|c| c.body["message"]["metadata"].as_str().map(str::to_string))
+        .expect("the reply carries its part id");
+    // A webhook whose body never comes: refused when the server's request
+    // timeout passes (2 s), before the part's wait (4 s) is over.
+    let mut stalled = tokio::net::TcpStream::connect(b.engine.addr).await.unwrap();
+    stalled
+        .write_all(
+            b"POST /webhooks/meta/main HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: 100\r\n\r\n{",
+        )
+        .await
+        .unwrap();
+    // Past the part's own wait, within the wait after the refusal: Meta's
+    // redelivery of the echo arrives.
+    tokio::time::sleep_until(started + Duration::from_millis(5_500)).await;
+    let echo = page_body(vec![json!({
+        "sender": {"id": PAGE}, "recipient": {"id": "C_REFUSED"},
+        "timestamp": switchboard::clock::now_ms(),
+        "message": {"is_echo": true, "app_id": 555, "mid": "m.echo.refused",
+                    "metadata": part_id, "text": "We're open 9-5."}
+    })]);
+    assert_eq!(post_webhook(&b.url(), echo, Some(APP_SECRET)).await, 200);
+    b.past_the_wait().await;
+    assert_eq!(b.replies_to("C_REFUSED").len(), 1, "answered exactly once");
+    let metrics = b.metrics().await;
+    let ambiguous = |outcome: &str| {
+        counted(
+            &metrics,
+            "switchboard_ambiguous_sends_total",
+            &format!("outcome=\"{outcome}\""),
+        )
+    };
+    assert_eq!((ambiguous("confirmed"), ambiguous("resent")), (1, 0), "{metrics}");
+    drop(stalled);
     b.engine.shutdown().await;
 }
 

@@ -24,6 +24,7 @@ const TOP: &[&str] = &["ingest", "admin", "app", "tools"];
 const RULES: &[(&str, &[&str], &str)] = &[
     ("event.rs", ENGINE, "the event model sits below all"),
     ("fence.rs", ENGINE, "leases sit below all"),
+    ("refusals.rs", ENGINE, "the refusal clock sits below all"),
     (
         "group_commit.rs",
         ENGINE,

@@ -25,7 +25,14 @@ fn engine_config(
         &format!("127.0.0.1:{port}"),
         &format!("127.0.0.1:{}", free_port()),
         0,
-    ) + extra;
+    )
+    // A reply whose answer was lost (a kill, a Graph API taking 2 s) is
+    // confirmed by its echo, which the sink delivers again while the engine
+    // refuses it (pauses growing to 2 s): the engine waits
+    // `outbound.confirm_wait` after its last refusal before it sends such a
+    // reply again, longer here than the sink's longest pause.
+    .replacen("confirm_wait = \"1s\"", "confirm_wait = \"5s\"", 1)
+        + extra;
     let path = dir.join("switchboard.toml");
     std::fs::write(&path, toml).unwrap();
     path

@@ -21,10 +21,18 @@ pub(super) async fn flush_outbox(state: &mut ConversationState) -> Result<(), Ac
         let channel = conv.record.channel;
         let wait = ctx.config.outbound.confirm_wait.as_millis() as u64;
         let resend = conv.resend_due(now);
-        if resend && ctx.bus.behind(state.partition) {
+        if resend && (ctx.bus.behind(state.partition) || ctx.intake.behind(now)) {
             // Its echo or status may be among the events the bus still
             // holds: looked at again shortly, not resent yet.
             conv.part_unconfirmed(now + BEHIND_RECHECK_MS);
+            persist(state).await?;
+            return Ok(());
+        }
+        let quiet = ctx.refusals.quiet_until(wait);
+        if resend && now < quiet {
+            // Webhooks were refused lately (or the engine just started):
+            // its echo or status may be one the platform delivers again.
+            conv.part_unconfirmed(quiet);
             persist(state).await?;
             return Ok(());
         }

@@ -76,6 +76,8 @@ async fn run(
     counts: Arc<ReceiptCounts>,
 ) {
     let http = reqwest::Client::new();
+    let target = Arc::new(target);
+    let in_flight = Arc::new(tokio::sync::Semaphore::new(CONCURRENT_BATCHES));
     while let Some(first) = rx.recv().await {
         tokio::time::sleep(target.delay).await;
         let mut batch = vec![first];
@@ -93,16 +95,28 @@ async fn run(
         if target.read {
             bodies.push(read_body(&target, &batch));
         }
-        for body in bodies.into_iter().flatten() {
-            let counter = if post(&http, &target, body).await {
-                &counts.accepted
-            } else {
-                &counts.failed
-            };
-            counter.fetch_add(1, Ordering::Relaxed);
-        }
+        // Each batch goes out on its own, as Meta's webhooks do: one that
+        // is refused and retried never holds back the next ones.
+        let Ok(permit) = in_flight.clone().acquire_owned().await else {
+            return;
+        };
+        let (http, target, counts) = (http.clone(), target.clone(), counts.clone());
+        tokio::spawn(async move {
+            for body in bodies.into_iter().flatten() {
+                let counter = if post(&http, &target, body).await {
+                    &counts.accepted
+                } else {
+                    &counts.failed
+                };
+                counter.fetch_add(1, Ordering::Relaxed);
+            }
+            drop(permit);
+        });
     }
 }
+
+/// Receipt batches being delivered at once.
+const CONCURRENT_BATCHES: usize = 64;
 
 /// Attempts at one receipt webhook, as Meta retries a webhook that was
 /// not acknowledged (an engine restarting, shedding load).
