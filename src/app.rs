@@ -383,7 +383,11 @@ async fn consume(
         };
         permit.forget();
         let sent = supervisor.send_message(SupervisorMsg::Deliver(Box::new(d)));
-        intake.handed();
+        // While more wait in the queue, the one just handed over stands for
+        // them (they were received after it) until the next is taken.
+        if deliveries.is_empty() {
+            intake.handed();
+        }
         if sent.is_err() {
             return;
         }

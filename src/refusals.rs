@@ -1,7 +1,9 @@
-//! When this instance last turned a webhook away. A webhook refused (503
-//! while shedding or while the store or bus is down, 408 when it took too
-//! long, or no answer at all while the process was down) is delivered
-//! again by the platform later, with its own backoff. The echo or status
+//! When this instance last turned a webhook away that may have held a
+//! confirmation: one with echoes or statuses refused with 503 (shedding, its
+//! store or the bus down), any webhook request the listener refused before
+//! reading it (503 at its concurrency bound, 408 when it took too long), or
+//! none answered at all while the process was down. The platform delivers
+//! it again later, with its own backoff. The echo or status
 //! that confirms a send may be such a webhook: a part waiting for its
 //! confirmation is not sent again until the engine has taken every webhook
 //! for `outbound.confirm_wait`, so the platform's redeliveries had that

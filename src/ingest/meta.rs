@@ -61,8 +61,7 @@ pub async fn verify(
     }
 }
 
-/// Event delivery. 200 only after every event is durably on the bus; a
-/// webhook turned away for now (5xx) is remembered as a refusal.
+/// Event delivery. 200 only after every event is durably on the bus.
 #[tracing::instrument(skip_all, fields(app = %app))]
 pub async fn receive(
     State(state): State<Arc<IngressState>>,
@@ -70,20 +69,7 @@ pub async fn receive(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
-    let response = deliver(&state, &app, &headers, body).await;
-    if response.status().is_server_error() {
-        state.refusals.refused(now_ms());
-    }
-    response
-}
-
-async fn deliver(
-    state: &Arc<IngressState>,
-    app: &str,
-    headers: &HeaderMap,
-    body: Result<Bytes, BytesRejection>,
-) -> Response {
-    let Some(app_config) = state.apps.get(app) else {
+    let Some(app_config) = state.apps.get(&app) else {
         return reply(
             "meta",
             WebhookOutcome::UnknownApp,
@@ -158,6 +144,7 @@ async fn deliver(
     // Reports on sent messages (echoes, statuses) are taken even when the
     // engine is behind: they are what confirms sends whose answer was lost.
     if state.overloaded() && !events.iter().all(|e| e.kind.is_report()) {
+        refused(&state, &events);
         telemetry::webhook_request(channel, WebhookOutcome::Overloaded);
         return super::overloaded();
     }
@@ -167,6 +154,7 @@ async fn deliver(
     let (events, held): (Vec<_>, Vec<_>) = events
         .into_iter()
         .partition(|e| state.health.serves(&e.integration));
+    refused(&state, &held);
     if events.is_empty() && !held.is_empty() {
         return reply(
             channel,
@@ -196,6 +184,7 @@ async fn deliver(
             )
         }
         Err(e) => {
+            refused(&state, &events);
             tracing::warn!(error = %e, "Webhook not accepted: bus unavailable");
             reply(
                 channel,
@@ -204,6 +193,15 @@ async fn deliver(
                 "temporarily unavailable",
             )
         }
+    }
+}
+
+/// Remembers that reports among `events` (echoes, statuses: what confirms
+/// a send whose answer was lost) were turned away: Meta delivers them again
+/// later, and a part waiting for one is not resent meanwhile.
+fn refused(state: &IngressState, events: &[InboundEvent]) {
+    if events.iter().any(|e| e.kind.is_report()) {
+        state.refusals.refused(now_ms());
     }
 }
 

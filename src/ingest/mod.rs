@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use axum::error_handling::HandleErrorLayer;
 use axum::extract::DefaultBodyLimit;
-use axum::http::{header, StatusCode};
+use axum::http::{header, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{BoxError, Router};
@@ -47,6 +47,9 @@ pub struct IngressState {
     /// sent again while the echo may be among the refused).
     pub refusals: Arc<Refusals>,
 }
+
+/// Where the platforms deliver their webhooks.
+const WEBHOOKS: &str = "/webhooks/";
 
 /// How long Meta (or any client) is asked to wait before retrying.
 pub const RETRY_AFTER_SECONDS: u64 = 5;
@@ -121,8 +124,12 @@ pub fn router(state: Arc<IngressState>, max_body_bytes: usize) -> Router {
 pub fn limit(app: Router, limits: ListenerLimits, refusals: Arc<Refusals>) -> Router {
     app.layer(
         ServiceBuilder::new()
-            .layer(HandleErrorLayer::new(move |err: BoxError| {
-                refusals.refused(now_ms());
+            .layer(HandleErrorLayer::new(move |uri: Uri, err: BoxError| {
+                // A webhook turned away is delivered again later; the other
+                // routes' callers are not the platforms.
+                if uri.path().starts_with(WEBHOOKS) {
+                    refusals.refused(now_ms());
+                }
                 refuse(err)
             }))
             .load_shed()

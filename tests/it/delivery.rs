@@ -291,7 +291,7 @@ async fn without_any_confirmation_the_part_is_resent_after_the_wait() {
 #[tokio::test]
 async fn an_echo_redelivered_after_a_refusal_is_waited_for_and_nothing_is_resent() {
     use tokio::io::AsyncWriteExt;
-    let b = Bench::start_with(Some(Fault::LateAnswer), false, "request_timeout = \"2s\"").await;
+    let b = Bench::start_with(Some(Fault::LateAnswer), false, "request_timeout = \"3s\"").await;
     let started = tokio::time::Instant::now();
     let body = messages_body(&[("C_REFUSED", "m_refused", "What are your hours?")]);
     assert_eq!(post_webhook(&b.url(), body, Some(APP_SECRET)).await, 200);
@@ -304,7 +304,7 @@ async fn an_echo_redelivered_after_a_refusal_is_waited_for_and_nothing_is_resent
         .and_then(|c| c.body["message"]["metadata"].as_str().map(str::to_string))
         .expect("the reply carries its part id");
     // A webhook whose body never comes: refused when the server's request
-    // timeout passes (2 s), before the part's wait (4 s) is over.
+    // timeout passes (3 s), before the part's wait (4 s) is over.
     let mut stalled = tokio::net::TcpStream::connect(b.engine.addr).await.unwrap();
     stalled
         .write_all(
@@ -312,9 +312,9 @@ async fn an_echo_redelivered_after_a_refusal_is_waited_for_and_nothing_is_resent
         )
         .await
         .unwrap();
-    // Past the part's own wait, within the wait after the refusal: Meta's
-    // redelivery of the echo arrives.
-    tokio::time::sleep_until(started + Duration::from_millis(5_500)).await;
+    // Past the part's own wait (about 4.4 s), well within the wait after
+    // the refusal (about 7 s): Meta's redelivery of the echo arrives.
+    tokio::time::sleep_until(started + Duration::from_millis(5_000)).await;
     let echo = page_body(vec![json!({
         "sender": {"id": PAGE}, "recipient": {"id": "C_REFUSED"},
         "timestamp": switchboard::clock::now_ms(),

@@ -81,6 +81,9 @@ pub struct ConversationState {
     conversation: Option<Conversation>,
     /// The deadline last given to the timer service.
     registered: Option<Option<u64>>,
+    /// Since when a due resend has been held because webhooks were refused
+    /// (see `send.rs`).
+    refusal_hold_since: Option<u64>,
 }
 
 /// Why a conversation cannot run.
@@ -113,6 +116,7 @@ impl Actor for ConversationActor {
             partition: 0,
             conversation: None,
             registered: None,
+            refusal_hold_since: None,
         })
     }
 

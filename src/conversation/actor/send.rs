@@ -11,6 +11,10 @@ use crate::alerts::AlertKind;
 /// A part whose messaging window has closed is not sent; a part that may
 /// have reached the platform already waits for its confirmation (or for
 /// `outbound.confirm_wait` to pass, then it is sent again).
+/// How many `outbound.confirm_wait`s a due resend may wait at most because
+/// webhooks keep being refused.
+const REFUSAL_HOLD_WAITS: u64 = 6;
+
 pub(super) async fn flush_outbox(state: &mut ConversationState) -> Result<(), ActorProcessingErr> {
     let ctx = state.args.ctx.clone();
     loop {
@@ -28,14 +32,27 @@ pub(super) async fn flush_outbox(state: &mut ConversationState) -> Result<(), Ac
             persist(state).await?;
             return Ok(());
         }
-        let quiet = ctx.refusals.quiet_until(wait);
-        if resend && now < quiet {
-            // Webhooks were refused lately (or the engine just started):
-            // its echo or status may be one the platform delivers again.
-            conv.part_unconfirmed(quiet);
-            persist(state).await?;
-            return Ok(());
+        if resend {
+            // Webhooks were refused lately (or the engine just started): its
+            // echo or status may be one the platform delivers again. Held
+            // for that at most `REFUSAL_HOLD_WAITS` waits, so refusals that
+            // never stop (a client that never sends its body) cannot hold a
+            // reply back for ever.
+            let since = *state.refusal_hold_since.get_or_insert(now);
+            let limit = since.saturating_add(wait.saturating_mul(REFUSAL_HOLD_WAITS));
+            let until = ctx.refusals.quiet_until(wait).min(limit);
+            if now < until {
+                if let Some(conv) = state.conversation.as_mut() {
+                    conv.part_unconfirmed(until);
+                }
+                persist(state).await?;
+                return Ok(());
+            }
+            state.refusal_hold_since = None;
         }
+        let Some(conv) = state.conversation.as_mut() else {
+            return Ok(());
+        };
         if resend {
             telemetry::part_resent(&state.args.id, channel);
             conv.resend_unconfirmed(now + wait);
