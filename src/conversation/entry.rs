@@ -9,14 +9,12 @@ use std::sync::atomic::{AtomicBool, AtomicU64};
 use std::sync::Arc;
 use std::time::Instant;
 
-use ractor::ActorRef;
-
-use super::actor::{ConversationMsg, NO_EVENT};
+use super::actor::{ConversationRef, NO_EVENT};
 use crate::bus::Delivery;
 use crate::fence::Fence;
 
 pub(super) struct Entry {
-    pub(super) actor: Option<ActorRef<ConversationMsg>>,
+    pub(super) actor: Option<ConversationRef>,
     pub(super) stopping: bool,
     pub(super) respawn_scheduled: bool,
     pub(super) inflight: VecDeque<(Delivery, u32)>,

@@ -6,10 +6,12 @@
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 
-use ractor::{Actor, ActorProcessingErr, ActorRef};
+use ractor::{ActorProcessingErr, ActorRef};
 
 mod generate;
 mod send;
+mod task;
+pub use task::{spawn, Alive, ConversationRef, Exit};
 use generate::Generation;
 use send::flush_outbox;
 
@@ -65,11 +67,9 @@ pub struct ConversationArgs {
     pub fence: Fence,
 }
 
-pub struct ConversationActor;
-
 pub struct ConversationState {
     args: ConversationArgs,
-    myself: ActorRef<ConversationMsg>,
+    myself: ConversationRef,
     /// The answer being generated, if any.
     generation: Option<Generation>,
     /// Generations started (numbers them, so a stale answer is known).
@@ -97,17 +97,9 @@ pub enum ConversationError {
 #[error("{0}")]
 struct Failure(String);
 
-impl Actor for ConversationActor {
-    type Msg = ConversationMsg;
-    type State = ConversationState;
-    type Arguments = ConversationArgs;
-
-    async fn pre_start(
-        &self,
-        myself: ActorRef<Self::Msg>,
-        args: ConversationArgs,
-    ) -> Result<Self::State, ActorProcessingErr> {
-        Ok(ConversationState {
+impl ConversationState {
+    fn new(args: ConversationArgs, myself: ConversationRef) -> Self {
+        ConversationState {
             args,
             myself,
             generation: None,
@@ -117,16 +109,13 @@ impl Actor for ConversationActor {
             conversation: None,
             registered: None,
             refusal_hold_since: None,
-        })
+        }
     }
 
     /// Rehydrates from the store (in the actor's own task, so the supervisor
     /// never waits on it) and resumes whatever was pending.
-    async fn post_start(
-        &self,
-        _myself: ActorRef<Self::Msg>,
-        state: &mut Self::State,
-    ) -> Result<(), ActorProcessingErr> {
+    async fn start(&mut self) -> Result<(), ActorProcessingErr> {
+        let state = self;
         let id = state.args.id.clone();
         let (integration_id, customer) =
             ConversationId::split(&id).ok_or_else(|| ConversationError::BadId(id.to_string()))?;
@@ -154,21 +143,12 @@ impl Actor for ConversationActor {
 
     /// An answer still being generated is not wanted any more (the next
     /// actor for the conversation asks again).
-    async fn post_stop(
-        &self,
-        _myself: ActorRef<Self::Msg>,
-        state: &mut Self::State,
-    ) -> Result<(), ActorProcessingErr> {
-        generate::stop(state);
-        Ok(())
+    fn stopped(&mut self) {
+        generate::stop(self);
     }
 
-    async fn handle(
-        &self,
-        _myself: ActorRef<Self::Msg>,
-        msg: Self::Msg,
-        state: &mut Self::State,
-    ) -> Result<(), ActorProcessingErr> {
+    async fn handle(&mut self, msg: ConversationMsg) -> Result<(), ActorProcessingErr> {
+        let state = self;
         // The work is boxed: an idle actor's task then holds a pointer
         // instead of the largest state machine any message could need
         // (the HTTP send in it is several KB), and idle actors are most of

@@ -41,7 +41,7 @@ pub(super) async fn respawn(
 
 /// The conversation of an actor that is gone, its entry no longer counted
 /// as running (`None` when nothing is known of it).
-fn stopped(state: &mut SupervisorState, actor: ActorId) -> Option<Arc<str>> {
+fn stopped(state: &mut SupervisorState, actor: u64) -> Option<Arc<str>> {
     let id = state.by_actor.remove(&actor)?;
     let entry = state.entries.get_mut(&id)?;
     entry.actor = None;
@@ -52,7 +52,7 @@ fn stopped(state: &mut SupervisorState, actor: ActorId) -> Option<Arc<str>> {
 pub(super) async fn on_failed(
     myself: &ActorRef<SupervisorMsg>,
     state: &mut SupervisorState,
-    actor: ActorId,
+    actor: u64,
     error: String,
     transient: bool,
 ) {
@@ -124,7 +124,7 @@ pub(super) async fn on_failed(
 pub(super) async fn on_terminated(
     myself: &ActorRef<SupervisorMsg>,
     state: &mut SupervisorState,
-    actor: ActorId,
+    actor: u64,
 ) {
     let Some(id) = stopped(state, actor) else {
         return;
@@ -150,7 +150,7 @@ pub(super) async fn on_terminated(
 pub(super) async fn on_fenced(
     myself: &ActorRef<SupervisorMsg>,
     state: &mut SupervisorState,
-    actor: ActorId,
+    actor: u64,
 ) {
     let Some(id) = stopped(state, actor) else {
         return;

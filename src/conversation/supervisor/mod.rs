@@ -9,13 +9,13 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use ractor::{Actor, ActorId, ActorProcessingErr, ActorRef, RpcReplyPort, SupervisionEvent};
+use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use tokio::sync::Semaphore;
 
 mod failures;
 use failures::{on_failed, on_fenced, on_terminated, respawn, schedule_respawn};
 
-use super::actor::{ConversationActor, ConversationArgs, ConversationMsg, NO_EVENT};
+use super::actor::{self as conversation_actor, Alive, ConversationArgs, ConversationMsg, Exit, NO_EVENT};
 pub(super) use super::entry::Entry;
 use super::entry::{AfterStop, WakeAction};
 use super::timers::{TimerHandle, WakeSink};
@@ -41,6 +41,8 @@ pub enum SupervisorMsg {
     Stats(RpcReplyPort<(usize, usize)>),
     /// These conversations are quarantined in the store.
     Quarantined(Vec<String>),
+    /// A conversation's actor (numbered `actor`) has ended.
+    Exited { actor: u64, exit: Exit },
 }
 
 pub struct SupervisorArgs {
@@ -54,7 +56,9 @@ pub struct SupervisorArgs {
 pub struct SupervisorState {
     pub(super) args: SupervisorArgs,
     pub(super) entries: HashMap<Arc<str>, Entry>,
-    by_actor: HashMap<ActorId, Arc<str>>,
+    /// The conversation of each running actor, by its number.
+    by_actor: HashMap<u64, Arc<str>>,
+    alive: Arc<Alive>,
 }
 
 pub struct ConversationSupervisor;
@@ -75,6 +79,7 @@ impl Actor for ConversationSupervisor {
             args,
             entries: HashMap::new(),
             by_actor: HashMap::new(),
+            alive: Arc::default(),
         })
     }
 
@@ -82,12 +87,17 @@ impl Actor for ConversationSupervisor {
     /// shutdown returns only once they have (they hold the store).
     async fn post_stop(
         &self,
-        myself: ActorRef<Self::Msg>,
-        _state: &mut Self::State,
+        _myself: ActorRef<Self::Msg>,
+        state: &mut Self::State,
     ) -> Result<(), ActorProcessingErr> {
-        myself
-            .stop_children_and_wait(None, Some(Duration::from_secs(5)))
-            .await;
+        for entry in state.entries.values() {
+            if let Some(actor) = &entry.actor {
+                actor.stop();
+            }
+        }
+        if !state.alive.wait_none(Duration::from_secs(5)).await {
+            tracing::warn!("Conversation actors still running 5 s after the stop");
+        }
         Ok(())
     }
 
@@ -109,40 +119,37 @@ impl Actor for ConversationSupervisor {
                 let inflight = state.entries.values().map(|e| e.inflight.len()).sum();
                 let _ = reply.send((inflight, state.by_actor.len()));
             }
+            SupervisorMsg::Exited { actor, exit } => exited(&myself, state, actor, exit).await,
         }
         Ok(())
     }
+}
 
-    async fn handle_supervisor_evt(
-        &self,
-        myself: ActorRef<Self::Msg>,
-        evt: SupervisionEvent,
-        state: &mut Self::State,
-    ) -> Result<(), ActorProcessingErr> {
-        match evt {
-            SupervisionEvent::ActorFailed(cell, err) if err.downcast_ref::<Fenced>().is_some() => {
-                on_fenced(&myself, state, cell.get_id()).await;
-            }
-            SupervisionEvent::ActorFailed(cell, err) => {
-                // A store or assistant that is unavailable for a while is
-                // not the event's fault: it is retried without counting
-                // towards the dead letters.
-                let transient = err
-                    .downcast_ref::<StoreError>()
-                    .is_some_and(StoreError::retryable)
-                    || err
-                        .downcast_ref::<AssistantError>()
-                        .is_some_and(AssistantError::retryable);
-                on_failed(&myself, state, cell.get_id(), err.to_string(), transient).await;
-            }
-            SupervisionEvent::ActorTerminated(cell, _, _) => {
-                on_terminated(&myself, state, cell.get_id()).await;
-            }
-            _ => {}
+async fn exited(
+    myself: &ActorRef<SupervisorMsg>,
+    state: &mut SupervisorState,
+    actor: u64,
+    exit: Exit,
+) {
+    match exit {
+        Exit::Failed(err) if err.downcast_ref::<Fenced>().is_some() => {
+            on_fenced(myself, state, actor).await;
         }
-        telemetry::conversations_resident(state.by_actor.len());
-        Ok(())
+        Exit::Failed(err) => {
+            // A store or assistant that is unavailable for a while is not
+            // the event's fault: it is retried without counting towards the
+            // dead letters.
+            let transient = err
+                .downcast_ref::<StoreError>()
+                .is_some_and(StoreError::retryable)
+                || err
+                    .downcast_ref::<AssistantError>()
+                    .is_some_and(AssistantError::retryable);
+            on_failed(myself, state, actor, err.to_string(), transient).await;
+        }
+        Exit::Stopped => on_terminated(myself, state, actor).await,
     }
+    telemetry::conversations_resident(state.by_actor.len());
 }
 
 async fn deliver(myself: &ActorRef<SupervisorMsg>, state: &mut SupervisorState, d: Delivery) {
@@ -276,30 +283,17 @@ pub(super) async fn spawn(
         cautious: entry.failures > 0,
         fence: entry.fence.clone(),
     };
-    match Actor::spawn_linked(None, ConversationActor, args, myself.get_cell()).await {
-        Ok((actor, _)) => {
-            for (d, _) in &entry.inflight {
-                let mut d = d.clone();
-                // The event its previous actor failed on may have had its
-                // reply sent; the ones after it were not started.
-                d.replay |= entry.interrupted == Some(d.position.offset);
-                let _ = actor.send_message(ConversationMsg::Deliver(Box::new(d)));
-            }
-            state.by_actor.insert(actor.get_id(), id);
-            entry.actor = Some(actor);
-            telemetry::conversations_resident(state.by_actor.len());
-        }
-        Err(e) => {
-            tracing::error!(conversation = %id, error = %e, "Cannot start conversation actor");
-            entry.failures += 1;
-            schedule_respawn(
-                myself,
-                entry,
-                &id,
-                state.args.ctx.config.engine.restart_backoff_max,
-            );
-        }
+    let actor = conversation_actor::spawn(args, state.alive.clone());
+    for (d, _) in &entry.inflight {
+        let mut d = d.clone();
+        // The event its previous actor failed on may have had its reply
+        // sent; the ones after it were not started.
+        d.replay |= entry.interrupted == Some(d.position.offset);
+        let _ = actor.send_message(ConversationMsg::Deliver(Box::new(d)));
     }
+    state.by_actor.insert(actor.id(), id);
+    entry.actor = Some(actor);
+    telemetry::conversations_resident(state.by_actor.len());
 }
 
 /// Stops the actors of conversations on revoked partitions; their state
@@ -326,7 +320,7 @@ fn revoked(state: &mut SupervisorState, partitions: &[u32]) {
         match &entry.actor {
             Some(actor) if !entry.stopping => {
                 entry.stopping = true;
-                actor.stop(Some("partition revoked".into()));
+                actor.stop();
                 stopped += 1;
             }
             _ => {}
@@ -364,7 +358,7 @@ fn sweep(state: &mut SupervisorState) {
         }
         if let Some(actor) = &entry.actor {
             entry.stopping = true;
-            actor.stop(Some("passivated".into()));
+            actor.stop();
         }
     }
     // A quarantined conversation is remembered here: its events are kept.
