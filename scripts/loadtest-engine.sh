@@ -4,9 +4,15 @@
 # it on exit, and returns once it is ready. Environment overrides set by the
 # caller (SWITCHBOARD__...) reach the engine. LOADTEST_ASSISTANT=llm answers
 # with the config's model assistant (the sink's fake model) instead of rules.
+# SWITCHBOARD_BIN runs that binary instead of building this checkout (to
+# compare two builds on the same machine).
 start_loadtest_engine() {
-  cargo build --release --quiet
-  BIN=target/release/switchboard
+  if [ -n "${SWITCHBOARD_BIN:-}" ]; then
+    BIN=$SWITCHBOARD_BIN
+  else
+    cargo build --release --quiet
+    BIN=target/release/switchboard
+  fi
   rm -rf data-loadtest
   mkdir -p target
   local config=config/loadtest.toml
