@@ -11,7 +11,23 @@ use ractor::{ActorProcessingErr, ActorRef};
 mod generate;
 mod send;
 mod task;
-pub use task::{spawn, Alive, ConversationRef, Exit};
+pub use task::{Alive, Exit};
+
+/// A conversation actor's address (what the supervisor keeps).
+pub type ConversationRef = task::ActorAddr<ConversationMsg>;
+
+/// Starts the actor of `args.id`; its supervisor hears of its end as
+/// [`SupervisorMsg::Exited`].
+pub fn spawn(args: ConversationArgs, alive: Arc<Alive>) -> ConversationRef {
+    let supervisor = args.supervisor.clone();
+    task::spawn(
+        move |myself| ConversationState::new(args, myself),
+        alive,
+        move |actor, exit| {
+            let _ = supervisor.send_message(SupervisorMsg::Exited { actor, exit });
+        },
+    )
+}
 use generate::Generation;
 use send::flush_outbox;
 
@@ -69,7 +85,8 @@ pub struct ConversationArgs {
 
 pub struct ConversationState {
     args: ConversationArgs,
-    myself: ConversationRef,
+    /// Its own address, weak: the actor ends once its supervisor has.
+    myself: task::WeakAddr<ConversationMsg>,
     /// The answer being generated, if any.
     generation: Option<Generation>,
     /// Generations started (numbers them, so a stale answer is known).
@@ -98,7 +115,7 @@ pub enum ConversationError {
 struct Failure(String);
 
 impl ConversationState {
-    fn new(args: ConversationArgs, myself: ConversationRef) -> Self {
+    fn new(args: ConversationArgs, myself: task::WeakAddr<ConversationMsg>) -> Self {
         ConversationState {
             args,
             myself,
@@ -111,6 +128,11 @@ impl ConversationState {
             refusal_hold_since: None,
         }
     }
+
+}
+
+impl task::Behaviour for ConversationState {
+    type Msg = ConversationMsg;
 
     /// Rehydrates from the store (in the actor's own task, so the supervisor
     /// never waits on it) and resumes whatever was pending.

@@ -11,8 +11,11 @@
 //! order sent; a stop is taken before any queued message (once the message
 //! being handled is done) and runs the stop hook; an error or a panic in
 //! the start or a handler ends the task without the stop hook, and the
-//! supervisor is told which, as it is told of a stop.
+//! supervisor is told which, as it is told of a stop. The actor holds only
+//! a weak address of itself: once the supervisor's addresses are gone (it
+//! ended, even by failing), the mailbox closes and the actor stops.
 
+use std::future::Future;
 use std::panic::AssertUnwindSafe;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -21,19 +24,59 @@ use std::time::Duration;
 use futures_util::FutureExt;
 use ractor::ActorProcessingErr;
 use tokio::sync::{mpsc, Notify};
-
-use super::{ConversationArgs, ConversationMsg, ConversationState};
-use crate::conversation::supervisor::SupervisorMsg;
+use tokio::task::AbortHandle;
 
 /// Each actor's own number, never reused in a process.
 static NEXT_ACTOR: AtomicU64 = AtomicU64::new(1);
 
-/// A conversation actor's address.
-#[derive(Clone)]
-pub struct ConversationRef {
+/// What runs in an actor's task.
+pub trait Behaviour: Send + 'static {
+    type Msg: Send + 'static;
+
+    /// Runs before the first message.
+    fn start(&mut self) -> impl Future<Output = Result<(), ActorProcessingErr>> + Send;
+
+    /// Handles one message.
+    fn handle(
+        &mut self,
+        msg: Self::Msg,
+    ) -> impl Future<Output = Result<(), ActorProcessingErr>> + Send;
+
+    /// Runs once the actor stops (not after a failure).
+    fn stopped(&mut self);
+}
+
+/// An actor's address.
+pub struct ActorAddr<M> {
     id: u64,
-    tx: mpsc::UnboundedSender<ConversationMsg>,
+    tx: mpsc::UnboundedSender<M>,
     stop: Arc<Notify>,
+    task: Option<AbortHandle>,
+}
+
+impl<M> Clone for ActorAddr<M> {
+    fn clone(&self) -> Self {
+        Self {
+            id: self.id,
+            tx: self.tx.clone(),
+            stop: self.stop.clone(),
+            task: self.task.clone(),
+        }
+    }
+}
+
+/// An actor's address that does not keep it alive (what it holds of
+/// itself).
+pub struct WeakAddr<M> {
+    tx: mpsc::WeakUnboundedSender<M>,
+}
+
+impl<M> Clone for WeakAddr<M> {
+    fn clone(&self) -> Self {
+        Self {
+            tx: self.tx.clone(),
+        }
+    }
 }
 
 /// The message could not be queued: the actor has ended.
@@ -41,13 +84,13 @@ pub struct ConversationRef {
 #[error("the conversation actor has ended")]
 pub struct Ended;
 
-impl ConversationRef {
+impl<M> ActorAddr<M> {
     pub fn id(&self) -> u64 {
         self.id
     }
 
     /// Queues `msg` behind the ones already sent.
-    pub fn send_message(&self, msg: ConversationMsg) -> Result<(), Ended> {
+    pub fn send_message(&self, msg: M) -> Result<(), Ended> {
         self.tx.send(msg).map_err(|_| Ended)
     }
 
@@ -55,6 +98,20 @@ impl ConversationRef {
     /// messages are not handled (the supervisor keeps their events).
     pub fn stop(&self) {
         self.stop.notify_one();
+    }
+
+    /// Ends the actor's task now, wherever it is (a last resort at shutdown).
+    pub fn abort(&self) {
+        if let Some(task) = &self.task {
+            task.abort();
+        }
+    }
+}
+
+impl<M> WeakAddr<M> {
+    /// Queues `msg` if the actor is still running.
+    pub fn send_message(&self, msg: M) -> Result<(), Ended> {
+        self.tx.upgrade().ok_or(Ended)?.send(msg).map_err(|_| Ended)
     }
 }
 
@@ -66,7 +123,7 @@ pub enum Exit {
     Failed(ActorProcessingErr),
 }
 
-/// The actors alive, so the supervisor can wait for them when it stops.
+/// The actors alive, so their supervisor can wait for them when it stops.
 #[derive(Debug, Default)]
 pub struct Alive {
     count: AtomicUsize,
@@ -87,62 +144,86 @@ impl Alive {
             }
         }
     }
+}
 
-    fn left(&self) {
-        if self.count.fetch_sub(1, Ordering::AcqRel) == 1 {
-            self.none.notify_waiters();
+/// Counts an actor as alive until dropped (however its task ends: done,
+/// panicked or aborted).
+struct Living(Arc<Alive>);
+
+impl Living {
+    fn new(alive: Arc<Alive>) -> Self {
+        alive.count.fetch_add(1, Ordering::AcqRel);
+        Self(alive)
+    }
+}
+
+impl Drop for Living {
+    fn drop(&mut self) {
+        if self.0.count.fetch_sub(1, Ordering::AcqRel) == 1 {
+            self.0.none.notify_waiters();
         }
     }
 }
 
-/// Starts the actor for `args`; the supervisor hears of its end as
-/// [`SupervisorMsg::Exited`].
-pub fn spawn(args: ConversationArgs, alive: Arc<Alive>) -> ConversationRef {
+/// Starts an actor: `make` builds its behaviour from its weak address;
+/// `exited` hears how it ended.
+pub fn spawn<B, F, E>(make: F, alive: Arc<Alive>, exited: E) -> ActorAddr<B::Msg>
+where
+    B: Behaviour,
+    F: FnOnce(WeakAddr<B::Msg>) -> B,
+    E: FnOnce(u64, Exit) + Send + 'static,
+{
     let (tx, rx) = mpsc::unbounded_channel();
-    let me = ConversationRef {
-        id: NEXT_ACTOR.fetch_add(1, Ordering::Relaxed),
-        tx,
-        stop: Arc::new(Notify::new()),
-    };
-    alive.count.fetch_add(1, Ordering::AcqRel);
-    let supervisor = args.supervisor.clone();
-    let actor = me.id;
-    let state = ConversationState::new(args, me.clone());
-    let stop = me.stop.clone();
-    tokio::spawn(async move {
-        // A panic is caught here and reported like an error.
-        let exit = match AssertUnwindSafe(run(state, rx, stop)).catch_unwind().await {
-            Ok(Ok(())) => Exit::Stopped,
-            Ok(Err(e)) => Exit::Failed(e),
-            Err(panic) => Exit::Failed(panic_message(panic).into()),
-        };
-        alive.left();
-        let _ = supervisor.send_message(SupervisorMsg::Exited { actor, exit });
+    let stop = Arc::new(Notify::new());
+    let id = NEXT_ACTOR.fetch_add(1, Ordering::Relaxed);
+    let behaviour = make(WeakAddr {
+        tx: tx.downgrade(),
     });
-    me
+    let living = Living::new(alive);
+    let task = tokio::spawn({
+        let stop = stop.clone();
+        async move {
+            let _living = living;
+            // A panic is caught here and reported like an error.
+            let exit = match AssertUnwindSafe(run(behaviour, rx, stop))
+                .catch_unwind()
+                .await
+            {
+                Ok(Ok(())) => Exit::Stopped,
+                Ok(Err(e)) => Exit::Failed(e),
+                Err(panic) => Exit::Failed(panic_message(panic).into()),
+            };
+            exited(id, exit);
+        }
+    });
+    ActorAddr {
+        id,
+        tx,
+        stop,
+        task: Some(task.abort_handle()),
+    }
 }
 
-async fn run(
-    mut state: ConversationState,
-    mut rx: mpsc::UnboundedReceiver<ConversationMsg>,
+async fn run<B: Behaviour>(
+    mut behaviour: B,
+    mut rx: mpsc::UnboundedReceiver<B::Msg>,
     stop: Arc<Notify>,
 ) -> Result<(), ActorProcessingErr> {
     // Boxed, like every handler: an idle actor's task holds a pointer, not
     // the largest state machine any message could need.
-    Box::pin(state.start()).await?;
+    Box::pin(behaviour.start()).await?;
     loop {
         tokio::select! {
             biased;
             () = stop.notified() => break,
             msg = rx.recv() => match msg {
-                Some(msg) => state.handle(msg).await?,
-                // Every address is gone (the actor holds its own, so only
-                // at shutdown).
+                Some(msg) => behaviour.handle(msg).await?,
+                // Every strong address is gone: its supervisor has ended.
                 None => break,
             },
         }
     }
-    state.stopped();
+    behaviour.stopped();
     Ok(())
 }
 
@@ -154,3 +235,6 @@ fn panic_message(panic: Box<dyn std::any::Any + Send>) -> String {
         .unwrap_or_else(|| "a panic".into());
     format!("the conversation actor panicked: {detail}")
 }
+
+#[cfg(test)]
+mod tests;

@@ -96,7 +96,15 @@ impl Actor for ConversationSupervisor {
             }
         }
         if !state.alive.wait_none(Duration::from_secs(5)).await {
-            tracing::warn!("Conversation actors still running 5 s after the stop");
+            // What they were doing is not finished: its events are not
+            // committed and are handled again at the next start.
+            tracing::warn!("Conversation actors still running 5 s after the stop; ending them");
+            for entry in state.entries.values() {
+                if let Some(actor) = &entry.actor {
+                    actor.abort();
+                }
+            }
+            state.alive.wait_none(Duration::from_secs(1)).await;
         }
         Ok(())
     }
