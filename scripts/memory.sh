@@ -19,8 +19,9 @@ N=${1:-100000}
 RATE=${2:-8000}
 MILLIS=$(( N * 1000 / RATE ))
 
-# The default page cache (store.cache_mb = 64), not the load config's.
-export SWITCHBOARD__STORE__CACHE_MB=64 SWITCHBOARD__ENGINE__PASSIVATE_AFTER=${SWITCHBOARD__ENGINE__PASSIVATE_AFTER:-20s}
+# The default page cache (store.cache_mb = 64), not the load config's, unless
+# SWITCHBOARD__STORE__CACHE_MB is set.
+export SWITCHBOARD__STORE__CACHE_MB=${SWITCHBOARD__STORE__CACHE_MB:-64} SWITCHBOARD__ENGINE__PASSIVATE_AFTER=${SWITCHBOARD__ENGINE__PASSIVATE_AFTER:-20s}
 . scripts/loadtest-engine.sh
 start_loadtest_engine memory-engine.log
 
