@@ -30,11 +30,17 @@ struct Bench {
 
 impl Bench {
     async fn start(fault: Option<Fault>, echoes: bool) -> Self {
-        Self::start_with(fault, echoes, "").await
+        Self::start_with(fault, echoes, "", CONFIRM_WAIT).await
     }
 
-    /// Like [`Bench::start`], with `server` added to the `[server]` section.
-    async fn start_with(fault: Option<Fault>, echoes: bool, server: &str) -> Self {
+    /// Like [`Bench::start`], with `server` added to the `[server]` section
+    /// and another `outbound.confirm_wait`.
+    async fn start_with(
+        fault: Option<Fault>,
+        echoes: bool,
+        server: &str,
+        confirm_wait: &str,
+    ) -> Self {
         // Each needs the other's address: the simulator's port first.
         let reserved = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let sim_addr = reserved.local_addr().unwrap();
@@ -49,7 +55,7 @@ impl Bench {
         )
         .replace(
             "confirm_wait = \"1s\"",
-            &format!("confirm_wait = \"{CONFIRM_WAIT}\"\nrequest_timeout = \"{REQUEST_TIMEOUT}\""),
+            &format!("confirm_wait = \"{confirm_wait}\"\nrequest_timeout = \"{REQUEST_TIMEOUT}\""),
         )
         .replace("max_body_bytes = 65536", &format!("max_body_bytes = 65536\n{server}"));
         let config = switchboard::config::load_from_str(&toml, &[]).unwrap();
@@ -291,7 +297,13 @@ async fn without_any_confirmation_the_part_is_resent_after_the_wait() {
 #[tokio::test]
 async fn an_echo_redelivered_after_a_refusal_is_waited_for_and_nothing_is_resent() {
     use tokio::io::AsyncWriteExt;
-    let b = Bench::start_with(Some(Fault::LateAnswer), false, "request_timeout = \"3s\"").await;
+    let b = Bench::start_with(
+        Some(Fault::LateAnswer),
+        false,
+        "request_timeout = \"3s\"",
+        CONFIRM_WAIT,
+    )
+    .await;
     let started = tokio::time::Instant::now();
     let body = messages_body(&[("C_REFUSED", "m_refused", "What are your hours?")]);
     assert_eq!(post_webhook(&b.url(), body, Some(APP_SECRET)).await, 200);
@@ -334,6 +346,48 @@ async fn an_echo_redelivered_after_a_refusal_is_waited_for_and_nothing_is_resent
     };
     assert_eq!((ambiguous("confirmed"), ambiguous("resent")), (1, 0), "{metrics}");
     drop(stalled);
+    b.engine.shutdown().await;
+}
+
+/// Refusals that never stop (a client whose requests always time out)
+/// hold a part waiting for its echo at most six `outbound.confirm_wait`s:
+/// the customer still gets the reply while they go on.
+#[tokio::test]
+async fn refusals_that_never_stop_hold_a_resend_only_so_long() {
+    use tokio::io::AsyncWriteExt;
+    let b = Bench::start_with(
+        Some(Fault::LateAnswer),
+        false,
+        "request_timeout = \"300ms\"",
+        "1s",
+    )
+    .await;
+    let started = tokio::time::Instant::now();
+    // A request every 200 ms whose body never comes: a 408 (a refusal)
+    // every few hundred milliseconds, for 20 s.
+    let addr = b.engine.addr;
+    let refusals = tokio::spawn(async move {
+        let mut open = Vec::new();
+        while started.elapsed() < Duration::from_secs(20) {
+            if let Ok(mut stalled) = tokio::net::TcpStream::connect(addr).await {
+                let _ = stalled
+                    .write_all(b"POST /webhooks/meta/main HTTP/1.1\r\nhost: x\r\ncontent-length: 100\r\n\r\n{")
+                    .await;
+                open.push(stalled);
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    });
+    let body = messages_body(&[("C_HELD", "m_held", "What are your hours?")]);
+    assert_eq!(post_webhook(&b.url(), body, Some(APP_SECRET)).await, 200);
+    // Due after about 1.4 s, held by the refusals at most 6 s more.
+    b.wait_for_replies("C_HELD", 2).await;
+    assert!(
+        started.elapsed() < Duration::from_secs(18),
+        "resent only after the refusals stopped ({:?})",
+        started.elapsed()
+    );
+    refusals.abort();
     b.engine.shutdown().await;
 }
 
