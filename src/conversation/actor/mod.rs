@@ -98,9 +98,9 @@ pub struct ConversationState {
     conversation: Option<Conversation>,
     /// The deadline last given to the timer service.
     registered: Option<Option<u64>>,
-    /// Since when a due resend has been held because webhooks were refused
-    /// (see `send.rs`).
-    refusal_hold_since: Option<u64>,
+    /// The outbox part (its seq) whose due resend is held because webhooks
+    /// were refused, and since when (see `send.rs`).
+    refusal_hold: Option<(u64, u64)>,
 }
 
 /// Why a conversation cannot run.
@@ -125,7 +125,7 @@ impl ConversationState {
             partition: 0,
             conversation: None,
             registered: None,
-            refusal_hold_since: None,
+            refusal_hold: None,
         }
     }
 

@@ -7,14 +7,14 @@ use ractor::ActorProcessingErr;
 use super::*;
 use crate::alerts::AlertKind;
 
-/// Sends stored parts in order, each awaited and marked before the next.
-/// A part whose messaging window has closed is not sent; a part that may
-/// have reached the platform already waits for its confirmation (or for
-/// `outbound.confirm_wait` to pass, then it is sent again).
 /// How many `outbound.confirm_wait`s a due resend may wait at most because
 /// webhooks keep being refused.
 const REFUSAL_HOLD_WAITS: u64 = 6;
 
+/// Sends stored parts in order, each awaited and marked before the next.
+/// A part whose messaging window has closed is not sent; a part that may
+/// have reached the platform already waits for its confirmation (or for
+/// `outbound.confirm_wait` to pass, then it is sent again).
 pub(super) async fn flush_outbox(state: &mut ConversationState) -> Result<(), ActorProcessingErr> {
     let ctx = state.args.ctx.clone();
     loop {
@@ -38,7 +38,14 @@ pub(super) async fn flush_outbox(state: &mut ConversationState) -> Result<(), Ac
             // for that at most `REFUSAL_HOLD_WAITS` waits, so refusals that
             // never stop (a client that never sends its body) cannot hold a
             // reply back for ever.
-            let since = *state.refusal_hold_since.get_or_insert(now);
+            let seq = conv.record.outbox.first().map_or(0, |p| p.seq);
+            let since = match state.refusal_hold {
+                Some((held, since)) if held == seq => since,
+                _ => {
+                    state.refusal_hold = Some((seq, now));
+                    now
+                }
+            };
             let limit = since.saturating_add(wait.saturating_mul(REFUSAL_HOLD_WAITS));
             let until = ctx.refusals.quiet_until(wait).min(limit);
             if now < until {
@@ -48,7 +55,7 @@ pub(super) async fn flush_outbox(state: &mut ConversationState) -> Result<(), Ac
                 persist(state).await?;
                 return Ok(());
             }
-            state.refusal_hold_since = None;
+            state.refusal_hold = None;
         }
         let Some(conv) = state.conversation.as_mut() else {
             return Ok(());
