@@ -149,6 +149,24 @@ impl Bench {
     }
 }
 
+/// A webhook request whose body never comes: the engine refuses it (408)
+/// once its request timeout passes. The connection stays open while the
+/// returned stream lives.
+async fn stalled_webhook(addr: std::net::SocketAddr) -> std::io::Result<tokio::net::TcpStream> {
+    use tokio::io::AsyncWriteExt;
+    let mut stream = tokio::net::TcpStream::connect(addr).await?;
+    stream
+        .write_all(b"POST /webhooks/meta/main HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: 100\r\n\r\n{")
+        .await?;
+    Ok(stream)
+}
+
+/// An engine whose Graph API answers its first send too late and sends no
+/// echoes, with `server` settings and `confirm_wait`.
+async fn late_answer_bench(server: &str, confirm_wait: &str) -> Bench {
+    Bench::start_with(Some(Fault::LateAnswer), false, server, confirm_wait).await
+}
+
 fn counted(metrics: &str, name: &str, labels: &str) -> u64 {
     metrics
         .lines()
@@ -296,14 +314,7 @@ async fn without_any_confirmation_the_part_is_resent_after_the_wait() {
 /// delivered again in that time settles it. The customer gets one reply.
 #[tokio::test]
 async fn an_echo_redelivered_after_a_refusal_is_waited_for_and_nothing_is_resent() {
-    use tokio::io::AsyncWriteExt;
-    let b = Bench::start_with(
-        Some(Fault::LateAnswer),
-        false,
-        "request_timeout = \"3s\"",
-        CONFIRM_WAIT,
-    )
-    .await;
+    let b = late_answer_bench("request_timeout = \"3s\"", CONFIRM_WAIT).await;
     let started = tokio::time::Instant::now();
     let body = messages_body(&[("C_REFUSED", "m_refused", "What are your hours?")]);
     assert_eq!(post_webhook(&b.url(), body, Some(APP_SECRET)).await, 200);
@@ -317,13 +328,7 @@ async fn an_echo_redelivered_after_a_refusal_is_waited_for_and_nothing_is_resent
         .expect("the reply carries its part id");
     // A webhook whose body never comes: refused when the server's request
     // timeout passes (3 s), before the part's wait (4 s) is over.
-    let mut stalled = tokio::net::TcpStream::connect(b.engine.addr).await.unwrap();
-    stalled
-        .write_all(
-            b"POST /webhooks/meta/main HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: 100\r\n\r\n{",
-        )
-        .await
-        .unwrap();
+    let stalled = stalled_webhook(b.engine.addr).await.unwrap();
     // Past the part's own wait (about 4.4 s), well within the wait after
     // the refusal (about 7 s): Meta's redelivery of the echo arrives.
     tokio::time::sleep_until(started + Duration::from_millis(5_000)).await;
@@ -354,14 +359,7 @@ async fn an_echo_redelivered_after_a_refusal_is_waited_for_and_nothing_is_resent
 /// the customer still gets the reply while they go on.
 #[tokio::test]
 async fn refusals_that_never_stop_hold_a_resend_only_so_long() {
-    use tokio::io::AsyncWriteExt;
-    let b = Bench::start_with(
-        Some(Fault::LateAnswer),
-        false,
-        "request_timeout = \"300ms\"",
-        "1s",
-    )
-    .await;
+    let b = late_answer_bench("request_timeout = \"300ms\"", "1s").await;
     let started = tokio::time::Instant::now();
     // A request every 200 ms whose body never comes: a 408 (a refusal)
     // every few hundred milliseconds, for 20 s.
@@ -369,10 +367,7 @@ async fn refusals_that_never_stop_hold_a_resend_only_so_long() {
     let refusals = tokio::spawn(async move {
         let mut open = Vec::new();
         while started.elapsed() < Duration::from_secs(20) {
-            if let Ok(mut stalled) = tokio::net::TcpStream::connect(addr).await {
-                let _ = stalled
-                    .write_all(b"POST /webhooks/meta/main HTTP/1.1\r\nhost: x\r\ncontent-length: 100\r\n\r\n{")
-                    .await;
+            if let Ok(stalled) = stalled_webhook(addr).await {
                 open.push(stalled);
             }
             tokio::time::sleep(Duration::from_millis(200)).await;
