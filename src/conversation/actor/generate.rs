@@ -39,6 +39,16 @@ impl Generation {
     }
 }
 
+/// Whoever drops a generation no longer wants its answer (asked again, the
+/// actor stopped, failed or was ended at shutdown): the request stops too,
+/// instead of paying the model twice and holding the store after the
+/// actor.
+impl Drop for Generation {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
 /// A generated answer (or why there is none), back to its actor.
 pub struct Answered {
     number: u64,

@@ -104,7 +104,9 @@ impl Actor for ConversationSupervisor {
                     actor.abort();
                 }
             }
-            state.alive.wait_none(Duration::from_secs(1)).await;
+            if !state.alive.wait_none(Duration::from_secs(1)).await {
+                tracing::warn!("Conversation actors still running after being ended");
+            }
         }
         Ok(())
     }
