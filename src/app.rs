@@ -21,11 +21,11 @@ use crate::channels::messenger::profiles;
 use crate::channels::{GraphClient, Outbound};
 use crate::clock::now_ms;
 use crate::config::{BusKind, Config, Durability, ScyllaConfig, StoreKind};
+use crate::conversation::intake::Intake;
 use crate::conversation::supervisor::{
     ConversationSupervisor, SupervisorArgs, SupervisorMsg, SupervisorWake,
 };
 use crate::conversation::synced::SyncedBus;
-use crate::conversation::intake::Intake;
 use crate::conversation::{timers, EngineContext};
 use crate::ingest::{self, IngressState};
 use crate::integrations::{Integrations, KeyRing};

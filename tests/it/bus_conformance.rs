@@ -219,13 +219,19 @@ async fn embedded_bus_is_behind_while_replaying_or_while_events_wait() {
     drop(bus);
 
     let again = backend.open().await;
-    assert!(again.behind(0), "the earlier run's event is not handed over yet");
+    assert!(
+        again.behind(0),
+        "the earlier run's event is not handed over yet"
+    );
     let mut rx = again.subscribe().await.unwrap();
     receive(&mut rx, 1).await;
     // Marked handed over just after the queue took it.
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     while again.behind(0) {
-        assert!(tokio::time::Instant::now() < deadline, "still behind once handed over");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "still behind once handed over"
+        );
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     again.close().await;

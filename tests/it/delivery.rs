@@ -57,7 +57,10 @@ impl Bench {
             "confirm_wait = \"1s\"",
             &format!("confirm_wait = \"{confirm_wait}\"\nrequest_timeout = \"{REQUEST_TIMEOUT}\""),
         )
-        .replace("max_body_bytes = 65536", &format!("max_body_bytes = 65536\n{server}"));
+        .replace(
+            "max_body_bytes = 65536",
+            &format!("max_body_bytes = 65536\n{server}"),
+        );
         let config = switchboard::config::load_from_str(&toml, &[]).unwrap();
         let engine = app::start(config).await.expect("engine starts");
         let sim = Sim::start(
@@ -349,7 +352,11 @@ async fn an_echo_redelivered_after_a_refusal_is_waited_for_and_nothing_is_resent
             &format!("outcome=\"{outcome}\""),
         )
     };
-    assert_eq!((ambiguous("confirmed"), ambiguous("resent")), (1, 0), "{metrics}");
+    assert_eq!(
+        (ambiguous("confirmed"), ambiguous("resent")),
+        (1, 0),
+        "{metrics}"
+    );
     drop(stalled);
     b.engine.shutdown().await;
 }

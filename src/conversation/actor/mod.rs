@@ -11,25 +11,9 @@ use ractor::{ActorProcessingErr, ActorRef};
 mod generate;
 mod send;
 mod task;
-pub use task::{Alive, Exit};
-
-/// A conversation actor's address (what the supervisor keeps).
-pub type ConversationRef = task::ActorAddr<ConversationMsg>;
-
-/// Starts the actor of `args.id`; its supervisor hears of its end as
-/// [`SupervisorMsg::Exited`].
-pub fn spawn(args: ConversationArgs, alive: Arc<Alive>) -> ConversationRef {
-    let supervisor = args.supervisor.clone();
-    task::spawn(
-        move |myself| ConversationState::new(args, myself),
-        alive,
-        move |actor, exit| {
-            let _ = supervisor.send_message(SupervisorMsg::Exited { actor, exit });
-        },
-    )
-}
 use generate::Generation;
 use send::flush_outbox;
+pub use task::{Alive, Exit};
 
 use super::commands::CommandOutcome;
 use super::supervisor::SupervisorMsg;
@@ -83,6 +67,22 @@ pub struct ConversationArgs {
     pub fence: Fence,
 }
 
+/// A conversation actor's address (what the supervisor keeps).
+pub type ConversationRef = task::ActorAddr<ConversationMsg>;
+
+/// Starts the actor of `args.id`; its supervisor hears of its end as
+/// [`SupervisorMsg::Exited`].
+pub fn spawn(args: ConversationArgs, alive: Arc<Alive>) -> ConversationRef {
+    let supervisor = args.supervisor.clone();
+    task::spawn(
+        move |myself| ConversationState::new(args, myself),
+        alive,
+        move |actor, exit| {
+            let _ = supervisor.send_message(SupervisorMsg::Exited { actor, exit });
+        },
+    )
+}
+
 pub struct ConversationState {
     args: ConversationArgs,
     /// Its own address, weak: the actor ends once its supervisor has.
@@ -128,7 +128,6 @@ impl ConversationState {
             refusal_hold: None,
         }
     }
-
 }
 
 impl task::Behaviour for ConversationState {

@@ -51,7 +51,7 @@ pub struct ActorAddr<M> {
     id: u64,
     tx: mpsc::UnboundedSender<M>,
     stop: Arc<Notify>,
-    task: Option<AbortHandle>,
+    task: AbortHandle,
 }
 
 impl<M> Clone for ActorAddr<M> {
@@ -102,9 +102,7 @@ impl<M> ActorAddr<M> {
 
     /// Ends the actor's task now, wherever it is (a last resort at shutdown).
     pub fn abort(&self) {
-        if let Some(task) = &self.task {
-            task.abort();
-        }
+        self.task.abort();
     }
 }
 
@@ -176,9 +174,7 @@ where
     let (tx, rx) = mpsc::unbounded_channel();
     let stop = Arc::new(Notify::new());
     let id = NEXT_ACTOR.fetch_add(1, Ordering::Relaxed);
-    let behaviour = make(WeakAddr {
-        tx: tx.downgrade(),
-    });
+    let behaviour = make(WeakAddr { tx: tx.downgrade() });
     let living = Living::new(alive);
     let task = tokio::spawn({
         let stop = stop.clone();
@@ -200,7 +196,7 @@ where
         id,
         tx,
         stop,
-        task: Some(task.abort_handle()),
+        task: task.abort_handle(),
     }
 }
 

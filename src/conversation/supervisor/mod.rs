@@ -15,7 +15,9 @@ use tokio::sync::Semaphore;
 mod failures;
 use failures::{on_failed, on_fenced, on_terminated, respawn, schedule_respawn};
 
-use super::actor::{self as conversation_actor, Alive, ConversationArgs, ConversationMsg, Exit, NO_EVENT};
+use super::actor::{
+    self as conversation_actor, Alive, ConversationArgs, ConversationMsg, Exit, NO_EVENT,
+};
 pub(super) use super::entry::Entry;
 use super::entry::{AfterStop, WakeAction};
 use super::timers::{TimerHandle, WakeSink};
@@ -42,7 +44,10 @@ pub enum SupervisorMsg {
     /// These conversations are quarantined in the store.
     Quarantined(Vec<String>),
     /// A conversation's actor (numbered `actor`) has ended.
-    Exited { actor: u64, exit: Exit },
+    Exited {
+        actor: u64,
+        exit: Exit,
+    },
 }
 
 pub struct SupervisorArgs {

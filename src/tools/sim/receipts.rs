@@ -138,9 +138,7 @@ async fn post(http: &reqwest::Client, target: &ReceiptTarget, body: Value) -> bo
             Ok(r) if r.status().is_success() => return true,
             // Refused for good: the engine will not take it later either
             // (a timeout or a rate limit is tried again, as Meta does).
-            Ok(r) if r.status().is_client_error()
-                && !matches!(r.status().as_u16(), 408 | 429) =>
-            {
+            Ok(r) if r.status().is_client_error() && !matches!(r.status().as_u16(), 408 | 429) => {
                 tracing::warn!(status = r.status().as_u16(), "Receipt webhook refused");
                 return false;
             }

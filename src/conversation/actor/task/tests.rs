@@ -75,14 +75,26 @@ fn start() -> Run {
     }
 }
 
+/// Waits for the actor to end (its address kept meanwhile, so only a stop
+/// or a failure can end it).
 async fn ended(run: Run) -> (Vec<String>, Exit) {
-    let (id, exit) = tokio::time::timeout(Duration::from_secs(10), run.exit)
+    ended_as(run.addr.id(), run.exit, &run.alive, &run.log).await
+}
+
+/// Waits for actor `id` to end; what it logged and how it ended.
+async fn ended_as(
+    id: u64,
+    exit: tokio::sync::oneshot::Receiver<(u64, Exit)>,
+    alive: &Alive,
+    log: &Mutex<Vec<String>>,
+) -> (Vec<String>, Exit) {
+    let (ended, exit) = tokio::time::timeout(Duration::from_secs(10), exit)
         .await
         .expect("the actor ends")
         .expect("its end is reported");
-    assert_eq!(id, run.addr.id());
-    assert!(run.alive.wait_none(Duration::from_secs(10)).await);
-    let log = run.log.lock().unwrap().clone();
+    assert_eq!(ended, id);
+    assert!(alive.wait_none(Duration::from_secs(10)).await);
+    let log = log.lock().unwrap().clone();
     (log, exit)
 }
 
@@ -136,20 +148,13 @@ async fn an_error_or_a_panic_is_reported_as_a_failure_without_the_stop_hook() {
 
 #[tokio::test]
 async fn the_actor_stops_once_every_strong_address_is_gone() {
-    let mut run = start();
+    let run = start();
     let weak = WeakAddr {
         tx: run.addr.tx.downgrade(),
     };
-    // A stand-in with the same id, so `ended` can compare.
-    let stand_in = ActorAddr {
-        id: run.addr.id(),
-        tx: mpsc::unbounded_channel().0,
-        stop: Arc::new(Notify::new()),
-        task: None,
-    };
-    let addr = std::mem::replace(&mut run.addr, stand_in);
-    drop(addr);
-    let (log, exit) = ended(run).await;
+    let id = run.addr.id();
+    drop(run.addr);
+    let (log, exit) = ended_as(id, run.exit, &run.alive, &run.log).await;
     assert_eq!(log, ["start", "stopped"]);
     assert!(matches!(exit, Exit::Stopped));
     assert!(weak.send_message(Msg::Note("late")).is_err());
