@@ -148,6 +148,20 @@ impl Alerts {
         });
     }
 
+    /// `integration`'s token was refused for `reason`: marked expired and,
+    /// when newly so, logged and alerted.
+    pub fn token_refused(
+        self: &Arc<Self>,
+        tokens: &crate::integrations::TokenHealth,
+        integration: &IntegrationConfig,
+        reason: &str,
+    ) {
+        if tokens.expired(&integration.id, reason.to_string()) {
+            tracing::error!(integration = %integration.id, reason, "Access token expired or revoked; the integration needs a new token");
+            self.raise(integration, AlertKind::TokenExpired, reason.to_string());
+        }
+    }
+
     /// A send for `integration` failed; alerts after
     /// `alerts.failed_sends` in a row.
     pub fn send_failed(self: &Arc<Self>, integration: &IntegrationConfig, reason: &str) {

@@ -16,6 +16,7 @@ use crate::admin;
 use crate::bus::embedded::EmbeddedBus;
 use crate::bus::kafka::KafkaBus;
 use crate::bus::{Bus, BusError, Ownership};
+use crate::channels::gmail::api::GmailApi;
 use crate::channels::graph::ClientBuildError;
 use crate::channels::messenger::profiles;
 use crate::channels::{GraphClient, Outbound};
@@ -190,13 +191,15 @@ pub async fn start_with_store(
     if let Err(e) = integrations.refresh().await {
         tracing::warn!(error = %e, "Integrations of the store not loaded yet; retrying in the background");
     }
+    let gmail = Arc::new(GmailApi::new(&config.google, &config.outbound));
     let ctx = Arc::new(EngineContext::new(
         config.clone(),
         store.clone(),
         bus.clone(),
-        Outbound::new(graph),
+        Outbound::new(graph).with_gmail(gmail.clone()),
         integrations.clone(),
     )?);
+    let mailbox_checks = ingest::gmail::start(&ctx, gmail);
     let integrations_refresh = integrations.clone().spawn_refresh();
     let token_checks =
         crate::integrations::check::spawn(integrations.clone(), ctx.alerts.clone(), config.clone());
@@ -299,6 +302,7 @@ pub async fn start_with_store(
             knowledge,
             integrations_refresh,
             token_checks,
+            mailbox_checks,
         ]
         .into_iter()
         .chain(ownership)

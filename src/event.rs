@@ -19,6 +19,12 @@ impl ChannelKind {
             Self::Web => "web",
         }
     }
+
+    /// Messenger, Instagram and WhatsApp: Meta's webhooks, Graph API and
+    /// messaging windows.
+    pub fn is_meta(self) -> bool {
+        matches!(self, Self::Messenger | Self::Instagram | Self::Whatsapp)
+    }
 }
 
 /// How a message to a customer is sent, as Meta's windows allow (the Send
@@ -180,6 +186,14 @@ pub enum EventKind {
     /// A deadline of this conversation is due: sent through the bus by an
     /// instance that does not own the conversation, to the one that does.
     Wake,
+    /// A Gmail mailbox changed (a Pub/Sub push, or the periodic check
+    /// when `history_id` is 0): its new mail is read from its history.
+    /// Carried by the mailbox's own conversation id
+    /// (`{integration}:mailbox`), never handed to a conversation actor.
+    Mailbox {
+        #[serde(default)]
+        history_id: u64,
+    },
     /// An operator's command from the admin API, ordered with the
     /// conversation's other events.
     Agent {
@@ -243,6 +257,7 @@ impl EventKind {
             Self::Comment { .. } => "comment",
             Self::Reaction { .. } => "reaction",
             Self::Wake => "wake",
+            Self::Mailbox { .. } => "mailbox",
             Self::Agent { action, .. } => match action {
                 AgentAction::Takeover { .. } => "takeover",
                 AgentAction::Resume => "resume",

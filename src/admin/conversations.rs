@@ -105,6 +105,54 @@ pub async fn show(
     Ok(Json(detail(&ctx, &record).await?).into_response())
 }
 
+/// `GET /conversations/{id}/attachments/{key}`: a file a customer emailed
+/// (kept by the Gmail channel), with its type and name.
+pub async fn attachment(
+    State(ctx): State<Arc<EngineContext>>,
+    Path((id, key)): Path<(String, String)>,
+) -> Result<Response, AdminError> {
+    let missing = || AdminError::NotFound(format!("no attachment {key:?} in conversation {id:?}"));
+    let record = ctx.store.conversation(&id).await?.ok_or_else(missing)?;
+    let listed = ctx
+        .store
+        .messages(&record.id, MESSAGES_SHOWN)
+        .await?
+        .iter()
+        .any(|m| {
+            m.attachments
+                .iter()
+                .any(|a| a.id.as_deref() == Some(key.as_str()))
+        });
+    if !listed {
+        return Err(missing());
+    }
+    let dir = ctx.config.attachments_dir();
+    let (info, bytes) = channels::gmail::files::open(&dir, &record.integration, &key)
+        .await
+        .ok_or_else(missing)?;
+    let mime = if info.mime_type.is_empty() {
+        "application/octet-stream".to_string()
+    } else {
+        info.mime_type
+    };
+    let name: String = info
+        .name
+        .chars()
+        .filter(|c| !c.is_control() && *c != '"' && *c != '\\')
+        .collect();
+    Ok((
+        [
+            (axum::http::header::CONTENT_TYPE, mime),
+            (
+                axum::http::header::CONTENT_DISPOSITION,
+                format!("attachment; filename=\"{name}\""),
+            ),
+        ],
+        bytes,
+    )
+        .into_response())
+}
+
 async fn detail(
     ctx: &EngineContext,
     record: &ConversationRecord,

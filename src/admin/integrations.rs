@@ -150,7 +150,15 @@ pub async fn update(
             "integration is not an object".into(),
         ));
     };
-    fields.insert("access_token".into(), json!(current.access_token.expose()));
+    // Secrets serialise redacted: the current values stand for the ones a
+    // patch leaves out.
+    for (name, secret) in [
+        ("access_token", &current.access_token),
+        ("oauth_client_secret", &current.oauth_client_secret),
+        ("refresh_token", &current.refresh_token),
+    ] {
+        fields.insert(name.into(), json!(secret.expose()));
+    }
     // The masked token an answer shows, sent back whole, is not a token.
     let masked_back = patch
         .get("access_token")

@@ -95,6 +95,10 @@ pub fn router(ctx: Arc<EngineContext>) -> Router {
         )
         .route("/conversations/{id}/resume", post(conversations::resume))
         .route("/conversations/{id}/messages", post(conversations::message))
+        .route(
+            "/conversations/{id}/attachments/{key}",
+            get(conversations::attachment),
+        )
         .route("/quarantine", get(conversations::quarantined))
         .route("/analytics", get(analytics::show))
         .route("/audit", get(audit::list))

@@ -48,7 +48,12 @@ pub fn guidelines(channel: Channel) -> String {
         );
         out.push_str(&format!("never more than {limit} characters."));
     } else if channel == Channel::Gmail {
-        out.push_str("Write a polite, complete email reply in plain text, without a subject line.");
+        out.push_str(
+            "Write a polite, complete email reply in plain text, without a subject line: \
+             open with a short greeting that uses the customer's name when you know it, \
+             answer in short paragraphs, and close with a sign-off from the support team. \
+             No markdown. The whole answer is one email: do not split it.",
+        );
     } else {
         out.push_str("Keep answers short: a few sentences.");
     }

@@ -5,6 +5,7 @@
 
 pub mod choices;
 pub mod comments;
+pub mod gmail;
 pub mod graph;
 pub mod instagram;
 pub mod messenger;
@@ -46,6 +47,8 @@ pub struct Outbound {
     /// By integration: its rate and its limiter, made at its first call
     /// (integrations come and go at run time).
     pacers: Arc<Mutex<HashMap<String, Pacer>>>,
+    /// Gmail mailboxes' API (paced by their quota itself).
+    gmail: Option<Arc<gmail::api::GmailApi>>,
 }
 
 /// An account's send rate and its limiter.
@@ -64,7 +67,14 @@ impl Outbound {
         Self {
             graph: Arc::new(graph),
             pacers: Arc::new(Mutex::new(HashMap::new())),
+            gmail: None,
         }
+    }
+
+    /// Sends Gmail replies through `api`.
+    pub fn with_gmail(mut self, api: Arc<gmail::api::GmailApi>) -> Self {
+        self.gmail = Some(api);
+        self
     }
 
     /// Waits for the account's turn to call the platform.
@@ -91,6 +101,9 @@ impl Outbound {
     /// message (text or a file by link), a template, or a public reply to a
     /// comment.
     ///
+    /// An email answers the customer's message `answering` (its platform
+    /// id), in its thread.
+    ///
     /// Every attempt is made inside `fence`: none starts once this instance
     /// no longer owns the conversation ([`SendErrorKind::Fenced`]).
     pub async fn send(
@@ -99,9 +112,12 @@ impl Outbound {
         customer: &str,
         part: &OutboxItem,
         tag: SendTag,
+        answering: Option<&str>,
         fence: &Fence,
     ) -> Result<Sent, SendError> {
-        self.paced(integration).await;
+        if integration.channel != ChannelKind::Gmail {
+            self.paced(integration).await;
+        }
         if let Some(c) = &part.comment {
             let (path, body) = comments::reply_call(c.surface, &c.comment_id, &part.text);
             return self
@@ -133,6 +149,12 @@ impl Outbound {
             choices: &part.choices,
         };
         let body = platform.message_body(customer, &outbound, tag);
+        if integration.channel == ChannelKind::Gmail {
+            let Some(api) = &self.gmail else {
+                return Err(SendError::unsupported(integration.channel));
+            };
+            return gmail::reply::send(api, integration, &body, answering, fence).await;
+        }
         self.graph
             .send_for_id(
                 integration,

@@ -17,6 +17,8 @@ pub enum AfterWindow {
     HumanAgentTag,
     /// WhatsApp: only an approved template.
     Template,
+    /// Email: no window; anyone may answer at any time.
+    Open,
 }
 
 /// One reply part, as a platform sends it.
@@ -60,6 +62,18 @@ pub trait Platform: Sync {
     /// What a person may send after the 24-hour window.
     fn after_window(&self) -> AfterWindow;
 
+    /// Whether the channel shows quick replies (else they become numbered
+    /// lines).
+    fn quick_replies(&self) -> bool {
+        true
+    }
+
+    /// Whether typing indicators and response delays apply (a chat); an
+    /// email is answered as soon as it is ready.
+    fn live(&self) -> bool {
+        true
+    }
+
     /// The body of a direct message carrying `part` to `to`, sent as `tag`
     /// allows.
     fn message_body(&self, to: &str, part: &OutboundPart<'_>, tag: SendTag) -> Value;
@@ -99,7 +113,8 @@ pub fn platform(channel: ChannelKind) -> Option<&'static dyn Platform> {
         ChannelKind::Messenger => Some(&super::messenger::MESSENGER),
         ChannelKind::Instagram => Some(&super::instagram::INSTAGRAM),
         ChannelKind::Whatsapp => Some(&super::whatsapp::WHATSAPP),
-        ChannelKind::Gmail | ChannelKind::Web => None,
+        ChannelKind::Gmail => Some(&super::gmail::GMAIL),
+        ChannelKind::Web => None,
     }
 }
 
@@ -112,7 +127,20 @@ pub fn text_limit(channel: ChannelKind) -> usize {
 /// Longest text of a part carrying quick replies on `channel`; `None`
 /// where the channel has no quick replies (they become numbered lines).
 pub fn choices_text_limit(channel: ChannelKind) -> Option<usize> {
-    platform(channel).map(|p| p.choices_text_limit())
+    platform(channel)
+        .filter(|p| p.quick_replies())
+        .map(|p| p.choices_text_limit())
+}
+
+/// Whether the AI's answers on `channel` wait for the configured delay
+/// with a typing indicator (chats), or go out when ready (email).
+pub fn live(channel: ChannelKind) -> bool {
+    platform(channel).is_none_or(|p| p.live())
+}
+
+/// Whether Meta's messaging windows apply on `channel`.
+pub fn has_windows(channel: ChannelKind) -> bool {
+    platform(channel).is_none_or(|p| p.after_window() != AfterWindow::Open)
 }
 
 /// How often a typing indicator is refreshed on `channel`: every

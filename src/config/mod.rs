@@ -5,6 +5,8 @@
 mod alerts;
 mod assistant;
 mod connect;
+mod durations;
+mod google;
 mod load;
 mod secret;
 mod validate;
@@ -17,6 +19,9 @@ use serde::{Deserialize, Serialize};
 pub use alerts::AlertsConfig;
 pub use assistant::{AssistantConfig, AssistantKind, OnFailure, OnNoMatch, RuleConfig};
 pub use connect::ConnectConfig;
+use durations::off_or_duration;
+pub use durations::off_or_duration_text;
+pub use google::GoogleConfig;
 pub use load::{load, load_from_str, ConfigError, ConfigSource};
 pub use secret::Secret;
 pub use validate::{listens_on_loopback_only, validate, weak_secrets, MIN_ADMIN_TOKEN};
@@ -34,6 +39,7 @@ pub struct Config {
     pub outbound: OutboundConfig,
     pub alerts: AlertsConfig,
     pub connect: ConnectConfig,
+    pub google: GoogleConfig,
     #[serde(default)]
     pub assistants: Vec<AssistantConfig>,
     #[serde(default)]
@@ -309,8 +315,13 @@ pub struct IntegrationConfig {
     pub id: String,
     pub tenant: String,
     pub channel: ChannelKind,
+    /// The Meta app (`[[apps]]`) whose webhooks carry this account; Meta
+    /// channels only.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub app: String,
     pub account_id: String,
+    /// Meta channels: the Page / Instagram / WhatsApp access token.
+    #[serde(default)]
     pub access_token: Secret,
     pub assistant: String,
     #[serde(default = "yes")]
@@ -366,6 +377,29 @@ pub struct IntegrationConfig {
     /// Where this integration's alerts are posted (signed JSON).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub alert_webhook: Option<String>,
+    /// Gmail: the OAuth client the mailbox's refresh token was issued to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub oauth_client_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Secret::is_empty")]
+    pub oauth_client_secret: Secret,
+    /// Gmail: the mailbox owner's OAuth refresh token (scope
+    /// `gmail.modify`).
+    #[serde(default, skip_serializing_if = "Secret::is_empty")]
+    pub refresh_token: Secret,
+    /// Gmail: the `aud` of the Pub/Sub push's OIDC token.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub push_audience: Option<String>,
+    /// Gmail: the service account whose `email` the push token carries.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub push_service_account: Option<String>,
+    /// Gmail: the Pub/Sub subscription pushes must name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub push_subscription: Option<String>,
+    /// Gmail: the Pub/Sub topic `users.watch` publishes to; without it
+    /// the engine does not call `users.watch` (set up elsewhere) and relies
+    /// on pushes it gets and on `google.poll_interval`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub push_topic: Option<String>,
 }
 
 fn yes() -> bool {
@@ -385,45 +419,6 @@ fn default_auto_resume() -> Option<Duration> {
 }
 fn default_expire_after() -> Duration {
     Duration::from_secs(30 * 24 * 3600)
-}
-
-/// A duration, or `"off"` for none (`auto_resume_after`).
-mod off_or_duration {
-    use std::time::Duration;
-
-    use serde::{Deserialize, Deserializer, Serializer};
-
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
-        let text = String::deserialize(d)?;
-        if text.trim() == "off" {
-            return Ok(None);
-        }
-        humantime::parse_duration(text.trim())
-            .map(Some)
-            .map_err(|e| {
-                serde::de::Error::custom(format!("{e} (a duration like \"24h\", or \"off\")"))
-            })
-    }
-
-    pub fn serialize<S: Serializer>(v: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(&super::off_or_duration_text(*v))
-    }
-}
-
-/// `auto_resume_after` as written in a config: `"off"`, or the duration
-/// in its largest whole unit (`"24h"`, `"90m"`, `"45s"`, `"1500ms"`).
-pub fn off_or_duration_text(v: Option<Duration>) -> String {
-    let Some(d) = v else {
-        return "off".into();
-    };
-    let ms = d.as_millis();
-    match ms {
-        0 => "0s".into(),
-        _ if ms % 3_600_000 == 0 => format!("{}h", ms / 3_600_000),
-        _ if ms % 60_000 == 0 => format!("{}m", ms / 60_000),
-        _ if ms % 1_000 == 0 => format!("{}s", ms / 1_000),
-        _ => format!("{ms}ms"),
-    }
 }
 
 impl IntegrationConfig {

@@ -12,7 +12,7 @@ mod durability;
 mod integration;
 
 use durability::durability;
-use integration::{connect, integration_texts, integration_timing};
+use integration::{connect, gmail_keys, google, integration_texts, integration_timing};
 
 use super::{AssistantConfig, AssistantKind, BusKind, ChannelKind, Config, OnFailure, StoreKind};
 
@@ -92,6 +92,7 @@ pub fn validate(c: &Config) -> Result<(), Vec<String>> {
     let tenants = unique_ids(c.tenants.iter().map(|t| t.id.as_str()), "tenants", &mut e);
     integrations(c, &assistants, &apps, &tenants, &mut e);
     connect(c, &mut e);
+    google(c, &mut e);
     if e.0.is_empty() {
         Ok(())
     } else {
@@ -411,7 +412,8 @@ fn integrations(
                 &format!("no tenant with id \"{}\"", g.tenant),
             );
         }
-        if !apps.contains(g.app.as_str()) {
+        let meta = g.channel.is_meta();
+        if meta && !apps.contains(g.app.as_str()) {
             e.add(key("app"), &format!("no app with id \"{}\"", g.app));
         }
         if !assistants.contains(g.assistant.as_str()) {
@@ -438,7 +440,7 @@ fn integrations(
         if crate::channels::platform::platform(g.channel).is_none() {
             e.add(
                 key("channel"),
-                "only \"messenger\", \"instagram\" and \"whatsapp\" are supported by this build",
+                "only \"messenger\", \"instagram\", \"whatsapp\" and \"gmail\" are supported by this build",
             );
         }
         if g.send_rate_per_second.is_some_and(|r| r == 0 || r > 10_000) {
@@ -455,9 +457,10 @@ fn integrations(
                 "another integration of the same app has this account",
             );
         }
-        if g.access_token.is_empty() {
+        if meta && g.access_token.is_empty() {
             e.add(key("access_token"), "must not be empty");
         }
+        gmail_keys(g, &key, e);
         let limit = crate::channels::platform::text_limit(g.channel);
         if g.max_message_length.is_some_and(|l| l == 0 || l > limit) {
             e.add(

@@ -35,6 +35,7 @@ use crate::assistant::Assistant;
 use crate::bus::Bus;
 use crate::channels::Outbound;
 use crate::config::Config;
+use crate::fence::Fence;
 use crate::integrations::Integrations;
 use crate::store::Store;
 
@@ -61,6 +62,17 @@ pub struct EngineContext {
     pub refusals: Arc<crate::refusals::Refusals>,
     /// Whether deliveries taken from the bus wait to be handed over.
     pub intake: Arc<intake::Intake>,
+    /// Reads Gmail mailboxes' new mail when told they changed (set once
+    /// at start).
+    pub mailboxes: std::sync::OnceLock<Arc<dyn MailboxSync>>,
+}
+
+/// Reads a mailbox's new mail onto the bus (the Gmail channel's sync).
+#[async_trait::async_trait]
+pub trait MailboxSync: Send + Sync {
+    /// Reads what changed in `integration`'s mailbox (`history_id`: what a
+    /// push said, 0 for a check), inside `fence`. An error is retried.
+    async fn sync(&self, integration: &str, history_id: u64, fence: &Fence) -> Result<(), String>;
 }
 
 impl EngineContext {
@@ -91,6 +103,7 @@ impl EngineContext {
             takeover_changes: Arc::new(tokio::sync::Notify::new()),
             refusals: Arc::new(crate::refusals::Refusals::new(crate::clock::now_ms())),
             intake: Arc::default(),
+            mailboxes: std::sync::OnceLock::new(),
         })
     }
 

@@ -5,7 +5,7 @@
 //! API call, so a violation is refused with its reason instead of an error
 //! from the platform.
 
-use crate::channels::platform::{platform, AfterWindow};
+use crate::channels::platform::{has_windows, platform, AfterWindow};
 use crate::config::ChannelKind;
 
 /// The standard messaging window.
@@ -28,9 +28,14 @@ pub enum WindowClosed {
     NeedsTemplate,
 }
 
-/// Whether the AI may answer a customer message sent at `message_ms`.
-pub fn ai_may_answer(message_ms: u64, now_ms: u64) -> Result<SendTag, WindowClosed> {
-    if now_ms.saturating_sub(message_ms) < STANDARD_MS {
+/// Whether the AI may answer on `channel` a customer message sent at
+/// `message_ms` (email has no window).
+pub fn ai_may_answer(
+    channel: ChannelKind,
+    message_ms: u64,
+    now_ms: u64,
+) -> Result<SendTag, WindowClosed> {
+    if now_ms.saturating_sub(message_ms) < STANDARD_MS || !has_windows(channel) {
         Ok(SendTag::Response)
     } else {
         Err(WindowClosed::AiWindow)
@@ -56,6 +61,7 @@ pub fn agent_send(
         Some(AfterWindow::HumanAgentTag) => Err(WindowClosed::HumanAgentWindow),
         Some(AfterWindow::Template) if template => Ok(SendTag::Template),
         Some(AfterWindow::Template) | None => Err(WindowClosed::NeedsTemplate),
+        Some(AfterWindow::Open) => Ok(SendTag::Response),
     }
 }
 
@@ -72,9 +78,24 @@ mod tests {
 
     #[test]
     fn ai_answers_inside_24_hours_only() {
-        assert_eq!(ai_may_answer(0, 23 * H), Ok(SendTag::Response));
-        assert_eq!(ai_may_answer(0, 24 * H), Err(WindowClosed::AiWindow));
-        assert_eq!(ai_may_answer(0, 25 * H), Err(WindowClosed::AiWindow));
+        let m = ChannelKind::Messenger;
+        assert_eq!(ai_may_answer(m, 0, 23 * H), Ok(SendTag::Response));
+        assert_eq!(ai_may_answer(m, 0, 24 * H), Err(WindowClosed::AiWindow));
+        assert_eq!(ai_may_answer(m, 0, 25 * H), Err(WindowClosed::AiWindow));
+    }
+
+    #[test]
+    fn email_has_no_window() {
+        let g = ChannelKind::Gmail;
+        assert_eq!(ai_may_answer(g, 0, 30 * 24 * H), Ok(SendTag::Response));
+        assert_eq!(
+            agent_send(g, Some(0), 30 * 24 * H, false),
+            Ok(SendTag::Response)
+        );
+        assert_eq!(
+            agent_send(g, None, 0, false),
+            Err(WindowClosed::NeverOpened)
+        );
     }
 
     #[test]

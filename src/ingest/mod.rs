@@ -5,6 +5,7 @@
 //! backlog passes its bound) or a tenant's store is down, webhooks get 503
 //! (with `Retry-After`) and Meta delivers them again later.
 
+pub mod gmail;
 mod health;
 mod meta;
 
@@ -46,6 +47,8 @@ pub struct IngressState {
     /// When a webhook was last refused (a part waiting for its echo is not
     /// sent again while the echo may be among the refused).
     pub refusals: Arc<Refusals>,
+    /// Checks the OIDC tokens of Gmail's Pub/Sub pushes.
+    pub push: crate::channels::gmail::push::PushVerifier,
 }
 
 /// Where the platforms deliver their webhooks.
@@ -74,6 +77,7 @@ impl IngressState {
             max_backlog_events: config.server.max_backlog_events,
             max_backlog_age: config.server.max_backlog_age,
             refusals,
+            push: crate::channels::gmail::push::PushVerifier::new(&config.google.jwks_url),
         }
     }
 
@@ -111,6 +115,10 @@ pub fn router(state: Arc<IngressState>, max_body_bytes: usize) -> Router {
         .route(
             "/webhooks/meta/{app}",
             get(meta::verify).post(meta::receive),
+        )
+        .route(
+            "/webhooks/gmail/{integration}",
+            axum::routing::post(gmail::receive),
         )
         .layer(DefaultBodyLimit::max(max_body_bytes))
         .route("/healthz", get(|| async { "ok" }))

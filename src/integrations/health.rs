@@ -124,6 +124,12 @@ impl TokenHealth {
     /// The platform refused the token with code 190 and `subcode`; `true`
     /// when this newly marks it expired.
     pub fn refused(&self, id: &str, subcode: Option<i64>) -> bool {
+        self.expired(id, reason_of_190(subcode).to_string())
+    }
+
+    /// The token (or a Gmail refresh token) was refused for `reason`;
+    /// `true` when this newly marks it expired.
+    pub fn expired(&self, id: &str, reason: String) -> bool {
         if self.status(id) == TokenStatus::Expired {
             return false;
         }
@@ -131,7 +137,7 @@ impl TokenHealth {
             id,
             TokenState {
                 status: TokenStatus::Expired,
-                reason: Some(reason_of_190(subcode).to_string()),
+                reason: Some(reason),
                 since_ms: now_ms(),
                 expires_at_ms: None,
             },

@@ -19,7 +19,11 @@ struct Record {
 
 /// The integration's secret fields, by name.
 fn secrets(c: &IntegrationConfig) -> Vec<(&'static str, &Secret)> {
-    vec![("access_token", &c.access_token)]
+    vec![
+        ("access_token", &c.access_token),
+        ("oauth_client_secret", &c.oauth_client_secret),
+        ("refresh_token", &c.refresh_token),
+    ]
 }
 
 fn binding<'a>(tenant: &'a str, id: &'a str, field: &'a str) -> Binding<'a> {

@@ -238,6 +238,8 @@ pub enum RecordKind {
     Alerts,
     /// Connect flows waiting for the person to pick Pages (tokens sealed).
     ConnectSessions,
+    /// Where each Gmail mailbox has been read up to: integration -> cursor.
+    Mailboxes,
 }
 
 impl RecordKind {
@@ -247,6 +249,7 @@ impl RecordKind {
             Self::Audit => "audit",
             Self::Alerts => "alerts",
             Self::ConnectSessions => "connect_sessions",
+            Self::Mailboxes => "mailboxes",
         }
     }
 }

@@ -189,3 +189,8 @@ pub fn token_status(integration: &str, status: crate::integrations::TokenStatus)
 pub fn alert_sent(kind: &'static str) {
     counter!(ALERTS_SENT, "kind" => kind).increment(1);
 }
+
+/// A Gmail mailbox's history id was too old: its inbox was read again.
+pub fn mailbox_resync() {
+    counter!(GMAIL_RESYNCS).increment(1);
+}

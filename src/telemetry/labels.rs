@@ -22,6 +22,10 @@ pub enum WebhookOutcome {
     Unavailable,
     /// The engine is behind: 503 with `Retry-After`.
     Overloaded,
+    /// A push whose OIDC token or subscription does not check out (401).
+    Unauthorized,
+    /// Accepted and dropped: a push for another mailbox.
+    Ignored,
 }
 
 impl Label for WebhookOutcome {
@@ -37,6 +41,8 @@ impl Label for WebhookOutcome {
             Self::TooLarge => "too_large",
             Self::Unavailable => "unavailable",
             Self::Overloaded => "overloaded",
+            Self::Unauthorized => "unauthorized",
+            Self::Ignored => "ignored",
         }
     }
 }

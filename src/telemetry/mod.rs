@@ -44,6 +44,7 @@ pub mod names {
     pub const KNOWLEDGE_SECONDS: &str = "switchboard_knowledge_seconds";
     pub const TOKEN_STATUS: &str = "switchboard_integration_token_status";
     pub const ALERTS_SENT: &str = "switchboard_alerts_sent_total";
+    pub const GMAIL_RESYNCS: &str = "switchboard_gmail_resyncs_total";
 }
 
 /// Errors while setting up telemetry.

@@ -13,6 +13,7 @@ mod crash;
 mod delivery;
 mod durability;
 mod failover;
+mod gmail;
 mod harness;
 mod integrations;
 mod kafka;

@@ -121,3 +121,79 @@ pub(super) fn connect(c: &Config, e: &mut Errors) {
         Some(_) => {}
     }
 }
+
+/// A Gmail integration's OAuth client and push settings.
+pub(super) fn gmail_keys(g: &IntegrationConfig, key: &impl Fn(&str) -> String, e: &mut Errors) {
+    if g.channel != ChannelKind::Gmail {
+        for (name, set) in [
+            ("oauth_client_id", g.oauth_client_id.is_some()),
+            ("refresh_token", !g.refresh_token.is_empty()),
+            ("push_audience", g.push_audience.is_some()),
+        ] {
+            if set {
+                e.add(key(name), "is a Gmail setting");
+            }
+        }
+        return;
+    }
+    if !g.account_id.contains('@') {
+        e.add(key("account_id"), "must be the mailbox's email address");
+    }
+    if g.oauth_client_id.as_deref().is_none_or(str::is_empty) {
+        e.add(key("oauth_client_id"), "must be set for a Gmail mailbox");
+    }
+    if g.oauth_client_secret.is_empty() {
+        e.add(
+            key("oauth_client_secret"),
+            "must be set for a Gmail mailbox",
+        );
+    }
+    if g.refresh_token.is_empty() {
+        e.add(key("refresh_token"), "must be set for a Gmail mailbox");
+    }
+    for (name, value) in [
+        ("push_audience", &g.push_audience),
+        ("push_service_account", &g.push_service_account),
+    ] {
+        if value.as_deref().is_none_or(str::is_empty) {
+            e.add(
+                key(name),
+                "must be set: Pub/Sub pushes are refused without it",
+            );
+        }
+    }
+}
+
+/// `[google]`: URLs and the mailbox pacing.
+pub(super) fn google(c: &Config, e: &mut Errors) {
+    let g = &c.google;
+    for (name, url) in [
+        ("google.gmail_base_url", &g.gmail_base_url),
+        ("google.token_url", &g.token_url),
+        ("google.jwks_url", &g.jwks_url),
+    ] {
+        let ok = reqwest::Url::parse(url)
+            .is_ok_and(|u| matches!(u.scheme(), "http" | "https") && u.host().is_some());
+        if !ok {
+            e.add(name, "must be an http(s) URL");
+        }
+    }
+    if g.poll_interval.as_secs() < 1 {
+        e.add("google.poll_interval", "must be at least one second");
+    }
+    if g.watch_every.as_secs() < 60 || g.watch_every.as_secs() > 6 * 86_400 {
+        e.add(
+            "google.watch_every",
+            "must be between one minute and 6 days (a watch lapses after 7)",
+        );
+    }
+    if g.quota_units_per_second == 0 || g.quota_units_per_second > 250 {
+        e.add(
+            "google.quota_units_per_second",
+            "must be between 1 and 250 (Gmail's per-user limit)",
+        );
+    }
+    if g.resync_max == 0 {
+        e.add("google.resync_max", "must be at least 1");
+    }
+}

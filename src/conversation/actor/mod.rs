@@ -12,7 +12,7 @@ mod generate;
 mod send;
 mod task;
 use generate::Generation;
-use send::flush_outbox;
+use send::{flush_outbox, typing};
 pub use task::{Alive, Exit};
 
 use super::commands::CommandOutcome;
@@ -401,26 +401,6 @@ async fn write_turn(state: &mut ConversationState) -> Result<(), ActorProcessing
             }
             Err(e) => return Err(e.into()),
         }
-    }
-}
-
-async fn typing(state: &mut ConversationState) {
-    let Some(conv) = state.conversation.as_ref() else {
-        return;
-    };
-    state.typing_shown_ms = Some(now_ms());
-    if let Err(e) = state
-        .args
-        .ctx
-        .outbound
-        .typing_on(
-            conv.integration(),
-            &conv.record.customer,
-            conv.record.last_inbound_mid.as_deref(),
-        )
-        .await
-    {
-        tracing::debug!(conversation = %state.args.id, error = %e, "Typing indicator not shown");
     }
 }
 

@@ -5,7 +5,6 @@
 use ractor::ActorProcessingErr;
 
 use super::*;
-use crate::alerts::AlertKind;
 
 /// How many `outbound.confirm_wait`s a due resend may wait at most because
 /// webhooks keep being refused.
@@ -95,6 +94,7 @@ pub(super) async fn flush_outbox(state: &mut ConversationState) -> Result<(), Ac
                 &conv.record.customer,
                 &item,
                 tag,
+                conv.record.last_inbound_mid.as_deref(),
                 &state.args.fence,
             )
             .await;
@@ -136,12 +136,13 @@ pub(super) async fn flush_outbox(state: &mut ConversationState) -> Result<(), Ac
             Err(e) => {
                 let integration = conv.integration();
                 if e.kind == SendErrorKind::TokenExpired {
-                    if ctx.integrations.tokens.refused(&integration.id, e.subcode) {
-                        let reason = crate::integrations::health::reason_of_190(e.subcode);
-                        tracing::error!(integration = %integration.id, reason, "Access token expired or revoked; the integration needs a new token");
-                        ctx.alerts
-                            .raise(integration, AlertKind::TokenExpired, reason.to_string());
-                    }
+                    let reason = if integration.channel.is_meta() {
+                        crate::integrations::health::reason_of_190(e.subcode).to_string()
+                    } else {
+                        e.message.clone()
+                    };
+                    ctx.alerts
+                        .token_refused(&ctx.integrations.tokens, integration, &reason);
                 } else {
                     // A closed window is the customer's silence, not the
                     // integration failing.
@@ -166,5 +167,30 @@ pub(super) async fn flush_outbox(state: &mut ConversationState) -> Result<(), Ac
 fn report(conv: &mut Conversation, item: &OutboxItem, outcome: CommandOutcome) {
     if let Some(command) = &item.command {
         conv.command_outcome(command, outcome);
+    }
+}
+
+/// Shows the typing indicator (chats only), best effort.
+pub(super) async fn typing(state: &mut ConversationState) {
+    let Some(conv) = state
+        .conversation
+        .as_ref()
+        .filter(|c| crate::channels::platform::live(c.record.channel))
+    else {
+        return;
+    };
+    state.typing_shown_ms = Some(now_ms());
+    if let Err(e) = state
+        .args
+        .ctx
+        .outbound
+        .typing_on(
+            conv.integration(),
+            &conv.record.customer,
+            conv.record.last_inbound_mid.as_deref(),
+        )
+        .await
+    {
+        tracing::debug!(conversation = %state.args.id, error = %e, "Typing indicator not shown");
     }
 }

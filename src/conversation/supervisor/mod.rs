@@ -13,6 +13,7 @@ use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use tokio::sync::Semaphore;
 
 mod failures;
+mod mailbox;
 use failures::{on_failed, on_fenced, on_terminated, respawn, schedule_respawn};
 
 use super::actor::{
@@ -174,6 +175,10 @@ async fn deliver(myself: &ActorRef<SupervisorMsg>, state: &mut SupervisorState, 
         return;
     }
     let id: Arc<str> = Arc::from(d.event.conversation.as_str());
+    if let crate::event::EventKind::Mailbox { history_id } = d.event.kind {
+        mailbox::deliver(myself, state, id, d, history_id);
+        return;
+    }
     match quarantine::intercept(state, &id, &d).await {
         quarantine::Intercepted::No => {}
         quarantine::Intercepted::Kept => return,

@@ -152,7 +152,7 @@ impl Conversation {
         if self.record.mode == Mode::Human {
             return EventOutcome::HumanMode;
         }
-        if window::ai_may_answer(event.timestamp_ms, now_ms).is_err() {
+        if window::ai_may_answer(event.channel, event.timestamp_ms, now_ms).is_err() {
             return EventOutcome::WindowClosed;
         }
         if !self.integration.enabled {
@@ -176,7 +176,12 @@ impl Conversation {
             received_at_ms: event.received_at_ms,
         });
         if starts_turn {
-            let delay = self.integration.response_delay_ms.draw();
+            // An email is answered when ready: no delay, no typing.
+            let delay = if crate::channels::platform::live(event.channel) {
+                self.integration.response_delay_ms.draw()
+            } else {
+                std::time::Duration::ZERO
+            };
             self.record.reply_delay_ms = delay.as_millis() as u64;
             self.record.reply_due_ms = Some(now_ms + self.record.reply_delay_ms);
         }

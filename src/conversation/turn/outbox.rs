@@ -43,7 +43,7 @@ impl Conversation {
         }
         match item.author {
             Author::Ai => match self.record.last_inbound_ms {
-                Some(last) => window::ai_may_answer(last, now_ms),
+                Some(last) => window::ai_may_answer(self.record.channel, last, now_ms),
                 None => Err(WindowClosed::NeverOpened),
             },
             Author::Agent | Author::Inbox => self.agent_tag(now_ms),
@@ -69,7 +69,10 @@ impl Conversation {
     /// reply is due after it, or while an answer is being generated.
     pub fn schedule_typing(&mut self, now_ms: u64, refresh: Duration, generating: bool) {
         let next = now_ms + refresh.as_millis() as u64;
-        let wanted = if generating && !self.record.pending.is_empty() {
+        let wanted = if !crate::channels::platform::live(self.record.channel) {
+            // Email shows no typing.
+            None
+        } else if generating && !self.record.pending.is_empty() {
             Some(next)
         } else {
             self.record

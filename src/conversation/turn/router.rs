@@ -135,7 +135,7 @@ impl Conversation {
                 EventOutcome::Recorded
             }
             EventKind::Agent { command, action } => self.agent_command(command, action, now_ms),
-            EventKind::Wake => EventOutcome::Ignored,
+            EventKind::Wake | EventKind::Mailbox { .. } => EventOutcome::Ignored,
         }
     }
 }

@@ -18,6 +18,7 @@
 pub mod cli;
 mod control;
 pub mod faults;
+pub mod gmail;
 pub mod model;
 pub mod receipts;
 mod tokens;
@@ -122,6 +123,7 @@ struct SimState {
     refused: AtomicU64,
     model: model::ModelState,
     tokens: tokens::Tokens,
+    gmail: Arc<gmail::GmailSim>,
 }
 
 /// A running simulator.
@@ -170,8 +172,9 @@ impl Sim {
             refused: AtomicU64::new(0),
             model: model::ModelState::new(options.model_latency_ms),
             tokens: tokens::Tokens::default(),
+            gmail: Arc::default(),
         });
-        let app = router(state.clone());
+        let app = router(state.clone()).merge(gmail::routes(state.gmail.clone()));
         let task = tokio::spawn(async move {
             if let Err(e) = axum::serve(listener, app).await {
                 tracing::error!(error = %e, "Simulator stopped");
