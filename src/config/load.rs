@@ -5,7 +5,8 @@
 //! (`SWITCHBOARD__SERVER__LISTEN` sets `server.listen`). Entries of the
 //! `[[apps]]` and `[[integrations]]` arrays are addressed by their id:
 //! `SWITCHBOARD__APPS__<ID>__APP_SECRET`, `SWITCHBOARD__APPS__<ID>__VERIFY_TOKEN`,
-//! `SWITCHBOARD__INTEGRATIONS__<ID>__ACCESS_TOKEN` and
+//! `SWITCHBOARD__INTEGRATIONS__<ID>__ACCESS_TOKEN` (and Gmail's
+//! `__OAUTH_CLIENT_SECRET`, `__REFRESH_TOKEN`) and
 //! `SWITCHBOARD__ADMIN__TOKEN`, with the id upper-cased and `-` written `_`.
 
 use std::path::{Path, PathBuf};
@@ -146,12 +147,15 @@ fn apply_array_overrides(config: &mut Config, env: &[(String, String)]) {
         }
     }
     for integration in &mut config.integrations {
-        let key = format!(
-            "{ENV_PREFIX}INTEGRATIONS__{}__ACCESS_TOKEN",
-            env_id(&integration.id)
-        );
-        if let Some(v) = lookup(env, &key) {
-            integration.access_token = Secret::new(v);
+        let base = format!("{ENV_PREFIX}INTEGRATIONS__{}__", env_id(&integration.id));
+        for (name, secret) in [
+            ("ACCESS_TOKEN", &mut integration.access_token),
+            ("OAUTH_CLIENT_SECRET", &mut integration.oauth_client_secret),
+            ("REFRESH_TOKEN", &mut integration.refresh_token),
+        ] {
+            if let Some(v) = lookup(env, &format!("{base}{name}")) {
+                *secret = Secret::new(v);
+            }
         }
     }
 }
