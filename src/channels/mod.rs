@@ -153,7 +153,8 @@ impl Outbound {
             let Some(api) = &self.gmail else {
                 return Err(SendError::unsupported(integration.channel));
             };
-            return gmail::reply::send(api, integration, &body, answering, fence).await;
+            let maybe_sent = part.unconfirmed_until_ms.is_some();
+            return gmail::reply::send(api, integration, &body, answering, maybe_sent, fence).await;
         }
         self.graph
             .send_for_id(

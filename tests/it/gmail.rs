@@ -30,6 +30,11 @@ async fn mail_desk(poll: &str, settings: &str) -> Desk {
     let edit: Edit = Arc::new(move |toml: String, graph: &GraphSim| {
         graph.sim.gmail().add_mailbox(MAILBOX, REFRESH);
         let root = graph.sim.root_url();
+        let toml = toml.replacen(
+            "confirm_wait = \"1s\"",
+            "confirm_wait = \"1s\"\nrequest_timeout = \"1s\"",
+            1,
+        );
         format!(
             r#"{toml}
 [google]
@@ -388,10 +393,14 @@ async fn a_5_mb_attachment_is_kept_listed_and_downloaded() {
     desk.sent_mail(1).await;
     let id = format!("acme-mail:{thread}/ivy@example.com").replace('/', "%2F");
     let (_, body) = desk.get(&format!("/conversations/{id}")).await;
-    let attachments = body["messages"][0]["attachments"]
+    let inbound = body["messages"]
         .as_array()
         .unwrap()
+        .iter()
+        .find(|m| m["direction"] == "in")
+        .unwrap()
         .clone();
+    let attachments = inbound["attachments"].as_array().unwrap().clone();
     assert_eq!(attachments.len(), 2, "{body}");
     assert_eq!(attachments[0]["caption"], "invoice.pdf");
     assert_eq!(attachments[0]["type"], "file");
@@ -479,4 +488,31 @@ async fn a_refused_refresh_token_marks_the_mailbox_expired_and_alerts() {
     });
     desk.push().await;
     desk.sent_mail(1).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reply_whose_answer_was_lost_is_found_in_the_mailbox_not_sent_again() {
+    let desk = mail_desk("1h", "").await;
+    // Gmail keeps the reply but answers after the engine gave up waiting.
+    desk.gmail().set_faults(GmailFaults {
+        mailbox: MAILBOX.into(),
+        late_send_ms: 2500,
+        ..GmailFaults::default()
+    });
+    desk.gmail()
+        .deliver(mail("kim@example.com", "Late", "hours?"))
+        .unwrap();
+    desk.push().await;
+    desk.sent_mail(1).await;
+    // The part waits `confirm_wait`, then is looked for by its Message-ID
+    // before any second send.
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    assert_eq!(desk.replies().len(), 1, "{:#?}", desk.replies());
+    let metrics = desk.metrics().await;
+    assert!(
+        metrics.contains(
+            r#"switchboard_ambiguous_sends_total{channel="gmail",outcome="unconfirmed"} 1"#
+        ),
+        "{metrics}"
+    );
 }

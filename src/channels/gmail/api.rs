@@ -65,7 +65,7 @@ pub struct GmailApi {
 impl GmailApi {
     pub fn new(google: &GoogleConfig, outbound: &OutboundConfig) -> Self {
         let http = reqwest::Client::builder()
-            .timeout(outbound.request_timeout.max(Duration::from_secs(30)))
+            .timeout(outbound.request_timeout)
             .connect_timeout(Duration::from_secs(5))
             .pool_idle_timeout(Duration::from_secs(60))
             .build()

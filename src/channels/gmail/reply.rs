@@ -88,6 +88,18 @@ pub fn html(text: &str) -> String {
     )
 }
 
+/// The `Message-ID` (without angle brackets) of part `part` sent from
+/// `mailbox`: the same for every attempt, so a send whose answer was lost
+/// is found in the mailbox before it is sent again.
+pub fn message_id(mailbox: &str, part: &str) -> String {
+    let domain = mailbox.rsplit('@').next().unwrap_or("switchboard.invalid");
+    let token: String = part
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '.'))
+        .collect();
+    format!("sb-{token}@{domain}")
+}
+
 /// The MIME message of a reply from `mailbox` to `to`.
 pub fn build(
     mailbox: &str,
@@ -102,16 +114,11 @@ pub fn build(
     let to: Mailbox = to
         .parse()
         .map_err(|e| format!("the customer's address: {e}"))?;
-    let domain = mailbox.rsplit('@').next().unwrap_or("switchboard.invalid");
-    let token: String = part
-        .chars()
-        .filter(|c| c.is_ascii_alphanumeric() || *c == '-')
-        .collect();
     let mut builder = Message::builder()
         .from(from)
         .to(to)
         .subject(subject(&answering.subject))
-        .message_id(Some(format!("<sb-{token}@{domain}>")))
+        .message_id(Some(format!("<{}>", message_id(mailbox, part))))
         .header(PartHeader(part.to_string()));
     if let Some(id) = &answering.message_id {
         let references = match &answering.references {
@@ -130,16 +137,29 @@ pub fn build(
 }
 
 /// Sends a reply part (the body `Gmail::message_body` made), answering the
-/// customer's message `answering_mid` when known.
+/// customer's message `answering_mid` when known. A part that `maybe_sent`
+/// (an earlier attempt's answer was lost) is first looked for in the
+/// mailbox by its `Message-ID`, and not sent again when found.
 pub async fn send(
     api: &GmailApi,
     integration: &IntegrationConfig,
     body: &Value,
     answering_mid: Option<&str>,
+    maybe_sent: bool,
     fence: &Fence,
 ) -> Result<Sent, SendError> {
     let field = |k: &str| body.get(k).and_then(Value::as_str).unwrap_or_default();
     let (to, thread, text, part) = (field("to"), field("threadId"), field("text"), field("part"));
+    if maybe_sent && !part.is_empty() {
+        let id = message_id(&integration.account_id, part);
+        if let Some(found) = api
+            .find_by_message_id(integration, &id, fence)
+            .await
+            .map_err(send_error)?
+        {
+            return Ok(Sent { message_id: found });
+        }
+    }
     let answering = match answering_mid {
         Some(mid) => match api.metadata(integration, mid, fence).await {
             Ok(Some(m)) => Answering::of(&Email::read(&m)),

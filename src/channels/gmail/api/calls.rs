@@ -173,6 +173,24 @@ impl GmailApi {
             .ok_or_else(|| GmailError::Server("the attachment's data is not base64url".into()))
     }
 
+    /// The id of the mailbox's message whose `Message-ID` is `rfc822_id`
+    /// (without angle brackets), if there is one.
+    pub async fn find_by_message_id(
+        &self,
+        integration: &IntegrationConfig,
+        rfc822_id: &str,
+        fence: &Fence,
+    ) -> Result<Option<String>, GmailError> {
+        let query = [
+            ("q", format!("rfc822msgid:{rfc822_id}")),
+            ("maxResults", "1".to_string()),
+        ];
+        let answer: ListAnswer = self
+            .get_json(integration, units::LIST, "/messages", &query, fence)
+            .await?;
+        Ok(answer.messages.into_iter().next().map(|m| m.id))
+    }
+
     /// Inbox messages newer than `after_secs` (epoch seconds), newest
     /// first, at most `max`: what a resync looks at again.
     pub async fn inbox_since(

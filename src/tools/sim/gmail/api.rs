@@ -173,10 +173,14 @@ async fn list(State(s): State<Arc<GmailSim>>, headers: HeaderMap, Query(q): Pair
         return unauthorized();
     };
     let label = param(&q, "labelIds");
-    let after_ms = param(&q, "q")
-        .and_then(|v| v.strip_prefix("after:"))
+    let search = param(&q, "q").unwrap_or_default();
+    let after_ms = search
+        .strip_prefix("after:")
         .and_then(|v| v.parse::<u64>().ok())
         .map_or(0, |secs| secs * 1000);
+    let message_id = search
+        .strip_prefix("rfc822msgid:")
+        .map(|id| format!("<{id}>"));
     let boxes = lock(&s.mailboxes);
     let ids: Vec<Value> = boxes
         .get(&mailbox)
@@ -186,6 +190,13 @@ async fn list(State(s): State<Arc<GmailSim>>, headers: HeaderMap, Query(q): Pair
                 .rev()
                 .filter(|m| m.internal_date >= after_ms)
                 .filter(|m| label.is_none_or(|l| m.labels.iter().any(|x| x == l)))
+                .filter(|m| {
+                    message_id.as_ref().is_none_or(|id| {
+                        m.headers
+                            .iter()
+                            .any(|(k, v)| k.eq_ignore_ascii_case("Message-ID") && v == id)
+                    })
+                })
                 .map(|m| json!({"id": m.id, "threadId": m.thread}))
                 .collect()
         })
@@ -349,6 +360,12 @@ async fn send(
     });
     if added.is_none() {
         return error(StatusCode::NOT_FOUND, "Mailbox not found");
+    }
+    let late = lock(&s.mailboxes)
+        .get(&mailbox)
+        .map_or(0, |b| b.faults.late_send_ms);
+    if late > 0 {
+        tokio::time::sleep(std::time::Duration::from_millis(late)).await;
     }
     Json(json!({"id": id, "threadId": thread, "labelIds": ["SENT"]})).into_response()
 }

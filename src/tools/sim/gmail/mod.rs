@@ -79,6 +79,9 @@ pub struct GmailFaults {
     /// Records per history page.
     #[serde(default)]
     pub page_size: Option<usize>,
+    /// A send is kept, and answered this late (after the caller gave up).
+    #[serde(default)]
+    pub late_send_ms: u64,
 }
 
 #[derive(Debug, Clone)]
