@@ -18,7 +18,8 @@ TICKS0=$(cpu_ticks)
 START=$(date +%s.%N)
 STATUS=0
 "$BIN" loadgen --app-secret loadtest-app-secret --page 900000000001 \
-  --instagram 900000000002 --whatsapp 900000000003 --customers 100000 "$@" || STATUS=$?
+  --instagram 900000000002 --whatsapp 900000000003 --gmail support@load.example \
+  --customers 100000 "$@" || STATUS=$?
 END=$(date +%s.%N)
 TICKS1=$(cpu_ticks)
 HZ=$(getconf CLK_TCK)

@@ -60,10 +60,10 @@ enum Command {
     Demo,
     /// A Meta Graph API simulator: records calls, injects faults, sends
     /// signed delivery / read webhooks back.
-    Sim(SimArgs),
+    Sim(Box<SimArgs>),
     /// The load harness: open-loop signed webhooks, its own Graph API sink,
     /// a report of rates, latencies and exactly-once replies.
-    Loadgen(LoadgenOptions),
+    Loadgen(Box<LoadgenOptions>),
 }
 
 fn source(flag: Option<PathBuf>) -> ConfigSource {
@@ -125,10 +125,10 @@ fn main() -> ExitCode {
         Command::Demo => runtime().map_or(ExitCode::FAILURE, |rt| rt.block_on(demo())),
         Command::Sim(args) => {
             switchboard::telemetry::init_tracing();
-            runtime().map_or(ExitCode::FAILURE, |rt| rt.block_on(sim(args)))
+            runtime().map_or(ExitCode::FAILURE, |rt| rt.block_on(sim(*args)))
         }
         Command::Loadgen(options) => {
-            runtime().map_or(ExitCode::FAILURE, |rt| rt.block_on(loadgen(options)))
+            runtime().map_or(ExitCode::FAILURE, |rt| rt.block_on(loadgen(*options)))
         }
         Command::Serve { config } => {
             let config = match load_config(config) {

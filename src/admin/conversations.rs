@@ -147,6 +147,11 @@ pub async fn attachment(
                 axum::http::header::CONTENT_DISPOSITION,
                 format!("attachment; filename=\"{name}\""),
             ),
+            // The type is the sender's word: never sniffed into a page.
+            (
+                axum::http::header::X_CONTENT_TYPE_OPTIONS,
+                "nosniff".to_string(),
+            ),
         ],
         bytes,
     )

@@ -169,7 +169,10 @@ pub async fn update(
             "access_token: that is the masked token an answer shows; send the token itself, or leave it out".into(),
         ));
     }
-    let new_token = patch.contains_key("access_token");
+    // A new token (or Gmail refresh token) is a reconnection.
+    let new_token = ["access_token", "refresh_token", "oauth_client_secret"]
+        .iter()
+        .any(|k| patch.contains_key(*k));
     for (k, v) in patch {
         match k.as_str() {
             "id" if v != json!(id) => {

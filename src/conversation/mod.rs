@@ -70,9 +70,9 @@ pub struct EngineContext {
 /// Reads a mailbox's new mail onto the bus (the Gmail channel's sync).
 #[async_trait::async_trait]
 pub trait MailboxSync: Send + Sync {
-    /// Reads what changed in `integration`'s mailbox (`history_id`: what a
-    /// push said, 0 for a check), inside `fence`. An error is retried.
-    async fn sync(&self, integration: &str, history_id: u64, fence: &Fence) -> Result<(), String>;
+    /// Reads what changed in `integration`'s mailbox since it was last
+    /// read, inside `fence`. An error is retried.
+    async fn sync(&self, integration: &str, fence: &Fence) -> Result<(), String>;
 }
 
 impl EngineContext {

@@ -138,7 +138,7 @@ async fn an_email_is_answered_in_its_thread_with_the_right_headers() {
         .gmail()
         .deliver(mail(
             "Ann Lee <Ann@Example.com>",
-            "Opening times",
+            "Часы работы",
             "What are your hours?\n\n> old quote",
         ))
         .unwrap();
@@ -147,7 +147,7 @@ async fn an_email_is_answered_in_its_thread_with_the_right_headers() {
     let reply = &sent[0];
     assert_eq!(reply["threadId"], thread.as_str());
     assert_eq!(reply["headers"]["To"], "ann@example.com");
-    assert_eq!(reply["headers"]["Subject"], "Re: Opening times");
+    assert_eq!(reply["headers"]["Subject"], "Re: Часы работы");
     let original = format!("<{id}@mail.example>");
     assert_eq!(reply["headers"]["In-Reply-To"], original.as_str());
     assert!(reply["headers"]["References"]

@@ -58,6 +58,10 @@ pub struct GmailApi {
     base: String,
     token_url: String,
     units_per_second: u32,
+    /// A send's answer is awaited this long (`outbound.request_timeout`);
+    /// reads, attachments of up to 25 MB among them, longer.
+    send_timeout: Duration,
+    read_timeout: Duration,
     tokens: Mutex<HashMap<String, Arc<AccessToken>>>,
     pacers: Mutex<HashMap<String, Arc<DefaultDirectRateLimiter>>>,
 }
@@ -65,7 +69,6 @@ pub struct GmailApi {
 impl GmailApi {
     pub fn new(google: &GoogleConfig, outbound: &OutboundConfig) -> Self {
         let http = reqwest::Client::builder()
-            .timeout(outbound.request_timeout)
             .connect_timeout(Duration::from_secs(5))
             .pool_idle_timeout(Duration::from_secs(60))
             .build()
@@ -78,6 +81,8 @@ impl GmailApi {
             ),
             token_url: google.token_url.clone(),
             units_per_second: google.quota_units_per_second,
+            send_timeout: outbound.request_timeout,
+            read_timeout: outbound.request_timeout.max(Duration::from_secs(120)),
             tokens: Mutex::new(HashMap::new()),
             pacers: Mutex::new(HashMap::new()),
         }
@@ -152,7 +157,8 @@ impl GmailApi {
             .map_err(|_| GmailError::Server("the token endpoint's answer is not a token".into()))?;
         let token = Arc::new(AccessToken {
             value: answer.access_token,
-            until: Instant::now() + Duration::from_secs(answer.expires_in.unwrap_or(3600)),
+            until: Instant::now()
+                + Duration::from_secs(answer.expires_in.unwrap_or(3600).min(86_400)),
         });
         if let Ok(mut t) = self.tokens.lock() {
             t.insert(integration.id.clone(), token.clone());
@@ -168,8 +174,9 @@ impl GmailApi {
 
     /// One call with retries: a 401 refreshes the token once; throttling,
     /// server errors and calls that never left are tried again with
-    /// backoff. `retry_ambiguous` is false for sends (a send whose answer
-    /// was lost is confirmed, not repeated).
+    /// backoff. `retry_ambiguous` is false for sends: a send whose answer
+    /// was lost, or that met a server error (it may have gone out), is
+    /// confirmed, not repeated.
     async fn call(
         &self,
         integration: &IntegrationConfig,
@@ -186,7 +193,15 @@ impl GmailApi {
             let Ok(_owned) = fence.enter() else {
                 return Err(GmailError::Fenced);
             };
-            let err = match once(request(&self.http, &self.base).bearer_auth(&token.value)).await {
+            let timeout = if retry_ambiguous {
+                self.read_timeout
+            } else {
+                self.send_timeout
+            };
+            let call = request(&self.http, &self.base)
+                .bearer_auth(&token.value)
+                .timeout(timeout);
+            let err = match once(call).await {
                 Ok(b) => return Ok(b),
                 Err(GmailError::Rejected(m)) if m.starts_with("401") && !refreshed => {
                     self.forget_token(&integration.id);
@@ -196,7 +211,7 @@ impl GmailApi {
                 Err(e) => e,
             };
             let again = match &err {
-                GmailError::Ambiguous(_) => retry_ambiguous,
+                GmailError::Ambiguous(_) | GmailError::Server(_) if !retry_ambiguous => false,
                 e => e.retryable(),
             };
             if !again || attempt >= ATTEMPTS {

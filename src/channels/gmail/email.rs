@@ -119,7 +119,8 @@ pub enum EmailKind {
     Customer,
     /// The mailbox's own sent mail; `part` when this engine sent it.
     OwnSent { part: Option<String> },
-    /// Not answered, with the reason (a metric label: `draft`, `no_sender`,
+    /// Not answered, with the reason (a metric label: `draft`,
+    /// `from_mailbox` (sent to itself, or a forged sender), `no_sender`,
     /// `auto_submitted`, `bulk`, `list`, `auto_reply`, `spam`, `not_inbox`).
     Skipped(&'static str),
 }
@@ -196,14 +197,19 @@ impl Email {
         if self.has_label("DRAFT") {
             return EmailKind::Skipped("draft");
         }
-        let own = self
-            .from
-            .as_ref()
-            .is_some_and(|(a, _)| a.eq_ignore_ascii_case(mailbox));
-        if (self.has_label("SENT") && !self.has_label("INBOX")) || own {
+        // Only Gmail's own label says the mailbox sent it: a `From` header
+        // can be anyone's.
+        if self.has_label("SENT") && !self.has_label("INBOX") {
             return EmailKind::OwnSent {
                 part: self.header(PART_HEADER).map(|p| p.trim().to_string()),
             };
+        }
+        if self
+            .from
+            .as_ref()
+            .is_some_and(|(a, _)| a.eq_ignore_ascii_case(mailbox))
+        {
+            return EmailKind::Skipped("from_mailbox");
         }
         if self.from.is_none() {
             return EmailKind::Skipped("no_sender");

@@ -1,7 +1,8 @@
-//! Attachments of customer emails, kept as files: `{dir}/{integration}/
-//! {message}-{index}` with a `.json` beside it (name, type, size). `dir` is
-//! `google.attachments_dir`, by default `attachments` under the store's
-//! folder. Ids and keys are checked before any path is made from them.
+//! Attachments of customer emails, kept as files: `{dir}/{integration in
+//! hex}/{message}-{index}` with a `.json` beside it (name, type, size).
+//! `dir` is `google.attachments_dir`, by default `attachments` under the
+//! store's folder. The integration id is written in hex (any id makes a
+//! safe folder name); keys are checked before any path is made from them.
 
 use std::path::{Path, PathBuf};
 
@@ -39,7 +40,7 @@ fn safe(part: &str) -> bool {
 }
 
 fn path_of(dir: &Path, integration: &str, key: &str) -> Option<PathBuf> {
-    (safe(integration) && safe(key)).then(|| dir.join(integration).join(key))
+    (!integration.is_empty() && safe(key)).then(|| dir.join(hex::encode(integration)).join(key))
 }
 
 /// Keeps `bytes` as `key` of `integration` (written whole, then renamed).
@@ -98,8 +99,15 @@ mod tests {
         assert_eq!(bytes, b"%PDF");
         assert_eq!(info.mime_type, "application/pdf");
         assert!(open(dir.path(), "acme-mail", "../m1-0").await.is_none());
-        assert!(open(dir.path(), "..", "m1-0").await.is_none());
-        assert!(keep(dir.path(), "a/b", "k", &info, b"").await.is_err());
+        // Any integration id makes a folder name.
+        keep(dir.path(), "../acme support.mail", "m2-0", &info, b"x")
+            .await
+            .unwrap();
+        assert!(open(dir.path(), "../acme support.mail", "m2-0")
+            .await
+            .is_some());
+        assert!(!dir.path().join("..").join("acme support.mail").exists());
+        assert!(keep(dir.path(), "a", "../k", &info, b"").await.is_err());
         assert_eq!(kind_of("image/png"), "image");
         assert_eq!(kind_of("application/pdf"), "file");
     }

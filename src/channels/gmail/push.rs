@@ -172,6 +172,8 @@ struct Jwk {
 struct KeyCache {
     keys: HashMap<String, DecodingKey>,
     fetched: Option<Instant>,
+    /// The last fetch that failed, and why.
+    failed: Option<(Instant, String)>,
 }
 
 /// Verifies push tokens against Google's published keys.
@@ -267,20 +269,37 @@ impl PushVerifier {
         if let Some(k) = self.cached(kid) {
             return Ok(k);
         }
-        let recent = self
-            .cache
-            .lock()
-            .ok()
-            .and_then(|c| c.fetched)
-            .is_some_and(|t| t.elapsed() < REFETCH_AFTER);
+        let (recent, failed) = match self.cache.lock() {
+            Ok(c) => (
+                c.fetched.is_some_and(|t| t.elapsed() < REFETCH_AFTER),
+                c.failed
+                    .as_ref()
+                    .filter(|(t, _)| t.elapsed() < REFETCH_AFTER)
+                    .map(|(_, e)| e.clone()),
+            ),
+            Err(_) => (false, None),
+        };
+        if let Some(e) = failed {
+            // Not asked again at once, whoever sends tokens.
+            return Err(PushError::KeysUnavailable(e));
+        }
         if recent {
             return Err(PushError::UnknownKey);
         }
-        let keys = self.fetch().await?;
+        let keys = match self.fetch().await {
+            Ok(k) => k,
+            Err(e) => {
+                if let (Ok(mut c), PushError::KeysUnavailable(why)) = (self.cache.lock(), &e) {
+                    c.failed = Some((Instant::now(), why.clone()));
+                }
+                return Err(e);
+            }
+        };
         let found = keys.get(kid).cloned();
         if let Ok(mut c) = self.cache.lock() {
             c.keys = keys;
             c.fetched = Some(Instant::now());
+            c.failed = None;
         }
         found.ok_or(PushError::UnknownKey)
     }

@@ -62,7 +62,7 @@ pub fn subject(original: &str) -> String {
     let s = original.trim();
     if s.is_empty() {
         "Re: your message".to_string()
-    } else if s.len() >= 3 && s[..3].eq_ignore_ascii_case("re:") {
+    } else if s.get(..3).is_some_and(|p| p.eq_ignore_ascii_case("re:")) {
         s.to_string()
     } else {
         format!("Re: {s}")
@@ -171,10 +171,12 @@ pub async fn send(
     };
     let raw =
         build(&integration.account_id, to, &answering, text, part).map_err(SendError::refused)?;
-    let id = api
-        .send(integration, &raw, Some(thread), fence)
-        .await
-        .map_err(send_error)?;
+    let id = match api.send(integration, &raw, Some(thread), fence).await {
+        Ok(id) => id,
+        // Gmail may have taken it before failing: confirmed, not repeated.
+        Err(GmailError::Server(m)) => return Err(send_error(GmailError::Ambiguous(m))),
+        Err(e) => return Err(send_error(e)),
+    };
     Ok(Sent { message_id: id })
 }
 
@@ -235,6 +237,10 @@ mod tests {
         assert_eq!(subject("Hello"), "Re: Hello");
         assert_eq!(subject("RE: Hello"), "RE: Hello");
         assert_eq!(subject(" "), "Re: your message");
+        // Not ASCII: no byte slicing inside a character.
+        assert_eq!(subject("Привет"), "Re: Привет");
+        assert_eq!(subject("éé"), "Re: éé");
+        assert_eq!(subject("RE: Ünïcode"), "RE: Ünïcode");
         let h = html("a < b\n\nc & d");
         assert!(
             h.contains("<p>a &lt; b</p>") && h.contains("<p>c &amp; d</p>"),

@@ -122,8 +122,21 @@ pub(super) fn connect(c: &Config, e: &mut Errors) {
     }
 }
 
-/// A Gmail integration's OAuth client and push settings.
+/// A Gmail integration's OAuth client and push settings (and no secret
+/// that is the redacted text an answer shows).
 pub(super) fn gmail_keys(g: &IntegrationConfig, key: &impl Fn(&str) -> String, e: &mut Errors) {
+    for (name, secret) in [
+        ("access_token", &g.access_token),
+        ("oauth_client_secret", &g.oauth_client_secret),
+        ("refresh_token", &g.refresh_token),
+    ] {
+        if secret.expose() == "<redacted>" {
+            e.add(
+                key(name),
+                "is the redacted value an answer shows; send the secret itself, or leave it out",
+            );
+        }
+    }
     if g.channel != ChannelKind::Gmail {
         for (name, set) in [
             ("oauth_client_id", g.oauth_client_id.is_some()),

@@ -44,6 +44,8 @@ pub enum SupervisorMsg {
     Stats(RpcReplyPort<(usize, usize)>),
     /// These conversations are quarantined in the store.
     Quarantined(Vec<String>),
+    /// A Gmail mailbox's read (see `mailbox.rs`) has ended.
+    MailboxRead(Arc<str>),
     /// A conversation's actor (numbered `actor`) has ended.
     Exited {
         actor: u64,
@@ -65,6 +67,8 @@ pub struct SupervisorState {
     /// The conversation of each running actor, by its number.
     by_actor: HashMap<u64, Arc<str>>,
     alive: Arc<Alive>,
+    /// Gmail mailboxes being read now.
+    mailbox_reads: std::collections::HashSet<Arc<str>>,
 }
 
 pub struct ConversationSupervisor;
@@ -86,6 +90,7 @@ impl Actor for ConversationSupervisor {
             entries: HashMap::new(),
             by_actor: HashMap::new(),
             alive: Arc::default(),
+            mailbox_reads: Default::default(),
         })
     }
 
@@ -136,6 +141,7 @@ impl Actor for ConversationSupervisor {
                 let _ = reply.send((inflight, state.by_actor.len()));
             }
             SupervisorMsg::Exited { actor, exit } => exited(&myself, state, actor, exit).await,
+            SupervisorMsg::MailboxRead(id) => mailbox::read_done(&myself, state, id),
         }
         Ok(())
     }
@@ -175,8 +181,8 @@ async fn deliver(myself: &ActorRef<SupervisorMsg>, state: &mut SupervisorState, 
         return;
     }
     let id: Arc<str> = Arc::from(d.event.conversation.as_str());
-    if let crate::event::EventKind::Mailbox { history_id } = d.event.kind {
-        mailbox::deliver(myself, state, id, d, history_id);
+    if let crate::event::EventKind::Mailbox { .. } = d.event.kind {
+        mailbox::deliver(myself, state, id, d);
         return;
     }
     match quarantine::intercept(state, &id, &d).await {

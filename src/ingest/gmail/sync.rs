@@ -64,7 +64,12 @@ pub struct Mailboxes {
     pub(super) files: PathBuf,
     /// One read at a time per mailbox.
     locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+    /// Failed reads of a message, by its id.
+    failures: Mutex<HashMap<String, u32>>,
 }
+
+/// Reads of one message that may fail before it is left out.
+const MESSAGE_ATTEMPTS: u32 = 5;
 
 impl Mailboxes {
     pub fn new(
@@ -85,6 +90,7 @@ impl Mailboxes {
             google,
             files,
             locks: Mutex::new(HashMap::new()),
+            failures: Mutex::new(HashMap::new()),
         }
     }
 
@@ -120,31 +126,21 @@ impl Mailboxes {
             .map_err(|e| GmailError::Server(format!("the cursor cannot be stored: {e}")))
     }
 
-    async fn read(
-        &self,
-        config: &IntegrationConfig,
-        history_id: u64,
-        fence: &Fence,
-    ) -> Result<(), GmailError> {
+    async fn read(&self, config: &IntegrationConfig, fence: &Fence) -> Result<(), GmailError> {
         let cursor = self.cursor(&config.id).await.map_err(GmailError::Server)?;
-        let start = match (cursor, history_id) {
-            (Some(c), _) => c.history_id,
-            // Never read: from now on.
-            (None, 0) => {
-                let now = self.api.current_history(config, fence).await?;
-                return self.save_cursor(&config.id, now).await;
-            }
-            // Never read, and told of a change: from just before it.
-            (None, h) => h.saturating_sub(1),
+        let Some(c) = cursor.filter(|c| c.history_id > 0) else {
+            // Never read: the last minutes of mail, bounded like a resync.
+            return self.resync(config, None, fence).await;
         };
-        match self.history(config, start, fence).await {
-            Err(GmailError::HistoryGone) => self.resync(config, cursor, history_id, fence).await,
+        match self.history(config, c.history_id, fence).await {
+            Err(GmailError::HistoryGone) => self.resync(config, Some(c), fence).await,
             other => other,
         }
     }
 
-    /// Reads the history after `start`, page by page; the cursor moves
-    /// once every page is on the bus.
+    /// Reads the history after `start`, page by page; after each page the
+    /// cursor moves to the newest record read (every message up to it is on
+    /// the bus), after the last to the mailbox's history id.
     async fn history(
         &self,
         config: &IntegrationConfig,
@@ -152,36 +148,48 @@ impl Mailboxes {
         fence: &Fence,
     ) -> Result<(), GmailError> {
         let mut page: Option<String> = None;
-        let mut newest = start;
+        let mut cursor = start;
         loop {
             let p = self
                 .api
                 .history(config, start, page.as_deref(), fence)
                 .await?;
-            newest = newest.max(p.history_id);
             self.take(config, &p.added, fence).await?;
+            let reached = match &p.next_page {
+                Some(_) => p.last_record,
+                None => p.history_id.max(p.last_record),
+            };
+            if reached > cursor {
+                self.save_cursor(&config.id, reached).await?;
+                cursor = reached;
+            }
             match p.next_page {
                 Some(next) => page = Some(next),
-                None => break,
+                None => return Ok(()),
             }
         }
-        if newest != start {
-            self.save_cursor(&config.id, newest).await?;
-        }
-        Ok(())
     }
 
-    /// The cursor was too old: the inbox's recent messages are looked at
-    /// again (those already handled are recognised by their ids).
+    /// Reads the mailbox's recent messages again (the cursor was too old,
+    /// or there was none); those already handled are recognised by their
+    /// ids. The mailbox's history id is taken first, so mail that arrives
+    /// meanwhile is read from the history next time.
     async fn resync(
         &self,
         config: &IntegrationConfig,
         cursor: Option<Cursor>,
-        history_id: u64,
         fence: &Fence,
     ) -> Result<(), GmailError> {
+        let current = match self.api.current_history(config, fence).await {
+            Ok(h) => h,
+            Err(e) if e.retryable() || matches!(e, GmailError::Expired(_)) => return Err(e),
+            Err(_) => 0,
+        };
         let now = now_ms();
-        let oldest = now.saturating_sub(self.google.resync_window.as_millis() as u64);
+        // Never further back than the conversations remember ids: what
+        // is read again must be recognised.
+        let window = self.google.resync_window.min(config.dedup_window);
+        let oldest = now.saturating_sub(window.as_millis() as u64);
         // An hour before the last read, for clocks that disagree; a
         // mailbox never read goes back a quarter of an hour only (its older
         // mail is not the engine's to answer).
@@ -190,26 +198,31 @@ impl Mailboxes {
                 c.read_at_ms.saturating_sub(3_600_000)
             })
             .max(oldest);
-        tracing::warn!(integration = %config.id, "Mailbox history id too old for Gmail; reading the inbox again since the last read");
-        telemetry::mailbox_resync();
-        let mut ids = self
+        if cursor.is_some() {
+            tracing::warn!(integration = %config.id, "Mailbox history id too old for Gmail; reading its mail again since the last read");
+            telemetry::mailbox_resync();
+        }
+        let (mut ids, more) = self
             .api
-            .inbox_since(config, from / 1000, self.google.resync_max, fence)
+            .messages_since(config, from / 1000, self.google.resync_max, fence)
             .await?;
+        if more {
+            tracing::warn!(integration = %config.id, read = ids.len(), "More mail since the last read than google.resync_max: the oldest is not read");
+        }
         // Oldest first, as they came.
         ids.reverse();
         let newest = self.take(config, &ids, fence).await?;
-        let current = match self.api.current_history(config, fence).await {
-            Ok(h) => h,
-            Err(e) if e.retryable() => return Err(e),
-            Err(_) => 0,
-        };
-        self.save_cursor(&config.id, current.max(newest).max(history_id))
-            .await
+        let cursor = current.max(newest);
+        if cursor > 0 {
+            self.save_cursor(&config.id, cursor).await?;
+        }
+        Ok(())
     }
 
     /// Fetches `ids` and puts the customer emails and the mailbox's own
-    /// sent mail on the bus; returns the newest history id among them.
+    /// sent mail on the bus; returns the newest history id among them. A
+    /// message that keeps failing is left out after a few reads (counted),
+    /// so one message cannot hold up the mailbox.
     async fn take(
         &self,
         config: &IntegrationConfig,
@@ -219,13 +232,29 @@ impl Mailboxes {
         let mut events = Vec::new();
         let mut newest = 0;
         for id in ids {
-            let Some(message) = self.api.message(config, id, fence).await? else {
-                continue;
+            let read = match self.api.message(config, id, fence).await {
+                Ok(Some(message)) => {
+                    newest = newest.max(message.history_id);
+                    let email = Email::read(&message);
+                    self.event(config, &email, fence).await
+                }
+                Ok(None) => Ok(None),
+                Err(e) => Err(e),
             };
-            newest = newest.max(message.history_id);
-            let email = Email::read(&message);
-            if let Some(e) = self.event(config, &email, fence).await? {
-                events.push(e);
+            match read {
+                Ok(event) => {
+                    self.forget_failures(id);
+                    events.extend(event);
+                }
+                Err(e) if self.keeps_failing(id, &e) => {
+                    tracing::warn!(integration = %config.id, error = %e, "An email could not be read after several tries; left out");
+                    telemetry::item_skipped(
+                        "gmail",
+                        Skip("unreadable"),
+                        "an email that could not be read",
+                    );
+                }
+                Err(e) => return Err(e),
             }
         }
         if !events.is_empty() {
@@ -238,6 +267,29 @@ impl Mailboxes {
             }
         }
         Ok(newest)
+    }
+
+    /// Counts a failed read of message `id`: whether to give up on it
+    /// (never for a lost token or ownership, which are not the message's).
+    fn keeps_failing(&self, id: &str, e: &GmailError) -> bool {
+        if matches!(e, GmailError::Expired(_) | GmailError::Fenced) {
+            return false;
+        }
+        let mut failures = crate::sync::lock(&self.failures);
+        let n = failures.entry(id.to_string()).or_insert(0);
+        *n += 1;
+        if *n >= MESSAGE_ATTEMPTS || !e.retryable() {
+            failures.remove(id);
+            return true;
+        }
+        false
+    }
+
+    fn forget_failures(&self, id: &str) {
+        let mut failures = crate::sync::lock(&self.failures);
+        if !failures.is_empty() {
+            failures.remove(id);
+        }
     }
 
     /// The event a message makes, if any.
@@ -298,7 +350,9 @@ impl Mailboxes {
         }))
     }
 
-    /// Keeps the email's files (up to 25 MB each) and lists them all.
+    /// Keeps the email's files (up to 25 MB each) and lists them all; a
+    /// file that cannot be fetched for good, or kept, is listed without an
+    /// id (the email is still answered).
     async fn keep_files(
         &self,
         config: &IntegrationConfig,
@@ -314,34 +368,46 @@ impl Mailboxes {
                 mime_type: Some(file.mime_type.clone()).filter(|m| !m.is_empty()),
                 caption: Some(file.name.clone()),
             };
-            if file.size <= MAX_KEPT_ATTACHMENT {
-                let bytes = match (&file.data, &file.attachment_id) {
-                    (Some(d), _) => Some(d.clone()),
-                    (None, Some(att)) => {
-                        Some(self.api.attachment(config, &email.id, att, fence).await?)
-                    }
-                    (None, None) => None,
-                };
-                if let Some(bytes) = bytes {
-                    let key = files::key(&email.id, index);
-                    let info = files::FileInfo {
-                        name: file.name.clone(),
-                        mime_type: file.mime_type.clone(),
-                        size: bytes.len() as u64,
-                    };
-                    files::keep(&self.files, &config.id, &key, &info, &bytes)
-                        .await
-                        .map_err(|e| {
-                            GmailError::Server(format!("an attachment cannot be kept: {e}"))
-                        })?;
-                    a.id = Some(key);
-                }
-            } else {
+            if file.size > MAX_KEPT_ATTACHMENT {
                 telemetry::item_skipped(
                     "gmail",
                     Skip("attachment_too_large"),
                     "an attachment over 25 MB, listed and not kept",
                 );
+                listed.push(a);
+                continue;
+            }
+            let bytes = match (&file.data, &file.attachment_id) {
+                (Some(d), _) => Some(d.clone()),
+                (None, Some(att)) => match self.api.attachment(config, &email.id, att, fence).await
+                {
+                    Ok(b) => Some(b),
+                    Err(e)
+                        if e.retryable()
+                            || matches!(e, GmailError::Expired(_) | GmailError::Fenced) =>
+                    {
+                        return Err(e)
+                    }
+                    Err(e) => {
+                        tracing::warn!(integration = %config.id, error = %e, "An attachment could not be fetched; listed without it");
+                        None
+                    }
+                },
+                (None, None) => None,
+            };
+            if let Some(bytes) = bytes {
+                let key = files::key(&email.id, index);
+                let info = files::FileInfo {
+                    name: file.name.clone(),
+                    mime_type: file.mime_type.clone(),
+                    size: bytes.len() as u64,
+                };
+                match files::keep(&self.files, &config.id, &key, &info, &bytes).await {
+                    Ok(()) => a.id = Some(key),
+                    Err(e) => {
+                        tracing::warn!(integration = %config.id, error = %e, "An attachment could not be kept; listed without it");
+                    }
+                }
             }
             listed.push(a);
         }
@@ -351,9 +417,13 @@ impl Mailboxes {
 
 #[async_trait::async_trait]
 impl MailboxSync for Mailboxes {
-    async fn sync(&self, integration: &str, history_id: u64, fence: &Fence) -> Result<(), String> {
+    async fn sync(&self, integration: &str, fence: &Fence) -> Result<(), String> {
         let lock = self.lock_for(integration);
         let _one = lock.lock().await;
+        if self.integrations.get(integration).is_none() {
+            // Perhaps created on another instance a moment ago.
+            self.integrations.look_again().await;
+        }
         let Some(config) = self
             .integrations
             .get(integration)
@@ -362,7 +432,7 @@ impl MailboxSync for Mailboxes {
             // Deleted meanwhile.
             return Ok(());
         };
-        match self.read(&config, history_id, fence).await {
+        match self.read(&config, fence).await {
             Ok(()) => {
                 self.integrations.tokens.accepted(&config.id);
                 Ok(())

@@ -15,11 +15,20 @@ use super::traffic::{self, Traffic, Webhook};
 use super::{LoadgenOptions, Sent};
 use crate::channels::webhook::sign;
 use crate::clock::now_ms;
+use crate::tools::sim::gmail::oidc::push_body;
 
-/// Recently accepted webhook bodies (and their event counts), for
-/// redeliveries: only a body the engine acknowledged is a redelivery when
-/// sent again (one it refused is still a first delivery).
-pub(super) type Recent = Arc<std::sync::Mutex<VecDeque<(Arc<Vec<u8>>, usize)>>>;
+/// Recently accepted webhook bodies (their event counts, and whether each
+/// is a Gmail push), for redeliveries: only a body the engine acknowledged
+/// is a redelivery when sent again (one it refused is still a first
+/// delivery).
+pub(super) type Recent = Arc<std::sync::Mutex<VecDeque<(Arc<Vec<u8>>, usize, bool)>>>;
+
+/// What Gmail traffic needs: the sink's fake Gmail (emails are delivered
+/// into it) and the push token (signed once for the run).
+pub(super) struct GmailSide {
+    pub(super) sim: Arc<crate::tools::sim::gmail::GmailSim>,
+    pub(super) token: String,
+}
 
 /// Sends the schedule: webhooks leave at their planned times.
 pub(super) struct Pacer {
@@ -31,6 +40,7 @@ pub(super) struct Pacer {
     pub(super) tracker: Arc<Tracker>,
     pub(super) sent: Arc<Sent>,
     pub(super) runtime: tokio::runtime::Handle,
+    pub(super) gmail: Option<Arc<GmailSide>>,
 }
 
 impl Pacer {
@@ -67,15 +77,17 @@ impl Pacer {
             None
         };
         let duplicate = redelivery.is_some();
-        let (body, expects, events) = match redelivery {
-            Some((body, events)) => (body, Vec::new(), events),
+        let (body, expects, events, mail, push) = match redelivery {
+            Some((body, events, push)) => (body, Vec::new(), events, None, push),
             None => {
                 let Webhook {
                     body,
                     events,
                     expects,
+                    mail,
                 } = self.traffic.next(now_ms());
-                (Arc::new(body), expects, events)
+                let push = mail.is_some();
+                (Arc::new(body), expects, events, mail, push)
             }
         };
         let next = due + events as f64 / o.rate_at(due);
@@ -99,11 +111,14 @@ impl Pacer {
             self.tracker.clone(),
             sent.clone(),
             (!duplicate).then(|| self.recent.clone()),
+            self.gmail.clone(),
             Delivery {
                 body,
                 expects,
                 events,
                 at,
+                mail,
+                push,
             },
         ));
         next
@@ -115,6 +130,10 @@ struct Delivery {
     expects: Vec<traffic::Expectation>,
     events: usize,
     at: Instant,
+    /// An email to deliver first; the push about it is the body.
+    mail: Option<crate::tools::sim::gmail::NewMail>,
+    /// A Gmail push (to `--gmail-target`, with the push token).
+    push: bool,
 }
 
 async fn deliver(
@@ -123,18 +142,31 @@ async fn deliver(
     tracker: Arc<Tracker>,
     sent: Arc<Sent>,
     recent: Option<Recent>,
-    d: Delivery,
+    gmail: Option<Arc<GmailSide>>,
+    mut d: Delivery,
 ) {
+    if let (Some(mail), Some(g)) = (d.mail.take(), &gmail) {
+        let mailbox = mail.mailbox.clone();
+        let history = g.sim.deliver(mail).map_or(0, |(_, _, h)| h);
+        d.body = Arc::new(push_body(&mailbox, history, &o.gmail_subscription));
+    }
     let signature = sign(o.app_secret.as_bytes(), &d.body);
+    let (target, auth) = match (&gmail, d.push) {
+        (Some(g), true) => (
+            &o.gmail_target,
+            ("authorization", format!("Bearer {}", g.token)),
+        ),
+        _ => (&o.target, ("x-hub-signature-256", signature)),
+    };
     let mut attempt = 0;
     // Whether an attempt ended without the engine's answer (it may have
     // taken the webhook all the same).
     let mut unknown = false;
     let accepted = loop {
         let result = http
-            .post(&o.target)
+            .post(target)
             .header("content-type", "application/json")
-            .header("x-hub-signature-256", &signature)
+            .header(auth.0, &auth.1)
             .body(d.body.as_ref().clone())
             .send()
             .await;
@@ -164,7 +196,7 @@ async fn deliver(
             if recent.len() == 256 {
                 recent.pop_front();
             }
-            recent.push_back((d.body.clone(), d.events));
+            recent.push_back((d.body.clone(), d.events, d.push));
         }
     } else {
         sent.failed.fetch_add(1, Ordering::Relaxed);

@@ -2,7 +2,8 @@
 //! (`object = page`), Instagram DMs (`object = instagram`) and WhatsApp
 //! Cloud API (`object = whatsapp_business_account`), with the mix the
 //! options ask for (batches, bursts from one customer, out-of-order
-//! timestamps, deliveries and reads).
+//! timestamps, deliveries and reads); and Gmail: an email delivered into
+//! the sink's fake Gmail mailbox, then a Pub/Sub push about it.
 
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
@@ -25,6 +26,7 @@ pub enum Platform {
     Messenger,
     Instagram,
     Whatsapp,
+    Gmail,
 }
 
 /// The shape of the traffic.
@@ -33,8 +35,11 @@ pub struct Mix {
     pub page: Option<String>,
     pub instagram: Option<String>,
     pub whatsapp: Option<String>,
+    /// A Gmail mailbox (an integration's `account_id`).
+    pub gmail: Option<String>,
     pub instagram_share: f64,
     pub whatsapp_share: f64,
+    pub gmail_share: f64,
     pub customers: u64,
     pub round_robin: bool,
     pub batch_max: usize,
@@ -60,6 +65,9 @@ pub struct Webhook {
     pub events: usize,
     /// One per message event, in the order the customer sent them.
     pub expects: Vec<Expectation>,
+    /// Gmail: the email to deliver into the mailbox before the push (whose
+    /// body is made then, with the mailbox's history id).
+    pub mail: Option<crate::tools::sim::gmail::NewMail>,
 }
 
 /// Builds webhooks from a seeded generator.
@@ -84,6 +92,15 @@ impl Traffic {
 
     fn platform(&mut self) -> Platform {
         let x: f64 = self.rng.random();
+        let x = if self.mix.gmail.is_some() {
+            if x < self.mix.gmail_share {
+                return Platform::Gmail;
+            }
+            // The rest of the range, spread over the other platforms.
+            (x - self.mix.gmail_share) / (1.0 - self.mix.gmail_share).max(1e-9)
+        } else {
+            x
+        };
         if self.mix.whatsapp.is_some() && x < self.mix.whatsapp_share {
             Platform::Whatsapp
         } else if self.mix.instagram.is_some()
@@ -94,8 +111,10 @@ impl Traffic {
             Platform::Messenger
         } else if self.mix.instagram.is_some() {
             Platform::Instagram
-        } else {
+        } else if self.mix.whatsapp.is_some() {
             Platform::Whatsapp
+        } else {
+            Platform::Gmail
         }
     }
 
@@ -103,6 +122,7 @@ impl Traffic {
         match platform {
             // wa_id: a phone number in international form, digits only.
             Platform::Whatsapp => format!("1{:05}{:09}", self.run % 100_000, n),
+            Platform::Gmail => format!("c{}{:010}@customers.example", self.run, n),
             _ => format!("{}{:010}", self.run, n),
         }
     }
@@ -110,6 +130,9 @@ impl Traffic {
     /// The next webhook: `batch` events (a burst counts as one batch).
     pub fn next(&mut self, now_ms: u64) -> Webhook {
         let platform = self.platform();
+        if platform == Platform::Gmail {
+            return self.email();
+        }
         let batch = self.rng.random_range(1..=self.mix.batch_max.max(1));
         let burst = self.mix.burst_share > 0.0 && self.rng.random_bool(self.mix.burst_share);
         let count = if burst {
@@ -144,11 +167,38 @@ impl Traffic {
             Platform::Messenger => messaging_body("page", self.account(platform), &events),
             Platform::Instagram => messaging_body("instagram", self.account(platform), &events),
             Platform::Whatsapp => whatsapp_body(self.account(platform), &events),
+            // Emails are made by `email` above.
+            Platform::Gmail => Value::Null,
         };
         Webhook {
             body: body.to_string().into_bytes(),
             events: count,
             expects,
+            mail: None,
+        }
+    }
+
+    /// One customer email (a new thread) and the reply it expects.
+    fn email(&mut self) -> Webhook {
+        let n = self.pick_customer();
+        self.seq += 1;
+        let customer = self.customer_id(Platform::Gmail, n);
+        let mailbox = self.account(Platform::Gmail).to_string();
+        let question = QUESTIONS[(self.seq % QUESTIONS.len() as u64) as usize];
+        Webhook {
+            body: Vec::new(),
+            events: 1,
+            expects: vec![Expectation {
+                account: mailbox.clone(),
+                customer: customer.clone(),
+            }],
+            mail: Some(crate::tools::sim::gmail::NewMail {
+                mailbox,
+                from: format!("Load Test <{customer}>"),
+                subject: format!("Question {}", self.seq),
+                text: Some(question.to_string()),
+                ..Default::default()
+            }),
         }
     }
 
@@ -168,6 +218,7 @@ impl Traffic {
             Platform::Messenger => &self.mix.page,
             Platform::Instagram => &self.mix.instagram,
             Platform::Whatsapp => &self.mix.whatsapp,
+            Platform::Gmail => &self.mix.gmail,
         };
         account.as_deref().unwrap_or_default()
     }
@@ -264,8 +315,10 @@ mod tests {
             page: Some("PAGE".into()),
             instagram: None,
             whatsapp: None,
+            gmail: None,
             instagram_share: 0.0,
             whatsapp_share: 0.0,
+            gmail_share: 0.0,
             customers: 10,
             round_robin: false,
             batch_max: 5,
@@ -341,6 +394,30 @@ mod tests {
         }
         assert_eq!(seen.len(), 7);
         assert!(seen.values().all(|n| *n == 1));
+    }
+
+    #[test]
+    fn gmail_emails_take_their_share_and_expect_a_reply_to_the_sender() {
+        let mut t = Traffic::new(
+            Mix {
+                gmail: Some("support@load.example".into()),
+                gmail_share: 0.5,
+                ..mix()
+            },
+            3,
+            9,
+        );
+        let hooks: Vec<_> = (0..400).map(|_| t.next(1)).collect();
+        let mails: Vec<_> = hooks.iter().filter(|w| w.mail.is_some()).collect();
+        assert!((150..250).contains(&mails.len()), "{}", mails.len());
+        let m = mails[0].mail.as_ref().unwrap();
+        assert_eq!(m.mailbox, "support@load.example");
+        assert!(m.from.contains(&mails[0].expects[0].customer));
+        assert_eq!(mails[0].expects[0].account, "support@load.example");
+        assert!(
+            hooks.iter().any(|w| w.mail.is_none()),
+            "the rest is Messenger"
+        );
     }
 
     #[test]

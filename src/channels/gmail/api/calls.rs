@@ -18,6 +18,8 @@ pub struct HistoryPage {
     pub next_page: Option<String>,
     /// The mailbox's history id when the page was read.
     pub history_id: u64,
+    /// The newest history record on the page (0: none).
+    pub last_record: u64,
 }
 
 #[derive(Deserialize)]
@@ -34,6 +36,8 @@ struct HistoryAnswer {
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
 struct HistoryRecord {
+    #[serde(default, deserialize_with = "number_or_text")]
+    id: u64,
     #[serde(default)]
     messages_added: Vec<Added>,
 }
@@ -84,7 +88,9 @@ impl GmailApi {
             other => other?,
         };
         let mut added = Vec::new();
+        let mut last_record = 0;
         for record in answer.history {
+            last_record = last_record.max(record.id);
             for a in record.messages_added {
                 if !added.contains(&a.message.id) {
                     added.push(a.message.id);
@@ -95,6 +101,7 @@ impl GmailApi {
             added,
             next_page: answer.next_page_token.filter(|t| !t.is_empty()),
             history_id: answer.history_id,
+            last_record,
         })
     }
 
@@ -191,20 +198,20 @@ impl GmailApi {
         Ok(answer.messages.into_iter().next().map(|m| m.id))
     }
 
-    /// Inbox messages newer than `after_secs` (epoch seconds), newest
-    /// first, at most `max`: what a resync looks at again.
-    pub async fn inbox_since(
+    /// The mailbox's messages newer than `after_secs` (epoch seconds; spam
+    /// and trash left out, as Gmail does by default), newest first, at most
+    /// `max`, and whether there were more: what a resync looks at again.
+    pub async fn messages_since(
         &self,
         integration: &IntegrationConfig,
         after_secs: u64,
         max: usize,
         fence: &Fence,
-    ) -> Result<Vec<String>, GmailError> {
+    ) -> Result<(Vec<String>, bool), GmailError> {
         let mut ids = Vec::new();
         let mut page: Option<String> = None;
         loop {
             let mut query = vec![
-                ("labelIds", "INBOX".to_string()),
                 ("q", format!("after:{after_secs}")),
                 ("maxResults", max.min(500).to_string()),
             ];
@@ -217,8 +224,9 @@ impl GmailApi {
             ids.extend(answer.messages.into_iter().map(|m| m.id));
             page = answer.next_page_token.filter(|t| !t.is_empty());
             if page.is_none() || ids.len() >= max {
+                let more = page.is_some() || ids.len() > max;
                 ids.truncate(max);
-                return Ok(ids);
+                return Ok((ids, more));
             }
         }
     }

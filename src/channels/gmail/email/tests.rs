@@ -103,6 +103,19 @@ fn own_mail_drafts_auto_replies_and_lists_are_not_answered() {
             part: Some("p-7".into())
         }
     );
+    // A forged sender is not the mailbox's own mail.
+    let forged = message(
+        &["INBOX"],
+        &[
+            ("From", "Support <support@acme.example>"),
+            ("X-Switchboard-Part", "p-7"),
+        ],
+        json!([]),
+    );
+    assert_eq!(
+        Email::read(&forged).kind(mailbox),
+        EmailKind::Skipped("from_mailbox")
+    );
     let draft = message(&["DRAFT"], &[("From", "ann@example.com")], json!([]));
     assert_eq!(
         Email::read(&draft).kind(mailbox),

@@ -324,11 +324,14 @@ async fn send(
         return error(StatusCode::BAD_REQUEST, "Invalid To header");
     };
     let mut kept = vec![
-        ("To".to_string(), to),
+        ("To".to_string(), to.clone()),
         ("From".to_string(), mailbox.clone()),
     ];
+    // The subject decoded (RFC 2047), the ids as written.
+    if let Some(subject) = parsed.subject() {
+        kept.push(("Subject".to_string(), subject.to_string()));
+    }
     for name in [
-        "Subject",
         "In-Reply-To",
         "References",
         "Message-ID",
@@ -347,6 +350,7 @@ async fn send(
         .map_or_else(|| id.clone(), str::to_string);
     let message_id = id.clone();
     let thread_id = thread.clone();
+    let to_address = to.clone();
     let added = s.add(&mailbox, |history_id| Message {
         id: message_id,
         thread: thread_id,
@@ -360,6 +364,13 @@ async fn send(
     });
     if added.is_none() {
         return error(StatusCode::NOT_FOUND, "Mailbox not found");
+    }
+    if let Some(tap) = s.tap.get() {
+        tap(
+            &mailbox,
+            &to_address.to_ascii_lowercase(),
+            std::time::Instant::now(),
+        );
     }
     let late = lock(&s.mailboxes)
         .get(&mailbox)

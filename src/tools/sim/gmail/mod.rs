@@ -117,7 +117,12 @@ pub struct GmailSim {
     pub(crate) ids: AtomicU64,
     /// Calls by route name.
     pub(crate) calls: Mutex<HashMap<&'static str, u64>>,
+    /// Told of every email a mailbox sends.
+    pub(crate) tap: std::sync::OnceLock<SentTap>,
 }
+
+/// Sees every email sent: (mailbox, recipient address, when).
+pub type SentTap = Arc<dyn Fn(&str, &str, std::time::Instant) + Send + Sync>;
 
 impl GmailSim {
     /// Adds a mailbox whose owner's refresh token is `refresh_token`.
@@ -193,6 +198,11 @@ impl GmailSim {
         Some(history_id)
     }
 
+    /// Calls `tap` with every email a mailbox sends from now on (once).
+    pub fn set_tap(&self, tap: SentTap) {
+        let _ = self.tap.set(tap);
+    }
+
     /// The mailbox's current history id.
     pub fn history_id(&self) -> u64 {
         self.history.load(Ordering::Relaxed)
@@ -241,6 +251,11 @@ impl super::Sim {
     /// The fake Gmail (its API under [`Sim::root_url`]).
     pub fn gmail(&self) -> &GmailSim {
         &self.state.gmail
+    }
+
+    /// The fake Gmail, shared.
+    pub fn gmail_handle(&self) -> Arc<GmailSim> {
+        self.state.gmail.clone()
     }
 
     /// `http://{addr}`: the engine's `google.gmail_base_url`, and the root
