@@ -516,3 +516,60 @@ async fn a_reply_whose_answer_was_lost_is_found_in_the_mailbox_not_sent_again() 
         "{metrics}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_person_answers_with_a_file_by_link_in_one_email_and_the_ai_stays_out() {
+    let desk = mail_desk("1h", "").await;
+    let (_, thread, _) = desk
+        .gmail()
+        .deliver(mail("lee@example.com", "Invoice please", "hours?"))
+        .unwrap();
+    desk.push().await;
+    desk.sent_mail(1).await;
+    let id = format!("acme-mail:{thread}/lee@example.com").replace('/', "%2F");
+    let (status, body) = desk
+        .post(
+            &format!("/conversations/{id}/messages"),
+            serde_json::json!({
+                "text": "Here is your invoice.",
+                "attachment": {"type": "file", "url": "https://files.example/inv-7.pdf"}
+            }),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let sent = desk.sent_mail(2).await;
+    assert_eq!(sent[1]["threadId"], thread.as_str());
+    assert_eq!(
+        sent[1]["text"],
+        "Here is your invoice.\n\nhttps://files.example/inv-7.pdf"
+    );
+    // The person has the conversation: the customer's next email in the
+    // thread is not answered by the AI.
+    let mut next = mail(
+        "lee@example.com",
+        "Re: Invoice please",
+        "thanks, and your hours?",
+    );
+    next.thread = Some(thread.clone());
+    desk.gmail().deliver(next).unwrap();
+    desk.push().await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(desk.replies().len(), 2);
+    let (_, body) = desk.get(&format!("/conversations/{id}")).await;
+    assert_eq!(body["mode"], "human", "{body}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_watch_is_set_up_for_a_mailbox_with_a_topic_and_not_repeated_too_soon() {
+    let desk = mail_desk("1s", "push_topic = \"projects/acme-project/topics/gmail\"").await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while desk.gmail().calls("watch") == 0 && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(
+        desk.gmail().calls("watch"),
+        1,
+        "renewed daily, not at every check"
+    );
+}

@@ -76,8 +76,11 @@ impl Conversation {
         command: &str,
         now_ms: u64,
     ) {
+        // An email carries the text and the file's link in one message.
+        let one_message =
+            attachment.is_some() && !crate::channels::platform::live(self.record.channel);
         let text_command = attachment.is_none().then_some(command);
-        if !text.trim().is_empty() {
+        if !text.trim().is_empty() && !one_message {
             let planned = Planned {
                 author: Author::Agent,
                 key: command,
@@ -89,9 +92,14 @@ impl Conversation {
         let Some(file) = attachment else {
             return;
         };
+        let file_text = if one_message {
+            text.trim().to_string()
+        } else {
+            String::new()
+        };
         let seq = self.log(
             Direction::Out,
-            None,
+            Some(file_text.clone()).filter(|t| !t.is_empty()),
             now_ms,
             MessageStatus::Pending,
             None,
@@ -102,7 +110,7 @@ impl Conversation {
         }
         self.record.outbox.push(OutboxItem {
             seq,
-            text: String::new(),
+            text: file_text,
             author: Author::Agent,
             command: Some(command.to_string()),
             attachment: Some(file.clone()),

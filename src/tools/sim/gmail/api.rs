@@ -341,7 +341,9 @@ async fn send(
             kept.push((name.to_string(), v.trim().to_string()));
         }
     }
-    let text = parsed.body_text(0).map(|t| t.trim_end().to_string());
+    let text = parsed
+        .body_text(0)
+        .map(|t| t.replace("\r\n", "\n").trim_end().to_string());
     let html = parsed.body_html(0).map(|t| t.to_string());
     let id = s.next_id();
     let thread = body
