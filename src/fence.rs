@@ -92,6 +92,15 @@ impl Fence {
         Self(Some((lease, epoch)))
     }
 
+    /// Whether `other` is this same ownership (lease and epoch).
+    pub fn same(&self, other: &Fence) -> bool {
+        match (&self.0, &other.0) {
+            (None, None) => true,
+            (Some((a, x)), Some((b, y))) => Arc::ptr_eq(a, b) && x == y,
+            _ => false,
+        }
+    }
+
     /// Whether the ownership still holds.
     pub fn is_current(&self) -> bool {
         self.holds(|l| &l.owned)

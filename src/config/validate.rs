@@ -54,11 +54,13 @@ pub fn weak_secrets(c: &Config) -> Vec<String> {
         );
     }
     for i in &c.integrations {
-        placeholder(
-            format!("integrations.{}.access_token", i.id),
-            &i.access_token,
-            &mut weak,
-        );
+        for (name, secret) in [
+            ("access_token", &i.access_token),
+            ("oauth_client_secret", &i.oauth_client_secret),
+            ("refresh_token", &i.refresh_token),
+        ] {
+            placeholder(format!("integrations.{}.{name}", i.id), secret, &mut weak);
+        }
     }
     weak
 }

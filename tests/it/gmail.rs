@@ -573,3 +573,76 @@ async fn the_watch_is_set_up_for_a_mailbox_with_a_topic_and_not_repeated_too_soo
         "renewed daily, not at every check"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_resync_sees_a_persons_reply_sent_from_gmail_meanwhile() {
+    let desk = mail_desk("1h", "").await;
+    let (_, thread, _) = desk
+        .gmail()
+        .deliver(mail("mo@example.com", "Broken", "hours?"))
+        .unwrap();
+    desk.push().await;
+    desk.sent_mail(1).await;
+    desk.gmail().set_faults(GmailFaults {
+        mailbox: MAILBOX.into(),
+        history_from: desk.gmail().history_id() + 1,
+        ..GmailFaults::default()
+    });
+    // A person answers in Gmail itself, then the customer writes again.
+    let mut person = mail(MAILBOX, "Re: Broken", "I will call you.");
+    person.to = Some("mo@example.com".into());
+    person.labels = vec!["SENT".into()];
+    person.thread = Some(thread.clone());
+    desk.gmail().deliver(person).unwrap();
+    let mut again = mail("mo@example.com", "Re: Broken", "ok, what are your hours?");
+    again.thread = Some(thread.clone());
+    desk.gmail().deliver(again).unwrap();
+    desk.push().await;
+    let id = format!("acme-mail:{thread}/mo@example.com").replace('/', "%2F");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    let body = loop {
+        let (_, body) = desk.get(&format!("/conversations/{id}")).await;
+        let seen = body["messages"]
+            .as_array()
+            .is_some_and(|m| m.iter().any(|m| m["text"] == "ok, what are your hours?"));
+        if seen || tokio::time::Instant::now() > deadline {
+            break body;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(body["mode"], "human", "{body}");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(
+        desk.replies().len(),
+        1,
+        "the AI stays out of the person's thread"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_message_gmail_garbles_is_left_out_and_the_others_are_answered() {
+    let desk = mail_desk("1h", "").await;
+    desk.gmail().set_faults(GmailFaults {
+        mailbox: MAILBOX.into(),
+        garbled_subjects: vec!["Garbled".into()],
+        ..GmailFaults::default()
+    });
+    desk.gmail()
+        .deliver(mail("nia@example.com", "Garbled", "hours?"))
+        .unwrap();
+    desk.gmail()
+        .deliver(mail("oz@example.com", "Fine", "hours?"))
+        .unwrap();
+    desk.push().await;
+    // Three reads (1 s and 2 s apart) before it is left out.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+    while desk.replies().is_empty() && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let replies = desk.replies();
+    assert_eq!(replies.len(), 1, "{replies:#?}");
+    assert_eq!(replies[0]["headers"]["To"], "oz@example.com");
+    assert!(desk.metrics().await.contains(
+        r#"switchboard_webhook_items_skipped_total{channel="gmail",kind="unreadable"} 1"#
+    ));
+}

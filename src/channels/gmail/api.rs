@@ -112,11 +112,12 @@ impl GmailApi {
         &self,
         integration: &IntegrationConfig,
     ) -> Result<Arc<AccessToken>, GmailError> {
+        let key = token_key(integration);
         let cached = self
             .tokens
             .lock()
             .ok()
-            .and_then(|t| t.get(&integration.id).cloned())
+            .and_then(|t| t.get(&key).cloned())
             .filter(|t| t.until > Instant::now() + Duration::from_secs(60));
         if let Some(t) = cached {
             return Ok(t);
@@ -161,14 +162,14 @@ impl GmailApi {
                 + Duration::from_secs(answer.expires_in.unwrap_or(3600).min(86_400)),
         });
         if let Ok(mut t) = self.tokens.lock() {
-            t.insert(integration.id.clone(), token.clone());
+            t.insert(key, token.clone());
         }
         Ok(token)
     }
 
-    fn forget_token(&self, integration: &str) {
+    fn forget_token(&self, integration: &IntegrationConfig) {
         if let Ok(mut t) = self.tokens.lock() {
-            t.remove(integration);
+            t.remove(&token_key(integration));
         }
     }
 
@@ -204,7 +205,7 @@ impl GmailApi {
             let err = match once(call).await {
                 Ok(b) => return Ok(b),
                 Err(GmailError::Rejected(m)) if m.starts_with("401") && !refreshed => {
-                    self.forget_token(&integration.id);
+                    self.forget_token(integration);
                     refreshed = true;
                     continue;
                 }
@@ -242,6 +243,14 @@ impl GmailApi {
         serde_json::from_slice(&bytes)
             .map_err(|e| GmailError::Server(format!("unreadable answer to {path}: {e}")))
     }
+}
+
+/// Access tokens are kept by integration and refresh token: a new refresh
+/// token (another mailbox, a reconnection) never uses the old one's.
+fn token_key(integration: &IntegrationConfig) -> String {
+    use sha2::{Digest, Sha256};
+    let digest = Sha256::digest(integration.refresh_token.expose().as_bytes());
+    format!("{}:{}", integration.id, hex::encode(&digest[..8]))
 }
 
 /// An id as one URL path segment: Gmail's ids are letters, digits, `-`

@@ -1,24 +1,52 @@
 //! A Gmail mailbox's notification is not a conversation's event: no actor
 //! handles it. The mailbox's new mail is read (onto the bus, as the events
-//! of each thread's conversation) beside the supervisor, and a notification
-//! is finished on the bus only once a read that started after it has
-//! succeeded, so a crash before then reads the mailbox again (every message
-//! is recognised by its id then). One read per mailbox at a time: the
-//! notifications that arrive meanwhile are covered by the next read, one
-//! for all of them. A failed read is tried again with backoff for as long
-//! as this instance owns the mailbox's partition.
+//! of each thread's conversation) beside the supervisor, from the cursor
+//! the store keeps, and a notification is finished on the bus once a read
+//! that started after it has ended: read, or not readable now (a refused
+//! token, the integration gone, failures past the retries), since the next
+//! check reads from the same cursor. A crash before then reads the mailbox
+//! again (every message is recognised by its id).
+//!
+//! One read per mailbox at a time. At most two notifications of a mailbox
+//! wait unfinished: the ones the running read covers, and one standing for
+//! every notification that came since (the others are finished at once:
+//! the next read covers them all). A read whose partition moved finishes
+//! nothing: the next owner gets the notifications again.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use ractor::ActorRef;
 
-use super::{Entry, SupervisorMsg, SupervisorState};
-use crate::bus::Delivery;
+use super::{finished, Entry, SupervisorMsg, SupervisorState};
+use crate::bus::{Delivery, Position};
 use crate::event::ConversationId;
+use crate::fence::Fence;
 
 /// Longest pause between attempts at a failing read.
 const MAX_PAUSE: Duration = Duration::from_secs(60);
+/// Attempts at a read that keeps failing (about three minutes) before
+/// its notifications are finished and the next check tries again.
+const ATTEMPTS: u32 = 8;
+
+/// A mailbox being read.
+pub(super) struct Reading {
+    /// A notification came after the read started: another read follows.
+    again: bool,
+    pub(super) task: tokio::task::AbortHandle,
+}
+
+/// What a read reports when it ends.
+pub struct ReadEnded {
+    id: Arc<str>,
+    /// The notifications it covered.
+    covered: Vec<Position>,
+    /// The ownership it read under.
+    fence: Fence,
+    /// Whether it ended here (read, or not readable now); `false` when the
+    /// partition moved.
+    ended_here: bool,
+}
 
 pub(super) fn deliver(
     myself: &ActorRef<SupervisorMsg>,
@@ -26,39 +54,54 @@ pub(super) fn deliver(
     id: Arc<str>,
     d: Delivery,
 ) {
+    let position = d.position;
     let entry = state.entries.entry(id.clone()).or_insert_with(Entry::new);
     entry.last_used = Instant::now();
     entry.partition = Some(d.position.partition);
     entry.fence = d.fence.clone();
     entry.inflight.push_back((d, 0));
-    if state.mailbox_reads.insert(id.clone()) {
-        start(myself, state, id);
+    match state.mailbox_reads.get_mut(&id) {
+        None => start(myself, state, id),
+        // One already waits for the next read, which covers this one too.
+        Some(r) if r.again => finished(state, &id, position),
+        Some(r) => r.again = true,
     }
 }
 
-/// A read has ended: another starts for the notifications that came
-/// meanwhile, if any.
+/// A read has ended: its notifications are finished (when it ended here,
+/// under the same ownership), and another read starts for the
+/// notifications that came meanwhile, if any.
 pub(super) fn read_done(
     myself: &ActorRef<SupervisorMsg>,
     state: &mut SupervisorState,
-    id: Arc<str>,
+    ended: ReadEnded,
 ) {
-    // The read's `Finished` messages came before this one.
+    let id = ended.id;
+    if ended.ended_here {
+        for position in ended.covered {
+            let same = state.entries.get(&id).is_some_and(|e| {
+                e.inflight
+                    .iter()
+                    .any(|(d, _)| d.position == position && d.fence.same(&ended.fence))
+            });
+            if same {
+                finished(state, &id, position);
+            }
+        }
+    }
     let waiting = state
         .entries
         .get(&id)
         .is_some_and(|e| e.inflight.iter().any(|(d, _)| d.fence.is_current()));
+    state.mailbox_reads.remove(&id);
     if waiting {
         start(myself, state, id);
-    } else {
-        state.mailbox_reads.remove(&id);
     }
 }
 
 /// Reads the mailbox for the notifications waiting now.
 fn start(myself: &ActorRef<SupervisorMsg>, state: &mut SupervisorState, id: Arc<str>) {
     let (Some(entry), Some(sync)) = (state.entries.get(&id), state.args.ctx.mailboxes.get()) else {
-        state.mailbox_reads.remove(&id);
         return;
     };
     let covered: Vec<_> = entry
@@ -71,28 +114,41 @@ fn start(myself: &ActorRef<SupervisorMsg>, state: &mut SupervisorState, id: Arc<
     let sync = sync.clone();
     let myself = myself.clone();
     let integration = ConversationId::integration_of(&id).to_string();
-    tokio::spawn(async move {
+    let task_id = id.clone();
+    let task = tokio::spawn(async move {
         let mut pause = Duration::from_secs(1);
-        let mut warned = false;
-        // Not finished when the partition moved: its next owner reads it.
+        let mut attempt = 1;
         while fence.is_current() {
             match sync.sync(&integration, &fence).await {
-                Ok(()) => {
-                    for position in covered {
-                        let _ = myself.send_message(SupervisorMsg::Finished(id.clone(), position));
-                    }
+                Ok(()) => break,
+                Err(e) if attempt >= ATTEMPTS => {
+                    tracing::warn!(integration = %integration, error = %e, "Mailbox not read after several tries; the next check tries again");
                     break;
                 }
                 Err(e) => {
-                    if !warned {
+                    if attempt == 1 {
                         tracing::warn!(integration = %integration, error = %e, "Mailbox not read yet; retrying");
-                        warned = true;
                     }
                     tokio::time::sleep(pause).await;
                     pause = (pause * 2).min(MAX_PAUSE);
+                    attempt += 1;
                 }
             }
         }
-        let _ = myself.send_message(SupervisorMsg::MailboxRead(id));
+        let ended_here = fence.is_current();
+        let ended = ReadEnded {
+            id: task_id,
+            covered,
+            fence,
+            ended_here,
+        };
+        let _ = myself.send_message(SupervisorMsg::MailboxRead(Box::new(ended)));
     });
+    state.mailbox_reads.insert(
+        id,
+        Reading {
+            again: false,
+            task: task.abort_handle(),
+        },
+    );
 }

@@ -45,7 +45,7 @@ pub enum SupervisorMsg {
     /// These conversations are quarantined in the store.
     Quarantined(Vec<String>),
     /// A Gmail mailbox's read (see `mailbox.rs`) has ended.
-    MailboxRead(Arc<str>),
+    MailboxRead(Box<mailbox::ReadEnded>),
     /// A conversation's actor (numbered `actor`) has ended.
     Exited {
         actor: u64,
@@ -68,7 +68,7 @@ pub struct SupervisorState {
     by_actor: HashMap<u64, Arc<str>>,
     alive: Arc<Alive>,
     /// Gmail mailboxes being read now.
-    mailbox_reads: std::collections::HashSet<Arc<str>>,
+    mailbox_reads: HashMap<Arc<str>, mailbox::Reading>,
 }
 
 pub struct ConversationSupervisor;
@@ -106,6 +106,10 @@ impl Actor for ConversationSupervisor {
                 actor.stop();
             }
         }
+        // A mailbox read left unfinished is done again at the next start.
+        for reading in state.mailbox_reads.values() {
+            reading.task.abort();
+        }
         if !state.alive.wait_none(Duration::from_secs(5)).await {
             // What they were doing is not finished: its events are not
             // committed and are handled again at the next start.
@@ -141,7 +145,7 @@ impl Actor for ConversationSupervisor {
                 let _ = reply.send((inflight, state.by_actor.len()));
             }
             SupervisorMsg::Exited { actor, exit } => exited(&myself, state, actor, exit).await,
-            SupervisorMsg::MailboxRead(id) => mailbox::read_done(&myself, state, id),
+            SupervisorMsg::MailboxRead(ended) => mailbox::read_done(&myself, state, *ended),
         }
         Ok(())
     }

@@ -48,8 +48,13 @@ async fn checks(mailboxes: Arc<Mailboxes>) {
             if let Err(e) = mailboxes.bus.publish(std::slice::from_ref(&check)).await {
                 tracing::debug!(integration = %config.id, error = %e, "Mailbox check not queued; next time");
             }
-            if let Some(topic) = config.push_topic.as_deref().filter(|t| !t.is_empty()) {
-                renew_watch(&mailboxes, &config, topic).await;
+            if config.push_topic.as_deref().is_some_and(|t| !t.is_empty()) {
+                // Beside the checks: a slow watch call holds up no mailbox.
+                let mailboxes = mailboxes.clone();
+                tokio::spawn(async move {
+                    let topic = config.push_topic.clone().unwrap_or_default();
+                    renew_watch(&mailboxes, &config, &topic).await;
+                });
             }
         }
     }

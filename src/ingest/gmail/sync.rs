@@ -34,15 +34,18 @@ use crate::store::{RecordKind, Store};
 use crate::telemetry::{self, Label};
 
 /// Where a mailbox has been read up to.
-#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct Cursor {
     pub history_id: u64,
+    /// The mailbox it is of (an integration may be pointed at another).
+    #[serde(default)]
+    pub account: String,
     /// When the mailbox was last read (ms): where a resync starts.
     pub read_at_ms: u64,
 }
 
 /// Why a message was not answered (the `kind` of
-/// `switchboard_items_skipped_total{channel="gmail"}`).
+/// `switchboard_webhook_items_skipped_total{channel="gmail"}`).
 #[derive(Clone, Copy)]
 struct Skip(&'static str);
 
@@ -68,8 +71,16 @@ pub struct Mailboxes {
     failures: Mutex<HashMap<String, u32>>,
 }
 
-/// Reads of one message that may fail before it is left out.
-const MESSAGE_ATTEMPTS: u32 = 5;
+/// Reads of one message that may fail by its own fault before it is left
+/// out.
+const MESSAGE_ATTEMPTS: u32 = 3;
+
+/// How an answer Gmail sent that cannot be read starts (see `api.rs`).
+const UNREADABLE: &str = "unreadable answer";
+
+/// The longest text of an email put on the bus (a whole email thread
+/// quoted in HTML can be megabytes; the bus takes about 1 MB).
+const MAX_TEXT_CHARS: usize = 20_000;
 
 impl Mailboxes {
     pub fn new(
@@ -114,9 +125,15 @@ impl Mailboxes {
             .and_then(|(_, v)| serde_json::from_slice(&v).ok()))
     }
 
-    async fn save_cursor(&self, integration: &str, history_id: u64) -> Result<(), GmailError> {
+    async fn save_cursor(
+        &self,
+        integration: &str,
+        account: &str,
+        history_id: u64,
+    ) -> Result<(), GmailError> {
         let cursor = Cursor {
             history_id,
+            account: account.to_ascii_lowercase(),
             read_at_ms: now_ms(),
         };
         let bytes = serde_json::to_vec(&cursor).unwrap_or_default();
@@ -128,6 +145,8 @@ impl Mailboxes {
 
     async fn read(&self, config: &IntegrationConfig, fence: &Fence) -> Result<(), GmailError> {
         let cursor = self.cursor(&config.id).await.map_err(GmailError::Server)?;
+        let account = config.account_id.to_ascii_lowercase();
+        let cursor = cursor.filter(|c| c.account.is_empty() || c.account == account);
         let Some(c) = cursor.filter(|c| c.history_id > 0) else {
             // Never read: the last minutes of mail, bounded like a resync.
             return self.resync(config, None, fence).await;
@@ -160,7 +179,8 @@ impl Mailboxes {
                 None => p.history_id.max(p.last_record),
             };
             if reached > cursor {
-                self.save_cursor(&config.id, reached).await?;
+                self.save_cursor(&config.id, &config.account_id, reached)
+                    .await?;
                 cursor = reached;
             }
             match p.next_page {
@@ -180,11 +200,10 @@ impl Mailboxes {
         cursor: Option<Cursor>,
         fence: &Fence,
     ) -> Result<(), GmailError> {
-        let current = match self.api.current_history(config, fence).await {
-            Ok(h) => h,
-            Err(e) if e.retryable() || matches!(e, GmailError::Expired(_)) => return Err(e),
-            Err(_) => 0,
-        };
+        // Only this id is safe to move the cursor to: a message read below
+        // may carry a later history id (changed since it came) than mail
+        // that arrives while this runs.
+        let current = self.api.current_history(config, fence).await?;
         let now = now_ms();
         // Never further back than the conversations remember ids: what
         // is read again must be recognised.
@@ -194,6 +213,7 @@ impl Mailboxes {
         // mailbox never read goes back a quarter of an hour only (its older
         // mail is not the engine's to answer).
         let from = cursor
+            .as_ref()
             .map_or(now.saturating_sub(900_000), |c| {
                 c.read_at_ms.saturating_sub(3_600_000)
             })
@@ -211,30 +231,29 @@ impl Mailboxes {
         }
         // Oldest first, as they came.
         ids.reverse();
-        let newest = self.take(config, &ids, fence).await?;
-        let cursor = current.max(newest);
-        if cursor > 0 {
-            self.save_cursor(&config.id, cursor).await?;
+        self.take(config, &ids, fence).await?;
+        if current > 0 {
+            self.save_cursor(&config.id, &config.account_id, current)
+                .await?;
         }
         Ok(())
     }
 
     /// Fetches `ids` and puts the customer emails and the mailbox's own
-    /// sent mail on the bus; returns the newest history id among them. A
-    /// message that keeps failing is left out after a few reads (counted),
+    /// sent mail on the bus. A message that Gmail answers for with
+    /// something unreadable or a refusal of that message (not throttling,
+    /// an outage or the token) a few reads running is left out (counted),
     /// so one message cannot hold up the mailbox.
     async fn take(
         &self,
         config: &IntegrationConfig,
         ids: &[String],
         fence: &Fence,
-    ) -> Result<u64, GmailError> {
+    ) -> Result<(), GmailError> {
         let mut events = Vec::new();
-        let mut newest = 0;
         for id in ids {
             let read = match self.api.message(config, id, fence).await {
                 Ok(Some(message)) => {
-                    newest = newest.max(message.history_id);
                     let email = Email::read(&message);
                     self.event(config, &email, fence).await
                 }
@@ -266,19 +285,26 @@ impl Mailboxes {
                 telemetry::event_accepted(e.channel, &e.kind);
             }
         }
-        Ok(newest)
+        Ok(())
     }
 
-    /// Counts a failed read of message `id`: whether to give up on it
-    /// (never for a lost token or ownership, which are not the message's).
+    /// Counts a failed read of message `id` when the failure is the
+    /// message's own (an answer that cannot be read, a 400 or 404 for it):
+    /// whether to give up on it. Throttling, outages, the token and the
+    /// ownership are never the message's: the read is tried again.
     fn keeps_failing(&self, id: &str, e: &GmailError) -> bool {
-        if matches!(e, GmailError::Expired(_) | GmailError::Fenced) {
+        let own = match e {
+            GmailError::Server(m) => m.starts_with(UNREADABLE),
+            GmailError::Rejected(m) => m.starts_with("400") || m.starts_with("404"),
+            _ => false,
+        };
+        if !own {
             return false;
         }
         let mut failures = crate::sync::lock(&self.failures);
         let n = failures.entry(id.to_string()).or_insert(0);
         *n += 1;
-        if *n >= MESSAGE_ATTEMPTS || !e.retryable() {
+        if *n >= MESSAGE_ATTEMPTS {
             failures.remove(id);
             return true;
         }
@@ -307,7 +333,7 @@ impl Mailboxes {
                 let attachments = self.keep_files(config, email, fence).await?;
                 let kind = EventKind::Message {
                     mid: email.id.clone(),
-                    text: Some(email.text.clone()).filter(|t| !t.trim().is_empty()),
+                    text: Some(capped(&email.text)).filter(|t| !t.trim().is_empty()),
                     attachments,
                     quick_reply: None,
                 };
@@ -321,7 +347,7 @@ impl Mailboxes {
                 };
                 let kind = EventKind::Echo {
                     mid: email.id.clone(),
-                    text: Some(email.text.clone()).filter(|t| !t.trim().is_empty()),
+                    text: Some(capped(&email.text)).filter(|t| !t.trim().is_empty()),
                     app_id: None,
                     own_app: part.is_some(),
                     metadata: part,
@@ -412,6 +438,14 @@ impl Mailboxes {
             listed.push(a);
         }
         Ok(listed)
+    }
+}
+
+/// `text`, at most [`MAX_TEXT_CHARS`] characters.
+fn capped(text: &str) -> String {
+    match text.char_indices().nth(MAX_TEXT_CHARS) {
+        Some((at, _)) => format!("{}…", &text[..at]),
+        None => text.to_string(),
     }
 }
 

@@ -262,10 +262,16 @@ async fn message(
         .map(|(_, v)| v.as_str())
         .collect();
     let boxes = lock(&s.mailboxes);
-    match boxes
-        .get(&mailbox)
-        .and_then(|b| b.messages.iter().find(|m| m.id == id))
-    {
+    let Some(b) = boxes.get(&mailbox) else {
+        return error(StatusCode::NOT_FOUND, "Requested entity was not found.");
+    };
+    let garbled = |m: &Message| {
+        m.headers
+            .iter()
+            .any(|(k, v)| k == "Subject" && b.faults.garbled_subjects.contains(v))
+    };
+    match b.messages.iter().find(|m| m.id == id) {
+        Some(m) if garbled(m) => (StatusCode::OK, "{\"id\": \"garbled").into_response(),
         Some(m) => Json(render(m, format, &wanted)).into_response(),
         None => error(StatusCode::NOT_FOUND, "Requested entity was not found."),
     }

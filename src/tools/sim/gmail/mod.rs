@@ -82,6 +82,9 @@ pub struct GmailFaults {
     /// A send is kept, and answered this late (after the caller gave up).
     #[serde(default)]
     pub late_send_ms: u64,
+    /// Messages (by subject) answered with a body that is not JSON.
+    #[serde(default)]
+    pub garbled_subjects: Vec<String>,
 }
 
 #[derive(Debug, Clone)]
