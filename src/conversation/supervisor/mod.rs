@@ -283,10 +283,13 @@ fn finished(state: &mut SupervisorState, id: &Arc<str>, pos: Position) {
             // Most conversations are idle: do not keep room for events.
             entry.inflight = VecDeque::new();
         }
-        if entry.inflight.len() < before {
+        let removed = before - entry.inflight.len();
+        if removed > 0 {
             entry.failures = 0;
             entry.outside_failures = 0;
-            state.args.inflight.add_permits(1);
+            // Each delivery held a permit (a stale one of an earlier
+            // ownership may share the position with its redelivery).
+            state.args.inflight.add_permits(removed);
             state.args.ctx.bus.finished(pos);
         }
     }
@@ -333,20 +336,24 @@ fn revoked(state: &mut SupervisorState, partitions: &[u32]) {
     let mut stopped = 0;
     for entry in state.entries.values_mut() {
         let on_revoked = entry.partition.is_some_and(|p| partitions.contains(&p));
-        // Already handed back to this instance (a new epoch): keep it.
-        if !on_revoked || entry.fence.is_current() {
+        if !on_revoked {
             continue;
         }
-        // Its next owner knows of a quarantine from the store.
-        entry.quarantined = false;
         // Unfinished events of a revoked partition are redelivered to its
-        // new owner; they are not handled here any more.
+        // new owner; they are not handled here any more (even when the
+        // partition is already back here: its events come again).
         let before = entry.inflight.len();
         entry.inflight.retain(|(d, _)| d.fence.is_current());
         state
             .args
             .inflight
             .add_permits(before - entry.inflight.len());
+        // Already handed back to this instance (a new epoch): keep it.
+        if entry.fence.is_current() {
+            continue;
+        }
+        // Its next owner knows of a quarantine from the store.
+        entry.quarantined = false;
         match &entry.actor {
             Some(actor) if !entry.stopping => {
                 entry.stopping = true;
