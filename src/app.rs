@@ -267,7 +267,8 @@ pub async fn start_with_store(
     let app = ingest::limit(
         ingest::router(ingress, config.server.max_body_bytes)
             .nest("/api/v1", admin::router(ctx.clone()))
-            .merge(crate::connect::router(ctx.clone())),
+            .merge(crate::connect::router(ctx.clone()))
+            .merge(ingest::web::router(ctx.clone())),
         ingest::ListenerLimits::from_config(&config),
         ctx.refusals.clone(),
     );

@@ -156,6 +156,7 @@ pub async fn update(
         ("access_token", &current.access_token),
         ("oauth_client_secret", &current.oauth_client_secret),
         ("refresh_token", &current.refresh_token),
+        ("identity_secret", &current.identity_secret),
     ] {
         fields.insert(name.into(), json!(secret.expose()));
     }

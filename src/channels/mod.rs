@@ -12,6 +12,7 @@ pub mod messenger;
 pub mod meta_error;
 pub mod platform;
 pub mod retry;
+pub mod web;
 pub mod webhook;
 pub mod whatsapp;
 
@@ -49,6 +50,8 @@ pub struct Outbound {
     pacers: Arc<Mutex<HashMap<String, Pacer>>>,
     /// Gmail mailboxes' API (paced by their quota itself).
     gmail: Option<Arc<gmail::api::GmailApi>>,
+    /// The web chat sockets open on this instance.
+    pub web: Arc<web::hub::WebHub>,
 }
 
 /// An account's send rate and its limiter.
@@ -68,6 +71,7 @@ impl Outbound {
             graph: Arc::new(graph),
             pacers: Arc::new(Mutex::new(HashMap::new())),
             gmail: None,
+            web: Arc::default(),
         }
     }
 
@@ -148,7 +152,10 @@ impl Outbound {
             template,
             choices: &part.choices,
         };
-        let body = platform.message_body(customer, &outbound, tag);
+        let mut body = platform.message_body(customer, &outbound, tag);
+        if integration.channel == ChannelKind::Web {
+            return Ok(self.web_message(integration, customer, part, &mut body));
+        }
         if integration.channel == ChannelKind::Gmail {
             let Some(api) = &self.gmail else {
                 return Err(SendError::unsupported(integration.channel));
@@ -167,6 +174,28 @@ impl Outbound {
             .await
     }
 
+    /// A reply frame to the visitor's sockets here (those elsewhere read it
+    /// from the store): sent, whether or not a socket is open now.
+    fn web_message(
+        &self,
+        integration: &IntegrationConfig,
+        customer: &str,
+        part: &OutboxItem,
+        frame: &mut serde_json::Value,
+    ) -> Sent {
+        frame["seq"] = serde_json::json!(part.seq);
+        frame["author"] = serde_json::json!(match part.author {
+            crate::store::Author::Ai => "ai",
+            _ => "agent",
+        });
+        frame["time"] = serde_json::json!(crate::clock::now_ms());
+        let conversation = crate::event::ConversationId::new(&integration.id, customer);
+        self.web.deliver(&conversation, frame);
+        Sent {
+            message_id: format!("web.{}", part.seq),
+        }
+    }
+
     /// Shows the typing indicator to the customer (WhatsApp names the
     /// customer's last message, `last_mid`, and marks it read).
     pub async fn typing_on(
@@ -179,6 +208,11 @@ impl Outbound {
         let Some(body) = body else {
             return Err(SendError::unsupported(integration.channel));
         };
+        if integration.channel == ChannelKind::Web {
+            let conversation = crate::event::ConversationId::new(&integration.id, customer);
+            self.web.deliver(&conversation, &body);
+            return Ok(());
+        }
         self.paced(integration).await;
         self.graph.indicate(integration, &body).await
     }

@@ -114,7 +114,7 @@ pub fn platform(channel: ChannelKind) -> Option<&'static dyn Platform> {
         ChannelKind::Instagram => Some(&super::instagram::INSTAGRAM),
         ChannelKind::Whatsapp => Some(&super::whatsapp::WHATSAPP),
         ChannelKind::Gmail => Some(&super::gmail::GMAIL),
-        ChannelKind::Web => None,
+        ChannelKind::Web => Some(&super::web::WEB),
     }
 }
 

@@ -152,6 +152,7 @@ fn apply_array_overrides(config: &mut Config, env: &[(String, String)]) {
             ("ACCESS_TOKEN", &mut integration.access_token),
             ("OAUTH_CLIENT_SECRET", &mut integration.oauth_client_secret),
             ("REFRESH_TOKEN", &mut integration.refresh_token),
+            ("IDENTITY_SECRET", &mut integration.identity_secret),
         ] {
             if let Some(v) = lookup(env, &format!("{base}{name}")) {
                 *secret = Secret::new(v);

@@ -319,6 +319,8 @@ pub struct IntegrationConfig {
     /// channels only.
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub app: String,
+    /// The Page, IG account, WhatsApp number or mailbox (web chat: none).
+    #[serde(default)]
     pub account_id: String,
     /// Meta channels: the Page / Instagram / WhatsApp access token.
     #[serde(default)]
@@ -400,6 +402,24 @@ pub struct IntegrationConfig {
     /// on pushes it gets and on `google.poll_interval`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub push_topic: Option<String>,
+    /// Web chat: the origins (`https://shop.example`) whose pages may
+    /// embed the widget and open its socket.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub allowed_origins: Vec<String>,
+    /// Web chat: the key of `user_hash` = HMAC-SHA256(key, user id), for
+    /// visitors the site has signed in.
+    #[serde(default, skip_serializing_if = "Secret::is_empty")]
+    pub identity_secret: Secret,
+    /// Web chat: the widget's title, colour (`#rrggbb`), greeting and side
+    /// (`right` or `left`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub widget_title: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub widget_color: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub widget_greeting: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub widget_position: Option<String>,
 }
 
 fn yes() -> bool {

@@ -12,7 +12,7 @@ mod durability;
 mod integration;
 
 use durability::durability;
-use integration::{connect, gmail_keys, google, integration_texts, integration_timing};
+use integration::{connect, gmail_keys, google, integration_texts, integration_timing, web_keys};
 
 use super::{AssistantConfig, AssistantKind, BusKind, ChannelKind, Config, OnFailure, StoreKind};
 
@@ -442,7 +442,7 @@ fn integrations(
         if crate::channels::platform::platform(g.channel).is_none() {
             e.add(
                 key("channel"),
-                "only \"messenger\", \"instagram\", \"whatsapp\" and \"gmail\" are supported by this build",
+                "only \"messenger\", \"instagram\", \"whatsapp\", \"gmail\" and \"web\" are supported by this build",
             );
         }
         if g.send_rate_per_second.is_some_and(|r| r == 0 || r > 10_000) {
@@ -451,7 +451,9 @@ fn integrations(
         if g.whatsapp_template.is_some() && g.channel != ChannelKind::Whatsapp {
             e.add(key("whatsapp_template"), "is a WhatsApp setting");
         }
-        if g.account_id.trim().is_empty() {
+        if g.channel == ChannelKind::Web {
+            // No account: the widget's socket names the integration.
+        } else if g.account_id.trim().is_empty() {
             e.add(key("account_id"), "must not be empty");
         } else if !accounts.insert((g.app.clone(), g.account_id.clone())) {
             e.add(
@@ -463,6 +465,7 @@ fn integrations(
             e.add(key("access_token"), "must not be empty");
         }
         gmail_keys(g, &key, e);
+        web_keys(g, &key, e);
         let limit = crate::channels::platform::text_limit(g.channel);
         if g.max_message_length.is_some_and(|l| l == 0 || l > limit) {
             e.add(

@@ -8,6 +8,7 @@
 pub mod gmail;
 mod health;
 mod meta;
+pub mod web;
 
 use std::collections::HashMap;
 use std::sync::Arc;

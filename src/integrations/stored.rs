@@ -23,6 +23,7 @@ fn secrets(c: &IntegrationConfig) -> Vec<(&'static str, &Secret)> {
         ("access_token", &c.access_token),
         ("oauth_client_secret", &c.oauth_client_secret),
         ("refresh_token", &c.refresh_token),
+        ("identity_secret", &c.identity_secret),
     ]
 }
 

@@ -27,4 +27,5 @@ mod support;
 mod takeover;
 mod tenants;
 mod under_load;
+mod web;
 mod webhooks;

@@ -210,3 +210,41 @@ pub(super) fn google(c: &Config, e: &mut Errors) {
         e.add("google.resync_max", "must be at least 1");
     }
 }
+
+/// A web chat integration's origins and widget settings.
+pub(super) fn web_keys(g: &IntegrationConfig, key: &impl Fn(&str) -> String, e: &mut Errors) {
+    if g.channel != ChannelKind::Web {
+        if !g.allowed_origins.is_empty() {
+            e.add(key("allowed_origins"), "is a web chat setting");
+        }
+        return;
+    }
+    if g.allowed_origins.is_empty() {
+        e.add(
+            key("allowed_origins"),
+            "must list the origins (like \"https://shop.example\") whose pages may embed the widget",
+        );
+    }
+    for o in &g.allowed_origins {
+        let ok = reqwest::Url::parse(o).is_ok_and(|u| {
+            matches!(u.scheme(), "http" | "https") && u.host().is_some() && u.path() == "/"
+        }) && !o.ends_with('/');
+        if !ok {
+            e.add(
+                key("allowed_origins"),
+                &format!("{o:?} is not an origin like \"https://shop.example\" (scheme, host, optional port; no path)"),
+            );
+        }
+    }
+    if g.widget_color.as_deref().is_some_and(|c| {
+        !(c.len() == 7 && c.starts_with('#') && c[1..].bytes().all(|b| b.is_ascii_hexdigit()))
+    }) {
+        e.add(key("widget_color"), "must be a colour like \"#1a73e8\"");
+    }
+    if g.widget_position
+        .as_deref()
+        .is_some_and(|p| p != "right" && p != "left")
+    {
+        e.add(key("widget_position"), "must be \"right\" or \"left\"");
+    }
+}

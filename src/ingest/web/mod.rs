@@ -1,0 +1,370 @@
+//! Website chat's routes: `GET /web/widget.js` (the widget, embedded in
+//! the binary) and `GET /web/{integration}/ws` (its WebSocket). A socket
+//! is accepted only from a page of one of the integration's
+//! `allowed_origins`; its first frame says who the visitor is
+//! (`channels::web::identity`); each message the visitor sends is put on
+//! the bus as an event of their conversation and acknowledged only then,
+//! and a message sent again with the same `client_id` (after a reconnect)
+//! is recognised by the conversation like a redelivered Meta message.
+//! Replies come from the hub (this instance) or from the store (lines the
+//! socket has not shown yet, checked every few seconds: the conversation
+//! may be handled by another instance).
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::ws::{Message as WsMessage, WebSocket, WebSocketUpgrade};
+use axum::extract::{Path, State};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::Router;
+use serde_json::{json, Value};
+
+use crate::channels::web::frames::{self, ClientFrame};
+use crate::channels::web::identity;
+use crate::clock::now_ms;
+use crate::config::{ChannelKind, IntegrationConfig};
+use crate::conversation::EngineContext;
+use crate::event::{ConversationId, EventKind, InboundEvent};
+use crate::telemetry::{self, WebhookOutcome};
+
+/// The widget's script.
+const WIDGET_JS: &str = include_str!("widget.js");
+
+/// Sockets open on this instance, at most.
+const MAX_SOCKETS: usize = 10_000;
+/// The first frame must come within this.
+const HELLO_WITHIN: Duration = Duration::from_secs(10);
+/// A socket with no frame from its widget for this long is closed.
+const IDLE: Duration = Duration::from_secs(600);
+/// How often a socket looks in the store for lines it has not shown.
+const CATCH_UP_EVERY: Duration = Duration::from_secs(3);
+/// The longest text a visitor may send, in characters.
+const MAX_TEXT: usize = 2000;
+/// Messages a socket may send per 10 seconds.
+const BURST: u32 = 10;
+/// Lines of history a widget is sent at most.
+const HISTORY: usize = 200;
+
+static OPEN: AtomicUsize = AtomicUsize::new(0);
+
+pub fn router(ctx: Arc<EngineContext>) -> Router {
+    Router::new()
+        .route("/web/widget.js", get(widget))
+        .route("/web/{integration}/ws", get(socket))
+        .with_state(ctx)
+}
+
+async fn widget() -> Response {
+    (
+        [
+            (
+                header::CONTENT_TYPE,
+                "application/javascript; charset=utf-8",
+            ),
+            (header::CACHE_CONTROL, "public, max-age=300"),
+        ],
+        WIDGET_JS,
+    )
+        .into_response()
+}
+
+fn refuse(status: StatusCode, outcome: WebhookOutcome, why: &'static str) -> Response {
+    telemetry::webhook_request("web", outcome);
+    (status, why).into_response()
+}
+
+async fn socket(
+    State(ctx): State<Arc<EngineContext>>,
+    Path(integration): Path<String>,
+    headers: HeaderMap,
+    upgrade: WebSocketUpgrade,
+) -> Response {
+    let Some(config) = ctx
+        .integrations
+        .get(&integration)
+        .filter(|c| c.channel == ChannelKind::Web)
+    else {
+        return refuse(
+            StatusCode::NOT_FOUND,
+            WebhookOutcome::UnknownAccount,
+            "no web chat with this id",
+        );
+    };
+    let origin = headers
+        .get(header::ORIGIN)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default();
+    if !config.allowed_origins.iter().any(|o| o == origin) {
+        return refuse(
+            StatusCode::FORBIDDEN,
+            WebhookOutcome::Unauthorized,
+            "origin not allowed",
+        );
+    }
+    if OPEN.fetch_add(1, Ordering::AcqRel) >= MAX_SOCKETS {
+        OPEN.fetch_sub(1, Ordering::AcqRel);
+        telemetry::webhook_request("web", WebhookOutcome::Overloaded);
+        return super::overloaded();
+    }
+    telemetry::webhook_request("web", WebhookOutcome::Accepted);
+    upgrade
+        .max_message_size(16 * 1024)
+        .on_upgrade(move |ws| async move {
+            session(ctx, config, ws).await;
+            OPEN.fetch_sub(1, Ordering::AcqRel);
+        })
+}
+
+async fn send(ws: &mut WebSocket, frame: &Value) -> bool {
+    ws.send(WsMessage::Text(frame.to_string().into()))
+        .await
+        .is_ok()
+}
+
+/// Who the first frame says the visitor is: (visitor id to keep, customer
+/// id, newest line shown), or the reason to close.
+fn identify(config: &IntegrationConfig, first: &str) -> Result<(String, String, u64), String> {
+    let Ok(ClientFrame::Hello {
+        visitor,
+        user_id,
+        user_hash,
+        last_seq,
+    }) = serde_json::from_str::<ClientFrame>(first)
+    else {
+        return Err("the first frame must be a hello".into());
+    };
+    if let (Some(user), Some(hash)) = (&user_id, &user_hash) {
+        let customer = identity::user_customer(config.identity_secret.expose(), user, hash)
+            .map_err(|e| e.to_string())?;
+        return Ok((String::new(), customer, last_seq));
+    }
+    let visitor = visitor
+        .filter(|v| identity::valid_visitor(v))
+        .unwrap_or_else(identity::new_visitor);
+    let customer = identity::visitor_customer(&config.id, &visitor).map_err(|e| e.to_string())?;
+    Ok((visitor, customer, last_seq))
+}
+
+async fn session(ctx: Arc<EngineContext>, config: Arc<IntegrationConfig>, mut ws: WebSocket) {
+    let first = match tokio::time::timeout(HELLO_WITHIN, ws.recv()).await {
+        Ok(Some(Ok(WsMessage::Text(t)))) => t.to_string(),
+        _ => return,
+    };
+    let (visitor, customer, shown) = match identify(&config, &first) {
+        Ok(who) => who,
+        Err(reason) => {
+            let _ = send(&mut ws, &json!({"type": "error", "reason": reason})).await;
+            return;
+        }
+    };
+    let conversation = ConversationId::new(&config.id, &customer);
+    let (socket_id, mut replies) = ctx.outbound.web.register(&conversation);
+    let history = lines_after(&ctx, &conversation, shown).await;
+    let mut sent = Shown::new(shown);
+    for line in &history {
+        sent.add(line["seq"].as_u64());
+    }
+    let welcome = json!({
+        "type": "welcome",
+        "visitor": visitor,
+        "conversation": conversation.as_str(),
+        "title": config.widget_title,
+        "color": config.widget_color,
+        "greeting": config.widget_greeting,
+        "position": config.widget_position,
+        "history": history,
+    });
+    if send(&mut ws, &welcome).await {
+        converse(
+            &ctx,
+            &config,
+            &conversation,
+            &customer,
+            &mut ws,
+            &mut replies,
+            sent,
+        )
+        .await;
+    }
+    ctx.outbound.web.unregister(&conversation, socket_id);
+}
+
+async fn converse(
+    ctx: &Arc<EngineContext>,
+    config: &IntegrationConfig,
+    conversation: &ConversationId,
+    customer: &str,
+    ws: &mut WebSocket,
+    replies: &mut tokio::sync::mpsc::Receiver<Value>,
+    mut shown: Shown,
+) {
+    let mut catch_up = tokio::time::interval(CATCH_UP_EVERY);
+    let mut window = (tokio::time::Instant::now(), 0u32);
+    loop {
+        tokio::select! {
+            incoming = tokio::time::timeout(IDLE, ws.recv()) => {
+                let text = match incoming {
+                    Ok(Some(Ok(WsMessage::Text(t)))) => t.to_string(),
+                    Ok(Some(Ok(WsMessage::Ping(_) | WsMessage::Pong(_)))) => continue,
+                    // Closed, broken, binary or idle.
+                    _ => return,
+                };
+                if window.0.elapsed() > Duration::from_secs(10) {
+                    window = (tokio::time::Instant::now(), 0);
+                }
+                let answer = match serde_json::from_str::<ClientFrame>(&text) {
+                    Ok(ClientFrame::Message { client_id, text }) => {
+                        window.1 += 1;
+                        if window.1 > BURST {
+                            json!({"type": "error", "client_id": client_id, "retry": true,
+                                   "reason": "too many messages; wait a few seconds"})
+                        } else {
+                            take(ctx, config, conversation, customer, &client_id, &text).await
+                        }
+                    }
+                    Ok(ClientFrame::Read { .. }) => {
+                        let event = event(config, conversation, customer, EventKind::Read { watermark: now_ms() });
+                        let _ = ctx.bus.publish(std::slice::from_ref(&event)).await;
+                        continue;
+                    }
+                    Ok(ClientFrame::Ping) => json!({"type": "pong"}),
+                    Ok(ClientFrame::Hello { .. }) => json!({"type": "error", "reason": "already said hello"}),
+                    Err(e) => json!({"type": "error", "reason": format!("not a frame this socket takes: {e}")}),
+                };
+                if !send(ws, &answer).await {
+                    return;
+                }
+            }
+            Some(frame) = replies.recv() => {
+                // A reply shown already (from the store) is not shown twice.
+                if !shown.add(frame["seq"].as_u64()) {
+                    continue;
+                }
+                if !send(ws, &frame).await {
+                    return;
+                }
+            }
+            _ = catch_up.tick() => {
+                for line in lines_after(ctx, conversation, shown.floor).await {
+                    if shown.add(line["seq"].as_u64()) && !send(ws, &line).await {
+                        return;
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Puts a visitor's message on the bus: its acknowledgement, or why not.
+async fn take(
+    ctx: &EngineContext,
+    config: &IntegrationConfig,
+    conversation: &ConversationId,
+    customer: &str,
+    client_id: &str,
+    text: &str,
+) -> Value {
+    if !frames::valid_client_id(client_id) {
+        return json!({"type": "error", "reason": "client_id must be 1-64 letters, digits, - or _"});
+    }
+    let text = text.trim();
+    if text.is_empty() || text.chars().count() > MAX_TEXT {
+        return json!({"type": "error", "client_id": client_id,
+                      "reason": format!("a message is 1 to {MAX_TEXT} characters")});
+    }
+    let backlog = ctx.bus.backlog();
+    let server = &ctx.config.server;
+    if backlog.events > server.max_backlog_events
+        || backlog.oldest_ms > server.max_backlog_age.as_millis() as u64
+    {
+        telemetry::webhook_request("web", WebhookOutcome::Overloaded);
+        return json!({"type": "error", "client_id": client_id, "retry": true, "reason": "busy; sending again"});
+    }
+    let kind = EventKind::Message {
+        mid: frames::mid_of(client_id),
+        text: Some(text.to_string()),
+        attachments: Vec::new(),
+        quick_reply: None,
+    };
+    let event = event(config, conversation, customer, kind);
+    match ctx.bus.publish(std::slice::from_ref(&event)).await {
+        Ok(()) => {
+            telemetry::event_accepted(event.channel, &event.kind);
+            json!({"type": "ack", "client_id": client_id})
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "Web chat message not taken: bus unavailable");
+            json!({"type": "error", "client_id": client_id, "retry": true, "reason": "temporarily unavailable; sending again"})
+        }
+    }
+}
+
+fn event(
+    config: &IntegrationConfig,
+    conversation: &ConversationId,
+    customer: &str,
+    kind: EventKind,
+) -> InboundEvent {
+    let now = now_ms();
+    InboundEvent {
+        conversation: conversation.clone(),
+        integration: config.id.clone(),
+        channel: ChannelKind::Web,
+        customer: customer.to_string(),
+        timestamp_ms: now,
+        received_at_ms: now,
+        customer_name: None,
+        kind,
+    }
+}
+
+/// The lines a socket has shown: every one up to `floor` (the widget had
+/// them), and these after it.
+struct Shown {
+    floor: u64,
+    seqs: std::collections::BTreeSet<u64>,
+}
+
+impl Shown {
+    fn new(floor: u64) -> Self {
+        Self {
+            floor,
+            seqs: Default::default(),
+        }
+    }
+
+    /// Marks `seq` shown; whether it was new. (Frames without a `seq`,
+    /// like typing, are always new.)
+    fn add(&mut self, seq: Option<u64>) -> bool {
+        let Some(seq) = seq else {
+            return true;
+        };
+        if seq <= self.floor || !self.seqs.insert(seq) {
+            return false;
+        }
+        // Bounded: the oldest become the floor.
+        while self.seqs.len() > 1000 {
+            if let Some(first) = self.seqs.pop_first() {
+                self.floor = first;
+            }
+        }
+        true
+    }
+}
+
+/// The conversation's lines after `seq` that the widget shows, oldest first.
+async fn lines_after(ctx: &EngineContext, conversation: &ConversationId, seq: u64) -> Vec<Value> {
+    let mut lines: Vec<Value> = match ctx.store.messages(conversation, HISTORY).await {
+        Ok(m) => m
+            .iter()
+            .filter(|m| m.seq > seq)
+            .filter_map(frames::line)
+            .collect(),
+        Err(_) => Vec::new(),
+    };
+    lines.sort_by_key(|l| l["seq"].as_u64());
+    lines
+}

@@ -1,0 +1,219 @@
+//! Website chat's socket protocol, without a browser: a visitor asks and
+//! is answered; a message sent again with the same client id after a
+//! reconnect is acknowledged and answered once; history and resume from a
+//! sequence; another visitor sees nothing of it; a bad user hash and a
+//! page from a disallowed origin are refused; a burst is slowed; a
+//! person's message reaches the socket at once.
+
+use std::time::Duration;
+
+use futures_util::{SinkExt, StreamExt};
+use serde_json::{json, Value};
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::Message;
+
+use crate::support::*;
+
+const ORIGIN: &str = "http://shop.test";
+const SECRET: &str = "web-identity-secret";
+
+const WEB: &str = r##"
+[[integrations]]
+id = "acme-web"
+tenant = "acme"
+channel = "web"
+assistant = "support"
+allowed_origins = ["http://shop.test"]
+identity_secret = "web-identity-secret"
+widget_title = "Acme help"
+widget_color = "#aa3300"
+"##;
+
+type Socket =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+async fn open(desk: &Desk, origin: &str) -> Result<Socket, u16> {
+    let url = format!("ws://{}/web/acme-web/ws", desk.engine.addr);
+    let mut request = url.into_client_request().unwrap();
+    request
+        .headers_mut()
+        .insert("origin", origin.parse().unwrap());
+    match tokio_tungstenite::connect_async(request).await {
+        Ok((ws, _)) => Ok(ws),
+        Err(tokio_tungstenite::tungstenite::Error::Http(r)) => Err(r.status().as_u16()),
+        Err(e) => panic!("{e}"),
+    }
+}
+
+async fn say(ws: &mut Socket, frame: Value) {
+    ws.send(Message::Text(frame.to_string().into()))
+        .await
+        .unwrap();
+}
+
+/// The next frame of `kind` (others skipped), within 10 s.
+async fn next(ws: &mut Socket, kind: &str) -> Value {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+        let msg = tokio::time::timeout(left, ws.next())
+            .await
+            .unwrap_or_else(|_| panic!("no {kind} frame"))
+            .unwrap()
+            .unwrap();
+        if let Message::Text(t) = msg {
+            let v: Value = serde_json::from_str(&t).unwrap();
+            if v["type"] == kind {
+                return v;
+            }
+        }
+    }
+}
+
+/// Frames of `kind` arriving within `wait`.
+async fn count(ws: &mut Socket, kind: &str, wait: Duration) -> usize {
+    let mut n = 0;
+    let deadline = tokio::time::Instant::now() + wait;
+    while let Ok(Some(Ok(msg))) = tokio::time::timeout_at(deadline, ws.next()).await {
+        if let Message::Text(t) = msg {
+            let v: Value = serde_json::from_str(&t).unwrap();
+            if v["type"] == kind {
+                n += 1;
+            }
+        }
+    }
+    n
+}
+
+async fn hello(ws: &mut Socket, visitor: Option<&str>, last_seq: u64) -> Value {
+    let mut h = json!({"type": "hello", "last_seq": last_seq});
+    if let Some(v) = visitor {
+        h["visitor"] = json!(v);
+    }
+    say(ws, h).await;
+    next(ws, "welcome").await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_visitor_asks_and_a_resend_after_a_reconnect_is_answered_once() {
+    let desk = Desk::start_with(0, "", WEB).await;
+    let mut ws = open(&desk, ORIGIN).await.unwrap();
+    let welcome = hello(&mut ws, None, 0).await;
+    assert_eq!(welcome["title"], "Acme help");
+    assert_eq!(welcome["color"], "#aa3300");
+    let visitor = welcome["visitor"].as_str().unwrap().to_string();
+    assert_eq!(visitor.len(), 32);
+    say(
+        &mut ws,
+        json!({"type": "message", "client_id": "c1", "text": "what are your hours?"}),
+    )
+    .await;
+    assert_eq!(next(&mut ws, "ack").await["client_id"], "c1");
+    let reply = next(&mut ws, "message").await;
+    assert_eq!(reply["text"], "We're open 9-5.");
+    assert_eq!(reply["author"], "ai");
+    let seq = reply["seq"].as_u64().unwrap();
+    // The socket is cut; the widget sends the message again on a new one.
+    drop(ws);
+    let mut ws = open(&desk, ORIGIN).await.unwrap();
+    let welcome = hello(&mut ws, Some(&visitor), seq).await;
+    assert!(
+        welcome["history"].as_array().unwrap().is_empty(),
+        "{welcome}"
+    );
+    say(
+        &mut ws,
+        json!({"type": "message", "client_id": "c1", "text": "what are your hours?"}),
+    )
+    .await;
+    assert_eq!(next(&mut ws, "ack").await["client_id"], "c1");
+    assert_eq!(
+        count(&mut ws, "message", Duration::from_secs(4)).await,
+        0,
+        "answered once"
+    );
+    // A new page load: the history, both lines, in order.
+    let mut ws = open(&desk, ORIGIN).await.unwrap();
+    let history = hello(&mut ws, Some(&visitor), 0).await["history"].clone();
+    let lines: Vec<(&str, &str)> = history
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| (l["author"].as_str().unwrap(), l["text"].as_str().unwrap()))
+        .collect();
+    assert_eq!(
+        lines,
+        [
+            ("visitor", "what are your hours?"),
+            ("ai", "We're open 9-5.")
+        ]
+    );
+    assert_eq!(history[0]["client_id"], "c1");
+    // Another visitor sees none of it.
+    let mut other = open(&desk, ORIGIN).await.unwrap();
+    let welcome = hello(&mut other, Some("0123456789abcdef0123456789abcdef"), 0).await;
+    assert!(welcome["history"].as_array().unwrap().is_empty());
+    assert_ne!(welcome["conversation"], history[0]["conversation"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pages_of_other_origins_and_bad_user_hashes_are_refused() {
+    let desk = Desk::start_with(0, "", WEB).await;
+    assert_eq!(open(&desk, "https://evil.example").await.err(), Some(403));
+    let mut ws = open(&desk, ORIGIN).await.unwrap();
+    say(
+        &mut ws,
+        json!({"type": "hello", "user_id": "u-42", "user_hash": "00ff"}),
+    )
+    .await;
+    let error = next(&mut ws, "error").await;
+    assert!(
+        error["reason"].as_str().unwrap().contains("user_hash"),
+        "{error}"
+    );
+    // The right hash: the user's own conversation, on any device.
+    let hash = switchboard::channels::web::identity::user_hash(SECRET, "u-42");
+    let mut ws = open(&desk, ORIGIN).await.unwrap();
+    say(
+        &mut ws,
+        json!({"type": "hello", "user_id": "u-42", "user_hash": hash}),
+    )
+    .await;
+    let welcome = next(&mut ws, "welcome").await;
+    assert_eq!(welcome["conversation"], "acme-web:u.u-42");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_burst_is_slowed_and_a_persons_message_arrives_at_once() {
+    let desk = Desk::start_with(0, "", WEB).await;
+    let mut ws = open(&desk, ORIGIN).await.unwrap();
+    let welcome = hello(&mut ws, None, 0).await;
+    let conversation = welcome["conversation"].as_str().unwrap().to_string();
+    for i in 0..11 {
+        say(
+            &mut ws,
+            json!({"type": "message", "client_id": format!("b{i}"), "text": "hello"}),
+        )
+        .await;
+    }
+    let error = next(&mut ws, "error").await;
+    assert_eq!(error["client_id"], "b10");
+    assert_eq!(error["retry"], true);
+    let id = conversation.replace(':', "%3A");
+    let (status, body) = desk
+        .post(
+            &format!("/conversations/{id}/messages"),
+            json!({"text": "Hi, I'm Sam from the team."}),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let m = next(&mut ws, "message").await;
+        if m["author"] == "agent" {
+            assert_eq!(m["text"], "Hi, I'm Sam from the team.");
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline);
+    }
+}
