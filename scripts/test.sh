@@ -39,6 +39,34 @@ if [ -z "${SWITCHBOARD_TEST_SMTP_PYTHON:-}" ]; then
   export SWITCHBOARD_TEST_SMTP_PYTHON="$SMTP_VENV/bin/python"
 fi
 
+# The web chat widget's browser test: Debian's Chromium (installed with
+# apt-get when missing and this runs as root) and playwright-core from npm
+# (into ~/.cache/switchboard/browser, once). Never a downloaded browser.
+if [ -z "${SWITCHBOARD_TEST_CHROMIUM:-}" ]; then
+  if ! command -v chromium >/dev/null 2>&1 && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    echo "Installing Debian's chromium (once)"
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null \
+      || { apt-get update -qq >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; } \
+      || echo "chromium could not be installed: the browser test will be skipped"
+  fi
+  if command -v chromium >/dev/null 2>&1; then
+    export SWITCHBOARD_TEST_CHROMIUM
+    SWITCHBOARD_TEST_CHROMIUM=$(command -v chromium)
+  fi
+fi
+if [ -z "${SWITCHBOARD_TEST_PLAYWRIGHT:-}" ] && command -v npm >/dev/null 2>&1; then
+  BROWSER_TOOLS=${SWITCHBOARD_TOOLS:-$HOME/.cache/switchboard}/browser
+  if [ ! -f "$BROWSER_TOOLS/node_modules/playwright-core/index.mjs" ]; then
+    echo "Installing playwright-core into $BROWSER_TOOLS (once; cached afterwards)"
+    mkdir -p "$BROWSER_TOOLS"
+    (cd "$BROWSER_TOOLS" && npm install --silent --no-audit --no-fund playwright-core@1 >/dev/null) \
+      || echo "playwright-core could not be installed: the browser test will be skipped"
+  fi
+  if [ -f "$BROWSER_TOOLS/node_modules/playwright-core/index.mjs" ]; then
+    export SWITCHBOARD_TEST_PLAYWRIGHT="$BROWSER_TOOLS/node_modules"
+  fi
+fi
+
 # The store conformance suite's real-ScyllaDB runs are #[ignore]d: they run
 # only when SCYLLA_URI names a ScyllaDB, and show as skipped otherwise.
 IGNORED=()

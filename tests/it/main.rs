@@ -5,6 +5,7 @@
 mod admin;
 mod alerts;
 mod assistant;
+mod browser;
 mod bus_conformance;
 mod channels;
 mod connect;

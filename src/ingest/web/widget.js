@@ -20,7 +20,9 @@
   // Messages sent and not yet acknowledged: sent again after a reconnect
   // with the same client id (the engine answers each once).
   var pending = JSON.parse(store.get("pending") || "[]");
-  var lastSeq = parseInt(store.get("seq") || "0", 10) || 0;
+  // The newest reply this page shows: a new page load asks for the whole
+  // history, a reconnect for what came after it.
+  var lastSeq = 0;
   var seen = {};
   var ws = null, backoff = 500, timer = null, open = false;
 
@@ -49,7 +51,7 @@
     'color:var(--c,#1a73e8);background:#fff;border-radius:14px;padding:4px 10px;cursor:pointer}' +
     '.status{font-size:11px;color:#5f6368;padding:0 12px}' +
     '</style>' +
-    '<div class="wrap"><button class="launch" type="button" aria-label="Open chat" aria-expanded="false">&#128172;</button>' +
+    '<div class="wrap"><button class="launch" type="button" aria-label="Open chat" aria-expanded="false"><svg width="26" height="26" viewBox="0 0 24 24" aria-hidden="true"><path fill="#fff" d="M4 3h16a2 2 0 0 1 2 2v10a2 2 0 0 1-2 2H8l-4 4V5a2 2 0 0 1 2-2z"/></svg></button>' +
     '<div class="panel" role="dialog" aria-label="Chat"><header><span class="title">Chat</span>' +
     '<button type="button" class="close" aria-label="Close chat">&times;</button></header>' +
     '<div class="log" role="log" aria-live="polite"></div><div class="typing" aria-live="polite"></div>' +
@@ -110,7 +112,7 @@
       });
       log.appendChild(box);
     }
-    if (frame.seq > lastSeq) { lastSeq = frame.seq; store.set("seq", String(lastSeq)); }
+    if (frame.seq > lastSeq) lastSeq = frame.seq;
     if (open) markRead();
   }
   function markRead() {
@@ -180,6 +182,9 @@
   // After a laptop wakes or the network comes back: reconnect at once.
   document.addEventListener("visibilitychange", function () { if (!document.hidden && open) { backoff = 500; connect(); } });
   window.addEventListener("online", function () { backoff = 500; connect(); });
+  // A socket from before the network went away is likely dead: closed, so
+  // what is typed meanwhile waits and goes once the network is back.
+  window.addEventListener("offline", function () { if (ws) ws.close(); });
   function mount() { document.body.appendChild(host); if (pending.length || store.get("visitor")) connect(); }
   if (document.body) mount(); else document.addEventListener("DOMContentLoaded", mount);
 })();
