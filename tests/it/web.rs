@@ -217,3 +217,23 @@ async fn a_burst_is_slowed_and_a_persons_message_arrives_at_once() {
         assert!(tokio::time::Instant::now() < deadline);
     }
 }
+
+#[test]
+fn the_shopify_extension_ships_the_same_widget() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let served = std::fs::read(root.join("src/ingest/web/widget.js")).unwrap();
+    let shipped = std::fs::read(
+        root.join("shopify/extensions/switchboard-chat/assets/switchboard-widget.js"),
+    )
+    .unwrap();
+    assert!(
+        served == shipped,
+        "copy src/ingest/web/widget.js to the extension's assets"
+    );
+    let block = std::fs::read_to_string(
+        root.join("shopify/extensions/switchboard-chat/blocks/chat-embed.liquid"),
+    )
+    .unwrap();
+    assert!(block.contains("'switchboard-widget.js' | asset_url"));
+    assert!(block.contains("\"target\": \"body\""));
+}

@@ -1,7 +1,8 @@
 /* switchboard web chat widget. Embed with
  *   <script src="https://ENGINE/web/widget.js" data-integration="ID" async></script>
  * Optional: data-user-id and data-user-hash (HMAC-SHA256 of the user id with
- * the integration's identity_secret, made by the site's server).
+ * the integration's identity_secret, made by the site's server), and
+ * data-engine="https://ENGINE" when this file is served from elsewhere.
  * Renders into an open shadow root; no framework, no external requests but
  * the engine's socket. */
 (function () {
@@ -9,7 +10,9 @@
   var script = document.currentScript;
   if (!script || !script.dataset.integration) return;
   var integration = script.dataset.integration;
-  var base = new URL(script.src, location.href);
+  // The engine: the script's own origin, or data-engine when the script is
+  // served from elsewhere (a Shopify theme's assets).
+  var base = new URL(script.dataset.engine || script.src, location.href);
   var wsUrl = (base.protocol === "https:" ? "wss://" : "ws://") + base.host +
     "/web/" + encodeURIComponent(integration) + "/ws";
   var key = "switchboard:" + integration + ":";
