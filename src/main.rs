@@ -265,6 +265,29 @@ async fn sim(args: SimArgs) -> ExitCode {
 
 async fn loadgen(options: LoadgenOptions) -> ExitCode {
     let json = options.json;
+    if options.web_visitors > 0 {
+        return match switchboard::tools::loadgen::web::run(&options).await {
+            Ok(report) => {
+                if json {
+                    println!(
+                        "{}",
+                        serde_json::to_string_pretty(&report).unwrap_or_default()
+                    );
+                } else {
+                    print!("{report}");
+                }
+                if report.exactly_once() {
+                    ExitCode::SUCCESS
+                } else {
+                    ExitCode::FAILURE
+                }
+            }
+            Err(e) => {
+                eprintln!("{e}");
+                ExitCode::FAILURE
+            }
+        };
+    }
     let harness = match Loadgen::bind(options).await {
         Ok(h) => h,
         Err(e) => {

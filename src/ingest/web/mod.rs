@@ -110,7 +110,11 @@ async fn socket(
         return super::overloaded();
     }
     telemetry::webhook_request("web", WebhookOutcome::Accepted);
+    // Small buffers: the frames are small, and the library's defaults
+    // (128 KiB each way) would be most of an open socket's memory.
     upgrade
+        .read_buffer_size(4 * 1024)
+        .write_buffer_size(4 * 1024)
         .max_message_size(16 * 1024)
         .on_upgrade(move |ws| async move {
             session(ctx, config, ws).await;

@@ -13,6 +13,7 @@ mod pacer;
 pub mod report;
 pub mod tracker;
 pub mod traffic;
+pub mod web;
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};

@@ -143,6 +143,23 @@ pub struct LoadgenOptions {
     /// No progress line.
     #[arg(long)]
     pub quiet: bool,
+    /// Website chat instead of webhooks: this many visitors, each on a
+    /// socket of its own, asking one question (see `--web-target`).
+    #[arg(long, default_value_t = 0)]
+    pub web_visitors: u64,
+    /// The web integration's socket.
+    #[arg(long, default_value = "ws://127.0.0.1:8080/web/load-web/ws")]
+    pub web_target: String,
+    /// The page origin the sockets say they come from.
+    #[arg(long, default_value = "http://loadgen.test")]
+    pub web_origin: String,
+    /// How long every socket stays open once all are answered.
+    #[arg(long, value_parser = humantime::parse_duration, default_value = "5s")]
+    pub web_hold: Duration,
+    /// The engine's process id: its memory is read before and with every
+    /// socket open (Linux).
+    #[arg(long)]
+    pub engine_pid: Option<u32>,
 }
 
 impl Default for LoadgenOptions {
@@ -188,6 +205,11 @@ impl Default for LoadgenOptions {
             seed: 1,
             json: false,
             quiet: false,
+            web_visitors: 0,
+            web_target: "ws://127.0.0.1:8080/web/load-web/ws".into(),
+            web_origin: "http://loadgen.test".into(),
+            web_hold: Duration::from_secs(5),
+            engine_pid: None,
         }
     }
 }
@@ -195,6 +217,9 @@ impl Default for LoadgenOptions {
 impl LoadgenOptions {
     pub(super) fn check(&self) -> Result<(), LoadgenError> {
         let bad = |m: &str| Err(LoadgenError::Options(m.to_string()));
+        if self.web_visitors > 0 {
+            return Ok(());
+        }
         if self.page.is_none()
             && self.instagram.is_none()
             && self.whatsapp.is_none()
