@@ -154,6 +154,10 @@ impl Outbound {
         };
         let mut body = platform.message_body(customer, &outbound, tag);
         if integration.channel == ChannelKind::Web {
+            // Not from an instance that no longer owns the conversation.
+            let Ok(_owned) = fence.enter() else {
+                return Err(SendError::fenced());
+            };
             return Ok(self.web_message(integration, customer, part, &mut body));
         }
         if integration.channel == ChannelKind::Gmail {
@@ -191,8 +195,9 @@ impl Outbound {
         frame["time"] = serde_json::json!(crate::clock::now_ms());
         let conversation = crate::event::ConversationId::new(&integration.id, customer);
         self.web.deliver(&conversation, frame);
+        // Apart from visitors' message ids (`web.{client_id}`).
         Sent {
-            message_id: format!("web.{}", part.seq),
+            message_id: format!("web-out.{}", part.seq),
         }
     }
 

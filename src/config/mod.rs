@@ -67,6 +67,9 @@ pub struct ServerConfig {
     /// ... or while the oldest has waited longer than this.
     #[serde(with = "humantime_serde")]
     pub max_backlog_age: Duration,
+    /// Web chat: sockets opened, and messages sent, per client IP address
+    /// and minute, at most (each).
+    pub web_per_ip_per_minute: u32,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -117,6 +117,9 @@ fn server(c: &Config, e: &mut Errors) {
     if c.server.max_concurrent_requests == 0 {
         e.add("server.max_concurrent_requests", "must be at least 1");
     }
+    if c.server.web_per_ip_per_minute == 0 {
+        e.add("server.web_per_ip_per_minute", "must be at least 1");
+    }
     if c.server.max_backlog_events == 0 {
         e.add("server.max_backlog_events", "must be at least 1");
     }

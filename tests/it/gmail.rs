@@ -9,7 +9,7 @@
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use serde_json::Value;
+use serde_json::{json, Value};
 use switchboard::tools::sim::gmail::oidc::{push_body, PushClaims};
 use switchboard::tools::sim::gmail::{GmailFaults, NewMail, SimFile};
 
@@ -173,12 +173,14 @@ async fn an_email_is_answered_in_its_thread_with_the_right_headers() {
     // The conversation is the thread with that address; the customer's
     // words without the quoted history.
     let conversation = format!("acme-mail:{thread}/ann@example.com");
-    let (status, body) = desk
-        .get(&format!(
-            "/conversations/{}",
-            conversation.replace('/', "%2F")
-        ))
-        .await;
+    // The reply goes out before the turn is written: wait for the record.
+    let path = format!("/conversations/{}", conversation.replace('/', "%2F"));
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    let (mut status, mut body) = desk.get(&path).await;
+    while status != 200 && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        (status, body) = desk.get(&path).await;
+    }
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["channel"], "gmail");
     let texts: Vec<&str> = body["messages"]
@@ -392,14 +394,22 @@ async fn a_5_mb_attachment_is_kept_listed_and_downloaded() {
     desk.push().await;
     desk.sent_mail(1).await;
     let id = format!("acme-mail:{thread}/ivy@example.com").replace('/', "%2F");
-    let (_, body) = desk.get(&format!("/conversations/{id}")).await;
-    let inbound = body["messages"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|m| m["direction"] == "in")
-        .unwrap()
-        .clone();
+    // The reply goes out before the turn is written: wait for the line.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    let inbound = loop {
+        let (_, body) = desk.get(&format!("/conversations/{id}")).await;
+        let found = body["messages"]
+            .as_array()
+            .and_then(|m| m.iter().find(|m| m["direction"] == "in").cloned());
+        match found {
+            Some(m) => break m,
+            None if tokio::time::Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            None => panic!("no inbound line: {body}"),
+        }
+    };
+    let body = json!({"messages": [inbound.clone()]});
     let attachments = inbound["attachments"].as_array().unwrap().clone();
     assert_eq!(attachments.len(), 2, "{body}");
     assert_eq!(attachments[0]["caption"], "invoice.pdf");

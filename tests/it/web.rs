@@ -15,7 +15,7 @@ use tokio_tungstenite::tungstenite::Message;
 use crate::support::*;
 
 const ORIGIN: &str = "http://shop.test";
-const SECRET: &str = "web-identity-secret";
+const SECRET: &str = "web-identity-secret-of-32-characters";
 
 const WEB: &str = r##"
 [[integrations]]
@@ -24,7 +24,7 @@ tenant = "acme"
 channel = "web"
 assistant = "support"
 allowed_origins = ["http://shop.test"]
-identity_secret = "web-identity-secret"
+identity_secret = "web-identity-secret-of-32-characters"
 widget_title = "Acme help"
 widget_color = "#aa3300"
 "##;
@@ -236,4 +236,26 @@ fn the_shopify_extension_ships_the_same_widget() {
     .unwrap();
     assert!(block.contains("'switchboard-widget.js' | asset_url"));
     assert!(block.contains("\"target\": \"body\""));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_id_that_looks_like_a_reply_number_is_still_answered() {
+    let desk = Desk::start_with(0, "", WEB).await;
+    let mut ws = open(&desk, ORIGIN).await.unwrap();
+    hello(&mut ws, None, 0).await;
+    say(
+        &mut ws,
+        json!({"type": "message", "client_id": "c1", "text": "hours?"}),
+    )
+    .await;
+    let seq = next(&mut ws, "message").await["seq"].as_u64().unwrap();
+    // A client numbering its messages sends the reply's number as an id.
+    say(
+        &mut ws,
+        json!({"type": "message", "client_id": seq.to_string(), "text": "and on Sunday, hours?"}),
+    )
+    .await;
+    assert_eq!(next(&mut ws, "ack").await["client_id"], seq.to_string());
+    let reply = next(&mut ws, "message").await;
+    assert_eq!(reply["author"], "ai", "{reply}");
 }

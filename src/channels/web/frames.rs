@@ -8,8 +8,8 @@
 //! To the widget: `welcome` (`visitor`, `conversation`, the widget's
 //! settings, and `history`: every line after `last_seq`), `message` (`seq`,
 //! `text`, `author` `ai` / `agent` / `visitor`, `client_id` on the visitor's
-//! own, `attachment`, `choices`, `time`), `ack` (`client_id`, `seq` once
-//! known: the message is durably taken and will be answered once), `typing`
+//! own, `attachment`, `choices`, `time`), `ack` (`client_id`: the message
+//! is durably taken and will be answered once), `typing`
 //! (`on`), `error` (`reason`; `client_id` and `retry` when a message was not
 //! taken) and `pong`.
 

@@ -129,6 +129,7 @@ pub(super) fn gmail_keys(g: &IntegrationConfig, key: &impl Fn(&str) -> String, e
         ("access_token", &g.access_token),
         ("oauth_client_secret", &g.oauth_client_secret),
         ("refresh_token", &g.refresh_token),
+        ("identity_secret", &g.identity_secret),
     ] {
         if secret.expose() == "<redacted>" {
             e.add(
@@ -225,14 +226,20 @@ pub(super) fn web_keys(g: &IntegrationConfig, key: &impl Fn(&str) -> String, e: 
             "must list the origins (like \"https://shop.example\") whose pages may embed the widget",
         );
     }
+    if !g.identity_secret.is_empty() && g.identity_secret.expose().len() < 32 {
+        e.add(key("identity_secret"), "must be at least 32 characters");
+    }
     for o in &g.allowed_origins {
+        // Written as a browser sends it in `Origin`, or it never matches.
         let ok = reqwest::Url::parse(o).is_ok_and(|u| {
-            matches!(u.scheme(), "http" | "https") && u.host().is_some() && u.path() == "/"
-        }) && !o.ends_with('/');
+            matches!(u.scheme(), "http" | "https")
+                && u.host().is_some()
+                && u.origin().ascii_serialization() == *o
+        });
         if !ok {
             e.add(
                 key("allowed_origins"),
-                &format!("{o:?} is not an origin like \"https://shop.example\" (scheme, host, optional port; no path)"),
+                &format!("{o:?} is not an origin as browsers send it, like \"https://shop.example\" (lower-case scheme and host, a port only when not the default; no path)"),
             );
         }
     }

@@ -15,7 +15,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::ws::{Message as WsMessage, WebSocket, WebSocketUpgrade};
-use axum::extract::{Path, State};
+use axum::extract::{ConnectInfo, Path, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -47,8 +47,53 @@ const MAX_TEXT: usize = 2000;
 const BURST: u32 = 10;
 /// Lines of history a widget is sent at most.
 const HISTORY: usize = 200;
+/// Lines a socket's store check reads (the newest).
+const CATCH_UP_LINES: usize = 20;
+/// A frame the widget does not take within this closes the socket.
+const SEND_WITHIN: Duration = Duration::from_secs(10);
+/// Read marks a socket passes on, at most one per this.
+const READ_EVERY: Duration = Duration::from_secs(5);
 
 static OPEN: AtomicUsize = AtomicUsize::new(0);
+
+/// One of the [`MAX_SOCKETS`]: given back when dropped, whether the
+/// upgrade completed or not, and however the session ended.
+struct Slot;
+
+impl Slot {
+    fn take() -> Option<Self> {
+        if OPEN.fetch_add(1, Ordering::AcqRel) >= MAX_SOCKETS {
+            OPEN.fetch_sub(1, Ordering::AcqRel);
+            return None;
+        }
+        Some(Self)
+    }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        OPEN.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// Sockets opened and messages sent per client IP address: each limited to
+/// `server.web_per_ip_per_minute`.
+struct PerIp {
+    opens: governor::DefaultKeyedRateLimiter<std::net::IpAddr>,
+    messages: governor::DefaultKeyedRateLimiter<std::net::IpAddr>,
+}
+
+fn per_ip(per_minute: u32) -> &'static PerIp {
+    static LIMITS: std::sync::OnceLock<PerIp> = std::sync::OnceLock::new();
+    LIMITS.get_or_init(|| {
+        let n = std::num::NonZeroU32::new(per_minute).unwrap_or(std::num::NonZeroU32::MIN);
+        let quota = governor::Quota::per_minute(n);
+        PerIp {
+            opens: governor::RateLimiter::keyed(quota),
+            messages: governor::RateLimiter::keyed(quota),
+        }
+    })
+}
 
 pub fn router(ctx: Arc<EngineContext>) -> Router {
     Router::new()
@@ -79,6 +124,7 @@ fn refuse(status: StatusCode, outcome: WebhookOutcome, why: &'static str) -> Res
 async fn socket(
     State(ctx): State<Arc<EngineContext>>,
     Path(integration): Path<String>,
+    ConnectInfo(peer): ConnectInfo<std::net::SocketAddr>,
     headers: HeaderMap,
     upgrade: WebSocketUpgrade,
 ) -> Response {
@@ -104,11 +150,18 @@ async fn socket(
             "origin not allowed",
         );
     }
-    if OPEN.fetch_add(1, Ordering::AcqRel) >= MAX_SOCKETS {
-        OPEN.fetch_sub(1, Ordering::AcqRel);
+    let limits = per_ip(ctx.config.server.web_per_ip_per_minute);
+    if limits.opens.check_key(&peer.ip()).is_err() {
+        return refuse(
+            StatusCode::TOO_MANY_REQUESTS,
+            WebhookOutcome::Overloaded,
+            "too many chat connections from this address; retry later",
+        );
+    }
+    let Some(slot) = Slot::take() else {
         telemetry::webhook_request("web", WebhookOutcome::Overloaded);
         return super::overloaded();
-    }
+    };
     telemetry::webhook_request("web", WebhookOutcome::Accepted);
     // Small buffers: the frames are small, and the library's defaults
     // (128 KiB each way) would be most of an open socket's memory.
@@ -116,16 +169,18 @@ async fn socket(
         .read_buffer_size(4 * 1024)
         .write_buffer_size(4 * 1024)
         .max_message_size(16 * 1024)
+        .max_frame_size(16 * 1024)
         .on_upgrade(move |ws| async move {
-            session(ctx, config, ws).await;
-            OPEN.fetch_sub(1, Ordering::AcqRel);
+            let _slot = slot;
+            session(ctx, config, ws, peer.ip()).await;
         })
 }
 
+/// Sends a frame; `false` when the socket is gone or the widget has not
+/// read for [`SEND_WITHIN`] (the socket is then closed).
 async fn send(ws: &mut WebSocket, frame: &Value) -> bool {
-    ws.send(WsMessage::Text(frame.to_string().into()))
-        .await
-        .is_ok()
+    let sent = ws.send(WsMessage::Text(frame.to_string().into()));
+    matches!(tokio::time::timeout(SEND_WITHIN, sent).await, Ok(Ok(())))
 }
 
 /// Who the first frame says the visitor is: (visitor id to keep, customer
@@ -152,7 +207,12 @@ fn identify(config: &IntegrationConfig, first: &str) -> Result<(String, String, 
     Ok((visitor, customer, last_seq))
 }
 
-async fn session(ctx: Arc<EngineContext>, config: Arc<IntegrationConfig>, mut ws: WebSocket) {
+async fn session(
+    ctx: Arc<EngineContext>,
+    config: Arc<IntegrationConfig>,
+    mut ws: WebSocket,
+    ip: std::net::IpAddr,
+) {
     let first = match tokio::time::timeout(HELLO_WITHIN, ws.recv()).await {
         Ok(Some(Ok(WsMessage::Text(t)))) => t.to_string(),
         _ => return,
@@ -166,7 +226,7 @@ async fn session(ctx: Arc<EngineContext>, config: Arc<IntegrationConfig>, mut ws
     };
     let conversation = ConversationId::new(&config.id, &customer);
     let (socket_id, mut replies) = ctx.outbound.web.register(&conversation);
-    let history = lines_after(&ctx, &conversation, shown).await;
+    let history = lines_after(&ctx, &conversation, shown, HISTORY).await;
     let mut sent = Shown::new(shown);
     for line in &history {
         sent.add(line["seq"].as_u64());
@@ -182,56 +242,71 @@ async fn session(ctx: Arc<EngineContext>, config: Arc<IntegrationConfig>, mut ws
         "history": history,
     });
     if send(&mut ws, &welcome).await {
-        converse(
-            &ctx,
-            &config,
-            &conversation,
-            &customer,
-            &mut ws,
-            &mut replies,
-            sent,
-        )
-        .await;
+        let of = SocketOf {
+            config: &config,
+            conversation: &conversation,
+            customer: &customer,
+            ip,
+        };
+        converse(&ctx, &of, &mut ws, &mut replies, sent).await;
     }
     ctx.outbound.web.unregister(&conversation, socket_id);
 }
 
+/// Whose a socket is.
+struct SocketOf<'a> {
+    config: &'a IntegrationConfig,
+    conversation: &'a ConversationId,
+    customer: &'a str,
+    ip: std::net::IpAddr,
+}
+
 async fn converse(
     ctx: &Arc<EngineContext>,
-    config: &IntegrationConfig,
-    conversation: &ConversationId,
-    customer: &str,
+    of: &SocketOf<'_>,
     ws: &mut WebSocket,
     replies: &mut tokio::sync::mpsc::Receiver<Value>,
     mut shown: Shown,
 ) {
     let mut catch_up = tokio::time::interval(CATCH_UP_EVERY);
     let mut window = (tokio::time::Instant::now(), 0u32);
+    let idle = tokio::time::sleep(IDLE);
+    tokio::pin!(idle);
+    let mut read_mark: (u64, Option<tokio::time::Instant>) = (0, None);
     loop {
         tokio::select! {
-            incoming = tokio::time::timeout(IDLE, ws.recv()) => {
+            () = &mut idle => return,
+            incoming = ws.recv() => {
                 let text = match incoming {
-                    Ok(Some(Ok(WsMessage::Text(t)))) => t.to_string(),
-                    Ok(Some(Ok(WsMessage::Ping(_) | WsMessage::Pong(_)))) => continue,
-                    // Closed, broken, binary or idle.
+                    Some(Ok(WsMessage::Text(t))) => t.to_string(),
+                    Some(Ok(WsMessage::Ping(_) | WsMessage::Pong(_))) => continue,
+                    // Closed, broken or binary.
                     _ => return,
                 };
+                idle.as_mut().reset(tokio::time::Instant::now() + IDLE);
                 if window.0.elapsed() > Duration::from_secs(10) {
                     window = (tokio::time::Instant::now(), 0);
                 }
                 let answer = match serde_json::from_str::<ClientFrame>(&text) {
                     Ok(ClientFrame::Message { client_id, text }) => {
                         window.1 += 1;
-                        if window.1 > BURST {
+                        let limits = per_ip(ctx.config.server.web_per_ip_per_minute);
+                        if window.1 > BURST || limits.messages.check_key(&of.ip).is_err() {
                             json!({"type": "error", "client_id": client_id, "retry": true,
                                    "reason": "too many messages; wait a few seconds"})
                         } else {
-                            take(ctx, config, conversation, customer, &client_id, &text).await
+                            take(ctx, of, &client_id, &text).await
                         }
                     }
-                    Ok(ClientFrame::Read { .. }) => {
-                        let event = event(config, conversation, customer, EventKind::Read { watermark: now_ms() });
-                        let _ = ctx.bus.publish(std::slice::from_ref(&event)).await;
+                    // Passed on when it marks a newer line, at most every
+                    // few seconds, and not while the engine is behind.
+                    Ok(ClientFrame::Read { seq }) => {
+                        let due = read_mark.1.is_none_or(|t| t.elapsed() >= READ_EVERY);
+                        if seq > read_mark.0 && due && !behind(ctx) {
+                            read_mark = (seq, Some(tokio::time::Instant::now()));
+                            let event = event(of, EventKind::Read { watermark: now_ms() });
+                            let _ = ctx.bus.publish(std::slice::from_ref(&event)).await;
+                        }
                         continue;
                     }
                     Ok(ClientFrame::Ping) => json!({"type": "pong"}),
@@ -252,7 +327,7 @@ async fn converse(
                 }
             }
             _ = catch_up.tick() => {
-                for line in lines_after(ctx, conversation, shown.floor).await {
+                for line in lines_after(ctx, of.conversation, shown.floor, CATCH_UP_LINES).await {
                     if shown.add(line["seq"].as_u64()) && !send(ws, &line).await {
                         return;
                     }
@@ -263,14 +338,7 @@ async fn converse(
 }
 
 /// Puts a visitor's message on the bus: its acknowledgement, or why not.
-async fn take(
-    ctx: &EngineContext,
-    config: &IntegrationConfig,
-    conversation: &ConversationId,
-    customer: &str,
-    client_id: &str,
-    text: &str,
-) -> Value {
+async fn take(ctx: &EngineContext, of: &SocketOf<'_>, client_id: &str, text: &str) -> Value {
     if !frames::valid_client_id(client_id) {
         return json!({"type": "error", "reason": "client_id must be 1-64 letters, digits, - or _"});
     }
@@ -279,11 +347,7 @@ async fn take(
         return json!({"type": "error", "client_id": client_id,
                       "reason": format!("a message is 1 to {MAX_TEXT} characters")});
     }
-    let backlog = ctx.bus.backlog();
-    let server = &ctx.config.server;
-    if backlog.events > server.max_backlog_events
-        || backlog.oldest_ms > server.max_backlog_age.as_millis() as u64
-    {
+    if behind(ctx) {
         telemetry::webhook_request("web", WebhookOutcome::Overloaded);
         return json!({"type": "error", "client_id": client_id, "retry": true, "reason": "busy; sending again"});
     }
@@ -293,7 +357,7 @@ async fn take(
         attachments: Vec::new(),
         quick_reply: None,
     };
-    let event = event(config, conversation, customer, kind);
+    let event = event(of, kind);
     match ctx.bus.publish(std::slice::from_ref(&event)).await {
         Ok(()) => {
             telemetry::event_accepted(event.channel, &event.kind);
@@ -306,23 +370,26 @@ async fn take(
     }
 }
 
-fn event(
-    config: &IntegrationConfig,
-    conversation: &ConversationId,
-    customer: &str,
-    kind: EventKind,
-) -> InboundEvent {
+fn event(of: &SocketOf<'_>, kind: EventKind) -> InboundEvent {
     let now = now_ms();
     InboundEvent {
-        conversation: conversation.clone(),
-        integration: config.id.clone(),
+        conversation: of.conversation.clone(),
+        integration: of.config.id.clone(),
         channel: ChannelKind::Web,
-        customer: customer.to_string(),
+        customer: of.customer.to_string(),
         timestamp_ms: now,
         received_at_ms: now,
         customer_name: None,
         kind,
     }
+}
+
+/// Whether the bus is further behind than the webhooks' bound.
+fn behind(ctx: &EngineContext) -> bool {
+    let backlog = ctx.bus.backlog();
+    let server = &ctx.config.server;
+    backlog.events > server.max_backlog_events
+        || backlog.oldest_ms > server.max_backlog_age.as_millis() as u64
 }
 
 /// The lines a socket has shown: every one up to `floor` (the widget had
@@ -360,8 +427,13 @@ impl Shown {
 }
 
 /// The conversation's lines after `seq` that the widget shows, oldest first.
-async fn lines_after(ctx: &EngineContext, conversation: &ConversationId, seq: u64) -> Vec<Value> {
-    let mut lines: Vec<Value> = match ctx.store.messages(conversation, HISTORY).await {
+async fn lines_after(
+    ctx: &EngineContext,
+    conversation: &ConversationId,
+    seq: u64,
+    limit: usize,
+) -> Vec<Value> {
+    let mut lines: Vec<Value> = match ctx.store.messages(conversation, limit).await {
         Ok(m) => m
             .iter()
             .filter(|m| m.seq > seq)

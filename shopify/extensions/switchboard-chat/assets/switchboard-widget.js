@@ -27,7 +27,7 @@
   // history, a reconnect for what came after it.
   var lastSeq = 0;
   var seen = {};
-  var ws = null, backoff = 500, timer = null, open = false;
+  var ws = null, backoff = 500, timer = null, open = false, typingTimer = null;
 
   var host = document.createElement("div");
   host.setAttribute("data-switchboard-chat", integration);
@@ -138,14 +138,20 @@
   function connect() {
     if (ws && ws.readyState <= 1) return;
     clearTimeout(timer);
-    try { ws = new WebSocket(wsUrl); } catch (e) { retry(); return; }
-    ws.onopen = function () {
+    var s;
+    try { s = new WebSocket(wsUrl); } catch (e) { retry(); return; }
+    ws = s;
+    // Each socket's handlers act only while it is the current one: an old
+    // socket closing late neither replaces nor reopens the current one.
+    s.onopen = function () {
+      if (ws !== s) return;
       var hello = { type: "hello", last_seq: lastSeq };
       if (script.dataset.userId) { hello.user_id = script.dataset.userId; hello.user_hash = script.dataset.userHash; }
       else if (store.get("visitor")) hello.visitor = store.get("visitor");
-      ws.send(JSON.stringify(hello));
+      s.send(JSON.stringify(hello));
     };
-    ws.onmessage = function (e) {
+    s.onmessage = function (e) {
+      if (ws !== s) return;
       var f; try { f = JSON.parse(e.data); } catch (x) { return; }
       if (f.type === "welcome") {
         backoff = 500; statusEl.textContent = "";
@@ -164,6 +170,9 @@
         if (el) el.classList.remove("wait");
       } else if (f.type === "typing") {
         typingEl.textContent = f.on ? "typing..." : "";
+        // Shown until the reply, or 30 s at most.
+        clearTimeout(typingTimer);
+        typingTimer = setTimeout(function () { typingEl.textContent = ""; }, 30000);
       } else if (f.type === "error") {
         if (f.client_id && f.retry) setTimeout(function () {
           pending.filter(function (p) { return p.id === f.client_id; }).forEach(transmit);
@@ -171,15 +180,22 @@
         else if (f.client_id) {
           pending = pending.filter(function (p) { return p.id !== f.client_id; }); savePending();
           statusEl.textContent = f.reason || "Not sent";
+        } else {
+          statusEl.textContent = f.reason || "The chat is not available";
         }
       }
     };
-    ws.onclose = function () { ws = null; if (open || pending.length) retry(); };
+    s.onclose = function () {
+      if (ws !== s) return;
+      ws = null;
+      if (open || pending.length) retry();
+    };
   }
   function retry() {
     statusEl.textContent = "Reconnecting...";
     clearTimeout(timer);
-    timer = setTimeout(connect, backoff);
+    // With jitter: widgets do not all come back at the same moment.
+    timer = setTimeout(connect, backoff / 2 + Math.random() * backoff / 2);
     backoff = Math.min(backoff * 2, 30000);
   }
   // After a laptop wakes or the network comes back: reconnect at once.
@@ -187,7 +203,12 @@
   window.addEventListener("online", function () { backoff = 500; connect(); });
   // A socket from before the network went away is likely dead: closed, so
   // what is typed meanwhile waits and goes once the network is back.
-  window.addEventListener("offline", function () { if (ws) ws.close(); });
+  window.addEventListener("offline", function () {
+    var s = ws;
+    ws = null;
+    if (s) s.close();
+    if (open || pending.length) retry();
+  });
   function mount() { document.body.appendChild(host); if (pending.length || store.get("visitor")) connect(); }
   if (document.body) mount(); else document.addEventListener("DOMContentLoaded", mount);
 })();
