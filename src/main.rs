@@ -266,27 +266,9 @@ async fn sim(args: SimArgs) -> ExitCode {
 async fn loadgen(options: LoadgenOptions) -> ExitCode {
     let json = options.json;
     if options.web_visitors > 0 {
-        return match switchboard::tools::loadgen::web::run(&options).await {
-            Ok(report) => {
-                if json {
-                    println!(
-                        "{}",
-                        serde_json::to_string_pretty(&report).unwrap_or_default()
-                    );
-                } else {
-                    print!("{report}");
-                }
-                if report.exactly_once() {
-                    ExitCode::SUCCESS
-                } else {
-                    ExitCode::FAILURE
-                }
-            }
-            Err(e) => {
-                eprintln!("{e}");
-                ExitCode::FAILURE
-            }
-        };
+        let run = switchboard::tools::loadgen::web::run(&options).await;
+        let exact = run.as_ref().is_ok_and(|r| r.exactly_once());
+        return report(run, json, exact);
     }
     let harness = match Loadgen::bind(options).await {
         Ok(h) => h,
@@ -295,7 +277,19 @@ async fn loadgen(options: LoadgenOptions) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    match harness.run().await {
+    let run = harness.run().await;
+    let exact = run.as_ref().is_ok_and(|r| r.exactly_once());
+    report(run, json, exact)
+}
+
+/// Prints a load run's report (JSON or text); success only when every
+/// reply came exactly once.
+fn report<R: serde::Serialize + std::fmt::Display, E: std::fmt::Display>(
+    run: Result<R, E>,
+    json: bool,
+    exactly_once: bool,
+) -> ExitCode {
+    match run {
         Ok(report) => {
             if json {
                 match serde_json::to_string_pretty(&report) {
@@ -305,7 +299,7 @@ async fn loadgen(options: LoadgenOptions) -> ExitCode {
             } else {
                 print!("{report}");
             }
-            if report.exactly_once() {
+            if exactly_once {
                 ExitCode::SUCCESS
             } else {
                 ExitCode::FAILURE

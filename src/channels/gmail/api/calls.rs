@@ -114,20 +114,16 @@ impl GmailApi {
         fence: &Fence,
     ) -> Result<Option<GmailMessage>, GmailError> {
         let path = format!("/messages/{}", path_segment(id)?);
-        match self
-            .get_json(
+        gone_is_none(
+            self.get_json(
                 integration,
                 units::GET,
                 &path,
                 &[("format", "full".into())],
                 fence,
             )
-            .await
-        {
-            Ok(m) => Ok(Some(m)),
-            Err(GmailError::Rejected(m)) if m.starts_with("404") => Ok(None),
-            Err(e) => Err(e),
-        }
+            .await,
+        )
     }
 
     /// A message's reply headers (`format=metadata`).
@@ -145,14 +141,10 @@ impl GmailApi {
             ("metadataHeaders", "References".to_string()),
             ("metadataHeaders", "From".to_string()),
         ];
-        match self
-            .get_json(integration, units::GET, &path, &query, fence)
-            .await
-        {
-            Ok(m) => Ok(Some(m)),
-            Err(GmailError::Rejected(m)) if m.starts_with("404") => Ok(None),
-            Err(e) => Err(e),
-        }
+        gone_is_none(
+            self.get_json(integration, units::GET, &path, &query, fence)
+                .await,
+        )
     }
 
     /// An attachment's bytes.
@@ -304,5 +296,16 @@ impl GmailApi {
             .ok()
             .and_then(|v| v.get("id").and_then(Value::as_str).map(str::to_string))
             .unwrap_or_default())
+    }
+}
+
+/// A message Gmail no longer has (404) is none, not an error.
+fn gone_is_none(
+    answer: Result<GmailMessage, GmailError>,
+) -> Result<Option<GmailMessage>, GmailError> {
+    match answer {
+        Ok(m) => Ok(Some(m)),
+        Err(GmailError::Rejected(m)) if m.starts_with("404") => Ok(None),
+        Err(e) => Err(e),
     }
 }
