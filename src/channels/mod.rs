@@ -30,6 +30,15 @@ pub use graph::{messages_path, GraphClient};
 pub use meta_error::{SendError, SendErrorKind};
 use platform::{platform, OutboundPart};
 
+/// What a part answers and who wrote it, where the channel shows it.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct About<'a> {
+    /// The customer's message it answers (an email's `In-Reply-To`).
+    pub answering: Option<&'a str>,
+    /// The person who wrote it (web chat shows the name).
+    pub sender: Option<&'a str>,
+}
+
 /// A message the platform accepted (a 2xx status).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Sent {
@@ -106,7 +115,8 @@ impl Outbound {
     /// comment.
     ///
     /// An email answers the customer's message `answering` (its platform
-    /// id), in its thread.
+    /// id), in its thread; a web chat message shows `sender`, the name of
+    /// the person who wrote it.
     ///
     /// Every attempt is made inside `fence`: none starts once this instance
     /// no longer owns the conversation ([`SendErrorKind::Fenced`]).
@@ -116,7 +126,7 @@ impl Outbound {
         customer: &str,
         part: &OutboxItem,
         tag: SendTag,
-        answering: Option<&str>,
+        about: About<'_>,
         fence: &Fence,
     ) -> Result<Sent, SendError> {
         if integration.channel != ChannelKind::Gmail {
@@ -158,6 +168,9 @@ impl Outbound {
             let Ok(_owned) = fence.enter() else {
                 return Err(SendError::fenced());
             };
+            if let Some(name) = about.sender {
+                body["name"] = serde_json::json!(name);
+            }
             return Ok(self.web_message(integration, customer, part, &mut body));
         }
         if integration.channel == ChannelKind::Gmail {
@@ -165,7 +178,8 @@ impl Outbound {
                 return Err(SendError::unsupported(integration.channel));
             };
             let maybe_sent = part.unconfirmed_until_ms.is_some();
-            return gmail::reply::send(api, integration, &body, answering, maybe_sent, fence).await;
+            return gmail::reply::send(api, integration, &body, about.answering, maybe_sent, fence)
+                .await;
         }
         self.graph
             .send_for_id(

@@ -202,6 +202,13 @@ async fn a_burst_is_slowed_and_a_persons_message_arrives_at_once() {
     let id = conversation.replace(':', "%3A");
     let (status, body) = desk
         .post(
+            &format!("/conversations/{id}/takeover"),
+            json!({"by": "Sam"}),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let (status, body) = desk
+        .post(
             &format!("/conversations/{id}/messages"),
             json!({"text": "Hi, I'm Sam from the team."}),
         )
@@ -212,6 +219,7 @@ async fn a_burst_is_slowed_and_a_persons_message_arrives_at_once() {
         let m = next(&mut ws, "message").await;
         if m["author"] == "agent" {
             assert_eq!(m["text"], "Hi, I'm Sam from the team.");
+            assert_eq!(m["name"], "Sam", "the person's name: {m}");
             break;
         }
         assert!(tokio::time::Instant::now() < deadline);

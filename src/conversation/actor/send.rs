@@ -94,7 +94,10 @@ pub(super) async fn flush_outbox(state: &mut ConversationState) -> Result<(), Ac
                 &conv.record.customer,
                 &item,
                 tag,
-                conv.record.last_inbound_mid.as_deref(),
+                crate::channels::About {
+                    answering: conv.record.last_inbound_mid.as_deref(),
+                    sender: sender_name(conv, &item),
+                },
                 &state.args.fence,
             )
             .await;
@@ -193,4 +196,21 @@ pub(super) async fn typing(state: &mut ConversationState) {
     {
         tracing::debug!(conversation = %state.args.id, error = %e, "Typing indicator not shown");
     }
+}
+
+/// The name of the person who wrote `item`, when the takeover gave one
+/// (not the generic marks of a keyword, the inbox, the API or the
+/// assistant).
+fn sender_name<'a>(
+    conv: &'a crate::conversation::turn::Conversation,
+    item: &OutboxItem,
+) -> Option<&'a str> {
+    use crate::conversation::turn::{BY_AGENT, BY_ASSISTANT, BY_INBOX, BY_KEYWORD};
+    if item.author != crate::store::Author::Agent {
+        return None;
+    }
+    conv.record
+        .takeover_by
+        .as_deref()
+        .filter(|by| ![BY_AGENT, BY_ASSISTANT, BY_INBOX, BY_KEYWORD].contains(by))
 }
