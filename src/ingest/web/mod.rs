@@ -151,6 +151,12 @@ async fn socket(
         );
     }
     let limits = per_ip(ctx.config.server.web_per_ip_per_minute);
+    // Addresses not seen for a while are forgotten now and then.
+    static CHECKS: AtomicUsize = AtomicUsize::new(0);
+    if CHECKS.fetch_add(1, Ordering::Relaxed) % 4096 == 4095 {
+        limits.opens.retain_recent();
+        limits.messages.retain_recent();
+    }
     if limits.opens.check_key(&peer.ip()).is_err() {
         return refuse(
             StatusCode::TOO_MANY_REQUESTS,
