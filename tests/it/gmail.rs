@@ -84,6 +84,16 @@ impl Desk {
         self.graph.sim.gmail()
     }
 
+    /// Sets the mailbox's faults (none but those `set` sets).
+    fn gmail_faults(&self, set: impl FnOnce(&mut GmailFaults)) {
+        let mut faults = GmailFaults {
+            mailbox: MAILBOX.into(),
+            ..GmailFaults::default()
+        };
+        set(&mut faults);
+        self.gmail().set_faults(faults);
+    }
+
     /// Posts a push with `claims`; its status.
     async fn push_with(&self, claims: &PushClaims, subscription: &str) -> u16 {
         let url = format!("http://{}/webhooks/gmail/acme-mail", self.engine.addr);
@@ -325,10 +335,8 @@ async fn a_history_id_too_old_is_resynced_without_answering_twice() {
     desk.push().await;
     desk.sent_mail(1).await;
     // Gmail forgets the history the engine's cursor points into.
-    desk.gmail().set_faults(GmailFaults {
-        mailbox: MAILBOX.into(),
-        history_from: desk.gmail().history_id() + 1,
-        ..GmailFaults::default()
+    desk.gmail_faults(|f| {
+        f.history_from = desk.gmail().history_id() + 1;
     });
     desk.gmail()
         .deliver(mail("frank@example.com", "Second", "hours?"))
@@ -460,10 +468,8 @@ async fn a_refused_refresh_token_marks_the_mailbox_expired_and_alerts() {
     let hook = format!("http://{}/alerts", listener.local_addr().unwrap());
     tokio::spawn(async move { axum::serve(listener, app).await });
     let desk = mail_desk("1h", &format!("alert_webhook = \"{hook}\"")).await;
-    desk.gmail().set_faults(GmailFaults {
-        mailbox: MAILBOX.into(),
-        refuse_refresh: true,
-        ..GmailFaults::default()
+    desk.gmail_faults(|f| {
+        f.refuse_refresh = true;
     });
     desk.gmail()
         .deliver(mail("jo@example.com", "Hello", "hours?"))
@@ -492,10 +498,7 @@ async fn a_refused_refresh_token_marks_the_mailbox_expired_and_alerts() {
     assert_eq!(alerts[0]["kind"], "token_expired");
     assert_eq!(alerts[0]["integration"], "acme-mail");
     // The token works again: the mail waiting is read and answered.
-    desk.gmail().set_faults(GmailFaults {
-        mailbox: MAILBOX.into(),
-        ..GmailFaults::default()
-    });
+    desk.gmail_faults(|_| {});
     desk.push().await;
     desk.sent_mail(1).await;
 }
@@ -504,10 +507,8 @@ async fn a_refused_refresh_token_marks_the_mailbox_expired_and_alerts() {
 async fn a_reply_whose_answer_was_lost_is_found_in_the_mailbox_not_sent_again() {
     let desk = mail_desk("1h", "").await;
     // Gmail keeps the reply but answers after the engine gave up waiting.
-    desk.gmail().set_faults(GmailFaults {
-        mailbox: MAILBOX.into(),
-        late_send_ms: 2500,
-        ..GmailFaults::default()
+    desk.gmail_faults(|f| {
+        f.late_send_ms = 2500;
     });
     desk.gmail()
         .deliver(mail("kim@example.com", "Late", "hours?"))
@@ -593,10 +594,8 @@ async fn a_resync_sees_a_persons_reply_sent_from_gmail_meanwhile() {
         .unwrap();
     desk.push().await;
     desk.sent_mail(1).await;
-    desk.gmail().set_faults(GmailFaults {
-        mailbox: MAILBOX.into(),
-        history_from: desk.gmail().history_id() + 1,
-        ..GmailFaults::default()
+    desk.gmail_faults(|f| {
+        f.history_from = desk.gmail().history_id() + 1;
     });
     // A person answers in Gmail itself, then the customer writes again.
     let mut person = mail(MAILBOX, "Re: Broken", "I will call you.");
@@ -632,10 +631,8 @@ async fn a_resync_sees_a_persons_reply_sent_from_gmail_meanwhile() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_message_gmail_garbles_is_left_out_and_the_others_are_answered() {
     let desk = mail_desk("1h", "").await;
-    desk.gmail().set_faults(GmailFaults {
-        mailbox: MAILBOX.into(),
-        garbled_subjects: vec!["Garbled".into()],
-        ..GmailFaults::default()
+    desk.gmail_faults(|f| {
+        f.garbled_subjects = vec!["Garbled".into()];
     });
     desk.gmail()
         .deliver(mail("nia@example.com", "Garbled", "hours?"))
