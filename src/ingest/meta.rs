@@ -8,24 +8,14 @@ use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 
-use super::IngressState;
+use super::{answer, IngressState};
 use crate::channels::webhook::{self, ParsedWebhook};
 use crate::clock::now_ms;
 use crate::config::AppConfig;
 use crate::event::{ConversationId, EventKind, InboundEvent};
 use crate::telemetry::{self, WebhookOutcome};
-
-fn reply(
-    channel: &'static str,
-    outcome: WebhookOutcome,
-    status: StatusCode,
-    body: impl Into<String>,
-) -> Response {
-    telemetry::webhook_request(channel, outcome);
-    (status, body.into()).into_response()
-}
 
 /// Subscription verification: echo `hub.challenge` when the token matches.
 pub async fn verify(
@@ -34,7 +24,7 @@ pub async fn verify(
     Query(q): Query<HashMap<String, String>>,
 ) -> Response {
     let Some(app) = state.apps.get(&app) else {
-        return reply(
+        return answer(
             "meta",
             WebhookOutcome::UnknownApp,
             StatusCode::NOT_FOUND,
@@ -46,13 +36,13 @@ pub async fn verify(
         webhook::constant_time_eq(t.as_bytes(), app.verify_token.expose().as_bytes())
     });
     match (mode_ok, token_ok, q.get("hub.challenge")) {
-        (true, true, Some(challenge)) => reply(
+        (true, true, Some(challenge)) => answer(
             "meta",
             WebhookOutcome::Verified,
             StatusCode::OK,
             challenge.clone(),
         ),
-        _ => reply(
+        _ => answer(
             "meta",
             WebhookOutcome::VerifyRejected,
             StatusCode::FORBIDDEN,
@@ -70,7 +60,7 @@ pub async fn receive(
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
     let Some(app_config) = state.apps.get(&app) else {
-        return reply(
+        return answer(
             "meta",
             WebhookOutcome::UnknownApp,
             StatusCode::NOT_FOUND,
@@ -80,7 +70,7 @@ pub async fn receive(
     let body = match body {
         Ok(b) => b,
         Err(rejection) if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE => {
-            return reply(
+            return answer(
                 "meta",
                 WebhookOutcome::TooLarge,
                 StatusCode::PAYLOAD_TOO_LARGE,
@@ -88,7 +78,7 @@ pub async fn receive(
             );
         }
         Err(rejection) => {
-            return reply(
+            return answer(
                 "meta",
                 WebhookOutcome::Malformed,
                 StatusCode::BAD_REQUEST,
@@ -100,7 +90,7 @@ pub async fn receive(
         .get("x-hub-signature-256")
         .and_then(|v| v.to_str().ok());
     if !webhook::verify_signature(app_config.app_secret.expose().as_bytes(), &body, signature) {
-        return reply(
+        return answer(
             "meta",
             WebhookOutcome::BadSignature,
             StatusCode::UNAUTHORIZED,
@@ -111,7 +101,7 @@ pub async fn receive(
     let parsed = match webhook::parse(&body, received_at) {
         Ok(p) => p,
         Err(e) => {
-            return reply(
+            return answer(
                 "meta",
                 WebhookOutcome::Malformed,
                 StatusCode::BAD_REQUEST,
@@ -134,7 +124,7 @@ pub async fn receive(
     }
     let (events, known_entries) = to_events(&state, app_config, parsed, received_at);
     if known_entries == 0 {
-        return reply(
+        return answer(
             channel,
             WebhookOutcome::UnknownAccount,
             StatusCode::NOT_FOUND,
@@ -156,7 +146,7 @@ pub async fn receive(
         .partition(|e| state.health.serves(&e.integration));
     refused(&state, &held);
     if events.is_empty() && !held.is_empty() {
-        return reply(
+        return answer(
             channel,
             WebhookOutcome::Unavailable,
             StatusCode::SERVICE_UNAVAILABLE,
@@ -169,14 +159,14 @@ pub async fn receive(
                 telemetry::event_accepted(e.channel, &e.kind);
             }
             if !held.is_empty() {
-                return reply(
+                return answer(
                     channel,
                     WebhookOutcome::Unavailable,
                     StatusCode::SERVICE_UNAVAILABLE,
                     "temporarily unavailable for some accounts",
                 );
             }
-            reply(
+            answer(
                 channel,
                 WebhookOutcome::Accepted,
                 StatusCode::OK,
@@ -186,7 +176,7 @@ pub async fn receive(
         Err(e) => {
             refused(&state, &events);
             tracing::warn!(error = %e, "Webhook not accepted: bus unavailable");
-            reply(
+            answer(
                 channel,
                 WebhookOutcome::Unavailable,
                 StatusCode::SERVICE_UNAVAILABLE,

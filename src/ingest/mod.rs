@@ -84,10 +84,30 @@ impl IngressState {
 
     /// Whether the bus is further behind than its bound.
     pub fn overloaded(&self) -> bool {
-        let backlog = self.bus.backlog();
-        backlog.events > self.max_backlog_events
-            || backlog.oldest_ms > self.max_backlog_age.as_millis() as u64
+        over_bound(
+            self.bus.backlog(),
+            self.max_backlog_events,
+            self.max_backlog_age,
+        )
     }
+}
+
+/// Whether `backlog` passes the bound of `server.max_backlog_events` /
+/// `server.max_backlog_age` (webhooks and web chat messages are refused).
+pub(crate) fn over_bound(backlog: crate::bus::Backlog, max_events: u64, max_age: Duration) -> bool {
+    backlog.events > max_events || backlog.oldest_ms > max_age.as_millis() as u64
+}
+
+/// Answers an ingress request with `status` and `body`, counted in
+/// `switchboard_webhook_requests_total{channel, outcome}`.
+pub(crate) fn answer(
+    channel: &'static str,
+    outcome: WebhookOutcome,
+    status: StatusCode,
+    body: impl Into<String>,
+) -> Response {
+    telemetry::webhook_request(channel, outcome);
+    (status, body.into()).into_response()
 }
 
 /// Limits of the listener itself.

@@ -17,7 +17,7 @@ use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{Path, State};
 use axum::http::{header, HeaderMap, StatusCode};
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 
 use super::IngressState;
 use crate::channels::gmail::push::{self, PushError};
@@ -28,8 +28,7 @@ use crate::event::{ConversationId, EventKind, InboundEvent};
 use crate::telemetry::{self, WebhookOutcome};
 
 fn reply(outcome: WebhookOutcome, status: StatusCode, body: &'static str) -> Response {
-    telemetry::webhook_request("gmail", outcome);
-    (status, body).into_response()
+    super::answer("gmail", outcome, status, body)
 }
 
 /// The event that tells the mailbox's owner to read its history.

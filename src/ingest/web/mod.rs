@@ -117,8 +117,7 @@ async fn widget() -> Response {
 }
 
 fn refuse(status: StatusCode, outcome: WebhookOutcome, why: &'static str) -> Response {
-    telemetry::webhook_request("web", outcome);
-    (status, why).into_response()
+    super::answer("web", outcome, status, why)
 }
 
 async fn socket(
@@ -392,10 +391,12 @@ fn event(of: &SocketOf<'_>, kind: EventKind) -> InboundEvent {
 
 /// Whether the bus is further behind than the webhooks' bound.
 fn behind(ctx: &EngineContext) -> bool {
-    let backlog = ctx.bus.backlog();
     let server = &ctx.config.server;
-    backlog.events > server.max_backlog_events
-        || backlog.oldest_ms > server.max_backlog_age.as_millis() as u64
+    super::over_bound(
+        ctx.bus.backlog(),
+        server.max_backlog_events,
+        server.max_backlog_age,
+    )
 }
 
 /// The lines a socket has shown: every one up to `floor` (the widget had
