@@ -150,7 +150,7 @@ async fn an_error_or_a_panic_is_reported_as_a_failure_without_the_stop_hook() {
 async fn the_actor_stops_once_every_strong_address_is_gone() {
     let run = start();
     let weak = WeakAddr {
-        tx: run.addr.tx.downgrade(),
+        mailbox: run.addr.mailbox.clone(),
     };
     let id = run.addr.id();
     drop(run.addr);
@@ -168,4 +168,14 @@ async fn an_aborted_actor_is_no_longer_counted_alive() {
     assert!(!run.alive.wait_none(Duration::from_millis(50)).await);
     run.addr.abort();
     assert!(run.alive.wait_none(Duration::from_secs(10)).await);
+}
+
+#[tokio::test]
+async fn an_ended_actor_refuses_messages_even_from_a_strong_address() {
+    let run = start();
+    run.addr.send_message(Msg::Fail).unwrap();
+    let addr = run.addr.clone();
+    let (log, _) = ended(run).await;
+    assert_eq!(log, ["start"]);
+    assert!(addr.send_message(Msg::Note("late")).is_err());
 }
