@@ -268,7 +268,8 @@ pub async fn start_with_store(
         ingest::router(ingress, config.server.max_body_bytes)
             .nest("/api/v1", admin::router(ctx.clone()))
             .merge(crate::connect::router(ctx.clone()))
-            .merge(ingest::web::router(ctx.clone())),
+            .merge(ingest::web::router(ctx.clone()))
+            .merge(crate::console::router()),
         ingest::ListenerLimits::from_config(&config),
         ctx.refusals.clone(),
     );
@@ -278,10 +279,12 @@ pub async fn start_with_store(
     ));
     let (stop_tx, stop_rx) = oneshot::channel::<()>();
     let grace = config.engine.shutdown_grace;
+    let stopping = ctx.stopping.clone();
     let done = tokio::spawn(async move {
         let app = app.into_make_service_with_connect_info::<SocketAddr>();
         let server = axum::serve(listener, app).with_graceful_shutdown(async move {
             let _ = stop_rx.await;
+            stopping.send_replace(true);
         });
         if let Err(e) = server.await {
             tracing::error!(error = %e, "HTTP server failed");

@@ -17,6 +17,7 @@ pub mod channels;
 pub mod clock;
 pub mod config;
 pub mod connect;
+pub mod console;
 pub mod conversation;
 pub mod event;
 pub mod fence;

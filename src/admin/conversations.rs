@@ -35,7 +35,7 @@ const RESUME_MINUTES: std::ops::RangeInclusive<u32> = 5..=10_080;
 
 type Params = Query<HashMap<String, String>>;
 
-/// `GET /conversations?tenant=&integration=&channel=&mode=&limit=&after=`
+/// `GET /conversations?tenant=&integration=&channel=&mode=&order=&limit=&after=`
 pub async fn list(
     State(ctx): State<Arc<EngineContext>>,
     Query(params): Params,
@@ -80,6 +80,32 @@ pub async fn list(
         channel,
         mode,
     };
+    match params.get("order").map(String::as_str) {
+        None | Some("id") => {}
+        Some("recent") => {
+            let after = params
+                .get("after")
+                .map(|a| super::recent::Cursor::parse(a))
+                .transpose()?;
+            let page = super::recent::page(&ctx, &filter, after.as_ref(), limit).await?;
+            let conversations: Vec<ConversationView> = page
+                .conversations
+                .iter()
+                .map(ConversationView::from)
+                .collect();
+            return Ok(Json(json!({
+                "conversations": conversations,
+                "next": page.next,
+                "partial": page.partial,
+            }))
+            .into_response());
+        }
+        Some(other) => {
+            return Err(AdminError::BadRequest(format!(
+                "order must be \"id\" or \"recent\", not {other:?}"
+            )))
+        }
+    }
     let page = ctx
         .store
         .list_conversations(&filter, params.get("after").map(String::as_str), limit)

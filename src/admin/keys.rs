@@ -78,7 +78,7 @@ pub(super) fn scope(
         }
         ["audit"] => {}
         ["tenants", t, "connect"] if percent_decode(t) == tenant => {}
-        ["conversations"] | ["analytics"] | ["integrations"] => {
+        ["conversations"] | ["analytics"] | ["integrations"] | ["stream"] => {
             let query = request.uri().query().unwrap_or_default().to_string();
             let mut kept = Vec::new();
             for pair in query.split('&').filter(|p| !p.is_empty()) {

@@ -15,6 +15,8 @@ mod conversations;
 mod documents;
 mod integrations;
 mod keys;
+mod recent;
+mod stream;
 mod views;
 
 use std::sync::Arc;
@@ -101,6 +103,7 @@ pub fn router(ctx: Arc<EngineContext>) -> Router {
         )
         .route("/quarantine", get(conversations::quarantined))
         .route("/analytics", get(analytics::show))
+        .route("/stream", get(stream::stream))
         .route("/audit", get(audit::list))
         .route(
             "/integrations",

@@ -65,7 +65,17 @@ pub struct EngineContext {
     /// Reads Gmail mailboxes' new mail when told they changed (set once
     /// at start).
     pub mailboxes: std::sync::OnceLock<Arc<dyn MailboxSync>>,
+    /// The id of each conversation whose turn was written on this instance
+    /// (the operators' console follows it; see `admin/stream.rs`).
+    pub changes: tokio::sync::broadcast::Sender<Arc<str>>,
+    /// Set once the engine starts to stop: long-lived responses (console
+    /// streams) end so the listener can close.
+    pub stopping: tokio::sync::watch::Sender<bool>,
 }
+
+/// Changes kept for a console stream that has fallen behind; past this it
+/// is told to load everything again.
+const CHANGES_KEPT: usize = 4096;
 
 /// Reads a mailbox's new mail onto the bus (the Gmail channel's sync).
 #[async_trait::async_trait]
@@ -104,6 +114,8 @@ impl EngineContext {
             refusals: Arc::new(crate::refusals::Refusals::new(crate::clock::now_ms())),
             intake: Arc::default(),
             mailboxes: std::sync::OnceLock::new(),
+            changes: tokio::sync::broadcast::channel(CHANGES_KEPT).0,
+            stopping: tokio::sync::watch::channel(false).0,
         })
     }
 

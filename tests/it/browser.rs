@@ -33,13 +33,9 @@ async fn host_page(engine: std::net::SocketAddr) -> std::net::SocketAddr {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_widget_in_chromium() {
-    let (Ok(chromium), Ok(playwright)) = (
-        std::env::var("SWITCHBOARD_TEST_CHROMIUM"),
-        std::env::var("SWITCHBOARD_TEST_PLAYWRIGHT"),
-    ) else {
-        eprintln!("SKIPPED: SWITCHBOARD_TEST_CHROMIUM / SWITCHBOARD_TEST_PLAYWRIGHT not set (scripts/test.sh sets them)");
+    if !browser_installed() {
         return;
-    };
+    }
     // The engine's address is known once it runs; the pages need it, and
     // the engine needs the good page's origin: a port is taken first.
     let engine_port = crate::crash::free_port();
@@ -68,27 +64,64 @@ widget_greeting = "Hi! Ask us anything."
     });
     let desk = Desk::start_edited(0, "", &tail, edit).await;
     assert_eq!(desk.engine.addr, engine);
-    let shots = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target/browser-shots");
-    std::fs::create_dir_all(&shots).unwrap();
-    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/browser/widget.mjs");
-    let out = tokio::time::timeout(
-        Duration::from_secs(120),
-        tokio::process::Command::new("node")
-            .arg(script)
-            .env("PLAYWRIGHT_DIR", playwright)
-            .env("CHROMIUM", chromium)
-            .env("PAGE_URL", format!("http://{good}/"))
-            .env("BAD_PAGE_URL", format!("http://{bad}/"))
-            .env("ENGINE", format!("http://{engine}"))
-            .env("ADMIN_TOKEN", "admin")
-            .env("SHOTS", &shots)
-            .output(),
+    let out = run_script(
+        "widget.mjs",
+        &[
+            ("PAGE_URL", format!("http://{good}/")),
+            ("BAD_PAGE_URL", format!("http://{bad}/")),
+            ("ENGINE", format!("http://{engine}")),
+            ("ADMIN_TOKEN", "admin".into()),
+        ],
     )
-    .await
-    .expect("the browser run ends within 2 minutes")
-    .unwrap();
+    .await;
+    assert_ran(&out);
+}
+
+/// Whether the test script installed the browser (else the test says it
+/// is skipped).
+pub fn browser_installed() -> bool {
+    let there = std::env::var("SWITCHBOARD_TEST_CHROMIUM").is_ok()
+        && std::env::var("SWITCHBOARD_TEST_PLAYWRIGHT").is_ok();
+    if !there {
+        eprintln!("SKIPPED: SWITCHBOARD_TEST_CHROMIUM / SWITCHBOARD_TEST_PLAYWRIGHT not set (scripts/test.sh sets them)");
+    }
+    there
+}
+
+/// Runs `tests/browser/{script}` in node with the browser, `env` and the
+/// screenshots folder (`target/browser-shots`), for at most 3 minutes.
+pub async fn run_script(script: &str, env: &[(&str, String)]) -> std::process::Output {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let shots = root.join("target/browser-shots");
+    std::fs::create_dir_all(&shots).unwrap();
+    let mut command = tokio::process::Command::new("node");
+    command
+        .arg(root.join("tests/browser").join(script))
+        .env(
+            "PLAYWRIGHT_DIR",
+            std::env::var("SWITCHBOARD_TEST_PLAYWRIGHT").unwrap(),
+        )
+        .env(
+            "CHROMIUM",
+            std::env::var("SWITCHBOARD_TEST_CHROMIUM").unwrap(),
+        )
+        .env("SHOTS", &shots)
+        .kill_on_drop(true);
+    for (k, v) in env {
+        command.env(k, v);
+    }
+    tokio::time::timeout(Duration::from_secs(180), command.output())
+        .await
+        .expect("the browser run ends within 3 minutes")
+        .unwrap()
+}
+
+/// The script succeeded and printed `ok` last.
+pub fn assert_ran(out: &std::process::Output) {
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
+    // The steps taken, in the test's output.
+    println!("{stdout}");
     assert!(out.status.success(), "stdout:\n{stdout}\nstderr:\n{stderr}");
     assert!(stdout.trim_end().ends_with("ok"), "{stdout}");
 }

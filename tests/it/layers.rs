@@ -69,6 +69,11 @@ const RULES: &[(&str, &[&str], &str)] = &[
         "the engine never uses the tools",
     ),
     ("app.rs", &["tools"], "the engine never uses the tools"),
+    (
+        "console",
+        ENGINE,
+        "the console's page speaks to the engine only through the admin API",
+    ),
 ];
 
 fn rust_files(path: &Path, out: &mut Vec<PathBuf>) {

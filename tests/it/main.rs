@@ -9,6 +9,7 @@ mod browser;
 mod bus_conformance;
 mod channels;
 mod connect;
+mod console;
 mod cql_server;
 mod crash;
 mod delivery;

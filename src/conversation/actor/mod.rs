@@ -392,6 +392,10 @@ async fn write_turn(state: &mut ConversationState) -> Result<(), ActorProcessing
                 if write.takeover_changed {
                     state.args.ctx.takeover_changes.notify_one();
                 }
+                let changes = &state.args.ctx.changes;
+                if changes.receiver_count() > 0 {
+                    let _ = changes.send(state.args.id.clone());
+                }
                 return Ok(());
             }
             Err(e) if e.retryable() && started.elapsed() < WRITE_PATIENCE => {

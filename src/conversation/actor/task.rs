@@ -221,12 +221,9 @@ async fn run<B: Behaviour>(
     // Boxed, like every handler: an idle actor's task holds a pointer, not
     // the largest state machine any message could need.
     Box::pin(behaviour.start()).await?;
-    loop {
-        match mailbox.next().await {
-            Next::Msg(msg) => behaviour.handle(msg).await?,
-            // Every strong address is gone: its supervisor has ended.
-            Next::Stop | Next::Orphaned => break,
-        }
+    // Until a stop, or every strong address is gone (its supervisor ended).
+    while let Next::Msg(msg) = mailbox.next().await {
+        behaviour.handle(msg).await?;
     }
     behaviour.stopped();
     Ok(())
