@@ -56,11 +56,11 @@ try {
 
   // A wrong key is refused in words; the right one signs in, and the key
   // is in the tab's session, never in the address.
-  await page.getByLabel("Tenant API key or admin token").fill("sbk_wrong");
+  await page.getByLabel("API key", { exact: true }).fill("sbk_wrong");
   await page.getByRole("button", { name: "Sign in" }).click();
   await page.getByText("That key is not accepted.").waitFor({ timeout: 10000 });
-  await page.getByLabel("Tenant API key or admin token").fill(env("TENANT_KEY"));
-  await page.getByLabel("Tenant API key or admin token").press("Enter");
+  await page.getByLabel("API key", { exact: true }).fill(env("TENANT_KEY"));
+  await page.getByLabel("API key", { exact: true }).press("Enter");
   await page.getByRole("heading", { name: "Inbox" }).waitFor({ timeout: 10000 });
   await page.getByText("alice").waitFor({ timeout: 10000 });
   expect(!page.url().includes("sbk_"), "the key is in the address");
@@ -89,7 +89,7 @@ try {
   step("conversation shown with its windows");
 
   await page.getByLabel("AI resumes by itself after").selectOption("60");
-  await page.getByRole("button", { name: "Take over" }).click();
+  await page.getByRole("button", { name: "Take over", exact: true }).click();
   await page.getByText(/A person has this conversation \(console\); the AI answers again at/).waitFor({ timeout: 10000 });
   await page.getByLabel("Message", { exact: true }).fill("A person here: how can I help?");
   await page.getByRole("button", { name: "Send", exact: true }).click();
@@ -107,7 +107,7 @@ try {
   await page.screenshot({ path: join(shots, "console-conversation.png") });
   step("the AI stays silent during the takeover");
 
-  await page.getByRole("button", { name: "Resume AI" }).click();
+  await page.getByRole("button", { name: "Resume", exact: true }).click();
   await page.getByText("The AI answers this conversation.").waitFor({ timeout: 10000 });
   await says(env("PAGE"), "bob", "and your hours on Sunday?");
   await page.locator('li.msg[data-author="ai"]').nth(1).waitFor({ timeout: 10000 });
@@ -153,7 +153,7 @@ try {
 
   // Signed out, then in as the admin: every tenant.
   await page.getByRole("button", { name: "Sign out" }).click();
-  await page.getByLabel("Tenant API key or admin token").fill(env("ADMIN_TOKEN"));
+  await page.getByLabel("API key", { exact: true }).fill(env("ADMIN_TOKEN"));
   await page.getByRole("button", { name: "Sign in" }).click();
   await page.locator('li[data-id="globex-fb:gina"]').waitFor({ timeout: 10000 });
   step("the admin token sees every tenant");

@@ -325,7 +325,7 @@
     var actionError = errorBox();
     actionError.id = "action-error";
     if (human) {
-      control.appendChild(el("button", { type: "button", id: "resume", text: "Resume AI", onclick: function (e) { act(e.target, "/resume", {}); } }));
+      control.appendChild(el("button", { type: "button", id: "resume", text: "Resume", onclick: function (e) { act(e.target, "/resume", {}); } }));
     } else {
       control.appendChild(label("resume-after", "AI resumes by itself after"));
       control.appendChild(select("resume-after", [["", "the integration's default"], ["30", "30 minutes"], ["60", "1 hour"], ["240", "4 hours"], ["1440", "1 day"], ["10080", "7 days"]], "", null));
