@@ -282,12 +282,23 @@ pub async fn start_with_store(
     let stopping = ctx.stopping.clone();
     let done = tokio::spawn(async move {
         let app = app.into_make_service_with_connect_info::<SocketAddr>();
+        let mut stopped = stopping.subscribe();
         let server = axum::serve(listener, app).with_graceful_shutdown(async move {
             let _ = stop_rx.await;
             stopping.send_replace(true);
         });
-        if let Err(e) = server.await {
-            tracing::error!(error = %e, "HTTP server failed");
+        // Connections still busy `grace` after the stop (a console stream
+        // whose reader stopped reading, a slow client) are closed, so the
+        // events in flight are finished and committed all the same.
+        let stuck = async move {
+            let _ = stopped.wait_for(|stop| *stop).await;
+            tokio::time::sleep(grace).await;
+        };
+        tokio::select! {
+            served = server => if let Err(e) = served {
+                tracing::error!(error = %e, "HTTP server failed");
+            },
+            () = stuck => tracing::warn!("Connections still open after the shutdown grace; closing them"),
         }
         tracing::info!("Stopped accepting webhooks; finishing events in flight");
         consumer.abort();

@@ -10,9 +10,9 @@ use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use serde::Deserialize;
 use serde_json::json;
 
+use super::bodies;
 use super::views::{ConversationDetail, ConversationView, QuarantineView};
 use super::AdminError;
 use crate::channels;
@@ -21,7 +21,7 @@ use crate::config::ChannelKind;
 use crate::conversation::commands::CommandOutcome;
 use crate::conversation::turn::BY_AGENT;
 use crate::conversation::{window, EngineContext};
-use crate::event::{AgentAction, ConversationId, EventKind, InboundEvent, OutboundAttachment};
+use crate::event::{AgentAction, ConversationId, EventKind, InboundEvent};
 use crate::store::{ConversationFilter, ConversationRecord, Mode};
 use crate::telemetry;
 
@@ -30,8 +30,6 @@ const COMMAND_WAIT: Duration = Duration::from_secs(5);
 const DEFAULT_PAGE: usize = 50;
 const MAX_PAGE: usize = 500;
 const MESSAGES_SHOWN: usize = 200;
-/// `auto_resume_minutes` bounds: 5 minutes to 7 days.
-const RESUME_MINUTES: std::ops::RangeInclusive<u32> = 5..=10_080;
 
 type Params = Query<HashMap<String, String>>;
 
@@ -206,14 +204,6 @@ pub async fn quarantined(State(ctx): State<Arc<EngineContext>>) -> Result<Respon
     Ok(Json(json!({ "quarantined": views })).into_response())
 }
 
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct TakeoverBody {
-    auto_resume_minutes: Option<u32>,
-    /// Who takes over (shown on the conversation).
-    by: Option<String>,
-}
-
 /// `POST /conversations/{id}/takeover` with an optional
 /// `{"auto_resume_minutes": 5..10080, "by": "name"}`.
 pub async fn takeover(
@@ -221,14 +211,7 @@ pub async fn takeover(
     Path(id): Path<String>,
     body: Bytes,
 ) -> Result<Response, AdminError> {
-    let body: TakeoverBody = parse_body(&body)?.unwrap_or_default();
-    if let Some(m) = body.auto_resume_minutes {
-        if !RESUME_MINUTES.contains(&m) {
-            return Err(AdminError::BadRequest(
-                "auto_resume_minutes must be between 5 and 10080 (7 days)".into(),
-            ));
-        }
-    }
+    let body = bodies::takeover(&body)?;
     let by = body
         .by
         .map(|b| b.trim().to_string())
@@ -280,15 +263,6 @@ fn placeholder_record(ctx: &EngineContext, id: &str) -> Result<ConversationRecor
     ))
 }
 
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct MessageBody {
-    #[serde(default)]
-    text: String,
-    #[serde(default)]
-    attachment: Option<OutboundAttachment>,
-}
-
 /// `POST /conversations/{id}/messages` with `{"text": "..."}`, and/or
 /// `"attachment": {"type": "image", "url": "https://..."}` where the
 /// channel takes that type (422 otherwise).
@@ -299,21 +273,7 @@ pub async fn message(
     body: Bytes,
 ) -> Result<Response, AdminError> {
     let key = idempotency_key(&headers)?;
-    let body: MessageBody = parse_body(&body)?
-        .ok_or_else(|| AdminError::BadRequest("the body must be {\"text\": \"...\"}".into()))?;
-    if body.text.trim().is_empty() && body.attachment.is_none() {
-        return Err(AdminError::BadRequest(
-            "text must not be empty (or send an attachment)".into(),
-        ));
-    }
-    if let Some(a) = &body.attachment {
-        let url = a.url.trim();
-        if !(url.starts_with("https://") || url.starts_with("http://")) || url.len() > 2048 {
-            return Err(AdminError::BadRequest(
-                "attachment.url must be an http(s) URL the platform can fetch".into(),
-            ));
-        }
-    }
+    let body = bodies::message(&body)?;
     let record = find(&ctx, &id).await?;
     if let Some(a) = &body.attachment {
         channels::attachment_type(record.channel, &a.kind).map_err(AdminError::Unprocessable)?;
@@ -337,18 +297,6 @@ pub async fn message(
         }
         None => command(&ctx, &record, action).await,
     }
-}
-
-/// The JSON body, or `None` when there is none.
-pub(super) fn parse_body<T: serde::de::DeserializeOwned>(
-    body: &[u8],
-) -> Result<Option<T>, AdminError> {
-    if body.iter().all(u8::is_ascii_whitespace) {
-        return Ok(None);
-    }
-    serde_json::from_slice(body)
-        .map(Some)
-        .map_err(|e| AdminError::BadRequest(format!("the body is not valid JSON here: {e}")))
 }
 
 /// A conversation a command may act on: stored, and its integration still

@@ -37,12 +37,6 @@ pub(super) struct TitleQuery {
     title: Option<String>,
 }
 
-#[derive(Deserialize)]
-struct JsonDocument {
-    title: String,
-    text: String,
-}
-
 pub(super) async fn add(
     State(ctx): State<Arc<EngineContext>>,
     Path(assistant): Path<String>,
@@ -61,11 +55,7 @@ pub(super) async fn add(
         .to_ascii_lowercase();
     let (title, text) = match kind.as_str() {
         "application/json" => {
-            let doc: JsonDocument = serde_json::from_slice(&body).map_err(|e| {
-                AdminError::BadRequest(format!(
-                    "the body must be {{\"title\": \"...\", \"text\": \"...\"}}: {e}"
-                ))
-            })?;
+            let doc = super::bodies::document(&body)?;
             (doc.title, doc.text)
         }
         "text/plain" | "text/markdown" | "text/html" => {

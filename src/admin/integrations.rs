@@ -12,13 +12,12 @@ use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::{Extension, Json};
-use serde_json::{json, Map, Value};
+use serde_json::{json, Value};
 
 use super::analytics::integrations_of;
-use super::conversations::parse_body;
+use super::bodies;
 use super::keys::Caller;
 use super::AdminError;
-use crate::config::IntegrationConfig;
 use crate::conversation::EngineContext;
 use crate::integrations::{masked, Entry, IntegrationError, Origin};
 
@@ -89,20 +88,6 @@ pub async fn show(
     Ok(Json(view(&ctx, &visible(&ctx, &caller, &id)?)))
 }
 
-fn parse(fields: Map<String, Value>) -> Result<IntegrationConfig, AdminError> {
-    serde_json::from_value(Value::Object(fields))
-        .map_err(|e| AdminError::Unprocessable(format!("integration: {e}")))
-}
-
-fn object(body: Value) -> Result<Map<String, Value>, AdminError> {
-    match body {
-        Value::Object(fields) => Ok(fields),
-        _ => Err(AdminError::BadRequest(
-            "the body must be a JSON object of integration settings".into(),
-        )),
-    }
-}
-
 /// `POST /integrations`: the same fields as `[[integrations]]`.
 pub async fn create(
     State(ctx): State<Arc<EngineContext>>,
@@ -117,7 +102,7 @@ pub async fn create(
             "no such admin API route for a tenant key: connect accounts with POST /api/v1/tenants/{tenant}/connect".into(),
         ));
     }
-    let config = parse(object(parse_body(&body)?.unwrap_or(Value::Null))?)?;
+    let config = bodies::integration(&body)?;
     if ctx.integrations.contains_key(&config.id) {
         return Err(AdminError::Conflict(format!(
             "an integration with id {:?} exists",
@@ -141,7 +126,7 @@ pub async fn update(
     body: Bytes,
 ) -> Result<Json<Value>, AdminError> {
     let entry = visible(&ctx, &caller, &id)?;
-    let patch = object(parse_body(&body)?.unwrap_or(Value::Null))?;
+    let patch = bodies::integration_patch(&body)?;
     let current = &entry.config;
     let Value::Object(mut fields) = serde_json::to_value(current.as_ref())
         .map_err(|e| AdminError::Unprocessable(e.to_string()))?
@@ -216,7 +201,7 @@ pub async fn update(
             }
         }
     }
-    let config = parse(fields)?;
+    let config = bodies::integration_of(fields)?;
     ctx.integrations.put(&config).await?;
     if new_token {
         ctx.integrations.tokens.reset(&id);
@@ -267,20 +252,6 @@ fn push_profile(ctx: &EngineContext, id: &str) {
     }
 }
 
-#[derive(serde::Deserialize)]
-pub struct LinkRequest {
-    assistant: String,
-    #[serde(default = "default_channels")]
-    channels: Vec<crate::config::ChannelKind>,
-}
-
-fn default_channels() -> Vec<crate::config::ChannelKind> {
-    vec![
-        crate::config::ChannelKind::Messenger,
-        crate::config::ChannelKind::Instagram,
-    ]
-}
-
 /// `POST /tenants/{tenant}/connect` with `{"assistant", "channels"}`: a
 /// signed, expiring link that lets a person connect the tenant's Pages.
 pub async fn connect_link(
@@ -288,9 +259,7 @@ pub async fn connect_link(
     Path(tenant): Path<String>,
     body: Bytes,
 ) -> Result<(StatusCode, Json<Value>), AdminError> {
-    let body: LinkRequest = parse_body(&body)?.ok_or_else(|| {
-        AdminError::BadRequest("the body must be {\"assistant\": \"...\"}".into())
-    })?;
+    let body = bodies::link(&body)?;
     if !ctx.config.tenants.iter().any(|t| t.id == tenant) {
         return Err(AdminError::NotFound(format!("no tenant {tenant:?}")));
     }

@@ -11,6 +11,7 @@
 
 mod analytics;
 pub mod audit;
+pub mod bodies;
 mod conversations;
 mod documents;
 mod integrations;
@@ -53,6 +54,8 @@ pub enum AdminError {
     Platform(String),
     #[error("{0}")]
     Upstream(String),
+    #[error("{0}")]
+    Unavailable(String),
     #[error("the store is unavailable; try again")]
     Store(#[from] StoreError),
     #[error("the bus is unavailable; try again")]
@@ -69,7 +72,7 @@ impl AdminError {
             Self::Unprocessable(_) => StatusCode::UNPROCESSABLE_ENTITY,
             Self::Unsupported(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::Platform(_) | Self::Upstream(_) => StatusCode::BAD_GATEWAY,
-            Self::Store(_) | Self::Bus(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Store(_) | Self::Bus(_) | Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
         }
     }
 }

@@ -11,9 +11,7 @@ use crate::conversation::EngineContext;
 use crate::store::{ConversationFilter, ConversationRecord};
 
 /// Conversations read at most for one page.
-pub const SCAN_MAX: usize = 20_000;
-/// Read from the store this many at a time.
-const BATCH: usize = 500;
+pub const SCAN_MAX: usize = 10_000;
 
 /// Where the previous page ended: `{last activity ms}.{id}`.
 #[derive(Debug, Clone, PartialEq)]
@@ -66,7 +64,7 @@ pub struct Page {
 }
 
 fn newest_first(page: &mut Vec<ConversationRecord>, keep: usize) {
-    page.sort_by(|a, b| {
+    page.sort_unstable_by(|a, b| {
         b.last_activity_ms
             .cmp(&a.last_activity_ms)
             .then_with(|| a.id.cmp(&b.id))
@@ -80,44 +78,24 @@ pub async fn page(
     after: Option<&Cursor>,
     limit: usize,
 ) -> Result<Page, AdminError> {
-    let mut kept: Vec<ConversationRecord> = Vec::new();
-    let mut read = 0;
-    let mut from: Option<String> = None;
-    let mut partial = false;
+    // One listing call: a store may scan its whole table per call (the
+    // ScyllaDB store without a tenant), so it is never called in a loop.
+    let mut read = ctx
+        .store
+        .list_conversations(filter, None, SCAN_MAX + 1)
+        .await?;
+    let partial = read.len() > SCAN_MAX;
+    read.truncate(SCAN_MAX);
+    read.retain(|c| after.is_none_or(|a| a.precedes(c)));
     // One more than asked: whether there is a next page.
-    let keep = limit + 1;
-    loop {
-        let batch = ctx
-            .store
-            .list_conversations(filter, from.as_deref(), BATCH)
-            .await?;
-        let done = batch.len() < BATCH;
-        read += batch.len();
-        from = batch.last().map(|c| c.id.clone());
-        kept.extend(
-            batch
-                .into_iter()
-                .filter(|c| after.is_none_or(|a| a.precedes(c))),
-        );
-        if kept.len() > 4 * keep {
-            newest_first(&mut kept, keep);
-        }
-        if done {
-            break;
-        }
-        if read >= SCAN_MAX {
-            partial = true;
-            break;
-        }
-    }
-    newest_first(&mut kept, keep);
-    let more = kept.len() > limit;
-    kept.truncate(limit);
+    newest_first(&mut read, limit + 1);
+    let more = read.len() > limit;
+    read.truncate(limit);
     let next = more
-        .then(|| kept.last().map(|c| Cursor::of(c).render()))
+        .then(|| read.last().map(|c| Cursor::of(c).render()))
         .flatten();
     Ok(Page {
-        conversations: kept,
+        conversations: read,
         next,
         partial,
     })

@@ -4,9 +4,12 @@
 //! operators' console to reload it. A tenant key hears its own tenant only.
 //! A stream that falls more than a few thousand changes behind gets one
 //! `resync` event (load everything again) instead of the changes it missed.
+//! At most [`MAX_STREAMS`] are open at once; they end when the engine stops
+//! (and the listener stops waiting for them after `engine.shutdown_grace`).
 
 use std::collections::HashMap;
 use std::convert::Infallible;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -20,8 +23,33 @@ use super::AdminError;
 use crate::conversation::EngineContext;
 use crate::event::ConversationId;
 
+/// Streams open at once in this process, at most; more are refused with
+/// 503 (each holds a connection and a place in the changes channel).
+const MAX_STREAMS: usize = 256;
+static OPEN: AtomicUsize = AtomicUsize::new(0);
+
+/// Counts a stream as open until it is dropped, however it ends.
+struct Open;
+
+impl Open {
+    fn take() -> Option<Self> {
+        OPEN.fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+            (n < MAX_STREAMS).then_some(n + 1)
+        })
+        .ok()
+        .map(|_| Open)
+    }
+}
+
+impl Drop for Open {
+    fn drop(&mut self) {
+        OPEN.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
 /// Which conversations a stream passes on.
 struct Watch {
+    _open: Open,
     ctx: Arc<EngineContext>,
     tenant: Option<String>,
     integration: Option<String>,
@@ -56,9 +84,15 @@ pub async fn stream(
     let integration = params.get("integration").cloned();
     // Unknown tenants and integrations are refused as the listing does.
     super::analytics::integrations_of(&ctx, tenant.as_deref(), integration.as_deref())?;
+    let open = Open::take().ok_or_else(|| {
+        AdminError::Unavailable(format!(
+            "{MAX_STREAMS} console streams are open on this instance; try again later"
+        ))
+    })?;
     let changes = ctx.changes.subscribe();
     let stopping = ctx.stopping.subscribe();
     let watch = Watch {
+        _open: open,
         ctx,
         tenant,
         integration,
@@ -78,9 +112,9 @@ pub async fn stream(
                         .to_string(),
                 ),
                 Ok(_) => continue,
-                Err(RecvError::Lagged(missed)) => Event::default()
-                    .event("resync")
-                    .data(json!({ "missed": missed }).to_string()),
+                // How many were missed is not said: they were every
+                // tenant's.
+                Err(RecvError::Lagged(_)) => Event::default().event("resync").data("{}"),
                 Err(RecvError::Closed) => return None,
             };
             return Some((Ok(event), (changes, stopping, watch)));

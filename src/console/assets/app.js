@@ -115,7 +115,11 @@
       else a.removeAttribute("aria-current");
     });
     state.open = null;
-    if (hash.indexOf("#/c/") === 0) return showConversation(decodeURIComponent(hash.slice(4)));
+    if (hash.indexOf("#/c/") === 0) {
+      var id;
+      try { id = decodeURIComponent(hash.slice(4)); } catch (e) { id = null; }
+      if (id) return showConversation(id);
+    }
     if (hash === "#/analytics") return showAnalytics();
     if (hash === "#/integrations") return showIntegrations();
     return showInbox();
@@ -138,6 +142,7 @@
     setLive("connecting");
     fetch("/api/v1/stream", { headers: { Authorization: "Bearer " + key() }, signal: ctl.signal })
       .then(function (r) {
+        if (r.status === 401) { signOut("Your key is no longer accepted; sign in again."); return; }
         if (!r.ok || !r.body) throw new Error("stream " + r.status);
         setLive("live");
         var reader = r.body.getReader(), dec = new TextDecoder(), buf = "";
@@ -238,7 +243,7 @@
       inbox.next = d.next;
       renderRows();
       var note = document.getElementById("inbox-note");
-      note.textContent = inbox.rows.length ? (d.partial ? "Only the first 20,000 conversations were looked at: narrow the filters to see the rest." : "") : "No conversations yet.";
+      note.textContent = inbox.rows.length ? (d.partial ? "Only the first 10,000 conversations were looked at: narrow the filters to see the rest." : "") : "No conversations yet.";
       document.getElementById("more").hidden = !inbox.next;
     }).catch(function (e) { showError(e); });
   }

@@ -191,11 +191,11 @@ where
     }));
     let living = Living::new(alive);
     let task = tokio::spawn({
-        let mailbox = mailbox.clone();
+        let receiving = Receiving(mailbox.clone());
         async move {
             let _living = living;
             // A panic is caught here and reported like an error.
-            let exit = match AssertUnwindSafe(run(behaviour, mailbox))
+            let exit = match AssertUnwindSafe(run(behaviour, receiving.0.clone()))
                 .catch_unwind()
                 .await
             {
@@ -203,6 +203,9 @@ where
                 Ok(Err(e)) => Exit::Failed(e),
                 Err(panic) => Exit::Failed(panic_message(panic).into()),
             };
+            // Closed before the supervisor hears of the end: from then on
+            // every send fails, so it keeps what it would have sent.
+            drop(receiving);
             exited(id, exit);
         }
     });
@@ -217,7 +220,6 @@ async fn run<B: Behaviour>(
     mut behaviour: Box<B>,
     mailbox: Arc<Mailbox<B::Msg>>,
 ) -> Result<(), ActorProcessingErr> {
-    let _receiving = Receiving(&mailbox);
     // Boxed, like every handler: an idle actor's task holds a pointer, not
     // the largest state machine any message could need.
     Box::pin(behaviour.start()).await?;

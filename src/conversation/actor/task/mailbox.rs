@@ -131,11 +131,11 @@ impl<M> Mailbox<M> {
     }
 }
 
-/// Closes the mailbox when the actor's loop ends, even by a panic or an
-/// abort.
-pub(super) struct Receiving<'a, M>(pub &'a Mailbox<M>);
+/// Closes the mailbox when the actor's task ends, even by a panic or an
+/// abort (before its first poll too: the task owns it from the start).
+pub(super) struct Receiving<M>(pub std::sync::Arc<Mailbox<M>>);
 
-impl<M> Drop for Receiving<'_, M> {
+impl<M> Drop for Receiving<M> {
     fn drop(&mut self) {
         self.0.close();
     }

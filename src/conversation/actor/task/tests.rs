@@ -179,3 +179,12 @@ async fn an_ended_actor_refuses_messages_even_from_a_strong_address() {
     assert_eq!(log, ["start"]);
     assert!(addr.send_message(Msg::Note("late")).is_err());
 }
+
+#[tokio::test]
+async fn an_actor_aborted_before_it_ran_refuses_messages() {
+    let run = start();
+    // Aborted at once: the task may never have been polled.
+    run.addr.abort();
+    assert!(run.alive.wait_none(Duration::from_secs(10)).await);
+    assert!(run.addr.send_message(Msg::Note("late")).is_err());
+}
