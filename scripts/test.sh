@@ -39,16 +39,25 @@ if [ -z "${SWITCHBOARD_TEST_SMTP_PYTHON:-}" ]; then
   export SWITCHBOARD_TEST_SMTP_PYTHON="$SMTP_VENV/bin/python"
 fi
 
-# The web chat widget's browser test: Debian's Chromium (installed with
-# apt-get when missing and this runs as root) and playwright-core from npm
-# (into ~/.cache/switchboard/browser, once). Never a downloaded browser.
+# Installs Debian's package $2 when the command $1 is missing (as root with
+# apt-get; else the tests that need it say they are skipped).
+apt_install() {
+  command -v "$1" >/dev/null 2>&1 && return 0
+  { [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; } || return 0
+  echo "Installing Debian's $2 (once)"
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$2" >/dev/null \
+    || { apt-get update -qq >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$2" >/dev/null; } \
+    || echo "$2 could not be installed: the tests that need it will be skipped"
+}
+
+# The monitoring tests: Debian's prometheus (the server and promtool).
+apt_install promtool prometheus
+
+# The browser tests (web chat widget, operators' console): Debian's Chromium
+# and playwright-core from npm (into ~/.cache/switchboard/browser, once).
+# Never a downloaded browser.
 if [ -z "${SWITCHBOARD_TEST_CHROMIUM:-}" ]; then
-  if ! command -v chromium >/dev/null 2>&1 && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
-    echo "Installing Debian's chromium (once)"
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null \
-      || { apt-get update -qq >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; } \
-      || echo "chromium could not be installed: the browser test will be skipped"
-  fi
+  apt_install chromium chromium
   if command -v chromium >/dev/null 2>&1; then
     export SWITCHBOARD_TEST_CHROMIUM
     SWITCHBOARD_TEST_CHROMIUM=$(command -v chromium)

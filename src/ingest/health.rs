@@ -72,7 +72,11 @@ pub async fn watch_store(store: Arc<dyn Store>, health: Arc<StoreHealth>) {
     let mut tick = tokio::time::interval(Duration::from_millis(500));
     loop {
         tick.tick().await;
-        let now = summarize(&store.backends_ready().await);
+        let backends = store.backends_ready().await;
+        for b in &backends {
+            crate::telemetry::store_available(b.kind, b.ready);
+        }
+        let now = summarize(&backends);
         let before = health.down();
         if now.backends != before.backends {
             if now.backends.is_empty() {

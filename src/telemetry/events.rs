@@ -116,6 +116,11 @@ pub fn takeovers_active(n: usize) {
     gauge!(TAKEOVERS_ACTIVE).set(n as f64);
 }
 
+/// Whether the store `kind` answered its last check (every half second).
+pub fn store_available(kind: &'static str, ready: bool) {
+    gauge!(STORE_AVAILABLE, "store" => kind).set(if ready { 1.0 } else { 0.0 });
+}
+
 pub fn bus_lag(n: u64) {
     gauge!(BUS_LAG).set(n as f64);
 }

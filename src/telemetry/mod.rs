@@ -31,6 +31,7 @@ pub mod names {
     pub const CONVERSATIONS_RESIDENT: &str = "switchboard_conversations_resident";
     pub const TAKEOVERS_ACTIVE: &str = "switchboard_takeovers_active";
     pub const BUS_LAG: &str = "switchboard_bus_lag_events";
+    pub const STORE_AVAILABLE: &str = "switchboard_store_available";
     pub const DEAD_LETTERS: &str = "switchboard_dead_letters_total";
     pub const ACTOR_RESTARTS: &str = "switchboard_actor_restarts_total";
     pub const OUTBOX_REPLAYS: &str = "switchboard_outbox_replays_total";
@@ -90,7 +91,30 @@ pub fn install_metrics() -> Result<PrometheusHandle, TelemetryError> {
     describe();
     takeovers_active(0);
     conversations_resident(0);
+    bus_lag(0);
+    zero_counters();
     Ok(handle)
+}
+
+/// Counters that alerts and the dashboard read with `increase()` or
+/// `rate()` are exported at 0 from the start: a counter that first appears
+/// at 1 shows no increase, and its panel would be empty.
+fn zero_counters() {
+    for name in [DEAD_LETTERS, ACTOR_RESTARTS, QUARANTINED] {
+        metrics::counter!(name).increment(0);
+    }
+    use crate::config::ChannelKind;
+    for channel in [
+        ChannelKind::Messenger,
+        ChannelKind::Instagram,
+        ChannelKind::Whatsapp,
+        ChannelKind::Gmail,
+        ChannelKind::Web,
+    ] {
+        let channel = channel.as_str();
+        metrics::counter!(DUPLICATES, "channel" => channel).increment(0);
+        metrics::counter!(RATE_LIMITED, "channel" => channel).increment(0);
+    }
 }
 
 fn describe() {
@@ -115,6 +139,10 @@ fn describe() {
     describe_gauge!(CONVERSATIONS_RESIDENT, "Conversation actors in memory");
     describe_gauge!(TAKEOVERS_ACTIVE, "Conversations a human has taken over");
     describe_gauge!(BUS_LAG, "Events on the bus not yet finished and committed");
+    describe_gauge!(
+        STORE_AVAILABLE,
+        "1 while the store answers its half-second check, 0 while it does not"
+    );
     describe_gauge!(
         TOKEN_STATUS,
         "1 for each integration's access-token status (ok, expiring, expired), 0 for the others"

@@ -22,6 +22,7 @@ mod kafka;
 mod knowledge;
 mod layers;
 mod model_client;
+mod prometheus;
 mod secrets;
 mod store_conformance;
 mod supervision;

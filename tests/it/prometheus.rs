@@ -1,0 +1,250 @@
+//! The monitoring files against a real Prometheus (Debian's `prometheus`
+//! package: the server and `promtool`, installed by `scripts/test.sh`):
+//! the config and alert rules pass `promtool check`, every alert's unit
+//! tests pass (firing and not firing) and every alert has a runbook line in
+//! the README; the live `/metrics` passes `promtool check metrics`; and a
+//! Prometheus server on 127.0.0.1 scraping an engine under a short load
+//! answers every query of the Grafana dashboard with data. Skipped (and
+//! says so) where Prometheus is not installed.
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+
+use serde_json::{json, Value};
+
+use crate::crash::free_port;
+use crate::support::*;
+
+fn root() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// `promtool` and `prometheus`, or `None` (the test says it is skipped).
+fn tools() -> Option<(PathBuf, PathBuf)> {
+    let find = |name: &str| {
+        std::env::var_os("PATH").and_then(|paths| {
+            std::env::split_paths(&paths)
+                .map(|p| p.join(name))
+                .find(|p| p.is_file())
+        })
+    };
+    match (find("promtool"), find("prometheus")) {
+        (Some(t), Some(p)) => Some((t, p)),
+        _ => {
+            eprintln!("SKIPPED: promtool / prometheus not installed (scripts/test.sh installs Debian's prometheus)");
+            None
+        }
+    }
+}
+
+fn promtool(tool: &Path, args: &[&str], stdin: Option<&str>) -> (bool, String) {
+    let mut child = std::process::Command::new(tool)
+        .args(args)
+        .current_dir(root().join("docker/prometheus"))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    {
+        use std::io::Write;
+        let mut input = child.stdin.take().unwrap();
+        if let Some(text) = stdin {
+            input.write_all(text.as_bytes()).unwrap();
+        }
+    }
+    let out = child.wait_with_output().unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.success(), text)
+}
+
+/// The alert names of `alerts.yml`.
+fn alert_names() -> Vec<String> {
+    let rules = std::fs::read_to_string(root().join("docker/prometheus/alerts.yml")).unwrap();
+    rules
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("- alert: "))
+        .map(|n| n.trim().to_string())
+        .collect()
+}
+
+#[test]
+fn the_config_and_alert_rules_check_and_every_alert_is_tested_and_explained() {
+    let Some((tool, _)) = tools() else {
+        return;
+    };
+    for args in [
+        &["check", "config", "prometheus.yml"][..],
+        &["check", "rules", "alerts.yml"],
+        &["test", "rules", "alerts.test.yml"],
+    ] {
+        let (ok, out) = promtool(&tool, args, None);
+        assert!(ok, "promtool {args:?}:\n{out}");
+    }
+    let names = alert_names();
+    assert!(names.len() >= 12, "{names:?}");
+    let tests =
+        std::fs::read_to_string(root().join("docker/prometheus/alerts.test.yml")).unwrap();
+    let readme = std::fs::read_to_string(root().join("README.md")).unwrap();
+    for name in &names {
+        // Each alert has a test that expects it to fire, and a runbook line.
+        assert!(
+            tests.contains(&format!("alertname: {name}\n        exp_alerts:\n          - ")),
+            "no firing test for {name}"
+        );
+        assert!(
+            readme.contains(&format!("| `{name}` |")),
+            "no runbook line for {name} in the README"
+        );
+    }
+}
+
+/// Every `switchboard_...` name in `text`, without histogram suffixes.
+fn metric_names(text: &str) -> Vec<String> {
+    let mut names = Vec::new();
+    let mut rest = text;
+    while let Some(at) = rest.find("switchboard_") {
+        let tail = &rest[at..];
+        let end = tail
+            .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+            .unwrap_or(tail.len());
+        let name = &tail[..end];
+        let name = name
+            .strip_suffix("_bucket")
+            .or_else(|| name.strip_suffix("_sum"))
+            .or_else(|| name.strip_suffix("_count"))
+            .unwrap_or(name);
+        names.push(name.to_string());
+        rest = &tail[end..];
+    }
+    names.sort();
+    names.dedup();
+    names
+}
+
+/// Customers writing (some twice, some redelivered), delivery receipts.
+async fn traffic(desk: &Desk, round: usize) {
+    for i in 0..5 {
+        let psid = format!("p{round}-{i}");
+        let mid = format!("m{round}-{i}");
+        desk.customer(&psid, &mid, "what are your hours?").await;
+        if i == 0 {
+            // Meta delivers the same webhook again.
+            desk.customer(&psid, &mid, "what are your hours?").await;
+        }
+    }
+    desk.webhook(vec![json!({
+        "sender": {"id": format!("p{round}-1")}, "recipient": {"id": PAGE},
+        "timestamp": switchboard::clock::now_ms(),
+        "delivery": {"watermark": switchboard::clock::now_ms()}
+    })])
+    .await;
+}
+
+async fn query(http: &reqwest::Client, prometheus: &str, expr: &str) -> Value {
+    http.get(format!("{prometheus}/api/v1/query"))
+        .query(&[("query", expr)])
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_real_prometheus_scraping_the_engine_answers_every_dashboard_query() {
+    let Some((tool, server)) = tools() else {
+        return;
+    };
+    let desk = Desk::start(0, "").await;
+    traffic(&desk, 0).await;
+    desk.settled("p0-4", 2).await;
+
+    // The live exposition is clean for promtool's linter.
+    let metrics = desk.metrics().await;
+    let (ok, out) = promtool(&tool, &["check", "metrics"], Some(&metrics));
+    assert!(ok, "promtool check metrics:\n{out}");
+
+    // The dashboard's and the alerts' metric names are all exported (or,
+    // for those only some deployments have, documented).
+    let dashboard =
+        std::fs::read_to_string(root().join("docker/grafana/dashboards/switchboard.json")).unwrap();
+    let dashboard: Value = serde_json::from_str(&dashboard).unwrap();
+    let exprs: Vec<String> = dashboard["panels"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|p| p["targets"].as_array().cloned().unwrap_or_default())
+        .filter_map(|t| t["expr"].as_str().map(str::to_string))
+        .collect();
+    assert!(exprs.len() >= 10, "{exprs:?}");
+    let exported = metric_names(&metrics);
+    for name in metric_names(&exprs.join("\n")) {
+        assert!(exported.contains(&name), "the dashboard reads {name}, which the engine does not export");
+    }
+    let readme = std::fs::read_to_string(root().join("README.md")).unwrap();
+    let rules = std::fs::read_to_string(root().join("docker/prometheus/alerts.yml")).unwrap();
+    for name in metric_names(&rules) {
+        assert!(
+            readme.contains(&format!("| `{name}` |")),
+            "an alert reads {name}, which the README's metrics table does not list"
+        );
+    }
+
+    // A Prometheus server scraping the engine every second.
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let config = dir.path().join("prometheus.yml");
+    std::fs::write(
+        &config,
+        format!(
+            "global:\n  scrape_interval: 1s\nscrape_configs:\n  - job_name: switchboard\n    static_configs:\n      - targets: [\"{}\"]\n",
+            desk.engine.metrics_addr
+        ),
+    )
+    .unwrap();
+    let mut prometheus = KillOnDrop(
+        std::process::Command::new(&server)
+            .arg(format!("--config.file={}", config.display()))
+            .arg(format!("--storage.tsdb.path={}", dir.path().join("data").display()))
+            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let base = format!("http://127.0.0.1:{port}");
+    let http = reqwest::Client::new();
+    // Load for a while, so rates and quantiles have samples to work on.
+    for round in 1..=12 {
+        traffic(&desk, round).await;
+        tokio::time::sleep(Duration::from_millis(800)).await;
+    }
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    let mut dead = Vec::new();
+    loop {
+        dead.clear();
+        for expr in &exprs {
+            let answer = query(&http, &base, expr).await;
+            let empty = answer["data"]["result"]
+                .as_array()
+                .is_none_or(|r| r.is_empty());
+            if answer["status"] != "success" || empty {
+                dead.push(format!("{expr} -> {answer}"));
+            }
+        }
+        if dead.is_empty() || tokio::time::Instant::now() > deadline {
+            break;
+        }
+        traffic(&desk, 100).await;
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+    prometheus.kill();
+    assert!(dead.is_empty(), "panels without data:\n{}", dead.join("\n"));
+}
