@@ -193,3 +193,63 @@ async fn overload_sheds_with_503_keeps_memory_bounded_and_loses_nothing() {
         peak / 1024
     );
 }
+
+/// SIGTERM in the middle of a run, as an orchestrator stops an instance:
+/// the engine exits cleanly within its shutdown grace (plus the time to
+/// close its files), what it had not finished stays on the bus, and a
+/// restart on the same data answers every webhook that got a 200 exactly
+/// once (the harness retries what was refused meanwhile, as Meta does).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_under_load_stops_within_its_grace_and_a_restart_answers_everything_once() {
+    let port = free_port();
+    let harness = Loadgen::bind(LoadgenOptions {
+        rate: 200.0,
+        duration: Duration::from_secs(12),
+        customers: 400,
+        retries: 100,
+        retry_pause: Duration::from_millis(200),
+        drain: Duration::from_secs(30),
+        ..options(port)
+    })
+    .await
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let config = engine_config(dir.path(), harness.sink_addr(), port, "");
+    let mut engine = spawn_engine(&config);
+    wait_ready(port).await;
+    let stopper = tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        let started = Instant::now();
+        let sent = std::process::Command::new("kill")
+            .args(["-TERM", &engine.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(sent.success());
+        let status = tokio::task::spawn_blocking(move || engine.wait())
+            .await
+            .unwrap()
+            .unwrap();
+        let took = started.elapsed();
+        // While it is down, a webhook is refused (never a 200 for an event
+        // nobody will handle).
+        let refused = reqwest::Client::new()
+            .post(format!("http://127.0.0.1:{port}/webhooks/meta/main"))
+            .body("{}")
+            .send()
+            .await;
+        assert!(refused.is_err() || refused.is_ok_and(|r| r.status() != 200));
+        let engine = KillOnDrop(spawn_engine(&config));
+        wait_ready(port).await;
+        (status, took, engine)
+    });
+    let report = harness.run().await.unwrap();
+    let (status, took, mut engine) = stopper.await.unwrap();
+    engine.kill();
+    eprintln!("{report}\nstopped in {took:?}");
+    assert!(status.success(), "the engine's exit after SIGTERM: {status}");
+    // shutdown_grace = "2s" in the test config.
+    assert!(took < Duration::from_secs(12), "took {took:?} to stop");
+    assert!(report.replies_expected > 1000, "{report}");
+    assert_eq!(report.replies_missing, 0, "{report}");
+    assert_eq!(report.replies_duplicated, 0, "{report}");
+}
