@@ -5,7 +5,9 @@
 //! the README; the live `/metrics` passes `promtool check metrics`; and a
 //! Prometheus server on 127.0.0.1 scraping an engine under a short load
 //! answers every query of the Grafana dashboard with data. Skipped (and
-//! says so) where Prometheus is not installed.
+//! says so) where Prometheus is not installed. Beside them, the image and
+//! the compose file: no secret in either, a user without privileges, a
+//! health check, and `docker compose config` where a Compose CLI exists.
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -88,13 +90,14 @@ fn the_config_and_alert_rules_check_and_every_alert_is_tested_and_explained() {
     }
     let names = alert_names();
     assert!(names.len() >= 12, "{names:?}");
-    let tests =
-        std::fs::read_to_string(root().join("docker/prometheus/alerts.test.yml")).unwrap();
+    let tests = std::fs::read_to_string(root().join("docker/prometheus/alerts.test.yml")).unwrap();
     let readme = std::fs::read_to_string(root().join("README.md")).unwrap();
     for name in &names {
         // Each alert has a test that expects it to fire, and a runbook line.
         assert!(
-            tests.contains(&format!("alertname: {name}\n        exp_alerts:\n          - ")),
+            tests.contains(&format!(
+                "alertname: {name}\n        exp_alerts:\n          - "
+            )),
             "no firing test for {name}"
         );
         assert!(
@@ -186,7 +189,10 @@ async fn a_real_prometheus_scraping_the_engine_answers_every_dashboard_query() {
     assert!(exprs.len() >= 10, "{exprs:?}");
     let exported = metric_names(&metrics);
     for name in metric_names(&exprs.join("\n")) {
-        assert!(exported.contains(&name), "the dashboard reads {name}, which the engine does not export");
+        assert!(
+            exported.contains(&name),
+            "the dashboard reads {name}, which the engine does not export"
+        );
     }
     let readme = std::fs::read_to_string(root().join("README.md")).unwrap();
     let rules = std::fs::read_to_string(root().join("docker/prometheus/alerts.yml")).unwrap();
@@ -212,7 +218,10 @@ async fn a_real_prometheus_scraping_the_engine_answers_every_dashboard_query() {
     let mut prometheus = KillOnDrop(
         std::process::Command::new(&server)
             .arg(format!("--config.file={}", config.display()))
-            .arg(format!("--storage.tsdb.path={}", dir.path().join("data").display()))
+            .arg(format!(
+                "--storage.tsdb.path={}",
+                dir.path().join("data").display()
+            ))
             .arg(format!("--web.listen-address=127.0.0.1:{port}"))
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -247,4 +256,84 @@ async fn a_real_prometheus_scraping_the_engine_answers_every_dashboard_query() {
     }
     prometheus.kill();
     assert!(dead.is_empty(), "panels without data:\n{}", dead.join("\n"));
+}
+
+/// The runtime image runs as a user without privileges, has a health
+/// check, and takes no config or secret into it; the compose file is valid
+/// for `docker compose config` wherever a Compose CLI exists (no daemon
+/// needed; skipped, and said, where none is installed).
+#[test]
+fn the_image_and_the_compose_file_hold_no_secret_and_check_out() {
+    let dockerfile = std::fs::read_to_string(root().join("docker/Dockerfile")).unwrap();
+    let runtime = dockerfile
+        .rsplit_once("\nFROM ")
+        .map(|(_, r)| r)
+        .expect("a runtime stage");
+    let user = runtime
+        .lines()
+        .find_map(|l| l.strip_prefix("USER "))
+        .expect("the runtime image names its user");
+    assert!(user.trim() != "root" && user.trim() != "0", "{user}");
+    assert!(runtime.contains("HEALTHCHECK "), "no health check");
+    for l in runtime.lines().filter(|l| l.starts_with("COPY")) {
+        assert!(
+            !l.contains("config") && !l.contains(".toml") && !l.contains(".env"),
+            "the image copies a config: {l}"
+        );
+    }
+    let compose = std::fs::read_to_string(root().join("docker/compose.yaml")).unwrap();
+    assert!(
+        !compose.contains("SWITCHBOARD__ADMIN__TOKEN: \""),
+        "a secret written into compose.yaml"
+    );
+    let engine_toml = std::fs::read_to_string(root().join("docker/engine.toml")).unwrap();
+    for secret in [
+        "token = \"",
+        "app_secret = \"",
+        "verify_token = \"",
+        "access_token = \"",
+    ] {
+        for l in engine_toml
+            .lines()
+            .filter(|l| l.trim_start().starts_with(secret))
+        {
+            assert!(l.contains("\"\""), "docker/engine.toml holds a secret: {l}");
+        }
+    }
+    let compose_cli = [
+        ("docker", &["compose", "version"][..]),
+        ("docker-compose", &["version"][..]),
+    ]
+    .into_iter()
+    .find(|(cmd, args)| {
+        std::process::Command::new(cmd)
+            .args(*args)
+            .output()
+            .is_ok_and(|o| o.status.success())
+    });
+    let Some((cmd, _)) = compose_cli else {
+        eprintln!("SKIPPED: docker compose config (no Compose CLI installed)");
+        return;
+    };
+    let mut args = if cmd == "docker" {
+        vec!["compose"]
+    } else {
+        vec![]
+    };
+    args.extend(["-f", "compose.yaml", "config", "-q"]);
+    let out = std::process::Command::new(cmd)
+        .args(&args)
+        .current_dir(root().join("docker"))
+        // The secrets compose.yaml requires, as a user's .env would give.
+        .env("SWITCHBOARD_ADMIN_TOKEN", "an-admin-token-of-24-characters")
+        .env("SWITCHBOARD_APP_SECRET", "app-secret")
+        .env("SWITCHBOARD_VERIFY_TOKEN", "verify-token")
+        .env("SWITCHBOARD_PAGE_TOKEN", "page-token")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{cmd} {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }

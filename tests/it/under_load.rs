@@ -246,7 +246,10 @@ async fn sigterm_under_load_stops_within_its_grace_and_a_restart_answers_everyth
     let (status, took, mut engine) = stopper.await.unwrap();
     engine.kill();
     eprintln!("{report}\nstopped in {took:?}");
-    assert!(status.success(), "the engine's exit after SIGTERM: {status}");
+    assert!(
+        status.success(),
+        "the engine's exit after SIGTERM: {status}"
+    );
     // shutdown_grace = "2s" in the test config.
     assert!(took < Duration::from_secs(12), "took {took:?} to stop");
     assert!(report.replies_expected > 1000, "{report}");
