@@ -5,18 +5,9 @@
 // first failure. Screenshots go to $SHOTS.
 import { createHmac } from "node:crypto";
 import { join } from "node:path";
-import { pathToFileURL } from "node:url";
+import { env, launch, shots, step } from "./common.mjs";
 
-const env = (k) => {
-  if (!process.env[k]) throw new Error(`${k} is not set`);
-  return process.env[k];
-};
-const { chromium } = await import(
-  pathToFileURL(join(env("PLAYWRIGHT_DIR"), "playwright-core", "index.mjs")).href
-);
-const shots = env("SHOTS");
 const engine = env("ENGINE");
-const step = (s) => console.log(`step: ${s}`);
 
 async function meta(page, messaging) {
   const body = JSON.stringify({ object: "page", entry: [{ id: page, time: Date.now(), messaging }] });
@@ -43,11 +34,8 @@ async function api(path, token) {
 }
 const expect = (ok, what) => { if (!ok) throw new Error(what); };
 
-const browser = await chromium.launch({
-  executablePath: env("CHROMIUM"),
-  args: ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync"],
-});
+
+const browser = await launch();
 try {
   const context = await browser.newContext({ viewport: { width: 1200, height: 800 } });
   const page = await context.newPage();

@@ -3,25 +3,12 @@
 // the environment. Prints one line per step; exits non-zero on the first
 // failure. Screenshots go to $SHOTS.
 import { join } from "node:path";
-import { pathToFileURL } from "node:url";
+import { env, launch, shots, step } from "./common.mjs";
 
-const env = (k) => {
-  if (!process.env[k]) throw new Error(`${k} is not set`);
-  return process.env[k];
-};
-const { chromium } = await import(
-  pathToFileURL(join(env("PLAYWRIGHT_DIR"), "playwright-core", "index.mjs")).href
-);
-const shots = env("SHOTS");
 const engine = env("ENGINE");
 const admin = env("ADMIN_TOKEN");
-const step = (s) => console.log(`step: ${s}`);
 
-const browser = await chromium.launch({
-  executablePath: env("CHROMIUM"),
-  args: ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync"],
-});
+const browser = await launch();
 try {
   const context = await browser.newContext({ viewport: { width: 900, height: 700 } });
   const page = await context.newPage();

@@ -150,14 +150,11 @@ async fn traffic(desk: &Desk, round: usize) {
 }
 
 async fn query(http: &reqwest::Client, prometheus: &str, expr: &str) -> Value {
-    http.get(format!("{prometheus}/api/v1/query"))
-        .query(&[("query", expr)])
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap()
+    json_of(
+        http.get(format!("{prometheus}/api/v1/query"))
+            .query(&[("query", expr)]),
+    )
+    .await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

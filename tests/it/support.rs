@@ -597,13 +597,15 @@ impl Drop for KillOnDrop {
 
 /// An admin API GET with the test token, straight to `addr`: its JSON body.
 pub async fn admin_json(addr: impl std::fmt::Display, path: &str) -> Value {
-    reqwest::Client::new()
-        .get(format!("http://{addr}/api/v1{path}"))
-        .bearer_auth("admin")
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap()
+    json_of(
+        reqwest::Client::new()
+            .get(format!("http://{addr}/api/v1{path}"))
+            .bearer_auth("admin"),
+    )
+    .await
+}
+
+/// Sends `request` and reads its JSON body.
+pub async fn json_of(request: reqwest::RequestBuilder) -> Value {
+    request.send().await.unwrap().json().await.unwrap()
 }

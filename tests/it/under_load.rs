@@ -55,6 +55,30 @@ fn options(port: u16) -> LoadgenOptions {
     }
 }
 
+/// The harness for a run the engine is stopped in the middle of: 200
+/// events/s for `secs` over 400 customers, refused webhooks retried every
+/// 200 ms (as Meta does, for much longer), then 30 s for the last replies.
+async fn interrupted_run(port: u16, secs: u64) -> Loadgen {
+    Loadgen::bind(LoadgenOptions {
+        rate: 200.0,
+        duration: Duration::from_secs(secs),
+        customers: 400,
+        retries: 100,
+        retry_pause: Duration::from_millis(200),
+        drain: Duration::from_secs(30),
+        ..options(port)
+    })
+    .await
+    .unwrap()
+}
+
+/// Every webhook that got a 200 was answered, none twice.
+fn assert_exactly_once(report: &Report) {
+    assert!(report.replies_expected > 1000, "{report}");
+    assert_eq!(report.replies_missing, 0, "{report}");
+    assert_eq!(report.replies_duplicated, 0, "{report}");
+}
+
 /// Resident memory of a process, in KiB.
 fn rss_kib(pid: u32) -> u64 {
     std::fs::read_to_string(format!("/proc/{pid}/status"))
@@ -80,17 +104,7 @@ async fn sigkill_under_load_again_and_again_loses_and_doubles_nothing() {
         .unwrap_or(16);
     let kills = 3;
     let port = free_port();
-    let harness = Loadgen::bind(LoadgenOptions {
-        rate: 200.0,
-        duration: Duration::from_secs(secs),
-        customers: 400,
-        retries: 100,
-        retry_pause: Duration::from_millis(200),
-        drain: Duration::from_secs(30),
-        ..options(port)
-    })
-    .await
-    .unwrap();
+    let harness = interrupted_run(port, secs).await;
     let dir = tempfile::tempdir().unwrap();
     let config = engine_config(dir.path(), harness.sink_addr(), port, "");
     let mut engine = KillOnDrop(spawn_engine(&config));
@@ -111,9 +125,7 @@ async fn sigkill_under_load_again_and_again_loses_and_doubles_nothing() {
     let mut engine = killer.await.unwrap();
     engine.kill();
     eprintln!("{report}");
-    assert!(report.replies_expected > 1000, "{report}");
-    assert_eq!(report.replies_missing, 0, "{report}");
-    assert_eq!(report.replies_duplicated, 0, "{report}");
+    assert_exactly_once(&report);
 }
 
 /// Offered far more than it can take (its Graph API answers in 2 s, at most
@@ -202,17 +214,7 @@ async fn overload_sheds_with_503_keeps_memory_bounded_and_loses_nothing() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_under_load_stops_within_its_grace_and_a_restart_answers_everything_once() {
     let port = free_port();
-    let harness = Loadgen::bind(LoadgenOptions {
-        rate: 200.0,
-        duration: Duration::from_secs(12),
-        customers: 400,
-        retries: 100,
-        retry_pause: Duration::from_millis(200),
-        drain: Duration::from_secs(30),
-        ..options(port)
-    })
-    .await
-    .unwrap();
+    let harness = interrupted_run(port, 12).await;
     let dir = tempfile::tempdir().unwrap();
     let config = engine_config(dir.path(), harness.sink_addr(), port, "");
     let mut engine = spawn_engine(&config);
@@ -252,7 +254,5 @@ async fn sigterm_under_load_stops_within_its_grace_and_a_restart_answers_everyth
     );
     // shutdown_grace = "2s" in the test config.
     assert!(took < Duration::from_secs(12), "took {took:?} to stop");
-    assert!(report.replies_expected > 1000, "{report}");
-    assert_eq!(report.replies_missing, 0, "{report}");
-    assert_eq!(report.replies_duplicated, 0, "{report}");
+    assert_exactly_once(&report);
 }
