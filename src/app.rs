@@ -265,11 +265,15 @@ pub async fn start_with_store(
     ));
     let store_watch = tokio::spawn(ingest::watch_store(store.clone(), health));
     let app = ingest::limit(
-        ingest::router(ingress, config.server.max_body_bytes)
-            .nest("/api/v1", admin::router(ctx.clone()))
-            .merge(crate::connect::router(ctx.clone()))
-            .merge(ingest::web::router(ctx.clone()))
-            .merge(crate::console::router()),
+        ingest::refuse_while_stopping(
+            ingest::router(ingress, config.server.max_body_bytes)
+                .nest("/api/v1", admin::router(ctx.clone()))
+                .merge(crate::connect::router(ctx.clone()))
+                .merge(ingest::web::router(ctx.clone()))
+                .merge(crate::console::router()),
+            ctx.stopping.subscribe(),
+            ctx.refusals.clone(),
+        ),
         ingest::ListenerLimits::from_config(&config),
         ctx.refusals.clone(),
     );
@@ -282,29 +286,34 @@ pub async fn start_with_store(
     let stopping = ctx.stopping.clone();
     let done = tokio::spawn(async move {
         let app = app.into_make_service_with_connect_info::<SocketAddr>();
-        let mut stopped = stopping.subscribe();
-        let server = axum::serve(listener, app).with_graceful_shutdown(async move {
-            let _ = stop_rx.await;
-            stopping.send_replace(true);
-        });
-        // Connections still busy `grace` after the stop (a console stream
-        // whose reader stopped reading, a slow client) are closed, so the
-        // events in flight are finished and committed all the same.
-        let stuck = async move {
-            let _ = stopped.wait_for(|stop| *stop).await;
-            tokio::time::sleep(grace).await;
-        };
-        tokio::select! {
-            served = server => if let Err(e) = served {
-                tracing::error!(error = %e, "HTTP server failed");
-            },
-            () = stuck => tracing::warn!("Connections still open after the shutdown grace; closing them"),
-        }
-        tracing::info!("Stopped accepting webhooks; finishing events in flight");
+        let (close_tx, close_rx) = oneshot::channel::<()>();
+        let server = tokio::spawn(std::future::IntoFuture::into_future(
+            axum::serve(listener, app).with_graceful_shutdown(async move {
+                let _ = close_rx.await;
+            }),
+        ));
+        let _ = stop_rx.await;
+        // From here webhooks and /readyz answer 503 (the platforms retry,
+        // a load balancer moves on) and console streams end, while the
+        // events taken are finished and their progress committed.
+        stopping.send_replace(true);
+        tracing::info!("Stopping: webhooks get 503; finishing events in flight");
         consumer.abort();
         drain(&supervisor, grace).await;
         if let Err(e) = bus.flush_commits().await {
             tracing::warn!(error = %e, "Cannot commit bus progress at shutdown; events will be replayed");
+        }
+        // Then the listener closes. Connections still busy after `grace`
+        // (a console stream whose reader stopped reading, a slow client)
+        // are not waited for.
+        let _ = close_tx.send(());
+        match tokio::time::timeout(grace, server).await {
+            Ok(Ok(Ok(()))) => {}
+            Ok(Ok(Err(e))) => tracing::error!(error = %e, "HTTP server failed"),
+            Ok(Err(e)) => tracing::error!(error = %e, "HTTP server task failed"),
+            Err(_) => {
+                tracing::warn!("Connections still open after the shutdown grace; closing them")
+            }
         }
         bus.close().await;
         supervisor.stop(None);

@@ -167,6 +167,42 @@ pub fn limit(app: Router, limits: ListenerLimits, refusals: Arc<Refusals>) -> Ro
     )
 }
 
+/// While the engine stops, webhooks (Meta's, Gmail's pushes, new web chat
+/// sockets) get 503 with `Retry-After` and `/readyz` 503: nothing new is
+/// taken while the events already taken are finished, and the platforms
+/// deliver the refused ones again (to this instance once restarted, or to
+/// another). Everything else is still answered.
+pub fn refuse_while_stopping(
+    app: Router,
+    stopping: tokio::sync::watch::Receiver<bool>,
+    refusals: Arc<Refusals>,
+) -> Router {
+    app.layer(axum::middleware::from_fn(
+        move |request: axum::extract::Request, next: axum::middleware::Next| {
+            let stopped = *stopping.borrow();
+            let refusals = refusals.clone();
+            async move {
+                let path = request.uri().path();
+                let taken = path.starts_with(WEBHOOKS)
+                    || path == "/readyz"
+                    || (path.starts_with("/web/") && path.ends_with("/ws"));
+                if !(stopped && taken) {
+                    return next.run(request).await;
+                }
+                if path.starts_with(WEBHOOKS) {
+                    refusals.refused(now_ms());
+                }
+                (
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    [(header::RETRY_AFTER, RETRY_AFTER_SECONDS.to_string())],
+                    "stopping, retry later",
+                )
+                    .into_response()
+            }
+        },
+    ))
+}
+
 async fn refuse(err: BoxError) -> Response {
     if err.is::<tower::timeout::error::Elapsed>() {
         return (StatusCode::REQUEST_TIMEOUT, "request took too long").into_response();

@@ -58,8 +58,8 @@ fn options(port: u16) -> LoadgenOptions {
 /// The harness for a run the engine is stopped in the middle of: 200
 /// events/s for `secs` over 400 customers, refused webhooks retried every
 /// 200 ms (as Meta does, for much longer), then 30 s for the last replies.
-async fn interrupted_run(port: u16, secs: u64) -> Loadgen {
-    Loadgen::bind(LoadgenOptions {
+fn interrupted_run_options(port: u16, secs: u64) -> LoadgenOptions {
+    LoadgenOptions {
         rate: 200.0,
         duration: Duration::from_secs(secs),
         customers: 400,
@@ -67,9 +67,13 @@ async fn interrupted_run(port: u16, secs: u64) -> Loadgen {
         retry_pause: Duration::from_millis(200),
         drain: Duration::from_secs(30),
         ..options(port)
-    })
-    .await
-    .unwrap()
+    }
+}
+
+async fn interrupted_run(port: u16, secs: u64) -> Loadgen {
+    Loadgen::bind(interrupted_run_options(port, secs))
+        .await
+        .unwrap()
 }
 
 /// Every webhook that got a 200 was answered, none twice.
@@ -206,15 +210,22 @@ async fn overload_sheds_with_503_keeps_memory_bounded_and_loses_nothing() {
     );
 }
 
-/// SIGTERM in the middle of a run, as an orchestrator stops an instance:
-/// the engine exits cleanly within its shutdown grace (plus the time to
-/// close its files), what it had not finished stays on the bus, and a
-/// restart on the same data answers every webhook that got a 200 exactly
-/// once (the harness retries what was refused meanwhile, as Meta does).
+/// SIGTERM in the middle of a run, as an orchestrator stops an instance
+/// (the Graph API answering in 1 s, so replies are in flight): while it
+/// finishes them, webhooks and `/readyz` get 503; it exits cleanly within
+/// its shutdown grace (plus the time to close its files), what it had not
+/// finished stays on the bus, and a restart on the same data answers every
+/// webhook that got a 200 exactly once (the harness retries what was
+/// refused meanwhile, as Meta does).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sigterm_under_load_stops_within_its_grace_and_a_restart_answers_everything_once() {
+async fn sigterm_under_load_refuses_new_webhooks_stops_within_its_grace_and_loses_nothing() {
     let port = free_port();
-    let harness = interrupted_run(port, 12).await;
+    let harness = Loadgen::bind(LoadgenOptions {
+        sink_latency_ms: 1000,
+        ..interrupted_run_options(port, 12)
+    })
+    .await
+    .unwrap();
     let dir = tempfile::tempdir().unwrap();
     let config = engine_config(dir.path(), harness.sink_addr(), port, "");
     let mut engine = spawn_engine(&config);
@@ -227,27 +238,38 @@ async fn sigterm_under_load_stops_within_its_grace_and_a_restart_answers_everyth
             .status()
             .unwrap();
         assert!(sent.success());
+        // Until the listener closes: webhooks and readiness refused with
+        // 503, never a 200 for an event nobody will handle.
+        let http = reqwest::Client::new();
+        let (mut webhook_503, mut ready_503) = (false, false);
+        while started.elapsed() < Duration::from_secs(3) && !(webhook_503 && ready_503) {
+            let r = http
+                .post(format!("http://127.0.0.1:{port}/webhooks/meta/main"))
+                .body("{}")
+                .send()
+                .await;
+            let Ok(r) = r else { break };
+            webhook_503 |= r.status() == 503 && r.headers().contains_key("retry-after");
+            let ready = http
+                .get(format!("http://127.0.0.1:{port}/readyz"))
+                .send()
+                .await;
+            ready_503 |= ready.is_ok_and(|r| r.status() == 503);
+        }
         let status = tokio::task::spawn_blocking(move || engine.wait())
             .await
             .unwrap()
             .unwrap();
         let took = started.elapsed();
-        // While it is down, a webhook is refused (never a 200 for an event
-        // nobody will handle).
-        let refused = reqwest::Client::new()
-            .post(format!("http://127.0.0.1:{port}/webhooks/meta/main"))
-            .body("{}")
-            .send()
-            .await;
-        assert!(refused.is_err() || refused.is_ok_and(|r| r.status() != 200));
         let engine = KillOnDrop(spawn_engine(&config));
         wait_ready(port).await;
-        (status, took, engine)
+        (status, took, webhook_503 && ready_503, engine)
     });
     let report = harness.run().await.unwrap();
-    let (status, took, mut engine) = stopper.await.unwrap();
+    let (status, took, refused, mut engine) = stopper.await.unwrap();
     engine.kill();
     eprintln!("{report}\nstopped in {took:?}");
+    assert!(refused, "no 503 for webhooks and /readyz while stopping");
     assert!(
         status.success(),
         "the engine's exit after SIGTERM: {status}"
