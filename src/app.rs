@@ -307,12 +307,16 @@ pub async fn start_with_store(
         // (a console stream whose reader stopped reading, a slow client)
         // are not waited for.
         let _ = close_tx.send(());
+        let abort = server.abort_handle();
         match tokio::time::timeout(grace, server).await {
             Ok(Ok(Ok(()))) => {}
             Ok(Ok(Err(e))) => tracing::error!(error = %e, "HTTP server failed"),
             Ok(Err(e)) => tracing::error!(error = %e, "HTTP server task failed"),
             Err(_) => {
-                tracing::warn!("Connections still open after the shutdown grace; closing them")
+                tracing::warn!(
+                    "Connections still open after the shutdown grace; no longer waiting for them"
+                );
+                abort.abort();
             }
         }
         bus.close().await;

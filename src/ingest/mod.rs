@@ -191,6 +191,7 @@ pub fn refuse_while_stopping(
                 }
                 if path.starts_with(WEBHOOKS) {
                     refusals.refused(now_ms());
+                    telemetry::webhook_request("any", WebhookOutcome::Unavailable);
                 }
                 (
                     StatusCode::SERVICE_UNAVAILABLE,

@@ -109,6 +109,14 @@ impl TokenHealth {
         }
     }
 
+    /// Forgets a deleted or disabled integration: its status is no longer
+    /// exported as anything (so its token alerts clear).
+    pub fn forget(&self, id: &str) {
+        if self.update(|s| s.remove(id)).is_some() {
+            crate::telemetry::token_status_gone(id);
+        }
+    }
+
     pub fn state(&self, id: &str) -> TokenState {
         let found = match self.states.read() {
             Ok(s) => s.get(id).cloned(),

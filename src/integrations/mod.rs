@@ -226,6 +226,13 @@ impl Integrations {
             }
         }
         let snapshot = Arc::new(Snapshot::build(entries.into_values()));
+        // Deleted or disabled since: their token status is no longer said.
+        for (id, before) in &previous.by_id {
+            let now_off = snapshot.by_id.get(id).is_none_or(|e| !e.config.enabled);
+            if before.config.enabled && now_off {
+                self.tokens.forget(id);
+            }
+        }
         match self.snapshot.write() {
             Ok(mut s) => *s = snapshot,
             Err(poisoned) => *poisoned.into_inner() = snapshot,

@@ -190,6 +190,14 @@ pub fn token_status(integration: &str, status: crate::integrations::TokenStatus)
     }
 }
 
+/// An integration deleted or disabled: 0 for every status.
+pub fn token_status_gone(integration: &str) {
+    for s in crate::integrations::TokenStatus::ALL {
+        gauge!(TOKEN_STATUS, "integration" => integration.to_string(), "status" => s.as_str())
+            .set(0.0);
+    }
+}
+
 /// An alert went out (by email or webhook).
 pub fn alert_sent(kind: &'static str) {
     counter!(ALERTS_SENT, "kind" => kind).increment(1);

@@ -119,6 +119,10 @@ fn zero_counters() {
 
 fn describe() {
     use metrics::{describe_counter, describe_gauge, describe_histogram, Unit};
+    describe_counter!(
+        GMAIL_RESYNCS,
+        "Gmail mailboxes read again from their inbox because their history id was too old"
+    );
     describe_counter!(WEBHOOK_REQUESTS, "Webhook requests by channel and outcome");
     describe_counter!(EVENTS, "Events accepted onto the bus, by channel and kind");
     describe_counter!(

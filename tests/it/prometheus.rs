@@ -107,6 +107,34 @@ fn the_config_and_alert_rules_check_and_every_alert_is_tested_and_explained() {
     }
 }
 
+/// Every metric the engine can export has its help text, also those that
+/// appear only once something rare happened (a Gmail resync): without it
+/// `promtool check metrics` fails on the live exposition from then on.
+#[test]
+fn every_metric_name_is_described() {
+    let source = std::fs::read_to_string(root().join("src/telemetry/mod.rs")).unwrap();
+    let consts: Vec<&str> = source
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("pub const "))
+        .filter(|l| l.contains("\"switchboard_"))
+        .filter_map(|l| l.split(':').next())
+        .collect();
+    assert!(consts.len() >= 20, "{consts:?}");
+    let described = source.replace(['\n', ' '], "");
+    for name in consts {
+        assert!(
+            [
+                "describe_counter!(",
+                "describe_gauge!(",
+                "describe_histogram!("
+            ]
+            .iter()
+            .any(|m| described.contains(&format!("{m}{name},"))),
+            "{name} has no describe_*! (no # HELP)"
+        );
+    }
+}
+
 /// Every `switchboard_...` name in `text`, without histogram suffixes.
 fn metric_names(text: &str) -> Vec<String> {
     let mut names = Vec::new();

@@ -267,3 +267,31 @@ async fn a_client_id_that_looks_like_a_reply_number_is_still_answered() {
     let reply = next(&mut ws, "message").await;
     assert_eq!(reply["author"], "ai", "{reply}");
 }
+
+/// The engine stops: an open widget socket is closed with 1012 (service
+/// restart, so the widget reconnects), and the store is released: a new
+/// engine opens the same data at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stopping_engine_closes_widget_sockets_and_releases_its_store() {
+    let desk = Desk::start_with(0, "", WEB).await;
+    let mut ws = open(&desk, ORIGIN).await.unwrap();
+    hello(&mut ws, None, 0).await;
+    let desk = tokio::time::timeout(Duration::from_secs(15), desk.restart(0, ""))
+        .await
+        .expect("the engine stops and starts again with a socket open");
+    let closed = tokio::time::timeout(Duration::from_secs(5), async {
+        loop {
+            match ws.next().await {
+                Some(Ok(Message::Close(frame))) => return frame.map(|f| u16::from(f.code)),
+                Some(Ok(_)) => continue,
+                _ => return None,
+            }
+        }
+    })
+    .await
+    .expect("the socket ends");
+    assert_eq!(closed, Some(1012));
+    // The new engine takes a visitor as before.
+    let mut ws = open(&desk, ORIGIN).await.unwrap();
+    hello(&mut ws, None, 0).await;
+}

@@ -278,9 +278,21 @@ async fn converse(
     let idle = tokio::time::sleep(IDLE);
     tokio::pin!(idle);
     let mut read_mark: (u64, Option<tokio::time::Instant>) = (0, None);
+    let mut stopping = ctx.stopping.subscribe();
     loop {
         tokio::select! {
             () = &mut idle => return,
+            // The engine stops: the widget is told to reconnect (to this
+            // instance once it runs again, or another), and nothing more is
+            // taken from this socket.
+            () = async { let _ = stopping.wait_for(|stop| *stop).await; } => {
+                let bye = WsMessage::Close(Some(axum::extract::ws::CloseFrame {
+                    code: 1012,
+                    reason: "the engine is restarting".into(),
+                }));
+                let _ = tokio::time::timeout(SEND_WITHIN, ws.send(bye)).await;
+                return;
+            }
             incoming = ws.recv() => {
                 let text = match incoming {
                     Some(Ok(WsMessage::Text(t))) => t.to_string(),
