@@ -50,6 +50,47 @@ async fn a_refused_token_marks_the_integration_expired_with_the_subcodes_reason(
     assert_eq!(desk.get("/integrations/acme-fb").await.1["token"], "ok");
 }
 
+/// An integration whose token was refused and that the operator then
+/// disables no longer says "expired" in the metrics (its alert clears).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_disabled_integration_no_longer_reports_its_expired_token() {
+    // Changes to an integration are stored sealed.
+    crate::integrations::keys(crate::integrations::KEY1);
+    let desk = Desk::start(0, "").await;
+    desk.graph.sim.set_faults(Faults {
+        next: [Fault::TokenExpired].into(),
+        ..Faults::default()
+    });
+    desk.customer("T1", "t1", "hours?").await;
+    let expired =
+        r#"switchboard_integration_token_status{integration="acme-fb",status="expired"} 1"#;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while !desk.metrics().await.contains(expired) {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "never marked expired"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let (status, body) = desk
+        .request(
+            reqwest::Method::PATCH,
+            "/integrations/acme-fb",
+            Some(json!({"enabled": false})),
+            "admin",
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let metrics = desk.metrics().await;
+    assert!(!metrics.contains(expired), "{metrics}");
+    assert!(
+        metrics.contains(
+            r#"switchboard_integration_token_status{integration="acme-fb",status="expired"} 0"#
+        ),
+        "{metrics}"
+    );
+}
+
 /// An SMTP server from PyPI (aiosmtpd) on 127.0.0.1, writing what it
 /// receives into a maildir; `None` (test skipped) when the test script did
 /// not install it.
