@@ -119,7 +119,10 @@ pub(crate) fn parse_change(
                 .ok_or_else(|| malformed("feed comment without comment_id".into()))?;
             Ok(Some(PlatformEvent {
                 customer: from.id,
-                timestamp_ms: f.created_time.map_or(entry_time, |s| s * 1000),
+                timestamp_ms: f
+                    .created_time
+                    .and_then(|s| s.checked_mul(1000))
+                    .unwrap_or(entry_time),
                 customer_name: from.name,
                 kind: EventKind::Comment {
                     comment_id,

@@ -319,3 +319,26 @@ mod tests {
         assert_eq!(w.skipped[0].kind, SkipKind::MalformedEntry);
     }
 }
+
+/// Timestamps too large to be milliseconds: found by the `meta_webhook`
+/// fuzz target (a multiplication overflow in debug builds, a wrapped time
+/// in release).
+#[cfg(test)]
+mod fuzz_finds {
+    use super::parse;
+
+    #[test]
+    fn a_whatsapp_timestamp_past_u64_milliseconds_is_read_without_a_panic() {
+        let body = r#"{"object":"whatsapp_business_account","entry":[{"id":"WABA","changes":[{"field":"messages","value":{"messaging_product":"whatsapp","metadata":{"phone_number_id":"PHONE_1"},"messages":[{"from":"491","id":"wamid.A","timestamp":"18446744073709551","type":"text","text":{"body":"hi"}}]}}]}]}"#;
+        // The message is kept (its time taken as the webhook's arrival).
+        let parsed = parse(body.as_bytes(), 1).unwrap();
+        assert_eq!(parsed.event_count(), 1);
+    }
+
+    #[test]
+    fn a_comment_time_past_u64_milliseconds_takes_the_entrys_time() {
+        let body = r#"{"object":"page","entry":[{"id":"PAGE","time":5,"changes":[{"field":"feed","value":{"from":{"id":"U1","name":"Ann"},"item":"comment","verb":"add","comment_id":"1_2","post_id":"PAGE_1","message":"open?","created_time":18446744073709551}}]}]}"#;
+        let parsed = parse(body.as_bytes(), 1).unwrap();
+        assert_eq!(parsed.event_count(), 1);
+    }
+}

@@ -149,8 +149,9 @@ struct StatusError {
 
 fn seconds_ms(s: &str) -> Result<u64, String> {
     s.parse::<u64>()
-        .map(|t| t * 1000)
-        .map_err(|_| format!("timestamp {s:?} is not a number of seconds"))
+        .ok()
+        .and_then(|t| t.checked_mul(1000))
+        .ok_or_else(|| format!("timestamp {s:?} is not a number of seconds"))
 }
 
 /// `changes[]` fields of a WhatsApp Business Account webhook the engine

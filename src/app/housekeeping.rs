@@ -1,0 +1,99 @@
+//! The engine's periodic chores, one tick a second: the message-log
+//! retention sweep, the bus lag and takeover gauges, and the hourly purges
+//! (dead letters, audit entries, remembered ids past their window).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::FutureExt;
+
+use crate::admin;
+use crate::bus::Bus;
+use crate::clock::now_ms;
+use crate::config::Config;
+use crate::integrations::Integrations;
+use crate::store::Store;
+use crate::telemetry;
+
+/// Conversations the retention sweep looks at per second.
+const RETENTION_STEP: usize = 200;
+
+pub(super) async fn housekeeping(
+    bus: Arc<dyn Bus>,
+    store: Arc<dyn Store>,
+    config: Arc<Config>,
+    integrations: Arc<Integrations>,
+    takeover_changes: Arc<tokio::sync::Notify>,
+) {
+    let retention = config.store.retention;
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    let mut seconds = 0u64;
+    let mut sweep: Option<String> = None;
+    let mut removed = 0u64;
+    loop {
+        tick.tick().await;
+        // Message-log retention, a small step a second (about 17 million
+        // conversations a day).
+        let cutoff = now_ms().saturating_sub(retention.as_millis() as u64);
+        match store
+            .purge_old_lines(cutoff, sweep.as_deref(), RETENTION_STEP)
+            .await
+        {
+            Ok(step) => {
+                removed += step.lines_removed;
+                sweep = step.next;
+                if sweep.is_none() && removed > 0 {
+                    tracing::info!(
+                        lines = removed,
+                        "Message-log lines past store.retention deleted"
+                    );
+                    removed = 0;
+                }
+            }
+            Err(e) => tracing::debug!(error = %e, "Retention step not taken"),
+        }
+        telemetry::bus_lag(bus.lag());
+        seconds += 1;
+        // Read by integration (an index partition each on ScyllaDB): every
+        // 15 s, and within a second of a takeover or resume here.
+        // (`notify_one` leaves a permit when nobody waits: taken here
+        // without waiting.)
+        let changed = takeover_changes.notified().now_or_never().is_some();
+        if seconds % 15 == 1 || changed {
+            let ids: Vec<String> = integrations.values().iter().map(|i| i.id.clone()).collect();
+            match store.takeovers(&ids).await {
+                Ok(t) => telemetry::takeovers_active(t.len()),
+                Err(e) => tracing::debug!(error = %e, "Cannot count takeovers"),
+            }
+        }
+        if seconds % 3600 == 120 {
+            let now = now_ms();
+            let age = |d: Duration| now.saturating_sub(d.as_millis() as u64);
+            match store
+                .purge_dead_letters(age(config.store.dead_letter_retention))
+                .await
+            {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(
+                    removed = n,
+                    "Dead letters past store.dead_letter_retention deleted"
+                ),
+                Err(e) => tracing::warn!(error = %e, "Cannot delete old dead letters"),
+            }
+            match admin::audit::purge(store.as_ref(), age(config.store.audit_retention)).await {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(
+                    removed = n,
+                    "Audit entries past store.audit_retention deleted"
+                ),
+                Err(e) => tracing::warn!(error = %e, "Cannot delete old audit entries"),
+            }
+        }
+        if seconds % 3600 == 60 {
+            match store.purge_expired(now_ms()).await {
+                Ok(n) => tracing::info!(removed = n, "Forgot message ids past their dedup window"),
+                Err(e) => tracing::warn!(error = %e, "Cannot purge expired message ids"),
+            }
+        }
+    }
+}
