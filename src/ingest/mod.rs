@@ -193,12 +193,7 @@ pub fn refuse_while_stopping(
                     refusals.refused(now_ms());
                     telemetry::webhook_request("any", WebhookOutcome::Unavailable);
                 }
-                (
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    [(header::RETRY_AFTER, RETRY_AFTER_SECONDS.to_string())],
-                    "stopping, retry later",
-                )
-                    .into_response()
+                retry_later("stopping, retry later")
             }
         },
     ))
@@ -214,10 +209,15 @@ async fn refuse(err: BoxError) -> Response {
 
 /// 503 with `Retry-After`.
 pub fn overloaded() -> Response {
+    retry_later("overloaded, retry later")
+}
+
+/// 503 with `Retry-After` and `why` as the body.
+fn retry_later(why: &'static str) -> Response {
     (
         StatusCode::SERVICE_UNAVAILABLE,
         [(header::RETRY_AFTER, RETRY_AFTER_SECONDS.to_string())],
-        "overloaded, retry later",
+        why,
     )
         .into_response()
 }
