@@ -21,23 +21,7 @@ mod cql_server;
 #[path = "support/fixtures.rs"]
 mod fixtures;
 
-const NOW: u64 = 1_800_000_000_000;
-
-/// The write of event `i` of a conversation that already had `i` turns:
-/// a message answered at once.
-fn answered(conv: &mut Conversation, i: u64) -> Option<TurnWrite> {
-    let now = NOW + i * 1_000;
-    let event = fixtures::message(
-        &conv.record.customer,
-        format!("m_in_{i}_aWdfZAG1faXRlbToxOklHTWVzc2FnZAUlEOjE3ODQx"),
-        "Hi! What are your opening hours on Saturday?",
-        now,
-    );
-    conv.apply(&event, now);
-    conv.plan_reply("We're open 9:00-17:00, Monday to Friday.", now);
-    conv.part_sent(format!("m_out_{i}_aWdfZAG1faXRlbToxOklHTWVzc2FnZAUlE"), now);
-    conv.take_write()
-}
+use fixtures::{answered, NOW};
 
 /// Bytes the embedded store writes for one turn (values, without B-tree
 /// pages): the state, the log lines, the remembered ids.

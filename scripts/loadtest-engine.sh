@@ -5,7 +5,8 @@
 # caller (SWITCHBOARD__...) reach the engine. LOADTEST_ASSISTANT=llm answers
 # with the config's model assistant (the sink's fake model) instead of rules.
 # SWITCHBOARD_BIN runs that binary instead of building this checkout (to
-# compare two builds on the same machine).
+# compare two builds on the same machine). LOADTEST_CONFIG runs that config
+# file instead (scripts/soak.sh writes one).
 start_loadtest_engine() {
   if [ -n "${SWITCHBOARD_BIN:-}" ]; then
     BIN=$SWITCHBOARD_BIN
@@ -16,7 +17,9 @@ start_loadtest_engine() {
   rm -rf data-loadtest
   mkdir -p target
   local config=config/loadtest.toml
-  if [ -n "${LOADTEST_ASSISTANT:-}" ]; then
+  if [ -n "${LOADTEST_CONFIG:-}" ]; then
+    config=$LOADTEST_CONFIG
+  elif [ -n "${LOADTEST_ASSISTANT:-}" ]; then
     config=target/loadtest-$LOADTEST_ASSISTANT.toml
     sed "s/^assistant = \"support\"/assistant = \"$LOADTEST_ASSISTANT\"/" config/loadtest.toml > "$config"
   fi

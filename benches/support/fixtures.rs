@@ -1,9 +1,14 @@
 //! What several benches build the same way.
 
+// Each bench that includes this module uses part of it.
+#![allow(dead_code)]
+
 use std::sync::Arc;
 
 use switchboard::config::{ChannelKind, IntegrationConfig};
+use switchboard::conversation::turn::Conversation;
 use switchboard::event::{EventKind, InboundEvent};
+use switchboard::store::TurnWrite;
 
 /// A Messenger integration with no rate limit to speak of.
 // A fixed literal: it either always parses or the bench cannot run.
@@ -34,4 +39,23 @@ pub fn message(customer: &str, mid: String, text: &str, at_ms: u64) -> InboundEv
             quick_reply: None,
         },
     }
+}
+
+/// The first turn's time (ms).
+pub const NOW: u64 = 1_800_000_000_000;
+
+/// The write of event `i` of a conversation that already had `i` turns:
+/// a message answered at once.
+pub fn answered(conv: &mut Conversation, i: u64) -> Option<TurnWrite> {
+    let now = NOW + i * 1_000;
+    let event = message(
+        &conv.record.customer,
+        format!("m_in_{i}_aWdfZAG1faXRlbToxOklHTWVzc2FnZAUlEOjE3ODQx"),
+        "Hi! What are your opening hours on Saturday?",
+        now,
+    );
+    conv.apply(&event, now);
+    conv.plan_reply("We're open 9:00-17:00, Monday to Friday.", now);
+    conv.part_sent(format!("m_out_{i}_aWdfZAG1faXRlbToxOklHTWVzc2FnZAUlE"), now);
+    conv.take_write()
 }

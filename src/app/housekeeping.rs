@@ -1,6 +1,7 @@
 //! The engine's periodic chores, one tick a second: the message-log
-//! retention sweep, the bus lag and takeover gauges, and the hourly purges
-//! (dead letters, audit entries, remembered ids past their window).
+//! retention sweep (old lines, remembered ids past their window), the bus
+//! lag and takeover gauges, and the hourly purges (dead letters, audit
+//! entries).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -29,25 +30,28 @@ pub(super) async fn housekeeping(
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     let mut seconds = 0u64;
     let mut sweep: Option<String> = None;
-    let mut removed = 0u64;
+    let (mut removed, mut forgotten) = (0u64, 0u64);
     loop {
         tick.tick().await;
-        // Message-log retention, a small step a second (about 17 million
-        // conversations a day).
-        let cutoff = now_ms().saturating_sub(retention.as_millis() as u64);
+        // Retention, a small step a second (about 17 million conversations
+        // a day).
+        let now = now_ms();
+        let cutoff = now.saturating_sub(retention.as_millis() as u64);
         match store
-            .purge_old_lines(cutoff, sweep.as_deref(), RETENTION_STEP)
+            .purge_old_lines(now, cutoff, sweep.as_deref(), RETENTION_STEP)
             .await
         {
             Ok(step) => {
                 removed += step.lines_removed;
+                forgotten += step.ids_forgotten;
                 sweep = step.next;
-                if sweep.is_none() && removed > 0 {
+                if sweep.is_none() && removed + forgotten > 0 {
                     tracing::info!(
                         lines = removed,
-                        "Message-log lines past store.retention deleted"
+                        ids = forgotten,
+                        "Message-log lines past store.retention deleted, message ids past their dedup window forgotten"
                     );
-                    removed = 0;
+                    (removed, forgotten) = (0, 0);
                 }
             }
             Err(e) => tracing::debug!(error = %e, "Retention step not taken"),
@@ -87,12 +91,6 @@ pub(super) async fn housekeeping(
                     "Audit entries past store.audit_retention deleted"
                 ),
                 Err(e) => tracing::warn!(error = %e, "Cannot delete old audit entries"),
-            }
-        }
-        if seconds % 3600 == 60 {
-            match store.purge_expired(now_ms()).await {
-                Ok(n) => tracing::info!(removed = n, "Forgot message ids past their dedup window"),
-                Err(e) => tracing::warn!(error = %e, "Cannot purge expired message ids"),
             }
         }
     }

@@ -184,8 +184,13 @@ fn bus(c: &Config, e: &mut Errors) {
 }
 
 fn store(c: &Config, e: &mut Errors) {
+    if c.store.retention < Duration::from_secs(60) {
+        e.add(
+            "store.retention",
+            "must be at least one minute, like \"90d\"",
+        );
+    }
     for (key, value) in [
-        ("store.retention", c.store.retention),
         ("store.dead_letter_retention", c.store.dead_letter_retention),
         ("store.audit_retention", c.store.audit_retention),
     ] {

@@ -19,7 +19,14 @@ use crate::group_commit::{self, GroupCommit};
 
 const CONVERSATIONS: TableDefinition<&str, &[u8]> = TableDefinition::new("conversations");
 const MESSAGES: TableDefinition<(&str, u64), &[u8]> = TableDefinition::new("messages");
+/// Remembered message ids as earlier versions kept them: (conversation,
+/// mid) -> expiry ms. Read and swept until the last one expires; never
+/// written.
 const DEDUP: TableDefinition<(&str, &str), u64> = TableDefinition::new("dedup");
+/// Remembered message ids: (conversation, expiry ms, mid). In expiry order
+/// within a conversation, so rehydration reads only the live ones and the
+/// retention sweep only the ones it forgets.
+const REMEMBERED: TableDefinition<(&str, u64, &str), ()> = TableDefinition::new("remembered_ids");
 const TIMERS: TableDefinition<&str, u64> = TableDefinition::new("timers");
 const DEAD_LETTERS: TableDefinition<u64, &[u8]> = TableDefinition::new("dead_letters");
 /// Conversations a person has: id -> auto-resume ms (0: none).
@@ -76,6 +83,7 @@ impl EmbeddedStore {
             txn.open_table(CONVERSATIONS).map_err(storage)?;
             txn.open_table(MESSAGES).map_err(storage)?;
             txn.open_table(DEDUP).map_err(storage)?;
+            txn.open_table(REMEMBERED).map_err(storage)?;
             txn.open_table(TIMERS).map_err(storage)?;
             txn.open_table(DEAD_LETTERS).map_err(storage)?;
             txn.open_table(TAKEOVERS).map_err(storage)?;
@@ -140,8 +148,18 @@ impl Store for EmbeddedStore {
             return Ok(None);
         };
         let state = serde_json::from_slice(bytes.value()).map_err(corrupt)?;
-        let dedup_table = txn.open_table(DEDUP).map_err(storage)?;
         let mut dedup = Vec::new();
+        let remembered = txn.open_table(REMEMBERED).map_err(storage)?;
+        let live = (id, now_ms.saturating_add(1), "")..=(id, u64::MAX, "\u{10FFFF}");
+        for row in remembered.range(live).map_err(storage)? {
+            let (key, _) = row.map_err(storage)?;
+            let (conv, expires, mid) = key.value();
+            if conv != id {
+                break;
+            }
+            dedup.push((mid.to_string(), expires));
+        }
+        let dedup_table = txn.open_table(DEDUP).map_err(storage)?;
         for row in dedup_table.range((id, "")..).map_err(storage)? {
             let (k, v) = row.map_err(storage)?;
             let (conv, mid) = k.value();
@@ -447,19 +465,17 @@ impl Store for EmbeddedStore {
 
     async fn purge_old_lines(
         &self,
+        now_ms: u64,
         before_ms: u64,
         after: Option<&str>,
         limit: usize,
     ) -> Result<RetentionStep, StoreError> {
-        retention::purge_old_lines(self, before_ms, after.map(str::to_string), limit).await
+        let after = after.map(str::to_string);
+        retention::sweep_step(self, now_ms, before_ms, after, limit).await
     }
 
     async fn purge_dead_letters(&self, before_ms: u64) -> Result<u64, StoreError> {
         retention::purge_dead_letters(self, before_ms).await
-    }
-
-    async fn purge_expired(&self, now_ms: u64) -> Result<u64, StoreError> {
-        retention::purge_expired_ids(self, now_ms).await
     }
 
     /// Readable, and the writer not stuck in a commit (a disk that hangs).

@@ -123,10 +123,6 @@ pub trait Store: Send + Sync + 'static {
     /// Lifts a conversation's quarantine (nothing if it has none).
     async fn remove_quarantine(&self, id: &str) -> Result<(), StoreError>;
 
-    /// Forgets remembered message ids whose window passed before `now_ms`;
-    /// returns how many.
-    async fn purge_expired(&self, now_ms: u64) -> Result<u64, StoreError>;
-
     /// Whether the store can serve reads and writes now.
     async fn ready(&self) -> bool;
 
@@ -185,11 +181,13 @@ pub trait Store: Send + Sync + 'static {
     /// takeover, quarantine, analytics); returns how many went.
     async fn purge_integration(&self, integration: &str) -> Result<u64, StoreError>;
 
-    /// One step of the message-log retention sweep: in the conversations
-    /// after `after` (at most `limit`), deletes the lines older than
-    /// `before_ms`. A backend whose lines expire by themselves does nothing.
+    /// One step of the retention sweep: in the conversations after `after`
+    /// (at most `limit`), deletes the lines older than `before_ms` and
+    /// forgets the remembered message ids whose window ended by `now_ms`.
+    /// A backend whose rows expire by themselves does nothing.
     async fn purge_old_lines(
         &self,
+        _now_ms: u64,
         _before_ms: u64,
         _after: Option<&str>,
         _limit: usize,
@@ -223,6 +221,8 @@ pub struct RetentionStep {
     /// Conversations looked at.
     pub conversations: usize,
     pub lines_removed: u64,
+    /// Remembered message ids forgotten (their dedup window ended).
+    pub ids_forgotten: u64,
     /// Where the next step starts; `None`: the sweep went round.
     pub next: Option<String>,
 }

@@ -291,6 +291,7 @@ impl Store for TenantStores {
     /// starts where the least advanced one stopped.
     async fn purge_old_lines(
         &self,
+        now_ms: u64,
         before_ms: u64,
         after: Option<&str>,
         limit: usize,
@@ -298,9 +299,13 @@ impl Store for TenantStores {
         let mut total = RetentionStep::default();
         let mut next: Option<String> = None;
         for b in &self.backends {
-            let step = b.store.purge_old_lines(before_ms, after, limit).await?;
+            let step = b
+                .store
+                .purge_old_lines(now_ms, before_ms, after, limit)
+                .await?;
             total.conversations += step.conversations;
             total.lines_removed += step.lines_removed;
+            total.ids_forgotten += step.ids_forgotten;
             if let Some(n) = step.next {
                 next = Some(match next {
                     Some(current) if current <= n => current,
@@ -316,14 +321,6 @@ impl Store for TenantStores {
         let mut removed = 0;
         for b in &self.backends {
             removed += b.store.purge_dead_letters(before_ms).await?;
-        }
-        Ok(removed)
-    }
-
-    async fn purge_expired(&self, now_ms: u64) -> Result<u64, StoreError> {
-        let mut removed = 0;
-        for b in &self.backends {
-            removed += b.store.purge_expired(now_ms).await?;
         }
         Ok(removed)
     }

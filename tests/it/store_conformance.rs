@@ -142,7 +142,7 @@ async fn retention_sweeps_old_lines_in_steps() {
     let (mut after, mut removed, mut steps) = (None::<String>, 0, 0);
     loop {
         let step = s
-            .purge_old_lines(cutoff, after.as_deref(), 2)
+            .purge_old_lines(NOW, cutoff, after.as_deref(), 2)
             .await
             .unwrap();
         removed += step.lines_removed;
@@ -163,8 +163,111 @@ async fn retention_sweeps_old_lines_in_steps() {
             .collect();
         assert_eq!(kept, [3, 4]);
     }
-    let again = s.purge_old_lines(cutoff, None, 100).await.unwrap();
+    let again = s.purge_old_lines(NOW, cutoff, None, 100).await.unwrap();
     assert_eq!((again.conversations, again.lines_removed), (5, 0));
+}
+
+/// Remembered message ids (embedded store): the retention sweep forgets
+/// those whose window ended and keeps the rest, which a rehydrated
+/// conversation still knows; none of its lines are touched.
+#[tokio::test]
+async fn retention_sweep_forgets_ids_past_their_window() {
+    let under = embedded().await;
+    let s = under.store;
+    for i in 0..3 {
+        let id = format!("fb:D{i}");
+        let ids = [("m_old", NOW - 1), ("m_now", NOW), ("m_live", NOW + 60_000)];
+        let w = turn(&record(&id, "fb"), vec![line(1, Direction::In, "x")], &ids);
+        s.commit_turn(w.into()).await.unwrap();
+    }
+    let (mut after, mut forgotten) = (None::<String>, 0);
+    loop {
+        let step = s
+            .purge_old_lines(NOW, 0, after.as_deref(), 2)
+            .await
+            .unwrap();
+        forgotten += step.ids_forgotten;
+        assert_eq!(step.lines_removed, 0);
+        after = step.next;
+        if after.is_none() {
+            break;
+        }
+    }
+    assert_eq!(forgotten, 6, "two ids of each conversation had expired");
+    for i in 0..3 {
+        let back = s
+            .load_conversation(&format!("fb:D{i}"), NOW - 10)
+            .await
+            .unwrap()
+            .unwrap();
+        let mids: Vec<&str> = back.dedup.iter().map(|(m, _)| m.as_str()).collect();
+        assert_eq!(
+            mids,
+            ["m_live"],
+            "only the live id is left, even read as of earlier"
+        );
+        assert_eq!(s.messages(&format!("fb:D{i}"), 10).await.unwrap().len(), 1);
+    }
+    let again = s.purge_old_lines(NOW, 0, None, 100).await.unwrap();
+    assert_eq!(again.ids_forgotten, 0);
+}
+
+/// Remembered ids a store file of an earlier version holds (one row per
+/// id, keyed by conversation and mid) are still known after an upgrade,
+/// and forgotten by the sweep once their window ends.
+#[tokio::test]
+async fn remembered_ids_of_an_earlier_version_are_read_and_swept() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let db = redb::Database::create(dir.path().join("store.redb")).unwrap();
+        let txn = db.begin_write().unwrap();
+        {
+            let def: redb::TableDefinition<(&str, &str), u64> = redb::TableDefinition::new("dedup");
+            let mut t = txn.open_table(def).unwrap();
+            t.insert(("fb:U", "m_gone"), NOW - 1).unwrap();
+            t.insert(("fb:U", "m_kept"), NOW + 60_000).unwrap();
+            t.insert(("fb:V", "m_other"), NOW - 1).unwrap();
+        }
+        txn.commit().unwrap();
+    }
+    let s = EmbeddedStore::open(dir.path(), 8 << 20).unwrap();
+    s.commit_turn(turn(&record("fb:U", "fb"), vec![], &[("m_new", NOW + 5)]).into())
+        .await
+        .unwrap();
+    s.commit_turn(turn(&record("fb:V", "fb"), vec![], &[]).into())
+        .await
+        .unwrap();
+    let mids = |r: &switchboard::store::Rehydrated| {
+        let mut m: Vec<String> = r.dedup.iter().map(|(m, _)| m.clone()).collect();
+        m.sort();
+        m
+    };
+    let before = s.load_conversation("fb:U", NOW).await.unwrap().unwrap();
+    assert_eq!(
+        mids(&before),
+        ["m_kept", "m_new"],
+        "expired ids are not rehydrated"
+    );
+    let earlier = s
+        .load_conversation("fb:U", NOW - 10)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        mids(&earlier),
+        ["m_gone", "m_kept", "m_new"],
+        "not yet swept"
+    );
+    let step = s.purge_old_lines(NOW, 0, None, 100).await.unwrap();
+    assert_eq!(step.ids_forgotten, 2);
+    let after = s
+        .load_conversation("fb:U", NOW - 10)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(mids(&after), ["m_kept", "m_new"], "m_gone was deleted");
+    let step = s.purge_old_lines(NOW + 10, 0, None, 100).await.unwrap();
+    assert_eq!(step.ids_forgotten, 1, "m_new's window ended");
 }
 
 /// Dead letters and audit entries go after their own retention, the
@@ -232,7 +335,7 @@ async fn compact_returns_the_space_of_deleted_lines() {
     let mut after = None;
     loop {
         let step = store
-            .purge_old_lines(NOW, after.as_deref(), 100)
+            .purge_old_lines(NOW, NOW, after.as_deref(), 100)
             .await
             .unwrap();
         after = step.next;

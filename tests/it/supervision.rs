@@ -122,9 +122,6 @@ impl Store for FaultyStore {
     async fn remove_quarantine(&self, id: &str) -> Result<(), StoreError> {
         self.0.remove_quarantine(id).await
     }
-    async fn purge_expired(&self, now_ms: u64) -> Result<u64, StoreError> {
-        self.0.purge_expired(now_ms).await
-    }
     async fn ready(&self) -> bool {
         self.0.ready().await
     }

@@ -6,8 +6,8 @@ use redb::{ReadableDatabase, ReadableTable, TableDefinition};
 
 use super::documents::REVISION;
 use super::{
-    storage, EmbeddedStore, ANALYTICS, CONVERSATIONS, DEDUP, MESSAGES, QUARANTINE, TAKEOVERS,
-    TIMERS,
+    storage, EmbeddedStore, ANALYTICS, CONVERSATIONS, DEDUP, MESSAGES, QUARANTINE, REMEMBERED,
+    TAKEOVERS, TIMERS,
 };
 use crate::store::{RecordKind, StoreError};
 
@@ -122,6 +122,8 @@ pub(super) async fn purge_integration(
             })?;
             txn.open_table(MESSAGES)?.retain(|(id, _), _| !mine(id))?;
             txn.open_table(DEDUP)?.retain(|(id, _), _| !mine(id))?;
+            txn.open_table(REMEMBERED)?
+                .retain(|(id, _, _), _| !mine(id))?;
             txn.open_table(TIMERS)?.retain(|id, _| !mine(id))?;
             txn.open_table(TAKEOVERS)?.retain(|id, _| !mine(id))?;
             txn.open_table(QUARANTINE)?.retain(|id, _| !mine(id))?;

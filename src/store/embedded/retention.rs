@@ -1,16 +1,17 @@
-//! Retention of the embedded store's message log: a sweep over the
-//! conversations, a few hundred per step, deleting each one's lines older
-//! than the cutoff. A conversation's lines are in sequence order and their
-//! times only grow, so a step reads only the lines it deletes and one more
-//! per conversation; the sweep visits conversations (not lines), so it
-//! keeps up with any rate of new lines.
+//! Retention of the embedded store: a sweep over the conversations, a few
+//! hundred per step, deleting each one's lines older than the cutoff and
+//! forgetting its remembered ids whose window ended. A conversation's lines
+//! are in sequence order and their times only grow, and its remembered ids
+//! are in expiry order, so a step reads only the rows it deletes and one
+//! more per conversation and table; the sweep visits conversations (not
+//! rows), so it keeps up with any rate of new rows.
 
 use std::ops::Bound;
 
 use redb::ReadableTable;
 use serde::Deserialize;
 
-use super::{EmbeddedStore, CONVERSATIONS, DEAD_LETTERS, DEDUP, MESSAGES};
+use super::{EmbeddedStore, CONVERSATIONS, DEAD_LETTERS, DEDUP, MESSAGES, REMEMBERED};
 use crate::store::{RetentionStep, StoreError};
 
 /// The one field of a line the sweep reads.
@@ -19,8 +20,9 @@ struct LineTime {
     time_ms: u64,
 }
 
-pub(super) async fn purge_old_lines(
+pub(super) async fn sweep_step(
     store: &EmbeddedStore,
+    now_ms: u64,
     before_ms: u64,
     after: Option<String>,
     limit: usize,
@@ -44,8 +46,11 @@ pub(super) async fn purge_old_lines(
                 ids
             };
             let mut messages = txn.open_table(MESSAGES)?;
-            let mut removed = 0u64;
+            let mut remembered = txn.open_table(REMEMBERED)?;
+            let mut legacy = txn.open_table(DEDUP)?;
+            let (mut removed, mut forgotten) = (0u64, 0u64);
             for id in &ids {
+                forgotten += forget_ids(&mut remembered, &mut legacy, id, now_ms)?;
                 let mut old = Vec::new();
                 for row in messages.range((id.as_str(), 0)..=(id.as_str(), u64::MAX))? {
                     let (key, value) = row?;
@@ -71,6 +76,7 @@ pub(super) async fn purge_old_lines(
             Ok(RetentionStep {
                 conversations: ids.len(),
                 lines_removed: removed,
+                ids_forgotten: forgotten,
                 next,
             })
         })
@@ -78,27 +84,38 @@ pub(super) async fn purge_old_lines(
     Ok(step)
 }
 
-/// Forgets remembered message ids past their dedup window.
-pub(super) async fn purge_expired_ids(
-    store: &EmbeddedStore,
+/// Forgets conversation `id`'s remembered message ids whose window ended
+/// by `now_ms`, in both layouts; returns how many.
+fn forget_ids(
+    remembered: &mut redb::Table<(&str, u64, &str), ()>,
+    legacy: &mut redb::Table<(&str, &str), u64>,
+    id: &str,
     now_ms: u64,
-) -> Result<u64, StoreError> {
-    let removed = store
-        .writer
-        .write(false, move |txn| {
-            let mut table = txn.open_table(DEDUP)?;
-            let mut removed = 0u64;
-            table.retain(|_, expires| {
-                let keep = expires > now_ms;
-                if !keep {
-                    removed += 1;
-                }
-                keep
-            })?;
-            Ok(removed)
-        })
-        .await?;
-    Ok(removed)
+) -> Result<u64, redb::Error> {
+    let mut expired = Vec::new();
+    for row in remembered.range((id, 0, "")..(id, now_ms.saturating_add(1), ""))? {
+        let (key, _) = row?;
+        let (_, expires, mid) = key.value();
+        expired.push((expires, mid.to_string()));
+    }
+    for (expires, mid) in &expired {
+        remembered.remove((id, *expires, mid.as_str()))?;
+    }
+    let mut old = Vec::new();
+    for row in legacy.range((id, "")..)? {
+        let (key, expires) = row?;
+        let (conv, mid) = key.value();
+        if conv != id {
+            break;
+        }
+        if expires.value() <= now_ms {
+            old.push(mid.to_string());
+        }
+    }
+    for mid in &old {
+        legacy.remove((id, mid.as_str()))?;
+    }
+    Ok((expired.len() + old.len()) as u64)
 }
 
 /// The one field of a dead letter the purge reads.

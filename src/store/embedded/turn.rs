@@ -3,7 +3,7 @@
 
 use redb::{ReadableTable, WriteTransaction};
 
-use super::{ANALYTICS, CONVERSATIONS, DEDUP, MESSAGES, TAKEOVERS, TIMERS};
+use super::{ANALYTICS, CONVERSATIONS, MESSAGES, REMEMBERED, TAKEOVERS, TIMERS};
 use crate::store::{MessageRecord, MessageStatus, Mode, TurnWrite};
 
 pub(super) fn apply_turn(
@@ -45,9 +45,9 @@ pub(super) fn apply_turn(
         }
     }
     if !w.dedup.is_empty() {
-        let mut dedup = txn.open_table(DEDUP)?;
+        let mut remembered = txn.open_table(REMEMBERED)?;
         for (mid, expires) in &w.dedup {
-            dedup.insert((id, mid.as_str()), *expires)?;
+            remembered.insert((id, *expires, mid.as_str()), ())?;
         }
     }
     if !w.messages.is_empty() || !w.status_updates.is_empty() || !w.failures.is_empty() {

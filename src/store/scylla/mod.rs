@@ -416,11 +416,6 @@ impl Store for ScyllaStore {
         Ok(())
     }
 
-    /// Remembered ids expire by their TTL; nothing to do here.
-    async fn purge_expired(&self, _now_ms: u64) -> Result<u64, StoreError> {
-        Ok(0)
-    }
-
     fn kind(&self) -> &'static str {
         "scylla"
     }

@@ -210,11 +210,18 @@ impl Loadgen {
         // millisecond, and lateness of the harness would count against the
         // engine.
         let progress_every = (!o.quiet).then_some(Duration::from_secs(1));
+        let intervals = o.interval.map(|every| {
+            let (tracker, sent, pid) = (self.tracker.clone(), sent.clone(), o.engine_pid);
+            tokio::spawn(interval_lines(tracker, sent, pid, start, every))
+        });
         tokio::task::spawn_blocking(move || pacer.run(start, progress_every))
             .await
             .map_err(|e| LoadgenError::Client(format!("the sender stopped: {e}")))?;
         let send_window = start.elapsed().as_secs_f64().max(1e-9);
         self.drain(&sent, start).await;
+        if let Some(task) = intervals {
+            task.abort();
+        }
         if !o.quiet {
             progress(&self.tracker, &sent, start.elapsed());
             eprintln!();
@@ -265,5 +272,37 @@ impl Loadgen {
             }
         }
         tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+}
+
+/// Every `every`: one line with what the interval alone saw.
+async fn interval_lines(
+    tracker: Arc<Tracker>,
+    sent: Arc<Sent>,
+    engine: Option<u32>,
+    start: Instant,
+    every: Duration,
+) {
+    let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+    let (mut events, mut replies) = (0u64, 0u64);
+    loop {
+        tick.tick().await;
+        let (ack, e2e) = tracker.take_window();
+        let now_events = sent.events.load(Ordering::Relaxed);
+        let now_replies = tracker.counts().received;
+        let rss = web::rss_kib(engine)
+            .map_or(String::new(), |k| format!("  engine RSS {} MiB", k / 1024));
+        eprintln!(
+            "\rinterval {:>7.0}s  events {}  replies {}  ack p50 {:.1} p99 {:.1} ms  \
+             reply p50 {:.1} p99 {:.1} ms{rss}",
+            start.elapsed().as_secs_f64(),
+            now_events - events,
+            now_replies.saturating_sub(replies),
+            ack.p50,
+            ack.p99,
+            e2e.p50,
+            e2e.p99,
+        );
+        (events, replies) = (now_events, now_replies);
     }
 }

@@ -157,9 +157,14 @@ pub struct LoadgenOptions {
     #[arg(long, value_parser = humantime::parse_duration, default_value = "5s")]
     pub web_hold: Duration,
     /// The engine's process id: its memory is read before and with every
-    /// socket open (Linux).
+    /// socket open, and with every --interval line (Linux).
     #[arg(long)]
     pub engine_pid: Option<u32>,
+    /// Print a line per interval (e.g. 1m) on stderr: events sent, replies,
+    /// the ack and webhook -> reply p50/p99 of that interval alone, and the
+    /// engine's memory (with --engine-pid). For soaks: flat or not.
+    #[arg(long, value_parser = humantime::parse_duration)]
+    pub interval: Option<Duration>,
 }
 
 impl Default for LoadgenOptions {
@@ -210,6 +215,7 @@ impl Default for LoadgenOptions {
             web_origin: "http://loadgen.test".into(),
             web_hold: Duration::from_secs(5),
             engine_pid: None,
+            interval: None,
         }
     }
 }

@@ -114,7 +114,14 @@ pub struct Tracker {
     replies: Mutex<Replies>,
     e2e: Mutex<Histogram<u64>>,
     ack: Mutex<Histogram<u64>>,
+    /// The same latencies since the last [`Tracker::take_window`].
+    window: Mutex<Window>,
     ack_errors: Mutex<BTreeMap<String, u64>>,
+}
+
+struct Window {
+    e2e: Histogram<u64>,
+    ack: Histogram<u64>,
 }
 
 /// The counts at one moment.
@@ -137,6 +144,10 @@ impl Tracker {
             replies: Mutex::default(),
             e2e: Mutex::new(histogram()?),
             ack: Mutex::new(histogram()?),
+            window: Mutex::new(Window {
+                e2e: histogram()?,
+                ack: histogram()?,
+            }),
             ack_errors: Mutex::default(),
         })
     }
@@ -191,7 +202,9 @@ impl Tracker {
             c.waiting.pop_front()
         });
         if let Some(sent) = sent {
-            record(&mut lock(&self.e2e), at.saturating_duration_since(sent));
+            let latency = at.saturating_duration_since(sent);
+            record(&mut lock(&self.e2e), latency);
+            record(&mut lock(&self.window).e2e, latency);
         }
     }
 
@@ -199,7 +212,10 @@ impl Tracker {
     /// scheduled time).
     pub fn ack(&self, status: Result<u16, String>, latency: Duration) {
         match status {
-            Ok(s) if (200..300).contains(&s) => record(&mut lock(&self.ack), latency),
+            Ok(s) if (200..300).contains(&s) => {
+                record(&mut lock(&self.ack), latency);
+                record(&mut lock(&self.window).ack, latency);
+            }
             Ok(s) => *lock(&self.ack_errors).entry(s.to_string()).or_default() += 1,
             Err(kind) => *lock(&self.ack_errors).entry(kind).or_default() += 1,
         }
@@ -223,6 +239,15 @@ impl Tracker {
 
     pub fn ack_latency(&self) -> Percentiles {
         Percentiles::of(&lock(&self.ack))
+    }
+
+    /// The ack and webhook -> reply percentiles since the last call.
+    pub fn take_window(&self) -> (Percentiles, Percentiles) {
+        let mut w = lock(&self.window);
+        let out = (Percentiles::of(&w.ack), Percentiles::of(&w.e2e));
+        w.ack.reset();
+        w.e2e.reset();
+        out
     }
 
     pub fn ack_errors(&self) -> BTreeMap<String, u64> {

@@ -88,7 +88,7 @@ impl std::fmt::Display for WebReport {
 }
 
 /// The resident memory of process `pid`, in KiB (Linux).
-fn rss_kib(pid: Option<u32>) -> Option<u64> {
+pub(super) fn rss_kib(pid: Option<u32>) -> Option<u64> {
     let status = std::fs::read_to_string(format!("/proc/{}/status", pid?)).ok()?;
     status
         .lines()

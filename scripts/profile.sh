@@ -1,0 +1,50 @@
+#!/usr/bin/env bash
+# Where the engine's CPU goes under load: starts the load-test engine (as
+# scripts/loadtest.sh does), drives it with `switchboard loadgen` and the
+# options given here, records the engine with perf (cpu-clock sampling with
+# DWARF call stacks) for PROFILE_SECONDS once PROFILE_WARMUP seconds have
+# passed, then prints the engine's CPU per event split by component and by
+# thread (scripts/profile-breakdown.py).
+#
+#   scripts/profile.sh --rate 3000 --duration 45s --round-robin
+#
+# Needs perf (Debian's linux-perf) and permission to trace the engine
+# (root, or kernel.perf_event_paranoid <= 1).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+WARMUP=${PROFILE_WARMUP:-10}
+SECONDS_RECORDED=${PROFILE_SECONDS:-25}
+FREQ=${PROFILE_FREQ:-249}
+OUT=${PROFILE_OUT:-target/profile}
+command -v perf > /dev/null || { echo "perf is not installed (Debian: linux-perf)" >&2; exit 1; }
+mkdir -p "$OUT"
+
+. scripts/loadtest-engine.sh
+start_loadtest_engine profile-engine.log
+
+messages() {
+  curl -fs 127.0.0.1:9464/metrics \
+    | awk '/^switchboard_events_total\{/ && /kind="message"/ {n += $NF} END {printf "%d\n", n}'
+}
+cpu_ticks() { awk '{print $14 + $15}' "/proc/$ENGINE/stat"; }
+
+"$BIN" loadgen --app-secret loadtest-app-secret --page 900000000001 \
+  --instagram 900000000002 --whatsapp 900000000003 --gmail support@load.example \
+  --customers 100000 "$@" > "$OUT/loadgen.txt" 2>&1 &
+LOADGEN=$!
+sleep "$WARMUP"
+EVENTS0=$(messages)
+TICKS0=$(cpu_ticks)
+perf record -F "$FREQ" --call-graph dwarf,16384 -p "$ENGINE" -o "$OUT/perf.data" \
+  -- sleep "$SECONDS_RECORDED" 2> "$OUT/perf-record.log"
+TICKS1=$(cpu_ticks)
+EVENTS1=$(messages)
+STATUS=0
+wait "$LOADGEN" || STATUS=$?
+cat "$OUT/loadgen.txt"
+perf script --no-inline -i "$OUT/perf.data" -F comm,period,ip,sym,dso 2> /dev/null \
+  | python3 scripts/profile-breakdown.py \
+      --events $((EVENTS1 - EVENTS0)) \
+      --cpu-seconds "$(echo "($TICKS1 - $TICKS0) / $(getconf CLK_TCK)" | bc -l)" \
+  | tee "$OUT/breakdown.txt"
+exit "$STATUS"
