@@ -176,8 +176,9 @@ impl Tables {
                 }
             }
             for (mid, expires) in &w.dedup {
-                let k = key(id, mid.as_bytes());
-                batch.insert(&self.dedup, k, expires.to_be_bytes().to_vec());
+                let mut tail = expires.to_be_bytes().to_vec();
+                tail.extend_from_slice(mid.as_bytes());
+                batch.insert(&self.dedup, key(id, &tail), Vec::new());
             }
             for m in &w.messages {
                 lines.insert(key(id, &m.seq.to_be_bytes()), m.clone());
@@ -315,25 +316,19 @@ fn report(engine: &str, mode: &str, f: &Figures) {
     );
 }
 
-async fn run_redb(
-    lanes: &[Vec<Arc<TurnWrite>>],
+/// Times `work` (every commit, up to the last one durable), then lets
+/// `settle` finish what the engine does in the background, and measures
+/// both.
+async fn measure(
     dir: &Path,
-    cache: usize,
-    sync: bool,
+    work: impl std::future::Future<Output = Result<usize, Failure>>,
+    settle: impl FnOnce(),
 ) -> Result<Figures, Failure> {
-    let store = EmbeddedStore::open(dir, cache)?;
-    let store = Arc::new(if sync { store } else { store.sync_later() });
     let (cpu0, written0) = usage();
     let start = Instant::now();
-    let s = store.clone();
-    let turns = drive(lanes, move |w| {
-        let s = s.clone();
-        async move { s.commit_turn(w).await.map_err(|e| e.to_string()) }
-    })
-    .await?;
-    store.sync().await?;
+    let turns = work.await?;
     let wall = start.elapsed();
-    drop(store);
+    settle();
     let (cpu1, written1) = usage();
     Ok(Figures {
         turns,
@@ -344,6 +339,29 @@ async fn run_redb(
     })
 }
 
+async fn run_redb(
+    lanes: &[Vec<Arc<TurnWrite>>],
+    dir: &Path,
+    cache: usize,
+    sync: bool,
+) -> Result<Figures, Failure> {
+    let store = EmbeddedStore::open(dir, cache)?;
+    let store = Arc::new(if sync { store } else { store.sync_later() });
+    let s = store.clone();
+    let work = async {
+        let turns = drive(lanes, move |w| {
+            let s = s.clone();
+            async move { s.commit_turn(w).await.map_err(|e| e.to_string()) }
+        })
+        .await?;
+        store.sync().await?;
+        Ok(turns)
+    };
+    let figures = measure(dir, work, || ()).await;
+    drop(store);
+    figures
+}
+
 async fn run_fjall(
     lanes: &[Vec<Arc<TurnWrite>>],
     dir: &Path,
@@ -352,25 +370,16 @@ async fn run_fjall(
 ) -> Result<Figures, Failure> {
     let tables = Arc::new(Tables::open(dir, cache as u64)?);
     let store = Arc::new(FjallStore::start(tables.clone(), sync));
-    let (cpu0, written0) = usage();
-    let start = Instant::now();
-    let s = store.clone();
-    let turns = drive(lanes, move |w| {
-        let s = s.clone();
-        async move { s.commit_turn(w).await }
-    })
-    .await?;
-    tables.db.persist(PersistMode::SyncData)?;
-    let wall = start.elapsed();
-    tables.settle();
-    let (cpu1, written1) = usage();
-    Ok(Figures {
-        turns,
-        wall,
-        cpu: cpu1 - cpu0,
-        written: written1 - written0,
-        on_disk: dir_bytes(dir),
-    })
+    let work = async {
+        let turns = drive(lanes, move |w| {
+            let s = store.clone();
+            async move { s.commit_turn(w).await }
+        })
+        .await?;
+        tables.db.persist(PersistMode::SyncData)?;
+        Ok(turns)
+    };
+    measure(dir, work, || tables.settle()).await
 }
 
 fn main() -> Result<(), Failure> {

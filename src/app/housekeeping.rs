@@ -31,6 +31,8 @@ pub(super) async fn housekeeping(
     let mut seconds = 0u64;
     let mut sweep: Option<String> = None;
     let (mut removed, mut forgotten) = (0u64, 0u64);
+    // Whether the last sweep step failed (told once, not every second).
+    let mut sweep_failing = false;
     loop {
         tick.tick().await;
         // Retention, a small step a second (about 17 million conversations
@@ -42,6 +44,9 @@ pub(super) async fn housekeeping(
             .await
         {
             Ok(step) => {
+                if std::mem::take(&mut sweep_failing) {
+                    tracing::info!("Retention sweep going again");
+                }
                 removed += step.lines_removed;
                 forgotten += step.ids_forgotten;
                 sweep = step.next;
@@ -53,6 +58,10 @@ pub(super) async fn housekeeping(
                     );
                     (removed, forgotten) = (0, 0);
                 }
+            }
+            Err(e) if !sweep_failing => {
+                sweep_failing = true;
+                tracing::warn!(error = %e, "Retention sweep stopped: old lines and expired message ids are kept until it goes again");
             }
             Err(e) => tracing::debug!(error = %e, "Retention step not taken"),
         }

@@ -297,6 +297,15 @@ assistant = "support"
     }
 
     #[test]
+    fn retention_may_be_minutes_but_not_seconds() {
+        let with = |r: &str| load_from_str(MINIMAL, &env(&[("SWITCHBOARD__STORE__RETENTION", r)]));
+        let cfg = with("10m").expect("ten minutes is a retention");
+        assert_eq!(cfg.store.retention, std::time::Duration::from_secs(600));
+        let err = with("30s").expect_err("under a minute");
+        assert!(err.to_string().contains("store.retention"), "{err}");
+    }
+
+    #[test]
     fn unknown_keys_are_errors() {
         let err = load_from_str("[server]\nlisten_typo = \"x\"\n", &[]).expect_err("invalid");
         assert!(err.to_string().contains("listen_typo"), "{err}");

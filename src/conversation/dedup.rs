@@ -4,17 +4,24 @@
 
 use std::collections::HashMap;
 
+/// Ids held before the first purge of passed ones.
+const FIRST_PURGE: usize = 16;
+
 #[derive(Debug, Default)]
 pub struct DedupWindow {
     /// Message id -> when it may be forgotten (ms).
     ids: HashMap<String, u64>,
+    /// Passed ids are dropped when this many are held: twice what the last
+    /// purge left, so a long-lived actor holds at most about twice its
+    /// live ids and each insert costs O(1) amortized.
+    purge_at: usize,
 }
 
 impl DedupWindow {
     pub fn new(entries: impl IntoIterator<Item = (String, u64)>) -> Self {
-        Self {
-            ids: entries.into_iter().collect(),
-        }
+        let ids: HashMap<String, u64> = entries.into_iter().collect();
+        let purge_at = (ids.len() * 2).max(FIRST_PURGE);
+        Self { ids, purge_at }
     }
 
     /// Whether `id` was seen and its window has not passed.
@@ -24,10 +31,18 @@ impl DedupWindow {
 
     /// Remembers `id` until `expires_ms`; forgets passed ids now and then.
     pub fn insert(&mut self, id: String, expires_ms: u64, now_ms: u64) {
-        if self.ids.len() >= 1024 && self.ids.len().is_power_of_two() {
+        if self.ids.len() >= self.purge_at.max(FIRST_PURGE) {
             self.ids.retain(|_, &mut e| e > now_ms);
+            self.ids.shrink_to(self.ids.len() * 2);
+            self.purge_at = (self.ids.len() * 2).max(FIRST_PURGE);
         }
         self.ids.insert(id, expires_ms);
+    }
+
+    /// Ids held in memory (live or passed and not yet dropped).
+    #[cfg(test)]
+    fn held(&self) -> usize {
+        self.ids.len()
     }
 }
 
@@ -42,5 +57,20 @@ mod tests {
         assert!(d.contains("m1", 99));
         assert!(!d.contains("m1", 100));
         assert!(!d.contains("m2", 0));
+    }
+
+    /// A conversation that lives longer than its window does not hold
+    /// every id it ever saw: passed ids go, live ones stay.
+    #[test]
+    fn a_long_lived_window_holds_about_its_live_ids() {
+        let mut d = DedupWindow::default();
+        // One id a second, each remembered for 10 s, for an hour.
+        for t in 0..3_600u64 {
+            d.insert(format!("m{t}"), (t + 10) * 1000, t * 1000);
+            assert!(d.held() <= 2 * FIRST_PURGE, "{} held at {t}", d.held());
+        }
+        let now = 3_599_000;
+        assert!((3_590..3_600).all(|t| d.contains(&format!("m{t}"), now)));
+        assert!(!d.contains("m3580", now));
     }
 }

@@ -148,16 +148,22 @@ impl Store for EmbeddedStore {
             return Ok(None);
         };
         let state = serde_json::from_slice(bytes.value()).map_err(corrupt)?;
-        let mut dedup = Vec::new();
+        // An id remembered more than once (in either layout) keeps its
+        // latest expiry.
+        let mut dedup = std::collections::BTreeMap::<String, u64>::new();
+        let mut remember = |mid: &str, expires: u64| {
+            let e = dedup.entry(mid.to_string()).or_default();
+            *e = (*e).max(expires);
+        };
         let remembered = txn.open_table(REMEMBERED).map_err(storage)?;
-        let live = (id, now_ms.saturating_add(1), "")..=(id, u64::MAX, "\u{10FFFF}");
+        let live = (id, now_ms.saturating_add(1), "")..;
         for row in remembered.range(live).map_err(storage)? {
             let (key, _) = row.map_err(storage)?;
             let (conv, expires, mid) = key.value();
             if conv != id {
                 break;
             }
-            dedup.push((mid.to_string(), expires));
+            remember(mid, expires);
         }
         let dedup_table = txn.open_table(DEDUP).map_err(storage)?;
         for row in dedup_table.range((id, "")..).map_err(storage)? {
@@ -167,9 +173,10 @@ impl Store for EmbeddedStore {
                 break;
             }
             if v.value() > now_ms {
-                dedup.push((mid.to_string(), v.value()));
+                remember(mid, v.value());
             }
         }
+        let dedup = dedup.into_iter().collect();
         Ok(Some(Rehydrated { state, dedup }))
     }
 

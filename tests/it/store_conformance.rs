@@ -174,10 +174,17 @@ async fn retention_sweeps_old_lines_in_steps() {
 async fn retention_sweep_forgets_ids_past_their_window() {
     let under = embedded().await;
     let s = under.store;
-    for i in 0..3 {
-        let id = format!("fb:D{i}");
-        let ids = [("m_old", NOW - 1), ("m_now", NOW), ("m_live", NOW + 60_000)];
-        let w = turn(&record(&id, "fb"), vec![line(1, Direction::In, "x")], &ids);
+    // Ids that are prefixes of one another: each sweep and read stays in
+    // its own conversation.
+    let convs = ["fb:D1", "fb:D10", "fb:D100"];
+    for id in convs {
+        let (old, now, live) = (format!("old{id}"), format!("now{id}"), format!("live{id}"));
+        let ids = [
+            (old.as_str(), NOW - 1),
+            (now.as_str(), NOW),
+            (live.as_str(), NOW + 60_000),
+        ];
+        let w = turn(&record(id, "fb"), vec![line(1, Direction::In, "x")], &ids);
         s.commit_turn(w.into()).await.unwrap();
     }
     let (mut after, mut forgotten) = (None::<String>, 0);
@@ -194,19 +201,15 @@ async fn retention_sweep_forgets_ids_past_their_window() {
         }
     }
     assert_eq!(forgotten, 6, "two ids of each conversation had expired");
-    for i in 0..3 {
-        let back = s
-            .load_conversation(&format!("fb:D{i}"), NOW - 10)
-            .await
-            .unwrap()
-            .unwrap();
+    for id in convs {
+        let back = s.load_conversation(id, NOW - 10).await.unwrap().unwrap();
         let mids: Vec<&str> = back.dedup.iter().map(|(m, _)| m.as_str()).collect();
         assert_eq!(
             mids,
-            ["m_live"],
-            "only the live id is left, even read as of earlier"
+            [format!("live{id}")],
+            "only its own live id is left, even read as of earlier"
         );
-        assert_eq!(s.messages(&format!("fb:D{i}"), 10).await.unwrap().len(), 1);
+        assert_eq!(s.messages(id, 10).await.unwrap().len(), 1);
     }
     let again = s.purge_old_lines(NOW, 0, None, 100).await.unwrap();
     assert_eq!(again.ids_forgotten, 0);
@@ -227,6 +230,8 @@ async fn remembered_ids_of_an_earlier_version_are_read_and_swept() {
             t.insert(("fb:U", "m_gone"), NOW - 1).unwrap();
             t.insert(("fb:U", "m_kept"), NOW + 60_000).unwrap();
             t.insert(("fb:V", "m_other"), NOW - 1).unwrap();
+            // Remembered again below with a later expiry: the later one holds.
+            t.insert(("fb:U", "m_new"), NOW + 1).unwrap();
         }
         txn.commit().unwrap();
     }
@@ -258,6 +263,17 @@ async fn remembered_ids_of_an_earlier_version_are_read_and_swept() {
         ["m_gone", "m_kept", "m_new"],
         "not yet swept"
     );
+    let m_new: Vec<u64> = before
+        .dedup
+        .iter()
+        .filter(|(m, _)| m == "m_new")
+        .map(|(_, e)| *e)
+        .collect();
+    assert_eq!(
+        m_new,
+        [NOW + 5],
+        "an id remembered twice keeps its later expiry"
+    );
     let step = s.purge_old_lines(NOW, 0, None, 100).await.unwrap();
     assert_eq!(step.ids_forgotten, 2);
     let after = s
@@ -267,7 +283,10 @@ async fn remembered_ids_of_an_earlier_version_are_read_and_swept() {
         .unwrap();
     assert_eq!(mids(&after), ["m_kept", "m_new"], "m_gone was deleted");
     let step = s.purge_old_lines(NOW + 10, 0, None, 100).await.unwrap();
-    assert_eq!(step.ids_forgotten, 1, "m_new's window ended");
+    assert_eq!(
+        step.ids_forgotten, 2,
+        "m_new's window ended, in both layouts"
+    );
 }
 
 /// Dead letters and audit entries go after their own retention, the

@@ -223,6 +223,9 @@ impl Default for LoadgenOptions {
 impl LoadgenOptions {
     pub(super) fn check(&self) -> Result<(), LoadgenError> {
         let bad = |m: &str| Err(LoadgenError::Options(m.to_string()));
+        if self.interval.is_some_and(|i| i.is_zero()) {
+            return bad("--interval must be longer than zero");
+        }
         if self.web_visitors > 0 {
             return Ok(());
         }
