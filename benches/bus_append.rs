@@ -10,8 +10,6 @@ use switchboard::bus::embedded::EmbeddedBus;
 use switchboard::bus::Bus;
 use switchboard::event::InboundEvent;
 
-// Only the event fixture is used here.
-#[allow(dead_code)]
 #[path = "support/fixtures.rs"]
 mod fixtures;
 

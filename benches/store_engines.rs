@@ -107,8 +107,11 @@ fn dir_bytes(dir: &Path) -> u64 {
 /// One group-committing writer over a fjall database: the tables of the
 /// embedded store as keyspaces.
 struct FjallStore {
-    tx: std::sync::mpsc::SyncSender<(Arc<TurnWrite>, oneshot::Sender<Result<(), String>>)>,
+    tx: std::sync::mpsc::SyncSender<Queued>,
 }
+
+/// A turn waiting for its group, and who waits for its outcome.
+type Queued = (Arc<TurnWrite>, oneshot::Sender<Result<(), String>>);
 
 struct Tables {
     db: Database,
@@ -245,10 +248,7 @@ impl Tables {
 
 impl FjallStore {
     fn start(tables: Arc<Tables>, sync: bool) -> Self {
-        let (tx, rx) = std::sync::mpsc::sync_channel::<(
-            Arc<TurnWrite>,
-            oneshot::Sender<Result<(), String>>,
-        )>(GROUP);
+        let (tx, rx) = std::sync::mpsc::sync_channel::<Queued>(GROUP);
         std::thread::spawn(move || {
             while let Ok(first) = rx.recv() {
                 let mut group = vec![first];
