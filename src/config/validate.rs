@@ -185,10 +185,7 @@ fn bus(c: &Config, e: &mut Errors) {
 
 fn store(c: &Config, e: &mut Errors) {
     if c.store.retention < Duration::from_secs(60) {
-        e.add(
-            "store.retention",
-            "must be at least one minute, like \"90d\"",
-        );
+        e.add("store.retention", "must be at least \"1m\", like \"90d\"");
     }
     for (key, value) in [
         ("store.dead_letter_retention", c.store.dead_letter_retention),
@@ -198,9 +195,8 @@ fn store(c: &Config, e: &mut Errors) {
             e.add(key, "must be at least one hour, like \"90d\"");
         }
     }
-    let uses_scylla = c.store.kind == StoreKind::Scylla
-        || c.tenants.iter().any(|t| t.store == Some(StoreKind::Scylla));
-    if uses_scylla {
+    let scylla = Some(StoreKind::Scylla);
+    if c.store.kind == StoreKind::Scylla || c.tenants.iter().any(|t| t.store == scylla) {
         let sc = &c.store.scylla;
         if sc.nodes.iter().all(|n| n.trim().is_empty()) {
             e.add(
