@@ -23,7 +23,7 @@ use std::time::{Duration, Instant};
 use fjall::{Database, Keyspace, KeyspaceCreateOptions, PersistMode};
 use switchboard::conversation::turn::Conversation;
 use switchboard::store::embedded::EmbeddedStore;
-use switchboard::store::{MessageRecord, MessageStatus, Mode, Store, TurnWrite};
+use switchboard::store::{MessageRecord, Mode, Store, TurnWrite};
 use tokio::sync::oneshot;
 
 #[path = "support/fixtures.rs"]
@@ -186,12 +186,7 @@ impl Tables {
             for m in &w.messages {
                 lines.insert(key(id, &m.seq.to_be_bytes()), m.clone());
             }
-            let updates = w.status_updates.iter().map(|(seq, s)| (*seq, *s, None));
-            let failures = w
-                .failures
-                .iter()
-                .map(|(seq, why)| (*seq, MessageStatus::Failed, Some(why)));
-            for (seq, status, error) in updates.chain(failures) {
+            for (seq, status, error) in w.line_changes() {
                 let k = key(id, &seq.to_be_bytes());
                 let current = match lines.remove(&k) {
                     Some(line) => Some(line),

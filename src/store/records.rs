@@ -388,6 +388,17 @@ impl ConversationFilter {
 }
 
 impl TurnWrite {
+    /// The changes to existing lines: status updates, then failures with
+    /// their reason, as (seq, status, why it failed).
+    pub fn line_changes(&self) -> impl Iterator<Item = (u64, MessageStatus, Option<&String>)> {
+        let updates = self.status_updates.iter().map(|(seq, s)| (*seq, *s, None));
+        let failures = self
+            .failures
+            .iter()
+            .map(|(seq, why)| (*seq, MessageStatus::Failed, Some(why)));
+        updates.chain(failures)
+    }
+
     pub fn new(state: ConversationRecord) -> Self {
         Self {
             state,

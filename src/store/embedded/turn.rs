@@ -4,7 +4,7 @@
 use redb::{ReadableTable, WriteTransaction};
 
 use super::{ANALYTICS, CONVERSATIONS, MESSAGES, REMEMBERED, TAKEOVERS, TIMERS};
-use crate::store::{MessageRecord, MessageStatus, Mode, TurnWrite};
+use crate::store::{MessageRecord, Mode, TurnWrite};
 
 pub(super) fn apply_turn(
     txn: &WriteTransaction,
@@ -56,12 +56,7 @@ pub(super) fn apply_turn(
             let bytes = serde_json::to_vec(m).unwrap_or_default();
             messages.insert((id, m.seq), bytes.as_slice())?;
         }
-        let updates = w.status_updates.iter().map(|(seq, s)| (*seq, *s, None));
-        let failures = w
-            .failures
-            .iter()
-            .map(|(seq, why)| (*seq, MessageStatus::Failed, Some(why)));
-        for (seq, status, error) in updates.chain(failures) {
+        for (seq, status, error) in w.line_changes() {
             let current = messages
                 .get((id, seq))?
                 .and_then(|v| serde_json::from_slice::<MessageRecord>(v.value()).ok());
