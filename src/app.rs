@@ -286,6 +286,7 @@ pub async fn start_with_store(
     let (stop_tx, stop_rx) = oneshot::channel::<()>();
     let grace = config.engine.shutdown_grace;
     let stopping = ctx.stopping.clone();
+    let sockets = ctx.sockets.clone();
     let done = tokio::spawn(async move {
         let app = app.into_make_service_with_connect_info::<SocketAddr>();
         let (close_tx, close_rx) = oneshot::channel::<()>();
@@ -320,6 +321,16 @@ pub async fn start_with_store(
                 );
                 abort.abort();
             }
+        }
+        // Widget sockets are not the listener's connections once upgraded;
+        // each was told to reconnect when stopping began and lets go of
+        // the engine (and its store) when its close is sent.
+        sockets.close();
+        if tokio::time::timeout(grace, sockets.wait()).await.is_err() {
+            tracing::warn!(
+                open = sockets.len(),
+                "Widget sockets still closing after the shutdown grace; no longer waiting for them"
+            );
         }
         bus.close().await;
         supervisor.stop(None);

@@ -71,6 +71,10 @@ pub struct EngineContext {
     /// Set once the engine starts to stop: long-lived responses (console
     /// streams) end so the listener can close.
     pub stopping: tokio::sync::watch::Sender<bool>,
+    /// Widget sockets open now (the upgrade answered, the socket not yet
+    /// ended): a stopping engine waits for them before it lets go of the
+    /// store, so a new engine can open the same data at once.
+    pub sockets: tokio_util::task::TaskTracker,
 }
 
 /// Changes kept for a console stream that has fallen behind; past this it
@@ -116,6 +120,7 @@ impl EngineContext {
             mailboxes: std::sync::OnceLock::new(),
             changes: tokio::sync::broadcast::channel(CHANGES_KEPT).0,
             stopping: tokio::sync::watch::channel(false).0,
+            sockets: tokio_util::task::TaskTracker::new(),
         })
     }
 

@@ -168,6 +168,7 @@ async fn socket(
         return super::overloaded();
     };
     telemetry::webhook_request("web", WebhookOutcome::Accepted);
+    let open = ctx.sockets.token();
     // Small buffers: the frames are small, and the library's defaults
     // (128 KiB each way) would be most of an open socket's memory.
     upgrade
@@ -178,6 +179,7 @@ async fn socket(
         .on_upgrade(move |ws| async move {
             let _slot = slot;
             session(ctx, config, ws, peer.ip()).await;
+            drop(open);
         })
 }
 
@@ -186,6 +188,16 @@ async fn socket(
 async fn send(ws: &mut WebSocket, frame: &Value) -> bool {
     let sent = ws.send(WsMessage::Text(frame.to_string().into()));
     matches!(tokio::time::timeout(SEND_WITHIN, sent).await, Ok(Ok(())))
+}
+
+/// Closes a socket because the engine stops: 1012 (service restart) tells
+/// the widget to reconnect (to this instance once it runs again, or another).
+async fn restarting(ws: &mut WebSocket) {
+    let bye = WsMessage::Close(Some(axum::extract::ws::CloseFrame {
+        code: 1012,
+        reason: "the engine is restarting".into(),
+    }));
+    let _ = tokio::time::timeout(SEND_WITHIN, ws.send(bye)).await;
 }
 
 /// Who the first frame says the visitor is: (visitor id to keep, customer
@@ -218,9 +230,16 @@ async fn session(
     mut ws: WebSocket,
     ip: std::net::IpAddr,
 ) {
-    let first = match tokio::time::timeout(HELLO_WITHIN, ws.recv()).await {
-        Ok(Some(Ok(WsMessage::Text(t)))) => t.to_string(),
-        _ => return,
+    let mut stopping = ctx.stopping.subscribe();
+    let first = tokio::select! {
+        () = async { let _ = stopping.wait_for(|stop| *stop).await; } => {
+            restarting(&mut ws).await;
+            return;
+        }
+        first = tokio::time::timeout(HELLO_WITHIN, ws.recv()) => match first {
+            Ok(Some(Ok(WsMessage::Text(t)))) => t.to_string(),
+            _ => return,
+        },
     };
     let (visitor, customer, shown) = match identify(&config, &first) {
         Ok(who) => who,
@@ -286,11 +305,7 @@ async fn converse(
             // instance once it runs again, or another), and nothing more is
             // taken from this socket.
             () = async { let _ = stopping.wait_for(|stop| *stop).await; } => {
-                let bye = WsMessage::Close(Some(axum::extract::ws::CloseFrame {
-                    code: 1012,
-                    reason: "the engine is restarting".into(),
-                }));
-                let _ = tokio::time::timeout(SEND_WITHIN, ws.send(bye)).await;
+                restarting(ws).await;
                 return;
             }
             incoming = ws.recv() => {
