@@ -96,7 +96,7 @@ impl Loadgen {
         let tap = Arc::new(move |a: &Accepted| {
             if a.call.kind.is_reply() {
                 if let Some(r) = &a.call.recipient {
-                    seen.reply(&a.call.account, r, a.at);
+                    seen.reply(&a.call.account, r, a.call.part_id.as_deref(), a.at);
                 }
             }
         });
@@ -133,7 +133,7 @@ impl Loadgen {
             let seen = tracker.clone();
             sink.gmail()
                 .set_tap(Arc::new(move |mailbox: &str, to: &str, at| {
-                    seen.reply(mailbox, to, at);
+                    seen.reply(mailbox, to, None, at);
                 }));
         }
         Ok(Self {
@@ -243,6 +243,7 @@ impl Loadgen {
             replies_received: counts.received,
             replies_missing: counts.waiting,
             replies_duplicated: counts.duplicated,
+            duplicate_samples: self.tracker.duplicate_samples(),
             replies_uncertain: counts.uncertain,
             replies_uncertain_answered: counts.uncertain_answered,
             ack_latency_ms: self.tracker.ack_latency(),

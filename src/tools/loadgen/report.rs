@@ -32,6 +32,10 @@ pub struct Report {
     pub replies_received: u64,
     pub replies_missing: u64,
     pub replies_duplicated: u64,
+    /// The first duplicated replies (at most 10): account, customer and the
+    /// engine's part id, to look for in the engine's log.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub duplicate_samples: Vec<String>,
     /// Replies of webhooks whose outcome is unknown (no 2xx, an attempt
     /// timed out or was cut): the engine may have taken them, so each may
     /// come once or not at all; and how many came.
@@ -89,6 +93,9 @@ impl fmt::Display for Report {
             self.replies_missing,
             self.replies_duplicated
         )?;
+        for sample in &self.duplicate_samples {
+            writeln!(f, "  duplicated             {sample}")?;
+        }
         if self.replies_uncertain > 0 {
             writeln!(
                 f,

@@ -77,7 +77,12 @@ struct Replies {
     received: u64,
     uncertain_answered: u64,
     duplicated: u64,
+    /// The first duplicated replies, to look for in the engine's log.
+    duplicate_samples: Vec<String>,
 }
+
+/// Duplicated replies described in the report at most.
+const DUPLICATE_SAMPLES: usize = 10;
 
 impl Replies {
     /// Changes one customer with `change`, keeping the totals in step.
@@ -192,15 +197,24 @@ impl Tracker {
         }
     }
 
-    /// A reply from `account` to `customer` arrived at the sink.
-    pub fn reply(&self, account: &str, customer: &str, at: Instant) {
+    /// A reply from `account` to `customer` arrived at the sink, with the
+    /// engine's own id for it (`metadata`), if it gave one.
+    pub fn reply(&self, account: &str, customer: &str, part: Option<&str>, at: Instant) {
         if !self.accounts.contains(account) {
             return;
         }
-        let sent = lock(&self.replies).update(account, customer, |c| {
+        let mut replies = lock(&self.replies);
+        let before = replies.duplicated;
+        let sent = replies.update(account, customer, |c| {
             c.replies += 1;
             c.waiting.pop_front()
         });
+        if replies.duplicated > before && replies.duplicate_samples.len() < DUPLICATE_SAMPLES {
+            let part = part.unwrap_or("-");
+            let sample = format!("{account} -> {customer} (part {part})");
+            replies.duplicate_samples.push(sample);
+        }
+        drop(replies);
         if let Some(sent) = sent {
             let latency = at.saturating_duration_since(sent);
             record(&mut lock(&self.e2e), latency);
@@ -231,6 +245,12 @@ impl Tracker {
             uncertain: r.uncertain,
             uncertain_answered: r.uncertain_answered,
         }
+    }
+
+    /// The first duplicated replies: who got them and the engine's id of
+    /// the part (a part id seen twice was sent again; two ids, answered twice).
+    pub fn duplicate_samples(&self) -> Vec<String> {
+        lock(&self.replies).duplicate_samples.clone()
     }
 
     pub fn e2e(&self) -> Percentiles {
@@ -271,9 +291,9 @@ mod tests {
         let t = Tracker::new(["P".to_string()].into()).unwrap();
         let t0 = Instant::now();
         t.expect(&[e("a"), e("a"), e("b")], t0);
-        t.reply("P", "a", t0 + Duration::from_millis(2));
-        t.reply("P", "a", t0 + Duration::from_millis(4));
-        t.reply("P", "a", t0 + Duration::from_millis(5));
+        t.reply("P", "a", None, t0 + Duration::from_millis(2));
+        t.reply("P", "a", None, t0 + Duration::from_millis(4));
+        t.reply("P", "a", None, t0 + Duration::from_millis(5));
         let c = t.counts();
         assert_eq!(
             (c.expected, c.received, c.duplicated, c.waiting),
@@ -281,7 +301,7 @@ mod tests {
         );
         assert_eq!(t.e2e().count, 2);
         assert!((t.e2e().max - 4.0).abs() < 0.01);
-        t.reply("OTHER", "a", t0);
+        t.reply("OTHER", "a", None, t0);
         assert_eq!(
             t.counts().duplicated,
             1,
@@ -299,8 +319,8 @@ mod tests {
         t.expect(&[e("a")], t1);
         // The engine took t1's webhook and answered before the sender gave
         // up on it.
-        t.reply("P", "a", t1);
-        t.reply("P", "a", t1);
+        t.reply("P", "a", None, t1);
+        t.reply("P", "a", None, t1);
         t.uncertain(&[e("a")]);
         // t2's webhook timed out and was never taken: no reply.
         t.expect(&[e("b")], t2);
@@ -312,8 +332,9 @@ mod tests {
         );
         assert_eq!((c.uncertain, c.uncertain_answered), (2, 1));
         // A third reply to a is more than anything could have asked for.
-        t.reply("P", "a", t2);
+        t.reply("P", "a", Some("sb1.x"), t2);
         assert_eq!(t.counts().duplicated, 1);
+        assert_eq!(t.duplicate_samples(), ["P -> a (part sb1.x)"]);
     }
 
     #[test]
@@ -324,7 +345,7 @@ mod tests {
         t.expect(&[e("a")], t0);
         t.expect(&[e("a")], t1);
         t.withdraw(&[e("a")], t1);
-        t.reply("P", "a", t1);
+        t.reply("P", "a", None, t1);
         let c = t.counts();
         assert_eq!((c.expected, c.received, c.waiting), (1, 1, 0));
         t.ack(Ok(503), Duration::ZERO);
