@@ -246,6 +246,7 @@ impl Loadgen {
             duplicate_samples: self.tracker.duplicate_samples(),
             replies_uncertain: counts.uncertain,
             replies_uncertain_answered: counts.uncertain_answered,
+            receipts_failed: self.sink.receipts_sent().1,
             ack_latency_ms: self.tracker.ack_latency(),
             e2e_latency_ms: self.tracker.e2e(),
         };

@@ -41,6 +41,9 @@ pub struct Report {
     /// come once or not at all; and how many came.
     pub replies_uncertain: u64,
     pub replies_uncertain_answered: u64,
+    /// Echo and status webhooks (`--echoes`) the engine never took after
+    /// every retry: the sends they confirm may be sent again.
+    pub receipts_failed: u64,
     pub ack_latency_ms: Percentiles,
     pub e2e_latency_ms: Percentiles,
 }
@@ -101,6 +104,13 @@ impl fmt::Display for Report {
                 f,
                 "  unknown outcome        {} replies of webhooks that timed out or were cut (the engine may have taken them): {} came",
                 self.replies_uncertain, self.replies_uncertain_answered
+            )?;
+        }
+        if self.receipts_failed > 0 {
+            writeln!(
+                f,
+                "  receipts failed        {} echo/status webhooks never taken (what they confirm may be sent again)",
+                self.receipts_failed
             )?;
         }
         writeln!(f, "  latency (ms)")?;

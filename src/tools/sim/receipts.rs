@@ -87,14 +87,7 @@ async fn run(
                 Err(_) => break,
             }
         }
-        let mut bodies = Vec::new();
-        if target.echoes {
-            bodies.push(receipt_bodies(&target, &batch, Kind::Echo, now_ms()));
-        }
-        bodies.push(delivery_body(&target, &batch));
-        if target.read {
-            bodies.push(read_body(&target, &batch));
-        }
+        let bodies = webhooks(&target, &batch);
         // Each batch goes out on its own, as Meta's webhooks do: one that
         // is refused and retried never holds back the next ones.
         let Ok(permit) = in_flight.clone().acquire_owned().await else {
@@ -102,7 +95,7 @@ async fn run(
         };
         let (http, target, counts) = (http.clone(), target.clone(), counts.clone());
         tokio::spawn(async move {
-            for body in bodies.into_iter().flatten() {
+            for body in bodies {
                 let counter = if post(&http, &target, body).await {
                     &counts.accepted
                 } else {
@@ -114,6 +107,27 @@ async fn run(
         });
     }
 }
+
+/// The webhooks that confirm `batch`, in the order they go out: each
+/// carries at most `PER_WEBHOOK` receipts, as Meta's stay small (an
+/// engine's body limit then never refuses one for good), and a message's
+/// echo goes before its delivery receipt.
+fn webhooks(target: &ReceiptTarget, batch: &[Receipt]) -> Vec<Value> {
+    let mut bodies = Vec::new();
+    for chunk in batch.chunks(PER_WEBHOOK) {
+        if target.echoes {
+            bodies.extend(receipt_bodies(target, chunk, Kind::Echo, now_ms()));
+        }
+        bodies.extend(delivery_body(target, chunk));
+        if target.read {
+            bodies.extend(read_body(target, chunk));
+        }
+    }
+    bodies
+}
+
+/// Receipts in one webhook at most (about 25 KB of echoes).
+const PER_WEBHOOK: usize = 100;
 
 /// Receipt batches being delivered at once.
 const CONCURRENT_BATCHES: usize = 64;
@@ -358,5 +372,38 @@ mod tests {
         let sent = &echoes[2]["entry"][0]["changes"][0]["value"]["statuses"][0];
         assert_eq!(sent["status"], "sent");
         assert_eq!(sent["biz_opaque_callback_data"], "sb1.p");
+    }
+
+    /// A backlog of 500 receipts (the sender gathers that many after the
+    /// engine was away) goes out in webhooks an engine with a 64 KiB body
+    /// limit takes, each message's echo before its delivery receipt.
+    #[test]
+    fn a_large_backlog_goes_out_in_small_webhooks_echoes_first() {
+        let batch: Vec<Receipt> = (0..500)
+            .map(|i| Receipt {
+                recipient: format!("customer-{i:06}"),
+                message_id: format!("m_{i:032}"),
+                text: Some("thanks, your order ships today".repeat(3)),
+                ..receipt("PAGE", false)
+            })
+            .collect();
+        let bodies = webhooks(&target(), &batch);
+        assert_eq!(bodies.len(), 15, "echo, delivery and read for each 100");
+        let mut echoed = std::collections::HashSet::new();
+        for body in &bodies {
+            assert!(
+                body.to_string().len() < 64 * 1024,
+                "{} bytes",
+                body.to_string().len()
+            );
+            for item in body["entry"][0]["messaging"].as_array().unwrap() {
+                if item["message"]["is_echo"] == true {
+                    echoed.insert(item["message"]["mid"].as_str().unwrap().to_string());
+                } else if let Some(mids) = item["delivery"]["mids"].as_array() {
+                    assert!(echoed.contains(mids[0].as_str().unwrap()), "echo first");
+                }
+            }
+        }
+        assert_eq!(echoed.len(), 500);
     }
 }
