@@ -1,7 +1,7 @@
 //! The engine's periodic chores, one tick a second: the message-log
 //! retention sweep (old lines, remembered ids past their window), the bus
 //! lag and takeover gauges, and the hourly purges (dead letters, audit
-//! entries).
+//! entries); at start, the integration purges a stop cut short.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -19,7 +19,40 @@ use crate::telemetry;
 /// Conversations the retention sweep looks at per second.
 const RETENTION_STEP: usize = 200;
 
+/// The chores, and once at start the purges the last stop cut short (in
+/// the same task, so stopping the engine stops both).
 pub(super) async fn housekeeping(
+    bus: Arc<dyn Bus>,
+    store: Arc<dyn Store>,
+    config: Arc<Config>,
+    integrations: Arc<Integrations>,
+    takeover_changes: Arc<tokio::sync::Notify>,
+) {
+    let resume = async {
+        // Not those created again since, with the same id.
+        let live: Vec<String> = integrations.values().iter().map(|i| i.id.clone()).collect();
+        match store.resume_purges(&live).await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(
+                conversations = n,
+                "Integration purges cut short by the last stop finished"
+            ),
+            Err(e) => {
+                tracing::warn!(error = %e, "Cannot finish the integration purges cut short by the last stop; tried again at the next start")
+            }
+        }
+    };
+    let chores = chores(
+        bus,
+        store.clone(),
+        config,
+        integrations.clone(),
+        takeover_changes,
+    );
+    tokio::join!(resume, chores);
+}
+
+async fn chores(
     bus: Arc<dyn Bus>,
     store: Arc<dyn Store>,
     config: Arc<Config>,

@@ -470,6 +470,10 @@ impl Store for EmbeddedStore {
         records::purge_integration(self, integration).await
     }
 
+    async fn resume_purges(&self, live: &[String]) -> Result<u64, StoreError> {
+        records::resume_purges(self, live).await
+    }
+
     async fn purge_old_lines(
         &self,
         now_ms: u64,

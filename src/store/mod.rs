@@ -181,6 +181,14 @@ pub trait Store: Send + Sync + 'static {
     /// takeover, quarantine, analytics); returns how many went.
     async fn purge_integration(&self, integration: &str) -> Result<u64, StoreError>;
 
+    /// Finishes the purges a stop cut short (a backend that purges in
+    /// several steps keeps a note of each until it is done), except those
+    /// of integrations in `live` (created again since: their note is
+    /// dropped); returns how many conversations went.
+    async fn resume_purges(&self, _live: &[String]) -> Result<u64, StoreError> {
+        Ok(0)
+    }
+
     /// One step of the retention sweep: in the conversations after `after`
     /// (at most `limit`), deletes the lines older than `before_ms` and
     /// forgets the remembered message ids whose window ended by `now_ms`.

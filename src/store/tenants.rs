@@ -317,6 +317,14 @@ impl Store for TenantStores {
         Ok(total)
     }
 
+    async fn resume_purges(&self, live: &[String]) -> Result<u64, StoreError> {
+        let mut purged = 0;
+        for b in &self.backends {
+            purged += b.store.resume_purges(live).await?;
+        }
+        Ok(purged)
+    }
+
     async fn purge_dead_letters(&self, before_ms: u64) -> Result<u64, StoreError> {
         let mut removed = 0;
         for b in &self.backends {

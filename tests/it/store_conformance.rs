@@ -167,6 +167,101 @@ async fn retention_sweeps_old_lines_in_steps() {
     assert_eq!((again.conversations, again.lines_removed), (5, 0));
 }
 
+/// Purging an integration (embedded store) with more rows than one write
+/// step: everything of its conversations goes, over several steps, and
+/// nothing of the integrations whose ids sort right beside it.
+#[tokio::test]
+async fn purging_a_large_integration_goes_in_steps_and_spares_its_neighbours() {
+    let under = embedded().await;
+    let s = under.store;
+    let lines = |n: u64| (1..=n).map(|q| line(q, Direction::In, "x")).collect();
+    let ids: Vec<(String, u64)> = (0..3_000)
+        .map(|i| (format!("m-{i}"), NOW + 60_000))
+        .collect();
+    let ids: Vec<(&str, u64)> = ids.iter().map(|(m, e)| (m.as_str(), *e)).collect();
+    for (id, integration, n) in [
+        ("gone:A", "gone", 9_000),
+        ("gone:B", "gone", 2),
+        ("gone2:A", "gone2", 3),
+        ("gonea:A", "gonea", 3),
+    ] {
+        s.commit_turn(turn(&record(id, integration), lines(n), &ids).into())
+            .await
+            .unwrap();
+    }
+    assert_eq!(s.purge_integration("gone").await.unwrap(), 2);
+    for id in ["gone:A", "gone:B"] {
+        assert!(s.conversation(id).await.unwrap().is_none());
+        assert!(s.messages(id, 10).await.unwrap().is_empty());
+        assert!(s.load_conversation(id, NOW).await.unwrap().is_none());
+    }
+    for id in ["gone2:A", "gonea:A"] {
+        assert_eq!(s.messages(id, 10).await.unwrap().len(), 3);
+        let kept = s.load_conversation(id, NOW).await.unwrap().unwrap();
+        assert_eq!(kept.dedup.len(), 3_000, "{id}");
+    }
+    assert_eq!(s.purge_integration("gone").await.unwrap(), 0);
+}
+
+/// A purge cut short by a stop (embedded store) is finished at the next
+/// start, and only that one.
+#[tokio::test]
+async fn a_purge_cut_short_is_finished_after_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = EmbeddedStore::open(dir.path(), 8 << 20).unwrap();
+    let lines = |n: u64| (1..=n).map(|q| line(q, Direction::In, "x")).collect();
+    for (id, integration, n) in [
+        ("gone:A", "gone", 9_000),
+        ("gone:B", "gone", 2),
+        ("kept:A", "kept", 3),
+    ] {
+        store
+            .commit_turn(turn(&record(id, integration), lines(n), &[]).into())
+            .await
+            .unwrap();
+    }
+    assert_eq!(
+        store.purge_integration_steps("gone", 1).await.unwrap(),
+        (0, false)
+    );
+    assert_eq!(store.messages("kept:A", 10).await.unwrap().len(), 3);
+    drop(store);
+    let store = EmbeddedStore::open(dir.path(), 8 << 20).unwrap();
+    assert!(
+        store.conversation("gone:A").await.unwrap().is_some(),
+        "not done yet"
+    );
+    assert_eq!(store.resume_purges(&["kept".into()]).await.unwrap(), 2);
+    for id in ["gone:A", "gone:B"] {
+        assert!(store.conversation(id).await.unwrap().is_none());
+        assert!(store.messages(id, 10).await.unwrap().is_empty());
+    }
+    assert_eq!(store.messages("kept:A", 10).await.unwrap().len(), 3);
+    assert_eq!(
+        store.resume_purges(&[]).await.unwrap(),
+        0,
+        "nothing left noted"
+    );
+    // Cut short again, then created again with the same id before the
+    // next start: its conversations are its own now, and stay.
+    store
+        .commit_turn(turn(&record("kept:B", "kept"), lines(9_000), &[]).into())
+        .await
+        .unwrap();
+    assert_eq!(
+        store.purge_integration_steps("kept", 1).await.unwrap(),
+        (0, false)
+    );
+    assert_eq!(store.resume_purges(&["kept".into()]).await.unwrap(), 0);
+    assert!(store.conversation("kept:B").await.unwrap().is_some());
+    assert_eq!(
+        store.resume_purges(&[]).await.unwrap(),
+        0,
+        "its note dropped"
+    );
+    assert!(store.conversation("kept:B").await.unwrap().is_some());
+}
+
 /// Remembered message ids (embedded store): the retention sweep forgets
 /// those whose window ended and keeps the rest, which a rehydrated
 /// conversation still knows; none of its lines are touched.

@@ -101,36 +101,171 @@ pub(super) fn revision(store: &EmbeddedStore, kind: RecordKind) -> Result<u64, S
         .map_or(0, |v| v.value()))
 }
 
+/// Rows deleted per write transaction while an integration is purged: the
+/// turns of every other conversation commit between its steps.
+const PURGE_STEP: usize = 4_096;
+
+/// The kind of the control rows that note a purge under way (the key is
+/// the integration): written with its first step, removed with its last.
+const PURGING: &str = "purging";
+
 /// Deletes every conversation of `integration` with its messages, dedup
-/// ids, timers, takeover, quarantine and analytics; returns how many
-/// conversations went.
+/// ids, timers, takeover, quarantine and analytics, a few thousand rows per
+/// write transaction (a large integration never holds the writer for
+/// long); returns how many conversations went. A purge cut short by a stop
+/// is finished by [`resume_purges`] at the next start.
 pub(super) async fn purge_integration(
     store: &EmbeddedStore,
     integration: &str,
 ) -> Result<u64, StoreError> {
-    let prefix = format!("{integration}:");
-    let integration = integration.to_string();
-    let purged = store
-        .writer
-        .write(true, move |txn| {
-            let mine = |id: &str| id.starts_with(&prefix);
-            let mut purged = 0u64;
-            txn.open_table(CONVERSATIONS)?.retain(|id, _| {
-                let keep = !mine(id);
-                purged += u64::from(!keep);
-                keep
-            })?;
-            txn.open_table(MESSAGES)?.retain(|(id, _), _| !mine(id))?;
-            txn.open_table(DEDUP)?.retain(|(id, _), _| !mine(id))?;
-            txn.open_table(REMEMBERED)?
-                .retain(|(id, _, _), _| !mine(id))?;
-            txn.open_table(TIMERS)?.retain(|id, _| !mine(id))?;
-            txn.open_table(TAKEOVERS)?.retain(|id, _| !mine(id))?;
-            txn.open_table(QUARANTINE)?.retain(|id, _| !mine(id))?;
-            txn.open_table(ANALYTICS)?
-                .retain(|(i, _), _| i != integration.as_str())?;
-            Ok(purged)
-        })
-        .await?;
+    Ok(purge_steps(store, integration, usize::MAX).await?.0)
+}
+
+impl EmbeddedStore {
+    /// At most `steps` write steps of [`crate::store::Store::purge_integration`]:
+    /// (conversations that went, whether the purge is done). What is left
+    /// stays noted for [`crate::store::Store::resume_purges`], as after a stop.
+    pub async fn purge_integration_steps(
+        &self,
+        integration: &str,
+        steps: usize,
+    ) -> Result<(u64, bool), StoreError> {
+        purge_steps(self, integration, steps).await
+    }
+}
+
+/// At most `steps` steps of a purge: (conversations that went, whether the
+/// purge is done).
+async fn purge_steps(
+    store: &EmbeddedStore,
+    integration: &str,
+    steps: usize,
+) -> Result<(u64, bool), StoreError> {
+    let mut purged = 0u64;
+    for _ in 0..steps {
+        let integration = integration.to_string();
+        let (conversations, done) = store
+            .writer
+            .write(true, move |txn| purge_step(txn, &integration, PURGE_STEP))
+            .await?;
+        purged += conversations;
+        if done {
+            return Ok((purged, true));
+        }
+    }
+    Ok((purged, false))
+}
+
+/// Deletes up to `budget` rows of `integration`; returns the conversation
+/// records among them and whether none is left.
+fn purge_step(
+    txn: &redb::WriteTransaction,
+    integration: &str,
+    budget: usize,
+) -> Result<(u64, bool), redb::Error> {
+    // Conversation ids are `{integration}:{customer}`: all of them sort
+    // from `{integration}:` to just before `{integration};`.
+    let (from, to) = (format!("{integration}:"), format!("{integration};"));
+    let (from, to) = (from.as_str(), to.as_str());
+    let mut left = budget;
+    left -= take_out(
+        txn.open_table(MESSAGES)?
+            .extract_from_if((from, 0)..(to, 0), |_, _| true)?,
+        left,
+    )?;
+    left -= take_out(
+        txn.open_table(REMEMBERED)?
+            .extract_from_if((from, 0, "")..(to, 0, ""), |_, _| true)?,
+        left,
+    )?;
+    left -= take_out(
+        txn.open_table(DEDUP)?
+            .extract_from_if((from, "")..(to, ""), |_, _| true)?,
+        left,
+    )?;
+    for table in [TIMERS, TAKEOVERS] {
+        left -= take_out(
+            txn.open_table(table)?
+                .extract_from_if(from..to, |_, _| true)?,
+            left,
+        )?;
+    }
+    left -= take_out(
+        txn.open_table(QUARANTINE)?
+            .extract_from_if(from..to, |_, _| true)?,
+        left,
+    )?;
+    left -= take_out(
+        txn.open_table(ANALYTICS)?
+            .extract_from_if((integration, 0)..=(integration, u32::MAX), |_, _| true)?,
+        left,
+    )?;
+    let conversations = take_out(
+        txn.open_table(CONVERSATIONS)?
+            .extract_from_if(from..to, |_, _| true)?,
+        left,
+    )?;
+    let done = conversations < left;
+    let mut control = txn.open_table(CONTROL)?;
+    if done {
+        control.remove((PURGING, integration))?;
+    } else {
+        control.insert((PURGING, integration), [].as_slice())?;
+    }
+    Ok((conversations as u64, done))
+}
+
+/// Finishes the purges noted as under way, but for integrations in `live`
+/// (their note is dropped); returns how many conversations went.
+pub(super) async fn resume_purges(
+    store: &EmbeddedStore,
+    live: &[String],
+) -> Result<u64, StoreError> {
+    let pending: Vec<String> = {
+        let txn = store.db().begin_read().map_err(storage)?;
+        let table = match txn.open_table(CONTROL) {
+            Ok(t) => t,
+            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(0),
+            Err(e) => return Err(storage(e)),
+        };
+        let mut pending = Vec::new();
+        for row in table.range((PURGING, "")..).map_err(storage)? {
+            let (key, _) = row.map_err(storage)?;
+            let (kind, integration) = key.value();
+            if kind != PURGING {
+                break;
+            }
+            pending.push(integration.to_string());
+        }
+        pending
+    };
+    let mut purged = 0;
+    for integration in pending {
+        if live.contains(&integration) {
+            store
+                .writer
+                .write(true, move |txn| {
+                    txn.open_table(CONTROL)?
+                        .remove((PURGING, integration.as_str()))?;
+                    Ok(())
+                })
+                .await?;
+        } else {
+            purged += purge_integration(store, &integration).await?;
+        }
+    }
     Ok(purged)
+}
+
+/// Reads (and so removes) at most `budget` rows of an extraction.
+fn take_out<T>(
+    rows: impl Iterator<Item = Result<T, redb::StorageError>>,
+    budget: usize,
+) -> Result<usize, redb::Error> {
+    let mut taken = 0;
+    for row in rows.take(budget) {
+        row?;
+        taken += 1;
+    }
+    Ok(taken)
 }
