@@ -232,7 +232,14 @@ pub async fn delete(
     // A config integration cannot go; a stored change to it is undone.
     ctx.integrations.delete(&id).await?;
     let purged = if purge && entry.origin == Origin::Api {
-        ctx.store.purge_integration(&id).await?
+        // On its own task: a purge outlasting this request (its timeout,
+        // a caller that hangs up) goes on to the end.
+        let (store, gone) = (ctx.store.clone(), id.clone());
+        tokio::spawn(async move { store.purge_integration(&gone).await })
+            .await
+            .map_err(|e| {
+                crate::store::StoreError::Unavailable(format!("the purge stopped: {e}"))
+            })??
     } else {
         0
     };

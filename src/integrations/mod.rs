@@ -347,6 +347,9 @@ impl Integrations {
         self.validate(config)?;
         let keys = self.keys.as_ref().ok_or(SealError::NoKeys)?;
         let bytes = stored::seal(config, keys)?;
+        // An earlier integration of this id whose purge a stop cut short
+        // is purged first: what is left of it is not the new one's.
+        store.finish_purge(&config.id).await?;
         store
             .put_record(RecordKind::Integrations, &config.id, bytes)
             .await?;

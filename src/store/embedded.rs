@@ -118,23 +118,6 @@ impl EmbeddedStore {
     }
 }
 
-impl Drop for EmbeddedStore {
-    /// A store closed in order puts its unsynced turns on the disk.
-    fn drop(&mut self) {
-        if self.synced.load(Ordering::Acquire) >= self.written.load(Ordering::Acquire) {
-            return;
-        }
-        let synced = self
-            .db()
-            .begin_write()
-            .map_err(redb::Error::from)
-            .and_then(|txn| txn.commit().map_err(redb::Error::from));
-        if let Err(e) = synced {
-            tracing::warn!(error = %e, "Store closed without its last sync; the bus replays those turns");
-        }
-    }
-}
-
 #[async_trait]
 impl Store for EmbeddedStore {
     async fn load_conversation(
@@ -468,6 +451,10 @@ impl Store for EmbeddedStore {
 
     async fn purge_integration(&self, integration: &str) -> Result<u64, StoreError> {
         records::purge_integration(self, integration).await
+    }
+
+    async fn finish_purge(&self, integration: &str) -> Result<u64, StoreError> {
+        records::finish_purge(self, integration).await
     }
 
     async fn resume_purges(&self, live: &[String]) -> Result<u64, StoreError> {

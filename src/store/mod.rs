@@ -181,6 +181,13 @@ pub trait Store: Send + Sync + 'static {
     /// takeover, quarantine, analytics); returns how many went.
     async fn purge_integration(&self, integration: &str) -> Result<u64, StoreError>;
 
+    /// Finishes the purge of `integration` a stop cut short, if there is
+    /// one (its id is about to be used again); returns how many
+    /// conversations went.
+    async fn finish_purge(&self, _integration: &str) -> Result<u64, StoreError> {
+        Ok(0)
+    }
+
     /// Finishes the purges a stop cut short (a backend that purges in
     /// several steps keeps a note of each until it is done), except those
     /// of integrations in `live` (created again since: their note is

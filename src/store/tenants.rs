@@ -317,6 +317,12 @@ impl Store for TenantStores {
         Ok(total)
     }
 
+    async fn finish_purge(&self, integration: &str) -> Result<u64, StoreError> {
+        self.for_conversation(&format!("{integration}:"))?
+            .finish_purge(integration)
+            .await
+    }
+
     async fn resume_purges(&self, live: &[String]) -> Result<u64, StoreError> {
         let mut purged = 0;
         for b in &self.backends {

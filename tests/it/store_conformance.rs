@@ -242,8 +242,9 @@ async fn a_purge_cut_short_is_finished_after_a_restart() {
         0,
         "nothing left noted"
     );
-    // Cut short again, then created again with the same id before the
-    // next start: its conversations are its own now, and stay.
+    // Cut short again, and an integration of the same id put in the config
+    // file before the next start: the purge stops where it was (its note
+    // dropped), what is left stays.
     store
         .commit_turn(turn(&record("kept:B", "kept"), lines(9_000), &[]).into())
         .await
@@ -255,11 +256,21 @@ async fn a_purge_cut_short_is_finished_after_a_restart() {
     assert_eq!(store.resume_purges(&["kept".into()]).await.unwrap(), 0);
     assert!(store.conversation("kept:B").await.unwrap().is_some());
     assert_eq!(
-        store.resume_purges(&[]).await.unwrap(),
+        store.finish_purge("kept").await.unwrap(),
         0,
         "its note dropped"
     );
     assert!(store.conversation("kept:B").await.unwrap().is_some());
+    // Cut short, then the id used again (created through the API) before
+    // any start: what is left of the earlier one goes first.
+    assert_eq!(
+        store.purge_integration_steps("kept", 1).await.unwrap(),
+        (0, false)
+    );
+    assert_eq!(store.finish_purge("other").await.unwrap(), 0);
+    assert_eq!(store.finish_purge("kept").await.unwrap(), 2);
+    assert!(store.conversation("kept:B").await.unwrap().is_none());
+    assert!(store.messages("kept:A", 10).await.unwrap().is_empty());
 }
 
 /// Remembered message ids (embedded store): the retention sweep forgets

@@ -215,33 +215,53 @@ fn purge_step(
     Ok((conversations as u64, done))
 }
 
-/// Finishes the purges noted as under way, but for integrations in `live`
-/// (their note is dropped); returns how many conversations went.
+/// The integrations whose purge is noted as under way.
+fn noted_purges(store: &EmbeddedStore) -> Result<Vec<String>, StoreError> {
+    let txn = store.db().begin_read().map_err(storage)?;
+    let table = match txn.open_table(CONTROL) {
+        Ok(t) => t,
+        Err(redb::TableError::TableDoesNotExist(_)) => return Ok(Vec::new()),
+        Err(e) => return Err(storage(e)),
+    };
+    let mut noted = Vec::new();
+    for row in table.range((PURGING, "")..).map_err(storage)? {
+        let (key, _) = row.map_err(storage)?;
+        let (kind, integration) = key.value();
+        if kind != PURGING {
+            break;
+        }
+        noted.push(integration.to_string());
+    }
+    Ok(noted)
+}
+
+/// Finishes the purge of `integration` if one is noted as under way (its
+/// id is about to be used again); returns how many conversations went.
+pub(super) async fn finish_purge(
+    store: &EmbeddedStore,
+    integration: &str,
+) -> Result<u64, StoreError> {
+    if noted_purges(store)?.iter().any(|i| i == integration) {
+        return purge_integration(store, integration).await;
+    }
+    Ok(0)
+}
+
+/// Finishes the purges noted as under way, each on its own (one that fails
+/// is told and left for the next start); an integration in `live` is
+/// configured again with the same id, so its purge stops where it was and
+/// what is left stays. Returns how many conversations went.
 pub(super) async fn resume_purges(
     store: &EmbeddedStore,
     live: &[String],
 ) -> Result<u64, StoreError> {
-    let pending: Vec<String> = {
-        let txn = store.db().begin_read().map_err(storage)?;
-        let table = match txn.open_table(CONTROL) {
-            Ok(t) => t,
-            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(0),
-            Err(e) => return Err(storage(e)),
-        };
-        let mut pending = Vec::new();
-        for row in table.range((PURGING, "")..).map_err(storage)? {
-            let (key, _) = row.map_err(storage)?;
-            let (kind, integration) = key.value();
-            if kind != PURGING {
-                break;
-            }
-            pending.push(integration.to_string());
-        }
-        pending
-    };
     let mut purged = 0;
-    for integration in pending {
+    for integration in noted_purges(store)? {
         if live.contains(&integration) {
+            tracing::warn!(
+                integration = %integration,
+                "An integration purge cut short is not finished: an integration with this id is configured again, and keeps what is left"
+            );
             store
                 .writer
                 .write(true, move |txn| {
@@ -250,8 +270,13 @@ pub(super) async fn resume_purges(
                     Ok(())
                 })
                 .await?;
-        } else {
-            purged += purge_integration(store, &integration).await?;
+            continue;
+        }
+        match purge_integration(store, &integration).await {
+            Ok(n) => purged += n,
+            Err(e) => {
+                tracing::warn!(integration = %integration, error = %e, "Cannot finish an integration purge cut short; tried again at the next start")
+            }
         }
     }
     Ok(purged)

@@ -1,9 +1,10 @@
 //! One turn written in the group transaction: the state, the indexes that
-//! changed, analytics, remembered ids, message-log lines and their marks.
+//! changed, analytics, remembered ids, message-log lines and their marks;
+//! and the last sync of a store closed in order.
 
 use redb::{ReadableTable, WriteTransaction};
 
-use super::{ANALYTICS, CONVERSATIONS, MESSAGES, REMEMBERED, TAKEOVERS, TIMERS};
+use super::{EmbeddedStore, ANALYTICS, CONVERSATIONS, MESSAGES, REMEMBERED, TAKEOVERS, TIMERS};
 use crate::store::{MessageRecord, Mode, TurnWrite};
 
 pub(super) fn apply_turn(
@@ -71,4 +72,23 @@ pub(super) fn apply_turn(
         }
     }
     Ok(())
+}
+
+impl Drop for EmbeddedStore {
+    /// A store closed in order puts its unsynced turns on the disk.
+    fn drop(&mut self) {
+        if self.synced.load(std::sync::atomic::Ordering::Acquire)
+            >= self.written.load(std::sync::atomic::Ordering::Acquire)
+        {
+            return;
+        }
+        let synced = self
+            .db()
+            .begin_write()
+            .map_err(redb::Error::from)
+            .and_then(|txn| txn.commit().map_err(redb::Error::from));
+        if let Err(e) = synced {
+            tracing::warn!(error = %e, "Store closed without its last sync; the bus replays those turns");
+        }
+    }
 }
