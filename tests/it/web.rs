@@ -283,33 +283,21 @@ async fn a_client_id_that_looks_like_a_reply_number_is_still_answered() {
     assert_eq!(reply["author"], "ai", "{reply}");
 }
 
-/// A socket opened but not yet past its hello does not keep a stopping
-/// engine's store: the engine is told to stop at once, and a new one opens
-/// the same data while the socket is still waiting to say hello.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_socket_still_waiting_for_its_hello_does_not_hold_a_stopping_engine() {
-    let desk = Desk::start_with(0, "", WEB).await;
-    let mut quiet = open(&desk, ORIGIN).await.unwrap();
-    let desk = tokio::time::timeout(Duration::from_secs(5), desk.restart(0, ""))
-        .await
-        .expect("the engine stops at once with a socket that has not said hello");
-    assert_eq!(close_code(&mut quiet).await, Some(1012));
-    let mut ws = open(&desk, ORIGIN).await.unwrap();
-    hello(&mut ws, None, 0).await;
-}
-
-/// The engine stops: an open widget socket is closed with 1012 (service
-/// restart, so the widget reconnects), and the store is released: a new
-/// engine opens the same data at once.
+/// The engine stops: open widget sockets, past their hello or still
+/// waiting to say it, are closed with 1012 (service restart, so the widget
+/// reconnects), and the store is released: a new engine opens the same
+/// data at once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stopping_engine_closes_widget_sockets_and_releases_its_store() {
     let desk = Desk::start_with(0, "", WEB).await;
     let mut ws = open(&desk, ORIGIN).await.unwrap();
     hello(&mut ws, None, 0).await;
+    let mut quiet = open(&desk, ORIGIN).await.unwrap();
     let desk = tokio::time::timeout(Duration::from_secs(15), desk.restart(0, ""))
         .await
-        .expect("the engine stops and starts again with a socket open");
+        .expect("the engine stops and starts again with sockets open");
     assert_eq!(close_code(&mut ws).await, Some(1012));
+    assert_eq!(close_code(&mut quiet).await, Some(1012));
     // The new engine takes a visitor as before.
     let mut ws = open(&desk, ORIGIN).await.unwrap();
     hello(&mut ws, None, 0).await;

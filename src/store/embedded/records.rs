@@ -47,6 +47,11 @@ pub(super) fn all(
     store: &EmbeddedStore,
     kind: RecordKind,
 ) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
+    rows_of(store, kind.as_str())
+}
+
+/// The (key, value) rows of one kind of control row, in key order.
+fn rows_of(store: &EmbeddedStore, kind: &str) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
     let txn = store.db().begin_read().map_err(storage)?;
     let table = match txn.open_table(CONTROL) {
         Ok(t) => t,
@@ -54,11 +59,11 @@ pub(super) fn all(
         Err(e) => return Err(storage(e)),
     };
     let mut out = Vec::new();
-    let range = table.range((kind.as_str(), "")..).map_err(storage)?;
+    let range = table.range((kind, "")..).map_err(storage)?;
     for row in range {
         let (k, v) = row.map_err(storage)?;
         let (row_kind, key) = k.value();
-        if row_kind != kind.as_str() {
+        if row_kind != kind {
             break;
         }
         out.push((key.to_string(), v.value().to_vec()));
@@ -217,22 +222,10 @@ fn purge_step(
 
 /// The integrations whose purge is noted as under way.
 fn noted_purges(store: &EmbeddedStore) -> Result<Vec<String>, StoreError> {
-    let txn = store.db().begin_read().map_err(storage)?;
-    let table = match txn.open_table(CONTROL) {
-        Ok(t) => t,
-        Err(redb::TableError::TableDoesNotExist(_)) => return Ok(Vec::new()),
-        Err(e) => return Err(storage(e)),
-    };
-    let mut noted = Vec::new();
-    for row in table.range((PURGING, "")..).map_err(storage)? {
-        let (key, _) = row.map_err(storage)?;
-        let (kind, integration) = key.value();
-        if kind != PURGING {
-            break;
-        }
-        noted.push(integration.to_string());
-    }
-    Ok(noted)
+    Ok(rows_of(store, PURGING)?
+        .into_iter()
+        .map(|(k, _)| k)
+        .collect())
 }
 
 /// Finishes the purge of `integration` if one is noted as under way (its
