@@ -4,7 +4,9 @@
 # options given here, records the engine with perf (cpu-clock sampling with
 # DWARF call stacks) for PROFILE_SECONDS once PROFILE_WARMUP seconds have
 # passed, then prints the engine's CPU per event split by component and by
-# thread (scripts/profile-breakdown.py).
+# thread (scripts/profile-breakdown.py), and what each event costs the
+# kernel over the same window (perf stat: fsyncs, writes, reads, futex
+# calls, epoll waits, context switches; from /proc: bytes written).
 #
 #   scripts/profile.sh --rate 3000 --duration 45s --round-robin
 #
@@ -35,10 +37,17 @@ LOADGEN=$!
 sleep "$WARMUP"
 EVENTS0=$(messages)
 TICKS0=$(cpu_ticks)
+written() { awk '/^write_bytes:/ {print $2}' "/proc/$ENGINE/io"; }
+WRITTEN0=$(written)
+COUNTED="syscalls:sys_enter_fsync,syscalls:sys_enter_fdatasync,syscalls:sys_enter_write,syscalls:sys_enter_writev,syscalls:sys_enter_sendto,syscalls:sys_enter_read,syscalls:sys_enter_recvfrom,syscalls:sys_enter_futex,syscalls:sys_enter_epoll_wait,syscalls:sys_enter_pwrite64,syscalls:sys_enter_pread64,context-switches"
+perf stat -x, -e "$COUNTED" -p "$ENGINE" -o "$OUT/perf-stat.csv" -- sleep "$SECONDS_RECORDED" &
+STAT=$!
 perf record -F "$FREQ" --call-graph dwarf,16384 -p "$ENGINE" -o "$OUT/perf.data" \
   -- sleep "$SECONDS_RECORDED" 2> "$OUT/perf-record.log"
+wait "$STAT" || true
 TICKS1=$(cpu_ticks)
 EVENTS1=$(messages)
+WRITTEN1=$(written)
 STATUS=0
 wait "$LOADGEN" || STATUS=$?
 cat "$OUT/loadgen.txt"
@@ -47,4 +56,12 @@ perf script --no-inline -i "$OUT/perf.data" -F comm,period,ip,sym,dso 2> /dev/nu
       --events $((EVENTS1 - EVENTS0)) \
       --cpu-seconds "$(echo "($TICKS1 - $TICKS0) / $(getconf CLK_TCK)" | bc -l)" \
   | tee "$OUT/breakdown.txt"
+# Per event, from the counts over the window.
+awk -F, -v events=$((EVENTS1 - EVENTS0)) -v written=$((WRITTEN1 - WRITTEN0)) '
+  /^[0-9]/ { name = $3; sub(/^syscalls:sys_enter_/, "", name); n[name] = $1 }
+  END {
+    printf "per event (%d events):", events
+    for (k in n) printf " %s %.2f", k, n[k] / events
+    printf " bytes-written %.0f\n", written / events
+  }' "$OUT/perf-stat.csv" | tee -a "$OUT/breakdown.txt"
 exit "$STATUS"
