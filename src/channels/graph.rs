@@ -32,6 +32,9 @@ impl GraphClient {
             .pool_idle_timeout(Duration::from_secs(60))
             .pool_max_idle_per_host(256)
             .tcp_nodelay(true)
+            // A redirect would turn the POST into a bodiless GET whose 2xx
+            // looks like a send: the platform APIs never redirect a call.
+            .redirect(reqwest::redirect::Policy::none())
             .build()
             .map_err(|e| ClientBuildError(e.to_string()))?;
         Ok(Self {
@@ -125,10 +128,13 @@ impl GraphClient {
         let url = format!("{}/{}", self.base_url, path);
         let mut attempt = 1;
         loop {
-            let Ok(_owned) = fence.enter() else {
+            let Ok(owned) = fence.enter() else {
                 return Err(SendError::fenced());
             };
-            match self.post_once(&url, token, body).await {
+            let answer = self.post_once(&url, token, body).await;
+            // Not kept through the backoff: nothing is in flight then.
+            drop(owned);
+            match answer {
                 Ok(v) => {
                     telemetry::send_request(channel, SendOutcome::Ok);
                     return Ok(v);
@@ -195,5 +201,49 @@ fn describe_reqwest(e: &reqwest::Error) -> String {
         "no answer within the request timeout".into()
     } else {
         "connection lost before the answer".into()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    use super::*;
+
+    /// A redirect is an answer, not a send: the POST is not followed as a
+    /// bodiless GET whose 2xx would look like the message went out.
+    #[tokio::test]
+    async fn a_redirect_is_not_followed_into_a_send_that_never_happened() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            while let Ok((mut socket, _)) = listener.accept().await {
+                tokio::spawn(async move {
+                    let mut head = vec![0u8; 8192];
+                    let n = socket.read(&mut head).await.unwrap_or(0);
+                    let body = r#"{"message_id":"m_1"}"#;
+                    let answer = if head[..n].starts_with(b"POST") {
+                        "HTTP/1.1 302 Found\r\nLocation: /v21.0/elsewhere\r\ncontent-length: 0\r\n\r\n"
+                            .to_string()
+                    } else {
+                        format!("HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{body}", body.len())
+                    };
+                    let _ = socket.write_all(answer.as_bytes()).await;
+                });
+            }
+        });
+        let config = crate::config::load_from_str("", &[]).unwrap();
+        let client = GraphClient::new(&format!("http://{addr}/v21.0"), &config.outbound).unwrap();
+        let sent = client
+            .post_best_effort(
+                Channel::Messenger,
+                "1/messages",
+                &Secret::new("token"),
+                &serde_json::json!({"message": {"text": "hi"}}),
+            )
+            .await;
+        let refused = sent.expect_err("a redirect is not a send");
+        assert_eq!(refused.status, 302, "{refused}");
+        assert!(!refused.retryable(), "{refused}");
     }
 }

@@ -124,7 +124,10 @@ impl SendError {
     /// Maps an HTTP error response from the Graph API.
     pub fn from_response(status: u16, body: &[u8]) -> Self {
         let parsed: Option<MetaErrorBody> = serde_json::from_slice(body).ok();
-        let gateway = parsed.is_none() && matches!(status, 502 | 504);
+        // A server error without Meta's error body came from something in
+        // front of Meta (a gateway, a proxy, a cut answer): the request may
+        // well have reached Meta and been sent.
+        let gateway = parsed.is_none() && status >= 500;
         let (code, subcode, message, transient) = match parsed {
             Some(b) => (
                 b.error.code.unwrap_or(0),
@@ -139,8 +142,6 @@ impl SendError {
                 false,
             ),
         };
-        // A gateway's error page, not Meta's answer: the request may well
-        // have reached Meta and been sent.
         let kind = if gateway {
             SendErrorKind::Ambiguous
         } else {
@@ -158,7 +159,13 @@ impl SendError {
 
 fn classify(status: u16, code: i64, subcode: Option<i64>, transient: bool) -> SendErrorKind {
     match (code, subcode) {
-        (4 | 17 | 32 | 613 | 80006 | 130429 | 131056, _) => SendErrorKind::Throttled,
+        // Application, user, Page and API throttling; the business-use-case
+        // limits of Pages (80001), Instagram (80002), Messenger (80006) and
+        // WhatsApp Business Accounts (80007); WhatsApp throughput and pair
+        // limits.
+        (4 | 17 | 32 | 613 | 80001 | 80002 | 80006 | 80007 | 130429 | 131056, _) => {
+            SendErrorKind::Throttled
+        }
         (190, _) => SendErrorKind::TokenExpired,
         (10, Some(2018278)) | (2534022, _) | (_, Some(2534022)) | (131047, _) => {
             SendErrorKind::WindowClosed
@@ -227,7 +234,16 @@ mod tests {
         );
         assert_eq!(e.kind, SendErrorKind::Rejected);
         assert!(!e.retryable());
-        assert_eq!(err(503, "<html>").kind, SendErrorKind::Server);
+        assert_eq!(
+            err(503, "<html>").kind,
+            SendErrorKind::Ambiguous,
+            "a 5xx without Meta's body may have come after Meta sent it"
+        );
+        assert_eq!(err(500, "").kind, SendErrorKind::Ambiguous);
+        for code in [80001, 80002, 80006, 80007] {
+            let body = format!(r#"{{"error":{{"message":"(#{code}) rate limit","code":{code}}}}}"#);
+            assert_eq!(err(400, &body).kind, SendErrorKind::Throttled, "{code}");
+        }
         assert_eq!(
             err(504, "<html>Gateway Time-out</html>").kind,
             SendErrorKind::Ambiguous,

@@ -14,7 +14,7 @@ use serde::Deserialize;
 
 mod calls;
 pub use super::error::GmailError;
-use super::error::{once, transport, truncate};
+use super::error::{describe, once, truncate};
 use crate::config::{GoogleConfig, IntegrationConfig, OutboundConfig};
 use crate::fence::Fence;
 pub use calls::HistoryPage;
@@ -131,15 +131,18 @@ impl GmailApi {
             ("client_secret", integration.oauth_client_secret.expose()),
             ("refresh_token", integration.refresh_token.expose()),
         ];
+        // Bounded like a send: a token endpoint that never answers must
+        // not hold the mailbox (or a reply) for ever.
         let response = self
             .http
             .post(&self.token_url)
             .form(&form)
+            .timeout(self.send_timeout)
             .send()
             .await
-            .map_err(|e| transport(&e))?;
+            .map_err(|e| token_transport(&e))?;
         let status = response.status().as_u16();
-        let bytes = response.bytes().await.map_err(|e| transport(&e))?;
+        let bytes = response.bytes().await.map_err(|e| token_transport(&e))?;
         if !(200..300).contains(&status) {
             let err: OAuthError = serde_json::from_slice(&bytes).unwrap_or_default();
             return Err(match (status, err.error.as_str()) {
@@ -191,7 +194,7 @@ impl GmailApi {
         loop {
             self.paced(&integration.id, units).await;
             let token = self.access_token(integration).await?;
-            let Ok(_owned) = fence.enter() else {
+            let Ok(owned) = fence.enter() else {
                 return Err(GmailError::Fenced);
             };
             let timeout = if retry_ambiguous {
@@ -202,7 +205,10 @@ impl GmailApi {
             let call = request(&self.http, &self.base)
                 .bearer_auth(&token.value)
                 .timeout(timeout);
-            let err = match once(call).await {
+            let answer = once(call).await;
+            // Not kept through the backoff: nothing is in flight then.
+            drop(owned);
+            let err = match answer {
                 Ok(b) => return Ok(b),
                 Err(GmailError::Rejected(m)) if m.starts_with("401") && !refreshed => {
                     self.forget_token(integration);
@@ -245,6 +251,12 @@ impl GmailApi {
     }
 }
 
+/// A token refresh that failed on the way: nothing was sent with it, so
+/// it is tried again later (never an unknown outcome).
+fn token_transport(e: &reqwest::Error) -> GmailError {
+    GmailError::Transport(format!("token endpoint: {}", describe(e)))
+}
+
 /// Access tokens are kept by integration and refresh token: a new refresh
 /// token (another mailbox, a reconnection) never uses the old one's.
 fn token_key(integration: &IntegrationConfig) -> String {
@@ -264,5 +276,64 @@ pub(super) fn path_segment(id: &str) -> Result<&str, GmailError> {
         Ok(id)
     } else {
         Err(GmailError::Rejected("not a Gmail id".into()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A token endpoint that takes the request and never answers fails the
+    /// refresh within `outbound.request_timeout`, as a failure to try again
+    /// (nothing was sent), instead of holding the mailbox for ever.
+    #[tokio::test]
+    async fn a_token_endpoint_that_never_answers_fails_within_the_timeout() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let held = tokio::spawn(async move {
+            let mut sockets = Vec::new();
+            while let Ok((socket, _)) = listener.accept().await {
+                sockets.push(socket);
+            }
+        });
+        let toml = format!(
+            r#"
+[google]
+token_url = "http://{addr}/token"
+[outbound]
+request_timeout = "300ms"
+[[assistants]]
+id = "support"
+kind = "rules"
+fallback = "Thanks!"
+[[tenants]]
+id = "acme"
+[[integrations]]
+id = "acme-mail"
+tenant = "acme"
+channel = "gmail"
+account_id = "help@acme.example"
+assistant = "support"
+oauth_client_id = "client-1.apps.googleusercontent.com"
+oauth_client_secret = "client-secret-1"
+refresh_token = "refresh-1"
+push_audience = "https://engine.acme.example/webhooks/gmail"
+push_service_account = "push@acme.iam.gserviceaccount.com"
+"#
+        );
+        let config = crate::config::load_from_str(&toml, &[]).unwrap();
+        let api = GmailApi::new(&config.google, &config.outbound);
+        let refreshed = tokio::time::timeout(
+            Duration::from_secs(10),
+            api.access_token(&config.integrations[0]),
+        )
+        .await
+        .expect("the refresh gives up by itself");
+        match refreshed {
+            Err(GmailError::Transport(_)) => {}
+            Err(other) => panic!("not a failure to try again: {other}"),
+            Ok(_) => panic!("no token can come from it"),
+        }
+        held.abort();
     }
 }
