@@ -333,6 +333,12 @@ mod fuzz_finds {
         // The message is kept (its time taken as the webhook's arrival).
         let parsed = parse(body.as_bytes(), 1).unwrap();
         assert_eq!(parsed.event_count(), 1);
+        // Past what milliseconds can hold, or not a number at all: kept too.
+        for timestamp in ["18446744073709552", "1749416383.5", ""] {
+            let body = body.replace("18446744073709551", timestamp);
+            let parsed = parse(body.as_bytes(), 1).unwrap();
+            assert_eq!(parsed.event_count(), 1, "{timestamp:?}");
+        }
     }
 
     #[test]

@@ -122,8 +122,12 @@ pub async fn receive(
         // Perhaps connected on another instance a moment ago.
         state.integrations.look_again().await;
     }
+    // A batch of only notifications the engine does not take (WhatsApp's
+    // template and account updates, items skipped above) names no account
+    // to look for: it is taken (200), or Meta would send it again for days.
+    let names_accounts = !parsed.entries.is_empty();
     let (events, known_entries) = to_events(&state, app_config, parsed, received_at);
-    if known_entries == 0 {
+    if known_entries == 0 && names_accounts {
         return answer(
             channel,
             WebhookOutcome::UnknownAccount,
@@ -225,7 +229,7 @@ pub fn to_events(
                 integration: integration.id.clone(),
                 channel: integration.channel,
                 customer: e.customer,
-                timestamp_ms: e.timestamp_ms,
+                timestamp_ms: crate::clock::event_time(e.timestamp_ms, received_at),
                 received_at_ms: received_at,
                 customer_name: e.customer_name,
                 kind: e.kind,

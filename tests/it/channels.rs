@@ -159,6 +159,35 @@ async fn whatsapp_is_answered_once_after_its_typing_indicator() {
     shop.engine.shutdown().await;
 }
 
+/// WhatsApp's notifications the engine does not take (a template's status,
+/// an account update) are acknowledged with 200, not refused: Meta would
+/// send them again for days.
+#[tokio::test]
+async fn whatsapp_notifications_without_messages_are_acknowledged() {
+    let shop = Shop::start("").await;
+    for (field, value) in [
+        (
+            "message_template_status_update",
+            json!({"event": "APPROVED", "message_template_id": 1_234_567_890_u64,
+                   "message_template_name": "order_update", "message_template_language": "en_US",
+                   "reason": "NONE"}),
+        ),
+        (
+            "account_update",
+            json!({"phone_number": "15550783881", "event": "VERIFIED_ACCOUNT"}),
+        ),
+    ] {
+        shop.webhook(json!({"object": "whatsapp_business_account", "entry": [{
+            "id": "WABA_1", "time": now_ms() / 1000,
+            "changes": [{"field": field, "value": value}]
+        }]}))
+        .await;
+    }
+    shop.webhook(json!({"object": "whatsapp_business_account", "entry": []}))
+        .await;
+    shop.engine.shutdown().await;
+}
+
 #[tokio::test]
 async fn whatsapp_statuses_mark_delivery_and_read() {
     let shop = Shop::start("").await;
@@ -489,7 +518,7 @@ async fn unknown_items_in_a_batch_are_skipped_and_the_rest_answered() {
     let mut wa = whatsapp(json!({
         "messages": [
             {"from": WA_ID, "id": "wamid.ODD", "timestamp": (now_ms() / 1000).to_string(), "type": "order", "order": {"catalog_id": "1"}},
-            {"from": WA_ID, "id": "wamid.BAD", "timestamp": "soon", "type": "text", "text": {"body": "x"}},
+            {"from": WA_ID, "timestamp": "1750263773", "type": "text", "text": {"body": "no id"}},
             {"from": WA_ID, "id": "wamid.REAL", "timestamp": (now_ms() / 1000).to_string(), "type": "text", "text": {"body": "What are your hours?"}}
         ],
         "statuses": [{"id": "wamid.X", "status": "warning", "timestamp": "1750263773", "recipient_id": WA_ID}]

@@ -248,3 +248,26 @@ async fn a_passivated_conversation_comes_back_with_its_memory() {
     );
     h.engine.shutdown().await;
 }
+
+/// A message whose timestamp is far in the future (year 10000) is answered
+/// and shown with its arrival time: the conversation's view and the
+/// console's list still render.
+#[tokio::test]
+async fn a_message_from_the_far_future_is_answered_and_shown_at_its_arrival() {
+    let desk = Desk::start(0, "").await;
+    let before = switchboard::clock::now_ms();
+    desk.customer_at("PSID_F", "m_f1", "hours?", 253_402_300_800_000)
+        .await;
+    let view = desk.settled("PSID_F", 2).await;
+    let shown = view["last_activity"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    assert!(
+        shown.starts_with(&switchboard::clock::rfc3339(before)[..4]),
+        "{view:#}"
+    );
+    let (status, list) = desk.get("/conversations").await;
+    assert_eq!(status, 200, "{list}");
+    desk.engine.shutdown().await;
+}

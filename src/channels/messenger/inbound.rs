@@ -129,7 +129,9 @@ pub(crate) fn parse_entry(
     now_ms: u64,
     skips: &mut Skips,
 ) -> ParsedEntry {
-    let entry_time = entry.time.unwrap_or(now_ms);
+    // Milliseconds for messaging; Instagram's `comments` changes give
+    // seconds.
+    let entry_time = entry.time.map_or(now_ms, crate::clock::seconds_or_ms);
     let mut events = Vec::with_capacity(entry.messaging.len());
     for (i, raw) in entry.messaging.iter().enumerate() {
         match parse_messaging(raw, entry_time) {

@@ -16,8 +16,9 @@ use crate::event::{Attachment, EventKind, ReportedStatus};
 #[derive(Deserialize)]
 struct Value<'a> {
     metadata: Metadata,
-    #[serde(default)]
-    contacts: Vec<Contact>,
+    /// Read one by one: a contact that cannot be read loses only its name.
+    #[serde(default, borrow)]
+    contacts: Vec<&'a RawValue>,
     #[serde(default, borrow)]
     messages: Vec<&'a RawValue>,
     #[serde(default, borrow)]
@@ -147,11 +148,15 @@ struct StatusError {
     title: Option<String>,
 }
 
-fn seconds_ms(s: &str) -> Result<u64, String> {
-    s.parse::<u64>()
+/// A `timestamp` (seconds, as a string) in milliseconds; one that is not
+/// a time milliseconds can hold gives `u64::MAX`, which ingestion takes as
+/// the webhook's arrival (`clock::event_time`): the message is still taken.
+fn seconds_ms(s: &str) -> u64 {
+    s.trim()
+        .parse::<u64>()
         .ok()
         .and_then(|t| t.checked_mul(1000))
-        .ok_or_else(|| format!("timestamp {s:?} is not a number of seconds"))
+        .unwrap_or(u64::MAX)
 }
 
 /// `changes[]` fields of a WhatsApp Business Account webhook the engine
@@ -212,7 +217,8 @@ fn parse_change(
         .map_err(|e| malformed(format!("value: {e}")))?;
     let names: HashMap<String, String> = value
         .contacts
-        .into_iter()
+        .iter()
+        .filter_map(|raw| serde_json::from_str::<Contact>(raw.get()).ok())
         .filter_map(|c| Some((c.wa_id, c.profile?.name?)))
         .collect();
     let mut events = Vec::with_capacity(value.messages.len() + value.statuses.len());
@@ -260,7 +266,7 @@ fn message(
     names: &HashMap<String, String>,
 ) -> Result<Option<PlatformEvent>, ItemError> {
     let m: Message = serde_json::from_str(raw.get()).map_err(|e| malformed(e.to_string()))?;
-    let timestamp_ms = seconds_ms(&m.timestamp).map_err(malformed)?;
+    let timestamp_ms = seconds_ms(&m.timestamp);
     let mut text = None;
     let mut attachments = Vec::new();
     let mut quick_reply = None;
@@ -377,7 +383,7 @@ fn status(raw: &RawValue) -> Result<PlatformEvent, ItemError> {
     });
     Ok(PlatformEvent {
         customer: s.recipient_id,
-        timestamp_ms: seconds_ms(&s.timestamp).map_err(malformed)?,
+        timestamp_ms: seconds_ms(&s.timestamp),
         customer_name: None,
         kind: EventKind::Status {
             mid: s.id,

@@ -366,7 +366,7 @@ impl Mailboxes {
             channel: ChannelKind::Gmail,
             customer,
             timestamp_ms: if email.internal_date_ms > 0 {
-                email.internal_date_ms
+                crate::clock::event_time(email.internal_date_ms, now)
             } else {
                 now
             },

@@ -158,7 +158,7 @@ fn statuses_report_on_the_business_messages() {
 #[test]
 fn odd_items_are_skipped_with_their_place_and_the_batch_kept() {
     let body = webhook(
-        r#""messages":[{"from":"16505551234","id":"wamid.X","timestamp":"soon","type":"text","text":{"body":"hi"}},{"from":"16505551234","id":"wamid.O","timestamp":"1749416383","type":"order","order":{"catalog_id":"1"}},{"from":"16505551234","id":"wamid.OK","timestamp":"1749416383","type":"text","text":{"body":"kept"}}],"statuses":[{"id":"wamid.S3","status":"warning","timestamp":"1750263773","recipient_id":"16505551234"},{"id":"wamid.S4","status":"read","timestamp":"1750263773","recipient_id":"16505551234"}]"#,
+        r#""messages":[{"from":"16505551234","timestamp":"1749416383","type":"text","text":{"body":"no id"}},{"from":"16505551234","id":"wamid.X","timestamp":"soon","type":"text","text":{"body":"hi"}},{"from":"16505551234","id":"wamid.O","timestamp":"1749416383","type":"order","order":{"catalog_id":"1"}},{"from":"16505551234","id":"wamid.OK","timestamp":"1749416383","type":"text","text":{"body":"kept"}}],"statuses":[{"id":"wamid.S3","status":"warning","timestamp":"1750263773","recipient_id":"16505551234"},{"id":"wamid.S4","status":"read","timestamp":"1750263773","recipient_id":"16505551234"}]"#,
     );
     let w = parse(body.as_bytes(), 0).expect("only the envelope is refused");
     let mids: Vec<_> = w.entries[0]
@@ -169,7 +169,10 @@ fn odd_items_are_skipped_with_their_place_and_the_batch_kept() {
             other => panic!("unexpected {other:?}"),
         })
         .collect();
-    assert_eq!(mids, ["wamid.OK", "wamid.S4"]);
+    // A time that cannot be read is the arrival's (see `clock::event_time`):
+    // the customer's message is still taken.
+    assert_eq!(mids, ["wamid.X", "wamid.OK", "wamid.S4"]);
+    assert_eq!(w.entries[0].events[0].timestamp_ms, u64::MAX);
     let kinds: Vec<_> = w.skipped.iter().map(|s| s.kind).collect();
     assert_eq!(
         kinds,
@@ -198,4 +201,17 @@ fn unknown_change_fields_are_skipped_known_ones_ignored() {
     assert_eq!(w.event_count(), 0);
     assert_eq!(w.skipped.len(), 1);
     assert_eq!(w.skipped[0].kind, SkipKind::UnknownField);
+}
+
+/// A contact that cannot be read (no `wa_id`, a name that is not text)
+/// loses only its name: the messages of the change are still taken.
+#[test]
+fn an_unreadable_contact_does_not_drop_the_messages() {
+    let body = r#"{"object":"whatsapp_business_account","entry":[{"id":"102290129340398","changes":[{"value":{"messaging_product":"whatsapp","metadata":{"phone_number_id":"106540352242922"},"contacts":[{"profile":{"name":7}},{"profile":{"name":"Sheena Nelson"},"wa_id":"16505551234"}],"messages":[{"from":"16505551234","id":"wamid.C1","timestamp":"1749416383","type":"text","text":{"body":"hi"}}]},"field":"messages"}]}]}"#;
+    let w = parse(body.as_bytes(), 0).expect("parses");
+    assert_eq!(w.entries[0].events.len(), 1, "{:?}", w.skipped);
+    assert_eq!(
+        w.entries[0].events[0].customer_name.as_deref(),
+        Some("Sheena Nelson")
+    );
 }
