@@ -2,10 +2,12 @@
 //! `error_subcode`) to what the engine does about them.
 //!
 //! Codes from Meta's Graph API, Messenger Platform and WhatsApp Cloud API
-//! error references: throttling (4, 17, 32, 613, 80006, 130429, 131056) and
-//! 5xx are retried with backoff; an expired or invalid token (190) marks the
-//! integration expired; window errors (10 with subcode 2018278, 2534022,
-//! 131047) are refused, never retried.
+//! error references: throttling (4, 17, 32, 613, 80001, 80002, 80006, 80007,
+//! 130429, 131056) and 5xx are retried with backoff, except a gateway's 502
+//! or 504 without Meta's error body (an unknown outcome: Meta may have sent
+//! it); an expired or invalid token (190) marks the integration expired;
+//! window errors (10 with subcode 2018278, 2534022, 131047) are refused,
+//! never retried.
 
 use serde::Deserialize;
 
@@ -24,7 +26,8 @@ pub enum SendErrorKind {
     Transport,
     /// The request may have reached the platform, but no status came back
     /// (a timeout after the bytes left, a connection lost before the
-    /// answer): the part is unconfirmed, never retried at once.
+    /// answer, a gateway's 502/504): the part is unconfirmed, never retried
+    /// at once.
     Ambiguous,
     /// The access token expired or was revoked: the integration needs a new one.
     TokenExpired,
@@ -124,10 +127,11 @@ impl SendError {
     /// Maps an HTTP error response from the Graph API.
     pub fn from_response(status: u16, body: &[u8]) -> Self {
         let parsed: Option<MetaErrorBody> = serde_json::from_slice(body).ok();
-        // A server error without Meta's error body came from something in
-        // front of Meta (a gateway, a proxy, a cut answer): the request may
-        // well have reached Meta and been sent.
-        let gateway = parsed.is_none() && status >= 500;
+        // A gateway's 502/504 without Meta's error body: the gateway gave up
+        // waiting for Meta, which may well have sent it. (Other 5xx are
+        // retried: an unknown outcome waits for a confirmation that a part
+        // without one, a comment reply, never gets.)
+        let gateway = parsed.is_none() && matches!(status, 502 | 504);
         let (code, subcode, message, transient) = match parsed {
             Some(b) => (
                 b.error.code.unwrap_or(0),
@@ -234,12 +238,7 @@ mod tests {
         );
         assert_eq!(e.kind, SendErrorKind::Rejected);
         assert!(!e.retryable());
-        assert_eq!(
-            err(503, "<html>").kind,
-            SendErrorKind::Ambiguous,
-            "a 5xx without Meta's body may have come after Meta sent it"
-        );
-        assert_eq!(err(500, "").kind, SendErrorKind::Ambiguous);
+        assert_eq!(err(503, "<html>").kind, SendErrorKind::Server);
         for code in [80001, 80002, 80006, 80007] {
             let body = format!(r#"{{"error":{{"message":"(#{code}) rate limit","code":{code}}}}}"#);
             assert_eq!(err(400, &body).kind, SendErrorKind::Throttled, "{code}");

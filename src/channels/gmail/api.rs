@@ -71,6 +71,9 @@ impl GmailApi {
         let http = reqwest::Client::builder()
             .connect_timeout(Duration::from_secs(5))
             .pool_idle_timeout(Duration::from_secs(60))
+            // A redirected POST would become a GET whose 2xx looks like a
+            // send: Google's APIs never redirect a call.
+            .redirect(reqwest::redirect::Policy::none())
             .build()
             .unwrap_or_default();
         Self {
@@ -153,12 +156,15 @@ impl GmailApi {
                     })
                 }
                 (429, _) => GmailError::Throttled,
-                (s, _) if s >= 500 => GmailError::Server(format!("token endpoint status {s}")),
+                // Nothing is sent with a refresh: tried again later, never
+                // an unknown outcome of a send.
+                (s, _) if s >= 500 => GmailError::Transport(format!("token endpoint status {s}")),
                 (s, e) => GmailError::Rejected(format!("token endpoint status {s} {e}")),
             });
         }
-        let answer: TokenAnswer = serde_json::from_slice(&bytes)
-            .map_err(|_| GmailError::Server("the token endpoint's answer is not a token".into()))?;
+        let answer: TokenAnswer = serde_json::from_slice(&bytes).map_err(|_| {
+            GmailError::Transport("the token endpoint's answer is not a token".into())
+        })?;
         let token = Arc::new(AccessToken {
             value: answer.access_token,
             until: Instant::now()

@@ -47,7 +47,8 @@ struct Profile {
 struct Message {
     from: String,
     id: String,
-    /// Seconds since the epoch, as a string.
+    /// Seconds since the epoch, as a string (missing: the arrival time).
+    #[serde(default)]
     timestamp: String,
     #[serde(rename = "type")]
     kind: String,
@@ -131,6 +132,7 @@ struct Reaction {
 struct Status {
     id: String,
     status: String,
+    #[serde(default)]
     timestamp: String,
     recipient_id: String,
     #[serde(default)]

@@ -112,7 +112,8 @@ impl Conversation {
             self.expire();
         }
         let last_inbound = self.record.last_inbound_ms;
-        if last_inbound.is_none_or(|t| event.timestamp_ms >= t + window::STANDARD_MS) {
+        if last_inbound.is_none_or(|t| event.timestamp_ms >= t.saturating_add(window::STANDARD_MS))
+        {
             self.record.window_opened_ms = Some(event.timestamp_ms);
         }
         self.record.last_inbound_ms = Some(last_inbound.unwrap_or(0).max(event.timestamp_ms));

@@ -215,3 +215,20 @@ fn an_unreadable_contact_does_not_drop_the_messages() {
         Some("Sheena Nelson")
     );
 }
+
+/// A message or status without its `timestamp` is kept (its time is the
+/// arrival's, set at ingestion).
+#[test]
+fn a_message_and_a_status_without_a_timestamp_are_kept() {
+    let w = parse(
+        webhook(r#""messages":[{"from":"16505551234","id":"wamid.T","type":"text","text":{"body":"hi"}}],"statuses":[{"id":"wamid.S","status":"read","recipient_id":"16505551234"}]"#)
+            .as_bytes(),
+        0,
+    )
+    .expect("parses");
+    assert_eq!(w.entries[0].events.len(), 2, "{:?}", w.skipped);
+    assert!(w.entries[0]
+        .events
+        .iter()
+        .all(|e| e.timestamp_ms == u64::MAX));
+}
