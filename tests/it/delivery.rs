@@ -450,3 +450,55 @@ async fn only_other_apps_echoes_take_a_conversation_over() {
     }
     engine.shutdown().await;
 }
+
+/// The platform fails every call for a while: the reply waits in the
+/// outbox for `outbound.retry_later`, then twice as long each round (an
+/// outage is not hammered), and goes out once, soon after the outage ends.
+#[tokio::test]
+async fn a_reply_the_platform_keeps_failing_waits_longer_each_round_and_goes_out_once() {
+    let desk = Desk::start(0, "").await;
+    desk.graph.sim.set_faults(Faults {
+        server_error_rate: 1.0,
+        ..Faults::default()
+    });
+    desk.customer("OUTAGE", "m_out1", "hours?").await;
+    let attempts = || {
+        desk.graph
+            .sim
+            .calls()
+            .into_iter()
+            .filter(|c| c.kind == Some(CallKind::Message))
+            .count()
+    };
+    // Rounds of 5 attempts, 0.5 s, 1 s, 2 s apart: 4 rounds in 6 s (with
+    // a pause that never grew, about 12).
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    let failed = attempts();
+    assert!((10..=25).contains(&failed), "{failed} attempts in 6 s");
+    desk.graph.sim.set_faults(Faults::default());
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    let sent = loop {
+        let sent: Vec<_> = desk
+            .graph
+            .sim
+            .calls()
+            .into_iter()
+            .filter(|c| c.kind == Some(CallKind::Message) && c.status == 200)
+            .collect();
+        if !sent.is_empty() || tokio::time::Instant::now() > deadline {
+            break sent;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(sent.len(), 1, "the reply goes out once the outage ends");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let sent_after = desk
+        .graph
+        .sim
+        .calls()
+        .into_iter()
+        .filter(|c| c.kind == Some(CallKind::Message) && c.status == 200)
+        .count();
+    assert_eq!(sent_after, 1, "and only once");
+    desk.engine.shutdown().await;
+}
