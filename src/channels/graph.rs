@@ -145,7 +145,12 @@ impl GraphClient {
                         return Err(e);
                     }
                     tracing::debug!(attempt, error = %e, "Retrying platform call");
-                    tokio::time::sleep(self.policy.backoff(attempt)).await;
+                    // The platform's own `Retry-After`, as long as the
+                    // policy's longest pause at most (a longer one is left to
+                    // the outbox's `retry_later`).
+                    let pause = self.policy.backoff(attempt);
+                    let asked = e.retry_after.unwrap_or_default().min(self.policy.max());
+                    tokio::time::sleep(pause.max(asked)).await;
                     attempt += 1;
                 }
             }
@@ -173,6 +178,13 @@ impl GraphClient {
                 }
             })?;
         let status = response.status().as_u16();
+        // Seconds (the HTTP-date form is not used by Meta).
+        let retry_after = response
+            .headers()
+            .get(reqwest::header::RETRY_AFTER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .map(Duration::from_secs);
         let bytes = response.bytes().await;
         if (200..300).contains(&status) {
             return Ok(bytes
@@ -180,10 +192,9 @@ impl GraphClient {
                 .and_then(|b| serde_json::from_slice(&b).ok())
                 .unwrap_or(Value::Null));
         }
-        Err(SendError::from_response(
-            status,
-            bytes.as_deref().unwrap_or_default(),
-        ))
+        let mut error = SendError::from_response(status, bytes.as_deref().unwrap_or_default());
+        error.retry_after = retry_after;
+        Err(error)
     }
 }
 
@@ -245,5 +256,66 @@ mod tests {
         let refused = sent.expect_err("a redirect is not a send");
         assert_eq!(refused.status, 302, "{refused}");
         assert!(!refused.retryable(), "{refused}");
+    }
+
+    /// Throttled with `Retry-After: 1`: the next attempt waits the second
+    /// Meta asked for, not the policy's shorter pause.
+    #[tokio::test]
+    async fn a_throttled_call_waits_the_retry_after_it_was_given() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let arrivals = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let seen = arrivals.clone();
+        tokio::spawn(async move {
+            while let Ok((mut socket, _)) = listener.accept().await {
+                let seen = seen.clone();
+                tokio::spawn(async move {
+                    let mut head = vec![0u8; 8192];
+                    while let Ok(n) = socket.read(&mut head).await {
+                        if n == 0 {
+                            return;
+                        }
+                        let first = {
+                            let mut seen = seen.lock().unwrap();
+                            seen.push(std::time::Instant::now());
+                            seen.len() == 1
+                        };
+                        let (status, extra, body) = if first {
+                            (
+                                "429 Too Many Requests",
+                                "retry-after: 1\r\n",
+                                r#"{"error":{"message":"(#4) Application request limit reached","code":4}}"#,
+                            )
+                        } else {
+                            ("200 OK", "", r#"{"message_id":"m_2"}"#)
+                        };
+                        let answer = format!("HTTP/1.1 {status}\r\n{extra}content-type: application/json\r\ncontent-length: {}\r\n\r\n{body}", body.len());
+                        if socket.write_all(answer.as_bytes()).await.is_err() {
+                            return;
+                        }
+                    }
+                });
+            }
+        });
+        let config = crate::config::load_from_str("", &[]).unwrap();
+        let client = GraphClient::new(&format!("http://{addr}/v21.0"), &config.outbound).unwrap();
+        let sent = client
+            .post(
+                Channel::Messenger,
+                "1/messages",
+                &Secret::new("token"),
+                &serde_json::json!({"message": {"text": "hi"}}),
+                &Fence::none(),
+            )
+            .await
+            .expect("sent on the second attempt");
+        assert_eq!(sent["message_id"], "m_2");
+        let arrivals = arrivals.lock().unwrap().clone();
+        assert_eq!(arrivals.len(), 2);
+        let waited = arrivals[1] - arrivals[0];
+        assert!(
+            waited >= std::time::Duration::from_millis(950),
+            "{waited:?}"
+        );
     }
 }

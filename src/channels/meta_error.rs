@@ -67,6 +67,8 @@ pub struct SendError {
     pub code: i64,
     pub subcode: Option<i64>,
     pub message: String,
+    /// The platform's `Retry-After`, when it gave one.
+    pub retry_after: Option<std::time::Duration>,
 }
 
 impl SendError {
@@ -94,6 +96,7 @@ impl SendError {
             code: 0,
             subcode: None,
             message: message.into(),
+            retry_after: None,
         }
     }
 
@@ -111,6 +114,7 @@ impl SendError {
             code: 0,
             subcode: None,
             message: message.into(),
+            retry_after: None,
         }
     }
 
@@ -121,6 +125,7 @@ impl SendError {
             code: 0,
             subcode: None,
             message: format!("no outbound client for channel {}", channel.as_str()),
+            retry_after: None,
         }
     }
 
@@ -157,6 +162,7 @@ impl SendError {
             code,
             subcode,
             message: truncate(&message, 300),
+            retry_after: None,
         }
     }
 }

@@ -32,6 +32,11 @@ impl RetryPolicy {
         Duration::from_millis(rand::random_range(0..=ms))
     }
 
+    /// The longest pause between two attempts (`outbound.backoff_max`).
+    pub fn max(&self) -> Duration {
+        self.max
+    }
+
     /// The largest pause before attempt `attempt + 1`.
     pub fn ceiling(&self, attempt: u32) -> Duration {
         let factor = 1u32
