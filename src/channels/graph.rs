@@ -141,16 +141,15 @@ impl GraphClient {
                 }
                 Err(e) => {
                     telemetry::send_request(channel, e.kind);
-                    if !e.retryable() || attempt >= max_attempts {
+                    // A `Retry-After` longer than the policy's longest pause
+                    // ends the attempts: the part waits in the outbox
+                    // (`outbound.retry_later`) instead of asking too early.
+                    let asked = e.retry_after.unwrap_or_default();
+                    if !e.retryable() || attempt >= max_attempts || asked > self.policy.max() {
                         return Err(e);
                     }
                     tracing::debug!(attempt, error = %e, "Retrying platform call");
-                    // The platform's own `Retry-After`, as long as the
-                    // policy's longest pause at most (a longer one is left to
-                    // the outbox's `retry_later`).
-                    let pause = self.policy.backoff(attempt);
-                    let asked = e.retry_after.unwrap_or_default().min(self.policy.max());
-                    tokio::time::sleep(pause.max(asked)).await;
+                    tokio::time::sleep(self.policy.backoff(attempt).max(asked)).await;
                     attempt += 1;
                 }
             }

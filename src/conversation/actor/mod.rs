@@ -101,9 +101,6 @@ pub struct ConversationState {
     /// The outbox part (its seq) whose due resend is held because webhooks
     /// were refused, and since when (see `send.rs`).
     refusal_hold: Option<(u64, u64)>,
-    /// The outbox part (its seq) the platform kept failing, and how many
-    /// pauses it has waited (each twice the last; see `send.rs`).
-    retry_rounds: Option<(u64, u32)>,
 }
 
 /// Why a conversation cannot run.
@@ -129,7 +126,6 @@ impl ConversationState {
             conversation: None,
             registered: None,
             refusal_hold: None,
-            retry_rounds: None,
         }
     }
 }

@@ -130,13 +130,7 @@ pub(super) async fn flush_outbox(state: &mut ConversationState) -> Result<(), Ac
             Err(e) if e.retryable() => {
                 tracing::warn!(conversation = %state.args.id, error = %e, "Platform kept failing; the reply waits in the outbox");
                 ctx.alerts.send_failed(conv.integration(), &e.to_string());
-                let rounds = match state.retry_rounds {
-                    Some((seq, n)) if seq == item.seq => n.saturating_add(1),
-                    _ => 1,
-                };
-                state.retry_rounds = Some((item.seq, rounds));
-                let pause = retry_pause(ctx.config.outbound.retry_later.as_millis() as u64, rounds);
-                conv.retry_outbox_at(now + pause);
+                conv.retry_outbox_at(now + ctx.config.outbound.retry_later.as_millis() as u64);
                 telemetry::reply(channel, ReplyOutcome::RetryLater);
                 report(conv, &item, CommandOutcome::Queued);
                 persist(state).await?;
@@ -171,20 +165,6 @@ pub(super) async fn flush_outbox(state: &mut ConversationState) -> Result<(), Ac
         persist(state).await?;
     }
 }
-
-/// Pauses a part the platform keeps failing waits before its next round:
-/// `outbound.retry_later`, then twice as long each time, at most
-/// [`RETRY_PAUSE_GROWTH`] times it (an outage is not hammered, and the
-/// part still goes out soon after it ends).
-fn retry_pause(retry_later_ms: u64, rounds: u32) -> u64 {
-    let doublings = rounds
-        .saturating_sub(1)
-        .min(RETRY_PAUSE_GROWTH.trailing_zeros());
-    retry_later_ms.saturating_mul(1 << doublings)
-}
-
-/// How many times `outbound.retry_later` the pause grows to (a power of two).
-const RETRY_PAUSE_GROWTH: u64 = 32;
 
 /// What came of a person's message (its last part carries the command).
 fn report(conv: &mut Conversation, item: &OutboxItem, outcome: CommandOutcome) {
@@ -233,19 +213,4 @@ fn sender_name<'a>(
         .takeover_by
         .as_deref()
         .filter(|by| ![BY_AGENT, BY_ASSISTANT, BY_INBOX, BY_KEYWORD].contains(by))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::retry_pause;
-
-    #[test]
-    fn the_pause_doubles_each_round_up_to_32_times_retry_later() {
-        let pauses: Vec<u64> = (1..=8).map(|r| retry_pause(30_000, r)).collect();
-        assert_eq!(
-            pauses,
-            [30_000, 60_000, 120_000, 240_000, 480_000, 960_000, 960_000, 960_000]
-        );
-        assert_eq!(retry_pause(u64::MAX, 9), u64::MAX);
-    }
 }
