@@ -257,38 +257,33 @@ mod tests {
         assert!(!refused.retryable(), "{refused}");
     }
 
-    /// Throttled with `Retry-After: 1`: the next attempt waits the second
-    /// Meta asked for, not the policy's shorter pause.
-    #[tokio::test]
-    async fn a_throttled_call_waits_the_retry_after_it_was_given() {
+    /// A server answering its n-th request with `answers[n]` (the last one
+    /// from then on), keeping when each came.
+    async fn scripted(
+        answers: Vec<String>,
+    ) -> (
+        GraphClient,
+        std::sync::Arc<std::sync::Mutex<Vec<std::time::Instant>>>,
+    ) {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let arrivals = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
         let seen = arrivals.clone();
         tokio::spawn(async move {
             while let Ok((mut socket, _)) = listener.accept().await {
-                let seen = seen.clone();
+                let (seen, answers) = (seen.clone(), answers.clone());
                 tokio::spawn(async move {
                     let mut head = vec![0u8; 8192];
                     while let Ok(n) = socket.read(&mut head).await {
                         if n == 0 {
                             return;
                         }
-                        let first = {
+                        let nth = {
                             let mut seen = seen.lock().unwrap();
                             seen.push(std::time::Instant::now());
-                            seen.len() == 1
+                            seen.len() - 1
                         };
-                        let (status, extra, body) = if first {
-                            (
-                                "429 Too Many Requests",
-                                "retry-after: 1\r\n",
-                                r#"{"error":{"message":"(#4) Application request limit reached","code":4}}"#,
-                            )
-                        } else {
-                            ("200 OK", "", r#"{"message_id":"m_2"}"#)
-                        };
-                        let answer = format!("HTTP/1.1 {status}\r\n{extra}content-type: application/json\r\ncontent-length: {}\r\n\r\n{body}", body.len());
+                        let answer = &answers[nth.min(answers.len() - 1)];
                         if socket.write_all(answer.as_bytes()).await.is_err() {
                             return;
                         }
@@ -298,7 +293,26 @@ mod tests {
         });
         let config = crate::config::load_from_str("", &[]).unwrap();
         let client = GraphClient::new(&format!("http://{addr}/v21.0"), &config.outbound).unwrap();
-        let sent = client
+        (client, arrivals)
+    }
+
+    fn answer(status: &str, extra: &str, body: &str) -> String {
+        format!(
+            "HTTP/1.1 {status}\r\n{extra}content-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
+            body.len()
+        )
+    }
+
+    fn throttled(retry_after: u64) -> String {
+        answer(
+            "429 Too Many Requests",
+            &format!("retry-after: {retry_after}\r\n"),
+            r#"{"error":{"message":"(#4) Application request limit reached","code":4}}"#,
+        )
+    }
+
+    async fn send(client: &GraphClient) -> Result<Value, SendError> {
+        client
             .post(
                 Channel::Messenger,
                 "1/messages",
@@ -307,7 +321,15 @@ mod tests {
                 &Fence::none(),
             )
             .await
-            .expect("sent on the second attempt");
+    }
+
+    /// Throttled with `Retry-After: 1`: the next attempt waits the second
+    /// Meta asked for, not the policy's shorter pause.
+    #[tokio::test]
+    async fn a_throttled_call_waits_the_retry_after_it_was_given() {
+        let ok = answer("200 OK", "", r#"{"message_id":"m_2"}"#);
+        let (client, arrivals) = scripted(vec![throttled(1), ok]).await;
+        let sent = send(&client).await.expect("sent on the second attempt");
         assert_eq!(sent["message_id"], "m_2");
         let arrivals = arrivals.lock().unwrap().clone();
         assert_eq!(arrivals.len(), 2);
@@ -316,5 +338,20 @@ mod tests {
             waited >= std::time::Duration::from_millis(950),
             "{waited:?}"
         );
+    }
+
+    /// A `Retry-After` longer than the policy's longest pause ends the
+    /// attempts at once (the part waits in the outbox), instead of asking
+    /// again before the time the platform gave.
+    #[tokio::test]
+    async fn a_retry_after_longer_than_the_longest_pause_ends_the_attempts() {
+        let (client, arrivals) = scripted(vec![throttled(3600)]).await;
+        let refused = send(&client).await.expect_err("throttled");
+        assert_eq!(
+            refused.kind,
+            crate::channels::meta_error::SendErrorKind::Throttled
+        );
+        assert_eq!(refused.retry_after, Some(Duration::from_secs(3600)));
+        assert_eq!(arrivals.lock().unwrap().len(), 1, "asked once");
     }
 }
