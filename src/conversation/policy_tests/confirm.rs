@@ -55,6 +55,30 @@ fn an_unconfirmed_part_is_sent_again_only_after_the_wait() {
     assert!(c.awaiting_confirmation(T0 + 12_000));
 }
 
+/// The outbox was paused after a platform failure; then the first part
+/// is held for its confirmation past that pause (a reload, or a retry
+/// whose answer was lost): the next wake is the hold's end, never the
+/// passed pause (which would wake the actor again and again).
+#[test]
+fn a_passed_outbox_pause_is_no_deadline_once_the_part_is_held() {
+    let mut c = Conversation::new(integration(100, 0, true), "fb:C", "C", None, T0);
+    c.apply(&message("m1", "hours?", T0), T0);
+    c.plan_reply("We're open", T0);
+    c.retry_outbox_at(T0 + 30_000);
+    assert_eq!(c.record.next_deadline(), Some(T0 + 30_000));
+    // Reloaded after the pause passed: held for the confirmation wait.
+    assert_eq!(c.hold_outbox(T0 + 45_000), 1);
+    assert_eq!(c.record.next_deadline(), Some(T0 + 45_000));
+    // A pause that ends after the hold still counts.
+    let mut c = Conversation::new(integration(100, 0, true), "fb:C", "C", None, T0);
+    c.apply(&message("m1", "hours?", T0), T0);
+    c.plan_reply("We're open", T0);
+    c.retry_outbox_at(T0 + 30_000);
+    c.part_unconfirmed(T0 + 10_000);
+    assert_eq!(c.record.next_deadline(), Some(T0 + 10_000));
+    assert_eq!(c.record.outbox_retry_ms, Some(T0 + 30_000));
+}
+
 #[test]
 fn a_replayed_message_plans_the_same_part_ids_held_for_confirmation() {
     let short = || integration_with(serde_json::json!({"max_message_length": 20}));

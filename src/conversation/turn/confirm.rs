@@ -70,6 +70,7 @@ impl Conversation {
         }
         if held > 0 {
             self.dirty = true;
+            self.retry_within_hold(until);
         }
         held
     }
@@ -80,6 +81,16 @@ impl Conversation {
         if let Some(part) = self.record.outbox.first_mut() {
             part.unconfirmed_until_ms = Some(until);
             self.dirty = true;
+            self.retry_within_hold(until);
+        }
+    }
+
+    /// A pause of the outbox that ends before the first part's hold is
+    /// over is no deadline any more (left, a passed one would wake the
+    /// actor again and again until the hold ends).
+    fn retry_within_hold(&mut self, until: u64) {
+        if self.record.outbox_retry_ms.is_some_and(|t| t <= until) {
+            self.record.outbox_retry_ms = None;
         }
     }
 
