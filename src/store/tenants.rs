@@ -60,7 +60,11 @@ impl TenantStores {
     }
 
     fn for_conversation(&self, id: &str) -> Result<&Arc<dyn Store>, StoreError> {
-        let integration = ConversationId::integration_of(id);
+        self.for_integration(ConversationId::integration_of(id))
+    }
+
+    /// The backend that keeps `integration`'s conversations.
+    fn for_integration(&self, integration: &str) -> Result<&Arc<dyn Store>, StoreError> {
         let index = self.by_integration.get(integration).copied().unwrap_or(0);
         self.backends
             .get(index)
@@ -282,7 +286,7 @@ impl Store for TenantStores {
     }
 
     async fn purge_integration(&self, integration: &str) -> Result<u64, StoreError> {
-        self.for_conversation(&format!("{integration}:"))?
+        self.for_integration(integration)?
             .purge_integration(integration)
             .await
     }
@@ -318,7 +322,7 @@ impl Store for TenantStores {
     }
 
     async fn finish_purge(&self, integration: &str) -> Result<u64, StoreError> {
-        self.for_conversation(&format!("{integration}:"))?
+        self.for_integration(integration)?
             .finish_purge(integration)
             .await
     }

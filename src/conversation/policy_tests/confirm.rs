@@ -3,11 +3,18 @@
 
 use super::*;
 
-#[test]
-fn an_unconfirmed_part_is_confirmed_by_its_echo_and_never_sent_again() {
+/// A conversation whose customer asked at `T0` and whose reply is planned
+/// (one part in the outbox).
+fn answered() -> Conversation {
     let mut c = Conversation::new(integration(100, 0, true), "fb:C", "C", None, T0);
     c.apply(&message("m1", "hours?", T0), T0);
     c.plan_reply("We're open", T0);
+    c
+}
+
+#[test]
+fn an_unconfirmed_part_is_confirmed_by_its_echo_and_never_sent_again() {
+    let mut c = answered();
     let part = c.record.outbox[0].part_id.clone();
     assert!(is_part_id(&part));
     // The send timed out after the bytes left: unconfirmed for 10 s.
@@ -35,9 +42,7 @@ fn an_unconfirmed_part_is_confirmed_by_its_echo_and_never_sent_again() {
 
 #[test]
 fn an_unconfirmed_part_is_sent_again_only_after_the_wait() {
-    let mut c = Conversation::new(integration(100, 0, true), "fb:C", "C", None, T0);
-    c.apply(&message("m1", "hours?", T0), T0);
-    c.plan_reply("We're open", T0);
+    let mut c = answered();
     c.part_unconfirmed(T0 + 10_000);
     assert_eq!(
         c.record.next_deadline(),
@@ -61,18 +66,14 @@ fn an_unconfirmed_part_is_sent_again_only_after_the_wait() {
 /// passed pause (which would wake the actor again and again).
 #[test]
 fn a_passed_outbox_pause_is_no_deadline_once_the_part_is_held() {
-    let mut c = Conversation::new(integration(100, 0, true), "fb:C", "C", None, T0);
-    c.apply(&message("m1", "hours?", T0), T0);
-    c.plan_reply("We're open", T0);
+    let mut c = answered();
     c.retry_outbox_at(T0 + 30_000);
     assert_eq!(c.record.next_deadline(), Some(T0 + 30_000));
     // Reloaded after the pause passed: held for the confirmation wait.
     assert_eq!(c.hold_outbox(T0 + 45_000), 1);
     assert_eq!(c.record.next_deadline(), Some(T0 + 45_000));
     // A pause that ends after the hold still counts.
-    let mut c = Conversation::new(integration(100, 0, true), "fb:C", "C", None, T0);
-    c.apply(&message("m1", "hours?", T0), T0);
-    c.plan_reply("We're open", T0);
+    let mut c = answered();
     c.retry_outbox_at(T0 + 30_000);
     c.part_unconfirmed(T0 + 10_000);
     assert_eq!(c.record.next_deadline(), Some(T0 + 10_000));
@@ -128,9 +129,7 @@ fn an_echo_from_this_app_without_a_part_id_is_no_takeover() {
 
 #[test]
 fn a_part_sent_without_an_id_learns_it_from_its_echo() {
-    let mut c = Conversation::new(integration(100, 0, true), "fb:C", "C", None, T0);
-    c.apply(&message("m1", "hours?", T0), T0);
-    c.plan_reply("We're open", T0);
+    let mut c = answered();
     let part = c.record.outbox[0].part_id.clone();
     c.part_sent(String::new(), T0 + 1);
     assert_eq!(c.record.sent_parts.len(), 1);
