@@ -1,37 +1,40 @@
-//! The embedded bus: a durable log in its own redb file (`bus.redb` under
-//! `store.path`), one partition. Appends go through [`GroupCommit`] (one
-//! fsync for every webhook waiting at that moment). After each commit the
-//! writer hands the new records to the consumer's bounded queue while it
-//! has room; when it is full (or at start, for the backlog) a reader task
-//! streams the log from where the queue stopped, in chunks, until it has
-//! caught up and live hand-over resumes. Memory holds at most the queue;
-//! the log holds the rest. Committing the finished prefix also trims the
-//! log below it.
+//! The embedded bus: a durable log of segment files in `bus/` under
+//! `store.path` ([`super::log`]), one partition. A writer thread takes
+//! every append waiting at that moment, writes them with one `write` and
+//! one `fdatasync`, and only then answers the webhooks (group commit).
+//! After each sync the writer hands the new records to the consumer's
+//! bounded queue while it has room; when it is full (or at start, for the
+//! backlog) a reader task streams the log from where the queue stopped, in
+//! chunks, until it has caught up and live hand-over resumes. Memory holds
+//! at most the queue; the log holds the rest. Committing the finished
+//! prefix deletes the segments wholly below it.
 
 use std::collections::VecDeque;
 use std::path::Path;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TrySendError};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use redb::{ReadableDatabase, ReadableTable, TableDefinition};
-use tokio::sync::{mpsc, Notify};
+use tokio::sync::{mpsc, oneshot, Notify};
 
+use super::log::{Appender, Segments};
 use super::progress::PartitionProgress;
 use super::{Backlog, Bus, BusError, Delivery, Position, BEHIND_AFTER_MS, DELIVERY_QUEUE};
 use crate::clock::now_ms;
 use crate::event::InboundEvent;
 use crate::fence::Fence;
-use crate::group_commit::{GroupCommit, GroupCommitError, STALL_AFTER};
+use crate::group_commit::STALL_AFTER;
 use crate::sync::lock;
 
-const LOG: TableDefinition<u64, &[u8]> = TableDefinition::new("log");
-const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
-const COMMITTED: &str = "committed";
 const PARTITION: u32 = 0;
 /// Records read from the log at a time when the queue fell behind.
-const CHUNK: u64 = 1024;
+const CHUNK: usize = 1024;
+/// Most appends and commits taken in one write.
+const MAX_GROUP: usize = 4096;
+/// Writes waiting for the writer at most; a full queue pushes back.
+const QUEUE: usize = 65_536;
 
 /// Where the consumer stands.
 struct Consumer {
@@ -43,10 +46,10 @@ struct Consumer {
 }
 
 struct Shared {
-    /// Next offset to assign (on the writer thread).
+    /// Next offset the log assigns.
     next: AtomicU64,
     committed: AtomicU64,
-    /// Offsets below this are committed to the log file (readable).
+    /// Offsets below this are synced to the log (readable).
     durable_next: AtomicU64,
     /// Offsets below this were handed to the engine.
     handed: AtomicU64,
@@ -60,6 +63,10 @@ struct Shared {
     appended: Mutex<VecDeque<(u64, u64)>>,
     /// Wakes the reader when records are waiting in the log.
     behind: Notify,
+    /// When the write in progress started (ms since the epoch), 0 when idle.
+    busy_since: AtomicU64,
+    /// The log refuses appends (a failed write could not be undone).
+    broken: AtomicBool,
 }
 
 impl Shared {
@@ -85,10 +92,42 @@ impl Shared {
     }
 }
 
+/// A request to the writer thread.
+enum Op {
+    Append {
+        events: Vec<InboundEvent>,
+        encoded: Vec<Vec<u8>>,
+        reply: oneshot::Sender<Result<(), BusError>>,
+    },
+    Commit {
+        target: u64,
+        durable: bool,
+        reply: oneshot::Sender<Result<(), BusError>>,
+    },
+}
+
+/// The writer thread; dropping it closes the queue, lets the thread finish
+/// what is in it and waits, so the log is closed (and can be opened
+/// again) once the bus is gone.
+struct Writer {
+    tx: Option<SyncSender<Op>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Drop for Writer {
+    fn drop(&mut self) {
+        self.tx = None;
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
 pub struct EmbeddedBus {
-    writer: GroupCommit,
+    writer: Writer,
+    segments: Arc<Segments>,
     shared: Arc<Shared>,
-    /// Itself, for the reader task (which must not keep the file open).
+    /// Itself, for the reader task (which must not keep the log open).
     me: std::sync::Weak<EmbeddedBus>,
 }
 
@@ -96,57 +135,43 @@ fn unavailable(e: impl std::fmt::Display) -> BusError {
     BusError::Unavailable(e.to_string())
 }
 
-impl From<GroupCommitError> for BusError {
-    fn from(e: GroupCommitError) -> Self {
-        unavailable(e)
-    }
-}
-
 impl EmbeddedBus {
-    /// Opens (or creates) `bus.redb` in `dir` and starts the background
-    /// committer. Must be called inside a tokio runtime.
+    /// Opens (or creates) the log in `dir/bus` (moving in what an older
+    /// `bus.redb` holds) and starts the writer. Must be called inside a
+    /// tokio runtime.
     pub fn open(dir: &Path) -> Result<Arc<Self>, BusError> {
-        std::fs::create_dir_all(dir).map_err(unavailable)?;
-        // The log is short (trimmed behind the consumers): a small cache.
-        let db = redb::Builder::new()
-            .set_cache_size(4 << 20)
-            .create(dir.join("bus.redb"))
+        let mut opened = super::log::open(&dir.join("bus")).map_err(unavailable)?;
+        super::legacy::move_into(dir, &mut opened.appender).map_err(unavailable)?;
+        let next = opened.appender.next();
+        let committed = opened.committed.min(next);
+        let shared = Arc::new(Shared {
+            next: AtomicU64::new(next),
+            committed: AtomicU64::new(committed),
+            durable_next: AtomicU64::new(next),
+            handed: AtomicU64::new(committed),
+            replay_below: next,
+            consumer: Mutex::new(None),
+            progress: Mutex::new(PartitionProgress::new()),
+            appended: Mutex::new(VecDeque::new()),
+            behind: Notify::new(),
+            busy_since: AtomicU64::new(0),
+            broken: AtomicBool::new(false),
+        });
+        let (tx, rx) = sync_channel(QUEUE);
+        let writer_shared = shared.clone();
+        let appender = opened.appender;
+        let thread = std::thread::Builder::new()
+            .name("bus-writer".into())
+            .spawn(move || writer_loop(appender, &rx, &writer_shared))
             .map_err(unavailable)?;
-        let (committed, next) = {
-            let txn = db.begin_write().map_err(unavailable)?;
-            let state = {
-                let meta = txn.open_table(META).map_err(unavailable)?;
-                let log = txn.open_table(LOG).map_err(unavailable)?;
-                let committed = meta
-                    .get(COMMITTED)
-                    .map_err(unavailable)?
-                    .map(|v| v.value())
-                    .unwrap_or(0);
-                let last = log
-                    .last()
-                    .map_err(unavailable)?
-                    .map(|(k, _)| k.value() + 1)
-                    .unwrap_or(0);
-                (committed, last.max(committed))
-            };
-            txn.commit().map_err(unavailable)?;
-            state
-        };
-        let writer = GroupCommit::start(Arc::new(db), "bus").map_err(unavailable)?;
         let bus = Arc::new_cyclic(|me| Self {
-            writer,
+            writer: Writer {
+                tx: Some(tx),
+                thread: Some(thread),
+            },
+            segments: opened.segments,
             me: me.clone(),
-            shared: Arc::new(Shared {
-                next: AtomicU64::new(next),
-                committed: AtomicU64::new(committed),
-                durable_next: AtomicU64::new(next),
-                handed: AtomicU64::new(committed),
-                replay_below: next,
-                consumer: Mutex::new(None),
-                progress: Mutex::new(PartitionProgress::new()),
-                appended: Mutex::new(VecDeque::new()),
-                behind: Notify::new(),
-            }),
+            shared,
         });
         let weak = Arc::downgrade(&bus);
         tokio::spawn(async move {
@@ -162,45 +187,144 @@ impl EmbeddedBus {
         Ok(bus)
     }
 
+    /// Bytes the log holds on disk.
+    pub fn disk_bytes(&self) -> u64 {
+        self.segments.bytes()
+    }
+
+    async fn send(
+        &self,
+        op: impl FnOnce(oneshot::Sender<Result<(), BusError>>) -> Op,
+    ) -> Result<(), BusError> {
+        let stopped = || BusError::Unavailable("the bus writer has stopped".into());
+        let Some(tx) = self.writer.tx.as_ref() else {
+            return Err(stopped());
+        };
+        let (reply, rx) = oneshot::channel();
+        let mut op = op(reply);
+        loop {
+            match tx.try_send(op) {
+                Ok(()) => break,
+                Err(TrySendError::Full(back)) => {
+                    op = back;
+                    tokio::time::sleep(Duration::from_millis(1)).await;
+                }
+                Err(TrySendError::Disconnected(_)) => return Err(stopped()),
+            }
+        }
+        rx.await.map_err(|_| stopped())?
+    }
+
     async fn commit(&self, durable: bool) -> Result<(), BusError> {
         let target = lock(&self.shared.progress).committable();
         let Some(target) = target else { return Ok(()) };
         if target <= self.shared.committed.load(Ordering::Acquire) {
             return Ok(());
         }
-        self.writer
-            .write(durable, move |txn| {
-                txn.open_table(META)?.insert(COMMITTED, target)?;
-                txn.open_table(LOG)?.retain_in(..target, |_, _| false)?;
-                Ok(())
-            })
-            .await?;
+        self.send(|reply| Op::Commit {
+            target,
+            durable,
+            reply,
+        })
+        .await?;
         self.shared.committed.fetch_max(target, Ordering::AcqRel);
         Ok(())
     }
 
-    /// Reads up to [`CHUNK`] records from `from` (below `to`).
-    fn read_chunk(&self, from: u64, to: u64) -> Result<Vec<(u64, InboundEvent)>, BusError> {
-        let txn = self.writer.db().begin_read().map_err(unavailable)?;
-        let log = txn.open_table(LOG).map_err(unavailable)?;
-        let mut out = Vec::new();
-        for row in log.range(from..to.min(from + CHUNK)).map_err(unavailable)? {
-            let (k, v) = row.map_err(unavailable)?;
-            match InboundEvent::decode(v.value()) {
-                Ok(event) => out.push((k.value(), event)),
+    /// Reads up to [`CHUNK`] records from `from` (below `to`), and where
+    /// the next read starts.
+    fn read_chunk(&self, from: u64, to: u64) -> Result<(Vec<(u64, InboundEvent)>, u64), BusError> {
+        let records = self.segments.read(from, to, CHUNK).map_err(unavailable)?;
+        // A short read went as far as `to`.
+        let next = match records.last() {
+            Some((last, _)) if records.len() >= CHUNK => last + 1,
+            _ => to,
+        };
+        let mut out = Vec::with_capacity(records.len());
+        for (offset, bytes) in records {
+            match InboundEvent::decode(&bytes) {
+                Ok(event) => out.push((offset, event)),
                 Err(e) => {
-                    tracing::error!(offset = k.value(), error = %e, "Skipping undecodable bus record");
+                    tracing::error!(offset, error = %e, "Skipping undecodable bus record");
                 }
             }
         }
-        Ok(out)
+        Ok((out, next))
     }
 }
 
-/// On the writer thread, right after a commit: the records go into the
+/// The writer thread: every op waiting is taken at once; the appends are
+/// written and synced together, then handed on in log order.
+fn writer_loop(mut appender: Appender, rx: &Receiver<Op>, shared: &Shared) {
+    let mut batch: Vec<Op> = Vec::with_capacity(256);
+    while let Ok(first) = rx.recv() {
+        shared.busy_since.store(now_ms().max(1), Ordering::Release);
+        batch.push(first);
+        while batch.len() < MAX_GROUP {
+            match rx.try_recv() {
+                Ok(op) => batch.push(op),
+                Err(_) => break,
+            }
+        }
+        let appended = {
+            let payloads: Vec<&[u8]> = batch
+                .iter()
+                .filter_map(|op| match op {
+                    Op::Append { encoded, .. } => Some(encoded.iter().map(Vec::as_slice)),
+                    Op::Commit { .. } => None,
+                })
+                .flatten()
+                .collect();
+            appender.append(&payloads).map_err(|e| {
+                tracing::error!(error = %e, "Cannot append to the bus log");
+                unavailable(e)
+            })
+        };
+        let commit = batch
+            .iter()
+            .filter_map(|op| match op {
+                Op::Commit {
+                    target, durable, ..
+                } => Some((*target, *durable)),
+                Op::Append { .. } => None,
+            })
+            .reduce(|a, b| (a.0.max(b.0), a.1 || b.1));
+        let committed = commit.map_or(Ok(()), |(target, durable)| {
+            appender.commit(target, durable).map_err(unavailable)
+        });
+        shared.busy_since.store(0, Ordering::Release);
+        shared
+            .broken
+            .store(appender.broken().is_some(), Ordering::Release);
+        shared.next.store(appender.next(), Ordering::Release);
+        let mut offset = appended.as_ref().map_or(0, |first| *first);
+        let mut records = Vec::new();
+        let mut replies = Vec::new();
+        for op in batch.drain(..) {
+            match op {
+                Op::Append { events, reply, .. } => {
+                    if appended.is_ok() {
+                        for event in events {
+                            records.push((offset, event));
+                            offset += 1;
+                        }
+                    }
+                    replies.push((reply, appended.clone().map(|_| ())));
+                }
+                Op::Commit { reply, .. } => replies.push((reply, committed.clone())),
+            }
+        }
+        forward(shared, records);
+        for (reply, result) in replies {
+            let _ = reply.send(result);
+        }
+    }
+}
+
+/// On the writer thread, right after a sync: the records go into the
 /// queue while it has room; from the first that does not fit, the reader
 /// takes over from the log.
-fn forward(shared: &Shared, records: &[(u64, InboundEvent)]) {
+fn forward(shared: &Shared, records: Vec<(u64, InboundEvent)>) {
     let Some(last) = records.last().map(|(o, _)| *o) else {
         return;
     };
@@ -220,15 +344,15 @@ fn forward(shared: &Shared, records: &[(u64, InboundEvent)]) {
             Ok(permit) => permit,
             Err(mpsc::error::TrySendError::Full(())) => {
                 consumer.live = false;
-                consumer.read_from = *offset;
+                consumer.read_from = offset;
                 shared.behind.notify_one();
                 return;
             }
             Err(mpsc::error::TrySendError::Closed(())) => return,
         };
-        progress.delivered(*offset);
-        permit.send(shared.delivery(*offset, event.clone()));
-        shared.handed_to(*offset + 1);
+        progress.delivered(offset);
+        permit.send(shared.delivery(offset, event));
+        shared.handed_to(offset + 1);
     }
 }
 
@@ -259,7 +383,7 @@ async fn read_behind(bus: std::sync::Weak<EmbeddedBus>, tx: mpsc::Sender<Deliver
             continue;
         };
         let to = shared.durable_next.load(Ordering::Acquire);
-        let chunk = match this.read_chunk(from, to) {
+        let (chunk, mut next) = match this.read_chunk(from, to) {
             Ok(c) => c,
             Err(e) => {
                 tracing::warn!(error = %e, "Cannot read the bus log; retrying");
@@ -269,7 +393,6 @@ async fn read_behind(bus: std::sync::Weak<EmbeddedBus>, tx: mpsc::Sender<Deliver
             }
         };
         drop(this);
-        let mut next = to.min(from + CHUNK);
         for (offset, event) in chunk {
             lock(&shared.progress).delivered(offset);
             if tx.send(shared.delivery(offset, event)).await.is_err() {
@@ -292,33 +415,13 @@ impl Bus for EmbeddedBus {
             return Ok(());
         }
         let encoded: Vec<Vec<u8>> = events.iter().map(InboundEvent::encode).collect();
-        let owned: Vec<InboundEvent> = events.to_vec();
-        let shared = self.shared.clone();
-        let after_shared = self.shared.clone();
-        self.writer
-            .write_then(
-                true,
-                move |txn| {
-                    let mut log = txn.open_table(LOG)?;
-                    // Offsets are assigned on the writer thread, so in commit order.
-                    let first = shared
-                        .next
-                        .fetch_add(encoded.len() as u64, Ordering::AcqRel);
-                    for (i, bytes) in encoded.iter().enumerate() {
-                        log.insert(first + i as u64, bytes.as_slice())?;
-                    }
-                    Ok(owned
-                        .into_iter()
-                        .enumerate()
-                        .map(|(i, e)| (first + i as u64, e))
-                        .collect::<Vec<_>>())
-                },
-                Some(Box::new(move |records: &Vec<(u64, InboundEvent)>| {
-                    forward(&after_shared, records)
-                })),
-            )
-            .await?;
-        Ok(())
+        let events = events.to_vec();
+        self.send(|reply| Op::Append {
+            events,
+            encoded,
+            reply,
+        })
+        .await
     }
 
     async fn subscribe(&self) -> Result<mpsc::Receiver<Delivery>, BusError> {
@@ -375,6 +478,13 @@ impl Bus for EmbeddedBus {
     }
 
     async fn ready(&self) -> bool {
-        self.writer.db().begin_read().is_ok() && !self.writer.stalled(STALL_AFTER)
+        let since = self.shared.busy_since.load(Ordering::Acquire);
+        let stalled = since != 0 && now_ms().saturating_sub(since) > STALL_AFTER.as_millis() as u64;
+        let running = self
+            .writer
+            .thread
+            .as_ref()
+            .is_some_and(|t| !t.is_finished());
+        running && !stalled && !self.shared.broken.load(Ordering::Acquire)
     }
 }

@@ -6,6 +6,8 @@
 
 pub mod embedded;
 pub mod kafka;
+mod legacy;
+pub mod log;
 pub mod progress;
 
 use async_trait::async_trait;

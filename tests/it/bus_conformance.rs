@@ -236,3 +236,44 @@ async fn embedded_bus_is_behind_while_replaying_or_while_events_wait() {
     }
     again.close().await;
 }
+
+/// A store folder of an earlier release keeps its bus in `bus.redb`: the
+/// events it had not finished are delivered (as replays) by the log that
+/// takes its place, the finished ones are not, and the old file is gone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn embedded_bus_takes_over_the_unfinished_events_of_an_old_bus_file() {
+    use redb::TableDefinition;
+    const LOG: TableDefinition<u64, &[u8]> = TableDefinition::new("log");
+    const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let db = redb::Database::create(dir.path().join("bus.redb")).unwrap();
+        let txn = db.begin_write().unwrap();
+        {
+            let mut log = txn.open_table(LOG).unwrap();
+            for n in 0..4 {
+                log.insert(n as u64, event(1, n).encode().as_slice())
+                    .unwrap();
+            }
+            txn.open_table(META)
+                .unwrap()
+                .insert("committed", 2)
+                .unwrap();
+        }
+        txn.commit().unwrap();
+    }
+    let bus = Backend::Embedded(dir.path().to_path_buf()).open().await;
+    assert!(!dir.path().join("bus.redb").exists());
+    let mut rx = bus.subscribe().await.unwrap();
+    let got = receive(&mut rx, 2).await;
+    assert_eq!(got.iter().map(mid).collect::<Vec<_>>(), ["m_1_2", "m_1_3"]);
+    assert!(
+        got.iter().all(|d| d.replay),
+        "an earlier run may have handled them"
+    );
+    bus.publish(&[event(1, 4)]).await.unwrap();
+    let got = receive(&mut rx, 1).await;
+    assert_eq!(mid(&got[0]), "m_1_4");
+    assert!(!got[0].replay);
+    bus.close().await;
+}

@@ -1,0 +1,468 @@
+//! The embedded bus's log: append-only segment files in `bus/` under
+//! `store.path`, as Kafka keeps a partition. A record is a 16-byte header
+//! (payload length, CRC-32 of offset and payload, offset) and the payload;
+//! a segment is named by its first offset. One writer appends a whole
+//! group of records with one `write` and one `fdatasync`; readers open the
+//! segments on their own and never read past what the writer has synced.
+//! The consumer's resume offset lives in `committed` (with a check word,
+//! so a torn write reads as "unknown" and the log is replayed from its
+//! start: harmless, as replays are). Segments wholly below it are deleted.
+//! At open, a record cut short by a crash (never acknowledged: its group's
+//! sync did not return) is cut off the end.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fs::{File, OpenOptions};
+use std::io::{BufReader, ErrorKind, Read, Seek, SeekFrom, Write};
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use crate::sync::lock;
+
+/// A segment is closed and a new one started past this size.
+pub const SEGMENT_BYTES: u64 = 32 << 20;
+const HEADER: usize = 16;
+/// A record far larger than any event: its header is damage, not data.
+const MAX_RECORD: usize = 64 << 20;
+/// A read position is remembered at least every this many records.
+const MARK_EVERY: u64 = 64;
+const CHECK: u64 = 0x5357_4254_4348_4b31;
+
+fn crc(offset: u64, payload: &[u8]) -> u32 {
+    let mut h = crc32fast::Hasher::new();
+    h.update(&offset.to_le_bytes());
+    h.update(payload);
+    h.finalize()
+}
+
+fn segment_path(dir: &Path, base: u64) -> PathBuf {
+    dir.join(format!("{base:020}.log"))
+}
+
+fn context(what: &str, path: &Path, e: std::io::Error) -> std::io::Error {
+    std::io::Error::new(e.kind(), format!("{what} {}: {e}", path.display()))
+}
+
+/// What readers and the writer share: which segments exist, and where
+/// some records start.
+pub struct Segments {
+    dir: PathBuf,
+    bases: Mutex<BTreeSet<u64>>,
+    /// Offset -> (segment base, byte position) of a record start.
+    marks: Mutex<BTreeMap<u64, (u64, u64)>>,
+}
+
+/// One record read back: its offset and payload.
+pub type Record = (u64, Vec<u8>);
+
+enum Next {
+    Record(u64, Vec<u8>),
+    End,
+    /// Cut short or damaged at this byte position.
+    Damaged(u64),
+}
+
+/// Reads the record at the reader's position (`pos` bytes into its file).
+fn read_record(reader: &mut impl Read, pos: u64) -> std::io::Result<Next> {
+    let mut header = [0u8; HEADER];
+    let mut got = 0;
+    while got < HEADER {
+        match reader.read(&mut header[got..]) {
+            Ok(0) if got == 0 => return Ok(Next::End),
+            Ok(0) => return Ok(Next::Damaged(pos)),
+            Ok(n) => got += n,
+            Err(e) if e.kind() == ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    let field = |range: std::ops::Range<usize>| {
+        let mut b = [0u8; 8];
+        b[..range.len()].copy_from_slice(&header[range]);
+        u64::from_le_bytes(b)
+    };
+    let len = field(0..4) as usize;
+    let sum = field(4..8) as u32;
+    let offset = field(8..16);
+    if len > MAX_RECORD {
+        return Ok(Next::Damaged(pos));
+    }
+    let mut payload = vec![0u8; len];
+    match reader.read_exact(&mut payload) {
+        Ok(()) => {}
+        Err(e) if e.kind() == ErrorKind::UnexpectedEof => return Ok(Next::Damaged(pos)),
+        Err(e) => return Err(e),
+    }
+    if crc(offset, &payload) != sum {
+        return Ok(Next::Damaged(pos));
+    }
+    Ok(Next::Record(offset, payload))
+}
+
+impl Segments {
+    fn mark(&self, offset: u64, base: u64, pos: u64) {
+        let mut marks = lock(&self.marks);
+        let due = marks
+            .last_key_value()
+            .is_none_or(|(last, _)| offset >= last + MARK_EVERY);
+        if due {
+            marks.insert(offset, (base, pos));
+        }
+    }
+
+    /// Up to `max` records with offsets in `from..to`, in order. Records
+    /// below `to` are synced, so the writer's work in progress is never read.
+    pub fn read(&self, from: u64, to: u64, max: usize) -> std::io::Result<Vec<Record>> {
+        let mut out = Vec::new();
+        if from >= to {
+            return Ok(out);
+        }
+        let start = {
+            let bases = lock(&self.bases);
+            let Some(&base) = bases.range(..=from).next_back().or(bases.first()) else {
+                return Ok(out);
+            };
+            match lock(&self.marks).range(..=from).next_back() {
+                Some((_, &(mb, pos))) if mb == base => (base, pos),
+                _ => (base, 0),
+            }
+        };
+        let (mut base, mut pos) = start;
+        loop {
+            let path = segment_path(&self.dir, base);
+            let opened = match File::open(&path) {
+                Ok(f) => Some(f),
+                // Deleted meanwhile: everything in it was consumed.
+                Err(e) if e.kind() == ErrorKind::NotFound => None,
+                Err(e) => return Err(context("cannot open", &path, e)),
+            };
+            if let Some(file) = opened {
+                let mut reader = BufReader::with_capacity(256 << 10, file);
+                reader.seek(SeekFrom::Start(pos))?;
+                if self.read_segment(&mut reader, &path, pos, from, to, max, &mut out)? {
+                    return Ok(out);
+                }
+            }
+            let next = lock(&self.bases).range(base + 1..).next().copied();
+            match next {
+                Some(b) => {
+                    base = b;
+                    pos = 0;
+                }
+                None => return Ok(out),
+            }
+        }
+    }
+
+    /// Reads one segment from `pos` into `out`; true when done (`to` or
+    /// `max` reached).
+    #[allow(clippy::too_many_arguments)]
+    fn read_segment(
+        &self,
+        reader: &mut impl Read,
+        path: &Path,
+        mut pos: u64,
+        from: u64,
+        to: u64,
+        max: usize,
+        out: &mut Vec<Record>,
+    ) -> std::io::Result<bool> {
+        loop {
+            match read_record(reader, pos)? {
+                Next::Record(offset, payload) => {
+                    if offset >= to {
+                        return Ok(true);
+                    }
+                    pos += (HEADER + payload.len()) as u64;
+                    if offset >= from {
+                        out.push((offset, payload));
+                        if out.len() >= max {
+                            return Ok(true);
+                        }
+                    }
+                }
+                Next::End => return Ok(false),
+                Next::Damaged(at) => {
+                    tracing::error!(segment = %path.display(), position = at, "Damaged record in the bus log; skipping the rest of the segment");
+                    return Ok(false);
+                }
+            }
+        }
+    }
+
+    /// Bytes on disk, all segments.
+    pub fn bytes(&self) -> u64 {
+        let bases: Vec<u64> = lock(&self.bases).iter().copied().collect();
+        bases
+            .into_iter()
+            .filter_map(|b| std::fs::metadata(segment_path(&self.dir, b)).ok())
+            .map(|m| m.len())
+            .sum()
+    }
+}
+
+/// The writer's end of the log (one per log, on the bus's writer thread).
+pub struct Appender {
+    segments: Arc<Segments>,
+    file: File,
+    base: u64,
+    len: u64,
+    next: u64,
+    committed_file: File,
+    segment_bytes: u64,
+    /// Set when a failed write could not be undone: nothing more is appended.
+    broken: Option<String>,
+    buf: Vec<u8>,
+}
+
+/// A log as found at open.
+pub struct Opened {
+    pub segments: Arc<Segments>,
+    pub appender: Appender,
+    /// The consumer's resume offset (0 when unknown).
+    pub committed: u64,
+}
+
+fn sync_dir(dir: &Path) -> std::io::Result<()> {
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(|e| context("cannot sync", dir, e))
+}
+
+/// Opens (or creates) the log in `dir`, repairing a cut-short end.
+pub fn open(dir: &Path) -> std::io::Result<Opened> {
+    open_with(dir, SEGMENT_BYTES)
+}
+
+/// [`open`] with segments closed past `segment_bytes`.
+pub fn open_with(dir: &Path, segment_bytes: u64) -> std::io::Result<Opened> {
+    std::fs::create_dir_all(dir).map_err(|e| context("cannot create", dir, e))?;
+    let committed_path = dir.join("committed");
+    let committed_file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(&committed_path)
+        .map_err(|e| context("cannot open", &committed_path, e))?;
+    committed_file.try_lock().map_err(|_| {
+        std::io::Error::new(
+            ErrorKind::WouldBlock,
+            format!(
+                "the bus log in {} is in use by another engine",
+                dir.display()
+            ),
+        )
+    })?;
+    let committed = {
+        let mut b = [0u8; 16];
+        match committed_file.read_exact_at(&mut b, 0) {
+            Ok(()) => {
+                let value = u64::from_le_bytes(b[..8].try_into().unwrap_or_default());
+                let check = u64::from_le_bytes(b[8..].try_into().unwrap_or_default());
+                if value ^ CHECK == check {
+                    value
+                } else {
+                    tracing::warn!(dir = %dir.display(), "The bus log's resume offset is unreadable; replaying the whole log");
+                    0
+                }
+            }
+            Err(_) => 0,
+        }
+    };
+    let mut bases = BTreeSet::new();
+    for entry in std::fs::read_dir(dir).map_err(|e| context("cannot list", dir, e))? {
+        let name = entry?.file_name();
+        let name = name.to_string_lossy();
+        if let Some(base) = name
+            .strip_suffix(".log")
+            .and_then(|s| s.parse::<u64>().ok())
+        {
+            bases.insert(base);
+        }
+    }
+    let segments = Arc::new(Segments {
+        dir: dir.to_path_buf(),
+        bases: Mutex::new(bases.clone()),
+        marks: Mutex::new(BTreeMap::new()),
+    });
+    let mut next = committed;
+    let mut active = None;
+    let last_base = bases.last().copied();
+    for &base in &bases {
+        let path = segment_path(dir, base);
+        let file = OpenOptions::new()
+            .read(true)
+            .append(true)
+            .open(&path)
+            .map_err(|e| context("cannot open", &path, e))?;
+        let mut reader = BufReader::with_capacity(1 << 20, &file);
+        let mut pos = 0u64;
+        next = next.max(base);
+        let mut counted = 0u64;
+        let end = loop {
+            match read_record(&mut reader, pos)? {
+                Next::Record(offset, payload) => {
+                    if counted.is_multiple_of(MARK_EVERY) {
+                        lock(&segments.marks).insert(offset, (base, pos));
+                    }
+                    counted += 1;
+                    pos += (HEADER + payload.len()) as u64;
+                    next = next.max(offset + 1);
+                }
+                Next::End => break pos,
+                Next::Damaged(at) => break at,
+            }
+        };
+        drop(reader);
+        let size = file.metadata()?.len();
+        if end < size {
+            if Some(base) == last_base {
+                tracing::warn!(segment = %path.display(), kept = end, dropped = size - end, "Cutting an unfinished append off the bus log's end");
+                file.set_len(end)
+                    .and_then(|()| file.sync_all())
+                    .map_err(|e| context("cannot repair", &path, e))?;
+            } else {
+                tracing::error!(segment = %path.display(), position = end, "Damaged bus log segment; records past the damage are skipped");
+            }
+        }
+        if Some(base) == last_base {
+            active = Some((file, base, end));
+        }
+    }
+    let (file, base, len) = match active {
+        Some(a) => a,
+        None => (create_segment(&segments, next)?, next, 0),
+    };
+    Ok(Opened {
+        appender: Appender {
+            segments: segments.clone(),
+            file,
+            base,
+            len,
+            next,
+            committed_file,
+            segment_bytes,
+            broken: None,
+            buf: Vec::new(),
+        },
+        segments,
+        committed,
+    })
+}
+
+fn create_segment(segments: &Segments, base: u64) -> std::io::Result<File> {
+    let path = segment_path(&segments.dir, base);
+    let file = OpenOptions::new()
+        .read(true)
+        .append(true)
+        .create(true)
+        .truncate(false)
+        .open(&path)
+        .map_err(|e| context("cannot create", &path, e))?;
+    // The new name must survive a power loss before records in it are
+    // acknowledged.
+    sync_dir(&segments.dir)?;
+    lock(&segments.bases).insert(base);
+    Ok(file)
+}
+
+impl Appender {
+    /// The offset the next record gets.
+    pub fn next(&self) -> u64 {
+        self.next
+    }
+
+    pub fn broken(&self) -> Option<&str> {
+        self.broken.as_deref()
+    }
+
+    /// Appends `payloads` at offsets `next()..` and syncs them: one write,
+    /// one fdatasync. Returns the first offset. On failure nothing is
+    /// appended (the file is cut back); if even that fails, the log
+    /// refuses every later append.
+    pub fn append(&mut self, payloads: &[&[u8]]) -> std::io::Result<u64> {
+        if let Some(why) = &self.broken {
+            return Err(std::io::Error::other(why.clone()));
+        }
+        let first = self.next;
+        if payloads.is_empty() {
+            return Ok(first);
+        }
+        if self.len >= self.segment_bytes {
+            self.file = create_segment(&self.segments, first)?;
+            self.base = first;
+            self.len = 0;
+        }
+        self.buf.clear();
+        for (i, p) in payloads.iter().enumerate() {
+            let offset = first + i as u64;
+            self.buf.extend_from_slice(&(p.len() as u32).to_le_bytes());
+            self.buf.extend_from_slice(&crc(offset, p).to_le_bytes());
+            self.buf.extend_from_slice(&offset.to_le_bytes());
+            self.buf.extend_from_slice(p);
+        }
+        let written = self
+            .file
+            .write_all(&self.buf)
+            .and_then(|()| self.file.sync_data());
+        if let Err(e) = written {
+            if let Err(undo) = self.file.set_len(self.len) {
+                self.broken = Some(format!(
+                    "the bus log could not be repaired after a failed write ({e}): {undo}"
+                ));
+            }
+            return Err(e);
+        }
+        self.segments.mark(first, self.base, self.len);
+        self.len += self.buf.len() as u64;
+        self.next = first + payloads.len() as u64;
+        if self.buf.capacity() > 4 << 20 {
+            self.buf = Vec::new();
+        }
+        Ok(first)
+    }
+
+    /// Records the consumer's resume offset (synced if `durable`) and
+    /// deletes the segments wholly below it.
+    pub fn commit(&mut self, offset: u64, durable: bool) -> std::io::Result<()> {
+        let mut b = [0u8; 16];
+        b[..8].copy_from_slice(&offset.to_le_bytes());
+        b[8..].copy_from_slice(&(offset ^ CHECK).to_le_bytes());
+        self.committed_file.write_all_at(&b, 0)?;
+        if durable {
+            self.committed_file.sync_data()?;
+        }
+        self.trim(offset);
+        Ok(())
+    }
+
+    fn trim(&self, below: u64) {
+        let doomed: Vec<u64> = {
+            let bases = lock(&self.segments.bases);
+            let list: Vec<u64> = bases.iter().copied().collect();
+            list.windows(2)
+                .filter(|w| w[1] <= below && w[0] != self.base)
+                .map(|w| w[0])
+                .collect()
+        };
+        for base in doomed {
+            let path = segment_path(&self.segments.dir, base);
+            match std::fs::remove_file(&path) {
+                Ok(()) => {}
+                Err(e) if e.kind() == ErrorKind::NotFound => {}
+                Err(e) => {
+                    tracing::warn!(segment = %path.display(), error = %e, "Cannot delete a consumed bus log segment");
+                    continue;
+                }
+            }
+            lock(&self.segments.bases).remove(&base);
+        }
+        let first = lock(&self.segments.bases).first().copied().unwrap_or(0);
+        let mut marks = lock(&self.segments.marks);
+        let kept = marks.split_off(&first);
+        *marks = kept;
+    }
+}
+
+#[cfg(test)]
+mod tests;

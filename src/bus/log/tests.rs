@@ -1,0 +1,163 @@
+use std::io::Write;
+
+use super::*;
+
+fn payloads(range: std::ops::Range<u64>) -> Vec<Vec<u8>> {
+    range
+        .map(|i| format!("event {i} {}", "x".repeat(200)).into_bytes())
+        .collect()
+}
+
+fn append(appender: &mut Appender, records: &[Vec<u8>]) -> u64 {
+    let refs: Vec<&[u8]> = records.iter().map(Vec::as_slice).collect();
+    appender.append(&refs).unwrap()
+}
+
+fn segment_count(dir: &Path) -> usize {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .filter(|e| {
+            e.as_ref()
+                .unwrap()
+                .file_name()
+                .to_string_lossy()
+                .ends_with(".log")
+        })
+        .count()
+}
+
+#[test]
+fn records_read_back_in_order_across_segments_and_after_reopening() {
+    let dir = tempfile::tempdir().unwrap();
+    let all = payloads(0..500);
+    {
+        let mut log = open_with(dir.path(), 4096).unwrap();
+        for group in all.chunks(7) {
+            append(&mut log.appender, group);
+        }
+        assert_eq!(log.appender.next(), 500);
+        assert!(segment_count(dir.path()) > 10, "small segments rolled");
+        // Any window, from any offset, in chunks.
+        let got = log.segments.read(123, 400, 50).unwrap();
+        assert_eq!(got.len(), 50);
+        assert_eq!(got[0], (123, all[123].clone()));
+        assert_eq!(got[49].0, 172);
+        let got = log.segments.read(390, 400, 1000).unwrap();
+        let offsets: Vec<u64> = got.iter().map(|r| r.0).collect();
+        assert_eq!(offsets, (390..400).collect::<Vec<_>>(), "stops below `to`");
+    }
+    let mut log = open_with(dir.path(), 4096).unwrap();
+    assert_eq!(log.appender.next(), 500, "the next offset survives");
+    assert_eq!(append(&mut log.appender, &payloads(500..501)), 500);
+    let got = log.segments.read(0, 501, 10_000).unwrap();
+    assert_eq!(got.len(), 501);
+    for (i, (offset, payload)) in got.iter().enumerate() {
+        assert_eq!(*offset, i as u64);
+        assert_eq!(payload, &payloads(i as u64..i as u64 + 1)[0]);
+    }
+}
+
+/// A group cut short by a crash was never acknowledged: it is cut off at
+/// open, and the next append takes its offsets.
+#[test]
+fn an_append_cut_short_is_cut_off_the_end_at_open() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let mut log = open(dir.path()).unwrap();
+        append(&mut log.appender, &payloads(0..3));
+    }
+    let segment = segment_path(dir.path(), 0);
+    let whole = std::fs::metadata(&segment).unwrap().len();
+    // Half of a fourth record: a header and a few payload bytes.
+    let mut f = OpenOptions::new().append(true).open(&segment).unwrap();
+    f.write_all(&100u32.to_le_bytes()).unwrap();
+    f.write_all(&[1, 2, 3, 4]).unwrap();
+    f.write_all(&3u64.to_le_bytes()).unwrap();
+    f.write_all(b"partial").unwrap();
+    drop(f);
+
+    let mut log = open(dir.path()).unwrap();
+    assert_eq!(std::fs::metadata(&segment).unwrap().len(), whole);
+    assert_eq!(log.appender.next(), 3);
+    append(&mut log.appender, &[b"fourth".to_vec()]);
+    let got = log.segments.read(0, 10, 100).unwrap();
+    assert_eq!(got.len(), 4);
+    assert_eq!(got[3], (3, b"fourth".to_vec()));
+}
+
+/// A record whose bytes changed on disk is not handed over as an event.
+#[test]
+fn a_damaged_record_is_not_read() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = {
+        let mut log = open(dir.path()).unwrap();
+        append(&mut log.appender, &payloads(0..3));
+        log
+    };
+    let segment = segment_path(dir.path(), 0);
+    let mut bytes = std::fs::read(&segment).unwrap();
+    let second = HEADER + payloads(0..1)[0].len() + HEADER + 3;
+    bytes[second] ^= 0xff;
+    std::fs::write(&segment, bytes).unwrap();
+    let got = log.segments.read(0, 3, 100).unwrap();
+    assert_eq!(got.len(), 1, "only the record before the damage: {got:?}");
+}
+
+#[test]
+fn committing_deletes_only_segments_wholly_below_the_resume_offset() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut log = open_with(dir.path(), 1024).unwrap();
+    for group in payloads(0..40).chunks(4) {
+        append(&mut log.appender, group);
+    }
+    let before = segment_count(dir.path());
+    assert!(before >= 5, "{before} segments");
+    log.appender.commit(21, true).unwrap();
+    let after = segment_count(dir.path());
+    assert!(after < before, "consumed segments deleted");
+    let got = log.segments.read(21, 40, 100).unwrap();
+    let offsets: Vec<u64> = got.iter().map(|r| r.0).collect();
+    assert_eq!(
+        offsets,
+        (21..40).collect::<Vec<_>>(),
+        "nothing at or past 21 lost"
+    );
+    // Everything consumed: only the segment being written stays.
+    log.appender.commit(40, true).unwrap();
+    assert_eq!(segment_count(dir.path()), 1);
+    drop(log);
+    let mut log = open_with(dir.path(), 1024).unwrap();
+    assert_eq!(log.committed, 40);
+    assert_eq!(log.appender.next(), 40);
+    assert_eq!(append(&mut log.appender, &payloads(40..41)), 40);
+}
+
+#[test]
+fn an_unreadable_resume_offset_replays_the_whole_log() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let mut log = open(dir.path()).unwrap();
+        append(&mut log.appender, &payloads(0..5));
+        log.appender.commit(3, true).unwrap();
+    }
+    assert_eq!(open(dir.path()).unwrap().committed, 3);
+    // A torn write of the resume offset.
+    let path = dir.path().join("committed");
+    let mut bytes = std::fs::read(&path).unwrap();
+    bytes[0] = 9;
+    std::fs::write(&path, bytes).unwrap();
+    let log = open(dir.path()).unwrap();
+    assert_eq!(log.committed, 0);
+    assert_eq!(log.appender.next(), 5);
+    assert_eq!(log.segments.read(0, 5, 100).unwrap().len(), 5);
+}
+
+#[test]
+fn a_log_in_use_is_not_opened_twice() {
+    let dir = tempfile::tempdir().unwrap();
+    let first = open(dir.path()).unwrap();
+    let err = open(dir.path()).err().unwrap();
+    assert!(err.to_string().contains("in use"), "{err}");
+    drop(first);
+    assert!(open(dir.path()).is_ok(), "free once the first is closed");
+}
