@@ -30,12 +30,12 @@ start_loadtest_engine soak-engine.log
 exec > >(tee target/soak.log) 2>&1
 echo "soak: $RATE events/s for $DURATION over $CUSTOMERS customers, retention $RETENTION"
 
-mib() { echo $(( $(stat -c %s "$1" 2>/dev/null || echo 0) / 1048576 )); }
+mib() { local b; b=$(du -sb "$1" 2>/dev/null | cut -f1); echo $(( ${b:-0} / 1048576 )); }
 (
   start=$(date +%s)
   while kill -0 "$ENGINE" 2> /dev/null; do
     sleep 60
-    echo "disk     $(( $(date +%s) - start ))s  store.redb $(mib data-loadtest/store.redb) MiB  bus.redb $(mib data-loadtest/bus.redb) MiB  engine CPU $(awk -v hz="$(getconf CLK_TCK)" '{printf "%.0f", ($14 + $15) / hz}' "/proc/$ENGINE/stat") s"
+    echo "disk     $(( $(date +%s) - start ))s  store.redb $(mib data-loadtest/store.redb) MiB  bus log $(mib data-loadtest/bus) MiB  engine CPU $(awk -v hz="$(getconf CLK_TCK)" '{printf "%.0f", ($14 + $15) / hz}' "/proc/$ENGINE/stat") s"
   done
 ) &
 SAMPLER=$!
