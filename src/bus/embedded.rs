@@ -19,7 +19,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use tokio::sync::{mpsc, oneshot, Notify};
 
-use super::log::{Appender, Segments};
+use super::log::{Appender, Segments, MAX_RECORD};
 use super::progress::PartitionProgress;
 use super::{Backlog, Bus, BusError, Delivery, Position, BEHIND_AFTER_MS, DELIVERY_QUEUE};
 use crate::clock::now_ms;
@@ -187,11 +187,6 @@ impl EmbeddedBus {
         Ok(bus)
     }
 
-    /// Bytes the log holds on disk.
-    pub fn disk_bytes(&self) -> u64 {
-        self.segments.bytes()
-    }
-
     async fn send(
         &self,
         op: impl FnOnce(oneshot::Sender<Result<(), BusError>>) -> Op,
@@ -218,7 +213,8 @@ impl EmbeddedBus {
     async fn commit(&self, durable: bool) -> Result<(), BusError> {
         let target = lock(&self.shared.progress).committable();
         let Some(target) = target else { return Ok(()) };
-        if target <= self.shared.committed.load(Ordering::Acquire) {
+        // A durable commit syncs even what the ticker already wrote.
+        if !durable && target <= self.shared.committed.load(Ordering::Acquire) {
             return Ok(());
         }
         self.send(|reply| Op::Commit {
@@ -230,27 +226,31 @@ impl EmbeddedBus {
         self.shared.committed.fetch_max(target, Ordering::AcqRel);
         Ok(())
     }
+}
 
-    /// Reads up to [`CHUNK`] records from `from` (below `to`), and where
-    /// the next read starts.
-    fn read_chunk(&self, from: u64, to: u64) -> Result<(Vec<(u64, InboundEvent)>, u64), BusError> {
-        let records = self.segments.read(from, to, CHUNK).map_err(unavailable)?;
-        // A short read went as far as `to`.
-        let next = match records.last() {
-            Some((last, _)) if records.len() >= CHUNK => last + 1,
-            _ => to,
-        };
-        let mut out = Vec::with_capacity(records.len());
-        for (offset, bytes) in records {
-            match InboundEvent::decode(&bytes) {
-                Ok(event) => out.push((offset, event)),
-                Err(e) => {
-                    tracing::error!(offset, error = %e, "Skipping undecodable bus record");
-                }
+/// Reads up to [`CHUNK`] records from `from` (below `to`), and where
+/// the next read starts.
+fn read_chunk(
+    segments: &Segments,
+    from: u64,
+    to: u64,
+) -> Result<(Vec<(u64, InboundEvent)>, u64), BusError> {
+    let records = segments.read(from, to, CHUNK).map_err(unavailable)?;
+    // A short read went as far as `to`.
+    let next = match records.last() {
+        Some((last, _)) if records.len() >= CHUNK => last + 1,
+        _ => to,
+    };
+    let mut out = Vec::with_capacity(records.len());
+    for (offset, bytes) in records {
+        match InboundEvent::decode(&bytes) {
+            Ok(event) => out.push((offset, event)),
+            Err(e) => {
+                tracing::error!(offset, error = %e, "Skipping undecodable bus record");
             }
         }
-        Ok((out, next))
     }
+    Ok((out, next))
 }
 
 /// The writer thread: every op waiting is taken at once; the appends are
@@ -383,16 +383,23 @@ async fn read_behind(bus: std::sync::Weak<EmbeddedBus>, tx: mpsc::Sender<Deliver
             continue;
         };
         let to = shared.durable_next.load(Ordering::Acquire);
-        let (chunk, mut next) = match this.read_chunk(from, to) {
-            Ok(c) => c,
-            Err(e) => {
-                tracing::warn!(error = %e, "Cannot read the bus log; retrying");
-                drop(this);
+        let segments = this.segments.clone();
+        drop(this);
+        // File reads off the runtime's workers.
+        let read = tokio::task::spawn_blocking(move || read_chunk(&segments, from, to)).await;
+        let (chunk, mut next) = match read {
+            Ok(Ok(c)) => c,
+            failed => {
+                let error = match failed {
+                    Ok(Err(e)) => e.to_string(),
+                    Err(e) => e.to_string(),
+                    Ok(Ok(_)) => String::new(),
+                };
+                tracing::warn!(%error, "Cannot read the bus log; retrying");
                 tokio::time::sleep(Duration::from_millis(200)).await;
                 continue;
             }
         };
-        drop(this);
         for (offset, event) in chunk {
             lock(&shared.progress).delivered(offset);
             if tx.send(shared.delivery(offset, event)).await.is_err() {
@@ -415,6 +422,9 @@ impl Bus for EmbeddedBus {
             return Ok(());
         }
         let encoded: Vec<Vec<u8>> = events.iter().map(InboundEvent::encode).collect();
+        if let Some(big) = encoded.iter().find(|e| e.len() > MAX_RECORD) {
+            return Err(BusError::TooLarge(big.len()));
+        }
         let events = events.to_vec();
         self.send(|reply| Op::Append {
             events,

@@ -7,23 +7,32 @@
 //! The consumer's resume offset lives in `committed` (with a check word,
 //! so a torn write reads as "unknown" and the log is replayed from its
 //! start: harmless, as replays are). Segments wholly below it are deleted.
-//! At open, a record cut short by a crash (never acknowledged: its group's
-//! sync did not return) is cut off the end.
+//! At open, bytes at the end that are not a whole record (a write a crash
+//! cut short: never acknowledged, as its group's sync did not return) are
+//! cut off. Whole records of such a group may survive (the disk wrote them
+//! before the crash): they are delivered as replays, and the platform's
+//! retry of the unacknowledged webhook is dropped by the duplicate window.
+//! Damage elsewhere (bytes that changed on disk) is skipped, logged, up to
+//! the next record that checks out; nothing past it is cut.
+
+mod scan;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs::{File, OpenOptions};
-use std::io::{BufReader, ErrorKind, Read, Seek, SeekFrom, Write};
+use std::io::{ErrorKind, Write};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
+use self::scan::Scan;
 use crate::sync::lock;
 
 /// A segment is closed and a new one started past this size.
 pub const SEGMENT_BYTES: u64 = 32 << 20;
 const HEADER: usize = 16;
-/// A record far larger than any event: its header is damage, not data.
-const MAX_RECORD: usize = 64 << 20;
+/// The largest record: larger headers are damage, not data, and larger
+/// events are refused (a webhook body is at most 100 MiB).
+pub const MAX_RECORD: usize = 256 << 20;
 /// A read position is remembered at least every this many records.
 const MARK_EVERY: u64 = 64;
 const CHECK: u64 = 0x5357_4254_4348_4b31;
@@ -50,73 +59,34 @@ pub struct Segments {
     bases: Mutex<BTreeSet<u64>>,
     /// Offset -> (segment base, byte position) of a record start.
     marks: Mutex<BTreeMap<u64, (u64, u64)>>,
+    /// The segment being written and how much of it is synced.
+    active: Mutex<(u64, u64)>,
 }
 
 /// One record read back: its offset and payload.
 pub type Record = (u64, Vec<u8>);
-
-enum Next {
-    Record(u64, Vec<u8>),
-    End,
-    /// Cut short or damaged at this byte position.
-    Damaged(u64),
-}
-
-/// Reads the record at the reader's position (`pos` bytes into its file).
-fn read_record(reader: &mut impl Read, pos: u64) -> std::io::Result<Next> {
-    let mut header = [0u8; HEADER];
-    let mut got = 0;
-    while got < HEADER {
-        match reader.read(&mut header[got..]) {
-            Ok(0) if got == 0 => return Ok(Next::End),
-            Ok(0) => return Ok(Next::Damaged(pos)),
-            Ok(n) => got += n,
-            Err(e) if e.kind() == ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
-    }
-    let field = |range: std::ops::Range<usize>| {
-        let mut b = [0u8; 8];
-        b[..range.len()].copy_from_slice(&header[range]);
-        u64::from_le_bytes(b)
-    };
-    let len = field(0..4) as usize;
-    let sum = field(4..8) as u32;
-    let offset = field(8..16);
-    if len > MAX_RECORD {
-        return Ok(Next::Damaged(pos));
-    }
-    let mut payload = vec![0u8; len];
-    match reader.read_exact(&mut payload) {
-        Ok(()) => {}
-        Err(e) if e.kind() == ErrorKind::UnexpectedEof => return Ok(Next::Damaged(pos)),
-        Err(e) => return Err(e),
-    }
-    if crc(offset, &payload) != sum {
-        return Ok(Next::Damaged(pos));
-    }
-    Ok(Next::Record(offset, payload))
-}
 
 impl Segments {
     fn mark(&self, offset: u64, base: u64, pos: u64) {
         let mut marks = lock(&self.marks);
         let due = marks
             .last_key_value()
-            .is_none_or(|(last, _)| offset >= last + MARK_EVERY);
+            .is_none_or(|(last, _)| offset >= last.saturating_add(MARK_EVERY));
         if due {
             marks.insert(offset, (base, pos));
         }
     }
 
     /// Up to `max` records with offsets in `from..to`, in order. Records
-    /// below `to` are synced, so the writer's work in progress is never read.
+    /// below `to` are synced, and the segment being written is read only
+    /// as far as it is synced, so the writer's work in progress is never
+    /// read.
     pub fn read(&self, from: u64, to: u64, max: usize) -> std::io::Result<Vec<Record>> {
         let mut out = Vec::new();
         if from >= to {
             return Ok(out);
         }
-        let start = {
+        let (mut base, mut pos) = {
             let bases = lock(&self.bases);
             let Some(&base) = bases.range(..=from).next_back().or(bases.first()) else {
                 return Ok(out);
@@ -126,21 +96,28 @@ impl Segments {
                 _ => (base, 0),
             }
         };
-        let (mut base, mut pos) = start;
         loop {
             let path = segment_path(&self.dir, base);
-            let opened = match File::open(&path) {
-                Ok(f) => Some(f),
-                // Deleted meanwhile: everything in it was consumed.
-                Err(e) if e.kind() == ErrorKind::NotFound => None,
-                Err(e) => return Err(context("cannot open", &path, e)),
-            };
-            if let Some(file) = opened {
-                let mut reader = BufReader::with_capacity(256 << 10, file);
-                reader.seek(SeekFrom::Start(pos))?;
-                if self.read_segment(&mut reader, &path, pos, from, to, max, &mut out)? {
-                    return Ok(out);
+            let (active, synced) = *lock(&self.active);
+            let limit = if active == base { synced } else { u64::MAX };
+            match File::open(&path) {
+                Ok(file) => {
+                    let mut scan = Scan::new(file, &path, pos, limit)?;
+                    while let Some((offset, payload)) = scan.next_record()? {
+                        if offset >= to {
+                            return Ok(out);
+                        }
+                        if offset >= from {
+                            out.push((offset, payload));
+                            if out.len() >= max {
+                                return Ok(out);
+                            }
+                        }
+                    }
                 }
+                // Deleted meanwhile: everything in it was consumed.
+                Err(e) if e.kind() == ErrorKind::NotFound => {}
+                Err(e) => return Err(context("cannot open", &path, e)),
             }
             let next = lock(&self.bases).range(base + 1..).next().copied();
             match next {
@@ -152,52 +129,6 @@ impl Segments {
             }
         }
     }
-
-    /// Reads one segment from `pos` into `out`; true when done (`to` or
-    /// `max` reached).
-    #[allow(clippy::too_many_arguments)]
-    fn read_segment(
-        &self,
-        reader: &mut impl Read,
-        path: &Path,
-        mut pos: u64,
-        from: u64,
-        to: u64,
-        max: usize,
-        out: &mut Vec<Record>,
-    ) -> std::io::Result<bool> {
-        loop {
-            match read_record(reader, pos)? {
-                Next::Record(offset, payload) => {
-                    if offset >= to {
-                        return Ok(true);
-                    }
-                    pos += (HEADER + payload.len()) as u64;
-                    if offset >= from {
-                        out.push((offset, payload));
-                        if out.len() >= max {
-                            return Ok(true);
-                        }
-                    }
-                }
-                Next::End => return Ok(false),
-                Next::Damaged(at) => {
-                    tracing::error!(segment = %path.display(), position = at, "Damaged record in the bus log; skipping the rest of the segment");
-                    return Ok(false);
-                }
-            }
-        }
-    }
-
-    /// Bytes on disk, all segments.
-    pub fn bytes(&self) -> u64 {
-        let bases: Vec<u64> = lock(&self.bases).iter().copied().collect();
-        bases
-            .into_iter()
-            .filter_map(|b| std::fs::metadata(segment_path(&self.dir, b)).ok())
-            .map(|m| m.len())
-            .sum()
-    }
 }
 
 /// The writer's end of the log (one per log, on the bus's writer thread).
@@ -208,6 +139,8 @@ pub struct Appender {
     len: u64,
     next: u64,
     committed_file: File,
+    /// The highest resume offset written.
+    committed: u64,
     segment_bytes: u64,
     /// Set when a failed write could not be undone: nothing more is appended.
     broken: Option<String>,
@@ -235,7 +168,13 @@ pub fn open(dir: &Path) -> std::io::Result<Opened> {
 
 /// [`open`] with segments closed past `segment_bytes`.
 pub fn open_with(dir: &Path, segment_bytes: u64) -> std::io::Result<Opened> {
-    std::fs::create_dir_all(dir).map_err(|e| context("cannot create", dir, e))?;
+    if !dir.exists() {
+        std::fs::create_dir_all(dir).map_err(|e| context("cannot create", dir, e))?;
+        // The folder's own name must survive a power loss too.
+        if let Some(parent) = dir.parent() {
+            sync_dir(parent)?;
+        }
+    }
     let committed_path = dir.join("committed");
     let committed_file = OpenOptions::new()
         .read(true)
@@ -244,14 +183,15 @@ pub fn open_with(dir: &Path, segment_bytes: u64) -> std::io::Result<Opened> {
         .truncate(false)
         .open(&committed_path)
         .map_err(|e| context("cannot open", &committed_path, e))?;
-    committed_file.try_lock().map_err(|_| {
-        std::io::Error::new(
+    committed_file.try_lock().map_err(|e| match e {
+        std::fs::TryLockError::WouldBlock => std::io::Error::new(
             ErrorKind::WouldBlock,
             format!(
                 "the bus log in {} is in use by another engine",
                 dir.display()
             ),
-        )
+        ),
+        std::fs::TryLockError::Error(e) => context("cannot lock", &committed_path, e),
     })?;
     let committed = {
         let mut b = [0u8; 16];
@@ -284,6 +224,7 @@ pub fn open_with(dir: &Path, segment_bytes: u64) -> std::io::Result<Opened> {
         dir: dir.to_path_buf(),
         bases: Mutex::new(bases.clone()),
         marks: Mutex::new(BTreeMap::new()),
+        active: Mutex::new((0, 0)),
     });
     let mut next = committed;
     let mut active = None;
@@ -295,34 +236,28 @@ pub fn open_with(dir: &Path, segment_bytes: u64) -> std::io::Result<Opened> {
             .append(true)
             .open(&path)
             .map_err(|e| context("cannot open", &path, e))?;
-        let mut reader = BufReader::with_capacity(1 << 20, &file);
-        let mut pos = 0u64;
-        next = next.max(base);
-        let mut counted = 0u64;
-        let end = loop {
-            match read_record(&mut reader, pos)? {
-                Next::Record(offset, payload) => {
-                    if counted.is_multiple_of(MARK_EVERY) {
-                        lock(&segments.marks).insert(offset, (base, pos));
-                    }
-                    counted += 1;
-                    pos += (HEADER + payload.len()) as u64;
-                    next = next.max(offset + 1);
-                }
-                Next::End => break pos,
-                Next::Damaged(at) => break at,
-            }
-        };
-        drop(reader);
         let size = file.metadata()?.len();
-        if end < size {
+        next = next.max(base);
+        let mut scan = Scan::new(file.try_clone()?, &path, 0, size)?;
+        let mut counted = 0u64;
+        let mut at = 0;
+        while let Some((offset, _)) = scan.next_record()? {
+            if counted.is_multiple_of(MARK_EVERY) {
+                lock(&segments.marks).insert(offset, (base, at));
+            }
+            counted += 1;
+            at = scan.pos();
+            next = next.max(offset.saturating_add(1));
+        }
+        let end = scan.pos();
+        if scan.torn {
             if Some(base) == last_base {
-                tracing::warn!(segment = %path.display(), kept = end, dropped = size - end, "Cutting an unfinished append off the bus log's end");
+                tracing::warn!(segment = %path.display(), kept = end, dropped = size - end, "Cutting an unfinished write off the bus log's end");
                 file.set_len(end)
                     .and_then(|()| file.sync_all())
                     .map_err(|e| context("cannot repair", &path, e))?;
             } else {
-                tracing::error!(segment = %path.display(), position = end, "Damaged bus log segment; records past the damage are skipped");
+                tracing::error!(segment = %path.display(), position = end, "Damaged end of a bus log segment; no record follows it");
             }
         }
         if Some(base) == last_base {
@@ -333,6 +268,7 @@ pub fn open_with(dir: &Path, segment_bytes: u64) -> std::io::Result<Opened> {
         Some(a) => a,
         None => (create_segment(&segments, next)?, next, 0),
     };
+    *lock(&segments.active) = (base, len);
     Ok(Opened {
         appender: Appender {
             segments: segments.clone(),
@@ -341,6 +277,7 @@ pub fn open_with(dir: &Path, segment_bytes: u64) -> std::io::Result<Opened> {
             len,
             next,
             committed_file,
+            committed,
             segment_bytes,
             broken: None,
             buf: Vec::new(),
@@ -381,17 +318,24 @@ impl Appender {
     /// appended (the file is cut back); if even that fails, the log
     /// refuses every later append.
     pub fn append(&mut self, payloads: &[&[u8]]) -> std::io::Result<u64> {
-        if let Some(why) = &self.broken {
-            return Err(std::io::Error::other(why.clone()));
-        }
         let first = self.next;
         if payloads.is_empty() {
             return Ok(first);
+        }
+        if let Some(why) = &self.broken {
+            return Err(std::io::Error::other(why.clone()));
+        }
+        if let Some(p) = payloads.iter().find(|p| p.len() > MAX_RECORD) {
+            return Err(std::io::Error::new(
+                ErrorKind::InvalidInput,
+                format!("a record of {} bytes is over the bus log's limit", p.len()),
+            ));
         }
         if self.len >= self.segment_bytes {
             self.file = create_segment(&self.segments, first)?;
             self.base = first;
             self.len = 0;
+            *lock(&self.segments.active) = (first, 0);
         }
         self.buf.clear();
         for (i, p) in payloads.iter().enumerate() {
@@ -406,7 +350,13 @@ impl Appender {
             .write_all(&self.buf)
             .and_then(|()| self.file.sync_data());
         if let Err(e) = written {
-            if let Err(undo) = self.file.set_len(self.len) {
+            // Cut back (and synced, so a later sync cannot bring the
+            // failed bytes back as records that were never acknowledged).
+            let undone = self
+                .file
+                .set_len(self.len)
+                .and_then(|()| self.file.sync_data());
+            if let Err(undo) = undone {
                 self.broken = Some(format!(
                     "the bus log could not be repaired after a failed write ({e}): {undo}"
                 ));
@@ -416,6 +366,7 @@ impl Appender {
         self.segments.mark(first, self.base, self.len);
         self.len += self.buf.len() as u64;
         self.next = first + payloads.len() as u64;
+        *lock(&self.segments.active) = (self.base, self.len);
         if self.buf.capacity() > 4 << 20 {
             self.buf = Vec::new();
         }
@@ -425,10 +376,16 @@ impl Appender {
     /// Records the consumer's resume offset (synced if `durable`) and
     /// deletes the segments wholly below it.
     pub fn commit(&mut self, offset: u64, durable: bool) -> std::io::Result<()> {
+        // Never backwards (commits may arrive out of order).
+        let offset = offset.max(self.committed);
+        if offset == self.committed && !durable {
+            return Ok(());
+        }
         let mut b = [0u8; 16];
         b[..8].copy_from_slice(&offset.to_le_bytes());
         b[8..].copy_from_slice(&(offset ^ CHECK).to_le_bytes());
         self.committed_file.write_all_at(&b, 0)?;
+        self.committed = offset;
         if durable {
             self.committed_file.sync_data()?;
         }

@@ -73,6 +73,8 @@ pub enum BusError {
     Unavailable(String),
     #[error("bus already has a consumer")]
     AlreadySubscribed,
+    #[error("an event of {0} bytes is over the bus's limit")]
+    TooLarge(usize),
 }
 
 impl BusError {
