@@ -30,11 +30,11 @@ use crate::conversation::EngineContext;
 use crate::event::{ConversationId, EventKind, InboundEvent};
 use crate::telemetry::{self, WebhookOutcome};
 
+mod slots;
+
 /// The widget's script.
 const WIDGET_JS: &str = include_str!("widget.js");
 
-/// Sockets open on this instance, at most.
-const MAX_SOCKETS: usize = 10_000;
 /// The first frame must come within this.
 const HELLO_WITHIN: Duration = Duration::from_secs(10);
 /// A socket with no frame from its widget for this long is closed.
@@ -54,27 +54,7 @@ const SEND_WITHIN: Duration = Duration::from_secs(10);
 /// Read marks a socket passes on, at most one per this.
 const READ_EVERY: Duration = Duration::from_secs(5);
 
-static OPEN: AtomicUsize = AtomicUsize::new(0);
-
-/// One of the [`MAX_SOCKETS`]: given back when dropped, whether the
-/// upgrade completed or not, and however the session ended.
-struct Slot;
-
-impl Slot {
-    fn take() -> Option<Self> {
-        if OPEN.fetch_add(1, Ordering::AcqRel) >= MAX_SOCKETS {
-            OPEN.fetch_sub(1, Ordering::AcqRel);
-            return None;
-        }
-        Some(Self)
-    }
-}
-
-impl Drop for Slot {
-    fn drop(&mut self) {
-        OPEN.fetch_sub(1, Ordering::AcqRel);
-    }
-}
+static SLOTS: slots::Slots = slots::Slots::new(slots::MAX_SOCKETS);
 
 /// Sockets opened and messages sent per client IP address: each limited to
 /// `server.web_per_ip_per_minute`.
@@ -163,9 +143,19 @@ async fn socket(
             "too many chat connections from this address; retry later",
         );
     }
-    let Some(slot) = Slot::take() else {
-        telemetry::webhook_request("web", WebhookOutcome::Overloaded);
-        return super::overloaded();
+    let slot = match SLOTS.take(peer.ip(), ctx.config.server.web_per_ip_per_minute) {
+        Ok(slot) => slot,
+        Err(slots::Full::Address) => {
+            return refuse(
+                StatusCode::TOO_MANY_REQUESTS,
+                WebhookOutcome::Overloaded,
+                "too many open chat connections from this address; close some or retry later",
+            );
+        }
+        Err(slots::Full::Instance) => {
+            telemetry::webhook_request("web", WebhookOutcome::Overloaded);
+            return super::overloaded();
+        }
     };
     telemetry::webhook_request("web", WebhookOutcome::Accepted);
     let open = ctx.sockets.token();
