@@ -257,7 +257,7 @@ pub async fn start_with_store(
     let (metrics_listener, metrics_addr) = bind(&config.server.metrics_listen).await?;
     let metrics_task = tokio::spawn(telemetry::serve_metrics(metrics_listener, metrics));
 
-    let health = Arc::new(ingest::StoreHealth::default());
+    let health = ctx.health.clone();
     let ingress = Arc::new(IngressState::new(
         &config,
         integrations.clone(),

@@ -75,6 +75,10 @@ pub struct EngineContext {
     /// ended): a stopping engine waits for them before it lets go of the
     /// store, so a new engine can open the same data at once.
     pub sockets: tokio_util::task::TaskTracker,
+    /// Which stores answer (kept fresh by the ingress's store watch): web
+    /// chat messages of a tenant whose store is down are refused, as its
+    /// webhooks are.
+    pub health: Arc<crate::ingest::StoreHealth>,
 }
 
 /// Changes kept for a console stream that has fallen behind; past this it
@@ -121,6 +125,7 @@ impl EngineContext {
             changes: tokio::sync::broadcast::channel(CHANGES_KEPT).0,
             stopping: tokio::sync::watch::channel(false).0,
             sockets: tokio_util::task::TaskTracker::new(),
+            health: Arc::default(),
         })
     }
 

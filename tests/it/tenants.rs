@@ -365,3 +365,113 @@ fn migrate_says_what_it_did() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("cannot connect to ScyllaDB"), "{err}");
 }
+
+/// A website chat of a tenant whose store stops answering: a visitor's
+/// message is not acknowledged meanwhile (the widget is told to send it
+/// again), as the tenant's webhooks get 503; once the store is back the
+/// message sent again is acknowledged and answered once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn web_chat_messages_wait_while_their_tenants_store_is_down() {
+    use crate::web::{hello, next, open_to, say, ORIGIN};
+    let store = scylla_config(vec![kassandra().to_string()], true);
+    switchboard::store::scylla::apply_statements(&store, &schema_for_kassandra(&store))
+        .await
+        .expect("schema on kassandra");
+    let link = Link::to(kassandra()).await;
+    let tail = format!(
+        r#"
+[store.scylla]
+nodes = ["{node}"]
+keyspace = "{ks}"
+replication = "{rep}"
+request_timeout_ms = 1000
+await_schema_agreement = false
+apply_schema = false
+
+[[tenants]]
+id = "globex"
+store = "scylla"
+
+[[integrations]]
+id = "globex-web"
+tenant = "globex"
+channel = "web"
+assistant = "support"
+allowed_origins = ["{ORIGIN}"]
+identity_secret = "web-identity-secret-of-32-characters"
+"#,
+        node = link.addr,
+        ks = store.keyspace,
+        rep = store.replication,
+    );
+    let desk = Desk::start_with(0, "", &tail).await;
+    let mut ws = open_to(&desk, "globex-web", ORIGIN).await.unwrap();
+    hello(&mut ws, None, 0).await;
+    let ask =
+        |id: &str| json!({"type": "message", "client_id": id, "text": "what are your hours?"});
+    say(&mut ws, ask("w1")).await;
+    assert_eq!(next(&mut ws, "ack").await["client_id"], "w1");
+    assert_eq!(next(&mut ws, "message").await["text"], "We're open 9-5.");
+
+    link.cut();
+    // Refused (to be sent again) once the engine sees the store down.
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(15);
+    loop {
+        say(&mut ws, ask("w2")).await;
+        let answer = next_of(&mut ws, &["ack", "error"]).await;
+        if answer["type"] == "error" {
+            assert_eq!(answer["retry"], true, "{answer}");
+            assert_eq!(answer["client_id"], "w2");
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "still acknowledged while the store is down"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    }
+
+    link.restore();
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        say(&mut ws, ask("w2")).await;
+        if next_of(&mut ws, &["ack", "error"]).await["type"] == "ack" {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "never taken again");
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    }
+    // Sent before the outage was noticed or after it: answered once (the
+    // visitor's own line may come first, from the store).
+    let mut answers = 0;
+    let until = tokio::time::Instant::now() + std::time::Duration::from_secs(8);
+    while tokio::time::Instant::now() < until {
+        let Ok(frame) = tokio::time::timeout_at(until, next(&mut ws, "message")).await else {
+            break;
+        };
+        if frame["author"] == "ai" {
+            assert_eq!(frame["text"], "We're open 9-5.");
+            answers += 1;
+        }
+    }
+    assert_eq!(answers, 1, "answered once");
+    desk.engine.shutdown().await;
+}
+
+/// The next frame whose type is one of `kinds`.
+async fn next_of(ws: &mut crate::web::Socket, kinds: &[&str]) -> serde_json::Value {
+    use futures_util::StreamExt;
+    loop {
+        let msg = tokio::time::timeout(std::time::Duration::from_secs(10), ws.next())
+            .await
+            .expect("a frame")
+            .unwrap()
+            .unwrap();
+        if let tokio_tungstenite::tungstenite::Message::Text(t) = msg {
+            let v: serde_json::Value = serde_json::from_str(&t).unwrap();
+            if kinds.iter().any(|k| v["type"] == *k) {
+                return v;
+            }
+        }
+    }
+}

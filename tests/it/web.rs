@@ -14,7 +14,7 @@ use tokio_tungstenite::tungstenite::Message;
 
 use crate::support::*;
 
-const ORIGIN: &str = "http://shop.test";
+pub const ORIGIN: &str = "http://shop.test";
 const SECRET: &str = "web-identity-secret-of-32-characters";
 
 const WEB: &str = r##"
@@ -29,11 +29,16 @@ widget_title = "Acme help"
 widget_color = "#aa3300"
 "##;
 
-type Socket =
+pub type Socket =
     tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
 async fn open(desk: &Desk, origin: &str) -> Result<Socket, u16> {
-    let url = format!("ws://{}/web/acme-web/ws", desk.engine.addr);
+    open_to(desk, "acme-web", origin).await
+}
+
+/// Opens a widget socket to web chat `integration`.
+pub async fn open_to(desk: &Desk, integration: &str, origin: &str) -> Result<Socket, u16> {
+    let url = format!("ws://{}/web/{integration}/ws", desk.engine.addr);
     let mut request = url.into_client_request().unwrap();
     request
         .headers_mut()
@@ -60,14 +65,14 @@ async fn close_code(ws: &mut Socket) -> Option<u16> {
     .expect("the socket ends")
 }
 
-async fn say(ws: &mut Socket, frame: Value) {
+pub async fn say(ws: &mut Socket, frame: Value) {
     ws.send(Message::Text(frame.to_string().into()))
         .await
         .unwrap();
 }
 
 /// The next frame of `kind` (others skipped), within 10 s.
-async fn next(ws: &mut Socket, kind: &str) -> Value {
+pub async fn next(ws: &mut Socket, kind: &str) -> Value {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     loop {
         let left = deadline.saturating_duration_since(tokio::time::Instant::now());
@@ -100,7 +105,7 @@ async fn count(ws: &mut Socket, kind: &str, wait: Duration) -> usize {
     n
 }
 
-async fn hello(ws: &mut Socket, visitor: Option<&str>, last_seq: u64) -> Value {
+pub async fn hello(ws: &mut Socket, visitor: Option<&str>, last_seq: u64) -> Value {
     let mut h = json!({"type": "hello", "last_seq": last_seq});
     if let Some(v) = visitor {
         h["visitor"] = json!(v);

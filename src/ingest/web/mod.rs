@@ -373,6 +373,12 @@ async fn take(ctx: &EngineContext, of: &SocketOf<'_>, client_id: &str, text: &st
         telemetry::webhook_request("web", WebhookOutcome::Overloaded);
         return json!({"type": "error", "client_id": client_id, "retry": true, "reason": "busy; sending again"});
     }
+    // As a webhook of this tenant would get 503: not taken while its
+    // conversations cannot be handled.
+    if !ctx.health.serves(&of.config.id) {
+        telemetry::webhook_request("web", WebhookOutcome::Unavailable);
+        return json!({"type": "error", "client_id": client_id, "retry": true, "reason": "temporarily unavailable; sending again"});
+    }
     let kind = EventKind::Message {
         mid: frames::mid_of(client_id),
         text: Some(text.to_string()),
