@@ -78,7 +78,7 @@ pub struct EngineContext {
     /// Which stores answer (kept fresh by the ingress's store watch): web
     /// chat messages of a tenant whose store is down are refused, as its
     /// webhooks are.
-    pub health: Arc<crate::ingest::StoreHealth>,
+    pub health: Arc<crate::store::health::StoreHealth>,
 }
 
 /// Changes kept for a console stream that has fallen behind; past this it

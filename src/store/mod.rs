@@ -5,6 +5,7 @@
 //! (`tests/it/store_conformance.rs`).
 
 pub mod embedded;
+pub mod health;
 pub mod records;
 pub mod scylla;
 pub mod tenants;
