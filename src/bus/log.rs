@@ -1,6 +1,7 @@
 //! The embedded bus's log: append-only segment files in `bus/` under
-//! `store.path`, as Kafka keeps a partition. A record is a 16-byte header
-//! (payload length, CRC-32 of offset and payload, offset) and the payload;
+//! `store.path`, as Kafka keeps a partition. A record is a 20-byte header
+//! (payload length with a last-of-its-write bit, CRC-32 of the header and
+//! payload, offset, index within its write) and the payload;
 //! a segment is named by its first offset. One writer appends a whole
 //! group of records with one `write` and one `fdatasync`; readers open the
 //! segments on their own and never read past what the writer has synced.
@@ -20,16 +21,17 @@ mod scan;
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs::{File, OpenOptions};
 use std::io::{ErrorKind, Write};
+use std::ops::Bound;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
-use self::scan::Scan;
+use self::scan::{scan_segment, Scan};
 use crate::sync::lock;
 
 /// A segment is closed and a new one started past this size.
 pub const SEGMENT_BYTES: u64 = 32 << 20;
-const HEADER: usize = 16;
+const HEADER: usize = 20;
 /// The largest record: larger headers are damage, not data, and larger
 /// events are refused (a webhook body is at most 100 MiB).
 pub const MAX_RECORD: usize = 256 << 20;
@@ -37,9 +39,18 @@ pub const MAX_RECORD: usize = 256 << 20;
 const MARK_EVERY: u64 = 64;
 const CHECK: u64 = 0x5357_4254_4348_4b31;
 
-fn crc(offset: u64, payload: &[u8]) -> u32 {
+/// The top bit of a record's length word: the last record of its write.
+/// At open, a last write without it (or with damage in it) is cut whole,
+/// so no part of a write a crash cut short comes before the rest of it.
+const END_OF_GROUP: u32 = 1 << 31;
+/// Segment names past this are not the log's (offsets never get there).
+const MAX_BASE: u64 = 1 << 62;
+
+fn crc(word: u32, offset: u64, index: u32, payload: &[u8]) -> u32 {
     let mut h = crc32fast::Hasher::new();
+    h.update(&word.to_le_bytes());
     h.update(&offset.to_le_bytes());
+    h.update(&index.to_le_bytes());
     h.update(payload);
     h.finalize()
 }
@@ -86,29 +97,36 @@ impl Segments {
         if from >= to {
             return Ok(out);
         }
-        let (mut base, mut pos) = {
+        // Where to start: the segment holding `from`, at the last known
+        // record start at or before it; the first record there has at
+        // least that offset.
+        let (mut base, mut pos, mut floor) = {
             let bases = lock(&self.bases);
             let Some(&base) = bases.range(..=from).next_back().or(bases.first()) else {
                 return Ok(out);
             };
             match lock(&self.marks).range(..=from).next_back() {
-                Some((_, &(mb, pos))) if mb == base => (base, pos),
-                _ => (base, 0),
+                Some((&offset, &(mb, pos))) if mb == base => (base, pos, offset),
+                _ => (base, 0, base),
             }
         };
         loop {
             let path = segment_path(&self.dir, base);
             let (active, synced) = *lock(&self.active);
-            let limit = if active == base { synced } else { u64::MAX };
             match File::open(&path) {
                 Ok(file) => {
-                    let mut scan = Scan::new(file, &path, pos, limit)?;
-                    while let Some((offset, payload)) = scan.next_record()? {
-                        if offset >= to {
+                    let limit = if active == base {
+                        synced
+                    } else {
+                        file.metadata()?.len()
+                    };
+                    let mut scan = Scan::new(file, &path, pos, limit, floor)?;
+                    while let Some(found) = scan.next_record()? {
+                        if found.offset >= to {
                             return Ok(out);
                         }
-                        if offset >= from {
-                            out.push((offset, payload));
+                        if found.offset >= from {
+                            out.push((found.offset, found.payload));
                             if out.len() >= max {
                                 return Ok(out);
                             }
@@ -119,11 +137,15 @@ impl Segments {
                 Err(e) if e.kind() == ErrorKind::NotFound => {}
                 Err(e) => return Err(context("cannot open", &path, e)),
             }
-            let next = lock(&self.bases).range(base + 1..).next().copied();
+            let next = lock(&self.bases)
+                .range((Bound::Excluded(base), Bound::Unbounded))
+                .next()
+                .copied();
             match next {
                 Some(b) => {
                     base = b;
                     pos = 0;
+                    floor = b;
                 }
                 None => return Ok(out),
             }
@@ -216,6 +238,7 @@ pub fn open_with(dir: &Path, segment_bytes: u64) -> std::io::Result<Opened> {
         if let Some(base) = name
             .strip_suffix(".log")
             .and_then(|s| s.parse::<u64>().ok())
+            .filter(|b| *b < MAX_BASE)
         {
             bases.insert(base);
         }
@@ -236,30 +259,9 @@ pub fn open_with(dir: &Path, segment_bytes: u64) -> std::io::Result<Opened> {
             .append(true)
             .open(&path)
             .map_err(|e| context("cannot open", &path, e))?;
-        let size = file.metadata()?.len();
         next = next.max(base);
-        let mut scan = Scan::new(file.try_clone()?, &path, 0, size)?;
-        let mut counted = 0u64;
-        let mut at = 0;
-        while let Some((offset, _)) = scan.next_record()? {
-            if counted.is_multiple_of(MARK_EVERY) {
-                lock(&segments.marks).insert(offset, (base, at));
-            }
-            counted += 1;
-            at = scan.pos();
-            next = next.max(offset.saturating_add(1));
-        }
-        let end = scan.pos();
-        if scan.torn {
-            if Some(base) == last_base {
-                tracing::warn!(segment = %path.display(), kept = end, dropped = size - end, "Cutting an unfinished write off the bus log's end");
-                file.set_len(end)
-                    .and_then(|()| file.sync_all())
-                    .map_err(|e| context("cannot repair", &path, e))?;
-            } else {
-                tracing::error!(segment = %path.display(), position = end, "Damaged end of a bus log segment; no record follows it");
-            }
-        }
+        let last = Some(base) == last_base;
+        let end = scan_segment(&segments, &file, &path, base, last, &mut next)?;
         if Some(base) == last_base {
             active = Some((file, base, end));
         }
@@ -299,6 +301,9 @@ fn create_segment(segments: &Segments, base: u64) -> std::io::Result<File> {
     // The new name must survive a power loss before records in it are
     // acknowledged.
     sync_dir(&segments.dir)?;
+    // Readers see it as the segment being written (read only as far as
+    // synced) before they see it at all.
+    *lock(&segments.active) = (base, 0);
     lock(&segments.bases).insert(base);
     Ok(file)
 }
@@ -335,14 +340,20 @@ impl Appender {
             self.file = create_segment(&self.segments, first)?;
             self.base = first;
             self.len = 0;
-            *lock(&self.segments.active) = (first, 0);
         }
         self.buf.clear();
         for (i, p) in payloads.iter().enumerate() {
             let offset = first + i as u64;
-            self.buf.extend_from_slice(&(p.len() as u32).to_le_bytes());
-            self.buf.extend_from_slice(&crc(offset, p).to_le_bytes());
+            let mut word = p.len() as u32;
+            if i + 1 == payloads.len() {
+                word |= END_OF_GROUP;
+            }
+            let index = i as u32;
+            self.buf.extend_from_slice(&word.to_le_bytes());
+            self.buf
+                .extend_from_slice(&crc(word, offset, index, p).to_le_bytes());
             self.buf.extend_from_slice(&offset.to_le_bytes());
+            self.buf.extend_from_slice(&index.to_le_bytes());
             self.buf.extend_from_slice(p);
         }
         let written = self

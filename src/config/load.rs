@@ -225,14 +225,21 @@ assistant = "support"
             .replace("app = \"main\"", "app = \"nope\"")
             .replace("access_token = \"tok\"", "access_token = \"\"")
             .replace("assistant = \"support\"", "assistant = \"ghost\"");
-        let err = load_from_str(&bad, &env(&[("SWITCHBOARD__SERVER__MAX_BODY_BYTES", "0")]))
-            .expect_err("invalid");
+        let err = load_from_str(
+            &bad,
+            &env(&[
+                ("SWITCHBOARD__SERVER__MAX_BODY_BYTES", "0"),
+                ("SWITCHBOARD__SERVER__WEB_SOCKETS_PER_IP", "0"),
+            ]),
+        )
+        .expect_err("invalid");
         let text = err.to_string();
         for needle in [
             "integrations[0].app",
             "integrations[0].access_token",
             "integrations[0].assistant",
             "server.max_body_bytes",
+            "server.web_sockets_per_ip: must be at least 1",
         ] {
             assert!(text.contains(needle), "{needle} missing from:\n{text}");
         }

@@ -70,6 +70,8 @@ pub struct ServerConfig {
     /// Web chat: sockets opened, and messages sent, per client IP address
     /// and minute, at most (each).
     pub web_per_ip_per_minute: u32,
+    /// Web chat: sockets open at once from one client address, at most.
+    pub web_sockets_per_ip: u32,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

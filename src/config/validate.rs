@@ -10,9 +10,11 @@ use std::time::Duration;
 
 mod durability;
 mod integration;
+mod server;
 
 use durability::durability;
 use integration::{connect, gmail_keys, google, integration_texts, integration_timing, web_keys};
+use server::server;
 
 use super::{AssistantConfig, AssistantKind, BusKind, ChannelKind, Config, OnFailure, StoreKind};
 
@@ -99,35 +101,6 @@ pub fn validate(c: &Config) -> Result<(), Vec<String>> {
         Ok(())
     } else {
         Err(e.0)
-    }
-}
-
-fn server(c: &Config, e: &mut Errors) {
-    for (key, value) in [
-        ("server.listen", &c.server.listen),
-        ("server.metrics_listen", &c.server.metrics_listen),
-    ] {
-        if value.parse::<SocketAddr>().is_err() {
-            e.add(key, "must be an address like 127.0.0.1:8080");
-        }
-    }
-    if c.server.max_body_bytes == 0 || c.server.max_body_bytes > 100 * 1024 * 1024 {
-        e.add("server.max_body_bytes", "must be between 1 and 104857600");
-    }
-    if c.server.max_concurrent_requests == 0 {
-        e.add("server.max_concurrent_requests", "must be at least 1");
-    }
-    if c.server.web_per_ip_per_minute == 0 {
-        e.add("server.web_per_ip_per_minute", "must be at least 1");
-    }
-    if c.server.max_backlog_events == 0 {
-        e.add("server.max_backlog_events", "must be at least 1");
-    }
-    positive(e, "server.request_timeout", c.server.request_timeout);
-    positive(e, "server.max_backlog_age", c.server.max_backlog_age);
-    let base = &c.meta.graph_base_url;
-    if !(base.starts_with("http://") || base.starts_with("https://")) || base.len() < 10 {
-        e.add("meta.graph_base_url", "must be an http:// or https:// URL");
     }
 }
 

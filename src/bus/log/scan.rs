@@ -9,24 +9,63 @@ use std::fs::File;
 use std::io::{BufReader, ErrorKind, Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 
-use super::{crc, HEADER, MAX_RECORD};
+use super::{context, crc, Segments, END_OF_GROUP, HEADER, MARK_EVERY, MAX_RECORD};
+use crate::sync::lock;
+
+/// A record read back.
+pub(super) struct Found {
+    pub offset: u64,
+    pub payload: Vec<u8>,
+    /// Its byte position in the segment.
+    pub start: u64,
+    /// The last record of the write it came in.
+    pub end_of_group: bool,
+    /// Its place in that write (0: the first).
+    pub index: u32,
+}
 
 enum Next {
-    Record(u64, Vec<u8>),
+    Record(Header, Vec<u8>),
     End,
     Damaged,
 }
 
-/// The header at the start of `b`: (payload length, CRC, offset).
-fn header(b: &[u8]) -> Option<(usize, u32, u64)> {
-    let len = u32::from_le_bytes(b.get(0..4)?.try_into().ok()?) as usize;
-    let sum = u32::from_le_bytes(b.get(4..8)?.try_into().ok()?);
-    let offset = u64::from_le_bytes(b.get(8..16)?.try_into().ok()?);
-    Some((len, sum, offset))
+#[derive(Clone, Copy)]
+struct Header {
+    /// The length word as written (length and the end-of-group bit).
+    word: u32,
+    sum: u32,
+    offset: u64,
+    index: u32,
+}
+
+impl Header {
+    fn len(&self) -> usize {
+        (self.word & !END_OF_GROUP) as usize
+    }
+}
+
+/// The header at the start of `b`.
+fn header(b: &[u8]) -> Option<Header> {
+    Some(Header {
+        word: u32::from_le_bytes(b.get(0..4)?.try_into().ok()?),
+        sum: u32::from_le_bytes(b.get(4..8)?.try_into().ok()?),
+        offset: u64::from_le_bytes(b.get(8..16)?.try_into().ok()?),
+        index: u32::from_le_bytes(b.get(16..20)?.try_into().ok()?),
+    })
+}
+
+/// Whether `h` may be the next record: its offset at or past `floor` (and
+/// not absurdly far past it), its length within bounds.
+fn plausible(h: &Header, floor: u64, remaining: u64) -> bool {
+    h.offset >= floor
+        && h.offset - floor <= 1 << 32
+        && h.len() <= MAX_RECORD
+        && (HEADER + h.len()) as u64 <= remaining
 }
 
 /// Reads one record with at most `remaining` bytes left before the limit.
-fn read_record(reader: &mut impl Read, remaining: u64) -> std::io::Result<Next> {
+fn read_record(reader: &mut impl Read, remaining: u64, floor: u64) -> std::io::Result<Next> {
     if remaining == 0 {
         return Ok(Next::End);
     }
@@ -36,47 +75,40 @@ fn read_record(reader: &mut impl Read, remaining: u64) -> std::io::Result<Next> 
         Err(e) if e.kind() == ErrorKind::UnexpectedEof => return Ok(Next::Damaged),
         Err(e) => return Err(e),
     }
-    let Some((len, sum, offset)) = header(&head) else {
+    let Some(h) = header(&head).filter(|h| plausible(h, floor, remaining)) else {
         return Ok(Next::Damaged);
     };
-    if len > MAX_RECORD || (HEADER + len) as u64 > remaining {
-        return Ok(Next::Damaged);
-    }
-    let mut payload = vec![0u8; len];
+    let mut payload = vec![0u8; h.len()];
     match reader.read_exact(&mut payload) {
         Ok(()) => {}
         Err(e) if e.kind() == ErrorKind::UnexpectedEof => return Ok(Next::Damaged),
         Err(e) => return Err(e),
     }
-    if crc(offset, &payload) != sum {
+    if crc(h.word, h.offset, h.index, &payload) != h.sum {
         return Ok(Next::Damaged);
     }
-    Ok(Next::Record(offset, payload))
+    Ok(Next::Record(h, payload))
 }
 
-/// Whether a whole record that checks out starts at `b[0]`, with an offset
-/// past `after` (and not absurdly far past it).
-fn record_at(b: &[u8], after: Option<u64>) -> bool {
-    let Some((len, sum, offset)) = header(b) else {
-        return false;
-    };
-    let plausible = after.is_none_or(|a| offset > a && offset - a <= 1 << 32);
-    plausible
-        && len <= MAX_RECORD
-        && b.len() >= HEADER + len
-        && crc(offset, &b[HEADER..HEADER + len]) == sum
+/// Whether a whole record that checks out, and may be the next one,
+/// starts at `b[0]`.
+fn record_at(b: &[u8], floor: u64) -> bool {
+    header(b).is_some_and(|h| {
+        plausible(&h, floor, b.len() as u64)
+            && crc(h.word, h.offset, h.index, &b[HEADER..HEADER + h.len()]) == h.sum
+    })
 }
 
 /// The position of the first whole record after damage at `at` (below
 /// `limit`), if any.
-fn find_next(path: &Path, at: u64, limit: u64, after: Option<u64>) -> std::io::Result<Option<u64>> {
+fn find_next(path: &Path, at: u64, limit: u64, floor: u64) -> std::io::Result<Option<u64>> {
     let mut file = File::open(path)?;
     file.seek(SeekFrom::Start(at + 1))?;
     let mut rest = Vec::new();
     file.take(limit.saturating_sub(at + 1))
         .read_to_end(&mut rest)?;
     Ok((0..rest.len())
-        .find(|&p| record_at(&rest[p..], after))
+        .find(|&p| record_at(&rest[p..], floor))
         .map(|p| at + 1 + p as u64))
 }
 
@@ -86,14 +118,24 @@ pub(super) struct Scan {
     reader: BufReader<File>,
     pos: u64,
     limit: u64,
-    last: Option<u64>,
+    /// The lowest offset the next record may have.
+    floor: u64,
+    /// Damage met so far (skipped, or a torn end).
+    damage: u32,
     /// Reading ended at bytes that are not a record, with none after them.
     pub(super) torn: bool,
 }
 
 impl Scan {
-    /// Reads `file` (at `path`) from `pos` up to `limit` bytes.
-    pub(super) fn new(file: File, path: &Path, pos: u64, limit: u64) -> std::io::Result<Self> {
+    /// Reads `file` (at `path`) from `pos` up to `limit` bytes; the first
+    /// record there has an offset of at least `floor`.
+    pub(super) fn new(
+        file: File,
+        path: &Path,
+        pos: u64,
+        limit: u64,
+        floor: u64,
+    ) -> std::io::Result<Self> {
         let mut reader = BufReader::with_capacity(256 << 10, file);
         reader.seek(SeekFrom::Start(pos))?;
         Ok(Self {
@@ -101,7 +143,8 @@ impl Scan {
             reader,
             pos,
             limit,
-            last: None,
+            floor,
+            damage: 0,
             torn: false,
         })
     }
@@ -111,20 +154,33 @@ impl Scan {
         self.pos
     }
 
+    /// Damage met so far.
+    pub(super) fn damage(&self) -> u32 {
+        self.damage
+    }
+
     /// The next record, or `None` at the limit (or at a torn end).
-    pub(super) fn next_record(&mut self) -> std::io::Result<Option<(u64, Vec<u8>)>> {
+    pub(super) fn next_record(&mut self) -> std::io::Result<Option<Found>> {
         loop {
             let remaining = self.limit.saturating_sub(self.pos);
-            match read_record(&mut self.reader, remaining)? {
-                Next::Record(offset, payload) => {
+            match read_record(&mut self.reader, remaining, self.floor)? {
+                Next::Record(h, payload) => {
+                    let start = self.pos;
                     self.pos += (HEADER + payload.len()) as u64;
-                    self.last = Some(offset);
-                    return Ok(Some((offset, payload)));
+                    self.floor = h.offset.saturating_add(1);
+                    return Ok(Some(Found {
+                        offset: h.offset,
+                        payload,
+                        start,
+                        end_of_group: h.word & END_OF_GROUP != 0,
+                        index: h.index,
+                    }));
                 }
                 Next::End => return Ok(None),
                 Next::Damaged => {
                     let at = self.pos;
-                    match find_next(&self.path, at, self.limit, self.last)? {
+                    self.damage += 1;
+                    match find_next(&self.path, at, self.limit, self.floor)? {
                         Some(p) => {
                             tracing::error!(segment = %self.path.display(), position = at, skipped_bytes = p - at, "Damaged bytes in the bus log; reading on at the next whole record");
                             self.pos = p;
@@ -139,4 +195,76 @@ impl Scan {
             }
         }
     }
+}
+
+/// Reads a segment at open: remembers where records start, raises
+/// `next` past its records and returns where appends would go. In the last
+/// segment, a final write that is incomplete (its last record missing) or
+/// damaged, or bytes after the last write, are cut off: that write's sync
+/// never returned, so none of it was acknowledged, and keeping a later
+/// part of it without an earlier one would deliver them out of order.
+/// Damage elsewhere is skipped (logged) and nothing after it is cut.
+pub(super) fn scan_segment(
+    segments: &Segments,
+    file: &File,
+    path: &Path,
+    base: u64,
+    last: bool,
+    next: &mut u64,
+) -> std::io::Result<u64> {
+    let size = file.metadata()?.len();
+    let mut scan = Scan::new(file.try_clone()?, path, 0, size, base)?;
+    let mut counted = 0u64;
+    // After the last write read whole and undamaged (from its first record,
+    // index 0, to its last, each following the one before): where it ends,
+    // the damage met by then and `next` then. The write being read: whether
+    // it is whole so far, and the record before.
+    let mut whole_end = (0u64, scan.damage(), *next);
+    // (whole so far, offset, index, damage met at its first record)
+    let mut current: Option<(bool, u64, u32, u32)> = None;
+    while let Some(found) = scan.next_record()? {
+        if counted.is_multiple_of(MARK_EVERY) {
+            lock(&segments.marks).insert(found.offset, (base, found.start));
+        }
+        counted += 1;
+        let damage = scan.damage();
+        current = Some(if found.index == 0 {
+            (true, found.offset, 0, damage)
+        } else {
+            let whole = current.is_some_and(|(whole, offset, index, at_start)| {
+                whole
+                    && offset + 1 == found.offset
+                    && index + 1 == found.index
+                    && damage == at_start
+            });
+            (whole, found.offset, found.index, damage)
+        });
+        *next = (*next).max(found.offset.saturating_add(1));
+        if found.end_of_group {
+            if current.is_some_and(|(whole, ..)| whole) {
+                whole_end = (scan.pos(), damage, *next);
+            }
+            current = None;
+        }
+    }
+    if !last {
+        if scan.torn {
+            tracing::error!(segment = %path.display(), position = scan.pos(), "Damaged end of a bus log segment; no record follows it");
+        }
+        return Ok(scan.pos());
+    }
+    // Anything after the last whole write (part of a write, damage) is
+    // the write a crash cut short.
+    let (start, _, next_before) = whole_end;
+    if scan.pos() == start && scan.damage() == whole_end.1 {
+        return Ok(start);
+    }
+    tracing::warn!(segment = %path.display(), kept = start, dropped = size.saturating_sub(start), "Cutting an unfinished write off the bus log's end");
+    file.set_len(start)
+        .and_then(|()| file.sync_all())
+        .map_err(|e| context("cannot repair", path, e))?;
+    *next = next_before;
+    let mut marks = lock(&segments.marks);
+    marks.split_off(&next_before);
+    Ok(start)
 }

@@ -92,7 +92,10 @@ fn a_damaged_record_is_skipped_and_the_records_after_it_are_kept() {
     let dir = tempfile::tempdir().unwrap();
     let log = {
         let mut log = open(dir.path()).unwrap();
-        append(&mut log.appender, &payloads(0..3));
+        // Three writes of one record each.
+        for p in payloads(0..3) {
+            append(&mut log.appender, &[p]);
+        }
         log
     };
     let segment = segment_path(dir.path(), 0);
@@ -123,17 +126,68 @@ fn readers_stop_at_what_the_writer_synced() {
     let dir = tempfile::tempdir().unwrap();
     let mut log = open(dir.path()).unwrap();
     append(&mut log.appender, &payloads(0..2));
-    let payload = b"not yet acknowledged";
-    let mut f = OpenOptions::new()
-        .append(true)
-        .open(segment_path(dir.path(), 0))
-        .unwrap();
-    f.write_all(&(payload.len() as u32).to_le_bytes()).unwrap();
-    f.write_all(&crc(2, payload).to_le_bytes()).unwrap();
-    f.write_all(&2u64.to_le_bytes()).unwrap();
-    f.write_all(payload).unwrap();
+    raw_record(dir.path(), 2, 0, b"not yet acknowledged", true);
     let got = log.segments.read(0, u64::MAX, 100).unwrap();
     assert_eq!(got.len(), 2);
+}
+
+/// Writes a whole record straight into segment 0, as a write in progress.
+fn raw_record(dir: &Path, offset: u64, index: u32, payload: &[u8], end_of_group: bool) {
+    let mut f = OpenOptions::new()
+        .append(true)
+        .open(segment_path(dir, 0))
+        .unwrap();
+    let mut word = payload.len() as u32;
+    if end_of_group {
+        word |= END_OF_GROUP;
+    }
+    f.write_all(&word.to_le_bytes()).unwrap();
+    f.write_all(&crc(word, offset, index, payload).to_le_bytes())
+        .unwrap();
+    f.write_all(&offset.to_le_bytes()).unwrap();
+    f.write_all(&index.to_le_bytes()).unwrap();
+    f.write_all(payload).unwrap();
+}
+
+/// A crash in the middle of a write may leave later records of it on
+/// disk without earlier ones (or without its last): the whole write is
+/// cut at open, so none of it is delivered ahead of the rest.
+#[test]
+fn a_write_a_crash_cut_short_is_cut_whole_at_open() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let mut log = open(dir.path()).unwrap();
+        append(&mut log.appender, &payloads(0..2));
+        append(&mut log.appender, &payloads(2..5));
+    }
+    // The disk kept the write's last two records but not its first.
+    let segment = segment_path(dir.path(), 0);
+    let mut bytes = std::fs::read(&segment).unwrap();
+    let one = HEADER + payloads(0..1)[0].len();
+    for b in &mut bytes[2 * one..3 * one] {
+        *b = 0;
+    }
+    std::fs::write(&segment, &bytes).unwrap();
+    let mut log = open(dir.path()).unwrap();
+    assert_eq!(log.appender.next(), 2, "the whole write is gone");
+    assert_eq!(std::fs::metadata(&segment).unwrap().len(), 2 * one as u64);
+    append(&mut log.appender, &payloads(2..3));
+    let offsets: Vec<u64> = log
+        .segments
+        .read(0, 10, 100)
+        .unwrap()
+        .iter()
+        .map(|r| r.0)
+        .collect();
+    assert_eq!(offsets, [0, 1, 2]);
+    drop(log);
+
+    // Whole records of a write whose last never reached the disk.
+    raw_record(dir.path(), 3, 0, b"first of a write", false);
+    raw_record(dir.path(), 4, 1, b"second of it", false);
+    let log = open(dir.path()).unwrap();
+    assert_eq!(log.appender.next(), 3);
+    assert_eq!(log.segments.read(0, 10, 100).unwrap().len(), 3);
 }
 
 #[test]

@@ -136,14 +136,14 @@ async fn socket(
         limits.opens.retain_recent();
         limits.messages.retain_recent();
     }
-    if limits.opens.check_key(&peer.ip()).is_err() {
+    if limits.opens.check_key(&slots::client(peer.ip())).is_err() {
         return refuse(
             StatusCode::TOO_MANY_REQUESTS,
             WebhookOutcome::Overloaded,
             "too many chat connections from this address; retry later",
         );
     }
-    let slot = match SLOTS.take(peer.ip(), ctx.config.server.web_per_ip_per_minute) {
+    let slot = match SLOTS.take(peer.ip(), ctx.config.server.web_sockets_per_ip) {
         Ok(slot) => slot,
         Err(slots::Full::Address) => {
             return refuse(
@@ -168,7 +168,7 @@ async fn socket(
         .max_frame_size(16 * 1024)
         .on_upgrade(move |ws| async move {
             let _slot = slot;
-            session(ctx, config, ws, peer.ip()).await;
+            session(ctx, config, ws, slots::client(peer.ip())).await;
             drop(open);
         })
 }

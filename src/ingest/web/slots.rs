@@ -1,8 +1,8 @@
 //! How many widget sockets are open: on the instance (at most
 //! [`MAX_SOCKETS`]) and from each client address (at most
-//! `server.web_per_ip_per_minute`, the number it may open in a minute, so
-//! one address cannot take them all by opening slowly and keeping them
-//! alive with pings).
+//! `server.web_sockets_per_ip`, so one address cannot take them all by
+//! opening slowly and keeping them alive with pings). An IPv6 client is
+//! counted by its /64, which one subscriber can fill with addresses.
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;
@@ -43,6 +43,7 @@ impl Slots {
             self.open.fetch_sub(1, Ordering::AcqRel);
             return Err(Full::Instance);
         }
+        let ip = client(ip);
         let mut by_ip = lock(&self.by_ip);
         let n = by_ip.entry(ip).or_insert(0);
         if *n >= max_per_ip {
@@ -57,6 +58,22 @@ impl Slots {
     #[cfg(test)]
     fn open(&self) -> usize {
         self.open.load(Ordering::Acquire)
+    }
+}
+
+/// The address a client is counted by: an IPv4 address, or an IPv6
+/// address's /64 (IPv4-mapped ones as IPv4).
+pub fn client(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V4(_) => ip,
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => IpAddr::V4(v4),
+            None => {
+                let mut s = v6.segments();
+                s[4..].fill(0);
+                IpAddr::V6(s.into())
+            }
+        },
     }
 }
 
@@ -87,6 +104,19 @@ mod tests {
 
     fn ip(last: u8) -> IpAddr {
         IpAddr::from([203, 0, 113, last])
+    }
+
+    #[test]
+    fn an_ipv6_client_is_counted_by_its_slash_64() {
+        let slots: &'static Slots = Box::leak(Box::new(Slots::new(10)));
+        let one: IpAddr = "2001:db8:1:2::1".parse().unwrap();
+        let same_64: IpAddr = "2001:db8:1:2:ffff::9".parse().unwrap();
+        let other_64: IpAddr = "2001:db8:1:3::1".parse().unwrap();
+        let _a = slots.take(one, 1).unwrap();
+        assert_eq!(slots.take(same_64, 1).err(), Some(Full::Address));
+        assert!(slots.take(other_64, 1).is_ok());
+        let mapped: IpAddr = "::ffff:203.0.113.7".parse().unwrap();
+        assert_eq!(client(mapped), IpAddr::from([203, 0, 113, 7]));
     }
 
     #[test]
