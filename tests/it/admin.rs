@@ -111,6 +111,37 @@ async fn conversations_are_listed_filtered_and_paged() {
     desk.engine.shutdown().await;
 }
 
+/// The platform stamps a reply when it takes it, before its answer comes
+/// back: a read watermark at that stamp covers the reply, however late the
+/// answer came.
+#[tokio::test]
+async fn a_read_at_the_platforms_stamp_covers_a_reply_whose_answer_came_late() {
+    let desk = Desk::start(0, "").await;
+    desk.graph.answer_next_calls_late(1, 800);
+    desk.customer("PSID_R1", "m_r1", "hours?").await;
+    desk.graph
+        .wait_for("the reply taken by the platform", |calls| {
+            calls.iter().any(|c| c.text().is_some())
+        })
+        .await;
+    let stamp = now_ms();
+    desk.webhook(vec![
+        json!({"sender": {"id": "PSID_R1"}, "recipient": {"id": PAGE},
+        "timestamp": stamp, "read": {"watermark": stamp}}),
+    ])
+    .await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let (_, stats) = desk.get("/analytics?tenant=acme&days=7").await;
+        if stats["read"] == 1 {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "{stats:#}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    desk.engine.shutdown().await;
+}
+
 #[tokio::test]
 async fn analytics_count_deliveries_and_reads() {
     let desk = Desk::start(0, "").await;

@@ -110,6 +110,15 @@ impl GraphSim {
         });
     }
 
+    /// The next `n` calls are taken at once but answered `late_ms` later.
+    pub fn answer_next_calls_late(&self, n: usize, late_ms: u64) {
+        self.sim.set_faults(Faults {
+            next: std::iter::repeat_n(Fault::LateAnswer, n).collect(),
+            late_ms,
+            ..Faults::default()
+        });
+    }
+
     pub fn calls(&self) -> Vec<Call> {
         self.sim
             .calls()
