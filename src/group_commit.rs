@@ -4,11 +4,13 @@
 //! throughput at the disk's fsync rate.
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TrySendError};
+use std::sync::mpsc::Receiver;
 use std::sync::Arc;
 
 use redb::{Database, Durability, WriteTransaction};
 use tokio::sync::oneshot;
+
+use crate::sync::WriterThread;
 
 /// Most writes folded into one transaction.
 const MAX_GROUP: usize = 4096;
@@ -26,7 +28,6 @@ pub enum GroupCommitError {
 }
 
 type Apply<T> = Box<dyn FnOnce(&WriteTransaction) -> Result<T, redb::Error> + Send>;
-type After<T> = Box<dyn FnOnce(&T) + Send>;
 
 trait GroupOp: Send {
     fn durable(&self) -> bool;
@@ -38,7 +39,6 @@ struct Op<T> {
     durable: bool,
     apply: Option<Apply<T>>,
     value: Option<T>,
-    after: Option<After<T>>,
     reply: oneshot::Sender<Result<T, GroupCommitError>>,
 }
 
@@ -53,19 +53,9 @@ impl<T: Send + 'static> GroupOp for Op<T> {
         Ok(())
     }
     fn complete(self: Box<Self>, committed: Result<(), GroupCommitError>) {
-        let Op {
-            value,
-            after,
-            reply,
-            ..
-        } = *self;
+        let Op { value, reply, .. } = *self;
         let result = match (committed, value) {
-            (Ok(()), Some(v)) => {
-                if let Some(after) = after {
-                    after(&v);
-                }
-                Ok(v)
-            }
+            (Ok(()), Some(v)) => Ok(v),
             (Ok(()), None) => Err(GroupCommitError::Storage("write was not applied".into())),
             (Err(e), _) => Err(e),
         };
@@ -90,37 +80,21 @@ pub const STALL_AFTER: std::time::Duration = std::time::Duration::from_secs(5);
 /// so the database file is closed (and can be opened again) once the
 /// owner is gone.
 struct Writer {
-    tx: Option<SyncSender<Box<dyn GroupOp>>>,
+    thread: WriterThread<Box<dyn GroupOp>>,
     db: Arc<Database>,
-    thread: Option<std::thread::JoinHandle<()>>,
-}
-
-impl Drop for Writer {
-    fn drop(&mut self) {
-        // Closing the queue ends the loop after the writes still in it.
-        self.tx = None;
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
-        }
-    }
 }
 
 impl GroupCommit {
     /// Starts the writer thread for `db`.
     pub fn start(db: Arc<Database>, name: &str) -> std::io::Result<Self> {
-        let (tx, rx) = sync_channel::<Box<dyn GroupOp>>(QUEUE);
         let writer_db = db.clone();
         let busy_since = Arc::new(AtomicU64::new(0));
         let busy = busy_since.clone();
-        let thread = std::thread::Builder::new()
-            .name(format!("{name}-writer"))
-            .spawn(move || writer_loop(&writer_db, rx, &busy))?;
+        let thread = WriterThread::start(&format!("{name}-writer"), QUEUE, move |rx| {
+            writer_loop(&writer_db, rx, &busy)
+        })?;
         Ok(Self {
-            inner: Arc::new(Writer {
-                tx: Some(tx),
-                db,
-                thread: Some(thread),
-            }),
+            inner: Arc::new(Writer { thread, db }),
             busy_since,
         })
     }
@@ -142,44 +116,19 @@ impl GroupCommit {
         durable: bool,
         apply: impl FnOnce(&WriteTransaction) -> Result<T, redb::Error> + Send + 'static,
     ) -> Result<T, GroupCommitError> {
-        self.write_then(durable, apply, None).await
-    }
-
-    /// Like [`write`](Self::write); `after` runs on the writer thread right
-    /// after the commit, in commit order (the bus uses it to hand appended
-    /// records to its consumer in log order).
-    pub async fn write_then<T: Send + 'static>(
-        &self,
-        durable: bool,
-        apply: impl FnOnce(&WriteTransaction) -> Result<T, redb::Error> + Send + 'static,
-        after: Option<After<T>>,
-    ) -> Result<T, GroupCommitError> {
         let (reply, rx) = oneshot::channel();
         let op: Box<dyn GroupOp> = Box::new(Op {
             durable,
             apply: Some(Box::new(apply)),
             value: None,
-            after,
             reply,
         });
-        self.enqueue(op).await?;
+        self.inner
+            .thread
+            .send(op)
+            .await
+            .map_err(|_| GroupCommitError::Stopped)?;
         rx.await.map_err(|_| GroupCommitError::Stopped)?
-    }
-
-    async fn enqueue(&self, mut op: Box<dyn GroupOp>) -> Result<(), GroupCommitError> {
-        let Some(tx) = self.inner.tx.as_ref() else {
-            return Err(GroupCommitError::Stopped);
-        };
-        loop {
-            match tx.try_send(op) {
-                Ok(()) => return Ok(()),
-                Err(TrySendError::Full(back)) => {
-                    op = back;
-                    tokio::time::sleep(std::time::Duration::from_millis(1)).await;
-                }
-                Err(TrySendError::Disconnected(_)) => return Err(GroupCommitError::Stopped),
-            }
-        }
     }
 }
 

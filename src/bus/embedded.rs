@@ -12,7 +12,7 @@
 use std::collections::VecDeque;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TrySendError};
+use std::sync::mpsc::Receiver;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -26,7 +26,7 @@ use crate::clock::now_ms;
 use crate::event::InboundEvent;
 use crate::fence::Fence;
 use crate::group_commit::STALL_AFTER;
-use crate::sync::lock;
+use crate::sync::{lock, WriterThread};
 
 const PARTITION: u32 = 0;
 /// Records read from the log at a time when the queue fell behind.
@@ -106,25 +106,10 @@ enum Op {
     },
 }
 
-/// The writer thread; dropping it closes the queue, lets the thread finish
-/// what is in it and waits, so the log is closed (and can be opened
-/// again) once the bus is gone.
-struct Writer {
-    tx: Option<SyncSender<Op>>,
-    thread: Option<std::thread::JoinHandle<()>>,
-}
-
-impl Drop for Writer {
-    fn drop(&mut self) {
-        self.tx = None;
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
-        }
-    }
-}
-
 pub struct EmbeddedBus {
-    writer: Writer,
+    /// Dropping it closes the log (it can be opened again once the bus is
+    /// gone).
+    writer: WriterThread<Op>,
     segments: Arc<Segments>,
     shared: Arc<Shared>,
     /// Itself, for the reader task (which must not keep the log open).
@@ -157,18 +142,14 @@ impl EmbeddedBus {
             busy_since: AtomicU64::new(0),
             broken: AtomicBool::new(false),
         });
-        let (tx, rx) = sync_channel(QUEUE);
         let writer_shared = shared.clone();
         let appender = opened.appender;
-        let thread = std::thread::Builder::new()
-            .name("bus-writer".into())
-            .spawn(move || writer_loop(appender, &rx, &writer_shared))
-            .map_err(unavailable)?;
+        let writer = WriterThread::start("bus-writer", QUEUE, move |rx| {
+            writer_loop(appender, &rx, &writer_shared)
+        })
+        .map_err(unavailable)?;
         let bus = Arc::new_cyclic(|me| Self {
-            writer: Writer {
-                tx: Some(tx),
-                thread: Some(thread),
-            },
+            writer,
             segments: opened.segments,
             me: me.clone(),
             shared,
@@ -192,21 +173,8 @@ impl EmbeddedBus {
         op: impl FnOnce(oneshot::Sender<Result<(), BusError>>) -> Op,
     ) -> Result<(), BusError> {
         let stopped = || BusError::Unavailable("the bus writer has stopped".into());
-        let Some(tx) = self.writer.tx.as_ref() else {
-            return Err(stopped());
-        };
         let (reply, rx) = oneshot::channel();
-        let mut op = op(reply);
-        loop {
-            match tx.try_send(op) {
-                Ok(()) => break,
-                Err(TrySendError::Full(back)) => {
-                    op = back;
-                    tokio::time::sleep(Duration::from_millis(1)).await;
-                }
-                Err(TrySendError::Disconnected(_)) => return Err(stopped()),
-            }
-        }
+        self.writer.send(op(reply)).await.map_err(|_| stopped())?;
         rx.await.map_err(|_| stopped())?
     }
 
@@ -490,11 +458,6 @@ impl Bus for EmbeddedBus {
     async fn ready(&self) -> bool {
         let since = self.shared.busy_since.load(Ordering::Acquire);
         let stalled = since != 0 && now_ms().saturating_sub(since) > STALL_AFTER.as_millis() as u64;
-        let running = self
-            .writer
-            .thread
-            .as_ref()
-            .is_some_and(|t| !t.is_finished());
-        running && !stalled && !self.shared.broken.load(Ordering::Acquire)
+        self.writer.running() && !stalled && !self.shared.broken.load(Ordering::Acquire)
     }
 }

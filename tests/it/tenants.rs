@@ -231,12 +231,10 @@ async fn an_unreachable_store_gets_webhooks_503_and_the_engine_recovers_on_its_o
     engine.shutdown().await;
 }
 
-/// Two tenants on different stores: one tenant's store becomes unreachable.
-/// Only that tenant's webhooks get 503 (Meta retries them); the other
-/// tenant's are answered as usual, `/readyz` stays 200 and names the store
-/// that is down; once it is back, the held messages are answered once.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn one_tenants_store_down_turns_away_that_tenant_only() {
+/// Tenant `globex` on the ScyllaDB store (kassandra) reached through a
+/// link the test can cut, with `integrations`: the link and the config
+/// sections to add.
+async fn globex_on_a_cuttable_store(integrations: &str) -> (Link, String) {
     let store = scylla_config(vec![kassandra().to_string()], true);
     switchboard::store::scylla::apply_statements(&store, &schema_for_kassandra(&store))
         .await
@@ -255,7 +253,22 @@ apply_schema = false
 [[tenants]]
 id = "globex"
 store = "scylla"
+{integrations}"#,
+        node = link.addr,
+        ks = store.keyspace,
+        rep = store.replication,
+    );
+    (link, tail)
+}
 
+/// Two tenants on different stores: one tenant's store becomes unreachable.
+/// Only that tenant's webhooks get 503 (Meta retries them); the other
+/// tenant's are answered as usual, `/readyz` stays 200 and names the store
+/// that is down; once it is back, the held messages are answered once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_tenants_store_down_turns_away_that_tenant_only() {
+    let (link, tail) = globex_on_a_cuttable_store(&format!(
+        r#"
 [[integrations]]
 id = "globex-fb"
 tenant = "globex"
@@ -264,11 +277,9 @@ app = "main"
 account_id = "{GLOBEX_PAGE}"
 access_token = "{TOKEN}"
 assistant = "support"
-"#,
-        node = link.addr,
-        ks = store.keyspace,
-        rep = store.replication,
-    );
+"#
+    ))
+    .await;
     let desk = Desk::start_with(0, "", &tail).await;
     let url = format!("http://{}/webhooks/meta/main", desk.engine.addr);
     let readyz = format!("http://{}/readyz", desk.engine.addr);
@@ -373,25 +384,8 @@ fn migrate_says_what_it_did() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn web_chat_messages_wait_while_their_tenants_store_is_down() {
     use crate::web::{hello, next, open_to, say, ORIGIN};
-    let store = scylla_config(vec![kassandra().to_string()], true);
-    switchboard::store::scylla::apply_statements(&store, &schema_for_kassandra(&store))
-        .await
-        .expect("schema on kassandra");
-    let link = Link::to(kassandra()).await;
-    let tail = format!(
+    let (link, tail) = globex_on_a_cuttable_store(&format!(
         r#"
-[store.scylla]
-nodes = ["{node}"]
-keyspace = "{ks}"
-replication = "{rep}"
-request_timeout_ms = 1000
-await_schema_agreement = false
-apply_schema = false
-
-[[tenants]]
-id = "globex"
-store = "scylla"
-
 [[integrations]]
 id = "globex-web"
 tenant = "globex"
@@ -399,11 +393,9 @@ channel = "web"
 assistant = "support"
 allowed_origins = ["{ORIGIN}"]
 identity_secret = "web-identity-secret-of-32-characters"
-"#,
-        node = link.addr,
-        ks = store.keyspace,
-        rep = store.replication,
-    );
+"#
+    ))
+    .await;
     let desk = Desk::start_with(0, "", &tail).await;
     let mut ws = open_to(&desk, "globex-web", ORIGIN).await.unwrap();
     hello(&mut ws, None, 0).await;
