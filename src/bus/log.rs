@@ -8,13 +8,13 @@
 //! The consumer's resume offset lives in `committed` (with a check word,
 //! so a torn write reads as "unknown" and the log is replayed from its
 //! start: harmless, as replays are). Segments wholly below it are deleted.
-//! At open, bytes at the end that are not a whole record (a write a crash
-//! cut short: never acknowledged, as its group's sync did not return) are
-//! cut off. Whole records of such a group may survive (the disk wrote them
-//! before the crash): they are delivered as replays, and the platform's
-//! retry of the unacknowledged webhook is dropped by the duplicate window.
-//! Damage elsewhere (bytes that changed on disk) is skipped, logged, up to
-//! the next record that checks out; nothing past it is cut.
+//! At open, a last write that is not whole (a write a crash cut short:
+//! never acknowledged, as its sync did not return; the disk may have kept
+//! later parts of it without earlier ones) is cut off from its first
+//! surviving record, and bytes after the last write too, so no part of it
+//! is delivered ahead of the rest. Damage elsewhere (bytes that changed on
+//! disk) is skipped, logged, up to the next record that checks out;
+//! nothing past it is cut.
 
 mod scan;
 

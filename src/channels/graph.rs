@@ -57,6 +57,7 @@ impl GraphClient {
     ) -> Result<Value, SendError> {
         self.post_attempts(channel, path, token, body, self.policy.max_attempts, fence)
             .await
+            .map(|(answer, _)| answer)
     }
 
     /// One attempt only, for best-effort calls (typing indicators) that
@@ -70,6 +71,7 @@ impl GraphClient {
     ) -> Result<Value, SendError> {
         self.post_attempts(channel, path, token, body, 1, &Fence::none())
             .await
+            .map(|(answer, _)| answer)
     }
 
     /// POSTs a message `body` to `path` for `integration` and returns the
@@ -82,12 +84,13 @@ impl GraphClient {
         id_pointer: &str,
         fence: &Fence,
     ) -> Result<Sent, SendError> {
-        let answer = self
-            .post(
+        let (answer, at_ms) = self
+            .post_attempts(
                 integration.channel,
                 path,
                 &integration.access_token,
                 body,
+                self.policy.max_attempts,
                 fence,
             )
             .await?;
@@ -96,7 +99,7 @@ impl GraphClient {
             .and_then(Value::as_str)
             .unwrap_or_default()
             .to_string();
-        Ok(Sent { message_id })
+        Ok(Sent { message_id, at_ms })
     }
 
     /// One attempt at an indicator (`typing_on`, WhatsApp typing) on the
@@ -124,20 +127,21 @@ impl GraphClient {
         body: &Value,
         max_attempts: u32,
         fence: &Fence,
-    ) -> Result<Value, SendError> {
+    ) -> Result<(Value, u64), SendError> {
         let url = format!("{}/{}", self.base_url, path);
         let mut attempt = 1;
         loop {
             let Ok(owned) = fence.enter() else {
                 return Err(SendError::fenced());
             };
+            let started = crate::clock::now_ms();
             let answer = self.post_once(&url, token, body).await;
             // Not kept through the backoff: nothing is in flight then.
             drop(owned);
             match answer {
                 Ok(v) => {
                     telemetry::send_request(channel, SendOutcome::Ok);
-                    return Ok(v);
+                    return Ok((v, started));
                 }
                 Err(e) => {
                     telemetry::send_request(channel, e.kind);

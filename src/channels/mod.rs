@@ -46,6 +46,10 @@ pub struct Sent {
     /// body was cut or unreadable (the echo or status that returns the
     /// part id tells it then).
     pub message_id: String,
+    /// When the request the platform took went out (ms): the platform
+    /// stamps the message between this and its answer, so delivery and
+    /// read watermarks are compared with this, not with the answer's time.
+    pub at_ms: u64,
 }
 
 /// Outbound calls for every channel, over one shared Graph API client,
@@ -212,6 +216,7 @@ impl Outbound {
         // Apart from visitors' message ids (`web.{client_id}`).
         Sent {
             message_id: format!("web-out.{}", part.seq),
+            at_ms: crate::clock::now_ms(),
         }
     }
 

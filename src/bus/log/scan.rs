@@ -215,36 +215,42 @@ pub(super) fn scan_segment(
     let size = file.metadata()?.len();
     let mut scan = Scan::new(file.try_clone()?, path, 0, size, base)?;
     let mut counted = 0u64;
-    // After the last write read whole and undamaged (from its first record,
-    // index 0, to its last, each following the one before): where it ends,
-    // the damage met by then and `next` then. The write being read: whether
-    // it is whole so far, and the record before.
-    let mut whole_end = (0u64, scan.damage(), *next);
-    // (whole so far, offset, index, damage met at its first record)
-    let mut current: Option<(bool, u64, u32, u32)> = None;
+    let mut write: Option<LastWrite> = None;
+    // Where the record before ends (damage after it belongs to what follows).
+    let mut read_end = 0u64;
     while let Some(found) = scan.next_record()? {
         if counted.is_multiple_of(MARK_EVERY) {
             lock(&segments.marks).insert(found.offset, (base, found.start));
         }
         counted += 1;
         let damage = scan.damage();
-        current = Some(if found.index == 0 {
-            (true, found.offset, 0, damage)
-        } else {
-            let whole = current.is_some_and(|(whole, offset, index, at_start)| {
-                whole
-                    && offset + 1 == found.offset
-                    && index + 1 == found.index
-                    && damage == at_start
-            });
-            (whole, found.offset, found.index, damage)
-        });
-        *next = (*next).max(found.offset.saturating_add(1));
-        if found.end_of_group {
-            if current.is_some_and(|(whole, ..)| whole) {
-                whole_end = (scan.pos(), damage, *next);
+        let first = found.offset.saturating_sub(u64::from(found.index));
+        match write.as_mut().filter(|w| !w.ended && w.first == first) {
+            Some(w) => {
+                w.whole = w.whole
+                    && w.offset.checked_add(1) == Some(found.offset)
+                    && w.index.checked_add(1) == Some(found.index)
+                    && damage == w.damage;
+                (w.offset, w.index, w.damage) = (found.offset, found.index, damage);
             }
-            current = None;
+            None => {
+                write = Some(LastWrite {
+                    first,
+                    start: read_end,
+                    next_before: *next,
+                    whole: found.index == 0,
+                    offset: found.offset,
+                    index: found.index,
+                    damage,
+                    ended: false,
+                    end: 0,
+                });
+            }
+        }
+        *next = (*next).max(found.offset.saturating_add(1));
+        read_end = scan.pos();
+        if let Some(w) = write.as_mut().filter(|_| found.end_of_group) {
+            (w.ended, w.end) = (true, scan.pos());
         }
     }
     if !last {
@@ -253,18 +259,45 @@ pub(super) fn scan_segment(
         }
         return Ok(scan.pos());
     }
-    // Anything after the last whole write (part of a write, damage) is
-    // the write a crash cut short.
-    let (start, _, next_before) = whole_end;
-    if scan.pos() == start && scan.damage() == whole_end.1 {
-        return Ok(start);
-    }
-    tracing::warn!(segment = %path.display(), kept = start, dropped = size.saturating_sub(start), "Cutting an unfinished write off the bus log's end");
-    file.set_len(start)
+    // Cut: the last write when it is not whole (from the end of the record
+    // before it: an earlier write is kept, damaged or not), else whatever
+    // follows it.
+    let (cut, next_before) = match &write {
+        Some(w) if w.whole && w.ended => {
+            if scan.pos() == w.end && scan.damage() == w.damage {
+                return Ok(w.end);
+            }
+            (w.end, *next)
+        }
+        Some(w) => (w.start, w.next_before),
+        None if scan.damage() == 0 => return Ok(scan.pos()),
+        None => (0, *next),
+    };
+    tracing::warn!(segment = %path.display(), kept = cut, dropped = size.saturating_sub(cut), "Cutting an unfinished write off the bus log's end");
+    file.set_len(cut)
         .and_then(|()| file.sync_all())
         .map_err(|e| context("cannot repair", path, e))?;
     *next = next_before;
-    let mut marks = lock(&segments.marks);
-    marks.split_off(&next_before);
-    Ok(start)
+    lock(&segments.marks).retain(|_, &mut (b, p)| b != base || p < cut);
+    Ok(cut)
+}
+
+/// The last write met while scanning a segment at open.
+struct LastWrite {
+    /// The offset its first record has (or had).
+    first: u64,
+    /// Where the record before its first surviving one ends (the bytes
+    /// between are its lost part), and `next` before it.
+    start: u64,
+    next_before: u64,
+    /// Read from its first record on, each following the one before, with
+    /// no damage between.
+    whole: bool,
+    /// Its last record read so far, and the damage met by then.
+    offset: u64,
+    index: u32,
+    damage: u32,
+    /// Its end-marked last record was read, ending at `end`.
+    ended: bool,
+    end: u64,
 }

@@ -157,7 +157,10 @@ pub async fn send(
             .await
             .map_err(send_error)?
         {
-            return Ok(Sent { message_id: found });
+            return Ok(Sent {
+                message_id: found,
+                at_ms: crate::clock::now_ms(),
+            });
         }
     }
     let answering = match answering_mid {
@@ -171,13 +174,17 @@ pub async fn send(
     };
     let raw =
         build(&integration.account_id, to, &answering, text, part).map_err(SendError::refused)?;
+    let at_ms = crate::clock::now_ms();
     let id = match api.send(integration, &raw, Some(thread), fence).await {
         Ok(id) => id,
         // Gmail may have taken it before failing: confirmed, not repeated.
         Err(GmailError::Server(m)) => return Err(send_error(GmailError::Ambiguous(m))),
         Err(e) => return Err(send_error(e)),
     };
-    Ok(Sent { message_id: id })
+    Ok(Sent {
+        message_id: id,
+        at_ms,
+    })
 }
 
 /// A Gmail failure as the send loop knows failures.

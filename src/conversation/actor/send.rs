@@ -87,10 +87,6 @@ pub(super) async fn flush_outbox(state: &mut ConversationState) -> Result<(), Ac
                 continue;
             }
         };
-        // The platform stamps the message between this and its answer: a
-        // delivery or read watermark at that stamp must cover it, so the
-        // part counts as sent from here, not from the answer.
-        let started = now_ms();
         let result = ctx
             .outbound
             .send(
@@ -110,7 +106,9 @@ pub(super) async fn flush_outbox(state: &mut ConversationState) -> Result<(), Ac
             Ok(sent) => {
                 ctx.integrations.tokens.accepted(&conv.integration().id);
                 ctx.alerts.send_succeeded(&conv.integration().id);
-                conv.part_sent(sent.message_id.clone(), started);
+                // From when the request the platform took went out: a
+                // watermark at the platform's stamp covers it.
+                conv.part_sent(sent.message_id.clone(), sent.at_ms.min(now));
                 telemetry::reply(channel, ReplyOutcome::Sent);
                 if item.first_of_turn {
                     let elapsed = now

@@ -133,9 +133,10 @@ impl Conversation {
     }
 
     /// The platform named part `part_id` (an echo, a status): if it is in
-    /// the outbox it is settled as sent with the platform's id `mid`; if it
-    /// was sent without an id, it learns it.
-    pub fn confirm_part(&mut self, part_id: &str, mid: &str, now_ms: u64) -> Option<Confirmed> {
+    /// the outbox it is settled as sent with the platform's id `mid` (at
+    /// `sent_ms`: the platform's stamp, which watermarks are compared
+    /// with); if it was sent without an id, it learns it.
+    pub fn confirm_part(&mut self, part_id: &str, mid: &str, sent_ms: u64) -> Option<Confirmed> {
         if let Some(i) = self.record.outbox.iter().position(|p| p.part_id == part_id) {
             let unconfirmed = self.record.outbox[i].unconfirmed_until_ms.is_some();
             let command = self.record.outbox[i].command.clone();
@@ -143,7 +144,7 @@ impl Conversation {
             // parts of a reply were sent before a crash) is taken out of
             // its place.
             self.record.outbox[..=i].rotate_right(1);
-            self.part_sent(mid.to_string(), now_ms);
+            self.part_sent(mid.to_string(), sent_ms);
             if let Some(command) = command {
                 let message_id = mid.to_string();
                 self.command_outcome(&command, CommandOutcome::Sent { message_id });
@@ -159,7 +160,7 @@ impl Conversation {
             let (_, seq) = self.record.sent_parts.remove(i);
             if !mid.is_empty() {
                 self.track_sent_id(mid.to_string(), seq);
-                self.remember(mid.to_string(), now_ms);
+                self.remember(mid.to_string(), sent_ms);
             }
             return Some(Confirmed::AlreadySent);
         }
@@ -172,9 +173,10 @@ impl Conversation {
         &mut self,
         part_id: &str,
         mid: &str,
+        stamped_ms: u64,
         now_ms: u64,
     ) -> EventOutcome {
-        let outcome = match self.confirm_part(part_id, mid, now_ms) {
+        let outcome = match self.confirm_part(part_id, mid, stamped_ms.min(now_ms)) {
             Some(Confirmed::Settled { unconfirmed: true }) => EventOutcome::Confirmed,
             _ => EventOutcome::Ignored,
         };

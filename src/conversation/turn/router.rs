@@ -64,7 +64,7 @@ impl Conversation {
                 ..
             } => {
                 if let Some(part) = metadata.as_deref().filter(|m| confirm::is_part_id(m)) {
-                    return self.own_echo(part, mid, now_ms);
+                    return self.own_echo(part, mid, event.timestamp_ms, now_ms);
                 }
                 if self.dedup.contains(mid, now_ms) {
                     return EventOutcome::Ignored;
@@ -92,7 +92,7 @@ impl Conversation {
                         self.confirm_failed(p, reason, now_ms)
                             .then_some(confirm::Confirmed::Settled { unconfirmed: true })
                     } else {
-                        self.confirm_part(p, mid, now_ms)
+                        self.confirm_part(p, mid, event.timestamp_ms.min(now_ms))
                     }
                 });
                 let reported =
