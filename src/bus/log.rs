@@ -12,9 +12,10 @@
 //! never acknowledged, as its sync did not return; the disk may have kept
 //! later parts of it without earlier ones) is cut off from its first
 //! surviving record, and bytes after the last write too, so no part of it
-//! is delivered ahead of the rest. Damage elsewhere (bytes that changed on
-//! disk) is skipped, logged, up to the next record that checks out;
-//! nothing past it is cut.
+//! is delivered ahead of the rest (bit rot in an acknowledged last write
+//! looks the same: the cut bytes are kept aside as `*.cut`, with an error
+//! logged). Damage elsewhere (bytes that changed on disk) is skipped,
+//! logged, up to the next record that checks out; nothing past it is cut.
 
 mod scan;
 

@@ -273,7 +273,20 @@ pub(super) fn scan_segment(
         None if scan.damage() == 0 => return Ok(scan.pos()),
         None => (0, *next),
     };
-    tracing::warn!(segment = %path.display(), kept = cut, dropped = size.saturating_sub(cut), "Cutting an unfinished write off the bus log's end");
+    // A torn write and bit rot in the last write look alike on disk: the
+    // cut bytes are kept beside the segment, for recovery by hand.
+    let aside = path.with_extension("cut");
+    let mut cut_bytes = Vec::new();
+    let mut from = file.try_clone()?;
+    from.seek(SeekFrom::Start(cut))?;
+    from.read_to_end(&mut cut_bytes)?;
+    std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&aside)
+        .and_then(|mut f| std::io::Write::write_all(&mut f, &cut_bytes))
+        .map_err(|e| context("cannot keep the cut bytes in", &aside, e))?;
+    tracing::error!(segment = %path.display(), kept = cut, dropped = cut_bytes.len(), aside = %aside.display(), "Cut an unfinished or damaged last write off the bus log's end (its bytes are kept aside)");
     file.set_len(cut)
         .and_then(|()| file.sync_all())
         .map_err(|e| context("cannot repair", path, e))?;

@@ -171,6 +171,8 @@ fn a_write_a_crash_cut_short_is_cut_whole_at_open() {
     let mut log = open(dir.path()).unwrap();
     assert_eq!(log.appender.next(), 2, "the whole write is gone");
     assert_eq!(std::fs::metadata(&segment).unwrap().len(), 2 * one as u64);
+    let aside = std::fs::read(segment.with_extension("cut")).unwrap();
+    assert_eq!(aside, bytes[2 * one..], "the cut bytes are kept aside");
     append(&mut log.appender, &payloads(2..3));
     let offsets: Vec<u64> = log
         .segments

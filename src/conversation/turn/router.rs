@@ -64,7 +64,7 @@ impl Conversation {
                 ..
             } => {
                 if let Some(part) = metadata.as_deref().filter(|m| confirm::is_part_id(m)) {
-                    return self.own_echo(part, mid, event.timestamp_ms, now_ms);
+                    return self.own_echo(part, mid, stamped(event.timestamp_ms, now_ms), now_ms);
                 }
                 if self.dedup.contains(mid, now_ms) {
                     return EventOutcome::Ignored;
@@ -92,7 +92,7 @@ impl Conversation {
                         self.confirm_failed(p, reason, now_ms)
                             .then_some(confirm::Confirmed::Settled { unconfirmed: true })
                     } else {
-                        self.confirm_part(p, mid, event.timestamp_ms.min(now_ms))
+                        self.confirm_part(p, mid, stamped(event.timestamp_ms, now_ms))
                     }
                 });
                 let reported =
@@ -137,5 +137,28 @@ impl Conversation {
             EventKind::Agent { command, action } => self.agent_command(command, action, now_ms),
             EventKind::Wake | EventKind::Mailbox { .. } => EventOutcome::Ignored,
         }
+    }
+}
+
+/// The platform's stamp of a confirmed part, as its sent time: trusted
+/// when recent, else (no stamp, a redelivery long after) the time now.
+fn stamped(stamp_ms: u64, now_ms: u64) -> u64 {
+    const WITHIN_MS: u64 = 10 * 60 * 1000;
+    if stamp_ms <= now_ms && now_ms - stamp_ms <= WITHIN_MS {
+        stamp_ms
+    } else {
+        now_ms
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn a_missing_or_old_stamp_is_not_taken_as_the_sent_time() {
+        let now = 1_800_000_000_000;
+        assert_eq!(super::stamped(now - 2_000, now), now - 2_000);
+        assert_eq!(super::stamped(0, now), now, "no stamp");
+        assert_eq!(super::stamped(now - 3_600_000, now), now, "an hour old");
+        assert_eq!(super::stamped(now + 5, now), now, "ahead of this clock");
     }
 }
