@@ -3,8 +3,6 @@
 //! concurrent writers share one fsync and durability does not cap
 //! throughput at the disk's fsync rate.
 
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::mpsc::Receiver;
 use std::sync::Arc;
 
 use redb::{Database, Durability, WriteTransaction};
@@ -67,10 +65,6 @@ impl<T: Send + 'static> GroupOp for Op<T> {
 #[derive(Clone)]
 pub struct GroupCommit {
     inner: Arc<Writer>,
-    /// When the write in progress started (ms since the epoch), 0 when the
-    /// writer is idle: a commit that takes far too long (a disk that hangs)
-    /// shows here.
-    busy_since: Arc<AtomicU64>,
 }
 
 /// A commit running longer than this makes the writer's database not ready.
@@ -88,21 +82,18 @@ impl GroupCommit {
     /// Starts the writer thread for `db`.
     pub fn start(db: Arc<Database>, name: &str) -> std::io::Result<Self> {
         let writer_db = db.clone();
-        let busy_since = Arc::new(AtomicU64::new(0));
-        let busy = busy_since.clone();
-        let thread = WriterThread::start(&format!("{name}-writer"), QUEUE, move |rx| {
-            writer_loop(&writer_db, rx, &busy)
-        })?;
+        let thread =
+            WriterThread::start(&format!("{name}-writer"), QUEUE, MAX_GROUP, move |batch| {
+                commit_batch(&writer_db, batch)
+            })?;
         Ok(Self {
             inner: Arc::new(Writer { thread, db }),
-            busy_since,
         })
     }
 
     /// Whether a commit has been running for longer than `bound`.
     pub fn stalled(&self, bound: std::time::Duration) -> bool {
-        let since = self.busy_since.load(Ordering::Acquire);
-        since != 0 && crate::clock::now_ms().saturating_sub(since) > bound.as_millis() as u64
+        self.inner.thread.stalled(bound)
     }
 
     pub fn db(&self) -> &Database {
@@ -132,25 +123,14 @@ impl GroupCommit {
     }
 }
 
-fn writer_loop(db: &Database, rx: Receiver<Box<dyn GroupOp>>, busy_since: &AtomicU64) {
-    let mut batch: Vec<Box<dyn GroupOp>> = Vec::with_capacity(256);
-    while let Ok(first) = rx.recv() {
-        busy_since.store(crate::clock::now_ms().max(1), Ordering::Release);
-        batch.push(first);
-        while batch.len() < MAX_GROUP {
-            match rx.try_recv() {
-                Ok(op) => batch.push(op),
-                Err(_) => break,
-            }
-        }
-        let result = commit_group(db, &mut batch).map_err(|e| {
-            tracing::error!(error = %e, writes = batch.len(), "Group commit failed");
-            GroupCommitError::Storage(e.to_string())
-        });
-        busy_since.store(0, Ordering::Release);
-        for op in batch.drain(..) {
-            op.complete(result.clone());
-        }
+/// On the writer thread: every write waiting, in one transaction.
+fn commit_batch(db: &Database, batch: &mut Vec<Box<dyn GroupOp>>) {
+    let result = commit_group(db, batch).map_err(|e| {
+        tracing::error!(error = %e, writes = batch.len(), "Group commit failed");
+        GroupCommitError::Storage(e.to_string())
+    });
+    for op in batch.drain(..) {
+        op.complete(result.clone());
     }
 }
 

@@ -9,30 +9,61 @@ pub fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
-/// A thread fed through a bounded queue (the embedded bus's and store's
-/// writers). Dropping it closes the queue, lets the thread finish what is
-/// in it and waits for it, so what the thread holds (an open file) is
-/// released once the owner is gone.
+/// A thread fed through a bounded queue that takes every op waiting at
+/// once (the embedded bus's and store's writers: one write and one sync
+/// for the whole batch). Dropping it closes the queue, lets the thread
+/// finish what is in it and waits for it, so what the thread holds (an
+/// open file) is released once the owner is gone.
 pub struct WriterThread<T> {
     tx: Option<std::sync::mpsc::SyncSender<T>>,
     thread: Option<std::thread::JoinHandle<()>>,
+    /// When the batch in hand was taken (ms since the epoch), 0 when idle:
+    /// a write that takes far too long (a disk that hangs) shows here.
+    busy_since: std::sync::Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl<T: Send + 'static> WriterThread<T> {
-    /// Starts thread `name` running `body` over a queue of `capacity`.
+    /// Starts thread `name` over a queue of `capacity`: `handle` gets each
+    /// batch (the ops waiting, at most `max_batch`) and takes them all.
     pub fn start(
         name: &str,
         capacity: usize,
-        body: impl FnOnce(std::sync::mpsc::Receiver<T>) + Send + 'static,
+        max_batch: usize,
+        mut handle: impl FnMut(&mut Vec<T>) + Send + 'static,
     ) -> std::io::Result<Self> {
+        use std::sync::atomic::Ordering;
         let (tx, rx) = std::sync::mpsc::sync_channel(capacity);
+        let busy_since = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let busy = busy_since.clone();
         let thread = std::thread::Builder::new()
             .name(name.to_string())
-            .spawn(move || body(rx))?;
+            .spawn(move || {
+                let mut batch = Vec::with_capacity(256);
+                while let Ok(first) = rx.recv() {
+                    busy.store(crate::clock::now_ms().max(1), Ordering::Release);
+                    batch.push(first);
+                    while batch.len() < max_batch {
+                        match rx.try_recv() {
+                            Ok(op) => batch.push(op),
+                            Err(_) => break,
+                        }
+                    }
+                    handle(&mut batch);
+                    batch.clear();
+                    busy.store(0, Ordering::Release);
+                }
+            })?;
         Ok(Self {
             tx: Some(tx),
             thread: Some(thread),
+            busy_since,
         })
+    }
+
+    /// Whether the batch in hand has taken longer than `bound`.
+    pub fn stalled(&self, bound: std::time::Duration) -> bool {
+        let since = self.busy_since.load(std::sync::atomic::Ordering::Acquire);
+        since != 0 && crate::clock::now_ms().saturating_sub(since) > bound.as_millis() as u64
     }
 
     /// Queues `op`, waiting while the queue is full; gives it back when

@@ -12,7 +12,6 @@
 use std::collections::VecDeque;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::mpsc::Receiver;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -63,8 +62,6 @@ struct Shared {
     appended: Mutex<VecDeque<(u64, u64)>>,
     /// Wakes the reader when records are waiting in the log.
     behind: Notify,
-    /// When the write in progress started (ms since the epoch), 0 when idle.
-    busy_since: AtomicU64,
     /// The log refuses appends (a failed write could not be undone).
     broken: AtomicBool,
 }
@@ -139,13 +136,12 @@ impl EmbeddedBus {
             progress: Mutex::new(PartitionProgress::new()),
             appended: Mutex::new(VecDeque::new()),
             behind: Notify::new(),
-            busy_since: AtomicU64::new(0),
             broken: AtomicBool::new(false),
         });
         let writer_shared = shared.clone();
-        let appender = opened.appender;
-        let writer = WriterThread::start("bus-writer", QUEUE, move |rx| {
-            writer_loop(appender, &rx, &writer_shared)
+        let mut appender = opened.appender;
+        let writer = WriterThread::start("bus-writer", QUEUE, MAX_GROUP, move |batch| {
+            write_batch(&mut appender, batch, &writer_shared)
         })
         .map_err(unavailable)?;
         let bus = Arc::new_cyclic(|me| Self {
@@ -221,71 +217,59 @@ fn read_chunk(
     Ok((out, next))
 }
 
-/// The writer thread: every op waiting is taken at once; the appends are
-/// written and synced together, then handed on in log order.
-fn writer_loop(mut appender: Appender, rx: &Receiver<Op>, shared: &Shared) {
-    let mut batch: Vec<Op> = Vec::with_capacity(256);
-    while let Ok(first) = rx.recv() {
-        shared.busy_since.store(now_ms().max(1), Ordering::Release);
-        batch.push(first);
-        while batch.len() < MAX_GROUP {
-            match rx.try_recv() {
-                Ok(op) => batch.push(op),
-                Err(_) => break,
-            }
-        }
-        let appended = {
-            let payloads: Vec<&[u8]> = batch
-                .iter()
-                .filter_map(|op| match op {
-                    Op::Append { encoded, .. } => Some(encoded.iter().map(Vec::as_slice)),
-                    Op::Commit { .. } => None,
-                })
-                .flatten()
-                .collect();
-            appender.append(&payloads).map_err(|e| {
-                tracing::error!(error = %e, "Cannot append to the bus log");
-                unavailable(e)
-            })
-        };
-        let commit = batch
+/// On the writer thread, every op waiting at once: the appends are written
+/// and synced together, then handed on in log order.
+fn write_batch(appender: &mut Appender, batch: &mut Vec<Op>, shared: &Shared) {
+    let appended = {
+        let payloads: Vec<&[u8]> = batch
             .iter()
             .filter_map(|op| match op {
-                Op::Commit {
-                    target, durable, ..
-                } => Some((*target, *durable)),
-                Op::Append { .. } => None,
+                Op::Append { encoded, .. } => Some(encoded.iter().map(Vec::as_slice)),
+                Op::Commit { .. } => None,
             })
-            .reduce(|a, b| (a.0.max(b.0), a.1 || b.1));
-        let committed = commit.map_or(Ok(()), |(target, durable)| {
-            appender.commit(target, durable).map_err(unavailable)
-        });
-        shared.busy_since.store(0, Ordering::Release);
-        shared
-            .broken
-            .store(appender.broken().is_some(), Ordering::Release);
-        shared.next.store(appender.next(), Ordering::Release);
-        let mut offset = appended.as_ref().map_or(0, |first| *first);
-        let mut records = Vec::new();
-        let mut replies = Vec::new();
-        for op in batch.drain(..) {
-            match op {
-                Op::Append { events, reply, .. } => {
-                    if appended.is_ok() {
-                        for event in events {
-                            records.push((offset, event));
-                            offset += 1;
-                        }
+            .flatten()
+            .collect();
+        appender.append(&payloads).map_err(|e| {
+            tracing::error!(error = %e, "Cannot append to the bus log");
+            unavailable(e)
+        })
+    };
+    let commit = batch
+        .iter()
+        .filter_map(|op| match op {
+            Op::Commit {
+                target, durable, ..
+            } => Some((*target, *durable)),
+            Op::Append { .. } => None,
+        })
+        .reduce(|a, b| (a.0.max(b.0), a.1 || b.1));
+    let committed = commit.map_or(Ok(()), |(target, durable)| {
+        appender.commit(target, durable).map_err(unavailable)
+    });
+    shared
+        .broken
+        .store(appender.broken().is_some(), Ordering::Release);
+    shared.next.store(appender.next(), Ordering::Release);
+    let mut offset = appended.as_ref().map_or(0, |first| *first);
+    let mut records = Vec::new();
+    let mut replies = Vec::new();
+    for op in batch.drain(..) {
+        match op {
+            Op::Append { events, reply, .. } => {
+                if appended.is_ok() {
+                    for event in events {
+                        records.push((offset, event));
+                        offset += 1;
                     }
-                    replies.push((reply, appended.clone().map(|_| ())));
                 }
-                Op::Commit { reply, .. } => replies.push((reply, committed.clone())),
+                replies.push((reply, appended.clone().map(|_| ())));
             }
+            Op::Commit { reply, .. } => replies.push((reply, committed.clone())),
         }
-        forward(shared, records);
-        for (reply, result) in replies {
-            let _ = reply.send(result);
-        }
+    }
+    forward(shared, records);
+    for (reply, result) in replies {
+        let _ = reply.send(result);
     }
 }
 
@@ -456,8 +440,8 @@ impl Bus for EmbeddedBus {
     }
 
     async fn ready(&self) -> bool {
-        let since = self.shared.busy_since.load(Ordering::Acquire);
-        let stalled = since != 0 && now_ms().saturating_sub(since) > STALL_AFTER.as_millis() as u64;
-        self.writer.running() && !stalled && !self.shared.broken.load(Ordering::Acquire)
+        self.writer.running()
+            && !self.writer.stalled(STALL_AFTER)
+            && !self.shared.broken.load(Ordering::Acquire)
     }
 }

@@ -26,6 +26,26 @@ fn segment_count(dir: &Path) -> usize {
         .count()
 }
 
+/// The offsets `read(from, to)` gives back.
+fn offsets(log: &Opened, from: u64, to: u64) -> Vec<u64> {
+    let got = log.segments.read(from, to, 10_000).unwrap();
+    got.iter().map(|r| r.0).collect()
+}
+
+/// The bytes one record of [`payloads`] takes.
+fn record_len() -> usize {
+    HEADER + payloads(0..1)[0].len()
+}
+
+/// Changes segment 0 on disk as `damage` says; the bytes it holds then.
+fn damage_segment(dir: &Path, damage: impl FnOnce(&mut Vec<u8>)) -> Vec<u8> {
+    let segment = segment_path(dir, 0);
+    let mut bytes = std::fs::read(&segment).unwrap();
+    damage(&mut bytes);
+    std::fs::write(&segment, &bytes).unwrap();
+    bytes
+}
+
 #[test]
 fn records_read_back_in_order_across_segments_and_after_reopening() {
     let dir = tempfile::tempdir().unwrap();
@@ -98,25 +118,17 @@ fn a_damaged_record_is_skipped_and_the_records_after_it_are_kept() {
         }
         log
     };
-    let segment = segment_path(dir.path(), 0);
-    let mut bytes = std::fs::read(&segment).unwrap();
-    let second = HEADER + payloads(0..1)[0].len() + HEADER + 3;
-    bytes[second] ^= 0xff;
-    std::fs::write(&segment, bytes).unwrap();
-    let offsets = |log: &Opened| -> Vec<u64> {
-        log.segments
-            .read(0, 10, 100)
-            .unwrap()
-            .into_iter()
-            .map(|r| r.0)
-            .collect()
-    };
-    assert_eq!(offsets(&log), [0, 2], "only the damaged record is skipped");
+    damage_segment(dir.path(), |bytes| bytes[record_len() + HEADER + 3] ^= 0xff);
+    assert_eq!(
+        offsets(&log, 0, 10),
+        [0, 2],
+        "only the damaged record is skipped"
+    );
     drop(log);
     let mut log = open(dir.path()).unwrap();
     assert_eq!(log.appender.next(), 3, "nothing after the damage was cut");
     append(&mut log.appender, &payloads(3..4));
-    assert_eq!(offsets(&log), [0, 2, 3]);
+    assert_eq!(offsets(&log, 0, 10), [0, 2, 3]);
 }
 
 /// Bytes past what the writer synced (a write in progress) are not read,
@@ -161,27 +173,16 @@ fn a_write_a_crash_cut_short_is_cut_whole_at_open() {
         append(&mut log.appender, &payloads(2..5));
     }
     // The disk kept the write's last two records but not its first.
+    let one = record_len();
+    let bytes = damage_segment(dir.path(), |bytes| bytes[2 * one..3 * one].fill(0));
     let segment = segment_path(dir.path(), 0);
-    let mut bytes = std::fs::read(&segment).unwrap();
-    let one = HEADER + payloads(0..1)[0].len();
-    for b in &mut bytes[2 * one..3 * one] {
-        *b = 0;
-    }
-    std::fs::write(&segment, &bytes).unwrap();
     let mut log = open(dir.path()).unwrap();
     assert_eq!(log.appender.next(), 2, "the whole write is gone");
     assert_eq!(std::fs::metadata(&segment).unwrap().len(), 2 * one as u64);
     let aside = std::fs::read(segment.with_extension("cut")).unwrap();
     assert_eq!(aside, bytes[2 * one..], "the cut bytes are kept aside");
     append(&mut log.appender, &payloads(2..3));
-    let offsets: Vec<u64> = log
-        .segments
-        .read(0, 10, 100)
-        .unwrap()
-        .iter()
-        .map(|r| r.0)
-        .collect();
-    assert_eq!(offsets, [0, 1, 2]);
+    assert_eq!(offsets(&log, 0, 10), [0, 1, 2]);
     drop(log);
 
     // Whole records of a write whose last never reached the disk.
@@ -228,10 +229,8 @@ fn committing_deletes_only_segments_wholly_below_the_resume_offset() {
     log.appender.commit(21, true).unwrap();
     let after = segment_count(dir.path());
     assert!(after < before, "consumed segments deleted");
-    let got = log.segments.read(21, 40, 100).unwrap();
-    let offsets: Vec<u64> = got.iter().map(|r| r.0).collect();
     assert_eq!(
-        offsets,
+        offsets(&log, 21, 40),
         (21..40).collect::<Vec<_>>(),
         "nothing at or past 21 lost"
     );
@@ -286,22 +285,13 @@ fn records_appended_after_a_cut_are_read() {
         append(&mut log.appender, &payloads(0..100));
         log.appender.commit(100, true).unwrap();
     }
-    let segment = segment_path(dir.path(), 0);
-    let mut bytes = std::fs::read(&segment).unwrap();
-    let one = HEADER + payloads(0..1)[0].len();
-    bytes[70 * one + HEADER + 1] ^= 0xff;
-    std::fs::write(&segment, &bytes).unwrap();
+    damage_segment(dir.path(), |bytes| {
+        bytes[70 * record_len() + HEADER + 1] ^= 0xff;
+    });
     let mut log = open(dir.path()).unwrap();
     assert_eq!(log.appender.next(), 100);
     append(&mut log.appender, &payloads(100..103));
-    let offsets: Vec<u64> = log
-        .segments
-        .read(100, 200, 100)
-        .unwrap()
-        .iter()
-        .map(|r| r.0)
-        .collect();
-    assert_eq!(offsets, [100, 101, 102]);
+    assert_eq!(offsets(&log, 100, 200), [100, 101, 102]);
 }
 
 /// A crash cut the last write short and garbled the end of the write
@@ -316,22 +306,12 @@ fn only_the_last_write_is_cut_when_the_one_before_is_damaged() {
         append(&mut log.appender, &payloads(2..4));
         append(&mut log.appender, &payloads(4..7));
     }
-    let segment = segment_path(dir.path(), 0);
-    let mut bytes = std::fs::read(&segment).unwrap();
-    let one = HEADER + payloads(0..1)[0].len();
-    bytes[3 * one + HEADER + 1] ^= 0xff;
-    for b in &mut bytes[4 * one..5 * one] {
-        *b = 0;
-    }
-    std::fs::write(&segment, &bytes).unwrap();
+    let one = record_len();
+    damage_segment(dir.path(), |bytes| {
+        bytes[3 * one + HEADER + 1] ^= 0xff;
+        bytes[4 * one..5 * one].fill(0);
+    });
     let log = open(dir.path()).unwrap();
     assert_eq!(log.appender.next(), 3);
-    let offsets: Vec<u64> = log
-        .segments
-        .read(0, 10, 100)
-        .unwrap()
-        .iter()
-        .map(|r| r.0)
-        .collect();
-    assert_eq!(offsets, [0, 1, 2]);
+    assert_eq!(offsets(&log, 0, 10), [0, 1, 2]);
 }
