@@ -21,7 +21,6 @@ pub mod console;
 pub mod conversation;
 pub mod event;
 pub mod fence;
-pub mod group_commit;
 pub mod ingest;
 pub mod integrations;
 pub mod knowledge;

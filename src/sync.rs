@@ -22,6 +22,10 @@ pub struct WriterThread<T> {
     busy_since: std::sync::Arc<std::sync::atomic::AtomicU64>,
 }
 
+/// A write running longer than this makes its writer's bus or store not
+/// ready (a disk that hangs).
+pub const STALL_AFTER: std::time::Duration = std::time::Duration::from_secs(5);
+
 impl<T: Send + 'static> WriterThread<T> {
     /// Starts thread `name` over a queue of `capacity`: `handle` gets each
     /// batch (the ops waiting, at most `max_batch`) and takes them all.

@@ -24,7 +24,7 @@ use super::{Backlog, Bus, BusError, Delivery, Position, BEHIND_AFTER_MS, DELIVER
 use crate::clock::now_ms;
 use crate::event::InboundEvent;
 use crate::fence::Fence;
-use crate::group_commit::STALL_AFTER;
+use crate::sync::STALL_AFTER;
 use crate::sync::{lock, WriterThread};
 
 const PARTITION: u32 = 0;

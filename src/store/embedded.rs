@@ -1,6 +1,8 @@
-//! The embedded store: one redb file under `store.path`, no server. Writes
-//! go through [`GroupCommit`], so concurrent turns share a transaction and
-//! an fsync; reads use redb's snapshot transactions directly.
+//! The embedded store: a fjall database (an LSM tree per table, one
+//! journal) in `store/` under `store.path`, no server. Writes go through
+//! [`GroupCommit`], so concurrent turns share a transaction and an fsync;
+//! reads use snapshots. A `store.redb` of an earlier release is moved in
+//! at open ([`migrate`]).
 
 use std::ops::Bound;
 use std::path::Path;
@@ -8,46 +10,38 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
+use fjall::{Guard, Readable, SingleWriterTxDatabase, Slice};
 
 use super::{
     ConversationFilter, ConversationRecord, DailyCount, DeadLetter, DocumentRecord, MessageRecord,
     QuarantineRecord, RecordKind, Rehydrated, RetentionStep, Store, StoreError, TenantKeyRecord,
     TurnWrite,
 };
-use crate::group_commit::{self, GroupCommit};
-
-const CONVERSATIONS: TableDefinition<&str, &[u8]> = TableDefinition::new("conversations");
-const MESSAGES: TableDefinition<(&str, u64), &[u8]> = TableDefinition::new("messages");
-/// Remembered message ids as earlier versions kept them: (conversation,
-/// mid) -> expiry ms. Read and swept until the last one expires; never
-/// written.
-const DEDUP: TableDefinition<(&str, &str), u64> = TableDefinition::new("dedup");
-/// Remembered message ids: (conversation, expiry ms, mid). In expiry order
-/// within a conversation, so rehydration reads only the live ones and the
-/// retention sweep only the ones it forgets.
-const REMEMBERED: TableDefinition<(&str, u64, &str), ()> = TableDefinition::new("remembered_ids");
-const TIMERS: TableDefinition<&str, u64> = TableDefinition::new("timers");
-const DEAD_LETTERS: TableDefinition<u64, &[u8]> = TableDefinition::new("dead_letters");
-/// Conversations a person has: id -> auto-resume ms (0: none).
-const TAKEOVERS: TableDefinition<&str, u64> = TableDefinition::new("takeovers");
-/// Quarantined conversations: id -> record (JSON).
-const QUARANTINE: TableDefinition<&str, &[u8]> = TableDefinition::new("quarantine");
-/// Daily rollups: (integration, day) -> inbound, outbound, delivered, read.
-const ANALYTICS: TableDefinition<(&str, u32), [u64; 4]> = TableDefinition::new("analytics");
 
 pub mod compact;
 mod documents;
+mod group_commit;
+mod keys;
+mod migrate;
 mod records;
 mod retention;
 mod scan;
+mod tables;
 mod turn;
 
+use group_commit::GroupCommit;
+pub use group_commit::GroupCommitError;
+use keys::{Key, Parts};
 use scan::{prefixes, rows_of};
-
+use tables::Tables;
 use turn::apply_turn;
 
+/// The folder of the store's database under `store.path`.
+pub const FOLDER: &str = "store";
+
 pub struct EmbeddedStore {
+    db: SingleWriterTxDatabase,
+    t: Arc<Tables>,
     writer: GroupCommit,
     /// Turns are fsynced with their group commit (`true`), or later by
     /// [`Store::sync`].
@@ -62,41 +56,37 @@ fn corrupt(e: serde_json::Error) -> StoreError {
     StoreError::Corrupt(e.to_string())
 }
 
-fn storage(e: impl Into<redb::Error>) -> StoreError {
-    StoreError::from(e.into())
+/// A key a table holds that does not read as its layout.
+fn bad_key(table: &str) -> StoreError {
+    StoreError::Corrupt(format!("a key of table {table} cannot be read"))
+}
+
+/// One row of an iteration.
+fn row(g: Guard) -> Result<(Slice, Slice), StoreError> {
+    Ok(g.into_inner()?)
 }
 
 impl EmbeddedStore {
-    /// Opens (or creates) `store.redb` in `dir`, with a page cache of
-    /// `cache_bytes` (reads, and the write buffer of the group commits).
+    /// Opens (or creates) the store in `dir` (its database in `store/`),
+    /// with a block cache of `cache_bytes`; a `store.redb` an earlier
+    /// release left there is moved in first.
     pub fn open(dir: &Path, cache_bytes: usize) -> Result<Self, StoreError> {
         std::fs::create_dir_all(dir).map_err(|e| {
             StoreError::Unavailable(format!("cannot create {}: {e}", dir.display()))
         })?;
-        let db = redb::Builder::new()
-            .set_cache_size(cache_bytes)
-            .create(dir.join("store.redb"))
-            .map_err(storage)?;
-        // Create the tables so reads never meet a missing one.
-        let txn = db.begin_write().map_err(storage)?;
-        {
-            txn.open_table(CONVERSATIONS).map_err(storage)?;
-            txn.open_table(MESSAGES).map_err(storage)?;
-            txn.open_table(DEDUP).map_err(storage)?;
-            txn.open_table(REMEMBERED).map_err(storage)?;
-            txn.open_table(TIMERS).map_err(storage)?;
-            txn.open_table(DEAD_LETTERS).map_err(storage)?;
-            txn.open_table(TAKEOVERS).map_err(storage)?;
-            txn.open_table(documents::DOCUMENTS).map_err(storage)?;
-            txn.open_table(documents::REVISION).map_err(storage)?;
-            txn.open_table(documents::TENANT_KEYS).map_err(storage)?;
-            txn.open_table(ANALYTICS).map_err(storage)?;
-            txn.open_table(QUARANTINE).map_err(storage)?;
-        }
-        txn.commit().map_err(storage)?;
-        let writer = GroupCommit::start(Arc::new(db), "store")
+        let db = tables::open_db(&dir.join(FOLDER), cache_bytes as u64).map_err(|e| {
+            StoreError::Unavailable(format!(
+                "cannot open the store in {} (is another engine using it?): {e}",
+                dir.join(FOLDER).display()
+            ))
+        })?;
+        let t = Arc::new(Tables::open(&db)?);
+        migrate::from_redb(dir, &db, &t)?;
+        let writer = GroupCommit::start(db.clone(), t.clone())
             .map_err(|e| StoreError::Unavailable(e.to_string()))?;
         Ok(Self {
+            db,
+            t,
             writer,
             sync_each: true,
             written: AtomicU64::new(0),
@@ -104,17 +94,14 @@ impl EmbeddedStore {
         })
     }
 
-    /// Turns are committed without an fsync and reach the disk with the
-    /// next [`Store::sync`] (`store.durability = "interval"`); a crash loses
-    /// the turns since the last one (never a torn write: redb recovers to
-    /// the last synced commit).
+    /// Turns are committed without an fsync (handed to the operating
+    /// system, so an engine crash keeps them) and reach the disk with the
+    /// next [`Store::sync`] (`store.durability = "interval"`); a power loss
+    /// loses the turns since the last one (never a torn write: the journal
+    /// is read back to its last whole commit).
     pub fn sync_later(mut self) -> Self {
         self.sync_each = false;
         self
-    }
-
-    fn db(&self) -> &Database {
-        self.writer.db()
     }
 }
 
@@ -125,39 +112,24 @@ impl Store for EmbeddedStore {
         id: &str,
         now_ms: u64,
     ) -> Result<Option<Rehydrated>, StoreError> {
-        let txn = self.db().begin_read().map_err(storage)?;
-        let conversations = txn.open_table(CONVERSATIONS).map_err(storage)?;
-        let Some(bytes) = conversations.get(id).map_err(storage)? else {
+        let snap = self.db.read_tx();
+        let Some(bytes) = snap.get(&self.t.conversations, keys::of(id))? else {
             return Ok(None);
         };
-        let state = serde_json::from_slice(bytes.value()).map_err(corrupt)?;
-        // An id remembered more than once (in either layout) keeps its
-        // latest expiry.
+        let state = serde_json::from_slice(&bytes).map_err(corrupt)?;
+        // An id remembered more than once keeps its latest expiry.
         let mut dedup = std::collections::BTreeMap::<String, u64>::new();
-        let mut remember = |mid: &str, expires: u64| {
-            let e = dedup.entry(mid.to_string()).or_default();
+        let live = Key::new().str(id).u64(now_ms.saturating_add(1)).done();
+        let end = keys::past(&keys::of(id));
+        for g in snap.range(&self.t.remembered, live..end) {
+            let (key, _) = row(g)?;
+            let mut parts = Parts::new(&key);
+            let (Some(_), Some(expires), Some(mid)) = (parts.str(), parts.u64(), parts.str())
+            else {
+                return Err(bad_key("remembered_ids"));
+            };
+            let e = dedup.entry(mid).or_default();
             *e = (*e).max(expires);
-        };
-        let remembered = txn.open_table(REMEMBERED).map_err(storage)?;
-        let live = (id, now_ms.saturating_add(1), "")..;
-        for row in remembered.range(live).map_err(storage)? {
-            let (key, _) = row.map_err(storage)?;
-            let (conv, expires, mid) = key.value();
-            if conv != id {
-                break;
-            }
-            remember(mid, expires);
-        }
-        let dedup_table = txn.open_table(DEDUP).map_err(storage)?;
-        for row in dedup_table.range((id, "")..).map_err(storage)? {
-            let (k, v) = row.map_err(storage)?;
-            let (conv, mid) = k.value();
-            if conv != id {
-                break;
-            }
-            if v.value() > now_ms {
-                remember(mid, v.value());
-            }
         }
         let dedup = dedup.into_iter().collect();
         Ok(Some(Rehydrated { state, dedup }))
@@ -167,7 +139,7 @@ impl Store for EmbeddedStore {
         let state = serde_json::to_vec(&write.state).map_err(corrupt)?;
         let durable = self.sync_each || write.sync;
         self.writer
-            .write(durable, move |txn| apply_turn(txn, &write, &state))
+            .write(durable, move |tx| apply_turn(tx, &write, state))
             .await?;
         if !durable {
             self.written.fetch_add(1, Ordering::AcqRel);
@@ -191,31 +163,23 @@ impl Store for EmbeddedStore {
     }
 
     async fn messages(&self, id: &str, limit: usize) -> Result<Vec<MessageRecord>, StoreError> {
-        let txn = self.db().begin_read().map_err(storage)?;
-        let table = txn.open_table(MESSAGES).map_err(storage)?;
+        let snap = self.db.read_tx();
         let mut out = Vec::new();
-        for row in table
-            .range((id, 0)..=(id, u64::MAX))
-            .map_err(storage)?
-            .rev()
-        {
+        for g in snap.prefix(&self.t.messages, keys::of(id)).rev() {
             if out.len() >= limit {
                 break;
             }
-            let (_, v) = row.map_err(storage)?;
-            out.push(serde_json::from_slice(v.value()).map_err(corrupt)?);
+            let (_, v) = row(g)?;
+            out.push(serde_json::from_slice(&v).map_err(corrupt)?);
         }
         out.reverse();
         Ok(out)
     }
 
     async fn conversation(&self, id: &str) -> Result<Option<ConversationRecord>, StoreError> {
-        let txn = self.db().begin_read().map_err(storage)?;
-        let table = txn.open_table(CONVERSATIONS).map_err(storage)?;
-        match table.get(id).map_err(storage)? {
-            Some(bytes) => Ok(Some(
-                serde_json::from_slice(bytes.value()).map_err(corrupt)?,
-            )),
+        let snap = self.db.read_tx();
+        match snap.get(&self.t.conversations, keys::of(id))? {
+            Some(bytes) => Ok(Some(serde_json::from_slice(&bytes).map_err(corrupt)?)),
             None => Ok(None),
         }
     }
@@ -226,24 +190,22 @@ impl Store for EmbeddedStore {
         after: Option<&str>,
         limit: usize,
     ) -> Result<Vec<ConversationRecord>, StoreError> {
-        let txn = self.db().begin_read().map_err(storage)?;
-        let table = txn.open_table(CONVERSATIONS).map_err(storage)?;
+        let snap = self.db.read_tx();
         let mut out = Vec::new();
         for prefix in prefixes(filter.integrations.as_deref()) {
+            let first = Key::new().str_start(&prefix).done();
             let start = match after {
-                Some(a) if a >= prefix.as_str() => Bound::Excluded(a),
-                _ => Bound::Included(prefix.as_str()),
+                Some(a) if a >= prefix.as_str() => Bound::Excluded(keys::of(a)),
+                _ => Bound::Included(first.clone()),
             };
-            for row in table
-                .range::<&str>((start, Bound::Unbounded))
-                .map_err(storage)?
-            {
-                let (k, v) = row.map_err(storage)?;
-                if !k.value().starts_with(prefix.as_str()) {
-                    break;
-                }
-                let record: ConversationRecord =
-                    serde_json::from_slice(v.value()).map_err(corrupt)?;
+            let end = if prefix.is_empty() {
+                Bound::Unbounded
+            } else {
+                Bound::Excluded(keys::past(&first))
+            };
+            for g in snap.range(&self.t.conversations, (start, end)) {
+                let (_, v) = row(g)?;
+                let record: ConversationRecord = serde_json::from_slice(&v).map_err(corrupt)?;
                 if filter.matches(&record) {
                     out.push(record);
                     if out.len() >= limit {
@@ -260,11 +222,10 @@ impl Store for EmbeddedStore {
         integrations: &[String],
         active_since_ms: u64,
     ) -> Result<(u64, u64), StoreError> {
-        let txn = self.db().begin_read().map_err(storage)?;
-        let table = txn.open_table(CONVERSATIONS).map_err(storage)?;
+        let snap = self.db.read_tx();
         let (mut total, mut active) = (0, 0);
-        rows_of(&table, integrations, |_, v| {
-            let record: ConversationRecord = serde_json::from_slice(v.value()).map_err(corrupt)?;
+        rows_of(&snap, &self.t.conversations, integrations, |_, v| {
+            let record: ConversationRecord = serde_json::from_slice(v).map_err(corrupt)?;
             total += 1;
             if record.last_activity_ms >= active_since_ms {
                 active += 1;
@@ -278,12 +239,11 @@ impl Store for EmbeddedStore {
         &self,
         integrations: &[String],
     ) -> Result<Vec<(String, Option<u64>)>, StoreError> {
-        let txn = self.db().begin_read().map_err(storage)?;
-        let table = txn.open_table(TAKEOVERS).map_err(storage)?;
+        let snap = self.db.read_tx();
         let mut out = Vec::new();
-        rows_of(&table, integrations, |id, v| {
-            let resume = Some(v.value()).filter(|&t| t > 0);
-            out.push((id.to_string(), resume));
+        rows_of(&snap, &self.t.takeovers, integrations, |id, v| {
+            let resume = keys::value_u64(v).ok_or_else(|| bad_key("takeovers"))?;
+            out.push((id, Some(resume).filter(|&t| t > 0)));
             Ok(())
         })?;
         Ok(out)
@@ -294,18 +254,19 @@ impl Store for EmbeddedStore {
         integrations: &[String],
         from_day: u32,
     ) -> Result<Vec<(String, DailyCount)>, StoreError> {
-        let txn = self.db().begin_read().map_err(storage)?;
-        let table = txn.open_table(ANALYTICS).map_err(storage)?;
+        let snap = self.db.read_tx();
         let mut out = Vec::new();
         for integration in integrations {
-            let id = integration.as_str();
-            for row in table
-                .range((id, from_day)..=(id, u32::MAX))
-                .map_err(storage)?
-            {
-                let (k, v) = row.map_err(storage)?;
-                let [inbound, outbound, delivered, read] = v.value();
-                let day = k.value().1;
+            let from = Key::new().str(integration).u32(from_day).done();
+            let end = keys::past(&keys::of(integration));
+            for g in snap.range(&self.t.analytics, from..end) {
+                let (k, v) = row(g)?;
+                let mut parts = Parts::new(&k);
+                let (Some(_), Some(day)) = (parts.str(), parts.u32()) else {
+                    return Err(bad_key("analytics"));
+                };
+                let [inbound, outbound, delivered, read] =
+                    tables::sums_of(&v).ok_or_else(|| bad_key("analytics"))?;
                 out.push((
                     integration.clone(),
                     DailyCount {
@@ -322,12 +283,12 @@ impl Store for EmbeddedStore {
     }
 
     async fn timers(&self) -> Result<Vec<(String, u64)>, StoreError> {
-        let txn = self.db().begin_read().map_err(storage)?;
-        let table = txn.open_table(TIMERS).map_err(storage)?;
+        let snap = self.db.read_tx();
         let mut out = Vec::new();
-        for row in table.iter().map_err(storage)? {
-            let (k, v) = row.map_err(storage)?;
-            out.push((k.value().to_string(), v.value()));
+        for g in snap.iter(&self.t.timers) {
+            let (k, v) = row(g)?;
+            let id = Parts::new(&k).str().ok_or_else(|| bad_key("timers"))?;
+            out.push((id, keys::value_u64(&v).ok_or_else(|| bad_key("timers"))?));
         }
         Ok(out)
     }
@@ -335,10 +296,15 @@ impl Store for EmbeddedStore {
     async fn dead_letter(&self, letter: DeadLetter) -> Result<(), StoreError> {
         let bytes = serde_json::to_vec(&letter).map_err(corrupt)?;
         self.writer
-            .write(true, move |txn| {
-                let mut table = txn.open_table(DEAD_LETTERS)?;
-                let next = table.last()?.map(|(k, _)| k.value() + 1).unwrap_or(1);
-                table.insert(next, bytes.as_slice())?;
+            .write(true, move |tx| {
+                let t = tx.t;
+                let last = match tx.tx.last_key_value(&t.dead_letters) {
+                    Some(g) => keys::value_u64(&g.key()?),
+                    None => None,
+                };
+                let next = last.map_or(1, |n| n + 1);
+                tx.tx
+                    .insert(&t.dead_letters, next.to_be_bytes().to_vec(), bytes);
                 Ok(())
             })
             .await?;
@@ -346,12 +312,11 @@ impl Store for EmbeddedStore {
     }
 
     async fn dead_letters(&self) -> Result<Vec<DeadLetter>, StoreError> {
-        let txn = self.db().begin_read().map_err(storage)?;
-        let table = txn.open_table(DEAD_LETTERS).map_err(storage)?;
+        let snap = self.db.read_tx();
         let mut out = Vec::new();
-        for row in table.iter().map_err(storage)? {
-            let (_, v) = row.map_err(storage)?;
-            out.push(serde_json::from_slice::<DeadLetter>(v.value()).map_err(corrupt)?);
+        for g in snap.iter(&self.t.dead_letters) {
+            let (_, v) = row(g)?;
+            out.push(serde_json::from_slice::<DeadLetter>(&v).map_err(corrupt)?);
         }
         out.sort_by_key(|d| d.at_ms);
         Ok(out)
@@ -360,9 +325,9 @@ impl Store for EmbeddedStore {
     async fn put_quarantine(&self, record: QuarantineRecord) -> Result<(), StoreError> {
         let bytes = serde_json::to_vec(&record).map_err(corrupt)?;
         self.writer
-            .write(true, move |txn| {
-                txn.open_table(QUARANTINE)?
-                    .insert(record.conversation.as_str(), bytes.as_slice())?;
+            .write(true, move |tx| {
+                tx.tx
+                    .insert(&tx.t.quarantine, keys::of(&record.conversation), bytes);
                 Ok(())
             })
             .await?;
@@ -370,30 +335,28 @@ impl Store for EmbeddedStore {
     }
 
     async fn quarantine(&self, id: &str) -> Result<Option<QuarantineRecord>, StoreError> {
-        let txn = self.db().begin_read().map_err(storage)?;
-        let table = txn.open_table(QUARANTINE).map_err(storage)?;
-        let Some(v) = table.get(id).map_err(storage)? else {
+        let snap = self.db.read_tx();
+        let Some(v) = snap.get(&self.t.quarantine, keys::of(id))? else {
             return Ok(None);
         };
-        serde_json::from_slice(v.value()).map(Some).map_err(corrupt)
+        serde_json::from_slice(&v).map(Some).map_err(corrupt)
     }
 
     async fn quarantines(&self) -> Result<Vec<QuarantineRecord>, StoreError> {
-        let txn = self.db().begin_read().map_err(storage)?;
-        let table = txn.open_table(QUARANTINE).map_err(storage)?;
+        let snap = self.db.read_tx();
         let mut out = Vec::new();
-        for row in table.iter().map_err(storage)? {
-            let (_, v) = row.map_err(storage)?;
-            out.push(serde_json::from_slice(v.value()).map_err(corrupt)?);
+        for g in snap.iter(&self.t.quarantine) {
+            let (_, v) = row(g)?;
+            out.push(serde_json::from_slice(&v).map_err(corrupt)?);
         }
         Ok(out)
     }
 
     async fn remove_quarantine(&self, id: &str) -> Result<(), StoreError> {
-        let id = id.to_string();
+        let key = keys::of(id);
         self.writer
-            .write(true, move |txn| {
-                txn.open_table(QUARANTINE)?.remove(id.as_str())?;
+            .write(true, move |tx| {
+                tx.tx.remove(&tx.t.quarantine, key);
                 Ok(())
             })
             .await?;
@@ -476,12 +439,12 @@ impl Store for EmbeddedStore {
         retention::purge_dead_letters(self, before_ms).await
     }
 
-    /// Readable, and the writer not stuck in a commit (a disk that hangs).
     fn kind(&self) -> &'static str {
         "embedded"
     }
 
+    /// The writer not stuck in a commit (a disk that hangs).
     async fn ready(&self) -> bool {
-        self.db().begin_read().is_ok() && !self.writer.stalled(group_commit::STALL_AFTER)
+        !self.writer.stalled(crate::sync::STALL_AFTER)
     }
 }

@@ -36,8 +36,14 @@ impl StoreError {
     }
 }
 
-impl From<crate::group_commit::GroupCommitError> for StoreError {
-    fn from(e: crate::group_commit::GroupCommitError) -> Self {
+impl From<embedded::GroupCommitError> for StoreError {
+    fn from(e: embedded::GroupCommitError) -> Self {
+        Self::Unavailable(e.to_string())
+    }
+}
+
+impl From<fjall::Error> for StoreError {
+    fn from(e: fjall::Error) -> Self {
         Self::Unavailable(e.to_string())
     }
 }

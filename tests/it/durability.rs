@@ -1,13 +1,16 @@
-//! The store's durability modes under SIGKILL. Every customer's reply has
-//! been sent (and echoed back by the simulator, as Meta does) when the
-//! real binary is killed; after the restart, every customer has exactly one
-//! answer in both modes. What differs is what the restarted engine does
-//! again: with `sync` the store kept every turn and nothing is redone; with
-//! `interval` (no sync within the test) the store lost its unsynced tail,
+//! The store's durability modes under SIGKILL and a simulated power loss.
+//! Every customer's reply has been sent (and echoed back by the
+//! simulator, as Meta does) when the real binary is killed; after the
+//! restart, every customer has exactly one answer in every case. What
+//! differs is what the restarted engine does again: a kill alone loses
+//! nothing in either mode (every commit is in the operating system's hands
+//! before it is acknowledged), so nothing is redone; a power loss with
+//! `interval` (no sync within the test) loses the store's unsynced tail,
 //! the bus had not committed those events, so they are replayed and their
 //! replies held until the replayed echoes confirm them: counted, never
 //! sent twice.
 
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use switchboard::tools::sim::{ReceiptTarget, Sim, SimOptions};
@@ -19,13 +22,19 @@ const CUSTOMERS: usize = 30;
 
 #[tokio::test]
 async fn sigkill_with_durability_sync_redoes_nothing() {
-    let (redone, _) = sigkill_after_replies("sync").await;
+    let (redone, _) = sigkill_after_replies("sync", false).await;
     assert_eq!(redone, 0, "a synced store answers nothing again");
 }
 
 #[tokio::test]
-async fn sigkill_with_durability_interval_replays_the_unsynced_tail_once() {
-    let (redone, unsynced) = sigkill_after_replies("interval").await;
+async fn sigkill_with_durability_interval_redoes_nothing() {
+    let (redone, _) = sigkill_after_replies("interval", false).await;
+    assert_eq!(redone, 0, "a kill alone loses no committed turn");
+}
+
+#[tokio::test]
+async fn power_loss_with_durability_interval_replays_the_unsynced_tail_once() {
+    let (redone, unsynced) = sigkill_after_replies("interval", true).await;
     if unsynced {
         assert_eq!(
             redone, CUSTOMERS as u64,
@@ -34,12 +43,47 @@ async fn sigkill_with_durability_interval_replays_the_unsynced_tail_once() {
     }
 }
 
+/// The store's journal files under `dir` and their bytes: what a disk
+/// that loses everything not synced since this moment would keep.
+fn journal_image(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
+    let mut out = Vec::new();
+    let mut folders = vec![dir.to_path_buf()];
+    while let Some(folder) = folders.pop() {
+        for entry in std::fs::read_dir(&folder).unwrap().flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                folders.push(path);
+            } else if path.extension().is_some_and(|e| e == "jnl") {
+                out.push((path.clone(), std::fs::read(&path).unwrap()));
+            }
+        }
+    }
+    assert!(!out.is_empty(), "the store keeps a journal");
+    out
+}
+
+/// Puts the journals back as `image` holds them (journals begun since
+/// are dropped): the power loss.
+fn lose_power(dir: &Path, image: &[(PathBuf, Vec<u8>)]) {
+    for (path, _) in journal_image(dir) {
+        if !image.iter().any(|(p, _)| *p == path) {
+            std::fs::remove_file(&path).unwrap();
+        }
+    }
+    for (path, bytes) in image {
+        std::fs::write(path, bytes).unwrap();
+    }
+}
+
 /// Runs the scenario with `store.durability = mode` and returns how many
 /// replies the restarted engine regenerated, held, and saw confirmed by
 /// their echoes (`switchboard_ambiguous_sends_total{outcome="confirmed"}`),
 /// and whether the first engine was killed before an interval sync could
-/// have run (a slow machine may pass it).
-async fn sigkill_after_replies(mode: &str) -> (u64, bool) {
+/// have run (a slow machine may pass it). With `power_loss`, the store's
+/// journals are put back after the kill as they were once the engine was
+/// ready (before the first webhook): with `interval` nothing written since
+/// had been synced, so a power loss may drop all of it.
+async fn sigkill_after_replies(mode: &str, power_loss: bool) -> (u64, bool) {
     let dir = tempfile::tempdir().unwrap();
     let port = free_port();
     let metrics_port = free_port();
@@ -83,6 +127,7 @@ async fn sigkill_after_replies(mode: &str) -> (u64, bool) {
     let started = std::time::Instant::now();
     let mut engine = KillOnDrop(spawn_engine(&config));
     wait_ready(port).await;
+    let image = journal_image(dir.path());
     let url = format!("http://127.0.0.1:{port}/webhooks/meta/main");
     let customers: Vec<String> = (0..CUSTOMERS).map(|i| format!("DUR_{i}")).collect();
     for (i, c) in customers.iter().enumerate() {
@@ -97,6 +142,9 @@ async fn sigkill_after_replies(mode: &str) -> (u64, bool) {
     engine.kill();
     // Under 10 s no interval sync ran after the start.
     let unsynced = started.elapsed() < Duration::from_secs(9);
+    if power_loss && unsynced {
+        lose_power(dir.path(), &image);
+    }
 
     let mut engine = KillOnDrop(spawn_engine(&config));
     wait_ready(port).await;

@@ -26,9 +26,9 @@ const RULES: &[(&str, &[&str], &str)] = &[
     ("fence.rs", ENGINE, "leases sit below all"),
     ("refusals.rs", ENGINE, "the refusal clock sits below all"),
     (
-        "group_commit.rs",
+        "sync.rs",
         ENGINE,
-        "group commit sits below bus and store",
+        "the writer threads sit below bus and store",
     ),
     ("telemetry", ENGINE, "telemetry sits below all"),
     (

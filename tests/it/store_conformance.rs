@@ -481,10 +481,7 @@ async fn compact_returns_the_space_of_deleted_lines() {
         }
     }
     let files = compacted.expect("compacted once the store is closed");
-    let store_file = files
-        .iter()
-        .find(|f| f.path.ends_with("store.redb"))
-        .unwrap();
+    let store_file = files.iter().find(|f| f.path.ends_with("store")).unwrap();
     assert!(
         store_file.after * 2 < store_file.before,
         "{} -> {} bytes",

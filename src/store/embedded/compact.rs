@@ -1,12 +1,15 @@
-//! `switchboard compact`: gives the space freed inside the embedded files
-//! (deleted lines, expired records) back to the file system. The files are
+//! `switchboard compact`: gives the space freed inside the embedded store
+//! (deleted lines, expired records) back to the file system at once,
+//! rather than as its background compactions get to it. The store is
 //! locked by a running engine, so it runs while the engine is stopped.
 
 use std::path::{Path, PathBuf};
 
+use super::tables::{open_db, Tables};
+use super::FOLDER;
 use crate::store::StoreError;
 
-/// One file compacted: its path and its size before and after, in bytes.
+/// One store compacted: its folder and its size before and after, in bytes.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Compacted {
     pub path: PathBuf,
@@ -14,32 +17,50 @@ pub struct Compacted {
     pub after: u64,
 }
 
-/// Compacts `store.redb` under `dir` (if it exists). The bus log needs
-/// none: its consumed segments are deleted as they go.
+/// Compacts the store under `dir` (if there is one): every table's
+/// memory buffer is written out, then its files are merged into one
+/// sorted run without the deleted rows. The bus log needs none: its
+/// consumed segments are deleted as they go.
 pub fn compact_dir(dir: &Path) -> Result<Vec<Compacted>, StoreError> {
-    let path = dir.join("store.redb");
+    let path = dir.join(FOLDER);
     if !path.exists() {
         return Ok(Vec::new());
     }
-    let size = |p: &Path| std::fs::metadata(p).map(|m| m.len()).unwrap_or(0);
-    let before = size(&path);
-    let mut db = redb::Database::open(&path).map_err(|e| {
+    let failed = |e: fjall::Error| StoreError::Unavailable(format!("{}: {e}", path.display()));
+    let before = folder_bytes(&path);
+    let db = open_db(&path, 8 << 20).map_err(|e| {
         StoreError::Unavailable(format!(
             "cannot open {} (is the engine still running?): {e}",
             path.display()
         ))
     })?;
-    // Each pass moves pages towards the start; it is over when a pass
-    // finds nothing more to move.
-    while db
-        .compact()
-        .map_err(|e| StoreError::Unavailable(format!("{}: {e}", path.display())))?
-    {}
+    let tables = Tables::open(&db).map_err(failed)?;
+    for table in tables.all() {
+        table.inner().rotate_memtable_and_wait().map_err(failed)?;
+        table.inner().major_compact().map_err(failed)?;
+    }
+    db.persist(fjall::PersistMode::SyncAll).map_err(failed)?;
+    drop(tables);
     drop(db);
-    let after = size(&path);
+    let after = folder_bytes(&path);
     Ok(vec![Compacted {
         path,
         before,
         after,
     }])
+}
+
+/// Bytes of every file under `path`.
+fn folder_bytes(path: &Path) -> u64 {
+    let Ok(entries) = std::fs::read_dir(path) else {
+        return 0;
+    };
+    entries
+        .flatten()
+        .map(|e| match e.metadata() {
+            Ok(m) if m.is_dir() => folder_bytes(&e.path()),
+            Ok(m) => m.len(),
+            Err(_) => 0,
+        })
+        .sum()
 }

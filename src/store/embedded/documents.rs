@@ -2,44 +2,61 @@
 //! record (JSON), and a revision counter bumped in the same transaction as
 //! every change. Also the tenants' API keys: key hash -> record (JSON).
 
-use redb::{ReadableDatabase, ReadableTable, TableDefinition};
+use fjall::Readable;
 
-use super::{corrupt, storage, EmbeddedStore};
+use super::group_commit::Tx;
+use super::keys::{self, Key};
+use super::{corrupt, row, EmbeddedStore};
 use crate::store::{DocumentRecord, StoreError, TenantKeyRecord};
 
-pub(super) const DOCUMENTS: TableDefinition<(&str, &str), &[u8]> =
-    TableDefinition::new("documents");
-pub(super) const TENANT_KEYS: TableDefinition<&str, &[u8]> = TableDefinition::new("tenant_keys");
-/// One row, "knowledge" -> revision.
-pub(super) const REVISION: TableDefinition<&str, u64> = TableDefinition::new("revisions");
-
-fn bump(txn: &redb::WriteTransaction) -> Result<(), redb::Error> {
-    let mut t = txn.open_table(REVISION)?;
-    let next = t.get("knowledge")?.map_or(0, |v| v.value()) + 1;
-    t.insert("knowledge", next)?;
+/// Adds one to revision counter `name`.
+pub(super) fn bump(tx: &mut Tx<'_>, name: &str) -> Result<(), fjall::Error> {
+    let key = keys::of(name);
+    let next = tx
+        .tx
+        .get(&tx.t.revisions, &key)?
+        .and_then(|v| keys::value_u64(&v))
+        .map_or(0, |n| n)
+        + 1;
+    tx.tx
+        .insert(&tx.t.revisions, key, next.to_be_bytes().to_vec());
     Ok(())
+}
+
+/// Revision counter `name` (0 before its first change).
+pub(super) fn read_revision(store: &EmbeddedStore, name: &str) -> Result<u64, StoreError> {
+    let snap = store.db.read_tx();
+    Ok(snap
+        .get(&store.t.revisions, keys::of(name))?
+        .and_then(|v| keys::value_u64(&v))
+        .unwrap_or(0))
+}
+
+const KNOWLEDGE: &str = "knowledge";
+
+fn doc_key(assistant: &str, id: &str) -> Vec<u8> {
+    Key::new().str(assistant).str(id).done()
 }
 
 pub(super) async fn put(store: &EmbeddedStore, doc: DocumentRecord) -> Result<(), StoreError> {
     let bytes = serde_json::to_vec(&doc).map_err(corrupt)?;
     store
         .writer
-        .write(true, move |txn| {
-            txn.open_table(DOCUMENTS)?
-                .insert((doc.assistant.as_str(), doc.id.as_str()), bytes.as_slice())?;
-            bump(txn)
+        .write(true, move |tx| {
+            tx.tx
+                .insert(&tx.t.documents, doc_key(&doc.assistant, &doc.id), bytes);
+            bump(tx, KNOWLEDGE)
         })
         .await?;
     Ok(())
 }
 
 pub(super) fn all(store: &EmbeddedStore) -> Result<Vec<DocumentRecord>, StoreError> {
-    let txn = store.db().begin_read().map_err(storage)?;
-    let table = txn.open_table(DOCUMENTS).map_err(storage)?;
+    let snap = store.db.read_tx();
     let mut out = Vec::new();
-    for row in table.iter().map_err(storage)? {
-        let (_, v) = row.map_err(storage)?;
-        out.push(serde_json::from_slice(v.value()).map_err(corrupt)?);
+    for g in snap.iter(&store.t.documents) {
+        let (_, v) = row(g)?;
+        out.push(serde_json::from_slice(&v).map_err(corrupt)?);
     }
     Ok(out)
 }
@@ -49,39 +66,30 @@ pub(super) async fn delete(
     assistant: &str,
     id: &str,
 ) -> Result<bool, StoreError> {
-    let (assistant, id) = (assistant.to_string(), id.to_string());
+    let key = doc_key(assistant, id);
     let removed = store
         .writer
-        .write(true, move |txn| {
-            let removed = txn
-                .open_table(DOCUMENTS)?
-                .remove((assistant.as_str(), id.as_str()))?
-                .is_some();
-            if removed {
-                bump(txn)?;
+        .write(true, move |tx| {
+            if tx.tx.take(&tx.t.documents, key)?.is_none() {
+                return Ok(false);
             }
-            Ok(removed)
+            bump(tx, KNOWLEDGE)?;
+            Ok(true)
         })
         .await?;
     Ok(removed)
 }
 
 pub(super) fn revision(store: &EmbeddedStore) -> Result<u64, StoreError> {
-    let txn = store.db().begin_read().map_err(storage)?;
-    let table = txn.open_table(REVISION).map_err(storage)?;
-    Ok(table
-        .get("knowledge")
-        .map_err(storage)?
-        .map_or(0, |v| v.value()))
+    read_revision(store, KNOWLEDGE)
 }
 
 pub(super) async fn put_key(store: &EmbeddedStore, key: TenantKeyRecord) -> Result<(), StoreError> {
     let bytes = serde_json::to_vec(&key).map_err(corrupt)?;
     store
         .writer
-        .write(true, move |txn| {
-            txn.open_table(TENANT_KEYS)?
-                .insert(key.hash.as_str(), bytes.as_slice())?;
+        .write(true, move |tx| {
+            tx.tx.insert(&tx.t.tenant_keys, keys::of(&key.hash), bytes);
             Ok(())
         })
         .await?;
@@ -92,10 +100,9 @@ pub(super) fn key(
     store: &EmbeddedStore,
     hash: &str,
 ) -> Result<Option<TenantKeyRecord>, StoreError> {
-    let txn = store.db().begin_read().map_err(storage)?;
-    let table = txn.open_table(TENANT_KEYS).map_err(storage)?;
-    match table.get(hash).map_err(storage)? {
-        Some(v) => serde_json::from_slice(v.value()).map(Some).map_err(corrupt),
+    let snap = store.db.read_tx();
+    match snap.get(&store.t.tenant_keys, keys::of(hash))? {
+        Some(v) => serde_json::from_slice(&v).map(Some).map_err(corrupt),
         None => Ok(None),
     }
 }
@@ -108,21 +115,20 @@ pub(super) async fn delete_key(
     let (tenant, id) = (tenant.to_string(), id.to_string());
     let removed = store
         .writer
-        .write(true, move |txn| {
-            let mut table = txn.open_table(TENANT_KEYS)?;
+        .write(true, move |tx| {
             let mut found = None;
-            for row in table.iter()? {
-                let (k, v) = row?;
-                if let Ok(record) = serde_json::from_slice::<TenantKeyRecord>(v.value()) {
+            for g in tx.tx.iter(&tx.t.tenant_keys) {
+                let (k, v) = g.into_inner()?;
+                if let Ok(record) = serde_json::from_slice::<TenantKeyRecord>(&v) {
                     if record.tenant == tenant && record.id == id {
-                        found = Some(k.value().to_string());
+                        found = Some(k);
                         break;
                     }
                 }
             }
             match found {
                 Some(hash) => {
-                    table.remove(hash.as_str())?;
+                    tx.tx.remove(&tx.t.tenant_keys, hash);
                     Ok(true)
                 }
                 None => Ok(false),

@@ -2,27 +2,20 @@
 //! revision per kind bumped in the same transaction as every change), and
 //! the purge of one integration's conversations.
 
-use redb::{ReadableDatabase, ReadableTable, TableDefinition};
+use fjall::Readable;
 
-use super::documents::REVISION;
-use super::{
-    storage, EmbeddedStore, ANALYTICS, CONVERSATIONS, DEDUP, MESSAGES, QUARANTINE, REMEMBERED,
-    TAKEOVERS, TIMERS,
-};
+use super::documents::{bump, read_revision};
+use super::group_commit::Tx;
+use super::keys::{self, Key, Parts};
+use super::{bad_key, row, EmbeddedStore};
 use crate::store::{RecordKind, StoreError};
 
-const CONTROL: TableDefinition<(&str, &str), &[u8]> = TableDefinition::new("control");
-
-fn revision_key(kind: RecordKind) -> String {
+fn revision_name(kind: RecordKind) -> String {
     format!("control:{}", kind.as_str())
 }
 
-fn bump(txn: &redb::WriteTransaction, kind: RecordKind) -> Result<(), redb::Error> {
-    let mut t = txn.open_table(REVISION)?;
-    let key = revision_key(kind);
-    let next = t.get(key.as_str())?.map_or(0, |v| v.value()) + 1;
-    t.insert(key.as_str(), next)?;
-    Ok(())
+fn control_key(kind: &str, key: &str) -> Vec<u8> {
+    Key::new().str(kind).str(key).done()
 }
 
 pub(super) async fn put(
@@ -31,13 +24,12 @@ pub(super) async fn put(
     key: &str,
     value: Vec<u8>,
 ) -> Result<(), StoreError> {
-    let key = key.to_string();
+    let k = control_key(kind.as_str(), key);
     store
         .writer
-        .write(true, move |txn| {
-            txn.open_table(CONTROL)?
-                .insert((kind.as_str(), key.as_str()), value.as_slice())?;
-            bump(txn, kind)
+        .write(true, move |tx| {
+            tx.tx.insert(&tx.t.control, k, value);
+            bump(tx, &revision_name(kind))
         })
         .await?;
     Ok(())
@@ -52,21 +44,15 @@ pub(super) fn all(
 
 /// The (key, value) rows of one kind of control row, in key order.
 fn rows_of(store: &EmbeddedStore, kind: &str) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
-    let txn = store.db().begin_read().map_err(storage)?;
-    let table = match txn.open_table(CONTROL) {
-        Ok(t) => t,
-        Err(redb::TableError::TableDoesNotExist(_)) => return Ok(Vec::new()),
-        Err(e) => return Err(storage(e)),
-    };
+    let snap = store.db.read_tx();
     let mut out = Vec::new();
-    let range = table.range((kind, "")..).map_err(storage)?;
-    for row in range {
-        let (k, v) = row.map_err(storage)?;
-        let (row_kind, key) = k.value();
-        if row_kind != kind {
-            break;
-        }
-        out.push((key.to_string(), v.value().to_vec()));
+    for g in snap.prefix(&store.t.control, keys::of(kind)) {
+        let (k, v) = row(g)?;
+        let mut parts = Parts::new(&k);
+        let (Some(_), Some(key)) = (parts.str(), parts.str()) else {
+            return Err(bad_key("control"));
+        };
+        out.push((key, v.to_vec()));
     }
     Ok(out)
 }
@@ -76,34 +62,22 @@ pub(super) async fn delete(
     kind: RecordKind,
     key: &str,
 ) -> Result<bool, StoreError> {
-    let key = key.to_string();
+    let k = control_key(kind.as_str(), key);
     let removed = store
         .writer
-        .write(true, move |txn| {
-            let removed = txn
-                .open_table(CONTROL)?
-                .remove((kind.as_str(), key.as_str()))?
-                .is_some();
-            if removed {
-                bump(txn, kind)?;
+        .write(true, move |tx| {
+            if tx.tx.take(&tx.t.control, k)?.is_none() {
+                return Ok(false);
             }
-            Ok(removed)
+            bump(tx, &revision_name(kind))?;
+            Ok(true)
         })
         .await?;
     Ok(removed)
 }
 
 pub(super) fn revision(store: &EmbeddedStore, kind: RecordKind) -> Result<u64, StoreError> {
-    let txn = store.db().begin_read().map_err(storage)?;
-    let table = match txn.open_table(REVISION) {
-        Ok(t) => t,
-        Err(redb::TableError::TableDoesNotExist(_)) => return Ok(0),
-        Err(e) => return Err(storage(e)),
-    };
-    Ok(table
-        .get(revision_key(kind).as_str())
-        .map_err(storage)?
-        .map_or(0, |v| v.value()))
+    read_revision(store, &revision_name(kind))
 }
 
 /// Rows deleted per write transaction while an integration is purged: the
@@ -151,7 +125,7 @@ async fn purge_steps(
         let integration = integration.to_string();
         let (conversations, done) = store
             .writer
-            .write(true, move |txn| purge_step(txn, &integration, PURGE_STEP))
+            .write(true, move |tx| purge_step(tx, &integration, PURGE_STEP))
             .await?;
         purged += conversations;
         if done {
@@ -164,58 +138,32 @@ async fn purge_steps(
 /// Deletes up to `budget` rows of `integration`; returns the conversation
 /// records among them and whether none is left.
 fn purge_step(
-    txn: &redb::WriteTransaction,
+    tx: &mut Tx<'_>,
     integration: &str,
     budget: usize,
-) -> Result<(u64, bool), redb::Error> {
-    // Conversation ids are `{integration}:{customer}`: all of them sort
-    // from `{integration}:` to just before `{integration};`.
-    let (from, to) = (format!("{integration}:"), format!("{integration};"));
-    let (from, to) = (from.as_str(), to.as_str());
+) -> Result<(u64, bool), fjall::Error> {
+    let t = tx.t;
+    // Conversation ids are `{integration}:{customer}`: the keys of all of
+    // them begin alike.
+    let ids = Key::new().str_start(&format!("{integration}:")).done();
     let mut left = budget;
-    left -= take_out(
-        txn.open_table(MESSAGES)?
-            .extract_from_if((from, 0)..(to, 0), |_, _| true)?,
-        left,
-    )?;
-    left -= take_out(
-        txn.open_table(REMEMBERED)?
-            .extract_from_if((from, 0, "")..(to, 0, ""), |_, _| true)?,
-        left,
-    )?;
-    left -= take_out(
-        txn.open_table(DEDUP)?
-            .extract_from_if((from, "")..(to, ""), |_, _| true)?,
-        left,
-    )?;
-    for table in [TIMERS, TAKEOVERS] {
-        left -= take_out(
-            txn.open_table(table)?
-                .extract_from_if(from..to, |_, _| true)?,
-            left,
-        )?;
+    for table in [
+        &t.messages,
+        &t.remembered,
+        &t.timers,
+        &t.takeovers,
+        &t.quarantine,
+    ] {
+        left -= take_out(tx, table, &ids, left)?;
     }
-    left -= take_out(
-        txn.open_table(QUARANTINE)?
-            .extract_from_if(from..to, |_, _| true)?,
-        left,
-    )?;
-    left -= take_out(
-        txn.open_table(ANALYTICS)?
-            .extract_from_if((integration, 0)..=(integration, u32::MAX), |_, _| true)?,
-        left,
-    )?;
-    let conversations = take_out(
-        txn.open_table(CONVERSATIONS)?
-            .extract_from_if(from..to, |_, _| true)?,
-        left,
-    )?;
+    left -= take_out(tx, &t.analytics, &keys::of(integration), left)?;
+    let conversations = take_out(tx, &t.conversations, &ids, left)?;
     let done = conversations < left;
-    let mut control = txn.open_table(CONTROL)?;
+    let noted = control_key(PURGING, integration);
     if done {
-        control.remove((PURGING, integration))?;
+        tx.tx.remove(&t.control, noted);
     } else {
-        control.insert((PURGING, integration), [].as_slice())?;
+        tx.tx.insert(&t.control, noted, Vec::new());
     }
     Ok((conversations as u64, done))
 }
@@ -257,9 +205,9 @@ pub(super) async fn resume_purges(
             );
             store
                 .writer
-                .write(true, move |txn| {
-                    txn.open_table(CONTROL)?
-                        .remove((PURGING, integration.as_str()))?;
+                .write(true, move |tx| {
+                    tx.tx
+                        .remove(&tx.t.control, control_key(PURGING, &integration));
                     Ok(())
                 })
                 .await?;
@@ -275,15 +223,21 @@ pub(super) async fn resume_purges(
     Ok(purged)
 }
 
-/// Reads (and so removes) at most `budget` rows of an extraction.
-fn take_out<T>(
-    rows: impl Iterator<Item = Result<T, redb::StorageError>>,
+/// Deletes at most `budget` rows of `table` whose keys begin with
+/// `start`; returns how many.
+fn take_out(
+    tx: &mut Tx<'_>,
+    table: &fjall::SingleWriterTxKeyspace,
+    start: &[u8],
     budget: usize,
-) -> Result<usize, redb::Error> {
-    let mut taken = 0;
-    for row in rows.take(budget) {
-        row?;
-        taken += 1;
+) -> Result<usize, fjall::Error> {
+    let mut doomed = Vec::new();
+    for g in tx.tx.prefix(table, start).take(budget) {
+        doomed.push(g.key()?);
+    }
+    let taken = doomed.len();
+    for key in doomed {
+        tx.tx.remove(table, key);
     }
     Ok(taken)
 }

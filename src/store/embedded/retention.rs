@@ -8,10 +8,11 @@
 
 use std::ops::Bound;
 
-use redb::ReadableTable;
+use fjall::Readable;
 use serde::Deserialize;
 
-use super::{EmbeddedStore, CONVERSATIONS, DEAD_LETTERS, DEDUP, MESSAGES, REMEMBERED};
+use super::keys::{self, Key, Parts};
+use super::EmbeddedStore;
 use crate::store::{RetentionStep, StoreError};
 
 /// The one field of a line the sweep reads.
@@ -29,44 +30,46 @@ pub(super) async fn sweep_step(
 ) -> Result<RetentionStep, StoreError> {
     let step = store
         .writer
-        .write(false, move |txn| {
-            let ids: Vec<String> = {
-                let conversations = txn.open_table(CONVERSATIONS)?;
-                let start = match &after {
-                    Some(a) => Bound::Excluded(a.as_str()),
-                    None => Bound::Unbounded,
-                };
-                let mut ids = Vec::with_capacity(limit);
-                for row in conversations.range::<&str>((start, Bound::Unbounded))? {
-                    if ids.len() >= limit {
-                        break;
-                    }
-                    ids.push(row?.0.value().to_string());
-                }
-                ids
+        .write(false, move |tx| {
+            let t = tx.t;
+            let start = match &after {
+                Some(a) => Bound::Excluded(keys::of(a)),
+                None => Bound::Unbounded,
             };
-            let mut messages = txn.open_table(MESSAGES)?;
-            let mut remembered = txn.open_table(REMEMBERED)?;
-            let mut legacy = txn.open_table(DEDUP)?;
+            let mut ids = Vec::with_capacity(limit);
+            for g in tx
+                .tx
+                .range::<Vec<u8>, _>(&t.conversations, (start, Bound::Unbounded))
+                .take(limit)
+            {
+                // A key that does not read is skipped: retention never guesses.
+                if let Some(id) = Parts::new(&g.key()?).str() {
+                    ids.push(id);
+                }
+            }
             let (mut removed, mut forgotten) = (0u64, 0u64);
+            let mut doomed = Vec::new();
             for id in &ids {
-                forgotten += forget_ids(&mut remembered, &mut legacy, id, now_ms)?;
-                let mut old = Vec::new();
-                for row in messages.range((id.as_str(), 0)..=(id.as_str(), u64::MAX))? {
-                    let (key, value) = row?;
+                let expired = Key::new().str(id).u64(now_ms.saturating_add(1)).done();
+                for g in tx.tx.range(&t.remembered, keys::of(id)..expired) {
+                    doomed.push((&t.remembered, g.key()?));
+                    forgotten += 1;
+                }
+                for g in tx.tx.prefix(&t.messages, keys::of(id)) {
+                    let (key, value) = g.into_inner()?;
                     // A line that cannot be read is kept (and ends the
-                    // conversation's step): retention never guesses.
-                    let time = serde_json::from_slice::<LineTime>(value.value())
-                        .map_or(u64::MAX, |l| l.time_ms);
+                    // conversation's step).
+                    let time =
+                        serde_json::from_slice::<LineTime>(&value).map_or(u64::MAX, |l| l.time_ms);
                     if time >= before_ms {
                         break;
                     }
-                    old.push(key.value().1);
-                }
-                for seq in old {
-                    messages.remove((id.as_str(), seq))?;
+                    doomed.push((&t.messages, key));
                     removed += 1;
                 }
+            }
+            for (table, key) in doomed {
+                tx.tx.remove(table, key);
             }
             let next = if ids.len() >= limit {
                 ids.last().cloned()
@@ -84,40 +87,6 @@ pub(super) async fn sweep_step(
     Ok(step)
 }
 
-/// Forgets conversation `id`'s remembered message ids whose window ended
-/// by `now_ms`, in both layouts; returns how many.
-fn forget_ids(
-    remembered: &mut redb::Table<(&str, u64, &str), ()>,
-    legacy: &mut redb::Table<(&str, &str), u64>,
-    id: &str,
-    now_ms: u64,
-) -> Result<u64, redb::Error> {
-    let mut expired = Vec::new();
-    for row in remembered.range((id, 0, "")..(id, now_ms.saturating_add(1), ""))? {
-        let (key, _) = row?;
-        let (_, expires, mid) = key.value();
-        expired.push((expires, mid.to_string()));
-    }
-    for (expires, mid) in &expired {
-        remembered.remove((id, *expires, mid.as_str()))?;
-    }
-    let mut old = Vec::new();
-    for row in legacy.range((id, "")..)? {
-        let (key, expires) = row?;
-        let (conv, mid) = key.value();
-        if conv != id {
-            break;
-        }
-        if expires.value() <= now_ms {
-            old.push(mid.to_string());
-        }
-    }
-    for mid in &old {
-        legacy.remove((id, mid.as_str()))?;
-    }
-    Ok((expired.len() + old.len()) as u64)
-}
-
 /// The one field of a dead letter the purge reads.
 #[derive(Deserialize)]
 struct LetterTime {
@@ -133,22 +102,22 @@ pub(super) async fn purge_dead_letters(
 ) -> Result<u64, StoreError> {
     let removed = store
         .writer
-        .write(false, move |txn| {
-            let mut table = txn.open_table(DEAD_LETTERS)?;
+        .write(false, move |tx| {
+            let t = tx.t;
             let mut old = Vec::new();
-            for row in table.iter()? {
-                let (key, value) = row?;
-                let at = serde_json::from_slice::<LetterTime>(value.value())
-                    .map_or(u64::MAX, |l| l.at_ms);
+            for g in tx.tx.iter(&t.dead_letters) {
+                let (key, value) = g.into_inner()?;
+                let at = serde_json::from_slice::<LetterTime>(&value).map_or(u64::MAX, |l| l.at_ms);
                 if at >= before_ms {
                     break;
                 }
-                old.push(key.value());
+                old.push(key);
             }
-            for key in &old {
-                table.remove(*key)?;
+            let n = old.len() as u64;
+            for key in old {
+                tx.tx.remove(&t.dead_letters, key);
             }
-            Ok(old.len() as u64)
+            Ok(n)
         })
         .await?;
     Ok(removed)

@@ -1,10 +1,13 @@
 //! Reads of the rows that belong to some integrations (keys are
 //! conversation ids, `{integration}:{customer}`).
 
-use super::storage;
+use fjall::{Readable, SingleWriterTxKeyspace, Snapshot};
+
+use super::keys::{Key, Parts};
+use super::{bad_key, row};
 use crate::store::StoreError;
 
-/// The key prefixes of these integrations' conversations, in key order
+/// The id prefixes of these integrations' conversations, in key order
 /// (one empty prefix for all of them).
 pub(super) fn prefixes(integrations: Option<&[String]>) -> Vec<String> {
     match integrations {
@@ -20,18 +23,20 @@ pub(super) fn prefixes(integrations: Option<&[String]>) -> Vec<String> {
 
 /// Visits the rows of a table keyed by conversation id that belong to
 /// these integrations, in key order.
-pub(super) fn rows_of<V: redb::Value + 'static>(
-    table: &redb::ReadOnlyTable<&'static str, V>,
+pub(super) fn rows_of(
+    snap: &Snapshot,
+    table: &SingleWriterTxKeyspace,
     integrations: &[String],
-    mut visit: impl FnMut(&str, redb::AccessGuard<'_, V>) -> Result<(), StoreError>,
+    mut visit: impl FnMut(String, &[u8]) -> Result<(), StoreError>,
 ) -> Result<(), StoreError> {
     for prefix in prefixes(Some(integrations)) {
-        for row in table.range(prefix.as_str()..).map_err(storage)? {
-            let (k, v) = row.map_err(storage)?;
-            if !k.value().starts_with(prefix.as_str()) {
-                break;
-            }
-            visit(k.value(), v)?;
+        let start = Key::new().str_start(&prefix).done();
+        for g in snap.prefix(table, start) {
+            let (k, v) = row(g)?;
+            let id = Parts::new(&k)
+                .str()
+                .ok_or_else(|| bad_key("of conversations"))?;
+            visit(id, &v)?;
         }
     }
     Ok(())

@@ -2,76 +2,83 @@
 //! changed, analytics, remembered ids, message-log lines and their marks;
 //! and the last sync of a store closed in order.
 
-use redb::{ReadableTable, WriteTransaction};
+use fjall::Readable;
 
-use super::{EmbeddedStore, ANALYTICS, CONVERSATIONS, MESSAGES, REMEMBERED, TAKEOVERS, TIMERS};
+use super::group_commit::Tx;
+use super::keys::{self, Key};
+use super::tables::{sums_bytes, sums_of};
+use super::EmbeddedStore;
 use crate::store::{MessageRecord, Mode, TurnWrite};
 
 pub(super) fn apply_turn(
-    txn: &WriteTransaction,
+    tx: &mut Tx<'_>,
     w: &TurnWrite,
-    state: &[u8],
-) -> Result<(), redb::Error> {
+    state: Vec<u8>,
+) -> Result<(), fjall::Error> {
+    let t = tx.t;
     let id = w.state.id.as_str();
-    txn.open_table(CONVERSATIONS)?.insert(id, state)?;
+    let key = keys::of(id);
+    tx.tx.insert(&t.conversations, key.clone(), state);
     if w.deadline_changed {
-        let mut timers = txn.open_table(TIMERS)?;
         match w.state.next_deadline() {
-            Some(due) => {
-                timers.insert(id, due)?;
-            }
-            None => {
-                timers.remove(id)?;
-            }
+            Some(due) => tx
+                .tx
+                .insert(&t.timers, key.clone(), due.to_be_bytes().to_vec()),
+            None => tx.tx.remove(&t.timers, key.clone()),
         }
     }
     if w.takeover_changed {
-        let mut takeovers = txn.open_table(TAKEOVERS)?;
         if w.state.mode == Mode::Human {
-            takeovers.insert(id, w.state.auto_resume_ms.unwrap_or(0))?;
+            let resume = w.state.auto_resume_ms.unwrap_or(0);
+            tx.tx
+                .insert(&t.takeovers, key.clone(), resume.to_be_bytes().to_vec());
         } else {
-            takeovers.remove(id)?;
+            tx.tx.remove(&t.takeovers, key.clone());
         }
     }
-    if !w.counts.is_empty() {
-        let mut analytics = txn.open_table(ANALYTICS)?;
-        for c in &w.counts {
-            let key = (w.state.integration.as_str(), c.day);
-            let mut sum = analytics.get(key)?.map(|v| v.value()).unwrap_or([0; 4]);
-            sum[0] += c.inbound;
-            sum[1] += c.outbound;
-            sum[2] += c.delivered;
-            sum[3] += c.read;
-            analytics.insert(key, sum)?;
-        }
+    for c in &w.counts {
+        let k = Key::new().str(&w.state.integration).u32(c.day).done();
+        // A sum that cannot be read starts again rather than stop the turn.
+        let mut sum = tx
+            .tx
+            .get(&t.analytics, &k)?
+            .and_then(|v| sums_of(&v))
+            .unwrap_or([0; 4]);
+        sum[0] += c.inbound;
+        sum[1] += c.outbound;
+        sum[2] += c.delivered;
+        sum[3] += c.read;
+        tx.tx.insert(&t.analytics, k, sums_bytes(sum));
     }
-    if !w.dedup.is_empty() {
-        let mut remembered = txn.open_table(REMEMBERED)?;
-        for (mid, expires) in &w.dedup {
-            remembered.insert((id, *expires, mid.as_str()), ())?;
-        }
+    for (mid, expires) in &w.dedup {
+        let k = Key::new().str(id).u64(*expires).str(mid).done();
+        tx.tx.insert(&t.remembered, k, Vec::new());
     }
-    if !w.messages.is_empty() || !w.status_updates.is_empty() || !w.failures.is_empty() {
-        let mut messages = txn.open_table(MESSAGES)?;
-        for m in &w.messages {
-            let bytes = serde_json::to_vec(m).unwrap_or_default();
-            messages.insert((id, m.seq), bytes.as_slice())?;
-        }
-        for (seq, status, error) in w.line_changes() {
-            let current = messages
-                .get((id, seq))?
-                .and_then(|v| serde_json::from_slice::<MessageRecord>(v.value()).ok());
-            if let Some(mut record) = current {
-                record.status = status;
-                if let Some(why) = error {
-                    record.error = Some(why.clone());
-                }
-                let bytes = serde_json::to_vec(&record).unwrap_or_default();
-                messages.insert((id, seq), bytes.as_slice())?;
+    for m in &w.messages {
+        let bytes = serde_json::to_vec(m).unwrap_or_default();
+        tx.tx.insert(&t.messages, line_key(id, m.seq), bytes);
+    }
+    for (seq, status, error) in w.line_changes() {
+        let k = line_key(id, seq);
+        let current = tx
+            .tx
+            .get(&t.messages, &k)?
+            .and_then(|v| serde_json::from_slice::<MessageRecord>(&v).ok());
+        if let Some(mut record) = current {
+            record.status = status;
+            if let Some(why) = error {
+                record.error = Some(why.clone());
             }
+            let bytes = serde_json::to_vec(&record).unwrap_or_default();
+            tx.tx.insert(&t.messages, k, bytes);
         }
     }
     Ok(())
+}
+
+/// The key of one message-log line.
+pub(super) fn line_key(id: &str, seq: u64) -> Vec<u8> {
+    Key::new().str(id).u64(seq).done()
 }
 
 impl Drop for EmbeddedStore {
@@ -82,12 +89,7 @@ impl Drop for EmbeddedStore {
         {
             return;
         }
-        let synced = self
-            .db()
-            .begin_write()
-            .map_err(redb::Error::from)
-            .and_then(|txn| txn.commit().map_err(redb::Error::from));
-        if let Err(e) = synced {
+        if let Err(e) = self.db.persist(fjall::PersistMode::SyncData) {
             tracing::warn!(error = %e, "Store closed without its last sync; the bus replays those turns");
         }
     }

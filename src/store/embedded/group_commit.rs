@@ -1,13 +1,15 @@
-//! Group commit for a redb database: one writer thread takes every write
-//! that is waiting, applies them in one transaction and commits once, so
-//! concurrent writers share one fsync and durability does not cap
-//! throughput at the disk's fsync rate.
+//! Group commit for the embedded store: one writer thread takes every
+//! write that is waiting, applies them in one transaction (each write sees
+//! the ones before it) and commits once, then syncs the journal once if
+//! any of them asked for it; concurrent writers share one fsync, so
+//! durability does not cap throughput at the disk's fsync rate.
 
 use std::sync::Arc;
 
-use redb::{Database, Durability, WriteTransaction};
+use fjall::{PersistMode, SingleWriterTxDatabase, SingleWriterWriteTx};
 use tokio::sync::oneshot;
 
+use super::tables::Tables;
 use crate::sync::WriterThread;
 
 /// Most writes folded into one transaction.
@@ -25,11 +27,17 @@ pub enum GroupCommitError {
     Stopped,
 }
 
-type Apply<T> = Box<dyn FnOnce(&WriteTransaction) -> Result<T, redb::Error> + Send>;
+/// The transaction of one group, with the tables to write in.
+pub struct Tx<'a> {
+    pub tx: SingleWriterWriteTx<'a>,
+    pub t: &'a Tables,
+}
+
+type Apply<T> = Box<dyn FnOnce(&mut Tx<'_>) -> Result<T, fjall::Error> + Send>;
 
 trait GroupOp: Send {
     fn durable(&self) -> bool;
-    fn apply(&mut self, txn: &WriteTransaction) -> Result<(), redb::Error>;
+    fn apply(&mut self, tx: &mut Tx<'_>) -> Result<(), fjall::Error>;
     fn complete(self: Box<Self>, committed: Result<(), GroupCommitError>);
 }
 
@@ -44,9 +52,9 @@ impl<T: Send + 'static> GroupOp for Op<T> {
     fn durable(&self) -> bool {
         self.durable
     }
-    fn apply(&mut self, txn: &WriteTransaction) -> Result<(), redb::Error> {
+    fn apply(&mut self, tx: &mut Tx<'_>) -> Result<(), fjall::Error> {
         if let Some(f) = self.apply.take() {
-            self.value = Some(f(txn)?);
+            self.value = Some(f(tx)?);
         }
         Ok(())
     }
@@ -61,51 +69,33 @@ impl<T: Send + 'static> GroupOp for Op<T> {
     }
 }
 
-/// Handle to the writer thread of one database.
-#[derive(Clone)]
+/// Handle to the writer thread of one database. Dropping it stops the
+/// thread once the writes queued are done and waits for it.
 pub struct GroupCommit {
-    inner: Arc<Writer>,
-}
-
-/// A commit running longer than this makes the writer's database not ready.
-pub const STALL_AFTER: std::time::Duration = std::time::Duration::from_secs(5);
-
-/// The writer thread; dropping the last handle stops it and waits for it,
-/// so the database file is closed (and can be opened again) once the
-/// owner is gone.
-struct Writer {
     thread: WriterThread<Box<dyn GroupOp>>,
-    db: Arc<Database>,
 }
 
 impl GroupCommit {
     /// Starts the writer thread for `db`.
-    pub fn start(db: Arc<Database>, name: &str) -> std::io::Result<Self> {
-        let writer_db = db.clone();
-        let thread =
-            WriterThread::start(&format!("{name}-writer"), QUEUE, MAX_GROUP, move |batch| {
-                commit_batch(&writer_db, batch)
-            })?;
-        Ok(Self {
-            inner: Arc::new(Writer { thread, db }),
-        })
+    pub fn start(db: SingleWriterTxDatabase, tables: Arc<Tables>) -> std::io::Result<Self> {
+        let thread = WriterThread::start("store-writer", QUEUE, MAX_GROUP, move |batch| {
+            commit_batch(&db, &tables, batch)
+        })?;
+        Ok(Self { thread })
     }
 
     /// Whether a commit has been running for longer than `bound`.
     pub fn stalled(&self, bound: std::time::Duration) -> bool {
-        self.inner.thread.stalled(bound)
-    }
-
-    pub fn db(&self) -> &Database {
-        &self.inner.db
+        self.thread.stalled(bound)
     }
 
     /// Runs `apply` inside the next group transaction and resolves once it
-    /// is committed (durably, if `durable`).
+    /// is committed (synced to the disk, if `durable`; otherwise in the
+    /// operating system's hands, so a crash of the engine alone keeps it).
     pub async fn write<T: Send + 'static>(
         &self,
         durable: bool,
-        apply: impl FnOnce(&WriteTransaction) -> Result<T, redb::Error> + Send + 'static,
+        apply: impl FnOnce(&mut Tx<'_>) -> Result<T, fjall::Error> + Send + 'static,
     ) -> Result<T, GroupCommitError> {
         let (reply, rx) = oneshot::channel();
         let op: Box<dyn GroupOp> = Box::new(Op {
@@ -114,8 +104,7 @@ impl GroupCommit {
             value: None,
             reply,
         });
-        self.inner
-            .thread
+        self.thread
             .send(op)
             .await
             .map_err(|_| GroupCommitError::Stopped)?;
@@ -124,8 +113,8 @@ impl GroupCommit {
 }
 
 /// On the writer thread: every write waiting, in one transaction.
-fn commit_batch(db: &Database, batch: &mut Vec<Box<dyn GroupOp>>) {
-    let result = commit_group(db, batch).map_err(|e| {
+fn commit_batch(db: &SingleWriterTxDatabase, tables: &Tables, batch: &mut Vec<Box<dyn GroupOp>>) {
+    let result = commit_group(db, tables, batch).map_err(|e| {
         tracing::error!(error = %e, writes = batch.len(), "Group commit failed");
         GroupCommitError::Storage(e.to_string())
     });
@@ -134,15 +123,26 @@ fn commit_batch(db: &Database, batch: &mut Vec<Box<dyn GroupOp>>) {
     }
 }
 
-fn commit_group(db: &Database, batch: &mut [Box<dyn GroupOp>]) -> Result<(), redb::Error> {
+fn commit_group(
+    db: &SingleWriterTxDatabase,
+    t: &Tables,
+    batch: &mut [Box<dyn GroupOp>],
+) -> Result<(), fjall::Error> {
     let durable = batch.iter().any(|op| op.durable());
-    let mut txn = db.begin_write()?;
-    if !durable {
-        txn.set_durability(Durability::None)?;
-    }
+    // The journal's buffer is handed to the operating system with every
+    // commit (fjall's default for a transaction).
+    let mut tx = Tx {
+        tx: db.write_tx(),
+        t,
+    };
     for op in batch.iter_mut() {
-        op.apply(&txn)?;
+        op.apply(&mut tx)?;
     }
-    txn.commit()?;
+    tx.tx.commit()?;
+    if durable {
+        // Also when this group wrote nothing: a sync asked for covers the
+        // groups before it.
+        db.persist(PersistMode::SyncData)?;
+    }
     Ok(())
 }

@@ -1,0 +1,99 @@
+//! The tables of the embedded store: one fjall keyspace each, keys as
+//! [`super::keys`] writes them, values JSON unless said.
+
+use std::path::Path;
+
+use fjall::{KeyspaceCreateOptions, SingleWriterTxDatabase, SingleWriterTxKeyspace};
+
+pub struct Tables {
+    /// Conversation id -> state.
+    pub conversations: SingleWriterTxKeyspace,
+    /// (conversation, seq) -> message-log line.
+    pub messages: SingleWriterTxKeyspace,
+    /// (conversation, expiry ms, mid) -> nothing. In expiry order within a
+    /// conversation, so rehydration reads only the live ones and the
+    /// retention sweep only the ones it forgets.
+    pub remembered: SingleWriterTxKeyspace,
+    /// Conversation id -> next deadline ms (u64).
+    pub timers: SingleWriterTxKeyspace,
+    /// Number (u64, in the order they came) -> dead letter.
+    pub dead_letters: SingleWriterTxKeyspace,
+    /// Conversations a person has: id -> auto-resume ms (u64, 0: none).
+    pub takeovers: SingleWriterTxKeyspace,
+    /// Quarantined conversations: id -> record.
+    pub quarantine: SingleWriterTxKeyspace,
+    /// Daily rollups: (integration, day u32) -> inbound, outbound,
+    /// delivered, read (four u64).
+    pub analytics: SingleWriterTxKeyspace,
+    /// Knowledge-base documents: (assistant, id) -> record.
+    pub documents: SingleWriterTxKeyspace,
+    /// Revision counters (u64): "knowledge", "control:{kind}".
+    pub revisions: SingleWriterTxKeyspace,
+    /// Tenants' API keys: key hash -> record.
+    pub tenant_keys: SingleWriterTxKeyspace,
+    /// Control records: (kind, key) -> bytes.
+    pub control: SingleWriterTxKeyspace,
+}
+
+impl Tables {
+    pub fn open(db: &SingleWriterTxDatabase) -> Result<Self, fjall::Error> {
+        let ks = |name: &str| db.keyspace(name, KeyspaceCreateOptions::default);
+        Ok(Self {
+            conversations: ks("conversations")?,
+            messages: ks("messages")?,
+            remembered: ks("remembered_ids")?,
+            timers: ks("timers")?,
+            dead_letters: ks("dead_letters")?,
+            takeovers: ks("takeovers")?,
+            quarantine: ks("quarantine")?,
+            analytics: ks("analytics")?,
+            documents: ks("documents")?,
+            revisions: ks("revisions")?,
+            tenant_keys: ks("tenant_keys")?,
+            control: ks("control")?,
+        })
+    }
+
+    /// Every table, for compaction.
+    pub fn all(&self) -> [&SingleWriterTxKeyspace; 12] {
+        [
+            &self.conversations,
+            &self.messages,
+            &self.remembered,
+            &self.timers,
+            &self.dead_letters,
+            &self.takeovers,
+            &self.quarantine,
+            &self.analytics,
+            &self.documents,
+            &self.revisions,
+            &self.tenant_keys,
+            &self.control,
+        ]
+    }
+}
+
+/// Opens (or creates) the store's database in `dir`, with a block cache of
+/// `cache_bytes`.
+pub fn open_db(dir: &Path, cache_bytes: u64) -> Result<SingleWriterTxDatabase, fjall::Error> {
+    SingleWriterTxDatabase::builder(dir)
+        .cache_size(cache_bytes)
+        .open()
+}
+
+/// Four counters as stored.
+pub fn sums_bytes(sums: [u64; 4]) -> Vec<u8> {
+    sums.iter().flat_map(|n| n.to_be_bytes()).collect()
+}
+
+/// Four counters read back (`None`: not four u64).
+pub fn sums_of(v: &[u8]) -> Option<[u64; 4]> {
+    if v.len() != 32 {
+        return None;
+    }
+    let mut out = [0u64; 4];
+    for (o, chunk) in out.iter_mut().zip(v.chunks_exact(8)) {
+        *o = u64::from_be_bytes(chunk.try_into().ok()?);
+    }
+    Some(out)
+}
