@@ -443,8 +443,9 @@ impl Store for EmbeddedStore {
         "embedded"
     }
 
-    /// The writer not stuck in a commit (a disk that hangs).
+    /// The writer not stuck in a commit (a disk that hangs) and its journal
+    /// still taking writes.
     async fn ready(&self) -> bool {
-        !self.writer.stalled(crate::sync::STALL_AFTER)
+        !self.writer.stalled(crate::sync::STALL_AFTER) && !self.writer.broken()
     }
 }

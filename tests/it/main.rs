@@ -25,6 +25,7 @@ mod model_client;
 mod prometheus;
 mod secrets;
 mod store_conformance;
+mod store_upgrade;
 mod supervision;
 mod support;
 mod takeover;

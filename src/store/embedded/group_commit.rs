@@ -4,6 +4,7 @@
 //! any of them asked for it; concurrent writers share one fsync, so
 //! durability does not cap throughput at the disk's fsync rate.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use fjall::{PersistMode, SingleWriterTxDatabase, SingleWriterWriteTx};
@@ -73,15 +74,26 @@ impl<T: Send + 'static> GroupOp for Op<T> {
 /// thread once the writes queued are done and waits for it.
 pub struct GroupCommit {
     thread: WriterThread<Box<dyn GroupOp>>,
+    /// Set once a commit could not be written to the journal: the database
+    /// takes no more writes until it is opened again.
+    broken: Arc<AtomicBool>,
 }
 
 impl GroupCommit {
     /// Starts the writer thread for `db`.
     pub fn start(db: SingleWriterTxDatabase, tables: Arc<Tables>) -> std::io::Result<Self> {
+        let broken = Arc::new(AtomicBool::new(false));
+        let flag = broken.clone();
         let thread = WriterThread::start("store-writer", QUEUE, MAX_GROUP, move |batch| {
-            commit_batch(&db, &tables, batch)
+            commit_batch(&db, &tables, &flag, batch)
         })?;
-        Ok(Self { thread })
+        Ok(Self { thread, broken })
+    }
+
+    /// Whether a commit failed to reach the journal (the store then
+    /// refuses writes until the engine restarts).
+    pub fn broken(&self) -> bool {
+        self.broken.load(Ordering::Acquire)
     }
 
     /// Whether a commit has been running for longer than `bound`.
@@ -113,8 +125,16 @@ impl GroupCommit {
 }
 
 /// On the writer thread: every write waiting, in one transaction.
-fn commit_batch(db: &SingleWriterTxDatabase, tables: &Tables, batch: &mut Vec<Box<dyn GroupOp>>) {
+fn commit_batch(
+    db: &SingleWriterTxDatabase,
+    tables: &Tables,
+    broken: &AtomicBool,
+    batch: &mut Vec<Box<dyn GroupOp>>,
+) {
     let result = commit_group(db, tables, batch).map_err(|e| {
+        if matches!(e, fjall::Error::Poisoned | fjall::Error::Io(_)) {
+            broken.store(true, Ordering::Release);
+        }
         tracing::error!(error = %e, writes = batch.len(), "Group commit failed");
         GroupCommitError::Storage(e.to_string())
     });
