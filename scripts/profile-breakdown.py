@@ -13,7 +13,8 @@ Components:
   bus append   the bus and its writer thread (src/bus)
   actor        conversation actors, their supervisor and mailboxes
                (src/conversation, src/assistant, ractor)
-  store write  the store and its writer thread (src/store)
+  store write  the store, its writer thread and the store engine's flushes
+               and compactions (src/store, fjall, lsm-tree)
   Send API     outbound platform calls (src/channels, the HTTP client)
   metrics      metrics recording and the Prometheus exporter
   runtime      tokio's scheduler, timers and wake-ups with no engine frame
@@ -28,12 +29,12 @@ RULES = [
     ("metrics", re.compile(r"^(<)?(metrics(_util|_exporter_prometheus)?::|switchboard::telemetry::)")),
     ("ingress", re.compile(r"switchboard::(ingest::|channels::webhook|channels::\w+::webhook)")),
     ("bus append", re.compile(r"switchboard::bus::")),
-    ("store write", re.compile(r"switchboard::store::")),
+    ("store write", re.compile(r"switchboard::store::|^<?(fjall|lsm_tree)::")),
     ("Send API", re.compile(r"switchboard::channels::|^<?reqwest::|hyper_util::client|hyper::client")),
     ("actor", re.compile(r"switchboard::(conversation|assistant)::|^<?ractor::")),
     ("ingress", re.compile(r"^<?(axum|tower_http)::|hyper::server|hyper_util::server")),
 ]
-THREADS = {"bus-writer": "bus append", "store-writer": "store write"}
+THREADS = {"bus-writer": "bus append", "store-writer": "store write", "fjall:worker": "store write"}
 ORDER = ["ingress", "bus append", "actor", "store write", "Send API", "metrics", "runtime", "other"]
 
 

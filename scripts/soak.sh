@@ -35,7 +35,7 @@ mib() { local b; b=$(du -sb "$1" 2>/dev/null | cut -f1); echo $(( ${b:-0} / 1048
   start=$(date +%s)
   while kill -0 "$ENGINE" 2> /dev/null; do
     sleep 60
-    echo "disk     $(( $(date +%s) - start ))s  store.redb $(mib data-loadtest/store.redb) MiB  bus log $(mib data-loadtest/bus) MiB  engine CPU $(awk -v hz="$(getconf CLK_TCK)" '{printf "%.0f", ($14 + $15) / hz}' "/proc/$ENGINE/stat") s"
+    echo "disk     $(( $(date +%s) - start ))s  store $(mib data-loadtest/store) MiB  bus log $(mib data-loadtest/bus) MiB  engine CPU $(awk -v hz="$(getconf CLK_TCK)" '{printf "%.0f", ($14 + $15) / hz}' "/proc/$ENGINE/stat") s"
   done
 ) &
 SAMPLER=$!
