@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use super::meta_error::SendError;
+use super::meta_error::{SendError, SendErrorKind};
 use super::retry::RetryPolicy;
 use super::Sent;
 use crate::config::{IntegrationConfig, OutboundConfig, Secret};
@@ -197,6 +197,13 @@ impl GraphClient {
         }
         let mut error = SendError::from_response(status, bytes.as_deref().unwrap_or_default());
         error.retry_after = retry_after;
+        if bytes.is_err() && error.kind == SendErrorKind::Rejected {
+            // Refused (a 4xx: not taken, so another attempt cannot double
+            // it), but why was cut off with the connection: it may have
+            // been a limit, so the refusal is not taken as final.
+            error.kind = SendErrorKind::Server;
+            error.message = format!("the refusal was cut off mid-body: {}", error.message);
+        }
         Err(error)
     }
 }
@@ -262,7 +269,8 @@ mod tests {
     }
 
     /// A server answering its n-th request with `answers[n]` (the last one
-    /// from then on), keeping when each came.
+    /// from then on; one beginning with "CUT " is sent without it and the
+    /// connection closed), keeping when each came.
     async fn scripted(
         answers: Vec<String>,
     ) -> (
@@ -288,7 +296,13 @@ mod tests {
                             seen.len() - 1
                         };
                         let answer = &answers[nth.min(answers.len() - 1)];
-                        if socket.write_all(answer.as_bytes()).await.is_err() {
+                        // "CUT " first: the rest is written and the
+                        // connection closed, mid-body if its length says so.
+                        let (answer, cut) = match answer.strip_prefix("CUT ") {
+                            Some(rest) => (rest, true),
+                            None => (answer.as_str(), false),
+                        };
+                        if socket.write_all(answer.as_bytes()).await.is_err() || cut {
                             return;
                         }
                     }
@@ -342,6 +356,33 @@ mod tests {
             waited >= std::time::Duration::from_millis(950),
             "{waited:?}"
         );
+    }
+
+    /// A refusal whose body is cut off mid-way (its error code unknown) is
+    /// tried again: a 4xx means the platform did not take the message, so
+    /// another attempt cannot double it, and the reason may well have been
+    /// a limit. A whole refusal is final.
+    #[tokio::test]
+    async fn a_refusal_cut_off_mid_body_is_tried_again() {
+        let cut = format!(
+            "CUT HTTP/1.1 400 Bad Request\r\ncontent-type: application/json\r\ncontent-length: 120\r\n\r\n{}",
+            r#"{"error":{"message":"(#6"#
+        );
+        let ok = answer("200 OK", "", r#"{"message_id":"m_3"}"#);
+        let (client, arrivals) = scripted(vec![cut, ok]).await;
+        let sent = send(&client).await.expect("sent on the second attempt");
+        assert_eq!(sent["message_id"], "m_3");
+        assert_eq!(arrivals.lock().unwrap().len(), 2);
+
+        let whole = answer(
+            "400 Bad Request",
+            "",
+            r#"{"error":{"message":"(#100) Invalid parameter","code":100}}"#,
+        );
+        let (client, arrivals) = scripted(vec![whole]).await;
+        let refused = send(&client).await.expect_err("refused");
+        assert!(!refused.retryable(), "{refused}");
+        assert_eq!(arrivals.lock().unwrap().len(), 1, "asked once");
     }
 
     /// A `Retry-After` longer than the policy's longest pause ends the

@@ -24,6 +24,7 @@ mod group_commit;
 mod keys;
 mod migrate;
 mod records;
+mod repair;
 mod retention;
 mod scan;
 mod tables;
@@ -31,7 +32,8 @@ mod turn;
 
 use group_commit::GroupCommit;
 pub use group_commit::GroupCommitError;
-use keys::{Key, Parts};
+pub use keys::MAX_ID;
+use keys::{fit, Key, Parts};
 use scan::{prefixes, rows_of};
 use tables::Tables;
 use turn::apply_turn;
@@ -42,6 +44,8 @@ pub const FOLDER: &str = "store";
 pub struct EmbeddedStore {
     db: SingleWriterTxDatabase,
     t: Arc<Tables>,
+    /// The database's folder (`store/`).
+    folder: std::path::PathBuf,
     writer: GroupCommit,
     /// Turns are fsynced with their group commit (`true`), or later by
     /// [`Store::sync`].
@@ -74,10 +78,16 @@ impl EmbeddedStore {
         std::fs::create_dir_all(dir).map_err(|e| {
             StoreError::Unavailable(format!("cannot create {}: {e}", dir.display()))
         })?;
-        let db = tables::open_db(&dir.join(FOLDER), cache_bytes as u64).map_err(|e| {
+        let folder = dir.join(FOLDER);
+        let db = repair::open(&folder, cache_bytes as u64).map_err(|e| {
+            let hint = if matches!(e, fjall::Error::Locked) {
+                " (another engine is using it)"
+            } else {
+                ""
+            };
             StoreError::Unavailable(format!(
-                "cannot open the store in {} (is another engine using it?): {e}",
-                dir.join(FOLDER).display()
+                "cannot open the store in {}{hint}: {e}",
+                folder.display()
             ))
         })?;
         let t = Arc::new(Tables::open(&db)?);
@@ -87,6 +97,7 @@ impl EmbeddedStore {
         Ok(Self {
             db,
             t,
+            folder,
             writer,
             sync_each: true,
             written: AtomicU64::new(0),
@@ -112,6 +123,7 @@ impl Store for EmbeddedStore {
         id: &str,
         now_ms: u64,
     ) -> Result<Option<Rehydrated>, StoreError> {
+        fit([id])?;
         let snap = self.db.read_tx();
         let Some(bytes) = snap.get(&self.t.conversations, keys::of(id))? else {
             return Ok(None);
@@ -136,6 +148,8 @@ impl Store for EmbeddedStore {
     }
 
     async fn commit_turn(&self, write: Arc<TurnWrite>) -> Result<(), StoreError> {
+        fit([write.state.id.as_str(), write.state.integration.as_str()])?;
+        fit(write.dedup.iter().map(|(mid, _)| mid.as_str()))?;
         let state = serde_json::to_vec(&write.state).map_err(corrupt)?;
         let durable = self.sync_each || write.sync;
         self.writer
@@ -163,6 +177,7 @@ impl Store for EmbeddedStore {
     }
 
     async fn messages(&self, id: &str, limit: usize) -> Result<Vec<MessageRecord>, StoreError> {
+        fit([id])?;
         let snap = self.db.read_tx();
         let mut out = Vec::new();
         for g in snap.prefix(&self.t.messages, keys::of(id)).rev() {
@@ -177,6 +192,7 @@ impl Store for EmbeddedStore {
     }
 
     async fn conversation(&self, id: &str) -> Result<Option<ConversationRecord>, StoreError> {
+        fit([id])?;
         let snap = self.db.read_tx();
         match snap.get(&self.t.conversations, keys::of(id))? {
             Some(bytes) => Ok(Some(serde_json::from_slice(&bytes).map_err(corrupt)?)),
@@ -190,6 +206,8 @@ impl Store for EmbeddedStore {
         after: Option<&str>,
         limit: usize,
     ) -> Result<Vec<ConversationRecord>, StoreError> {
+        fit(after)?;
+        fit(filter.integrations.iter().flatten().map(String::as_str))?;
         let snap = self.db.read_tx();
         let mut out = Vec::new();
         for prefix in prefixes(filter.integrations.as_deref()) {
@@ -222,6 +240,7 @@ impl Store for EmbeddedStore {
         integrations: &[String],
         active_since_ms: u64,
     ) -> Result<(u64, u64), StoreError> {
+        fit(integrations.iter().map(String::as_str))?;
         let snap = self.db.read_tx();
         let (mut total, mut active) = (0, 0);
         rows_of(&snap, &self.t.conversations, integrations, |_, v| {
@@ -239,6 +258,7 @@ impl Store for EmbeddedStore {
         &self,
         integrations: &[String],
     ) -> Result<Vec<(String, Option<u64>)>, StoreError> {
+        fit(integrations.iter().map(String::as_str))?;
         let snap = self.db.read_tx();
         let mut out = Vec::new();
         rows_of(&snap, &self.t.takeovers, integrations, |id, v| {
@@ -254,6 +274,7 @@ impl Store for EmbeddedStore {
         integrations: &[String],
         from_day: u32,
     ) -> Result<Vec<(String, DailyCount)>, StoreError> {
+        fit(integrations.iter().map(String::as_str))?;
         let snap = self.db.read_tx();
         let mut out = Vec::new();
         for integration in integrations {
@@ -323,6 +344,7 @@ impl Store for EmbeddedStore {
     }
 
     async fn put_quarantine(&self, record: QuarantineRecord) -> Result<(), StoreError> {
+        fit([record.conversation.as_str()])?;
         let bytes = serde_json::to_vec(&record).map_err(corrupt)?;
         self.writer
             .write(true, move |tx| {
@@ -335,6 +357,7 @@ impl Store for EmbeddedStore {
     }
 
     async fn quarantine(&self, id: &str) -> Result<Option<QuarantineRecord>, StoreError> {
+        fit([id])?;
         let snap = self.db.read_tx();
         let Some(v) = snap.get(&self.t.quarantine, keys::of(id))? else {
             return Ok(None);
@@ -353,6 +376,7 @@ impl Store for EmbeddedStore {
     }
 
     async fn remove_quarantine(&self, id: &str) -> Result<(), StoreError> {
+        fit([id])?;
         let key = keys::of(id);
         self.writer
             .write(true, move |tx| {
@@ -364,6 +388,7 @@ impl Store for EmbeddedStore {
     }
 
     async fn put_document(&self, doc: DocumentRecord) -> Result<(), StoreError> {
+        fit([doc.assistant.as_str(), doc.id.as_str()])?;
         documents::put(self, doc).await
     }
 
@@ -372,6 +397,7 @@ impl Store for EmbeddedStore {
     }
 
     async fn delete_document(&self, assistant: &str, id: &str) -> Result<bool, StoreError> {
+        fit([assistant, id])?;
         documents::delete(self, assistant, id).await
     }
 
@@ -380,10 +406,12 @@ impl Store for EmbeddedStore {
     }
 
     async fn put_tenant_key(&self, key: TenantKeyRecord) -> Result<(), StoreError> {
+        fit([key.hash.as_str()])?;
         documents::put_key(self, key).await
     }
 
     async fn tenant_key(&self, hash: &str) -> Result<Option<TenantKeyRecord>, StoreError> {
+        fit([hash])?;
         documents::key(self, hash)
     }
 
@@ -397,6 +425,7 @@ impl Store for EmbeddedStore {
         key: &str,
         value: Vec<u8>,
     ) -> Result<(), StoreError> {
+        fit([key])?;
         records::put(self, kind, key, value).await
     }
 
@@ -405,6 +434,7 @@ impl Store for EmbeddedStore {
     }
 
     async fn delete_record(&self, kind: RecordKind, key: &str) -> Result<bool, StoreError> {
+        fit([key])?;
         records::delete(self, kind, key).await
     }
 
@@ -413,10 +443,12 @@ impl Store for EmbeddedStore {
     }
 
     async fn purge_integration(&self, integration: &str) -> Result<u64, StoreError> {
+        fit([integration])?;
         records::purge_integration(self, integration).await
     }
 
     async fn finish_purge(&self, integration: &str) -> Result<u64, StoreError> {
+        fit([integration])?;
         records::finish_purge(self, integration).await
     }
 
@@ -431,6 +463,7 @@ impl Store for EmbeddedStore {
         after: Option<&str>,
         limit: usize,
     ) -> Result<RetentionStep, StoreError> {
+        fit(after)?;
         let after = after.map(str::to_string);
         retention::sweep_step(self, now_ms, before_ms, after, limit).await
     }

@@ -28,6 +28,10 @@ pub enum StoreError {
     Unavailable(String),
     #[error("stored data is corrupt: {0}")]
     Corrupt(String),
+    /// An id longer than the store keeps (a key of the embedded store is at
+    /// most 64 KiB); trying again cannot help.
+    #[error("an id of {0} bytes is longer than the store keeps ({max} at most)", max = embedded::MAX_ID)]
+    TooLong(usize),
 }
 
 impl StoreError {

@@ -226,7 +226,8 @@ async fn a_store_file_of_an_earlier_release_is_moved_in_whole() {
                 .unwrap();
             let letters = s.dead_letters().await.unwrap();
             assert_eq!(letters.len(), 3, "numbered after the moved ones");
-            // The purge noted as under way in the earlier file is finished.
+            // A purge noted as under way in the earlier file does not stand
+            // in the way of a start.
             assert_eq!(s.resume_purges(&[]).await.unwrap(), 0);
             s.sync().await.unwrap();
         } else {
@@ -235,4 +236,125 @@ async fn a_store_file_of_an_earlier_release_is_moved_in_whole() {
         }
         drop(s);
     }
+}
+
+/// A move cut short (the store already holds the rows, the earlier file is
+/// still there) is done again whole at the next start: the same rows,
+/// nothing doubled, what was written since kept.
+#[tokio::test]
+async fn a_move_cut_short_is_done_again_without_doubling() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("store.redb");
+    earlier_release_file(&file);
+    let s = EmbeddedStore::open(dir.path(), 8 << 20).unwrap();
+    let letters = s.dead_letters().await.unwrap().len();
+    drop(s);
+    earlier_release_file(&file);
+    let s = EmbeddedStore::open(dir.path(), 8 << 20).unwrap();
+    assert!(!file.exists());
+    assert_eq!(
+        s.dead_letters().await.unwrap().len(),
+        letters,
+        "not doubled"
+    );
+    assert_eq!(s.messages("fb:U", 10).await.unwrap().len(), 3);
+    assert_eq!(s.knowledge_revision().await.unwrap(), 7);
+}
+
+/// An id longer than the store keeps is refused with an error that says
+/// so, and the store goes on.
+#[tokio::test]
+async fn an_id_too_long_for_a_key_is_refused_and_the_store_goes_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = EmbeddedStore::open(dir.path(), 8 << 20).unwrap();
+    let long = format!("fb:{}", "x".repeat(70_000));
+    let conv = ConversationRecord::new(&long, "fb", ChannelKind::Messenger, "x", NOW);
+    let refused = s
+        .commit_turn(switchboard::store::TurnWrite::new(conv).into())
+        .await
+        .expect_err("refused");
+    assert!(!refused.retryable(), "{refused}");
+    assert!(
+        refused.to_string().contains("longer than the store keeps"),
+        "{refused}"
+    );
+    assert!(s.load_conversation(&long, NOW).await.is_err());
+    let conv = ConversationRecord::new("fb:ok", "fb", ChannelKind::Messenger, "ok", NOW);
+    s.commit_turn(switchboard::store::TurnWrite::new(conv).into())
+        .await
+        .unwrap();
+    assert!(s.conversation("fb:ok").await.unwrap().is_some());
+}
+
+/// The journal files of the store in `dir`.
+fn journals(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    let mut folders = vec![dir.join("store")];
+    while let Some(folder) = folders.pop() {
+        for entry in std::fs::read_dir(&folder).unwrap().flatten() {
+            let path = entry.path();
+            if path.is_dir() && !path.ends_with("repair") {
+                folders.push(path);
+            } else if path.extension().is_some_and(|e| e == "jnl") {
+                out.push(path);
+            }
+        }
+    }
+    out
+}
+
+/// Files kept under `store/repair/`.
+fn kept(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let Ok(runs) = std::fs::read_dir(dir.join("store").join("repair")) else {
+        return Vec::new();
+    };
+    runs.flatten()
+        .flat_map(|run| std::fs::read_dir(run.path()).unwrap().flatten())
+        .map(|f| f.path())
+        .collect()
+}
+
+/// After a stop that was not clean, what the store engine cuts from a
+/// journal it cannot read on is kept beside it (it would drop every
+/// write after the damage without a word); a clean stop, or a crash that
+/// left the journal whole, keeps nothing.
+#[tokio::test]
+async fn what_the_store_cuts_from_a_damaged_journal_is_kept() {
+    let dir = tempfile::tempdir().unwrap();
+    let open = || EmbeddedStore::open(dir.path(), 8 << 20).unwrap();
+    let s = open();
+    for i in 0..5 {
+        let conv =
+            ConversationRecord::new(&format!("fb:J{i}"), "fb", ChannelKind::Messenger, "J", NOW);
+        s.commit_turn(switchboard::store::TurnWrite::new(conv).into())
+            .await
+            .unwrap();
+    }
+    drop(s);
+    let s = open();
+    assert!(s.conversation("fb:J4").await.unwrap().is_some());
+    drop(s);
+    assert!(kept(dir.path()).is_empty(), "a clean stop keeps nothing");
+
+    // A crash (no clean close) that left the journal whole.
+    std::fs::remove_file(dir.path().join("store").join("closed")).unwrap();
+    let s = open();
+    assert!(s.conversation("fb:J4").await.unwrap().is_some());
+    drop(s);
+    assert!(kept(dir.path()).is_empty(), "nothing was cut");
+
+    // A crash, and the disk damaged the journal's first entry.
+    std::fs::remove_file(dir.path().join("store").join("closed")).unwrap();
+    let journal = journals(dir.path())
+        .into_iter()
+        .max_by_key(|j| std::fs::metadata(j).unwrap().len())
+        .expect("the store keeps a journal");
+    let mut bytes = std::fs::read(&journal).unwrap();
+    bytes[0] = 5;
+    std::fs::write(&journal, &bytes).unwrap();
+    let s = open();
+    let copies = kept(dir.path());
+    assert_eq!(copies.len(), 1, "the journal as it was is kept: {copies:?}");
+    assert_eq!(std::fs::read(&copies[0]).unwrap(), bytes);
+    drop(s);
 }

@@ -5,11 +5,12 @@
 
 use std::path::{Path, PathBuf};
 
-use super::tables::{open_db, Tables};
+use super::tables::Tables;
 use super::FOLDER;
 use crate::store::StoreError;
 
-/// One store compacted: its folder and its size before and after, in bytes.
+/// One store compacted: its folder and the bytes its table files took on
+/// the disk before and after.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Compacted {
     pub path: PathBuf,
@@ -28,11 +29,13 @@ pub fn compact_dir(dir: &Path) -> Result<Vec<Compacted>, StoreError> {
     }
     let failed = |e: fjall::Error| StoreError::Unavailable(format!("{}: {e}", path.display()));
     let before = folder_bytes(&path);
-    let db = open_db(&path, 8 << 20).map_err(|e| {
-        StoreError::Unavailable(format!(
-            "cannot open {} (is the engine still running?): {e}",
-            path.display()
-        ))
+    let db = super::repair::open(&path, 8 << 20).map_err(|e| {
+        let hint = if matches!(e, fjall::Error::Locked) {
+            " (is the engine still running?)"
+        } else {
+            ""
+        };
+        StoreError::Unavailable(format!("cannot open {}{hint}: {e}", path.display()))
     })?;
     let tables = Tables::open(&db).map_err(failed)?;
     for table in tables.all() {
@@ -42,6 +45,8 @@ pub fn compact_dir(dir: &Path) -> Result<Vec<Compacted>, StoreError> {
     db.persist(fjall::PersistMode::SyncAll).map_err(failed)?;
     drop(tables);
     drop(db);
+    super::repair::closed_cleanly(&path)
+        .map_err(|e| StoreError::Unavailable(format!("{}: {e}", path.display())))?;
     let after = folder_bytes(&path);
     Ok(vec![Compacted {
         path,
@@ -50,7 +55,9 @@ pub fn compact_dir(dir: &Path) -> Result<Vec<Compacted>, StoreError> {
     }])
 }
 
-/// Bytes of every file under `path`.
+/// Bytes the table files under `path` take on the disk. The journals are
+/// left out: compaction does not shorten them (they are bounded, and each
+/// is deleted once all of its writes are in table files).
 fn folder_bytes(path: &Path) -> u64 {
     let Ok(entries) = std::fs::read_dir(path) else {
         return 0;
@@ -58,9 +65,22 @@ fn folder_bytes(path: &Path) -> u64 {
     entries
         .flatten()
         .map(|e| match e.metadata() {
+            Ok(m) if m.is_dir() && e.file_name() == "repair" => 0,
             Ok(m) if m.is_dir() => folder_bytes(&e.path()),
-            Ok(m) => m.len(),
+            Ok(_) if e.path().extension().is_some_and(|x| x == "jnl") => 0,
+            Ok(m) => on_disk(&m),
             Err(_) => 0,
         })
         .sum()
+}
+
+#[cfg(unix)]
+fn on_disk(m: &std::fs::Metadata) -> u64 {
+    use std::os::unix::fs::MetadataExt;
+    m.blocks() * 512
+}
+
+#[cfg(not(unix))]
+fn on_disk(m: &std::fs::Metadata) -> u64 {
+    m.len()
 }

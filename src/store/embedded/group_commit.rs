@@ -73,7 +73,7 @@ impl<T: Send + 'static> GroupOp for Op<T> {
 /// Handle to the writer thread of one database. Dropping it stops the
 /// thread once the writes queued are done and waits for it.
 pub struct GroupCommit {
-    thread: WriterThread<Box<dyn GroupOp>>,
+    thread: Option<WriterThread<Box<dyn GroupOp>>>,
     /// Set once a commit could not be written to the journal: the database
     /// takes no more writes until it is opened again.
     broken: Arc<AtomicBool>,
@@ -87,7 +87,10 @@ impl GroupCommit {
         let thread = WriterThread::start("store-writer", QUEUE, MAX_GROUP, move |batch| {
             commit_batch(&db, &tables, &flag, batch)
         })?;
-        Ok(Self { thread, broken })
+        Ok(Self {
+            thread: Some(thread),
+            broken,
+        })
     }
 
     /// Whether a commit failed to reach the journal (the store then
@@ -98,7 +101,13 @@ impl GroupCommit {
 
     /// Whether a commit has been running for longer than `bound`.
     pub fn stalled(&self, bound: std::time::Duration) -> bool {
-        self.thread.stalled(bound)
+        self.thread.as_ref().is_some_and(|t| t.stalled(bound))
+    }
+
+    /// Lets the writer finish the writes queued and stops it; later
+    /// writes fail with [`GroupCommitError::Stopped`].
+    pub fn stop(&mut self) {
+        self.thread = None;
     }
 
     /// Runs `apply` inside the next group transaction and resolves once it
@@ -116,7 +125,10 @@ impl GroupCommit {
             value: None,
             reply,
         });
-        self.thread
+        let Some(thread) = self.thread.as_ref() else {
+            return Err(GroupCommitError::Stopped);
+        };
+        thread
             .send(op)
             .await
             .map_err(|_| GroupCommitError::Stopped)?;

@@ -4,6 +4,21 @@
 //! big-endian. The rows of one conversation, or of every conversation of
 //! an integration, are then one key range.
 
+use crate::store::StoreError;
+
+/// The longest id (conversation, message, integration, document or
+/// record key) the store keeps: a key holds at most three of them, and
+/// the store engine refuses keys over 64 KiB.
+pub const MAX_ID: usize = 16 * 1024;
+
+/// `Ok` when every id is short enough to be part of a key.
+pub(super) fn fit<'a>(ids: impl IntoIterator<Item = &'a str>) -> Result<(), StoreError> {
+    match ids.into_iter().find(|id| id.len() > MAX_ID) {
+        Some(id) => Err(StoreError::TooLong(id.len())),
+        None => Ok(()),
+    }
+}
+
 /// Builds a key part by part.
 #[derive(Default)]
 pub(super) struct Key(Vec<u8>);

@@ -121,12 +121,20 @@ async fn purge_steps(
     steps: usize,
 ) -> Result<(u64, bool), StoreError> {
     let mut purged = 0u64;
+    // Where each table's deletions got to: a step starts after them rather
+    // than step again over the deletion marks of the steps before.
+    let mut cursors = Cursors::default();
     for _ in 0..steps {
         let integration = integration.to_string();
-        let (conversations, done) = store
+        let (conversations, done, moved) = store
             .writer
-            .write(true, move |tx| purge_step(tx, &integration, PURGE_STEP))
+            .write(true, move |tx| {
+                let mut cursors = cursors;
+                let (n, done) = purge_step(tx, &integration, &mut cursors, PURGE_STEP)?;
+                Ok((n, done, cursors))
+            })
             .await?;
+        cursors = moved;
         purged += conversations;
         if done {
             return Ok((purged, true));
@@ -137,27 +145,35 @@ async fn purge_steps(
 
 /// Deletes up to `budget` rows of `integration`; returns the conversation
 /// records among them and whether none is left.
+/// The last key a purge deleted in each table it deletes from.
+#[derive(Default)]
+struct Cursors([Option<Vec<u8>>; 7]);
+
 fn purge_step(
     tx: &mut Tx<'_>,
     integration: &str,
+    cursors: &mut Cursors,
     budget: usize,
 ) -> Result<(u64, bool), fjall::Error> {
     let t = tx.t;
     // Conversation ids are `{integration}:{customer}`: the keys of all of
     // them begin alike.
     let ids = Key::new().str_start(&format!("{integration}:")).done();
+    let analytics = keys::of(integration);
+    let [messages, remembered, timers, takeovers, quarantine, rollups, conversations] =
+        &mut cursors.0;
     let mut left = budget;
-    for table in [
-        &t.messages,
-        &t.remembered,
-        &t.timers,
-        &t.takeovers,
-        &t.quarantine,
+    for (table, start, cursor) in [
+        (&t.messages, &ids, messages),
+        (&t.remembered, &ids, remembered),
+        (&t.timers, &ids, timers),
+        (&t.takeovers, &ids, takeovers),
+        (&t.quarantine, &ids, quarantine),
+        (&t.analytics, &analytics, rollups),
     ] {
-        left -= take_out(tx, table, &ids, left)?;
+        left -= take_out(tx, table, start, cursor, left)?;
     }
-    left -= take_out(tx, &t.analytics, &keys::of(integration), left)?;
-    let conversations = take_out(tx, &t.conversations, &ids, left)?;
+    let conversations = take_out(tx, &t.conversations, &ids, conversations, left)?;
     let done = conversations < left;
     let noted = control_key(PURGING, integration);
     if done {
@@ -224,18 +240,29 @@ pub(super) async fn resume_purges(
 }
 
 /// Deletes at most `budget` rows of `table` whose keys begin with
-/// `start`; returns how many.
+/// `start` and come after `cursor`, moving `cursor` to the last one;
+/// returns how many.
 fn take_out(
     tx: &mut Tx<'_>,
     table: &fjall::SingleWriterTxKeyspace,
     start: &[u8],
+    cursor: &mut Option<Vec<u8>>,
     budget: usize,
 ) -> Result<usize, fjall::Error> {
+    use std::ops::Bound;
+    let from = match cursor {
+        Some(after) => Bound::Excluded(after.clone()),
+        None => Bound::Included(start.to_vec()),
+    };
+    let end = Bound::Excluded(keys::past(start));
     let mut doomed = Vec::new();
-    for g in tx.tx.prefix(table, start).take(budget) {
+    for g in tx.tx.range(table, (from, end)).take(budget) {
         doomed.push(g.key()?);
     }
     let taken = doomed.len();
+    if let Some(last) = doomed.last() {
+        *cursor = Some(last.to_vec());
+    }
     for key in doomed {
         tx.tx.remove(table, key);
     }

@@ -36,12 +36,13 @@ pub(super) async fn sweep_step(
                 Some(a) => Bound::Excluded(keys::of(a)),
                 None => Bound::Unbounded,
             };
-            let mut ids = Vec::with_capacity(limit);
+            let (mut ids, mut read) = (Vec::with_capacity(limit), 0);
             for g in tx
                 .tx
                 .range::<Vec<u8>, _>(&t.conversations, (start, Bound::Unbounded))
                 .take(limit)
             {
+                read += 1;
                 // A key that does not read is skipped: retention never guesses.
                 if let Some(id) = Parts::new(&g.key()?).str() {
                     ids.push(id);
@@ -71,7 +72,9 @@ pub(super) async fn sweep_step(
             for (table, key) in doomed {
                 tx.tx.remove(table, key);
             }
-            let next = if ids.len() >= limit {
+            // A full window goes on after its last id, even when some of
+            // its keys could not be read.
+            let next = if read >= limit {
                 ids.last().cloned()
             } else {
                 None

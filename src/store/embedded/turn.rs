@@ -82,15 +82,20 @@ pub(super) fn line_key(id: &str, seq: u64) -> Vec<u8> {
 }
 
 impl Drop for EmbeddedStore {
-    /// A store closed in order puts its unsynced turns on the disk.
+    /// A store closed in order lets its writer finish the writes queued,
+    /// then puts every write not synced yet (turns in `interval`
+    /// durability, retention's deletions) on the disk.
     fn drop(&mut self) {
-        if self.synced.load(std::sync::atomic::Ordering::Acquire)
-            >= self.written.load(std::sync::atomic::Ordering::Acquire)
-        {
-            return;
-        }
-        if let Err(e) = self.db.persist(fjall::PersistMode::SyncData) {
-            tracing::warn!(error = %e, "Store closed without its last sync; the bus replays those turns");
+        self.writer.stop();
+        match self.db.persist(fjall::PersistMode::SyncAll) {
+            Ok(()) => {
+                if let Err(e) = super::repair::closed_cleanly(&self.folder) {
+                    tracing::warn!(error = %e, "Cannot mark the store closed cleanly; its journals are copied at the next start");
+                }
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "Store closed without its last sync; the bus replays those turns")
+            }
         }
     }
 }
