@@ -90,7 +90,10 @@ impl EmbeddedStore {
                 folder.display()
             ))
         })?;
-        let t = Arc::new(Tables::open(&db)?);
+        let t = Arc::new(Tables::open(
+            &db,
+            tables::memtable_bytes(cache_bytes as u64),
+        )?);
         migrate::from_redb(dir, &db, &t)?;
         let writer = GroupCommit::start(db.clone(), t.clone())
             .map_err(|e| StoreError::Unavailable(e.to_string()))?;

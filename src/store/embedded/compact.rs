@@ -37,7 +37,7 @@ pub fn compact_dir(dir: &Path) -> Result<Vec<Compacted>, StoreError> {
         };
         StoreError::Unavailable(format!("cannot open {}{hint}: {e}", path.display()))
     })?;
-    let tables = Tables::open(&db).map_err(failed)?;
+    let tables = Tables::open(&db, super::tables::memtable_bytes(8 << 20)).map_err(failed)?;
     for table in tables.all() {
         table.inner().rotate_memtable_and_wait().map_err(failed)?;
         table.inner().major_compact().map_err(failed)?;

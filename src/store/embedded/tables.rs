@@ -36,8 +36,12 @@ pub struct Tables {
 }
 
 impl Tables {
-    pub fn open(db: &SingleWriterTxDatabase) -> Result<Self, fjall::Error> {
-        let ks = |name: &str| db.keyspace(name, KeyspaceCreateOptions::default);
+    /// Opens (or creates) every table; a table created now holds at most
+    /// `memtable_bytes` of new writes in memory before they are written
+    /// out (a table keeps the size it was created with).
+    pub fn open(db: &SingleWriterTxDatabase, memtable_bytes: u64) -> Result<Self, fjall::Error> {
+        let options = || KeyspaceCreateOptions::default().max_memtable_size(memtable_bytes);
+        let ks = |name: &str| db.keyspace(name, options);
         Ok(Self {
             conversations: ks("conversations")?,
             messages: ks("messages")?,
@@ -71,6 +75,14 @@ impl Tables {
             &self.control,
         ]
     }
+}
+
+/// The memory a table keeps new writes in before they are flushed to its
+/// files, for a block cache of `cache_bytes`: a quarter of it, from 8 to
+/// 64 MiB (a bounded buffer, not a cost per conversation, but at the
+/// default cache it is kept small beside the conversations themselves).
+pub fn memtable_bytes(cache_bytes: u64) -> u64 {
+    (cache_bytes / 8).clamp(8 << 20, 64 << 20)
 }
 
 /// Opens (or creates) the store's database in `dir`, with a block cache of
