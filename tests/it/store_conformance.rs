@@ -88,14 +88,14 @@ async fn real_scylla() -> Under {
     }
 }
 
-const NOW: u64 = 1_000 * 86_400_000;
+pub const NOW: u64 = 1_000 * 86_400_000;
 
 fn record(id: &str, integration: &str) -> ConversationRecord {
     let customer = id.split_once(':').map_or(id, |(_, c)| c);
     ConversationRecord::new(id, integration, ChannelKind::Messenger, customer, NOW)
 }
 
-fn line(seq: u64, direction: Direction, text: &str) -> MessageRecord {
+pub fn line(seq: u64, direction: Direction, text: &str) -> MessageRecord {
     MessageRecord {
         seq,
         direction,

@@ -5,25 +5,11 @@
 use switchboard::config::ChannelKind;
 use switchboard::store::embedded::EmbeddedStore;
 use switchboard::store::{
-    ConversationFilter, ConversationRecord, DeadLetter, Direction, DocumentRecord, MessageRecord,
-    MessageStatus, QuarantineRecord, RecordKind, Store, TenantKeyRecord,
+    ConversationFilter, ConversationRecord, DeadLetter, Direction, DocumentRecord,
+    QuarantineRecord, RecordKind, Store, TenantKeyRecord,
 };
 
-const NOW: u64 = 1_000 * 86_400_000;
-
-fn line(seq: u64, text: &str) -> MessageRecord {
-    MessageRecord {
-        seq,
-        direction: Direction::In,
-        text: Some(text.into()),
-        time_ms: NOW + seq,
-        status: MessageStatus::Received,
-        mid: Some(format!("m{seq}")),
-        attachments: vec![],
-        author: None,
-        error: None,
-    }
-}
+use crate::store_conformance::{line, NOW};
 
 fn json<T: serde::Serialize>(v: &T) -> Vec<u8> {
     serde_json::to_vec(v).unwrap()
@@ -50,7 +36,7 @@ fn earlier_release_file(path: &std::path::Path) -> ConversationRecord {
         for seq in [2u64, 1, 300] {
             t.insert(
                 ("fb:U", seq),
-                json(&line(seq, &format!("line {seq}"))).as_slice(),
+                json(&line(seq, Direction::In, &format!("line {seq}"))).as_slice(),
             )
             .unwrap();
         }
