@@ -197,7 +197,12 @@ impl GraphClient {
         }
         let mut error = SendError::from_response(status, bytes.as_deref().unwrap_or_default());
         error.retry_after = retry_after;
-        if bytes.is_err() && error.kind == SendErrorKind::Rejected {
+        // Only the platform's own refusals: a proxy's 408 or 499 may come
+        // after it passed the request on (as a gateway's 502/504).
+        if bytes.is_err()
+            && error.kind == SendErrorKind::Rejected
+            && matches!(status, 400 | 401 | 403 | 404)
+        {
             // Refused (a 4xx: not taken, so another attempt cannot double
             // it), but why was cut off with the connection: it may have
             // been a limit, so the refusal is not taken as final.

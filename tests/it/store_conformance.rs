@@ -469,6 +469,10 @@ async fn compact_returns_the_space_of_deleted_lines() {
             .contains("engine still running"),
         "an open store is not compacted"
     );
+    assert!(
+        !dir.path().join("store").join("repair").exists(),
+        "nor are the journals of a running engine copied"
+    );
     drop(store);
     // The lines go from the journal into the store's table files.
     let written = compact().unwrap();

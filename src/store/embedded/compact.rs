@@ -43,10 +43,11 @@ pub fn compact_dir(dir: &Path) -> Result<Vec<Compacted>, StoreError> {
         table.inner().major_compact().map_err(failed)?;
     }
     db.persist(fjall::PersistMode::SyncAll).map_err(failed)?;
-    drop(tables);
-    drop(db);
+    // While the store is still held: no engine can open it in between.
     super::repair::closed_cleanly(&path)
         .map_err(|e| StoreError::Unavailable(format!("{}: {e}", path.display())))?;
+    drop(tables);
+    drop(db);
     let after = folder_bytes(&path);
     Ok(vec![Compacted {
         path,

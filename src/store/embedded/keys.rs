@@ -7,13 +7,18 @@
 use crate::store::StoreError;
 
 /// The longest id (conversation, message, integration, document or
-/// record key) the store keeps: a key holds at most three of them, and
-/// the store engine refuses keys over 64 KiB.
+/// record key) the store keeps, as written in a key (bytes 0 and 1 take
+/// two): a key holds at most two of them and a number, and the store
+/// engine refuses keys over 64 KiB.
 pub const MAX_ID: usize = 16 * 1024;
+
+/// The longest key the store engine takes.
+pub(super) const MAX_KEY: usize = u16::MAX as usize;
 
 /// `Ok` when every id is short enough to be part of a key.
 pub(super) fn fit<'a>(ids: impl IntoIterator<Item = &'a str>) -> Result<(), StoreError> {
-    match ids.into_iter().find(|id| id.len() > MAX_ID) {
+    let written = |id: &str| id.len() + id.bytes().filter(|&b| b <= 1).count();
+    match ids.into_iter().find(|id| written(id) > MAX_ID) {
         Some(id) => Err(StoreError::TooLong(id.len())),
         None => Ok(()),
     }

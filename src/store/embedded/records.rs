@@ -125,6 +125,7 @@ async fn purge_steps(
     // than step again over the deletion marks of the steps before.
     let mut cursors = Cursors::default();
     for _ in 0..steps {
+        let from_start = cursors.0.iter().all(Option::is_none);
         let integration = integration.to_string();
         let (conversations, done, moved) = store
             .writer
@@ -136,8 +137,14 @@ async fn purge_steps(
             .await?;
         cursors = moved;
         purged += conversations;
-        if done {
+        if done && from_start {
             return Ok((purged, true));
+        }
+        if done {
+            // Nothing left past the cursors: one more pass from the start
+            // finds any row written behind them meanwhile (a conversation
+            // that was still finishing a turn).
+            cursors = Cursors::default();
         }
     }
     Ok((purged, false))

@@ -30,11 +30,12 @@ pub(super) fn open(
     };
     let opened = super::tables::open_db(folder, cache_bytes);
     if let Some(copies) = copies {
-        if opened.is_ok() {
-            after_open(copies);
-        } else {
-            // Held by another engine (or not readable): nothing was cut.
-            discard(copies);
+        match &opened {
+            // Another engine took it in between: it read the journals, not us.
+            Err(fjall::Error::Locked) => discard(copies),
+            // Read back, or failing part-way (fjall cuts a journal as it
+            // reads it, before a later one fails): what was cut is kept.
+            _ => after_open(copies),
         }
     }
     opened
@@ -42,17 +43,33 @@ pub(super) fn open(
 
 /// Written at a clean close, removed at open.
 const CLOSED: &str = "closed";
+/// The store engine's lock file in the folder.
+const LOCK: &str = "lock";
+/// Runs of copies kept at most (the oldest go first).
+const KEEP_RUNS: usize = 5;
 
 /// Journals copied before an open after a stop that was not clean.
 struct Copies {
     folder: PathBuf,
-    /// (journal, its copy, where its data ended before the open)
-    journals: Vec<(PathBuf, PathBuf, u64)>,
+    /// (journal, an open handle on it, its copy, where its data ended)
+    journals: Vec<(PathBuf, std::fs::File, PathBuf, u64)>,
 }
 
 /// Before the store in `folder` is opened: copies its journals unless it
-/// was closed cleanly.
+/// was closed cleanly, or is held by a running engine (then nothing is
+/// touched and the open is refused).
 fn before_open(folder: &Path) -> std::io::Result<Option<Copies>> {
+    let lock = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(folder.join(LOCK))?;
+    match lock.try_lock() {
+        Ok(()) => {}
+        Err(std::fs::TryLockError::WouldBlock) => return Ok(None),
+        Err(std::fs::TryLockError::Error(e)) => return Err(e),
+    }
     let closed = folder.join(CLOSED);
     if closed.exists() {
         std::fs::remove_file(&closed)?;
@@ -63,34 +80,63 @@ fn before_open(folder: &Path) -> std::io::Result<Option<Copies>> {
     if journals.is_empty() {
         return Ok(None);
     }
+    prune(&folder.join("repair"));
     let into = folder
         .join("repair")
         .join(crate::clock::now_ms().to_string());
     std::fs::create_dir_all(&into)?;
+    copy_all(journals, &into).inspect_err(|_| {
+        let _ = std::fs::remove_dir_all(&into);
+    })
+}
+
+/// Copies each journal's data (not the room made for it) into `into`.
+fn copy_all(journals: Vec<PathBuf>, into: &Path) -> std::io::Result<Option<Copies>> {
     let mut copies = Vec::new();
     for (i, journal) in journals.into_iter().enumerate() {
-        let copy = into.join(format!(
-            "{i}-{}",
-            journal
-                .file_name()
-                .map_or_else(Default::default, |n| n.to_string_lossy())
-        ));
-        std::fs::copy(&journal, &copy)?;
-        let end = data_end(&copy)?;
-        copies.push((journal, copy, end));
+        let name = journal
+            .file_name()
+            .map_or_else(Default::default, |n| n.to_string_lossy().into_owned());
+        let copy = into.join(format!("{i}-{name}"));
+        let end = data_end(&journal)?;
+        let mut source = std::fs::File::open(&journal)?;
+        let mut out = std::fs::File::create(&copy)?;
+        std::io::copy(&mut (&mut source).take(end), &mut out)?;
+        out.sync_all()?;
+        copies.push((journal, source, copy, end));
     }
     Ok(Some(Copies {
-        folder: into,
+        folder: into.to_path_buf(),
         journals: copies,
     }))
+}
+
+/// Keeps the newest runs of copies under `repair` (fewer than
+/// [`KEEP_RUNS`], so the one about to be made fits).
+fn prune(repair: &Path) {
+    let Ok(entries) = std::fs::read_dir(repair) else {
+        return;
+    };
+    let mut runs: Vec<(u64, PathBuf)> = entries
+        .flatten()
+        .filter_map(|e| Some((e.file_name().to_str()?.parse().ok()?, e.path())))
+        .collect();
+    runs.sort();
+    let over = runs.len().saturating_sub(KEEP_RUNS - 1);
+    for (_, run) in runs.into_iter().take(over) {
+        if let Err(e) = std::fs::remove_dir_all(&run) {
+            tracing::warn!(error = %e, run = %run.display(), "Cannot delete old journal copies");
+        }
+    }
 }
 
 /// After the open: keeps and logs what was cut, deletes the rest.
 fn after_open(copies: Copies) {
     let mut kept = 0;
-    for (journal, copy, end) in &copies.journals {
-        // A journal no longer there was written out to the tables.
-        let now = std::fs::metadata(journal).map_or(u64::MAX, |m| m.len());
+    for (journal, handle, copy, end) in &copies.journals {
+        // Through the handle: a journal the store deleted once its writes
+        // were in table files still tells its length.
+        let now = handle.metadata().map_or(u64::MAX, |m| m.len());
         if now < *end {
             kept += 1;
             tracing::error!(
@@ -104,14 +150,11 @@ fn after_open(copies: Copies) {
         }
     }
     if kept == 0 {
-        let _ = std::fs::remove_dir(&copies.folder);
-        if let Some(parent) = copies.folder.parent() {
-            let _ = std::fs::remove_dir(parent);
-        }
+        discard(copies);
     }
 }
 
-/// When the open failed (another engine holds the store): the copies go.
+/// The copies go (the open did not read the journals, or cut nothing).
 fn discard(copies: Copies) {
     let _ = std::fs::remove_dir_all(&copies.folder);
     if let Some(parent) = copies.folder.parent() {
@@ -119,7 +162,8 @@ fn discard(copies: Copies) {
     }
 }
 
-/// At a clean close, once everything is synced.
+/// At a clean close, once everything is synced (the store engine still
+/// holds its lock).
 pub(super) fn closed_cleanly(folder: &Path) -> std::io::Result<()> {
     std::fs::File::create(folder.join(CLOSED))?.sync_all()?;
     std::fs::File::open(folder)?.sync_all()

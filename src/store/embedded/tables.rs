@@ -78,7 +78,7 @@ impl Tables {
 }
 
 /// The memory a table keeps new writes in before they are flushed to its
-/// files, for a block cache of `cache_bytes`: a quarter of it, from 8 to
+/// files, for a block cache of `cache_bytes`: an eighth of it, from 8 to
 /// 64 MiB (a bounded buffer, not a cost per conversation, but at the
 /// default cache it is kept small beside the conversations themselves).
 pub fn memtable_bytes(cache_bytes: u64) -> u64 {
