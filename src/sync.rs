@@ -22,6 +22,12 @@ pub struct WriterThread<T> {
     busy_since: std::sync::Arc<std::sync::atomic::AtomicU64>,
 }
 
+/// Makes the entries of folder `dir` (files created, renamed or deleted
+/// in it) durable.
+pub fn sync_dir(dir: &std::path::Path) -> std::io::Result<()> {
+    std::fs::File::open(dir)?.sync_all()
+}
+
 /// A write running longer than this makes its writer's bus or store not
 /// ready (a disk that hangs).
 pub const STALL_AFTER: std::time::Duration = std::time::Duration::from_secs(5);

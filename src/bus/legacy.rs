@@ -62,9 +62,7 @@ pub fn move_into(dir: &Path, appender: &mut Appender) -> std::io::Result<u64> {
     };
     std::fs::remove_file(&path).map_err(|e| failed(&path, e))?;
     // Gone for good, or its events would be moved in again.
-    std::fs::File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(|e| failed(&path, e))?;
+    crate::sync::sync_dir(dir).map_err(|e| failed(&path, e))?;
     if moved > 0 {
         tracing::info!(
             events = moved,

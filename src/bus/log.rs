@@ -179,9 +179,7 @@ pub struct Opened {
 }
 
 fn sync_dir(dir: &Path) -> std::io::Result<()> {
-    File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(|e| context("cannot sync", dir, e))
+    crate::sync::sync_dir(dir).map_err(|e| context("cannot sync", dir, e))
 }
 
 /// Opens (or creates) the log in `dir`, repairing a cut-short end.

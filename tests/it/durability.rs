@@ -48,18 +48,13 @@ async fn power_loss_with_durability_interval_replays_the_unsynced_tail_once() {
 /// The store's journal files under `dir` and their bytes: what a disk
 /// that loses everything not synced since this moment would keep.
 fn journal_image(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
-    let mut out = Vec::new();
-    let mut folders = vec![dir.to_path_buf()];
-    while let Some(folder) = folders.pop() {
-        for entry in std::fs::read_dir(&folder).unwrap().flatten() {
-            let path = entry.path();
-            if path.is_dir() {
-                folders.push(path);
-            } else if path.extension().is_some_and(|e| e == "jnl") {
-                out.push((path.clone(), std::fs::read(&path).unwrap()));
-            }
-        }
-    }
+    let out: Vec<(PathBuf, Vec<u8>)> = crate::store_upgrade::journal_files(dir)
+        .into_iter()
+        .map(|path| {
+            let bytes = std::fs::read(&path).unwrap();
+            (path, bytes)
+        })
+        .collect();
     assert!(!out.is_empty(), "the store keeps a journal");
     out
 }

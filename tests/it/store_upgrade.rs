@@ -274,8 +274,13 @@ async fn an_id_too_long_for_a_key_is_refused_and_the_store_goes_on() {
 
 /// The journal files of the store in `dir`.
 fn journals(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    journal_files(&dir.join("store"))
+}
+
+/// The journal files of a store under `root` (copies kept aside left out).
+pub fn journal_files(root: &std::path::Path) -> Vec<std::path::PathBuf> {
     let mut out = Vec::new();
-    let mut folders = vec![dir.join("store")];
+    let mut folders = vec![root.to_path_buf()];
     while let Some(folder) = folders.pop() {
         for entry in std::fs::read_dir(&folder).unwrap().flatten() {
             let path = entry.path();

@@ -64,7 +64,7 @@ pub(super) fn from_redb(
     db.persist(PersistMode::SyncAll)?;
     drop(old);
     std::fs::remove_file(&path)
-        .and_then(|()| std::fs::File::open(dir)?.sync_all())
+        .and_then(|()| crate::sync::sync_dir(dir))
         .map_err(|e| {
             StoreError::Unavailable(format!(
                 "moved {} into the store but cannot delete it: {e}",

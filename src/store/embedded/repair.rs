@@ -14,6 +14,8 @@ use std::path::{Path, PathBuf};
 
 use fjall::SingleWriterTxDatabase;
 
+use crate::sync::sync_dir;
+
 /// Opens the store's database in `folder`, keeping what it cuts from its
 /// journals after a stop that was not clean.
 pub(super) fn open(
@@ -73,7 +75,7 @@ fn before_open(folder: &Path) -> std::io::Result<Option<Copies>> {
     let closed = folder.join(CLOSED);
     if closed.exists() {
         std::fs::remove_file(&closed)?;
-        std::fs::File::open(folder)?.sync_all()?;
+        sync_dir(folder)?;
         return Ok(None);
     }
     let journals = journals_in(folder)?;
@@ -166,7 +168,7 @@ fn discard(copies: Copies) {
 /// holds its lock).
 pub(super) fn closed_cleanly(folder: &Path) -> std::io::Result<()> {
     std::fs::File::create(folder.join(CLOSED))?.sync_all()?;
-    std::fs::File::open(folder)?.sync_all()
+    sync_dir(folder)
 }
 
 /// The journal files under `folder`, copies aside.
