@@ -122,7 +122,8 @@ pub async fn open_stores(config: &Config) -> Result<Arc<dyn Store>, StoreError> 
         };
         let store: Arc<dyn Store> = match kind {
             StoreKind::Embedded => {
-                let store = EmbeddedStore::open(&config.store.path, config.store.cache_bytes())?;
+                let store = EmbeddedStore::open(&config.store.path, config.store.cache_bytes())?
+                    .with_group_delay(config.store.group_commit_delay);
                 match config.store.durability {
                     Durability::Sync => Arc::new(store),
                     Durability::Interval => Arc::new(store.sync_later()),
@@ -173,7 +174,11 @@ pub async fn start_with_store(
     let config = Arc::new(config);
     let metrics = telemetry::install_metrics()?;
     let bus: Arc<dyn Bus> = match config.bus.kind {
-        BusKind::Embedded => EmbeddedBus::open(&config.store.path)?,
+        BusKind::Embedded => {
+            let bus = EmbeddedBus::open(&config.store.path)?;
+            bus.set_group_delay(config.bus.group_commit_delay);
+            bus
+        }
         // A revoked partition waits this long for the platform calls and
         // writes already running for its conversations.
         BusKind::Kafka => KafkaBus::open(

@@ -14,12 +14,19 @@ pub fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 /// for the whole batch). Dropping it closes the queue, lets the thread
 /// finish what is in it and waits for it, so what the thread holds (an
 /// open file) is released once the owner is gone.
+///
+/// With a group delay, a batch starts no sooner than that delay after the
+/// previous one ended: under load the ops of the delay share one batch
+/// (one wake-up of the thread, one write, one sync) instead of a batch of
+/// one or two each; an op arriving after a quiet spell goes at once.
 pub struct WriterThread<T> {
     tx: Option<std::sync::mpsc::SyncSender<T>>,
     thread: Option<std::thread::JoinHandle<()>>,
     /// When the batch in hand was taken (ms since the epoch), 0 when idle:
     /// a write that takes far too long (a disk that hangs) shows here.
     busy_since: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    /// The group delay, in microseconds.
+    delay_us: std::sync::Arc<std::sync::atomic::AtomicU64>,
 }
 
 /// Makes the entries of folder `dir` (files created, renamed or deleted
@@ -45,11 +52,20 @@ impl<T: Send + 'static> WriterThread<T> {
         let (tx, rx) = std::sync::mpsc::sync_channel(capacity);
         let busy_since = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
         let busy = busy_since.clone();
+        let delay_us = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let delay = delay_us.clone();
         let thread = std::thread::Builder::new()
             .name(name.to_string())
             .spawn(move || {
                 let mut batch = Vec::with_capacity(256);
+                let mut ended: Option<std::time::Instant> = None;
                 while let Ok(first) = rx.recv() {
+                    let wait = std::time::Duration::from_micros(delay.load(Ordering::Relaxed));
+                    if let Some(since) = ended.map(|at| at.elapsed()) {
+                        if since < wait {
+                            std::thread::sleep(wait - since);
+                        }
+                    }
                     busy.store(crate::clock::now_ms().max(1), Ordering::Release);
                     batch.push(first);
                     while batch.len() < max_batch {
@@ -59,6 +75,7 @@ impl<T: Send + 'static> WriterThread<T> {
                         }
                     }
                     handle(&mut batch);
+                    ended = Some(std::time::Instant::now());
                     batch.clear();
                     busy.store(0, Ordering::Release);
                 }
@@ -67,7 +84,15 @@ impl<T: Send + 'static> WriterThread<T> {
             tx: Some(tx),
             thread: Some(thread),
             busy_since,
+            delay_us,
         })
+    }
+
+    /// Sets the group delay (0: every batch starts as soon as an op waits).
+    pub fn set_group_delay(&self, delay: std::time::Duration) {
+        let us = u64::try_from(delay.as_micros()).unwrap_or(u64::MAX);
+        self.delay_us
+            .store(us, std::sync::atomic::Ordering::Relaxed);
     }
 
     /// Whether the batch in hand has taken longer than `bound`.
@@ -106,5 +131,47 @@ impl<T> Drop for WriterThread<T> {
         if let Some(thread) = self.thread.take() {
             let _ = thread.join();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    /// The batches a writer with `delay` takes when ops come `gap` apart,
+    /// the first alone.
+    async fn batches(delay: Duration, gap: Duration) -> Vec<Vec<u32>> {
+        let seen = std::sync::Arc::new(Mutex::new(Vec::new()));
+        let record = seen.clone();
+        let (done, first_done) = std::sync::mpsc::channel();
+        let writer = WriterThread::start("test-writer", 16, 16, move |b: &mut Vec<u32>| {
+            lock(&record).push(b.clone());
+            let _ = done.send(());
+        })
+        .expect("thread starts");
+        writer.set_group_delay(delay);
+        writer.send(1).await.expect("queued");
+        first_done.recv().expect("first batch");
+        for op in 2..=4 {
+            writer.send(op).await.expect("queued");
+            tokio::time::sleep(gap).await;
+        }
+        drop(writer);
+        let out = lock(&seen).clone();
+        out
+    }
+
+    #[tokio::test]
+    async fn ops_within_the_group_delay_share_one_batch_and_go_at_once_without_it() {
+        let gap = Duration::from_millis(40);
+        assert_eq!(
+            batches(Duration::ZERO, gap).await,
+            vec![vec![1], vec![2], vec![3], vec![4]]
+        );
+        assert_eq!(
+            batches(Duration::from_millis(400), gap).await,
+            vec![vec![1], vec![2, 3, 4]]
+        );
     }
 }

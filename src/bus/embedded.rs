@@ -164,6 +164,14 @@ impl EmbeddedBus {
         Ok(bus)
     }
 
+    /// Starts a group append no sooner than `delay` after the previous one
+    /// ended (`bus.group_commit_delay`): under load the webhooks of that
+    /// time share one write and one sync, each acknowledged up to `delay`
+    /// later.
+    pub fn set_group_delay(&self, delay: Duration) {
+        self.writer.set_group_delay(delay);
+    }
+
     async fn send(
         &self,
         op: impl FnOnce(oneshot::Sender<Result<(), BusError>>) -> Op,

@@ -313,6 +313,24 @@ assistant = "support"
     }
 
     #[test]
+    fn group_commit_delays_default_and_are_bounded() {
+        let cfg = load_from_str(MINIMAL, &[]).expect("defaults load");
+        assert_eq!(cfg.bus.group_commit_delay, std::time::Duration::ZERO);
+        assert_eq!(cfg.store.group_commit_delay, std::time::Duration::ZERO);
+        let err = load_from_str(
+            MINIMAL,
+            &env(&[
+                ("SWITCHBOARD__BUS__GROUP_COMMIT_DELAY", "1s"),
+                ("SWITCHBOARD__STORE__GROUP_COMMIT_DELAY", "101ms"),
+            ]),
+        )
+        .expect_err("over 100ms");
+        let text = err.to_string();
+        assert!(text.contains("bus.group_commit_delay"), "{text}");
+        assert!(text.contains("store.group_commit_delay"), "{text}");
+    }
+
+    #[test]
     fn unknown_keys_are_errors() {
         let err = load_from_str("[server]\nlisten_typo = \"x\"\n", &[]).expect_err("invalid");
         assert!(err.to_string().contains("listen_typo"), "{err}");

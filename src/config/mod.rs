@@ -91,6 +91,10 @@ pub enum BusKind {
 #[serde(deny_unknown_fields)]
 pub struct BusConfig {
     pub kind: BusKind,
+    /// The embedded bus starts a group append (one write, one sync for
+    /// every webhook waiting) no sooner than this after the previous one.
+    #[serde(with = "humantime_serde")]
+    pub group_commit_delay: Duration,
     pub kafka: KafkaConfig,
 }
 
@@ -150,6 +154,10 @@ pub struct StoreConfig {
     /// How often the embedded store syncs in `interval` durability.
     #[serde(with = "humantime_serde")]
     pub sync_interval: Duration,
+    /// The embedded store starts a group commit no sooner than this after
+    /// the previous one.
+    #[serde(with = "humantime_serde")]
+    pub group_commit_delay: Duration,
     pub scylla: ScyllaConfig,
 }
 

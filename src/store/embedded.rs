@@ -117,6 +117,14 @@ impl EmbeddedStore {
         self.sync_each = false;
         self
     }
+
+    /// Starts a group commit no sooner than `delay` after the previous
+    /// one ended (`store.group_commit_delay`): under load the turns of
+    /// that time share one commit and one sync.
+    pub fn with_group_delay(self, delay: std::time::Duration) -> Self {
+        self.writer.set_group_delay(delay);
+        self
+    }
 }
 
 #[async_trait]

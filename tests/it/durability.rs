@@ -22,19 +22,29 @@ const CUSTOMERS: usize = 30;
 
 #[tokio::test]
 async fn sigkill_with_durability_sync_redoes_nothing() {
-    let (redone, _) = sigkill_after_replies("sync", false).await;
+    let (redone, _) = sigkill_after_replies("sync", false, "0s").await;
     assert_eq!(redone, 0, "a synced store answers nothing again");
 }
 
 #[tokio::test]
+async fn sigkill_with_group_commit_delays_redoes_nothing() {
+    // Every webhook and turn waits for a group; acknowledged is still synced.
+    let (redone, _) = sigkill_after_replies("sync", false, "20ms").await;
+    assert_eq!(
+        redone, 0,
+        "a delayed group is still synced before it counts"
+    );
+}
+
+#[tokio::test]
 async fn sigkill_with_durability_interval_redoes_nothing() {
-    let (redone, _) = sigkill_after_replies("interval", false).await;
+    let (redone, _) = sigkill_after_replies("interval", false, "0s").await;
     assert_eq!(redone, 0, "a kill alone loses no committed turn");
 }
 
 #[tokio::test]
 async fn power_loss_with_durability_interval_replays_the_unsynced_tail_once() {
-    let (redone, unsynced) = sigkill_after_replies("interval", true).await;
+    let (redone, unsynced) = sigkill_after_replies("interval", true, "0s").await;
     assert!(
         unsynced,
         "the engine ran past its sync interval before the kill: no power loss was simulated"
@@ -79,8 +89,9 @@ fn lose_power(dir: &Path, image: &[(PathBuf, Vec<u8>)]) {
 /// have run (a slow machine may pass it). With `power_loss`, the store's
 /// journals are put back after the kill as they were once the engine was
 /// ready (before the first webhook): with `interval` nothing written since
-/// had been synced, so a power loss may drop all of it.
-async fn sigkill_after_replies(mode: &str, power_loss: bool) -> (u64, bool) {
+/// had been synced, so a power loss may drop all of it. `delay` is the
+/// bus's and the store's `group_commit_delay`.
+async fn sigkill_after_replies(mode: &str, power_loss: bool, delay: &str) -> (u64, bool) {
     let dir = tempfile::tempdir().unwrap();
     let port = free_port();
     let metrics_port = free_port();
@@ -114,10 +125,14 @@ async fn sigkill_after_replies(mode: &str, power_loss: bool) -> (u64, bool) {
     .replacen(
         "[store]\n",
         // The longest interval: nothing after the start is synced here.
-        &format!("[store]\ndurability = \"{mode}\"\nsync_interval = \"10s\"\n"),
+        &format!(
+            "[store]\ndurability = \"{mode}\"\nsync_interval = \"10s\"\ngroup_commit_delay = \"{delay}\"\n"
+        ),
         1,
     )
-    .replacen("confirm_wait = \"1s\"", "confirm_wait = \"5s\"", 1);
+
+    .replacen("confirm_wait = \"1s\"", "confirm_wait = \"5s\"", 1)
+        + &format!("\n[bus]\ngroup_commit_delay = \"{delay}\"\n");
     let config = dir.path().join("switchboard.toml");
     std::fs::write(&config, toml).unwrap();
 

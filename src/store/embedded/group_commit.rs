@@ -104,6 +104,14 @@ impl GroupCommit {
         self.thread.as_ref().is_some_and(|t| t.stalled(bound))
     }
 
+    /// Sets how long the writer waits after a group before it starts the
+    /// next one (see [`WriterThread`]).
+    pub fn set_group_delay(&self, delay: std::time::Duration) {
+        if let Some(thread) = self.thread.as_ref() {
+            thread.set_group_delay(delay);
+        }
+    }
+
     /// Lets the writer finish the writes queued and stops it; later
     /// writes fail with [`GroupCommitError::Stopped`].
     pub fn stop(&mut self) {
