@@ -16,9 +16,11 @@ pub fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 /// open file) is released once the owner is gone.
 ///
 /// With a group delay, a batch starts no sooner than that delay after the
-/// previous one ended: under load the ops of the delay share one batch
+/// previous one started: under load the ops of the delay share one batch
 /// (one wake-up of the thread, one write, one sync) instead of a batch of
-/// one or two each; an op arriving after a quiet spell goes at once.
+/// one or two each. An op arriving when the last batch started at least
+/// the delay ago (an idle writer, or a batch whose write took that long)
+/// goes at once, so a slow disk is never waited for twice.
 pub struct WriterThread<T> {
     tx: Option<std::sync::mpsc::SyncSender<T>>,
     thread: Option<std::thread::JoinHandle<()>>,
@@ -58,14 +60,15 @@ impl<T: Send + 'static> WriterThread<T> {
             .name(name.to_string())
             .spawn(move || {
                 let mut batch = Vec::with_capacity(256);
-                let mut ended: Option<std::time::Instant> = None;
+                let mut started: Option<std::time::Instant> = None;
                 while let Ok(first) = rx.recv() {
                     let wait = std::time::Duration::from_micros(delay.load(Ordering::Relaxed));
-                    if let Some(since) = ended.map(|at| at.elapsed()) {
+                    if let Some(since) = started.map(|at| at.elapsed()) {
                         if since < wait {
                             std::thread::sleep(wait - since);
                         }
                     }
+                    started = Some(std::time::Instant::now());
                     busy.store(crate::clock::now_ms().max(1), Ordering::Release);
                     batch.push(first);
                     while batch.len() < max_batch {
@@ -75,7 +78,6 @@ impl<T: Send + 'static> WriterThread<T> {
                         }
                     }
                     handle(&mut batch);
-                    ended = Some(std::time::Instant::now());
                     batch.clear();
                     busy.store(0, Ordering::Release);
                 }
@@ -127,6 +129,8 @@ impl<T: Send + 'static> WriterThread<T> {
 
 impl<T> Drop for WriterThread<T> {
     fn drop(&mut self) {
+        // What is still queued goes without waiting between batches.
+        self.delay_us.store(0, std::sync::atomic::Ordering::Relaxed);
         self.tx = None;
         if let Some(thread) = self.thread.take() {
             let _ = thread.join();
@@ -137,22 +141,32 @@ impl<T> Drop for WriterThread<T> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::time::Duration;
+    use std::sync::mpsc::Receiver;
+    use std::sync::Arc;
+    use std::time::{Duration, Instant};
 
-    /// The batches a writer with `delay` takes when ops come `gap` apart,
-    /// the first alone.
-    async fn batches(delay: Duration, gap: Duration) -> Vec<Vec<u32>> {
-        let seen = std::sync::Arc::new(Mutex::new(Vec::new()));
+    type Batches = Arc<Mutex<Vec<Vec<u32>>>>;
+
+    /// A writer that records its batches (at most `max_batch` ops each)
+    /// and tells each one on the receiver.
+    fn recorder(max_batch: usize, delay: Duration) -> (WriterThread<u32>, Batches, Receiver<()>) {
+        let seen = Arc::new(Mutex::new(Vec::new()));
         let record = seen.clone();
-        let (done, first_done) = std::sync::mpsc::channel();
-        let writer = WriterThread::start("test-writer", 16, 16, move |b: &mut Vec<u32>| {
+        let (done, batch_done) = std::sync::mpsc::channel();
+        let writer = WriterThread::start("test-writer", 16, max_batch, move |b: &mut Vec<u32>| {
             lock(&record).push(b.clone());
             let _ = done.send(());
         })
         .expect("thread starts");
         writer.set_group_delay(delay);
+        (writer, seen, batch_done)
+    }
+
+    /// The batches taken when ops 2 to 4 come `gap` apart after op 1's batch.
+    async fn batches(delay: Duration, gap: Duration) -> Vec<Vec<u32>> {
+        let (writer, seen, batch_done) = recorder(16, delay);
         writer.send(1).await.expect("queued");
-        first_done.recv().expect("first batch");
+        batch_done.recv().expect("first batch");
         for op in 2..=4 {
             writer.send(op).await.expect("queued");
             tokio::time::sleep(gap).await;
@@ -163,15 +177,56 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn ops_within_the_group_delay_share_one_batch_and_go_at_once_without_it() {
-        let gap = Duration::from_millis(40);
+    async fn ops_within_the_group_delay_share_one_batch() {
         assert_eq!(
-            batches(Duration::ZERO, gap).await,
+            batches(Duration::from_millis(400), Duration::from_millis(40)).await,
+            vec![vec![1], vec![2, 3, 4]]
+        );
+    }
+
+    #[tokio::test]
+    async fn without_a_delay_each_op_goes_at_once() {
+        assert_eq!(
+            batches(Duration::ZERO, Duration::from_millis(100)).await,
             vec![vec![1], vec![2], vec![3], vec![4]]
         );
+    }
+
+    #[tokio::test]
+    async fn an_op_after_the_delay_has_passed_is_not_held() {
+        let (writer, _, batch_done) = recorder(16, Duration::from_secs(1));
+        writer.send(1).await.expect("queued");
+        batch_done.recv().expect("first batch");
+        tokio::time::sleep(Duration::from_millis(1100)).await;
+        let sent = Instant::now();
+        writer.send(2).await.expect("queued");
+        batch_done.recv().expect("second batch");
+        assert!(
+            sent.elapsed() < Duration::from_millis(500),
+            "held {:?} although the last batch started over the delay ago",
+            sent.elapsed()
+        );
+    }
+
+    #[tokio::test]
+    async fn a_writer_dropped_takes_what_is_queued_without_waiting_between_batches() {
+        let (writer, seen, batch_done) = recorder(1, Duration::from_millis(400));
+        writer.send(1).await.expect("queued");
+        batch_done.recv().expect("first batch");
+        for op in 2..=5 {
+            writer.send(op).await.expect("queued");
+        }
+        let dropped = Instant::now();
+        drop(writer);
         assert_eq!(
-            batches(Duration::from_millis(400), gap).await,
-            vec![vec![1], vec![2, 3, 4]]
+            *lock(&seen),
+            vec![vec![1], vec![2], vec![3], vec![4], vec![5]]
+        );
+        // One wait at most (the one under way), not one per batch (1.6 s).
+        assert!(
+            dropped.elapsed() < Duration::from_millis(1000),
+            "took {:?}",
+            dropped.elapsed()
         );
     }
 }
