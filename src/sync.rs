@@ -187,7 +187,7 @@ mod tests {
     #[tokio::test]
     async fn without_a_delay_each_op_goes_at_once() {
         assert_eq!(
-            batches(Duration::ZERO, Duration::from_millis(100)).await,
+            batches(Duration::ZERO, Duration::from_millis(250)).await,
             vec![vec![1], vec![2], vec![3], vec![4]]
         );
     }
@@ -205,6 +205,35 @@ mod tests {
             sent.elapsed() < Duration::from_millis(500),
             "held {:?} although the last batch started over the delay ago",
             sent.elapsed()
+        );
+    }
+
+    #[tokio::test]
+    async fn a_write_that_took_the_delay_is_followed_at_once() {
+        // The first batch's write takes 600 ms, longer than the 500 ms delay.
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let record = seen.clone();
+        let (done, batch_done) = std::sync::mpsc::channel();
+        let writer = WriterThread::start("test-writer", 16, 16, move |b: &mut Vec<u32>| {
+            if b == &[1] {
+                std::thread::sleep(Duration::from_millis(600));
+            }
+            lock(&record).push(b.clone());
+            let _ = done.send(Instant::now());
+        })
+        .expect("thread starts");
+        writer.set_group_delay(Duration::from_millis(500));
+        writer.send(1).await.expect("queued");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        writer.send(2).await.expect("queued");
+        let first = batch_done.recv().expect("first batch");
+        let second = batch_done.recv().expect("second batch");
+        assert_eq!(*lock(&seen), vec![vec![1], vec![2]]);
+        // Counted from the end of the slow write it would wait 500 ms more.
+        assert!(
+            second - first < Duration::from_millis(300),
+            "waited {:?} after a write longer than the delay",
+            second - first
         );
     }
 

@@ -165,7 +165,7 @@ impl EmbeddedBus {
     }
 
     /// Starts a group append no sooner than `delay` after the previous one
-    /// ended (`bus.group_commit_delay`): under load the webhooks of that
+    /// started (`bus.group_commit_delay`): under load the webhooks of that
     /// time share one write and one sync, each acknowledged up to `delay`
     /// later.
     pub fn set_group_delay(&self, delay: Duration) {

@@ -119,7 +119,7 @@ impl EmbeddedStore {
     }
 
     /// Starts a group commit no sooner than `delay` after the previous
-    /// one ended (`store.group_commit_delay`): under load the turns of
+    /// one started (`store.group_commit_delay`): under load the turns of
     /// that time share one commit and one sync.
     pub fn with_group_delay(self, delay: std::time::Duration) -> Self {
         self.writer.set_group_delay(delay);

@@ -104,8 +104,8 @@ impl GroupCommit {
         self.thread.as_ref().is_some_and(|t| t.stalled(bound))
     }
 
-    /// Sets how long the writer waits after a group before it starts the
-    /// next one (see [`WriterThread`]).
+    /// Sets how long after a group started the writer starts the next one
+    /// at the earliest (see [`WriterThread`]).
     pub fn set_group_delay(&self, delay: std::time::Duration) {
         if let Some(thread) = self.thread.as_ref() {
             thread.set_group_delay(delay);
