@@ -148,14 +148,22 @@ mod tests {
     type Batches = Arc<Mutex<Vec<Vec<u32>>>>;
 
     /// A writer that records its batches (at most `max_batch` ops each)
-    /// and tells each one on the receiver.
-    fn recorder(max_batch: usize, delay: Duration) -> (WriterThread<u32>, Batches, Receiver<()>) {
+    /// and tells when each one ended on the receiver; op 1's write takes
+    /// `first_write`.
+    fn recorder(
+        max_batch: usize,
+        delay: Duration,
+        first_write: Duration,
+    ) -> (WriterThread<u32>, Batches, Receiver<Instant>) {
         let seen = Arc::new(Mutex::new(Vec::new()));
         let record = seen.clone();
         let (done, batch_done) = std::sync::mpsc::channel();
         let writer = WriterThread::start("test-writer", 16, max_batch, move |b: &mut Vec<u32>| {
+            if b.first() == Some(&1) {
+                std::thread::sleep(first_write);
+            }
             lock(&record).push(b.clone());
-            let _ = done.send(());
+            let _ = done.send(Instant::now());
         })
         .expect("thread starts");
         writer.set_group_delay(delay);
@@ -164,7 +172,7 @@ mod tests {
 
     /// The batches taken when ops 2 to 4 come `gap` apart after op 1's batch.
     async fn batches(delay: Duration, gap: Duration) -> Vec<Vec<u32>> {
-        let (writer, seen, batch_done) = recorder(16, delay);
+        let (writer, seen, batch_done) = recorder(16, delay, Duration::ZERO);
         writer.send(1).await.expect("queued");
         batch_done.recv().expect("first batch");
         for op in 2..=4 {
@@ -194,7 +202,7 @@ mod tests {
 
     #[tokio::test]
     async fn an_op_after_the_delay_has_passed_is_not_held() {
-        let (writer, _, batch_done) = recorder(16, Duration::from_secs(1));
+        let (writer, _, batch_done) = recorder(16, Duration::from_secs(1), Duration::ZERO);
         writer.send(1).await.expect("queued");
         batch_done.recv().expect("first batch");
         tokio::time::sleep(Duration::from_millis(1100)).await;
@@ -211,18 +219,8 @@ mod tests {
     #[tokio::test]
     async fn a_write_that_took_the_delay_is_followed_at_once() {
         // The first batch's write takes 600 ms, longer than the 500 ms delay.
-        let seen = Arc::new(Mutex::new(Vec::new()));
-        let record = seen.clone();
-        let (done, batch_done) = std::sync::mpsc::channel();
-        let writer = WriterThread::start("test-writer", 16, 16, move |b: &mut Vec<u32>| {
-            if b == &[1] {
-                std::thread::sleep(Duration::from_millis(600));
-            }
-            lock(&record).push(b.clone());
-            let _ = done.send(Instant::now());
-        })
-        .expect("thread starts");
-        writer.set_group_delay(Duration::from_millis(500));
+        let (writer, seen, batch_done) =
+            recorder(16, Duration::from_millis(500), Duration::from_millis(600));
         writer.send(1).await.expect("queued");
         tokio::time::sleep(Duration::from_millis(100)).await;
         writer.send(2).await.expect("queued");
@@ -239,7 +237,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_writer_dropped_takes_what_is_queued_without_waiting_between_batches() {
-        let (writer, seen, batch_done) = recorder(1, Duration::from_millis(400));
+        let (writer, seen, batch_done) = recorder(1, Duration::from_millis(400), Duration::ZERO);
         writer.send(1).await.expect("queued");
         batch_done.recv().expect("first batch");
         for op in 2..=5 {
