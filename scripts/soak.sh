@@ -2,8 +2,9 @@
 # A soak on this machine, everything on 127.0.0.1: the load-test engine
 # with a short retention (message-log lines and remembered ids alike), fed
 # by `switchboard loadgen` at a steady rate, one line a minute of latency
-# percentiles, engine memory and the store's size on disk, so whether they
-# stay flat can be read off the log.
+# percentiles, engine memory, the store's size on disk and the embedded
+# bus's and store's group commits that minute (scripts/commit-stats.py), so
+# whether they stay flat can be read off the log.
 #
 #   scripts/soak.sh                      # 2000 events/s for 60m, retention 10m
 #   SOAK_RATE=3000 SOAK_DURATION=10m SOAK_RETENTION=5m scripts/soak.sh
@@ -33,8 +34,13 @@ echo "soak: $RATE events/s for $DURATION over $CUSTOMERS customers, retention $R
 mib() { local b; b=$(du -sb "$1" 2>/dev/null | cut -f1); echo $(( ${b:-0} / 1048576 )); }
 (
   start=$(date +%s)
+  curl -fs 127.0.0.1:9464/metrics > target/soak-metrics.prev || true
   while kill -0 "$ENGINE" 2> /dev/null; do
     sleep 60
+    if curl -fs 127.0.0.1:9464/metrics > target/soak-metrics.now; then
+      python3 scripts/commit-stats.py target/soak-metrics.prev target/soak-metrics.now || true
+      mv target/soak-metrics.now target/soak-metrics.prev
+    fi
     echo "disk     $(( $(date +%s) - start ))s  store $(mib data-loadtest/store) MiB  bus log $(mib data-loadtest/bus) MiB  engine CPU $(awk -v hz="$(getconf CLK_TCK)" '{printf "%.0f", ($14 + $15) / hz}' "/proc/$ENGINE/stat") s"
   done
 ) &

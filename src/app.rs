@@ -122,8 +122,12 @@ pub async fn open_stores(config: &Config) -> Result<Arc<dyn Store>, StoreError> 
         };
         let store: Arc<dyn Store> = match kind {
             StoreKind::Embedded => {
-                let store = EmbeddedStore::open(&config.store.path, config.store.cache_bytes())?
-                    .with_group_delay(config.store.group_commit_delay);
+                let store = EmbeddedStore::open_with_threads(
+                    &config.store.path,
+                    config.store.cache_bytes(),
+                    config.store.background_threads,
+                )?
+                .with_group_delay(config.store.group_commit_delay);
                 match config.store.durability {
                     Durability::Sync => Arc::new(store),
                     Durability::Interval => Arc::new(store.sync_later()),

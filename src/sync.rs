@@ -42,10 +42,12 @@ pub fn sync_dir(dir: &std::path::Path) -> std::io::Result<()> {
 pub const STALL_AFTER: std::time::Duration = std::time::Duration::from_secs(5);
 
 impl<T: Send + 'static> WriterThread<T> {
-    /// Starts thread `name` over a queue of `capacity`: `handle` gets each
-    /// batch (the ops waiting, at most `max_batch`) and takes them all.
+    /// Starts thread `{writer}-writer` over a queue of `capacity`: `handle`
+    /// gets each batch (the ops waiting, at most `max_batch`) and takes them
+    /// all. Each batch is counted under `writer` (its ops and how long
+    /// `handle` took: the group's write and sync).
     pub fn start(
-        name: &str,
+        writer: &'static str,
         capacity: usize,
         max_batch: usize,
         mut handle: impl FnMut(&mut Vec<T>) + Send + 'static,
@@ -57,7 +59,7 @@ impl<T: Send + 'static> WriterThread<T> {
         let delay_us = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
         let delay = delay_us.clone();
         let thread = std::thread::Builder::new()
-            .name(name.to_string())
+            .name(format!("{writer}-writer"))
             .spawn(move || {
                 let mut batch = Vec::with_capacity(256);
                 let mut started: Option<std::time::Instant> = None;
@@ -77,7 +79,10 @@ impl<T: Send + 'static> WriterThread<T> {
                             Err(_) => break,
                         }
                     }
+                    let ops = batch.len();
+                    let began = std::time::Instant::now();
                     handle(&mut batch);
+                    crate::telemetry::group_committed(writer, ops, began.elapsed());
                     batch.clear();
                     busy.store(0, Ordering::Release);
                 }
@@ -158,7 +163,7 @@ mod tests {
         let seen = Arc::new(Mutex::new(Vec::new()));
         let record = seen.clone();
         let (done, batch_done) = std::sync::mpsc::channel();
-        let writer = WriterThread::start("test-writer", 16, max_batch, move |b: &mut Vec<u32>| {
+        let writer = WriterThread::start("test", 16, max_batch, move |b: &mut Vec<u32>| {
             if b.first() == Some(&1) {
                 std::thread::sleep(first_write);
             }

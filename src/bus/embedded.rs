@@ -140,7 +140,7 @@ impl EmbeddedBus {
         });
         let writer_shared = shared.clone();
         let mut appender = opened.appender;
-        let writer = WriterThread::start("bus-writer", QUEUE, MAX_GROUP, move |batch| {
+        let writer = WriterThread::start("bus", QUEUE, MAX_GROUP, move |batch| {
             write_batch(&mut appender, batch, &writer_shared)
         })
         .map_err(unavailable)?;

@@ -331,6 +331,24 @@ assistant = "support"
     }
 
     #[test]
+    fn store_background_threads_default_to_the_store_engines_and_are_bounded() {
+        let cfg = load_from_str(MINIMAL, &[]).expect("defaults load");
+        assert_eq!(cfg.store.background_threads, 0);
+        let with = |n: &str| {
+            load_from_str(
+                MINIMAL,
+                &env(&[("SWITCHBOARD__STORE__BACKGROUND_THREADS", n)]),
+            )
+        };
+        assert_eq!(with("2").expect("two threads").store.background_threads, 2);
+        let err = with("65").expect_err("over 64");
+        assert!(
+            err.to_string().contains("store.background_threads"),
+            "{err}"
+        );
+    }
+
+    #[test]
     fn unknown_keys_are_errors() {
         let err = load_from_str("[server]\nlisten_typo = \"x\"\n", &[]).expect_err("invalid");
         assert!(err.to_string().contains("listen_typo"), "{err}");

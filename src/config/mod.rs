@@ -139,6 +139,9 @@ pub struct StoreConfig {
     pub path: PathBuf,
     /// Page cache of the embedded store, in MiB.
     pub cache_mb: usize,
+    /// The embedded store's threads for flushes and compactions (0: the
+    /// store engine's default, one per core up to 4).
+    pub background_threads: usize,
     /// Message-log lines older than this are deleted.
     #[serde(with = "humantime_serde")]
     pub retention: Duration,

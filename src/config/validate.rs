@@ -205,6 +205,12 @@ fn store(c: &Config, e: &mut Errors) {
     if !(4..=1_048_576).contains(&c.store.cache_mb) {
         e.add("store.cache_mb", "must be between 4 and 1048576 (MiB)");
     }
+    if c.store.background_threads > 64 {
+        e.add(
+            "store.background_threads",
+            "must be at most 64 (0: one per core, up to 4)",
+        );
+    }
     if c.store.path.as_os_str().is_empty() {
         e.add("store.path", "must not be empty");
     }

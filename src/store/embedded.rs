@@ -72,14 +72,26 @@ fn row(g: Guard) -> Result<(Slice, Slice), StoreError> {
 
 impl EmbeddedStore {
     /// Opens (or creates) the store in `dir` (its database in `store/`),
-    /// with a block cache of `cache_bytes`; a `store.redb` an earlier
-    /// release left there is moved in first.
+    /// with a block cache of `cache_bytes` and the store engine's default
+    /// background threads; a `store.redb` an earlier release left there is
+    /// moved in first.
     pub fn open(dir: &Path, cache_bytes: usize) -> Result<Self, StoreError> {
+        Self::open_with_threads(dir, cache_bytes, 0)
+    }
+
+    /// [`EmbeddedStore::open`] with `threads` background threads for
+    /// flushes and compactions (`store.background_threads`; 0: the store
+    /// engine's default, one per core up to 4).
+    pub fn open_with_threads(
+        dir: &Path,
+        cache_bytes: usize,
+        threads: usize,
+    ) -> Result<Self, StoreError> {
         std::fs::create_dir_all(dir).map_err(|e| {
             StoreError::Unavailable(format!("cannot create {}: {e}", dir.display()))
         })?;
         let folder = dir.join(FOLDER);
-        let db = repair::open(&folder, cache_bytes as u64).map_err(|e| {
+        let db = repair::open(&folder, cache_bytes as u64, threads).map_err(|e| {
             let hint = if matches!(e, fjall::Error::Locked) {
                 " (another engine is using it)"
             } else {

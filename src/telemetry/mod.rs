@@ -46,6 +46,8 @@ pub mod names {
     pub const TOKEN_STATUS: &str = "switchboard_integration_token_status";
     pub const ALERTS_SENT: &str = "switchboard_alerts_sent_total";
     pub const GMAIL_RESYNCS: &str = "switchboard_gmail_resyncs_total";
+    pub const GROUP_COMMIT_SECONDS: &str = "switchboard_group_commit_seconds";
+    pub const GROUP_COMMIT_OPS: &str = "switchboard_group_commit_ops_total";
 }
 
 /// Errors while setting up telemetry.
@@ -77,6 +79,14 @@ pub fn install_metrics() -> Result<PrometheusHandle, TelemetryError> {
             Matcher::Full(ASSISTANT_SECONDS.to_string()),
             &[
                 0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 3.0, 5.0, 8.0, 13.0, 20.0, 30.0, 60.0, 120.0,
+            ],
+        )
+        .map_err(|e| TelemetryError::Recorder(e.to_string()))?
+        .set_buckets_for_metric(
+            Matcher::Full(GROUP_COMMIT_SECONDS.to_string()),
+            &[
+                0.0001, 0.00025, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5,
+                1.0, 2.5, 5.0, 10.0,
             ],
         )
         .map_err(|e| TelemetryError::Recorder(e.to_string()))?;
@@ -193,6 +203,15 @@ fn describe() {
         KNOWLEDGE_SECONDS,
         Unit::Seconds,
         "Time of one knowledge-base search"
+    );
+    describe_histogram!(
+        GROUP_COMMIT_SECONDS,
+        Unit::Seconds,
+        "Time of one group of the embedded bus's or store's writer (its write and, where asked, its sync), by writer (bus, store)"
+    );
+    describe_counter!(
+        GROUP_COMMIT_OPS,
+        "Operations taken by the embedded bus's or store's group commits, by writer"
     );
     describe_counter!(
         ASSISTANT_TOKENS,

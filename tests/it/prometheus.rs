@@ -198,6 +198,24 @@ async fn a_real_prometheus_scraping_the_engine_answers_every_dashboard_query() {
     let metrics = desk.metrics().await;
     let (ok, out) = promtool(&tool, &["check", "metrics"], Some(&metrics));
     assert!(ok, "promtool check metrics:\n{out}");
+    // The embedded bus's and store's group commits are counted: every
+    // accepted webhook went through the bus writer, every turn through
+    // the store writer.
+    for writer in ["bus", "store"] {
+        let ops = metrics
+            .lines()
+            .find_map(|l| {
+                l.strip_prefix(&format!(
+                    "switchboard_group_commit_ops_total{{writer=\"{writer}\"}} "
+                ))
+            })
+            .and_then(|v| v.trim().parse::<f64>().ok())
+            .unwrap_or(0.0);
+        assert!(
+            ops >= 5.0,
+            "{writer} group commits counted {ops} ops:\n{metrics}"
+        );
+    }
 
     // The dashboard's and the alerts' metric names are all exported (or,
     // for those only some deployments have, documented).

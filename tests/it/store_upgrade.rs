@@ -272,6 +272,41 @@ async fn an_id_too_long_for_a_key_is_refused_and_the_store_goes_on() {
     assert!(s.conversation("fb:ok").await.unwrap().is_some());
 }
 
+/// Threads of this process named `name`.
+fn threads_named(name: &str) -> usize {
+    std::fs::read_dir("/proc/self/task")
+        .map(|tasks| {
+            tasks
+                .flatten()
+                .filter(|t| {
+                    std::fs::read_to_string(t.path().join("comm"))
+                        .is_ok_and(|comm| comm.trim_end() == name)
+                })
+                .count()
+        })
+        .unwrap_or(0)
+}
+
+/// `store.background_threads` reaches the store engine: a store opened
+/// with 3 runs its flushes and compactions on 3 threads, whatever the
+/// machine's cores. (Counted in this process: the test runner gives each
+/// test its own, so no other store's threads are counted.)
+#[tokio::test]
+async fn the_store_flushes_and_compacts_on_the_threads_configured() {
+    if !std::path::Path::new("/proc/self/task").exists() {
+        eprintln!("no /proc on this system: threads are not counted");
+        return;
+    }
+    let others = threads_named("fjall:worker");
+    let dir = tempfile::tempdir().unwrap();
+    let s = EmbeddedStore::open_with_threads(dir.path(), 8 << 20, 3).unwrap();
+    let conv = ConversationRecord::new("fb:t", "fb", ChannelKind::Messenger, "t", NOW);
+    s.commit_turn(switchboard::store::TurnWrite::new(conv).into())
+        .await
+        .unwrap();
+    assert_eq!(threads_named("fjall:worker") - others, 3);
+}
+
 /// The journal files of the store in `dir`.
 fn journals(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
     journal_files(&dir.join("store"))

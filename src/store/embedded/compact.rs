@@ -29,7 +29,7 @@ pub fn compact_dir(dir: &Path) -> Result<Vec<Compacted>, StoreError> {
     }
     let failed = |e: fjall::Error| StoreError::Unavailable(format!("{}: {e}", path.display()));
     let before = folder_bytes(&path);
-    let db = super::repair::open(&path, 8 << 20).map_err(|e| {
+    let db = super::repair::open(&path, 8 << 20, 0).map_err(|e| {
         let hint = if matches!(e, fjall::Error::Locked) {
             " (is the engine still running?)"
         } else {

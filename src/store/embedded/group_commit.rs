@@ -84,7 +84,7 @@ impl GroupCommit {
     pub fn start(db: SingleWriterTxDatabase, tables: Arc<Tables>) -> std::io::Result<Self> {
         let broken = Arc::new(AtomicBool::new(false));
         let flag = broken.clone();
-        let thread = WriterThread::start("store-writer", QUEUE, MAX_GROUP, move |batch| {
+        let thread = WriterThread::start("store", QUEUE, MAX_GROUP, move |batch| {
             commit_batch(&db, &tables, &flag, batch)
         })?;
         Ok(Self {

@@ -21,6 +21,7 @@ use crate::sync::sync_dir;
 pub(super) fn open(
     folder: &Path,
     cache_bytes: u64,
+    threads: usize,
 ) -> Result<SingleWriterTxDatabase, fjall::Error> {
     let copies = if folder.exists() {
         before_open(folder).unwrap_or_else(|e| {
@@ -30,7 +31,7 @@ pub(super) fn open(
     } else {
         None
     };
-    let opened = super::tables::open_db(folder, cache_bytes);
+    let opened = super::tables::open_db(folder, cache_bytes, threads);
     if let Some(copies) = copies {
         match &opened {
             // Another engine took it in between: it read the journals, not us.

@@ -86,11 +86,19 @@ pub fn memtable_bytes(cache_bytes: u64) -> u64 {
 }
 
 /// Opens (or creates) the store's database in `dir`, with a block cache of
-/// `cache_bytes`.
-pub fn open_db(dir: &Path, cache_bytes: u64) -> Result<SingleWriterTxDatabase, fjall::Error> {
-    SingleWriterTxDatabase::builder(dir)
-        .cache_size(cache_bytes)
-        .open()
+/// `cache_bytes` and `threads` background threads for flushes and
+/// compactions (0: the store engine's default, one per core up to 4).
+pub fn open_db(
+    dir: &Path,
+    cache_bytes: u64,
+    threads: usize,
+) -> Result<SingleWriterTxDatabase, fjall::Error> {
+    let builder = SingleWriterTxDatabase::builder(dir).cache_size(cache_bytes);
+    if threads > 0 {
+        builder.worker_threads(threads).open()
+    } else {
+        builder.open()
+    }
 }
 
 /// Four counters as stored.
