@@ -1,6 +1,7 @@
 //! A `store.redb` of an earlier release is moved into the embedded store
 //! at open: every table comes back through the store as it was, the file
-//! is gone, and what was moved stays after a restart.
+//! is gone, and what was moved stays after a restart. The store engine's
+//! background threads are as configured.
 
 use switchboard::config::ChannelKind;
 use switchboard::store::embedded::EmbeddedStore;
@@ -287,24 +288,31 @@ fn threads_named(name: &str) -> usize {
         .unwrap_or(0)
 }
 
-/// `store.background_threads` reaches the store engine: a store opened
-/// with 3 runs its flushes and compactions on 3 threads, whatever the
-/// machine's cores. (Counted in this process: the test runner gives each
-/// test its own, so no other store's threads are counted.)
-#[tokio::test]
-async fn the_store_flushes_and_compacts_on_the_threads_configured() {
-    if !std::path::Path::new("/proc/self/task").exists() {
-        eprintln!("no /proc on this system: threads are not counted");
+/// `store.background_threads` reaches the store engine: an engine
+/// configured with 5 (never a default: the store engine's own is one per
+/// core up to 4) runs its store's flushes and compactions on 5 threads.
+/// Threads are counted in this process, so only where each test has a
+/// process of its own (cargo-nextest, which `scripts/test.sh` uses).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_engine_runs_its_store_on_the_background_threads_configured() {
+    if std::env::var("NEXTEST_EXECUTION_MODE").as_deref() != Ok("process-per-test")
+        || !std::path::Path::new("/proc/self/task").exists()
+    {
+        eprintln!("not one process per test (or no /proc): threads are not counted");
         return;
     }
-    let others = threads_named("fjall:worker");
-    let dir = tempfile::tempdir().unwrap();
-    let s = EmbeddedStore::open_with_threads(dir.path(), 8 << 20, 3).unwrap();
-    let conv = ConversationRecord::new("fb:t", "fb", ChannelKind::Messenger, "t", NOW);
-    s.commit_turn(switchboard::store::TurnWrite::new(conv).into())
-        .await
-        .unwrap();
-    assert_eq!(threads_named("fjall:worker") - others, 3);
+    let edit: crate::support::Edit = std::sync::Arc::new(|config: String, _| {
+        config.replacen("[store]\n", "[store]\nbackground_threads = 5\n", 1)
+    });
+    let desk = crate::support::Desk::start_edited(0, "", "", edit).await;
+    desk.customer("p-threads", "m-threads", "hello").await;
+    desk.settled("p-threads", 2).await;
+    // A thread names itself once it runs: give the store engine's a moment.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while threads_named("fjall:worker") != 5 && std::time::Instant::now() < deadline {
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert_eq!(threads_named("fjall:worker"), 5);
 }
 
 /// The journal files of the store in `dir`.
