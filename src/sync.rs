@@ -44,8 +44,9 @@ pub const STALL_AFTER: std::time::Duration = std::time::Duration::from_secs(5);
 impl<T: Send + 'static> WriterThread<T> {
     /// Starts thread `{writer}-writer` over a queue of `capacity`: `handle`
     /// gets each batch (the ops waiting, at most `max_batch`) and takes them
-    /// all. Each batch is counted under `writer` (its ops and how long
-    /// `handle` took: the group's write and sync).
+    /// all. Each batch is counted under `writer` (its ops, and its time
+    /// from being taken to `handle` returning: the group's write and,
+    /// where asked, its sync).
     pub fn start(
         writer: &'static str,
         capacity: usize,
@@ -70,7 +71,8 @@ impl<T: Send + 'static> WriterThread<T> {
                             std::thread::sleep(wait - since);
                         }
                     }
-                    started = Some(std::time::Instant::now());
+                    let began = std::time::Instant::now();
+                    started = Some(began);
                     busy.store(crate::clock::now_ms().max(1), Ordering::Release);
                     batch.push(first);
                     while batch.len() < max_batch {
@@ -80,7 +82,6 @@ impl<T: Send + 'static> WriterThread<T> {
                         }
                     }
                     let ops = batch.len();
-                    let began = std::time::Instant::now();
                     handle(&mut batch);
                     crate::telemetry::group_committed(writer, ops, began.elapsed());
                     batch.clear();

@@ -210,8 +210,8 @@ pub fn mailbox_resync() {
 
 /// One group commit of the embedded bus's or store's writer (`writer`):
 /// `ops` operations taken in `took` (their write and, where one was asked
-/// for, the sync). A disk that slows down,
-/// or a store that stalls its writes while it compacts, shows here first.
+/// for, the sync). A disk that slows down, or a store that stalls its
+/// writes while it compacts, shows here first.
 pub fn group_committed(writer: &'static str, ops: usize, took: std::time::Duration) {
     counter!(GROUP_COMMIT_OPS, "writer" => writer).increment(ops as u64);
     histogram!(GROUP_COMMIT_SECONDS, "writer" => writer).record(took.as_secs_f64());
