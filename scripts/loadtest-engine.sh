@@ -25,7 +25,9 @@ start_loadtest_engine() {
   fi
   "$BIN" serve --config "$config" > "target/$1" 2>&1 &
   ENGINE=$!
-  trap 'kill "$ENGINE" 2>/dev/null || true' EXIT
+  # Stopped on exit, and waited for: the next run's engine needs its
+  # ports and a store folder no engine is still writing.
+  trap 'kill "$ENGINE" 2>/dev/null && wait "$ENGINE" 2>/dev/null; true' EXIT
   for _ in $(seq 1 100); do
     curl -fs 127.0.0.1:8080/readyz > /dev/null 2>&1 && break
     sleep 0.1

@@ -6,7 +6,9 @@
 # passed, then prints the engine's CPU per event split by component and by
 # thread (scripts/profile-breakdown.py), and what each event costs the
 # kernel over the same window (perf stat: fsyncs, writes, reads, futex
-# calls, epoll waits, context switches; from /proc: bytes written).
+# calls, epoll waits, context switches; from /proc: the bytes of pages the
+# engine dirtied, and the store's disk's write requests, cache flushes
+# and bytes written, machine-wide).
 #
 #   scripts/profile.sh --rate 3000 --duration 45s --round-robin
 #
@@ -39,6 +41,11 @@ EVENTS0=$(messages)
 TICKS0=$(cpu_ticks)
 written() { awk '/^write_bytes:/ {print $2}' "/proc/$ENGINE/io"; }
 WRITTEN0=$(written)
+# The store's disk (a partition's counters are its own): write requests,
+# sectors written, cache flushes.
+DISK=$(basename "$(df --output=source data-loadtest | tail -1)")
+disk() { awk -v d="$DISK" '$3 == d {print $8, $10, ($19 == "" ? 0 : $19)}' /proc/diskstats; }
+DISK0=$(disk)
 COUNTED="syscalls:sys_enter_fsync,syscalls:sys_enter_fdatasync,syscalls:sys_enter_write,syscalls:sys_enter_writev,syscalls:sys_enter_sendto,syscalls:sys_enter_read,syscalls:sys_enter_recvfrom,syscalls:sys_enter_futex,syscalls:sys_enter_epoll_wait,syscalls:sys_enter_pwrite64,syscalls:sys_enter_pread64,context-switches"
 perf stat -x, -e "$COUNTED" -p "$ENGINE" -o "$OUT/perf-stat.csv" -- sleep "$SECONDS_RECORDED" &
 STAT=$!
@@ -48,6 +55,7 @@ wait "$STAT" || true
 TICKS1=$(cpu_ticks)
 EVENTS1=$(messages)
 WRITTEN1=$(written)
+DISK1=$(disk)
 STATUS=0
 wait "$LOADGEN" || STATUS=$?
 cat "$OUT/loadgen.txt"
@@ -57,11 +65,14 @@ perf script --no-inline -i "$OUT/perf.data" -F comm,period,ip,sym,dso 2> /dev/nu
       --cpu-seconds "$(echo "($TICKS1 - $TICKS0) / $(getconf CLK_TCK)" | bc -l)" \
   | tee "$OUT/breakdown.txt"
 # Per event, from the counts over the window.
-awk -F, -v events=$((EVENTS1 - EVENTS0)) -v written=$((WRITTEN1 - WRITTEN0)) '
+awk -F, -v events=$((EVENTS1 - EVENTS0)) -v written=$((WRITTEN1 - WRITTEN0)) \
+  -v disk0="$DISK0" -v disk1="$DISK1" '
   /^[0-9]/ { name = $3; sub(/^syscalls:sys_enter_/, "", name); n[name] = $1 }
   END {
     printf "per event (%d events):", events
     for (k in n) printf " %s %.2f", k, n[k] / events
-    printf " bytes-written %.0f\n", written / events
+    printf " pages-dirtied-bytes %.0f", written / events
+    split(disk0, a, " "); split(disk1, b, " ")
+    printf "; disk, machine-wide: writes %.2f flushes %.2f bytes %.0f\n", (b[1] - a[1]) / events, (b[3] - a[3]) / events, (b[2] - a[2]) * 512 / events
   }' "$OUT/perf-stat.csv" | tee -a "$OUT/breakdown.txt"
 exit "$STATUS"

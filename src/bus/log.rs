@@ -5,6 +5,13 @@
 //! a segment is named by its first offset. One writer appends a whole
 //! group of records with one `write` and one `fdatasync`; readers open the
 //! segments on their own and never read past what the writer has synced.
+//! The segment being written is zero-filled ahead of its records (a
+//! mebibyte at a time), so a group's `fdatasync` overwrites blocks the
+//! file already has: the data and the disk's cache flush, without the
+//! file-size and block-map update a growing file needs with every sync
+//! (as PostgreSQL zero-fills its WAL). The room is cut off when a segment
+//! is closed, at shutdown and at open, where zeros running to the end are
+//! the clean end, never damage.
 //! The consumer's resume offset lives in `committed` (with a check word,
 //! so a torn write reads as "unknown" and the log is replayed from its
 //! start: harmless, as replays are). Segments wholly below it are deleted.
@@ -21,7 +28,7 @@ mod scan;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs::{File, OpenOptions};
-use std::io::{ErrorKind, Write};
+use std::io::ErrorKind;
 use std::ops::Bound;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
@@ -32,6 +39,10 @@ use crate::sync::lock;
 
 /// A segment is closed and a new one started past this size.
 pub const SEGMENT_BYTES: u64 = 32 << 20;
+/// The segment being written is zero-filled this far ahead at a time
+/// (less for smaller segments).
+const ROOM_BYTES: u64 = 1 << 20;
+static ZEROS: [u8; 64 << 10] = [0; 64 << 10];
 const HEADER: usize = 20;
 /// The largest record: larger headers are damage, not data, and larger
 /// events are refused (a webhook body is at most 100 MiB).
@@ -159,7 +170,12 @@ pub struct Appender {
     segments: Arc<Segments>,
     file: File,
     base: u64,
+    /// The end of the records written and synced.
     len: u64,
+    /// The file's length: the records and the zero-filled room after them.
+    allocated: u64,
+    /// The last zero-fill failed (warned once until one succeeds).
+    room_failed: bool,
     next: u64,
     committed_file: File,
     /// The highest resume offset written.
@@ -253,9 +269,11 @@ pub fn open_with(dir: &Path, segment_bytes: u64) -> std::io::Result<Opened> {
     let last_base = bases.last().copied();
     for &base in &bases {
         let path = segment_path(dir, base);
+        // Written at positions (never in append mode, where Linux ignores
+        // them).
         let file = OpenOptions::new()
             .read(true)
-            .append(true)
+            .write(true)
             .open(&path)
             .map_err(|e| context("cannot open", &path, e))?;
         next = next.max(base);
@@ -270,12 +288,16 @@ pub fn open_with(dir: &Path, segment_bytes: u64) -> std::io::Result<Opened> {
         None => (create_segment(&segments, next)?, next, 0),
     };
     *lock(&segments.active) = (base, len);
+    // Its zero-filled room was cut off by the scan.
+    let allocated = file.metadata().map_or(len, |m| m.len());
     Ok(Opened {
         appender: Appender {
             segments: segments.clone(),
             file,
             base,
             len,
+            allocated,
+            room_failed: false,
             next,
             committed_file,
             committed,
@@ -292,7 +314,7 @@ fn create_segment(segments: &Segments, base: u64) -> std::io::Result<File> {
     let path = segment_path(&segments.dir, base);
     let file = OpenOptions::new()
         .read(true)
-        .append(true)
+        .write(true)
         .create(true)
         .truncate(false)
         .open(&path)
@@ -336,9 +358,15 @@ impl Appender {
             ));
         }
         if self.len >= self.segment_bytes {
+            // Closed at its records' end (readers read a closed segment
+            // to its length; a crash before this leaves zeros they skip).
+            if let Err(e) = self.file.set_len(self.len) {
+                tracing::warn!(base = self.base, error = %e, "Cannot cut the zero-filled room off a closed bus log segment");
+            }
             self.file = create_segment(&self.segments, first)?;
             self.base = first;
             self.len = 0;
+            self.allocated = 0;
         }
         self.buf.clear();
         for (i, p) in payloads.iter().enumerate() {
@@ -355,13 +383,18 @@ impl Appender {
             self.buf.extend_from_slice(&index.to_le_bytes());
             self.buf.extend_from_slice(p);
         }
+        let end = self.len + self.buf.len() as u64;
         let written = self
             .file
-            .write_all(&self.buf)
-            .and_then(|()| self.file.sync_data());
+            .write_all_at(&self.buf, self.len)
+            .and_then(|()| {
+                self.make_room(end);
+                self.file.sync_data()
+            });
         if let Err(e) = written {
             // Cut back (and synced, so a later sync cannot bring the
             // failed bytes back as records that were never acknowledged).
+            self.allocated = self.len;
             let undone = self
                 .file
                 .set_len(self.len)
@@ -381,6 +414,35 @@ impl Appender {
             self.buf = Vec::new();
         }
         Ok(first)
+    }
+
+    /// Zero-fills the segment past `end` when its room runs out (synced
+    /// with the write that reaches it). The room only saves work: when it
+    /// cannot be made (a full disk), records are appended without it.
+    fn make_room(&mut self, end: u64) {
+        if end <= self.allocated {
+            return;
+        }
+        let step = ROOM_BYTES.min(self.segment_bytes.next_multiple_of(4096));
+        // The next multiple of `step` past `end`.
+        let target = (end / step + 1) * step;
+        let mut at = end;
+        while at < target {
+            let n = (target - at).min(ZEROS.len() as u64);
+            if let Err(e) = self.file.write_all_at(&ZEROS[..n as usize], at) {
+                if !self.room_failed {
+                    tracing::warn!(base = self.base, error = %e, "Cannot zero-fill room ahead in the bus log; appending without it");
+                }
+                self.room_failed = true;
+                // Zeros written so far are room too; past them the file
+                // grows with each write.
+                self.allocated = at;
+                return;
+            }
+            at += n;
+        }
+        self.room_failed = false;
+        self.allocated = target;
     }
 
     /// Records the consumer's resume offset (synced if `durable`) and
@@ -428,6 +490,18 @@ impl Appender {
         let mut marks = lock(&self.segments.marks);
         let kept = marks.split_off(&first);
         *marks = kept;
+    }
+}
+
+impl Drop for Appender {
+    /// Cuts the zero-filled room off at shutdown (a crash leaves it, and
+    /// the next open cuts it).
+    fn drop(&mut self) {
+        if self.allocated > self.len && self.broken.is_none() {
+            if let Err(e) = self.file.set_len(self.len) {
+                tracing::warn!(base = self.base, error = %e, "Cannot cut the zero-filled room off the bus log");
+            }
+        }
     }
 }
 

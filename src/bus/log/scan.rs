@@ -3,7 +3,8 @@
 //! closed segment's whole length). Bytes that are not a whole record with
 //! its CRC are damage: reading goes on at the next record that checks out
 //! (with an error logged), or ends there when none follows (the end of a
-//! write a crash cut short).
+//! write a crash cut short). Zeros from a record's start to the limit are
+//! the segment's zero-filled room for later writes: the clean end.
 
 use std::fs::File;
 use std::io::{BufReader, ErrorKind, Read, Seek, SeekFrom};
@@ -27,6 +28,8 @@ pub(super) struct Found {
 enum Next {
     Record(Header, Vec<u8>),
     End,
+    /// An all-zero header: the zero-filled room, or damage.
+    Zeros,
     Damaged,
 }
 
@@ -75,6 +78,10 @@ fn read_record(reader: &mut impl Read, remaining: u64, floor: u64) -> std::io::R
         Err(e) if e.kind() == ErrorKind::UnexpectedEof => return Ok(Next::Damaged),
         Err(e) => return Err(e),
     }
+    // No record has an all-zero header (its CRC would not be 0).
+    if head.iter().all(|&b| b == 0) {
+        return Ok(Next::Zeros);
+    }
     let Some(h) = header(&head).filter(|h| plausible(h, floor, remaining)) else {
         return Ok(Next::Damaged);
     };
@@ -97,6 +104,25 @@ fn record_at(b: &[u8], floor: u64) -> bool {
         plausible(&h, floor, b.len() as u64)
             && crc(h.word, h.offset, h.index, &b[HEADER..HEADER + h.len()]) == h.sum
     })
+}
+
+/// Whether the next `n` bytes of `reader` are all zeros.
+fn zeros_follow(reader: &mut impl Read, n: u64) -> std::io::Result<bool> {
+    let mut left = n;
+    let mut chunk = vec![0u8; 64 << 10];
+    while left > 0 {
+        let take = chunk.len().min(usize::try_from(left).unwrap_or(usize::MAX));
+        match reader.read_exact(&mut chunk[..take]) {
+            Ok(()) => {}
+            Err(e) if e.kind() == ErrorKind::UnexpectedEof => return Ok(false),
+            Err(e) => return Err(e),
+        }
+        if chunk[..take].iter().any(|&b| b != 0) {
+            return Ok(false);
+        }
+        left -= take as u64;
+    }
+    Ok(true)
 }
 
 /// The position of the first whole record after damage at `at` (below
@@ -124,6 +150,8 @@ pub(super) struct Scan {
     damage: u32,
     /// Reading ended at bytes that are not a record, with none after them.
     pub(super) torn: bool,
+    /// Reading ended at zeros that reach the limit (room for later writes).
+    pub(super) zero_tail: bool,
 }
 
 impl Scan {
@@ -146,6 +174,7 @@ impl Scan {
             floor,
             damage: 0,
             torn: false,
+            zero_tail: false,
         })
     }
 
@@ -177,7 +206,13 @@ impl Scan {
                     }));
                 }
                 Next::End => return Ok(None),
-                Next::Damaged => {
+                Next::Zeros
+                    if zeros_follow(&mut self.reader, remaining.saturating_sub(HEADER as u64))? =>
+                {
+                    self.zero_tail = true;
+                    return Ok(None);
+                }
+                Next::Zeros | Next::Damaged => {
                     let at = self.pos;
                     self.damage += 1;
                     match find_next(&self.path, at, self.limit, self.floor)? {
@@ -257,7 +292,7 @@ pub(super) fn scan_segment(
         if scan.torn {
             tracing::error!(segment = %path.display(), position = scan.pos(), "Damaged end of a bus log segment; no record follows it");
         }
-        return Ok(scan.pos());
+        return drop_zero_tail(&scan, file, path, scan.pos());
     }
     // Cut: the last write when it is not whole (from the end of the record
     // before it: an earlier write is kept, damaged or not), else whatever
@@ -265,12 +300,12 @@ pub(super) fn scan_segment(
     let (cut, next_before) = match &write {
         Some(w) if w.whole && w.ended => {
             if scan.pos() == w.end && scan.damage() == w.damage {
-                return Ok(w.end);
+                return drop_zero_tail(&scan, file, path, w.end);
             }
             (w.end, *next)
         }
         Some(w) => (w.start, w.next_before),
-        None if scan.damage() == 0 => return Ok(scan.pos()),
+        None if scan.damage() == 0 => return drop_zero_tail(&scan, file, path, scan.pos()),
         None => (0, *next),
     };
     // A torn write and bit rot in the last write look alike on disk: the
@@ -280,6 +315,9 @@ pub(super) fn scan_segment(
     let mut from = file.try_clone()?;
     from.seek(SeekFrom::Start(cut))?;
     from.read_to_end(&mut cut_bytes)?;
+    // Without the zero-filled room after them.
+    let kept_len = cut_bytes.iter().rposition(|&b| b != 0).map_or(0, |p| p + 1);
+    cut_bytes.truncate(kept_len);
     std::fs::OpenOptions::new()
         .create(true)
         .append(true)
@@ -293,6 +331,18 @@ pub(super) fn scan_segment(
     *next = next_before;
     lock(&segments.marks).retain(|_, &mut (b, p)| b != base || p < cut);
     Ok(cut)
+}
+
+/// Cuts a segment's zero-filled room off at `end` (the appender fills it
+/// anew: a zero-filled write cannot hide a crash's leftovers) and returns
+/// `end`.
+fn drop_zero_tail(scan: &Scan, file: &File, path: &Path, end: u64) -> std::io::Result<u64> {
+    if scan.zero_tail {
+        file.set_len(end)
+            .and_then(|()| file.sync_all())
+            .map_err(|e| context("cannot trim", path, e))?;
+    }
+    Ok(end)
 }
 
 /// The last write met while scanning a segment at open.

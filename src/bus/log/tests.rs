@@ -143,22 +143,160 @@ fn readers_stop_at_what_the_writer_synced() {
     assert_eq!(got.len(), 2);
 }
 
-/// Writes a whole record straight into segment 0, as a write in progress.
+/// A whole record's bytes.
+fn record_bytes(offset: u64, index: u32, payload: &[u8], end_of_group: bool) -> Vec<u8> {
+    let mut word = payload.len() as u32;
+    if end_of_group {
+        word |= END_OF_GROUP;
+    }
+    let mut b = Vec::new();
+    b.extend_from_slice(&word.to_le_bytes());
+    b.extend_from_slice(&crc(word, offset, index, payload).to_le_bytes());
+    b.extend_from_slice(&offset.to_le_bytes());
+    b.extend_from_slice(&index.to_le_bytes());
+    b.extend_from_slice(payload);
+    b
+}
+
+/// Writes a whole record straight onto the end of segment 0, as a write
+/// in progress.
 fn raw_record(dir: &Path, offset: u64, index: u32, payload: &[u8], end_of_group: bool) {
     let mut f = OpenOptions::new()
         .append(true)
         .open(segment_path(dir, 0))
         .unwrap();
-    let mut word = payload.len() as u32;
-    if end_of_group {
-        word |= END_OF_GROUP;
-    }
-    f.write_all(&word.to_le_bytes()).unwrap();
-    f.write_all(&crc(word, offset, index, payload).to_le_bytes())
+    f.write_all(&record_bytes(offset, index, payload, end_of_group))
         .unwrap();
-    f.write_all(&offset.to_le_bytes()).unwrap();
-    f.write_all(&index.to_le_bytes()).unwrap();
-    f.write_all(payload).unwrap();
+}
+
+/// A copy of the log's files as a crash would leave them (taken while
+/// the writer is still running).
+fn crash_image(dir: &Path) -> tempfile::TempDir {
+    let image = tempfile::tempdir().unwrap();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let entry = entry.unwrap();
+        std::fs::copy(entry.path(), image.path().join(entry.file_name())).unwrap();
+    }
+    image
+}
+
+fn file_len(path: &Path) -> u64 {
+    std::fs::metadata(path).unwrap().len()
+}
+
+/// The segment being written is zero-filled ahead of its records; a
+/// crash leaves that room behind, and reopening reads it as the clean
+/// end: every record, nothing cut aside as damage, appends going on where
+/// the records end.
+#[test]
+fn the_zero_filled_room_a_crash_leaves_is_the_clean_end() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut log = open(dir.path()).unwrap();
+    append(&mut log.appender, &payloads(0..3));
+    append(&mut log.appender, &payloads(3..5));
+    let records = 5 * record_len() as u64;
+    let segment = segment_path(dir.path(), 0);
+    assert_eq!(file_len(&segment), ROOM_BYTES, "zero-filled ahead");
+    let image = crash_image(dir.path());
+    drop(log);
+    assert_eq!(
+        file_len(&segment),
+        records,
+        "the room is cut off at shutdown"
+    );
+
+    let mut log = open(image.path()).unwrap();
+    let segment = segment_path(image.path(), 0);
+    assert!(
+        !segment.with_extension("cut").exists(),
+        "nothing was damage"
+    );
+    assert_eq!(file_len(&segment), records, "the room is cut off at open");
+    assert_eq!(log.appender.next(), 5);
+    append(&mut log.appender, &payloads(5..6));
+    let got = log.segments.read(0, 10, 100).unwrap();
+    let want: Vec<Record> = payloads(0..6)
+        .into_iter()
+        .enumerate()
+        .map(|(i, p)| (i as u64, p))
+        .collect();
+    assert_eq!(got, want);
+}
+
+/// A write a crash cut short inside the zero-filled room (its first block
+/// never reached the disk, a later one did) is cut whole at open, and the
+/// room is filled anew: its leftovers never come back behind later writes.
+#[test]
+fn a_write_cut_short_in_the_zero_filled_room_never_comes_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut log = open(dir.path()).unwrap();
+    append(&mut log.appender, &payloads(0..2));
+    let image = crash_image(dir.path());
+    drop(log);
+    // The write of offsets 2 and 3: only its second record, a block on,
+    // reached the disk.
+    let end = 2 * record_len() as u64;
+    let segment = segment_path(image.path(), 0);
+    let stale = record_bytes(3, 1, b"never acknowledged", true);
+    OpenOptions::new()
+        .write(true)
+        .open(&segment)
+        .unwrap()
+        .write_all_at(&stale, end + 4096)
+        .unwrap();
+
+    let mut log = open(image.path()).unwrap();
+    assert_eq!(log.appender.next(), 2, "the write is gone");
+    assert_eq!(file_len(&segment), end);
+    assert_eq!(
+        std::fs::read(segment.with_extension("cut")).unwrap(),
+        [vec![0; 4096], stale].concat(),
+        "its bytes are kept aside, without the zeros after them"
+    );
+    // A short write where it was, then a restart.
+    append(&mut log.appender, &[b"short".to_vec()]);
+    drop(log);
+    let log = open(image.path()).unwrap();
+    assert_eq!(offsets(&log, 0, 10), [0, 1, 2]);
+    assert_eq!(log.appender.next(), 3);
+}
+
+/// A closed segment ends at its records (readers read it to its length);
+/// one a crash left with its room is cut at open and reads the same.
+#[test]
+fn closed_segments_end_at_their_records() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut log = open_with(dir.path(), 4096).unwrap();
+    for group in payloads(0..100).chunks(3) {
+        append(&mut log.appender, group);
+    }
+    let bases: Vec<u64> = lock(&log.segments.bases).iter().copied().collect();
+    assert!(bases.len() > 3);
+    for w in bases.windows(2) {
+        let len = file_len(&segment_path(dir.path(), w[0]));
+        let records: usize = payloads(w[0]..w[1]).iter().map(|p| HEADER + p.len()).sum();
+        assert_eq!(
+            len, records as u64,
+            "segment {} holds its records only",
+            w[0]
+        );
+    }
+    let image = crash_image(dir.path());
+    drop(log);
+    // As if the crash came between closing segment 0 and cutting its room.
+    let first = segment_path(image.path(), 0);
+    let len = file_len(&first);
+    OpenOptions::new()
+        .write(true)
+        .open(&first)
+        .unwrap()
+        .write_all_at(&[0; 5000], len)
+        .unwrap();
+
+    let log = open_with(image.path(), 4096).unwrap();
+    assert_eq!(file_len(&first), len, "cut at open");
+    assert!(!first.with_extension("cut").exists());
+    assert_eq!(offsets(&log, 0, 1000), (0..100).collect::<Vec<_>>());
 }
 
 /// A crash in the middle of a write may leave later records of it on
