@@ -3,7 +3,8 @@
 //! (payload length with a last-of-its-write bit, CRC-32 of the header and
 //! payload, offset, index within its write) and the payload;
 //! a segment is named by its first offset. One writer appends a whole
-//! group of records with one `write` and one `fdatasync`; readers open the
+//! group of records with one `write` (and, once a mebibyte, the zeros
+//! ahead, below) and one `fdatasync`; readers open the
 //! segments on their own and never read past what the writer has synced.
 //! The segment being written is zero-filled ahead of its records (a
 //! mebibyte at a time), so a group's `fdatasync` overwrites blocks the
@@ -339,8 +340,8 @@ impl Appender {
         self.broken.as_deref()
     }
 
-    /// Appends `payloads` at offsets `next()..` and syncs them: one write,
-    /// one fdatasync. Returns the first offset. On failure nothing is
+    /// Appends `payloads` at offsets `next()..` and syncs them: one write
+    /// (and the room's zeros when it runs out), one fdatasync. Returns the first offset. On failure nothing is
     /// appended (the file is cut back); if even that fails, the log
     /// refuses every later append.
     pub fn append(&mut self, payloads: &[&[u8]]) -> std::io::Result<u64> {
@@ -384,13 +385,10 @@ impl Appender {
             self.buf.extend_from_slice(p);
         }
         let end = self.len + self.buf.len() as u64;
-        let written = self
-            .file
-            .write_all_at(&self.buf, self.len)
-            .and_then(|()| {
-                self.make_room(end);
-                self.file.sync_data()
-            });
+        let written = self.file.write_all_at(&self.buf, self.len).and_then(|()| {
+            self.make_room(end);
+            self.file.sync_data()
+        });
         if let Err(e) = written {
             // Cut back (and synced, so a later sync cannot bring the
             // failed bytes back as records that were never acknowledged).
@@ -420,12 +418,13 @@ impl Appender {
     /// with the write that reaches it). The room only saves work: when it
     /// cannot be made (a full disk), records are appended without it.
     fn make_room(&mut self, end: u64) {
-        if end <= self.allocated {
+        // A segment at its size is closed at the next append: no room.
+        if end <= self.allocated || end >= self.segment_bytes {
             return;
         }
         let step = ROOM_BYTES.min(self.segment_bytes.next_multiple_of(4096));
-        // The next multiple of `step` past `end`.
-        let target = (end / step + 1) * step;
+        // The next multiple of `step` past `end`, within the segment's size.
+        let target = ((end / step + 1) * step).min(self.segment_bytes.next_multiple_of(step));
         let mut at = end;
         while at < target {
             let n = (target - at).min(ZEROS.len() as u64);

@@ -28,8 +28,6 @@ pub(super) struct Found {
 enum Next {
     Record(Header, Vec<u8>),
     End,
-    /// An all-zero header: the zero-filled room, or damage.
-    Zeros,
     Damaged,
 }
 
@@ -78,10 +76,6 @@ fn read_record(reader: &mut impl Read, remaining: u64, floor: u64) -> std::io::R
         Err(e) if e.kind() == ErrorKind::UnexpectedEof => return Ok(Next::Damaged),
         Err(e) => return Err(e),
     }
-    // No record has an all-zero header (its CRC would not be 0).
-    if head.iter().all(|&b| b == 0) {
-        return Ok(Next::Zeros);
-    }
     let Some(h) = header(&head).filter(|h| plausible(h, floor, remaining)) else {
         return Ok(Next::Damaged);
     };
@@ -106,23 +100,23 @@ fn record_at(b: &[u8], floor: u64) -> bool {
     })
 }
 
-/// Whether the next `n` bytes of `reader` are all zeros.
-fn zeros_follow(reader: &mut impl Read, n: u64) -> std::io::Result<bool> {
-    let mut left = n;
+/// Whether the bytes of `path` from `at` up to `limit` (or its end) are
+/// all zeros: the zero-filled room (no record is all zeros, not even its
+/// header: its CRC would not be 0).
+fn zeros_to(path: &Path, at: u64, limit: u64) -> std::io::Result<bool> {
+    let mut file = File::open(path)?;
+    file.seek(SeekFrom::Start(at))?;
+    let mut rest = file.take(limit.saturating_sub(at));
     let mut chunk = vec![0u8; 64 << 10];
-    while left > 0 {
-        let take = chunk.len().min(usize::try_from(left).unwrap_or(usize::MAX));
-        match reader.read_exact(&mut chunk[..take]) {
-            Ok(()) => {}
-            Err(e) if e.kind() == ErrorKind::UnexpectedEof => return Ok(false),
+    loop {
+        match rest.read(&mut chunk) {
+            Ok(0) => return Ok(true),
+            Ok(n) if chunk[..n].iter().any(|&b| b != 0) => return Ok(false),
+            Ok(_) => {}
+            Err(e) if e.kind() == ErrorKind::Interrupted => {}
             Err(e) => return Err(e),
         }
-        if chunk[..take].iter().any(|&b| b != 0) {
-            return Ok(false);
-        }
-        left -= take as u64;
     }
-    Ok(true)
 }
 
 /// The position of the first whole record after damage at `at` (below
@@ -206,13 +200,11 @@ impl Scan {
                     }));
                 }
                 Next::End => return Ok(None),
-                Next::Zeros
-                    if zeros_follow(&mut self.reader, remaining.saturating_sub(HEADER as u64))? =>
-                {
+                Next::Damaged if zeros_to(&self.path, self.pos, self.limit)? => {
                     self.zero_tail = true;
                     return Ok(None);
                 }
-                Next::Zeros | Next::Damaged => {
+                Next::Damaged => {
                     let at = self.pos;
                     self.damage += 1;
                     match find_next(&self.path, at, self.limit, self.floor)? {
@@ -292,7 +284,12 @@ pub(super) fn scan_segment(
         if scan.torn {
             tracing::error!(segment = %path.display(), position = scan.pos(), "Damaged end of a bus log segment; no record follows it");
         }
-        return drop_zero_tail(&scan, file, path, scan.pos());
+        if scan.zero_tail {
+            // Its room, left by a stop before the segment was closed (or
+            // records a disk lost): said, as the records read tell.
+            tracing::warn!(segment = %path.display(), position = scan.pos(), next_offset = *next, "A closed bus log segment ends in zeros; cut off at its last record");
+        }
+        return Ok(drop_zero_tail(&scan, file, path, scan.pos()));
     }
     // Cut: the last write when it is not whole (from the end of the record
     // before it: an earlier write is kept, damaged or not), else whatever
@@ -300,12 +297,12 @@ pub(super) fn scan_segment(
     let (cut, next_before) = match &write {
         Some(w) if w.whole && w.ended => {
             if scan.pos() == w.end && scan.damage() == w.damage {
-                return drop_zero_tail(&scan, file, path, w.end);
+                return Ok(drop_zero_tail(&scan, file, path, w.end));
             }
             (w.end, *next)
         }
         Some(w) => (w.start, w.next_before),
-        None if scan.damage() == 0 => return drop_zero_tail(&scan, file, path, scan.pos()),
+        None if scan.damage() == 0 => return Ok(drop_zero_tail(&scan, file, path, scan.pos())),
         None => (0, *next),
     };
     // A torn write and bit rot in the last write look alike on disk: the
@@ -315,15 +312,17 @@ pub(super) fn scan_segment(
     let mut from = file.try_clone()?;
     from.seek(SeekFrom::Start(cut))?;
     from.read_to_end(&mut cut_bytes)?;
-    // Without the zero-filled room after them.
+    // Without the zeros at their end (the zero-filled room after them).
     let kept_len = cut_bytes.iter().rposition(|&b| b != 0).map_or(0, |p| p + 1);
     cut_bytes.truncate(kept_len);
-    std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(&aside)
-        .and_then(|mut f| std::io::Write::write_all(&mut f, &cut_bytes))
-        .map_err(|e| context("cannot keep the cut bytes in", &aside, e))?;
+    if !cut_bytes.is_empty() {
+        std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&aside)
+            .and_then(|mut f| std::io::Write::write_all(&mut f, &cut_bytes))
+            .map_err(|e| context("cannot keep the cut bytes in", &aside, e))?;
+    }
     tracing::error!(segment = %path.display(), kept = cut, dropped = cut_bytes.len(), aside = %aside.display(), "Cut an unfinished or damaged last write off the bus log's end (its bytes are kept aside)");
     file.set_len(cut)
         .and_then(|()| file.sync_all())
@@ -333,16 +332,15 @@ pub(super) fn scan_segment(
     Ok(cut)
 }
 
-/// Cuts a segment's zero-filled room off at `end` (the appender fills it
-/// anew: a zero-filled write cannot hide a crash's leftovers) and returns
-/// `end`.
-fn drop_zero_tail(scan: &Scan, file: &File, path: &Path, end: u64) -> std::io::Result<u64> {
+/// Cuts a segment's zero-filled room off at `end` and returns `end`. Only
+/// zeros are cut, so a failure is no harm: said, and the room stays.
+fn drop_zero_tail(scan: &Scan, file: &File, path: &Path, end: u64) -> u64 {
     if scan.zero_tail {
-        file.set_len(end)
-            .and_then(|()| file.sync_all())
-            .map_err(|e| context("cannot trim", path, e))?;
+        if let Err(e) = file.set_len(end).and_then(|()| file.sync_all()) {
+            tracing::warn!(segment = %path.display(), error = %e, "Cannot cut the zero-filled room off a bus log segment");
+        }
     }
-    Ok(end)
+    end
 }
 
 /// The last write met while scanning a segment at open.

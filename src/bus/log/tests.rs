@@ -138,7 +138,17 @@ fn readers_stop_at_what_the_writer_synced() {
     let dir = tempfile::tempdir().unwrap();
     let mut log = open(dir.path()).unwrap();
     append(&mut log.appender, &payloads(0..2));
-    raw_record(dir.path(), 2, 0, b"not yet acknowledged", true);
+    // Right after the synced records, in the room.
+    let end: usize = payloads(0..2).iter().map(|p| HEADER + p.len()).sum();
+    OpenOptions::new()
+        .write(true)
+        .open(segment_path(dir.path(), 0))
+        .unwrap()
+        .write_all_at(
+            &record_bytes(2, 0, b"not yet acknowledged", true),
+            end as u64,
+        )
+        .unwrap();
     let got = log.segments.read(0, u64::MAX, 100).unwrap();
     assert_eq!(got.len(), 2);
 }
@@ -223,6 +233,33 @@ fn the_zero_filled_room_a_crash_leaves_is_the_clean_end() {
     assert_eq!(got, want);
 }
 
+/// Zeros too few for a record's header (a zero-fill a full disk cut
+/// short) are the clean end too, not a damaged write.
+#[test]
+fn a_few_zeros_at_the_end_are_the_clean_end() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let mut log = open(dir.path()).unwrap();
+        append(&mut log.appender, &payloads(0..3));
+    }
+    let segment = segment_path(dir.path(), 0);
+    let records = file_len(&segment);
+    OpenOptions::new()
+        .write(true)
+        .open(&segment)
+        .unwrap()
+        .write_all_at(&[0; 7], records)
+        .unwrap();
+    let log = open(dir.path()).unwrap();
+    assert!(
+        !segment.with_extension("cut").exists(),
+        "nothing was damage"
+    );
+    assert_eq!(file_len(&segment), records);
+    assert_eq!(log.appender.next(), 3);
+    assert_eq!(offsets(&log, 0, 10), [0, 1, 2]);
+}
+
 /// A write a crash cut short inside the zero-filled room (its first block
 /// never reached the disk, a later one did) is cut whole at open, and the
 /// room is filled anew: its leftovers never come back behind later writes.
@@ -272,6 +309,8 @@ fn closed_segments_end_at_their_records() {
     }
     let bases: Vec<u64> = lock(&log.segments.bases).iter().copied().collect();
     assert!(bases.len() > 3);
+    let active = file_len(&segment_path(dir.path(), *bases.last().unwrap()));
+    assert!(active <= 4096, "no room past the segment's size: {active}");
     for w in bases.windows(2) {
         let len = file_len(&segment_path(dir.path(), w[0]));
         let records: usize = payloads(w[0]..w[1]).iter().map(|p| HEADER + p.len()).sum();
