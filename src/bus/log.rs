@@ -341,9 +341,9 @@ impl Appender {
     }
 
     /// Appends `payloads` at offsets `next()..` and syncs them: one write
-    /// (and the room's zeros when it runs out), one fdatasync. Returns the first offset. On failure nothing is
-    /// appended (the file is cut back); if even that fails, the log
-    /// refuses every later append.
+    /// (and the room's zeros when it runs out), one fdatasync. Returns the
+    /// first offset. On failure nothing is appended (the file is cut
+    /// back); if even that fails, the log refuses every later append.
     pub fn append(&mut self, payloads: &[&[u8]]) -> std::io::Result<u64> {
         let first = self.next;
         if payloads.is_empty() {
