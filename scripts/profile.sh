@@ -44,7 +44,7 @@ WRITTEN0=$(written)
 # The store's disk (the whole disk of a partition: the kernel counts cache
 # flushes there only): write requests, sectors written, cache flushes.
 SOURCE=$(df --output=source data-loadtest | tail -1)
-DISK=$(lsblk -no pkname "$SOURCE" 2> /dev/null | head -1)
+DISK=$(lsblk -no pkname "$SOURCE" 2> /dev/null | head -1 || true)
 DISK=${DISK:-$(basename "$SOURCE")}
 disk() { awk -v d="$DISK" '$3 == d {print $8, $10, ($19 == "" ? 0 : $19)}' /proc/diskstats; }
 DISK0=$(disk)

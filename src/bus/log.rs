@@ -423,8 +423,9 @@ impl Appender {
             return;
         }
         let step = ROOM_BYTES.min(self.segment_bytes.next_multiple_of(4096));
-        // The next multiple of `step` past `end`, within the segment's size.
-        let target = ((end / step + 1) * step).min(self.segment_bytes.next_multiple_of(step));
+        // The next multiple of `step` past `end`, within the segment's size
+        // (past `end`, as `end` is below it).
+        let target = ((end / step + 1) * step).min(self.segment_bytes);
         let mut at = end;
         while at < target {
             let n = (target - at).min(ZEROS.len() as u64);

@@ -8,6 +8,7 @@
 
 use std::fs::File;
 use std::io::{BufReader, ErrorKind, Read, Seek, SeekFrom};
+use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
 use super::{context, crc, Segments, END_OF_GROUP, HEADER, MARK_EVERY, MAX_RECORD};
@@ -100,23 +101,26 @@ fn record_at(b: &[u8], floor: u64) -> bool {
     })
 }
 
-/// Whether the bytes of `path` from `at` up to `limit` (or its end) are
+/// Whether the bytes of `file` from `at` up to `limit` (or its end) are
 /// all zeros: the zero-filled room (no record is all zeros, not even its
-/// header: its CRC would not be 0).
-fn zeros_to(path: &Path, at: u64, limit: u64) -> std::io::Result<bool> {
-    let mut file = File::open(path)?;
-    file.seek(SeekFrom::Start(at))?;
-    let mut rest = file.take(limit.saturating_sub(at));
+/// header: its CRC would not be 0). Read at positions, so the file's
+/// own position is left alone.
+fn zeros_to(file: &File, at: u64, limit: u64) -> std::io::Result<bool> {
     let mut chunk = vec![0u8; 64 << 10];
-    loop {
-        match rest.read(&mut chunk) {
+    let mut pos = at;
+    while pos < limit {
+        let want = chunk
+            .len()
+            .min(usize::try_from(limit - pos).unwrap_or(usize::MAX));
+        match file.read_at(&mut chunk[..want], pos) {
             Ok(0) => return Ok(true),
             Ok(n) if chunk[..n].iter().any(|&b| b != 0) => return Ok(false),
-            Ok(_) => {}
+            Ok(n) => pos += n as u64,
             Err(e) if e.kind() == ErrorKind::Interrupted => {}
             Err(e) => return Err(e),
         }
     }
+    Ok(true)
 }
 
 /// The position of the first whole record after damage at `at` (below
@@ -200,7 +204,7 @@ impl Scan {
                     }));
                 }
                 Next::End => return Ok(None),
-                Next::Damaged if zeros_to(&self.path, self.pos, self.limit)? => {
+                Next::Damaged if zeros_to(self.reader.get_ref(), self.pos, self.limit)? => {
                     self.zero_tail = true;
                     return Ok(None);
                 }
