@@ -22,6 +22,14 @@ impl PartitionProgress {
         self.outstanding.entry(offset).or_insert(false);
     }
 
+    /// Takes back `offset` listed by [`delivered`](Self::delivered) when
+    /// the engine did not get it after all (unless it finished).
+    pub fn not_delivered(&mut self, offset: u64) {
+        if self.outstanding.get(&offset) == Some(&false) {
+            self.outstanding.remove(&offset);
+        }
+    }
+
     /// Records that `offset` is finished; returns the new resume offset if
     /// the committable prefix grew.
     pub fn finished(&mut self, offset: u64) -> Option<u64> {

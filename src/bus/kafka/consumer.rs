@@ -80,7 +80,18 @@ fn hand_over(shared: &Shared, tx: &mpsc::Sender<Delivery>) -> (bool, bool) {
     let mut waiting = lock(&shared.waiting);
     while let Some(d) = waiting.pop_front() {
         let position = d.position;
-        match tx.try_send(d) {
+        // Listed before the engine can have it: the engine may finish it
+        // at once, before this thread goes on (a finish for an offset not
+        // listed is dropped, and the partition's commit would stop there).
+        let part = position.partition as i32;
+        listed(shared, position);
+        let sent = tx.try_send(d);
+        if sent.is_err() {
+            if let Some(prog) = shared.lock().partitions.get_mut(&part) {
+                prog.not_delivered(position.offset);
+            }
+        }
+        match sent {
             Ok(()) => handed(shared, position),
             Err(mpsc::error::TrySendError::Full(d)) => {
                 waiting.push_front(d);
@@ -92,14 +103,21 @@ fn hand_over(shared: &Shared, tx: &mpsc::Sender<Delivery>) -> (bool, bool) {
     (false, false)
 }
 
-/// Records that the event at `position` is in the engine's hands.
+/// Lists the event at `position` as delivered, not yet finished.
+fn listed(shared: &Shared, position: Position) {
+    shared
+        .lock()
+        .partitions
+        .entry(position.partition as i32)
+        .or_default()
+        .delivered(position.offset);
+}
+
+/// Counts the event at `position`, listed, as in the engine's hands (it
+/// may be finished already).
 fn handed(shared: &Shared, position: Position) {
     let part = position.partition as i32;
     let mut p = shared.lock();
-    p.partitions
-        .entry(part)
-        .or_default()
-        .delivered(position.offset);
     let max = p.handed_max.entry(part).or_insert(0);
     *max = (*max).max(position.offset + 1);
     drop(p);
@@ -153,6 +171,7 @@ fn delivery(shared: &Shared, message: &rdkafka::message::BorrowedMessage<'_>) ->
         }
         _ => {
             tracing::warn!(%position, "Undecodable record on the bus skipped");
+            listed(shared, position);
             handed(shared, position);
             finish(shared, position);
             None
@@ -167,5 +186,95 @@ pub(super) fn finish(shared: &Shared, position: Position) {
         shared
             .finished
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::VecDeque;
+    use std::sync::atomic::{AtomicBool, AtomicU64};
+    use std::sync::Mutex;
+
+    use super::*;
+    use crate::bus::kafka::group::Progress;
+    use crate::event::{Channel, ConversationId, EventKind};
+
+    fn shared() -> Shared {
+        let (ownership, _) = mpsc::unbounded_channel();
+        Shared {
+            topic: "events".into(),
+            group: "engine".into(),
+            progress: Mutex::new(Progress::default()),
+            delivered: AtomicU64::new(0),
+            finished: AtomicU64::new(0),
+            ownership,
+            revoke_wait: Duration::from_secs(1),
+            rebalance_timeout: Duration::from_secs(1),
+            drain_wait: Duration::from_secs(1),
+            closing: AtomicBool::new(false),
+            waiting: Mutex::new(VecDeque::new()),
+        }
+    }
+
+    fn delivery(offset: u64) -> Delivery {
+        Delivery {
+            position: Position {
+                partition: 0,
+                offset,
+            },
+            event: InboundEvent {
+                conversation: ConversationId::from("acme-fb:C0"),
+                integration: "acme-fb".into(),
+                channel: Channel::Messenger,
+                customer: "C0".into(),
+                timestamp_ms: 0,
+                received_at_ms: 0,
+                customer_name: None,
+                kind: EventKind::Wake,
+            },
+            replay: false,
+            fence: Fence::new(Arc::new(Lease::default()), 0),
+        }
+    }
+
+    /// An event the engine finishes the instant it gets it (before the
+    /// consumer's thread has moved on) still counts: every offset handed
+    /// over and finished is committable, nothing is left unfinished.
+    #[test]
+    fn an_event_finished_at_once_is_never_left_unfinished() {
+        const EVENTS: u64 = 20_000;
+        let shared = Arc::new(shared());
+        let (tx, mut rx) = mpsc::channel::<Delivery>(4);
+        let engine = {
+            let shared = shared.clone();
+            std::thread::spawn(move || {
+                let mut n = 0;
+                while n < EVENTS {
+                    match rx.try_recv() {
+                        Ok(d) => {
+                            finish(&shared, d.position);
+                            n += 1;
+                        }
+                        Err(mpsc::error::TryRecvError::Empty) => std::hint::spin_loop(),
+                        Err(mpsc::error::TryRecvError::Disconnected) => return,
+                    }
+                }
+            })
+        };
+        for offset in 0..EVENTS {
+            lock(&shared.waiting).push_back(delivery(offset));
+            while hand_over(&shared, &tx).0 {
+                std::thread::yield_now();
+            }
+        }
+        engine.join().unwrap();
+        let p = shared.lock();
+        let progress = &p.partitions[&0];
+        assert_eq!(
+            progress.unfinished(),
+            0,
+            "an event finished at once was lost"
+        );
+        assert_eq!(progress.committable(), Some(EVENTS));
     }
 }
