@@ -17,13 +17,20 @@ impl PartitionProgress {
         Self::default()
     }
 
-    /// Records that `offset` was handed to the engine.
-    pub fn delivered(&mut self, offset: u64) {
-        self.outstanding.entry(offset).or_insert(false);
+    /// Records that `offset` was handed to the engine; whether it was not
+    /// listed yet.
+    pub fn delivered(&mut self, offset: u64) -> bool {
+        match self.outstanding.entry(offset) {
+            std::collections::btree_map::Entry::Vacant(e) => {
+                e.insert(false);
+                true
+            }
+            std::collections::btree_map::Entry::Occupied(_) => false,
+        }
     }
 
-    /// Takes back `offset` listed by [`delivered`](Self::delivered) when
-    /// the engine did not get it after all (unless it finished).
+    /// Takes back `offset`, newly listed by [`delivered`](Self::delivered),
+    /// when the engine did not get it after all (unless it finished).
     pub fn not_delivered(&mut self, offset: u64) {
         if self.outstanding.get(&offset) == Some(&false) {
             self.outstanding.remove(&offset);

@@ -74,8 +74,9 @@ pub(super) fn poll_loop(
 }
 
 /// Moves waiting records into the engine's queue while it has room; an
-/// event counts as delivered (and so as one a revoke waits for) only once
-/// it is there. Returns (records still waiting, the engine is gone).
+/// event is listed as delivered (one a revoke waits for) just before it
+/// goes in, and taken back if the queue refuses it. Returns (records still
+/// waiting, the engine is gone).
 fn hand_over(shared: &Shared, tx: &mpsc::Sender<Delivery>) -> (bool, bool) {
     let mut waiting = lock(&shared.waiting);
     while let Some(d) = waiting.pop_front() {
@@ -84,9 +85,11 @@ fn hand_over(shared: &Shared, tx: &mpsc::Sender<Delivery>) -> (bool, bool) {
         // at once, before this thread goes on (a finish for an offset not
         // listed is dropped, and the partition's commit would stop there).
         let part = position.partition as i32;
-        listed(shared, position);
+        let new = listed(shared, position);
         let sent = tx.try_send(d);
-        if sent.is_err() {
+        // Only a listing of its own (the same offset may be in the
+        // engine's hands already, fetched twice).
+        if sent.is_err() && new {
             if let Some(prog) = shared.lock().partitions.get_mut(&part) {
                 prog.not_delivered(position.offset);
             }
@@ -103,14 +106,15 @@ fn hand_over(shared: &Shared, tx: &mpsc::Sender<Delivery>) -> (bool, bool) {
     (false, false)
 }
 
-/// Lists the event at `position` as delivered, not yet finished.
-fn listed(shared: &Shared, position: Position) {
+/// Lists the event at `position` as delivered, not yet finished; whether
+/// it was not listed yet.
+fn listed(shared: &Shared, position: Position) -> bool {
     shared
         .lock()
         .partitions
         .entry(position.partition as i32)
         .or_default()
-        .delivered(position.offset);
+        .delivered(position.offset)
 }
 
 /// Counts the event at `position`, listed, as in the engine's hands (it
@@ -171,7 +175,7 @@ fn delivery(shared: &Shared, message: &rdkafka::message::BorrowedMessage<'_>) ->
         }
         _ => {
             tracing::warn!(%position, "Undecodable record on the bus skipped");
-            listed(shared, position);
+            let _ = listed(shared, position);
             handed(shared, position);
             finish(shared, position);
             None
@@ -255,7 +259,7 @@ mod tests {
                             finish(&shared, d.position);
                             n += 1;
                         }
-                        Err(mpsc::error::TryRecvError::Empty) => std::hint::spin_loop(),
+                        Err(mpsc::error::TryRecvError::Empty) => std::thread::yield_now(),
                         Err(mpsc::error::TryRecvError::Disconnected) => return,
                     }
                 }
@@ -276,5 +280,22 @@ mod tests {
             "an event finished at once was lost"
         );
         assert_eq!(progress.committable(), Some(EVENTS));
+    }
+
+    /// A record the full queue refuses waits, and is not listed as one the
+    /// engine holds (a revoke would wait for it, the commit stop at it).
+    #[test]
+    fn a_record_the_queue_refuses_is_not_counted_as_delivered() {
+        let shared = shared();
+        let (tx, mut rx) = mpsc::channel::<Delivery>(1);
+        lock(&shared.waiting).extend([delivery(0), delivery(1)]);
+        assert_eq!(hand_over(&shared, &tx), (true, false), "one still waits");
+        assert_eq!(shared.lock().partitions[&0].unfinished(), 1);
+        // The engine takes and finishes the first; the second goes in.
+        let first = rx.try_recv().unwrap();
+        finish(&shared, first.position);
+        assert_eq!(hand_over(&shared, &tx), (false, false));
+        assert_eq!(shared.lock().partitions[&0].unfinished(), 1);
+        assert_eq!(shared.lock().partitions[&0].committable(), Some(1));
     }
 }
