@@ -32,6 +32,14 @@ fn offsets(log: &Opened, from: u64, to: u64) -> Vec<u64> {
     got.iter().map(|r| r.0).collect()
 }
 
+/// The bytes the records of [`payloads`] in `range` take.
+fn records_len(range: std::ops::Range<u64>) -> u64 {
+    payloads(range)
+        .iter()
+        .map(|p| (HEADER + p.len()) as u64)
+        .sum()
+}
+
 /// The bytes one record of [`payloads`] takes.
 fn record_len() -> usize {
     HEADER + payloads(0..1)[0].len()
@@ -139,16 +147,12 @@ fn readers_stop_at_what_the_writer_synced() {
     let mut log = open(dir.path()).unwrap();
     append(&mut log.appender, &payloads(0..2));
     // Right after the synced records, in the room.
-    let end: usize = payloads(0..2).iter().map(|p| HEADER + p.len()).sum();
-    OpenOptions::new()
-        .write(true)
-        .open(segment_path(dir.path(), 0))
-        .unwrap()
-        .write_all_at(
-            &record_bytes(2, 0, b"not yet acknowledged", true),
-            end as u64,
-        )
-        .unwrap();
+    let end = records_len(0..2);
+    write_at(
+        segment_path(dir.path(), 0),
+        &record_bytes(2, 0, b"not yet acknowledged", true),
+        end,
+    );
     let got = log.segments.read(0, u64::MAX, 100).unwrap();
     assert_eq!(got.len(), 2);
 }
@@ -192,6 +196,17 @@ fn crash_image(dir: &Path) -> tempfile::TempDir {
 
 fn file_len(path: &Path) -> u64 {
     std::fs::metadata(path).unwrap().len()
+}
+
+/// Writes `bytes` into the file at `path` at byte `at`, as a disk might
+/// have left them.
+fn write_at(path: impl AsRef<Path>, bytes: &[u8], at: u64) {
+    OpenOptions::new()
+        .write(true)
+        .open(path)
+        .unwrap()
+        .write_all_at(bytes, at)
+        .unwrap();
 }
 
 /// The segment being written is zero-filled ahead of its records; a
@@ -245,12 +260,7 @@ fn a_few_zeros_at_the_end_are_the_clean_end() {
     }
     let segment = segment_path(dir.path(), 0);
     let records = file_len(&segment);
-    OpenOptions::new()
-        .write(true)
-        .open(&segment)
-        .unwrap()
-        .write_all_at(&[0; 7], records)
-        .unwrap();
+    write_at(&segment, &[0; 7], records);
     let log = open(dir.path()).unwrap();
     assert!(
         !segment.with_extension("cut").exists(),
@@ -276,12 +286,7 @@ fn a_write_cut_short_in_the_zero_filled_room_never_comes_back() {
     let end = 2 * record_len() as u64;
     let segment = segment_path(image.path(), 0);
     let stale = record_bytes(3, 1, b"never acknowledged", true);
-    OpenOptions::new()
-        .write(true)
-        .open(&segment)
-        .unwrap()
-        .write_all_at(&stale, end + 4096)
-        .unwrap();
+    write_at(&segment, &stale, end + 4096);
 
     let mut log = open(image.path()).unwrap();
     assert_eq!(log.appender.next(), 2, "the write is gone");
@@ -321,24 +326,15 @@ fn closed_segments_end_at_their_records() {
     assert!(bases.len() > 3);
     for w in bases.windows(2) {
         let len = file_len(&segment_path(dir.path(), w[0]));
-        let records: usize = payloads(w[0]..w[1]).iter().map(|p| HEADER + p.len()).sum();
-        assert_eq!(
-            len, records as u64,
-            "segment {} holds its records only",
-            w[0]
-        );
+        let records = records_len(w[0]..w[1]);
+        assert_eq!(len, records, "segment {} holds its records only", w[0]);
     }
     let image = crash_image(dir.path());
     drop(log);
     // As if the crash came between closing segment 0 and cutting its room.
     let first = segment_path(image.path(), 0);
     let len = file_len(&first);
-    OpenOptions::new()
-        .write(true)
-        .open(&first)
-        .unwrap()
-        .write_all_at(&[0; 5000], len)
-        .unwrap();
+    write_at(&first, &[0; 5000], len);
 
     let log = open_with(image.path(), size).unwrap();
     assert_eq!(file_len(&first), len, "cut at open");
