@@ -32,13 +32,19 @@ impl PartitionProgress {
     /// Takes back `offset`, newly listed by [`delivered`](Self::delivered),
     /// when the engine did not get it after all (unless it finished).
     pub fn not_delivered(&mut self, offset: u64) {
-        if self.outstanding.get(&offset) == Some(&false) {
+        if self.holds(offset) {
             self.outstanding.remove(&offset);
         }
     }
 
+    /// Whether `offset` was handed to the engine and is not finished yet.
+    pub fn holds(&self, offset: u64) -> bool {
+        self.outstanding.get(&offset) == Some(&false)
+    }
+
     /// Records that `offset` is finished; returns the new resume offset if
-    /// the committable prefix grew.
+    /// the committable prefix grew. The resume offset never goes back: an
+    /// offset below it fetched again (and finished again) does not lower it.
     pub fn finished(&mut self, offset: u64) -> Option<u64> {
         if let Some(done) = self.outstanding.get_mut(&offset) {
             *done = true;
@@ -51,10 +57,14 @@ impl PartitionProgress {
             let (o, _) = entry.remove_entry();
             advanced = Some(o + 1);
         }
-        if advanced.is_some() {
-            self.committable = advanced;
+        match (advanced, self.committable) {
+            (Some(next), Some(now)) if next <= now => None,
+            (Some(_), _) => {
+                self.committable = advanced;
+                advanced
+            }
+            (None, _) => None,
         }
-        advanced
     }
 
     /// The resume offset the finished prefix allows, if any event finished.
@@ -92,6 +102,25 @@ mod tests {
         assert_eq!(p.finished(14), None);
         assert_eq!(p.finished(13), Some(15));
         assert_eq!(p.outstanding(), 0);
+    }
+
+    /// An offset fetched again below what is already committable (the
+    /// fetcher went back) finishes without moving the resume offset back:
+    /// a lower commit would make the next owner replay what was handled.
+    #[test]
+    fn the_resume_offset_never_goes_back() {
+        let mut p = PartitionProgress::new();
+        for o in 0..10 {
+            p.delivered(o);
+            p.finished(o);
+        }
+        assert_eq!(p.committable(), Some(10));
+        assert!(p.delivered(4), "fetched again");
+        assert_eq!(p.finished(4), None);
+        assert_eq!(p.committable(), Some(10));
+        assert_eq!(p.outstanding(), 0);
+        p.delivered(10);
+        assert_eq!(p.finished(10), Some(11));
     }
 
     #[test]

@@ -10,6 +10,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance};
+use rdkafka::error::KafkaResult;
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
 use tokio::sync::mpsc;
 
@@ -88,6 +89,31 @@ impl Shared {
         tpl
     }
 
+    /// Forgets the offsets of a commit the broker refused (a coordinator
+    /// moving, a request timing out), so the next commit sends them again.
+    /// Kept, they would count as committed: a partition that got no new
+    /// event would keep its older offset on the broker, and its next owner
+    /// (or this engine after a restart) would replay what was handled.
+    /// Returns how many were forgotten.
+    pub(super) fn commit_refused(&self, all: bool, offsets: &TopicPartitionList) -> usize {
+        let mut p = self.lock();
+        let mut forgotten = 0;
+        for e in offsets.elements_for_topic(&self.topic) {
+            if !all && e.error().is_ok() {
+                continue;
+            }
+            let Offset::Offset(o) = e.offset() else {
+                continue;
+            };
+            // A later commit of the partition may already be on its way.
+            if u64::try_from(o).is_ok_and(|o| p.committed.get(&e.partition()) == Some(&o)) {
+                p.committed.remove(&e.partition());
+                forgotten += 1;
+            }
+        }
+        forgotten
+    }
+
     pub(super) fn unfinished(&self, partitions: &[i32]) -> usize {
         let p = self.lock();
         partitions
@@ -106,6 +132,16 @@ pub(super) struct GroupContext {
 impl ClientContext for GroupContext {}
 
 impl ConsumerContext for GroupContext {
+    // Runs on the consumer's thread too, for the asynchronous commits sent
+    // every tick as for the synchronous ones.
+    fn commit_callback(&self, result: KafkaResult<()>, offsets: &TopicPartitionList) {
+        let forgotten = self.shared.commit_refused(result.is_err(), offsets);
+        if forgotten > 0 {
+            let error = result.err().map(|e| e.to_string()).unwrap_or_default();
+            tracing::warn!(partitions = forgotten, %error, "Offset commit refused by the broker; sent again with the next commit");
+        }
+    }
+
     // Both callbacks run on the consumer's own thread (see `poll_loop`),
     // never on a runtime worker: waiting here blocks nothing else.
     fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
@@ -230,5 +266,107 @@ impl ConsumerContext for GroupContext {
         let _ = self.shared.ownership.send(Ownership::Assigned(
             partitions.iter().map(|p| *p as u32).collect(),
         ));
+    }
+}
+
+#[cfg(test)]
+pub(super) mod tests {
+    use std::sync::atomic::AtomicU64;
+
+    use rdkafka::error::KafkaError;
+    use rdkafka::types::RDKafkaErrorCode;
+
+    use super::*;
+
+    /// Shared state for a group of one topic, `events`, with nothing
+    /// assigned yet.
+    pub(in crate::bus::kafka) fn shared() -> Shared {
+        let (ownership, _) = mpsc::unbounded_channel();
+        Shared {
+            topic: "events".into(),
+            group: "engine".into(),
+            progress: Mutex::new(Progress::default()),
+            delivered: AtomicU64::new(0),
+            finished: AtomicU64::new(0),
+            ownership,
+            revoke_wait: Duration::from_secs(1),
+            rebalance_timeout: Duration::from_secs(1),
+            drain_wait: Duration::from_secs(1),
+            closing: AtomicBool::new(false),
+            waiting: Mutex::new(VecDeque::new()),
+        }
+    }
+
+    fn finish(shared: &Shared, partition: i32, offsets: std::ops::Range<u64>) {
+        let mut p = shared.lock();
+        let prog = p.partitions.entry(partition).or_default();
+        for o in offsets {
+            prog.delivered(o);
+            prog.finished(o);
+        }
+    }
+
+    fn offsets(list: &TopicPartitionList) -> Vec<(i32, Offset)> {
+        let mut all: Vec<_> = list
+            .elements()
+            .iter()
+            .map(|e| (e.partition(), e.offset()))
+            .collect();
+        all.sort_by_key(|(part, _)| *part);
+        all
+    }
+
+    /// An asynchronous commit the broker refuses is sent again with the
+    /// next tick, though its partition got nothing new meanwhile (before,
+    /// it counted as committed and the broker kept the older offset).
+    #[test]
+    fn a_refused_commit_is_sent_again() {
+        let context = GroupContext {
+            shared: Arc::new(shared()),
+        };
+        let shared = &context.shared;
+        finish(shared, 0, 0..5);
+        finish(shared, 1, 0..3);
+        let sent = shared.commit_list(None);
+        assert_eq!(
+            offsets(&sent),
+            [(0, Offset::Offset(5)), (1, Offset::Offset(3))]
+        );
+        assert_eq!(shared.commit_list(None).count(), 0, "nothing new to commit");
+        let mut refused = TopicPartitionList::new();
+        refused
+            .add_partition_offset("events", 0, Offset::Offset(5))
+            .unwrap();
+        context.commit_callback(
+            Err(KafkaError::ConsumerCommit(
+                RDKafkaErrorCode::RequestTimedOut,
+            )),
+            &refused,
+        );
+        assert_eq!(offsets(&shared.commit_list(None)), [(0, Offset::Offset(5))]);
+        // An accepted commit changes nothing.
+        context.commit_callback(Ok(()), &sent);
+        assert_eq!(shared.commit_list(None).count(), 0);
+    }
+
+    /// A refusal that comes after a later commit of the same partition was
+    /// listed leaves that later one alone (it is on its way already).
+    #[test]
+    fn a_refusal_of_an_older_commit_does_not_resend_a_newer_one() {
+        let context = GroupContext {
+            shared: Arc::new(shared()),
+        };
+        let shared = &context.shared;
+        finish(shared, 0, 0..5);
+        let older = shared.commit_list(None);
+        finish(shared, 0, 5..8);
+        assert_eq!(offsets(&shared.commit_list(None)), [(0, Offset::Offset(8))]);
+        context.commit_callback(
+            Err(KafkaError::ConsumerCommit(
+                RDKafkaErrorCode::RequestTimedOut,
+            )),
+            &older,
+        );
+        assert_eq!(shared.commit_list(None).count(), 0);
     }
 }
