@@ -189,9 +189,11 @@ fn delivery(shared: &Shared, message: &rdkafka::message::BorrowedMessage<'_>) ->
 pub(super) fn finish(shared: &Shared, position: Position) {
     let mut p = shared.lock();
     if let Some(prog) = p.partitions.get_mut(&(position.partition as i32)) {
-        // A finish told twice, or one from an earlier ownership of the
-        // partition (whose unfinished events were counted at the revoke),
-        // is not counted again: the lag would read low.
+        // Counted once per listing: a finish told twice, or one that comes
+        // after the partition's revoke (which counted its unfinished events)
+        // is not counted again, or the lag would read low. (One that comes
+        // after the partition came back finishes the new listing of its
+        // offset: the turn it finished is written, so that is safe.)
         if prog.holds(position.offset) {
             shared
                 .finished

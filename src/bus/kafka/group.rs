@@ -60,6 +60,9 @@ pub(super) struct Shared {
     /// Fetched records the engine's queue had no room for yet (only the
     /// consumer's thread touches it).
     pub(super) waiting: Mutex<VecDeque<Delivery>>,
+    /// Held while a commit is listed and sent: a shutdown's commit waits for
+    /// the one in flight, and sends again what that one failed.
+    pub(super) committing: Mutex<()>,
 }
 
 impl Shared {
@@ -67,8 +70,10 @@ impl Shared {
         lock(&self.progress)
     }
 
-    /// The finished prefixes not yet committed.
-    pub(super) fn commit_list(&self, only: Option<&[i32]>) -> TopicPartitionList {
+    /// The finished prefixes (of `only` these partitions) not committed
+    /// yet, or with `again` every one (a commit of them in flight may still
+    /// fail), listed as committed.
+    pub(super) fn commit_list(&self, only: Option<&[i32]>, again: bool) -> TopicPartitionList {
         let mut tpl = TopicPartitionList::new();
         let mut p = self.lock();
         let ready: Vec<(i32, u64)> = p
@@ -76,7 +81,7 @@ impl Shared {
             .iter()
             .filter(|(part, _)| only.is_none_or(|o| o.contains(part)))
             .filter_map(|(part, prog)| prog.committable().map(|o| (*part, o)))
-            .filter(|(part, o)| p.committed.get(part) != Some(o))
+            .filter(|(part, o)| again || p.committed.get(part) != Some(o))
             .collect();
         for (part, offset) in ready {
             if tpl
@@ -89,23 +94,19 @@ impl Shared {
         tpl
     }
 
-    /// Forgets the offsets of a commit the broker refused (a coordinator
-    /// moving, a request timing out), so the next commit sends them again.
-    /// Kept, they would count as committed: a partition that got no new
-    /// event would keep its older offset on the broker, and its next owner
-    /// (or this engine after a restart) would replay what was handled.
-    /// Returns how many were forgotten.
-    pub(super) fn commit_refused(&self, all: bool, offsets: &TopicPartitionList) -> usize {
+    /// Forgets the offsets of a commit that failed, so the next commit
+    /// sends them again (unless a later offset of the partition is already
+    /// on its way). Kept, they would count as committed: a partition that
+    /// got no new event would keep its older offset on the broker, and its
+    /// next owner (or this engine after a restart) would replay what was
+    /// handled. Returns how many were forgotten.
+    pub(super) fn forget(&self, offsets: &TopicPartitionList) -> usize {
         let mut p = self.lock();
         let mut forgotten = 0;
         for e in offsets.elements_for_topic(&self.topic) {
-            if !all && e.error().is_ok() {
-                continue;
-            }
             let Offset::Offset(o) = e.offset() else {
                 continue;
             };
-            // A later commit of the partition may already be on its way.
             if u64::try_from(o).is_ok_and(|o| p.committed.get(&e.partition()) == Some(&o)) {
                 p.committed.remove(&e.partition());
                 forgotten += 1;
@@ -124,6 +125,26 @@ impl Shared {
     }
 }
 
+/// Commits the finished prefixes not committed yet, one commit at a time,
+/// and waits for the broker's answer.
+/// A commit that fails (refused, or no coordinator within the session
+/// timeout) is forgotten, so the next one sends it again: rdkafka reports
+/// nothing back for an asynchronous commit made by hand, so a failed one
+/// would have counted as committed.
+pub(super) fn commit_finished(
+    consumer: &BaseConsumer<GroupContext>,
+    shared: &Shared,
+) -> KafkaResult<()> {
+    let _one = lock(&shared.committing);
+    let tpl = shared.commit_list(None, false);
+    if tpl.count() == 0 {
+        return Ok(());
+    }
+    consumer.commit(&tpl, CommitMode::Sync).inspect_err(|_| {
+        shared.forget(&tpl);
+    })
+}
+
 /// Rebalance callbacks: finish, commit and hand back revoked partitions.
 pub(super) struct GroupContext {
     pub(super) shared: Arc<Shared>,
@@ -132,16 +153,6 @@ pub(super) struct GroupContext {
 impl ClientContext for GroupContext {}
 
 impl ConsumerContext for GroupContext {
-    // Runs on the consumer's thread too, for the asynchronous commits sent
-    // every tick as for the synchronous ones.
-    fn commit_callback(&self, result: KafkaResult<()>, offsets: &TopicPartitionList) {
-        let forgotten = self.shared.commit_refused(result.is_err(), offsets);
-        if forgotten > 0 {
-            let error = result.err().map(|e| e.to_string()).unwrap_or_default();
-            tracing::warn!(partitions = forgotten, %error, "Offset commit refused by the broker; sent again with the next commit");
-        }
-    }
-
     // Both callbacks run on the consumer's own thread (see `poll_loop`),
     // never on a runtime worker: waiting here blocks nothing else.
     fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
@@ -187,10 +198,17 @@ impl ConsumerContext for GroupContext {
         if running > 0 {
             tracing::warn!(partitions = ?partitions, running, "Partitions released with platform calls or writes still running past the wait");
         }
-        let commit = self.shared.commit_list(Some(&partitions));
-        if commit.count() > 0 {
-            if let Err(e) = consumer.commit(&commit, CommitMode::Sync) {
-                tracing::warn!(error = %e, "Commit before releasing partitions failed");
+        // Every finished prefix of these partitions, whether or not a tick
+        // committed it already (that commit may still be on its way, and
+        // fail): not waiting for it, which may wait for the broker as long
+        // as this member has. A lost assignment is someone else's: its
+        // commit would be refused, or would move its owner's offset back.
+        if !lost {
+            let commit = self.shared.commit_list(Some(&partitions), true);
+            if commit.count() > 0 {
+                if let Err(e) = consumer.commit(&commit, CommitMode::Sync) {
+                    tracing::warn!(error = %e, "Commit before releasing partitions failed");
+                }
             }
         }
         {
@@ -273,9 +291,6 @@ impl ConsumerContext for GroupContext {
 pub(super) mod tests {
     use std::sync::atomic::AtomicU64;
 
-    use rdkafka::error::KafkaError;
-    use rdkafka::types::RDKafkaErrorCode;
-
     use super::*;
 
     /// Shared state for a group of one topic, `events`, with nothing
@@ -294,6 +309,7 @@ pub(super) mod tests {
             drain_wait: Duration::from_secs(1),
             closing: AtomicBool::new(false),
             waiting: Mutex::new(VecDeque::new()),
+            committing: Mutex::new(()),
         }
     }
 
@@ -316,57 +332,50 @@ pub(super) mod tests {
         all
     }
 
-    /// An asynchronous commit the broker refuses is sent again with the
-    /// next tick, though its partition got nothing new meanwhile (before,
-    /// it counted as committed and the broker kept the older offset).
+    /// A commit that fails is listed again by the next commit, though its
+    /// partition got nothing new meanwhile (rdkafka reports nothing back for
+    /// an asynchronous commit: before, it counted as committed and the
+    /// broker kept the older offset). Here no broker answers at all: the
+    /// commit fails once the session timeout passes without a coordinator.
     #[test]
-    fn a_refused_commit_is_sent_again() {
-        let context = GroupContext {
-            shared: Arc::new(shared()),
-        };
-        let shared = &context.shared;
-        finish(shared, 0, 0..5);
-        finish(shared, 1, 0..3);
-        let sent = shared.commit_list(None);
-        assert_eq!(
-            offsets(&sent),
-            [(0, Offset::Offset(5)), (1, Offset::Offset(3))]
-        );
-        assert_eq!(shared.commit_list(None).count(), 0, "nothing new to commit");
-        let mut refused = TopicPartitionList::new();
-        refused
-            .add_partition_offset("events", 0, Offset::Offset(5))
+    fn a_failed_commit_is_sent_again() {
+        let shared = Arc::new(shared());
+        let consumer: BaseConsumer<GroupContext> = rdkafka::ClientConfig::new()
+            .set("bootstrap.servers", "127.0.0.1:1")
+            .set("group.id", "engine")
+            .set("enable.auto.commit", "false")
+            .set("session.timeout.ms", "500")
+            .set("socket.connection.setup.timeout.ms", "1000")
+            .create_with_context(GroupContext {
+                shared: shared.clone(),
+            })
             .unwrap();
-        context.commit_callback(
-            Err(KafkaError::ConsumerCommit(
-                RDKafkaErrorCode::RequestTimedOut,
-            )),
-            &refused,
+        finish(&shared, 0, 0..5);
+        finish(&shared, 1, 0..3);
+        assert!(commit_finished(&consumer, &shared).is_err());
+        assert_eq!(
+            offsets(&shared.commit_list(None, false)),
+            [(0, Offset::Offset(5)), (1, Offset::Offset(3))],
+            "listed again"
         );
-        assert_eq!(offsets(&shared.commit_list(None)), [(0, Offset::Offset(5))]);
-        // An accepted commit changes nothing.
-        context.commit_callback(Ok(()), &sent);
-        assert_eq!(shared.commit_list(None).count(), 0);
     }
 
-    /// A refusal that comes after a later commit of the same partition was
-    /// listed leaves that later one alone (it is on its way already).
+    /// A failure of an older commit leaves a later one of the same
+    /// partition alone (it is on its way already).
     #[test]
-    fn a_refusal_of_an_older_commit_does_not_resend_a_newer_one() {
-        let context = GroupContext {
-            shared: Arc::new(shared()),
-        };
-        let shared = &context.shared;
-        finish(shared, 0, 0..5);
-        let older = shared.commit_list(None);
-        finish(shared, 0, 5..8);
-        assert_eq!(offsets(&shared.commit_list(None)), [(0, Offset::Offset(8))]);
-        context.commit_callback(
-            Err(KafkaError::ConsumerCommit(
-                RDKafkaErrorCode::RequestTimedOut,
-            )),
-            &older,
+    fn a_failed_older_commit_does_not_resend_a_newer_one() {
+        let shared = shared();
+        finish(&shared, 0, 0..5);
+        let older = shared.commit_list(None, false);
+        finish(&shared, 0, 5..8);
+        assert_eq!(
+            offsets(&shared.commit_list(None, false)),
+            [(0, Offset::Offset(8))]
         );
-        assert_eq!(shared.commit_list(None).count(), 0);
+        assert_eq!(shared.forget(&older), 0);
+        assert_eq!(shared.commit_list(None, false).count(), 0);
+        // A revoke commits its partitions' prefixes again all the same.
+        let revoke = shared.commit_list(Some(&[0]), true);
+        assert_eq!(offsets(&revoke), [(0, Offset::Offset(8))]);
     }
 }

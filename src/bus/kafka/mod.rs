@@ -10,7 +10,9 @@
 //!   partition count if missing: one conversation's events stay in order.
 //! - Consuming: a consumer group with manual commits. Events of different
 //!   conversations finish out of order, so each partition commits only its
-//!   contiguous finished prefix ([`PartitionProgress`]), every 20 ms.
+//!   contiguous finished prefix ([`PartitionProgress`]), every 20 ms, one
+//!   commit at a time, waiting for the broker's answer (a failed one is
+//!   sent again with the next).
 //!   `group.instance.id` (static membership) lets a restarted instance take
 //!   its partitions back without waiting for a rebalance.
 //! - The consumer is polled by a thread of its own, so the rebalance
@@ -37,7 +39,7 @@ use async_trait::async_trait;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::config::ClientConfig;
-use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
+use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::KafkaError;
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
 use rdkafka::types::RDKafkaErrorCode;
@@ -49,7 +51,7 @@ use crate::config::KafkaConfig;
 use crate::event::InboundEvent;
 use crate::sync::lock;
 use consumer::{finish, poll_loop};
-use group::{GroupContext, Progress, Shared};
+use group::{commit_finished, GroupContext, Progress, Shared};
 
 mod consumer;
 mod group;
@@ -103,6 +105,7 @@ impl KafkaBus {
             drain_wait,
             closing: AtomicBool::new(false),
             waiting: Mutex::new(VecDeque::new()),
+            committing: Mutex::new(()),
         });
         let mut consumer_config = ClientConfig::new();
         consumer_config
@@ -123,6 +126,9 @@ impl KafkaBus {
             // reply).
             .set("fetch.wait.max.ms", config.fetch_wait_max_ms.to_string())
             .set("fetch.min.bytes", "1")
+            // A request the broker never answers (a commit among them) fails
+            // after this, not the client's default minute.
+            .set("socket.timeout.ms", "10000")
             // Prefetched records per partition are bounded too: the broker
             // keeps the backlog, not this process.
             .set("queued.max.messages.kbytes", "8192");
@@ -229,12 +235,14 @@ impl KafkaBus {
         Ok(())
     }
 
-    fn commit_now(&self, mode: CommitMode) -> Result<(), BusError> {
-        let tpl = self.shared.commit_list(None);
-        if tpl.count() == 0 {
-            return Ok(());
-        }
-        self.consumer.commit(&tpl, mode).map_err(unavailable)
+    /// Commits every finished prefix not committed yet, waiting for the
+    /// broker (see [`commit_finished`]) on a blocking thread.
+    async fn commit_now(&self) -> Result<(), BusError> {
+        let (consumer, shared) = (self.consumer.clone(), self.shared.clone());
+        tokio::task::spawn_blocking(move || commit_finished(&consumer, &shared))
+            .await
+            .map_err(unavailable)?
+            .map_err(unavailable)
     }
 }
 
@@ -276,13 +284,38 @@ async fn create_topic(
     Ok(())
 }
 
+/// Failed commits in a row after which a warning is logged (about a
+/// second's worth of ticks).
+const COMMIT_FAILURES_WARNED: u32 = 50;
+
 async fn commit_loop(bus: std::sync::Weak<KafkaBus>) {
     let mut tick = tokio::time::interval(COMMIT_EVERY);
+    // A commit that waited long for the broker is followed by one tick, not
+    // by every tick it missed.
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut failures = 0u32;
     loop {
         tick.tick().await;
         let Some(bus) = bus.upgrade() else { return };
-        if let Err(e) = bus.commit_now(CommitMode::Async) {
-            tracing::debug!(error = %e, "Offset commit deferred");
+        // Closing: the last commit is the one made as the group is left.
+        if bus.shared.closing.load(Ordering::Acquire) {
+            return;
+        }
+        match bus.commit_now().await {
+            Ok(()) => {
+                if failures >= COMMIT_FAILURES_WARNED {
+                    tracing::info!(failures, "Offsets committed again");
+                }
+                failures = 0;
+            }
+            Err(e) => {
+                failures += 1;
+                if failures == COMMIT_FAILURES_WARNED {
+                    tracing::warn!(error = %e, failures, "Offset commits keep failing; each is sent again with the next");
+                } else {
+                    tracing::debug!(error = %e, "Offset commit failed; sent again with the next one");
+                }
+            }
         }
     }
 }
@@ -324,7 +357,7 @@ impl Bus for KafkaBus {
     }
 
     async fn flush_commits(&self) -> Result<(), BusError> {
-        self.commit_now(CommitMode::Sync)?;
+        self.commit_now().await?;
         let _ = self
             .producer()
             .flush(Timeout::After(Duration::from_secs(5)));
