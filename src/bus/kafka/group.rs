@@ -136,6 +136,10 @@ pub(super) fn commit_finished(
     shared: &Shared,
 ) -> KafkaResult<()> {
     let _one = lock(&shared.committing);
+    // A lost assignment is someone else's now (see the revoke).
+    if consumer.assignment_lost() {
+        return Ok(());
+    }
     let tpl = shared.commit_list(None, false);
     if tpl.count() == 0 {
         return Ok(());

@@ -284,16 +284,20 @@ async fn create_topic(
     Ok(())
 }
 
-/// Failed commits in a row after which a warning is logged (about a
-/// second's worth of ticks).
-const COMMIT_FAILURES_WARNED: u32 = 50;
+/// How long commits may keep failing before a warning is logged.
+const COMMIT_FAILING_WARNED: Duration = Duration::from_secs(1);
+
+/// How long a shutdown's commit may wait for the broker (what it could not
+/// commit is replayed at the next start, as replays).
+const FLUSH_WAIT: Duration = Duration::from_secs(10);
 
 async fn commit_loop(bus: std::sync::Weak<KafkaBus>) {
     let mut tick = tokio::time::interval(COMMIT_EVERY);
     // A commit that waited long for the broker is followed by one tick, not
     // by every tick it missed.
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut failures = 0u32;
+    // Since when commits fail, and whether that was warned about.
+    let mut failing: Option<(std::time::Instant, bool)> = None;
     loop {
         tick.tick().await;
         let Some(bus) = bus.upgrade() else { return };
@@ -303,15 +307,16 @@ async fn commit_loop(bus: std::sync::Weak<KafkaBus>) {
         }
         match bus.commit_now().await {
             Ok(()) => {
-                if failures >= COMMIT_FAILURES_WARNED {
-                    tracing::info!(failures, "Offsets committed again");
+                if let Some((since, true)) = failing {
+                    tracing::info!(after = ?since.elapsed(), "Offsets committed again");
                 }
-                failures = 0;
+                failing = None;
             }
             Err(e) => {
-                failures += 1;
-                if failures == COMMIT_FAILURES_WARNED {
-                    tracing::warn!(error = %e, failures, "Offset commits keep failing; each is sent again with the next");
+                let (since, warned) = failing.get_or_insert((std::time::Instant::now(), false));
+                if !*warned && since.elapsed() >= COMMIT_FAILING_WARNED {
+                    *warned = true;
+                    tracing::warn!(error = %e, "Offset commits keep failing; each is sent again with the next");
                 } else {
                     tracing::debug!(error = %e, "Offset commit failed; sent again with the next one");
                 }
@@ -357,7 +362,9 @@ impl Bus for KafkaBus {
     }
 
     async fn flush_commits(&self) -> Result<(), BusError> {
-        self.commit_now().await?;
+        tokio::time::timeout(FLUSH_WAIT, self.commit_now())
+            .await
+            .map_err(|_| unavailable("the broker did not answer the commit in time"))??;
         let _ = self
             .producer()
             .flush(Timeout::After(Duration::from_secs(5)));
