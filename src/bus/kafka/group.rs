@@ -61,7 +61,8 @@ pub(super) struct Shared {
     /// consumer's thread touches it).
     pub(super) waiting: Mutex<VecDeque<Delivery>>,
     /// Held while a commit is listed and sent: a shutdown's commit waits for
-    /// the one in flight, and sends again what that one failed.
+    /// the one in flight, and sends again what that one failed; a revoke's
+    /// waits for it a while.
     pub(super) committing: Mutex<()>,
 }
 
@@ -113,6 +114,25 @@ impl Shared {
             }
         }
         forgotten
+    }
+
+    /// The commit turn (see `committing`) once the commit in flight is
+    /// done, or `None` when it is not done within `wait`.
+    pub(super) fn committing_within(
+        &self,
+        wait: Duration,
+    ) -> Option<std::sync::MutexGuard<'_, ()>> {
+        let until = Instant::now() + wait;
+        loop {
+            match self.committing.try_lock() {
+                Ok(turn) => return Some(turn),
+                Err(std::sync::TryLockError::Poisoned(turn)) => return Some(turn.into_inner()),
+                Err(std::sync::TryLockError::WouldBlock) if Instant::now() < until => {
+                    std::thread::sleep(Duration::from_millis(2));
+                }
+                Err(std::sync::TryLockError::WouldBlock) => return None,
+            }
+        }
     }
 
     pub(super) fn unfinished(&self, partitions: &[i32]) -> usize {
@@ -203,11 +223,15 @@ impl ConsumerContext for GroupContext {
             tracing::warn!(partitions = ?partitions, running, "Partitions released with platform calls or writes still running past the wait");
         }
         // Every finished prefix of these partitions, whether or not a tick
-        // committed it already (that commit may still be on its way, and
-        // fail): not waiting for it, which may wait for the broker as long
-        // as this member has. A lost assignment is someone else's: its
-        // commit would be refused, or would move its owner's offset back.
+        // committed it already (that commit may have failed). A tick's
+        // commit in flight is let finish first, so an older offset of it
+        // never lands after this one, but only for what is left of the
+        // revoke's wait (with no coordinator it may wait as long as the
+        // session). A lost assignment is someone else's: its commit would
+        // be refused, or would move its owner's offset back.
         if !lost {
+            let left = self.shared.revoke_wait.saturating_sub(started.elapsed());
+            let _one = self.shared.committing_within(left);
             let commit = self.shared.commit_list(Some(&partitions), true);
             if commit.count() > 0 {
                 if let Err(e) = consumer.commit(&commit, CommitMode::Sync) {
@@ -362,6 +386,41 @@ pub(super) mod tests {
             [(0, Offset::Offset(5)), (1, Offset::Offset(3))],
             "listed again"
         );
+    }
+
+    /// A revoke's commit waits for the commit in flight (so that one's
+    /// older offsets never land after the revoke's), but not past its wait.
+    #[test]
+    fn a_revoke_waits_a_while_for_the_commit_in_flight() {
+        let shared = Arc::new(shared());
+        let in_flight = lock(&shared.committing);
+        let waiting = {
+            let shared = shared.clone();
+            std::thread::spawn(move || {
+                let started = Instant::now();
+                let got = shared.committing_within(Duration::from_secs(30)).is_some();
+                (got, started.elapsed())
+            })
+        };
+        std::thread::sleep(Duration::from_millis(200));
+        drop(in_flight);
+        let (got, waited) = waiting.join().unwrap();
+        assert!(got, "the turn comes once the commit in flight is done");
+        assert!(
+            waited >= Duration::from_millis(200),
+            "it waited: {waited:?}"
+        );
+        let held = lock(&shared.committing);
+        let gave_up = {
+            let shared = shared.clone();
+            std::thread::spawn(move || {
+                shared
+                    .committing_within(Duration::from_millis(50))
+                    .is_none()
+            })
+        };
+        assert!(gave_up.join().unwrap(), "not past the wait");
+        drop(held);
     }
 
     /// A failure of an older commit leaves a later one of the same
