@@ -57,14 +57,9 @@ impl PartitionProgress {
             let (o, _) = entry.remove_entry();
             advanced = Some(o + 1);
         }
-        match (advanced, self.committable) {
-            (Some(next), Some(now)) if next <= now => None,
-            (Some(_), _) => {
-                self.committable = advanced;
-                advanced
-            }
-            (None, _) => None,
-        }
+        let next = advanced.filter(|n| self.committable.is_none_or(|now| *n > now))?;
+        self.committable = Some(next);
+        Some(next)
     }
 
     /// The resume offset the finished prefix allows, if any event finished.
