@@ -81,8 +81,9 @@ pub enum SkipKind {
     UnknownItem,
     /// A `changes[]` field the engine does not handle.
     UnknownField,
-    /// A WhatsApp message `type` the engine does not know.
-    UnknownMessageType,
+    /// A Page's `standby` item: a message in a thread another app of the
+    /// Page controls (Meta's handover protocol); that app answers it.
+    Standby,
     /// A WhatsApp status value the engine does not know.
     UnknownStatus,
 }
@@ -94,7 +95,7 @@ impl Label for SkipKind {
             Self::MalformedItem => "malformed_item",
             Self::UnknownItem => "unknown_item",
             Self::UnknownField => "unknown_field",
-            Self::UnknownMessageType => "unknown_message_type",
+            Self::Standby => "standby",
             Self::UnknownStatus => "unknown_status",
         }
     }
@@ -152,10 +153,15 @@ struct Envelope<'a> {
 pub(crate) struct RawEntry<'a> {
     #[serde(deserialize_with = "id_string")]
     pub(crate) id: String,
-    #[serde(default)]
+    /// Only a fallback for items without their own time: one that cannot
+    /// be read is left out, never the entry.
+    #[serde(default, deserialize_with = "lenient_time")]
     pub(crate) time: Option<u64>,
     #[serde(default, borrow)]
     pub(crate) messaging: Vec<&'a RawValue>,
+    /// Items of threads another app of the Page controls: counted, not taken.
+    #[serde(default, borrow)]
+    pub(crate) standby: Vec<&'a RawValue>,
     /// `changes[]`: comments, feed items, WhatsApp messages and statuses.
     #[serde(default, borrow)]
     pub(crate) changes: Vec<&'a RawValue>,
@@ -181,6 +187,26 @@ pub(crate) fn id_string<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Er
     Ok(match Id::deserialize(d)? {
         Id::S(s) => s,
         Id::N(n) => n.to_string(),
+    })
+}
+
+/// A time as a whole number, a number with a fraction or a string of
+/// digits; anything else is no time (`None`) rather than an unreadable item.
+pub(crate) fn lenient_time<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Time {
+        N(u64),
+        F(f64),
+        S(String),
+        Other(serde::de::IgnoredAny),
+    }
+    Ok(match Time::deserialize(d)? {
+        Time::N(n) => Some(n),
+        // Saturating: a negative, huge or not-a-number value is out of range.
+        Time::F(f) if f.is_finite() && f >= 0.0 => Some(f as u64),
+        Time::S(s) => s.trim().parse().ok(),
+        Time::F(_) | Time::Other(_) => None,
     })
 }
 

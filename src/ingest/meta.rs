@@ -100,6 +100,13 @@ pub async fn receive(
     let received_at = now_ms();
     let parsed = match webhook::parse(&body, received_at) {
         Ok(p) => p,
+        // Signed by the app, so Meta's: another of the app's subscriptions
+        // (permissions, user, application) sent to this URL. Refused, Meta
+        // would send it again for days; taken, there is nothing to do.
+        Err(e @ webhook::ParseError::UnsupportedObject(_)) => {
+            tracing::debug!(app = %app_config.id, error = %e, "Webhook of an object the engine does not serve; taken and left");
+            return answer("meta", WebhookOutcome::Ignored, StatusCode::OK, "EVENT_RECEIVED");
+        }
         Err(e) => {
             return answer(
                 "meta",
@@ -128,11 +135,16 @@ pub async fn receive(
     let names_accounts = !parsed.entries.is_empty();
     let (events, known_entries) = to_events(&state, app_config, parsed, received_at);
     if known_entries == 0 && names_accounts {
+        // Still unknown after a fresh look at the store: an account of the
+        // app nobody connected (a number added to a WhatsApp business
+        // account, the Instagram account of a Page connected for Messenger,
+        // a deleted integration). Taken and counted: refused, Meta would
+        // send it again for days and count it against the app's webhooks.
         return answer(
             channel,
             WebhookOutcome::UnknownAccount,
-            StatusCode::NOT_FOUND,
-            "no integration for this account",
+            StatusCode::OK,
+            "EVENT_RECEIVED",
         );
     }
     // Reports on sent messages (echoes, statuses) are taken even when the

@@ -553,7 +553,6 @@ async fn unknown_items_in_a_batch_are_skipped_and_the_rest_answered() {
         .unwrap();
     for (channel, kind) in [
         ("whatsapp", "unknown_status"),
-        ("whatsapp", "unknown_message_type"),
         ("whatsapp", "malformed_item"),
         ("whatsapp", "unknown_field"),
         ("messenger", "unknown_item"),

@@ -76,11 +76,15 @@ async fn an_integration_created_changed_and_deleted_through_the_api_applies_at_o
     keys(KEY1);
     let desk = Desk::start(0, "").await;
     let url = format!("http://{}/webhooks/meta/main", desk.engine.addr);
-    // Unknown account: refused before it is connected.
+    // Unknown account: taken (Meta would send it again for days) and
+    // counted, never answered.
     assert_eq!(
         post_webhook(&url, page2_message("C0", "m0", "hours?"), Some(APP_SECRET)).await,
-        404
+        200
     );
+    assert!(desk.metrics().await.contains(
+        "switchboard_webhook_requests_total{channel=\"messenger\",outcome=\"unknown_account\"} 1\n"
+    ));
 
     let (status, body) = create(&desk, page2("acme-fb2")).await;
     assert_eq!(status, 201, "{body}");
@@ -94,6 +98,7 @@ async fn an_integration_created_changed_and_deleted_through_the_api_applies_at_o
         200
     );
     assert_eq!(desk.graph.answers("C1", 1).await, ["We're open 9-5."]);
+    assert!(desk.graph.texts_to("C0").is_empty(), "taken before: never answered");
 
     let (_, list) = desk.get("/integrations").await;
     let origins: Vec<(String, String)> = list["integrations"]
@@ -251,7 +256,7 @@ async fn an_integration_created_changed_and_deleted_through_the_api_applies_at_o
     assert_eq!(desk.get("/conversations/acme-fb2:C2").await.0, 404);
     assert_eq!(
         post_webhook(&url, page2_message("C3", "m4", "hours?"), Some(APP_SECRET)).await,
-        404
+        200
     );
 
     // Every change is in the audit log, newest first.

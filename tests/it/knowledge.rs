@@ -185,6 +185,30 @@ async fn the_rules_assistant_answers_faq_entries_without_a_model() {
 }
 
 #[tokio::test]
+async fn a_rules_assistant_handing_over_on_no_match_gives_the_turn_to_a_person_once() {
+    let handover: Edit = Arc::new(|toml: String, _: &GraphSim| {
+        toml.replacen(
+            "kind = \"rules\"\n",
+            "kind = \"rules\"\non_no_match = \"handover\"\n",
+            1,
+        )
+    });
+    let desk = Desk::start_edited(0, "", "", handover).await;
+    upload(&desk, "support", "Help center", HELP).await;
+    desk.customer("u1", "m1", "do you sell bicycles").await;
+    let view = desk
+        .wait_conversation("u1", "a hand-over", |c| c["mode"] == "human")
+        .await;
+    assert_eq!(view["taken_over_by"], "assistant");
+    // Asked once: the turn is not asked again and again while it waits.
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    assert!(desk.metrics().await.contains(
+        "switchboard_knowledge_retrievals_total{assistant=\"support\",outcome=\"miss\"} 1\n"
+    ));
+    assert!(desk.graph.texts_to("u1").is_empty(), "no answer is sent");
+}
+
+#[tokio::test]
 async fn hybrid_retrieval_finds_a_paraphrase_full_text_misses() {
     let question = "I want to send something back";
     let with = Desk::start_edited(0, "", "", model("embeddings_model = \"sim-embed\"")).await;

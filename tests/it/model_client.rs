@@ -210,6 +210,30 @@ async fn a_stalled_or_cut_stream_is_cut_and_asked_again() {
 }
 
 #[tokio::test]
+async fn a_stream_ending_early_is_asked_again_and_a_cut_answer_ends_at_a_sentence() {
+    let sim = sim().await;
+    let a = OpenAiAssistant::new(&config(&sim, true)).unwrap();
+    // Ended cleanly after its first words: half an answer, never sent.
+    sim.model_control(faults(&[ModelFault::Ended]));
+    let answer = a.reply(&request(&["still there?"], &[])).await.unwrap();
+    assert_eq!(answer.text, "Answer to: still there?");
+    assert_eq!(sim.model_requests().len(), 2);
+    // Cut at the token limit, streamed or not: up to the last whole sentence.
+    for stream in [true, false] {
+        let a = OpenAiAssistant::new(&config(&sim, stream)).unwrap();
+        sim.model_control(faults(&[ModelFault::Length]));
+        let answer = a.reply(&request(&["how long"], &[])).await.unwrap();
+        assert_eq!(answer.text, "Answer to: how long.", "streamed: {stream}");
+    }
+    // Filtered: a refusal, not asked again.
+    let before = sim.model_requests().len();
+    sim.model_control(faults(&[ModelFault::Filtered]));
+    let e = a.reply(&request(&["hi"], &[])).await.unwrap_err();
+    assert!(matches!(e, AssistantError::Refused { .. }), "{e}");
+    assert_eq!(sim.model_requests().len(), before + 1);
+}
+
+#[tokio::test]
 async fn a_slow_answer_past_the_deadline_is_a_timeout() {
     let sim = sim().await;
     let mut c = config(&sim, false);

@@ -147,6 +147,15 @@ async fn bad_requests_get_their_status_and_no_answer() {
         404,
         "unknown app"
     );
+    // Signed by the app but of an object the engine does not serve (the
+    // app's permissions subscription sent to the same URL): taken, or Meta
+    // would send it again for days.
+    let permissions = br#"{"object":"permissions","entry":[{"id":"1","time":1,"changes":[{"field":"email","value":{"verb":"granted"}}]}]}"#.to_vec();
+    assert_eq!(
+        post_webhook(&h.url(), permissions, Some(APP_SECRET)).await,
+        200,
+        "another object"
+    );
     // A valid message after all that is answered: nothing was poisoned.
     let ok = messages_body(&[("GOOD", "m_good", "hours")]);
     assert_eq!(post_webhook(&h.url(), ok, Some(APP_SECRET)).await, 200);
@@ -166,6 +175,7 @@ async fn bad_requests_get_their_status_and_no_answer() {
         "malformed",
         "too_large",
         "unknown_app",
+        "ignored",
         "accepted",
     ] {
         assert!(

@@ -59,6 +59,8 @@ pub async fn read(
     let mut reply = Reply::default();
     let mut tool = String::new();
     let mut finished = false;
+    // The last chunk's `finish_reason`: why the model stopped.
+    let mut finish: Option<String> = None;
     loop {
         let next = Instant::now() + chunk_timeout;
         let stalled = next < deadline;
@@ -91,6 +93,9 @@ pub async fn read(
             let Some(choice) = v["choices"].as_array().and_then(|c| c.first()) else {
                 continue;
             };
+            if let Some(reason) = choice["finish_reason"].as_str() {
+                finish = Some(reason.to_string());
+            }
             let delta = &choice["delta"];
             if let Some(text) = delta["content"].as_str() {
                 reply.content.push_str(text);
@@ -113,15 +118,63 @@ pub async fn read(
             return Err(AssistantError::BadAnswer("an event is too long".into()));
         }
     }
-    if !finished && reply.content.is_empty() && tool.is_empty() {
+    if !finished && finish.is_none() {
+        // The body ended as if whole (a close-delimited body, a gateway
+        // ending the response on its own error) with neither `[DONE]` nor a
+        // finish reason: what came may be half an answer, never sent as one.
         return Err(AssistantError::BadAnswer(
-            "the stream ended without an answer".into(),
+            "the stream ended before the answer was complete".into(),
         ));
     }
     if !tool.is_empty() {
         reply.tool_arguments = Some(tool);
     }
-    Ok(reply)
+    settle(reply, finish.as_deref())
+}
+
+/// `reply` as the model's `finish_reason` leaves it: cut at the token limit
+/// (`length`), its text ends at its last whole sentence (tool arguments cut
+/// short no longer parse and are dropped by the reader); filtered by the
+/// server (`content_filter`), it is no answer.
+fn settle(mut reply: Reply, finish: Option<&str>) -> Result<Reply, AssistantError> {
+    match finish {
+        Some("content_filter") => Err(AssistantError::Refused {
+            status: 200,
+            message: "the model server filtered the answer (content_filter)".into(),
+        }),
+        Some("length") => {
+            if let Some(end) = last_sentence_end(&reply.content) {
+                reply.content.truncate(end);
+            }
+            Ok(reply)
+        }
+        _ => Ok(reply),
+    }
+}
+
+/// The byte end of the last whole sentence of `text` (its stop and any
+/// closing quote or bracket), if a sentence ends before its last words.
+fn last_sentence_end(text: &str) -> Option<usize> {
+    let mut end = None;
+    let mut chars = text.char_indices().peekable();
+    while let Some((i, c)) = chars.next() {
+        if matches!(c, '.' | '!' | '?' | '…' | '。' | '！' | '？' | '\n') {
+            let mut stop = i + c.len_utf8();
+            while let Some(&(j, q)) = chars.peek() {
+                if !matches!(q, '"' | '\'' | ')' | '”' | '’' | '»') {
+                    break;
+                }
+                stop = j + q.len_utf8();
+                chars.next();
+            }
+            // A full stop inside a word ("3.5", "example.com") is not a
+            // sentence's end; a CJK stop has no space after it.
+            if c != '.' || chars.peek().is_none_or(|&(_, next)| next.is_whitespace()) {
+                end = Some(stop);
+            }
+        }
+    }
+    end.filter(|&e| !text[..e].trim().is_empty())
 }
 
 /// A non-streamed answer.
@@ -135,11 +188,12 @@ fn whole(v: &Value) -> Result<Reply, AssistantError> {
         .and_then(|calls| calls.first())
         .and_then(|c| c["function"]["arguments"].as_str())
         .map(str::to_string);
-    Ok(Reply {
+    let reply = Reply {
         content: message["content"].as_str().unwrap_or_default().to_string(),
         tool_arguments,
         usage: usage(v),
-    })
+    };
+    settle(reply, v["choices"][0]["finish_reason"].as_str())
 }
 
 fn usage(v: &Value) -> Option<(u64, u64)> {
@@ -190,9 +244,12 @@ fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
             .and_then(|v| v.trim().parse::<f64>().ok())
             .filter(|v| v.is_finite() && *v >= 0.0)
     };
-    value("retry-after-ms")
-        .map(|ms| Duration::from_secs_f64(ms / 1000.0))
-        .or_else(|| value("retry-after").map(Duration::from_secs_f64))
+    // Any length fits: a pause is capped later, and a value too large for a
+    // `Duration` must not panic.
+    let seconds = value("retry-after-ms")
+        .map(|ms| ms / 1000.0)
+        .or_else(|| value("retry-after"))?;
+    Some(Duration::try_from_secs_f64(seconds).unwrap_or(Duration::MAX))
 }
 
 /// A body, at most `cap` bytes, within `deadline`.
@@ -283,6 +340,33 @@ mod tests {
                 "split at {split}"
             );
         }
+    }
+
+    #[test]
+    fn any_retry_after_is_read_without_panicking() {
+        let mut h = reqwest::header::HeaderMap::new();
+        h.insert("retry-after", "1e20".parse().unwrap());
+        assert!(retry_after(&h).is_some_and(|d| d > Duration::from_secs(3600)));
+        h.insert("retry-after-ms", "1e300".parse().unwrap());
+        assert!(retry_after(&h).is_some_and(|d| d > Duration::from_secs(3600)));
+        h.insert("retry-after-ms", "1500".parse().unwrap());
+        assert_eq!(retry_after(&h), Some(Duration::from_millis(1500)));
+    }
+
+    #[test]
+    fn a_cut_answer_ends_at_its_last_whole_sentence() {
+        let cut = |text: &str| {
+            let reply = Reply {
+                content: text.into(),
+                ..Reply::default()
+            };
+            settle(reply, Some("length")).unwrap().content
+        };
+        assert_eq!(cut("We ship in 2.5 days. Returns are"), "We ship in 2.5 days.");
+        assert_eq!(cut("Yes! (See \"Returns.\") And"), "Yes! (See \"Returns.\")");
+        assert_eq!(cut("First line\nsecond"), "First line\n");
+        assert_eq!(cut("no stop at all"), "no stop at all");
+        assert_eq!(cut("营业时间为九点。周"), "营业时间为九点。");
     }
 
     #[test]

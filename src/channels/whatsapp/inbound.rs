@@ -102,10 +102,24 @@ struct Location {
 
 #[derive(Deserialize)]
 struct Interactive {
+    #[serde(rename = "type", default)]
+    kind: String,
     #[serde(default)]
     button_reply: Option<Choice>,
     #[serde(default)]
     list_reply: Option<Choice>,
+    /// A WhatsApp Flow's answers.
+    #[serde(default)]
+    nfm_reply: Option<FlowReply>,
+}
+
+#[derive(Deserialize)]
+struct FlowReply {
+    #[serde(default)]
+    body: Option<String>,
+    /// The form's answers, as JSON text.
+    #[serde(default)]
+    response_json: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -253,15 +267,24 @@ fn attachment(kind: &str, media: Media) -> Attachment {
     }
 }
 
-/// Message types that carry nothing to answer (system notices, deleted
-/// messages, types the platform itself cannot show).
-const IGNORED_TYPES: &[&str] = &[
-    "system",
-    "unsupported",
-    "unknown",
-    "ephemeral",
-    "request_welcome",
-];
+/// Message types that carry nothing from the customer to answer (system
+/// notices, disappearing-message notices, a first opening of the chat).
+/// Every other type is something the customer sent, answered even when the
+/// engine cannot read it (a type WhatsApp cannot show, a contact card, an
+/// order, a type newer than this engine).
+const IGNORED_TYPES: &[&str] = &["system", "ephemeral", "request_welcome"];
+
+/// Longest form answer passed on from a WhatsApp Flow, in characters.
+const MAX_FLOW_ANSWER: usize = 2000;
+
+/// What the customer sent, when the engine cannot read more of it than its
+/// type.
+fn unreadable(kind: &str) -> Attachment {
+    Attachment {
+        kind: kind.trim().chars().take(40).collect(),
+        ..Attachment::default()
+    }
+}
 
 fn message(
     raw: &RawValue,
@@ -314,12 +337,21 @@ fn message(
             let i = m
                 .interactive
                 .ok_or_else(|| malformed("interactive message without interactive"))?;
-            let choice = i
-                .button_reply
-                .or(i.list_reply)
-                .ok_or_else(|| malformed("interactive message without a button or list reply"))?;
-            text = Some(choice.title);
-            quick_reply = Some(choice.id);
+            if let Some(choice) = i.button_reply.or(i.list_reply) {
+                text = Some(choice.title);
+                quick_reply = Some(choice.id);
+            } else if let Some(flow) = i.nfm_reply {
+                text = flow.body.filter(|b| !b.trim().is_empty());
+                attachments.push(Attachment {
+                    kind: "form answer".into(),
+                    caption: flow
+                        .response_json
+                        .map(|j| j.chars().take(MAX_FLOW_ANSWER).collect()),
+                    ..Attachment::default()
+                });
+            } else {
+                attachments.push(unreadable(&format!("interactive {}", i.kind)));
+            }
             None
         }
         "button" => {
@@ -341,11 +373,17 @@ fn message(
             })
         }
         ignored if IGNORED_TYPES.contains(&ignored) => return Ok(None),
+        "unsupported" | "unknown" => {
+            attachments.push(unreadable("message WhatsApp cannot show"));
+            None
+        }
+        "contacts" => {
+            attachments.push(unreadable("contact card"));
+            None
+        }
         other => {
-            return Err((
-                SkipKind::UnknownMessageType,
-                format!("type {:?}", other.chars().take(40).collect::<String>()),
-            ))
+            attachments.push(unreadable(other));
+            None
         }
     };
     let kind = kind.unwrap_or(EventKind::Message {

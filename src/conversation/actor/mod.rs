@@ -419,8 +419,19 @@ async fn plan_reply(state: &mut ConversationState) -> Result<(), ActorProcessing
         return Ok(());
     };
     let (messages, attachments) = conv.pending_request();
-    if let Some(answer) = ask(&ctx, conv, messages, attachments).await? {
-        conv.plan_reply(answer, now_ms());
+    match ask(&ctx, conv, messages, attachments).await? {
+        Some(answer) => conv.plan_reply(answer, now_ms()),
+        // Nothing to answer with (no passage fits and the assistant hands
+        // over, or it failed and hands over): a person takes the turn. Left
+        // pending, the messages' past reply time would wake the actor to ask
+        // again at once, for ever.
+        None if conv.newest_pending().is_some() => {
+            let now = now_ms();
+            let resume = conv.default_resume_at(now);
+            conv.take_over(BY_ASSISTANT, resume, now);
+            tracing::info!(conversation = %state.args.id, "The assistant has no answer; a person takes the conversation over");
+        }
+        None => {}
     }
     Ok(())
 }

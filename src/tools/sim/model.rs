@@ -48,6 +48,15 @@ pub enum ModelFault {
     Stall,
     /// A stream cut after its first chunk.
     Cut,
+    /// A stream that ends cleanly after its first words: no finish chunk,
+    /// no `[DONE]` (a gateway ending the response on its own error).
+    Ended,
+    /// An answer cut at the token limit in the middle of its second
+    /// sentence (`finish_reason: "length"`).
+    Length,
+    /// An answer the server's filter stopped (`finish_reason:
+    /// "content_filter"`).
+    Filtered,
 }
 
 impl ModelFault {
@@ -92,7 +101,7 @@ impl ModelFault {
                 "invalid_request_error",
                 Some("context_length_exceeded"),
             ),
-            Self::Stall | Self::Cut => return None,
+            Self::Stall | Self::Cut | Self::Ended | Self::Length | Self::Filtered => return None,
         };
         let mut response = error(status, &message, kind, code);
         if self == Self::RateLimited {
@@ -243,10 +252,18 @@ pub(super) async fn completions(State(state): State<Arc<SimState>>, body: Bytes)
     if let Some(refused) = fault.and_then(|f| f.refusal(limit, chars)) {
         return refused;
     }
-    let scripted = lock(&model.script).pop_front().unwrap_or_else(|| Scripted {
+    let mut scripted = lock(&model.script).pop_front().unwrap_or_else(|| Scripted {
         content: format!("Answer to: {}", last_user(messages)),
         tool_arguments: None,
     });
+    let finish = match fault {
+        Some(ModelFault::Length) => {
+            scripted.content.push_str(". And then the token limit cut this sentence at");
+            "length"
+        }
+        Some(ModelFault::Filtered) => "content_filter",
+        _ => "stop",
+    };
     let name = request["model"].as_str().unwrap_or("sim-model").to_string();
     let prompt_tokens = (chars / 4).max(1) as u64;
     let completion_tokens = (scripted.content.len() / 4).max(1) as u64;
@@ -263,7 +280,7 @@ pub(super) async fn completions(State(state): State<Arc<SimState>>, body: Bytes)
             "id": format!("chatcmpl-sim{seq}"),
             "object": "chat.completion",
             "model": name,
-            "choices": [{"index": 0, "message": message, "finish_reason": "stop"}],
+            "choices": [{"index": 0, "message": message, "finish_reason": finish}],
             "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
                       "total_tokens": prompt_tokens + completion_tokens},
         }))
@@ -301,7 +318,7 @@ pub(super) async fn completions(State(state): State<Arc<SimState>>, body: Bytes)
             Value::Null,
         ));
     }
-    events.push(chunk(json!({}), json!("stop")));
+    events.push(chunk(json!({}), json!(finish)));
     let no_choices = if seq % 2 == 0 { json!([]) } else { Value::Null };
     events.push(
         json!({"id": format!("chatcmpl-sim{seq}"), "object": "chat.completion.chunk",
@@ -335,6 +352,10 @@ fn async_stream(
         ),
         move |(mut events, sent, guard)| async move {
             guard.as_ref()?;
+            if sent == 2 && fault == Some(ModelFault::Ended) {
+                // The role chunk and the first words went; the body ends.
+                return None;
+            }
             if sent == 1 {
                 match fault {
                     Some(ModelFault::Stall) => {

@@ -171,17 +171,15 @@ fn odd_items_are_skipped_with_their_place_and_the_batch_kept() {
         .collect();
     // A time that cannot be read is the arrival's (see `clock::event_time`):
     // the customer's message is still taken.
-    assert_eq!(mids, ["wamid.X", "wamid.OK", "wamid.S4"]);
+    // An order is something the customer sent: taken, by its type.
+    assert_eq!(mids, ["wamid.X", "wamid.O", "wamid.OK", "wamid.S4"]);
     assert_eq!(w.entries[0].events[0].timestamp_ms, u64::MAX);
+    let EventKind::Message { attachments, .. } = &w.entries[0].events[1].kind else {
+        panic!("{:?}", w.entries[0].events[1]);
+    };
+    assert_eq!(attachments[0].kind, "order");
     let kinds: Vec<_> = w.skipped.iter().map(|s| s.kind).collect();
-    assert_eq!(
-        kinds,
-        [
-            SkipKind::MalformedItem,
-            SkipKind::UnknownMessageType,
-            SkipKind::UnknownStatus
-        ]
-    );
+    assert_eq!(kinds, [SkipKind::MalformedItem, SkipKind::UnknownStatus]);
     assert!(
         w.skipped[0].detail.contains("changes[0]"),
         "{:?}",
@@ -191,6 +189,53 @@ fn odd_items_are_skipped_with_their_place_and_the_batch_kept() {
         w.skipped[0].detail.contains("messages[0]"),
         "{:?}",
         w.skipped
+    );
+}
+
+/// Whatever the customer sent is answered, even what the engine cannot
+/// read: a Flow's form answers, a type WhatsApp cannot show, a contact
+/// card, a type newer than the engine. System notices are not.
+#[test]
+fn every_customer_message_type_is_taken_and_notices_are_not() {
+    let body = webhook(
+        r#""messages":[{"from":"1","id":"wamid.F","timestamp":"1749416383","type":"interactive","interactive":{"type":"nfm_reply","nfm_reply":{"name":"flow","body":"Sent","response_json":"{\"size\":\"M\"}"}}},{"from":"1","id":"wamid.U","timestamp":"1749416383","type":"unsupported","errors":[{"code":131051,"title":"Message type unknown"}]},{"from":"1","id":"wamid.C","timestamp":"1749416383","type":"contacts","contacts":[{"name":{"formatted_name":"Sam"}}]},{"from":"1","id":"wamid.N","timestamp":"1749416383","type":"brand_new_type","brand_new_type":{}},{"from":"1","id":"wamid.S","timestamp":"1749416383","type":"system","system":{"body":"changed number"}}]"#,
+    );
+    let w = parse(body.as_bytes(), 0).expect("parses");
+    assert!(w.skipped.is_empty(), "{:?}", w.skipped);
+    let got: Vec<(String, Option<String>, String, Option<String>)> = w.entries[0]
+        .events
+        .iter()
+        .map(|e| match &e.kind {
+            EventKind::Message {
+                mid,
+                text,
+                attachments,
+                ..
+            } => (
+                mid.clone(),
+                text.clone(),
+                attachments[0].kind.clone(),
+                attachments[0].caption.clone(),
+            ),
+            other => panic!("unexpected {other:?}"),
+        })
+        .collect();
+    let want = |mid: &str, text: Option<&str>, kind: &str, caption: Option<&str>| {
+        (
+            mid.to_string(),
+            text.map(str::to_string),
+            kind.to_string(),
+            caption.map(str::to_string),
+        )
+    };
+    assert_eq!(
+        got,
+        [
+            want("wamid.F", Some("Sent"), "form answer", Some(r#"{"size":"M"}"#)),
+            want("wamid.U", None, "message WhatsApp cannot show", None),
+            want("wamid.C", None, "contact card", None),
+            want("wamid.N", None, "brand_new_type", None),
+        ]
     );
 }
 
