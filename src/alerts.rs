@@ -57,6 +57,84 @@ pub enum AlertError {
     Webhook(String),
 }
 
+/// Whether `url` is `https://` to a name, or to an address that is public
+/// (a name's addresses are checked when it is resolved).
+pub fn public_https(url: &str) -> bool {
+    let Ok(url) = reqwest::Url::parse(url) else {
+        return false;
+    };
+    let Some(host) = url.host_str().filter(|_| url.scheme() == "https") else {
+        return false;
+    };
+    // An IPv6 address comes in brackets.
+    let bare = host.trim_start_matches('[').trim_end_matches(']');
+    match bare.parse::<std::net::IpAddr>() {
+        Ok(ip) => is_public(ip),
+        Err(_) => {
+            let name = host.trim_end_matches('.').to_ascii_lowercase();
+            name != "localhost" && !name.ends_with(".localhost")
+        }
+    }
+}
+
+/// Whether `ip` is on the public internet: not loopback, private, shared
+/// (carrier NAT), link-local (cloud metadata), unique-local, multicast,
+/// documentation, benchmarking or reserved.
+pub fn is_public(ip: std::net::IpAddr) -> bool {
+    use std::net::IpAddr;
+    match ip {
+        IpAddr::V4(v4) => {
+            let [a, b, c, _] = v4.octets();
+            !(v4.is_unspecified()
+                || v4.is_loopback()
+                || v4.is_private()
+                || v4.is_link_local()
+                || v4.is_broadcast()
+                || v4.is_documentation()
+                || v4.is_multicast()
+                || a == 0
+                || a >= 240
+                || (a == 100 && (64..128).contains(&b))
+                || (a == 192 && b == 0 && c == 0)
+                || (a == 198 && (b == 18 || b == 19)))
+        }
+        IpAddr::V6(v6) => {
+            if let Some(v4) = v6.to_ipv4_mapped() {
+                return is_public(IpAddr::V4(v4));
+            }
+            let first = v6.segments()[0];
+            !(v6.is_unspecified()
+                || v6.is_loopback()
+                || v6.is_multicast()
+                || (first & 0xfe00) == 0xfc00
+                || (first & 0xffc0) == 0xfe80
+                || (first == 0x2001 && v6.segments()[1] == 0x0db8)
+                || (first == 0x0064 && v6.segments()[1] == 0xff9b))
+        }
+    }
+}
+
+/// Resolves a name to its public addresses only: a webhook a tenant set
+/// cannot be pointed at the engine's own network by a name that resolves
+/// there (now or later).
+struct PublicOnly;
+
+impl reqwest::dns::Resolve for PublicOnly {
+    fn resolve(&self, name: reqwest::dns::Name) -> reqwest::dns::Resolving {
+        let host = name.as_str().to_string();
+        Box::pin(async move {
+            let public: Vec<std::net::SocketAddr> = tokio::net::lookup_host((host.as_str(), 0))
+                .await?
+                .filter(|a| is_public(a.ip()))
+                .collect();
+            if public.is_empty() {
+                return Err(format!("{host} has no public address").into());
+            }
+            Ok(Box::new(public.into_iter()) as reqwest::dns::Addrs)
+        })
+    }
+}
+
 /// The body of an alert webhook (signed: `X-Switchboard-Signature:
 /// sha256=<hex HMAC-SHA256 of the body with alerts.webhook_secret>`).
 #[derive(Debug, Clone, Serialize)]
@@ -73,6 +151,8 @@ pub struct Alerts {
     config: AlertsConfig,
     store: Arc<dyn Store>,
     http: reqwest::Client,
+    /// For webhooks a tenant set: names resolved to public addresses only.
+    public_http: reqwest::Client,
     /// Failed sends in a row, by integration.
     failures: Mutex<HashMap<String, u32>>,
     /// Alerts going out from here now (integration:kind).
@@ -81,14 +161,24 @@ pub struct Alerts {
 
 impl Alerts {
     pub fn new(config: AlertsConfig, store: Arc<dyn Store>) -> Self {
-        let http = reqwest::Client::builder()
-            .timeout(std::time::Duration::from_secs(10))
+        // No redirects: an alert goes where it was pointed, or fails.
+        let client = |public_only: bool| {
+            let builder = reqwest::Client::builder()
+                .timeout(std::time::Duration::from_secs(10))
+                .redirect(reqwest::redirect::Policy::none());
+            if public_only {
+                builder.dns_resolver(Arc::new(PublicOnly))
+            } else {
+                builder
+            }
             .build()
-            .unwrap_or_default();
+            .unwrap_or_default()
+        };
         Self {
             config,
             store,
-            http,
+            http: client(false),
+            public_http: client(true),
             failures: Mutex::new(HashMap::new()),
             sending: Mutex::new(HashSet::new()),
         }
@@ -116,6 +206,7 @@ impl Alerts {
             integration.alert_email.clone(),
             integration.alert_webhook.clone(),
         );
+        let public_only = integration.alert_webhook_public_only;
         let this = self.clone();
         tokio::spawn(async move {
             let key = format!("{}:{}", alert.integration, kind.as_str());
@@ -132,7 +223,7 @@ impl Alerts {
                 }
             }
             if let Some(url) = webhook {
-                match this.webhook(&url, &alert).await {
+                match this.webhook(&url, public_only, &alert).await {
                     Ok(()) => sent = true,
                     Err(e) => {
                         tracing::warn!(integration = %alert.integration, error = %e, "Alert not sent")
@@ -279,12 +370,19 @@ impl Alerts {
         Ok(())
     }
 
-    async fn webhook(&self, url: &str, alert: &Alert) -> Result<(), AlertError> {
+    async fn webhook(&self, url: &str, public_only: bool, alert: &Alert) -> Result<(), AlertError> {
         let body = serde_json::to_vec(alert).map_err(|e| AlertError::Webhook(e.to_string()))?;
-        let mut request = self
-            .http
-            .post(url)
-            .header("content-type", "application/json");
+        let http = if public_only {
+            if !public_https(url) {
+                return Err(AlertError::Webhook(
+                    "a tenant's webhook must be an https:// URL of a public host".into(),
+                ));
+            }
+            &self.public_http
+        } else {
+            &self.http
+        };
+        let mut request = http.post(url).header("content-type", "application/json");
         let secret = self.config.webhook_secret.expose();
         if !secret.is_empty() {
             request = request.header(
@@ -304,5 +402,54 @@ impl Alerts {
             )));
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_public_addresses_are_public() {
+        for ip in [
+            "127.0.0.1",
+            "10.1.2.3",
+            "172.16.0.1",
+            "192.168.1.1",
+            "169.254.169.254",
+            "100.64.0.1",
+            "0.0.0.0",
+            "255.255.255.255",
+            "198.18.0.1",
+            "::1",
+            "::",
+            "fd00::1",
+            "fe80::1",
+            "::ffff:127.0.0.1",
+            "2001:db8::1",
+        ] {
+            assert!(!is_public(ip.parse().unwrap()), "{ip}");
+        }
+        for ip in ["8.8.8.8", "1.1.1.1", "2606:4700::1111", "::ffff:8.8.8.8"] {
+            assert!(is_public(ip.parse().unwrap()), "{ip}");
+        }
+        assert!(public_https("https://hooks.example.com/a"));
+        for url in [
+            "http://hooks.example.com/a",
+            "https://localhost/a",
+            "https://LOCALHOST./a",
+            "https://10.0.0.5:8443/x",
+            "https://[fd00::1]/x",
+            "not a url",
+        ] {
+            assert!(!public_https(url), "{url}");
+        }
+    }
+
+    #[tokio::test]
+    async fn a_name_resolving_to_the_engine_s_own_network_has_no_address() {
+        use reqwest::dns::Resolve;
+        let name: reqwest::dns::Name = "localhost".parse().unwrap();
+        assert!(PublicOnly.resolve(name).await.is_err());
     }
 }

@@ -170,15 +170,20 @@ pub async fn update(
                 ))
             }
             // A key may point alerts at public HTTPS endpoints only (never
-            // at the engine's own network).
-            "alert_webhook"
-                if matches!(caller, Caller::Tenant(_))
-                    && !v.is_null()
-                    && !v.as_str().is_some_and(|u| u.starts_with("https://")) =>
-            {
-                return Err(AdminError::Unprocessable(
-                    "alert_webhook: a tenant key sets an https:// URL".into(),
-                ))
+            // at the engine's own network: a name is resolved to public
+            // addresses only whenever an alert goes).
+            "alert_webhook" if matches!(caller, Caller::Tenant(_)) => {
+                if !v.is_null() && !crate::alerts::public_https(v.as_str().unwrap_or_default()) {
+                    return Err(AdminError::Unprocessable(
+                        "alert_webhook: a tenant key sets an https:// URL of a public host".into(),
+                    ));
+                }
+                fields.insert("alert_webhook_public_only".into(), json!(true));
+                fields.insert(k, v);
+            }
+            "alert_webhook" => {
+                fields.insert("alert_webhook_public_only".into(), json!(false));
+                fields.insert(k, v);
             }
             // The account is proven by the connect flow, not by a key.
             "account_id" | "app"
@@ -195,7 +200,7 @@ pub async fn update(
                     "channel: cannot be changed (create another integration)".into(),
                 ))
             }
-            "origin" | "token" | "token_health" => {}
+            "origin" | "token" | "token_health" | "alert_webhook_public_only" => {}
             _ => {
                 fields.insert(k, v);
             }

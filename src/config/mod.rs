@@ -395,6 +395,10 @@ pub struct IntegrationConfig {
     /// Where this integration's alerts are posted (signed JSON).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub alert_webhook: Option<String>,
+    /// `alert_webhook` is posted to public addresses only (set by the engine
+    /// when a tenant key sets it: never the engine's own network).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub alert_webhook_public_only: bool,
     /// Gmail: the OAuth client the mailbox's refresh token was issued to.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub oauth_client_id: Option<String>,

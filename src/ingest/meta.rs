@@ -105,7 +105,12 @@ pub async fn receive(
         // would send it again for days; taken, there is nothing to do.
         Err(e @ webhook::ParseError::UnsupportedObject(_)) => {
             tracing::debug!(app = %app_config.id, error = %e, "Webhook of an object the engine does not serve; taken and left");
-            return answer("meta", WebhookOutcome::Ignored, StatusCode::OK, "EVENT_RECEIVED");
+            return answer(
+                "meta",
+                WebhookOutcome::Ignored,
+                StatusCode::OK,
+                "EVENT_RECEIVED",
+            );
         }
         Err(e) => {
             return answer(
@@ -133,7 +138,22 @@ pub async fn receive(
     // template and account updates, items skipped above) names no account
     // to look for: it is taken (200), or Meta would send it again for days.
     let names_accounts = !parsed.entries.is_empty();
+    let set_aside = parsed
+        .entries
+        .iter()
+        .any(|e| state.integrations.set_aside(&app_config.id, &e.account_id));
     let (events, known_entries) = to_events(&state, app_config, parsed, received_at);
+    if known_entries == 0 && set_aside {
+        // Connected, but its stored integration names what this instance's
+        // config does not have: refused, so that Meta delivers it again once
+        // the config is put right (an error is logged at every reload).
+        return answer(
+            channel,
+            WebhookOutcome::Unavailable,
+            StatusCode::SERVICE_UNAVAILABLE,
+            "this account's integration cannot be used until the config is put right",
+        );
+    }
     if known_entries == 0 && names_accounts {
         // Still unknown after a fresh look at the store: an account of the
         // app nobody connected (a number added to a WhatsApp business

@@ -64,6 +64,9 @@ struct Snapshot {
     by_id: HashMap<String, Entry>,
     /// (app, account id) -> integration.
     by_account: HashMap<(String, String), Arc<IntegrationConfig>>,
+    /// (app, account id) of stored integrations this instance cannot use
+    /// until its config names what they need.
+    aside: std::collections::HashSet<(String, String)>,
 }
 
 impl Snapshot {
@@ -158,6 +161,15 @@ impl Integrations {
             .cloned()
     }
 
+    /// Whether `account` on `app` has a stored integration this instance
+    /// cannot use until its config names what that needs (an assistant, app
+    /// or tenant taken out of the config).
+    pub fn set_aside(&self, app: &str, account: &str) -> bool {
+        self.snapshot()
+            .aside
+            .contains(&(app.to_string(), account.to_string()))
+    }
+
     /// The key ring, when one is set.
     pub fn keys(&self) -> Option<&KeyRing> {
         self.keys.as_ref()
@@ -178,6 +190,7 @@ impl Integrations {
         // this instance) keeps the entry it had: it is not taken for deleted.
         let previous = self.snapshot();
         let kept = |id: &str| previous.by_id.get(id).cloned();
+        let mut aside = std::collections::HashSet::new();
         let mut entries: HashMap<String, Entry> = self
             .from_config
             .iter()
@@ -196,6 +209,7 @@ impl Integrations {
                 Ok(config) if config.id == id => {
                     if let Some(missing) = self.missing_reference(&config) {
                         tracing::error!(integration = %id, missing, "A stored integration names what the config no longer has; ignored until it does");
+                        aside.insert((config.app.clone(), config.account_id.clone()));
                         if let Some(entry) = kept(&id) {
                             entries.insert(id, entry);
                         }
@@ -225,7 +239,9 @@ impl Integrations {
                 }
             }
         }
-        let snapshot = Arc::new(Snapshot::build(entries.into_values()));
+        let mut snapshot = Snapshot::build(entries.into_values());
+        snapshot.aside = aside;
+        let snapshot = Arc::new(snapshot);
         // Deleted or disabled since: their token status is no longer said.
         for (id, before) in &previous.by_id {
             let now_off = snapshot.by_id.get(id).is_none_or(|e| !e.config.enabled);

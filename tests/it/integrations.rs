@@ -98,7 +98,10 @@ async fn an_integration_created_changed_and_deleted_through_the_api_applies_at_o
         200
     );
     assert_eq!(desk.graph.answers("C1", 1).await, ["We're open 9-5."]);
-    assert!(desk.graph.texts_to("C0").is_empty(), "taken before: never answered");
+    assert!(
+        desk.graph.texts_to("C0").is_empty(),
+        "taken before: never answered"
+    );
 
     let (_, list) = desk.get("/integrations").await;
     let origins: Vec<(String, String)> = list["integrations"]
@@ -406,6 +409,11 @@ async fn a_tenant_key_cannot_see_or_change_another_tenants_integrations() {
             json!({"alert_webhook": "http://127.0.0.1:9464/metrics"}),
             false,
         ),
+        (json!({"alert_webhook": "https://127.0.0.1/x"}), false),
+        (json!({"alert_webhook": "https://169.254.169.254/x"}), false),
+        (json!({"alert_webhook": "https://[::1]/x"}), false),
+        (json!({"alert_webhook": "https://localhost:8443/x"}), false),
+        (json!({"alert_webhook_public_only": false}), true),
         (
             json!({"alert_email": "ops@globex.example\r\nBcc: x@y.z"}),
             false,
@@ -420,6 +428,9 @@ async fn a_tenant_key_cannot_see_or_change_another_tenants_integrations() {
             .await;
         assert_eq!(status == 200, ok, "{status} {body}");
     }
+    // Posted to public addresses only, and a key cannot say otherwise.
+    let (_, shown) = desk.get("/integrations/globex-fb").await;
+    assert_eq!(shown["alert_webhook_public_only"], true, "{shown}");
     // Another tenant's: as if it did not exist.
     for (method, path) in [
         (Method::GET, "/integrations/acme-fb"),
@@ -666,11 +677,13 @@ async fn a_stored_integration_whose_assistant_left_the_config_is_set_aside() {
     body["assistant"] = json!("extra");
     assert_eq!(create(&desk, body).await.0, 201);
     // The next engine's config has no such assistant: it starts, and the
-    // integration is left out (logged) instead of answering with nothing.
+    // integration is left out (logged) instead of answering with nothing;
+    // its webhooks are refused (503) so that Meta brings them again once
+    // the config is put right, never taken and dropped.
     let desk = desk.restart_edited(0, "", Arc::new(|t, _| t)).await;
     let url = format!("http://{}/webhooks/meta/main", desk.engine.addr);
     let status = post_webhook(&url, page2_message("X1", "x1", "hi"), Some(APP_SECRET)).await;
-    assert_eq!(status, 404);
+    assert_eq!(status, 503);
     assert_eq!(desk.get("/integrations/acme-fb2").await.0, 404);
     desk.customer("X2", "x2", "hours?").await;
     assert_eq!(desk.graph.answers("X2", 1).await, ["We're open 9-5."]);

@@ -362,8 +362,14 @@ mod tests {
             };
             settle(reply, Some("length")).unwrap().content
         };
-        assert_eq!(cut("We ship in 2.5 days. Returns are"), "We ship in 2.5 days.");
-        assert_eq!(cut("Yes! (See \"Returns.\") And"), "Yes! (See \"Returns.\")");
+        assert_eq!(
+            cut("We ship in 2.5 days. Returns are"),
+            "We ship in 2.5 days."
+        );
+        assert_eq!(
+            cut("Yes! (See \"Returns.\") And"),
+            "Yes! (See \"Returns.\")"
+        );
         assert_eq!(cut("First line\nsecond"), "First line\n");
         assert_eq!(cut("no stop at all"), "no stop at all");
         assert_eq!(cut("营业时间为九点。周"), "营业时间为九点。");

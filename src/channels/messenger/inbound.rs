@@ -145,7 +145,10 @@ pub(crate) fn parse_entry(
     for i in 0..entry.standby.len() {
         skips.push(
             SkipKind::Standby,
-            format!("standby[{i}] of entry {}: another app controls the thread", entry.id),
+            format!(
+                "standby[{i}] of entry {}: another app controls the thread",
+                entry.id
+            ),
         );
     }
     for (i, raw) in entry.changes.iter().enumerate() {

@@ -258,7 +258,9 @@ pub(super) async fn completions(State(state): State<Arc<SimState>>, body: Bytes)
     });
     let finish = match fault {
         Some(ModelFault::Length) => {
-            scripted.content.push_str(". And then the token limit cut this sentence at");
+            scripted
+                .content
+                .push_str(". And then the token limit cut this sentence at");
             "length"
         }
         Some(ModelFault::Filtered) => "content_filter",

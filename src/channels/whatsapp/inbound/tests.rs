@@ -231,7 +231,12 @@ fn every_customer_message_type_is_taken_and_notices_are_not() {
     assert_eq!(
         got,
         [
-            want("wamid.F", Some("Sent"), "form answer", Some(r#"{"size":"M"}"#)),
+            want(
+                "wamid.F",
+                Some("Sent"),
+                "form answer",
+                Some(r#"{"size":"M"}"#)
+            ),
             want("wamid.U", None, "message WhatsApp cannot show", None),
             want("wamid.C", None, "contact card", None),
             want("wamid.N", None, "brand_new_type", None),
