@@ -25,6 +25,11 @@ pub enum Caller {
     Tenant(String),
 }
 
+/// The hash of the tenant key a request came with (a long stream checks
+/// that the key is still there).
+#[derive(Debug, Clone)]
+pub struct KeyHash(pub String);
+
 /// Hex SHA-256 of a key.
 pub fn hash(key: &str) -> String {
     hex::encode(Sha256::digest(key.as_bytes()))
@@ -58,26 +63,26 @@ pub(super) fn scope(
     let owns_integration = |id: &str| ctx.integrations.get(id).is_some_and(|i| i.tenant == tenant);
     match segments.as_slice() {
         ["conversations", id, ..] => {
-            let id = percent_decode(id);
+            let id = path_decode(id);
             if !owns_integration(ConversationId::integration_of(&id)) {
                 return Err(AdminError::NotFound(format!("no conversation {id:?}")));
             }
         }
         ["integrations", id, ..] => {
-            let id = percent_decode(id);
+            let id = path_decode(id);
             if !owns_integration(&id) {
                 return Err(AdminError::NotFound(format!("no integration {id:?}")));
             }
         }
         ["integrations"] if request.method() == axum::http::Method::POST => {}
         ["assistants", id, "documents", ..] => {
-            let id = percent_decode(id);
+            let id = path_decode(id);
             if ctx.knowledge.tenant_of(&id) != Some(tenant) {
                 return Err(AdminError::NotFound(format!("no assistant {id:?}")));
             }
         }
         ["audit"] => {}
-        ["tenants", t, "connect"] if percent_decode(t) == tenant => {}
+        ["tenants", t, "connect"] if path_decode(t) == tenant => {}
         ["conversations"] | ["analytics"] | ["integrations"] | ["stream"] => {
             let query = request.uri().query().unwrap_or_default().to_string();
             let mut kept = Vec::new();
@@ -107,7 +112,18 @@ pub(super) fn scope(
     Ok(request)
 }
 
+/// A path segment decoded as the handlers' `Path` reads it (`+` is a plus).
+fn path_decode(s: &str) -> String {
+    decode(s, false)
+}
+
+/// A query key or value decoded as the handlers' `Query` reads it (`+` is a
+/// space).
 fn percent_decode(s: &str) -> String {
+    decode(s, true)
+}
+
+fn decode(s: &str, plus_is_space: bool) -> String {
     let bytes = s.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;
@@ -122,7 +138,7 @@ fn percent_decode(s: &str) -> String {
                 }
                 _ => out.push(b'%'),
             },
-            b'+' => out.push(b' '),
+            b'+' if plus_is_space => out.push(b' '),
             b => out.push(b),
         }
         i += 1;
@@ -190,6 +206,10 @@ mod tests {
         assert_eq!(percent_decode("acme%20corp"), "acme corp");
         assert_eq!(percent_decode("100%"), "100%");
         assert_eq!(percent_decode("%zz"), "%zz");
+        // In a path a plus is a plus, as the handlers read it.
+        assert_eq!(percent_decode("x+y"), "x y");
+        assert_eq!(path_decode("x+y"), "x+y");
+        assert_eq!(path_decode("x%20y"), "x y");
         assert_eq!(percent_encode("a b/c"), "a%20b%2Fc");
     }
 }

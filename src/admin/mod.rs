@@ -190,6 +190,9 @@ async fn authorize(
         Ok(mut request) => {
             request.extensions_mut().insert(caller.clone());
             request.extensions_mut().insert(key_id.clone());
+            request
+                .extensions_mut()
+                .insert(keys::KeyHash(key.hash.clone()));
             next.run(request).await
         }
         Err(e) => e.into_response(),

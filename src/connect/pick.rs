@@ -210,9 +210,12 @@ async fn connect_account(
             }
         })
         .collect();
+    // Never the id of an integration deleted with its history kept: its
+    // conversations would be this one's (perhaps another tenant's: tenant
+    // ids differing only in case or punctuation give the same id).
     let mut id = base.clone();
     let mut n = 2;
-    while integrations.contains_key(&id) {
+    while integrations.contains_key(&id) || has_history(ctx, &id).await? {
         id = format!("{base}-{n}");
         n += 1;
     }
@@ -229,4 +232,14 @@ async fn connect_account(
     integrations.put(&config).await.map_err(|e| e.to_string())?;
     integrations.tokens.reset(&config.id);
     Ok(format!("connected as {id}"))
+}
+
+/// Whether conversations of integration `id` are in the store.
+async fn has_history(ctx: &EngineContext, id: &str) -> Result<bool, String> {
+    let (total, _) = ctx
+        .store
+        .conversation_counts(&[id.to_string()], 0)
+        .await
+        .map_err(|e| e.to_string())?;
+    Ok(total > 0)
 }

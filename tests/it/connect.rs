@@ -173,6 +173,23 @@ async fn a_business_connects_its_page_in_a_browser_and_its_customers_are_answere
     let (_, html) = callback(&desk, "good2", &again["state"], &again["cookie"]).await;
     let (_, html) = choose(&desk, &session_of(&html), &["PAGE_C1"]).await;
     assert!(html.contains("reconnected as acme-fb-page_c1"), "{html}");
+
+    // Deleted with its history kept: connected again, it gets a new id, and
+    // the old conversations stay with the old one (never another's to read).
+    let gone = reqwest::Client::new()
+        .delete(format!(
+            "http://{}/api/v1/integrations/acme-fb-page_c1?history=keep",
+            desk.engine.addr
+        ))
+        .bearer_auth("admin")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(gone.status(), 200);
+    let third = dialog(&desk, &link).await;
+    let (_, html) = callback(&desk, "good3", &third["state"], &third["cookie"]).await;
+    let (_, html) = choose(&desk, &session_of(&html), &["PAGE_C1"]).await;
+    assert!(html.contains("connected as acme-fb-page_c1-2"), "{html}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -248,3 +248,41 @@ async fn an_open_stream_does_not_hold_the_engine_up_at_shutdown() {
     let end = tokio::time::timeout(Duration::from_secs(5), stream.chunk()).await;
     assert!(matches!(end, Ok(Ok(None)) | Ok(Err(_))), "{end:?}");
 }
+
+#[tokio::test]
+async fn a_tenant_key_s_stream_ends_once_the_key_is_revoked() {
+    let desk = Desk::start(0, "").await;
+    let (status, created) = desk.post("/tenants/acme/keys", json!({})).await;
+    assert_eq!(status, 201, "{created}");
+    let key = created["key"].as_str().unwrap().to_string();
+    let id = created["id"].as_str().unwrap().to_string();
+    let url = format!("http://{}/api/v1/stream", desk.engine.addr);
+    let mut stream = reqwest::Client::new()
+        .get(&url)
+        .bearer_auth(&key)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(stream.status(), 200);
+    let revoked = reqwest::Client::new()
+        .delete(format!(
+            "http://{}/api/v1/tenants/acme/keys/{id}",
+            desk.engine.addr
+        ))
+        .bearer_auth("admin")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(revoked.status(), 204);
+    // Within the key check (5 s) the stream ends, keep-alives aside.
+    let ended = tokio::time::timeout(Duration::from_secs(12), async {
+        loop {
+            match stream.chunk().await {
+                Ok(Some(_)) => continue,
+                other => return other.map(|_| ()),
+            }
+        }
+    })
+    .await;
+    assert!(matches!(ended, Ok(Ok(()))), "{ended:?}");
+}
