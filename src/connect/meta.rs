@@ -54,12 +54,6 @@ pub struct Number {
 }
 
 #[derive(Deserialize)]
-struct Numbers {
-    #[serde(default)]
-    data: Vec<Number>,
-}
-
-#[derive(Deserialize)]
 struct Debugged {
     data: DebuggedData,
 }
@@ -90,10 +84,11 @@ struct ListedPage {
     instagram_business_account: Option<Linked>,
 }
 
+/// One page of a Graph API list.
 #[derive(Deserialize)]
-struct Accounts {
-    #[serde(default)]
-    data: Vec<ListedPage>,
+struct Listing<T> {
+    #[serde(default = "Vec::new")]
+    data: Vec<T>,
     #[serde(default)]
     paging: Option<Paging>,
 }
@@ -104,8 +99,10 @@ struct Paging {
     next: Option<String>,
 }
 
-/// Pages of `/me/accounts` followed, at most.
+/// Pages of a Graph API list read, at most.
 const MAX_PAGES: usize = 10;
+/// Longest Graph API answer read, in bytes.
+const MAX_ANSWER: usize = 4 * 1024 * 1024;
 
 pub struct MetaClient<'a> {
     pub http: &'a reqwest::Client,
@@ -171,8 +168,8 @@ impl MetaClient<'_> {
     /// Pages the user may not act for (no token) are left out; the list's
     /// `paging.next` is followed.
     pub async fn pages(&self, user: &Secret) -> Result<Vec<Page>, MetaError> {
-        let mut answer: Accounts = self
-            .get(
+        let listed: Vec<ListedPage> = self
+            .list(
                 "me/accounts",
                 &[
                     ("fields", "id,name,access_token,instagram_business_account"),
@@ -181,19 +178,47 @@ impl MetaClient<'_> {
                 ],
             )
             .await?;
-        let mut pages = Vec::new();
-        for _ in 0..MAX_PAGES {
-            pages.extend(answer.data.into_iter().filter_map(|p| {
+        Ok(listed
+            .into_iter()
+            .filter_map(|p| {
                 Some(Page {
                     access_token: p.access_token.filter(|t| !t.is_empty())?,
                     id: p.id,
                     name: p.name,
                     instagram_business_account: p.instagram_business_account,
                 })
-            }));
+            })
+            .collect())
+    }
+
+    /// Every item of a Graph API list, its `paging.next` followed for at
+    /// most [`MAX_PAGES`] pages, and only on the Graph API's own host (the
+    /// link carries the token).
+    async fn list<T: serde::de::DeserializeOwned>(
+        &self,
+        path: &str,
+        query: &[(&str, &str)],
+    ) -> Result<Vec<T>, MetaError> {
+        let mut answer: Listing<T> = self.get(path, query).await?;
+        let mut all = Vec::new();
+        for read_pages in 1.. {
+            all.append(&mut answer.data);
             let Some(next) = answer.paging.and_then(|p| p.next) else {
                 break;
             };
+            if read_pages == MAX_PAGES {
+                tracing::warn!(
+                    path,
+                    pages = MAX_PAGES,
+                    "A Graph API list is longer than the engine reads; the rest is left out"
+                );
+                break;
+            }
+            if !self.same_host(&next) {
+                return Err(MetaError::Refused(
+                    "a list's next page is on another host".into(),
+                ));
+            }
             let r = self
                 .http
                 .get(next)
@@ -202,7 +227,21 @@ impl MetaClient<'_> {
                 .map_err(|e| MetaError::Unreachable(e.without_url().to_string()))?;
             answer = read(r).await?;
         }
-        Ok(pages)
+        Ok(all)
+    }
+
+    /// Whether `url` is on the Graph API's scheme, host and port.
+    fn same_host(&self, url: &str) -> bool {
+        let origin = |u: &str| {
+            reqwest::Url::parse(u).ok().map(|u| {
+                (
+                    u.scheme().to_string(),
+                    u.host_str().map(str::to_string),
+                    u.port_or_known_default(),
+                )
+            })
+        };
+        origin(url).is_some_and(|o| Some(o) == origin(self.graph))
     }
 
     /// The WhatsApp numbers the user's token may use: the WhatsApp
@@ -227,8 +266,8 @@ impl MetaClient<'_> {
         wabas.dedup();
         let mut numbers = Vec::new();
         for waba in wabas {
-            let n: Numbers = self
-                .get(
+            let listed: Vec<Number> = self
+                .list(
                     &format!("{waba}/phone_numbers"),
                     &[
                         ("fields", "id,display_phone_number,verified_name"),
@@ -236,7 +275,7 @@ impl MetaClient<'_> {
                     ],
                 )
                 .await?;
-            numbers.extend(n.data.into_iter().map(|mut x| {
+            numbers.extend(listed.into_iter().map(|mut x| {
                 x.waba = waba.clone();
                 x
             }));
@@ -281,12 +320,19 @@ impl MetaClient<'_> {
     }
 }
 
-async fn read<T: serde::de::DeserializeOwned>(r: reqwest::Response) -> Result<T, MetaError> {
+async fn read<T: serde::de::DeserializeOwned>(mut r: reqwest::Response) -> Result<T, MetaError> {
     let status = r.status();
-    let body = r
-        .bytes()
+    let mut body = Vec::new();
+    while let Some(chunk) = r
+        .chunk()
         .await
-        .map_err(|e| MetaError::Unreachable(e.without_url().to_string()))?;
+        .map_err(|e| MetaError::Unreachable(e.without_url().to_string()))?
+    {
+        if body.len() + chunk.len() > MAX_ANSWER {
+            return Err(MetaError::Refused("an answer too large to read".into()));
+        }
+        body.extend_from_slice(&chunk);
+    }
     if !status.is_success() {
         // Meta's own words (read by the one place that reads Meta's
         // errors), never the request: it carries tokens.
@@ -295,4 +341,30 @@ async fn read<T: serde::de::DeserializeOwned>(r: reqwest::Response) -> Result<T,
     }
     serde_json::from_slice(&body)
         .map_err(|_| MetaError::Refused("an answer it could not read".into()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_next_page_is_followed_on_the_graph_api_s_host_only() {
+        let http = reqwest::Client::new();
+        let client = MetaClient {
+            http: &http,
+            graph: "https://graph.facebook.com/v21.0",
+            app_id: "1",
+            app_secret: "s",
+        };
+        assert!(client.same_host("https://graph.facebook.com/v21.0/me/accounts?after=X"));
+        assert!(client.same_host("https://graph.facebook.com:443/v22.0/me/accounts"));
+        for other in [
+            "https://evil.example/v21.0/me/accounts",
+            "http://graph.facebook.com/v21.0/me/accounts",
+            "https://graph.facebook.com.evil.example/x",
+            "not a url",
+        ] {
+            assert!(!client.same_host(other), "{other}");
+        }
+    }
 }

@@ -158,10 +158,35 @@ pub fn link(
     let expires = now_ms() + c.link_ttl.as_millis() as u64;
     let invite = Grant::new("invite", tenant, assistant, channels, expires)
         .seal(&grant_key(app.app_secret.expose()));
-    Some(format!(
-        "{}/connect/meta/{tenant}?invite={invite}",
-        c.public_url.trim_end_matches('/')
-    ))
+    link_url(&c.public_url, tenant, &invite)
+}
+
+/// `{public_url}/connect/meta/{tenant}?invite={invite}`, the tenant's id
+/// encoded as a path segment (a space, `/`, `?` or `#` in it must not break
+/// the link).
+fn link_url(public_url: &str, tenant: &str, invite: &str) -> Option<String> {
+    let mut url = reqwest::Url::parse(public_url.trim_end_matches('/')).ok()?;
+    url.path_segments_mut()
+        .ok()?
+        .pop_if_empty()
+        .extend(["connect", "meta", tenant]);
+    url.query_pairs_mut().append_pair("invite", invite);
+    Some(url.to_string())
+}
+
+#[cfg(test)]
+mod link_tests {
+    #[test]
+    fn a_tenant_id_is_one_path_segment_of_the_link() {
+        assert_eq!(
+            super::link_url("https://sb.example/base/", "acme", "abc").as_deref(),
+            Some("https://sb.example/base/connect/meta/acme?invite=abc")
+        );
+        assert_eq!(
+            super::link_url("https://sb.example", "acme co/x?#", "abc").as_deref(),
+            Some("https://sb.example/connect/meta/acme%20co%2Fx%3F%23?invite=abc")
+        );
+    }
 }
 
 /// `GET /connect/meta/{tenant}?invite=`: off to Meta's dialog.

@@ -2,8 +2,29 @@
 //! outcome, and errors. Everything from outside (Page names, ids) is
 //! escaped.
 
-use axum::http::StatusCode;
+use axum::http::{header, StatusCode};
 use axum::response::{Html, IntoResponse, Response};
+
+/// What a connect page may load and do: its own inline style, a form posted
+/// back here; never framed (the pick page holds the session), never cached,
+/// never named in a referrer.
+const POLICY: &str = "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
+
+/// A connect page with `status`, with the headers every one carries.
+fn page(status: StatusCode, title: &str, body: &str) -> Response {
+    (
+        status,
+        [
+            (header::CONTENT_SECURITY_POLICY, POLICY),
+            (header::X_FRAME_OPTIONS, "DENY"),
+            (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+            (header::REFERRER_POLICY, "no-referrer"),
+            (header::CACHE_CONTROL, "no-store"),
+        ],
+        Html(document(title, body)),
+    )
+        .into_response()
+}
 
 /// `text` safe inside HTML text and attribute values.
 pub fn escape(text: &str) -> String {
@@ -34,14 +55,11 @@ fn document(title: &str, body: &str) -> String {
 
 /// An error page with `status`.
 pub fn error(status: StatusCode, message: &str) -> Response {
-    (
+    page(
         status,
-        Html(document(
-            "Connecting your account did not work",
-            &format!("<p role=\"alert\">{}</p>", escape(message)),
-        )),
+        "Connecting your account did not work",
+        &format!("<p role=\"alert\">{}</p>", escape(message)),
     )
-        .into_response()
 }
 
 /// One Page the person may connect.
@@ -74,7 +92,8 @@ pub fn pick(tenant: &str, session: &str, choices: &[Choice<'_>]) -> Response {
             name = escape(c.name)
         ));
     }
-    Html(document(
+    page(
+        StatusCode::OK,
         "Choose what to connect",
         &format!(
             "<p>These Pages will be answered by {tenant}'s assistant.</p>\
@@ -85,8 +104,7 @@ pub fn pick(tenant: &str, session: &str, choices: &[Choice<'_>]) -> Response {
             tenant = escape(tenant),
             session = escape(session)
         ),
-    ))
-    .into_response()
+    )
 }
 
 /// What was connected (and what was not, with why).
@@ -110,11 +128,24 @@ pub fn done(connected: &[String], failed: &[String]) -> Response {
     if body.is_empty() {
         body.push_str("<p>No Page was chosen; nothing changed.</p>");
     }
-    Html(document("Your accounts", &body)).into_response()
+    page(StatusCode::OK, "Your accounts", &body)
 }
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn every_page_forbids_framing_scripts_and_caching() {
+        let r = super::done(&[], &[]);
+        let h = r.headers();
+        assert!(h["content-security-policy"]
+            .to_str()
+            .unwrap()
+            .contains("frame-ancestors 'none'"));
+        assert_eq!(h["x-frame-options"], "DENY");
+        assert_eq!(h["cache-control"], "no-store");
+        assert_eq!(h["referrer-policy"], "no-referrer");
+    }
+
     #[test]
     fn names_from_outside_are_escaped() {
         let page = super::escape("<script>alert('x')</script> & \"co\"");

@@ -184,6 +184,15 @@ async fn connect_account(
     token: &Secret,
 ) -> Result<String, String> {
     let integrations = &ctx.integrations;
+    // Through any app: an account answered for two tenants would have its
+    // customers answered twice.
+    let elsewhere = integrations
+        .values()
+        .into_iter()
+        .any(|i| i.account_id == account && i.tenant != session.tenant);
+    if elsewhere {
+        return Err("already connected to another account".into());
+    }
     if let Some(existing) = integrations.by_account(&app.id, account) {
         if existing.tenant != session.tenant {
             return Err("already connected to another account".into());

@@ -27,7 +27,7 @@ async fn desk() -> Desk {
         toml.replace(
             "id = \"main\"\napp_secret",
             "id = \"main\"\nmeta_app_id = \"1234567890\"\napp_secret",
-        ) + "\n[[tenants]]\nid = \"globex\"\n\n[[assistants]]\nid = \"globex-bot\"\nkind = \"rules\"\ntenant = \"globex\"\nfallback = \"Globex here.\"\n"
+        ) + "\n[[tenants]]\nid = \"globex\"\n\n[[assistants]]\nid = \"globex-bot\"\nkind = \"rules\"\ntenant = \"globex\"\nfallback = \"Globex here.\"\n\n[[apps]]\nid = \"other\"\napp_secret = \"other-app-secret\"\nverify_token = \"verify-other\"\n"
     });
     Desk::start_edited(0, "", &tail, edit).await
 }
@@ -314,8 +314,9 @@ async fn tampered_expired_and_foreign_links_are_refused() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_page_connected_to_another_tenant_is_neither_taken_nor_subscribed() {
     let desk = desk().await;
+    // Connected through another of the engine's Meta apps: still taken.
     let globex = json!({
-        "id": "globex-fb", "tenant": "globex", "channel": "messenger", "app": "main",
+        "id": "globex-fb", "tenant": "globex", "channel": "messenger", "app": "other",
         "account_id": "PAGE_C1", "access_token": "EAAG-globex-token", "assistant": "globex-bot"
     });
     let (status, body) = desk.post("/integrations", globex).await;
