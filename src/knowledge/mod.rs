@@ -12,7 +12,7 @@ pub mod index;
 pub mod split;
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
@@ -91,6 +91,9 @@ pub struct Knowledge {
     indexes: RwLock<HashMap<String, Arc<AssistantIndex>>>,
     /// The store's revision the indexes were built from (`u64::MAX`: never).
     revision: AtomicU64,
+    /// Whether the documents were ever read from the store: until then no
+    /// index is "no documents" only as far as this instance knows.
+    loaded: AtomicBool,
     /// Held while documents are read and indexes built and swapped, so a
     /// refresh that read the store before a change here cannot put back
     /// what the change removed.
@@ -147,6 +150,7 @@ impl Knowledge {
             settings,
             indexes: RwLock::new(HashMap::new()),
             revision: AtomicU64::new(u64::MAX),
+            loaded: AtomicBool::new(false),
             changing: tokio::sync::Mutex::new(()),
         }
     }
@@ -177,15 +181,36 @@ impl Knowledge {
             by_assistant.entry(d.assistant.clone()).or_default().push(d);
         }
         let mut built = HashMap::new();
+        let mut failed = None;
         for (assistant, docs) in by_assistant {
             let Ok(settings) = self.settings(&assistant) else {
                 continue;
             };
-            built.insert(assistant, build(docs, settings.language).await?);
+            match build(docs, settings.language).await {
+                Ok(index) => {
+                    built.insert(assistant, index);
+                }
+                // One assistant's index that cannot be built keeps its last
+                // one; the others are rebuilt all the same.
+                Err(e) => {
+                    tracing::error!(assistant = %assistant, error = %e, "Knowledge index not rebuilt; the last one is kept");
+                    if let Some(last) = read(&self.indexes).get(&assistant).cloned() {
+                        built.insert(assistant, last);
+                    }
+                    failed = Some(e);
+                }
+            }
         }
         *write(&self.indexes) = built;
-        self.revision.store(revision, Ordering::Release);
-        Ok(())
+        self.loaded.store(true, Ordering::Release);
+        match failed {
+            // The revision is not taken: the next refresh tries again.
+            Some(e) => Err(e),
+            None => {
+                self.revision.store(revision, Ordering::Release);
+                Ok(())
+            }
+        }
     }
 
     async fn documents_of(&self, assistant: &str) -> Result<Vec<DocumentRecord>, KnowledgeError> {
@@ -348,7 +373,24 @@ impl Knowledge {
 
     /// What the knowledge base has for a turn, and whether the turn must
     /// go to a person instead ([`crate::assistant::AssistantError::NoMatch`]).
+    ///
+    /// Until the documents were read from the store once (it did not answer
+    /// at start), the turn tries to read them; failing that, it is answered as
+    /// one nothing in the knowledge base fits (the model is told not to
+    /// guess, a handover assistant hands over), never as if the assistant had
+    /// no documents.
     pub async fn for_turn(&self, assistant: &str, query: &str) -> (Option<Retrieval>, bool) {
+        if !self.loaded.load(Ordering::Acquire) {
+            if let Err(e) = self.refresh().await {
+                tracing::debug!(error = %e, "Knowledge base not read yet");
+            }
+            if !self.loaded.load(Ordering::Acquire) {
+                let unknown = Retrieval {
+                    passages: Vec::new(),
+                };
+                return (Some(unknown), self.hands_over_on_miss(assistant));
+            }
+        }
         let found = self.retrieve(assistant, query).await;
         let miss = found.as_ref().is_some_and(|r| r.passages.is_empty());
         let handover = miss && self.hands_over_on_miss(assistant);

@@ -19,10 +19,12 @@ use crate::support::*;
 /// The embedded store, except that persisting the text "poison" crashes
 /// the caller (as a bug in handling one particular event would), that the
 /// first `unavailable` turns fail as an unreachable store would, and that
-/// while `corrupt` is set conversation `acme-fb:PSID_Q` cannot be read.
+/// while `corrupt` is set conversation `acme-fb:PSID_Q` cannot be read,
+/// and that while `documents_down` is set knowledge documents cannot.
 struct FaultyStore(
     EmbeddedStore,
     std::sync::atomic::AtomicU32,
+    std::sync::atomic::AtomicBool,
     std::sync::atomic::AtomicBool,
 );
 
@@ -31,6 +33,7 @@ impl FaultyStore {
         Self(
             store,
             AtomicU32::new(unavailable),
+            std::sync::atomic::AtomicBool::new(false),
             std::sync::atomic::AtomicBool::new(false),
         )
     }
@@ -132,6 +135,11 @@ impl Store for FaultyStore {
         self.0.put_document(doc).await
     }
     async fn documents(&self) -> Result<Vec<switchboard::store::DocumentRecord>, StoreError> {
+        if self.3.load(Ordering::SeqCst) {
+            return Err(StoreError::Unavailable(
+                "documents unreachable (test)".into(),
+            ));
+        }
         self.0.documents().await
     }
     async fn delete_document(&self, assistant: &str, id: &str) -> Result<bool, StoreError> {
@@ -383,4 +391,82 @@ async fn a_conversation_failing_outside_any_event_is_quarantined_and_resumable()
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     engine.shutdown().await;
+}
+
+/// Documents the store cannot give at start are not "no documents": until
+/// they are read, a turn is one nothing fits (here: a person takes it, as
+/// the assistant hands over on no match), never answered as if the
+/// knowledge base were empty; once they are read, they answer.
+#[tokio::test]
+async fn a_knowledge_base_unread_at_start_is_not_taken_for_an_empty_one() {
+    let graph = GraphSim::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = local_config(dir.path(), &graph, 0);
+    for a in &mut config.assistants {
+        a.on_no_match = switchboard::config::OnNoMatch::Handover;
+    }
+    let inner = EmbeddedStore::open(&config.store.path, config.store.cache_bytes()).unwrap();
+    inner
+        .put_document(switchboard::store::DocumentRecord {
+            assistant: "support".into(),
+            id: "doc_returns".into(),
+            tenant: None,
+            title: "Help center".into(),
+            text: "## How do I return an item?\nYou can return any unused item within 30 days of delivery.".into(),
+            created_ms: 1,
+            vectors: Vec::new(),
+        })
+        .await
+        .unwrap();
+    let store = Arc::new(FaultyStore::new(inner, 0));
+    store.3.store(true, Ordering::SeqCst);
+    let engine = app::start_with_store(config, store.clone()).await.unwrap();
+    let url = format!("http://{}/webhooks/meta/main", engine.addr);
+    let body = messages_body(&[("PSID_K1", "m_k1", "can I return an unused item")]);
+    assert_eq!(post_webhook(&url, body, Some(APP_SECRET)).await, 200);
+    let view = wait_view(&engine, "acme-fb:PSID_K1", |c| c["mode"] == "human").await;
+    assert_eq!(view["taken_over_by"], "assistant");
+    assert!(graph.texts_to("PSID_K1").is_empty(), "no fallback sent");
+
+    store.3.store(false, Ordering::SeqCst);
+    let body = messages_body(&[("PSID_K2", "m_k2", "can I return an unused item")]);
+    assert_eq!(post_webhook(&url, body, Some(APP_SECRET)).await, 200);
+    graph
+        .wait_for("the answer from the document", |_| {
+            graph
+                .texts_to("PSID_K2")
+                .iter()
+                .any(|c| c.text().is_some_and(|t| t.contains("within 30 days")))
+        })
+        .await;
+    engine.shutdown().await;
+}
+
+/// The conversation view of `id` once `done` holds for it.
+async fn wait_view(
+    engine: &app::RunningEngine,
+    id: &str,
+    done: impl Fn(&serde_json::Value) -> bool,
+) -> serde_json::Value {
+    let url = format!("http://{}/api/v1/conversations/{id}", engine.addr);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let r = reqwest::Client::new()
+            .get(&url)
+            .bearer_auth("admin")
+            .send()
+            .await
+            .unwrap();
+        if r.status() == 200 {
+            let v: serde_json::Value = r.json().await.unwrap();
+            if done(&v) {
+                return v;
+            }
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{id} never got there"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }
