@@ -234,7 +234,12 @@ fn strings(v: &Value) -> Vec<String> {
                 .filter_map(|c| c.as_str().or_else(|| c["title"].as_str()))
                 .map(|c| c.trim().to_string())
                 .filter(|c| !c.is_empty())
-                .collect()
+                .fold(Vec::<String>::new(), |mut unique, c| {
+                    if !unique.iter().any(|u| u.eq_ignore_ascii_case(&c)) {
+                        unique.push(c);
+                    }
+                    unique
+                })
         })
         .unwrap_or_default()
 }
@@ -310,6 +315,9 @@ mod tests {
         );
         assert_eq!(a.text, "Which size?");
         assert_eq!(a.choices, ["S", "M", "L"]);
+        // A choice given twice is offered once.
+        let a = read_answer(r#"{"text":"Sure?","choices":["Yes","yes","No"]}"#, None);
+        assert_eq!(a.choices, ["Yes", "No"]);
         // Braces in a normal answer are text.
         assert_eq!(read_answer("{not json", None).text, "{not json");
     }

@@ -51,6 +51,13 @@ pub fn quick_replies(choices: &[String]) -> Value {
 /// WhatsApp's `interactive` object for `text` with `choices`: reply
 /// buttons for up to 3 choices whose titles fit, else a list.
 pub fn whatsapp_interactive(text: &str, choices: &[String]) -> Value {
+    // The same choice twice would give two buttons or rows with one id,
+    // which the Cloud API refuses (and the answer would never arrive).
+    let mut seen = std::collections::HashSet::new();
+    let choices: Vec<&String> = choices
+        .iter()
+        .filter(|c| seen.insert(c.trim().to_lowercase()))
+        .collect();
     let fits = |max: usize| choices.iter().all(|c| c.trim().chars().count() <= max);
     if choices.len() <= 3 && fits(20) {
         let buttons: Vec<Value> = choices
@@ -110,6 +117,18 @@ mod tests {
         let long = whatsapp_interactive("Pick", &list(&["A choice far too long for a button"]));
         assert_eq!(long["type"], "list");
         assert!(long["action"]["sections"][0]["rows"][0]["description"].is_string());
+    }
+
+    #[test]
+    fn a_choice_given_twice_is_one_button() {
+        let b = whatsapp_interactive("Pick", &list(&["Yes", "yes ", "No", "Yes"]));
+        let titles: Vec<&str> = b["action"]["buttons"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|x| x["reply"]["title"].as_str().unwrap())
+            .collect();
+        assert_eq!(titles, ["Yes", "No"]);
     }
 
     #[test]

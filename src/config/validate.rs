@@ -265,6 +265,16 @@ fn assistants<'a>(c: &'a Config, e: &mut Errors) -> HashSet<&'a str> {
             }
             AssistantKind::Openai => openai_assistant(a, &key, e),
         }
+        // The model's key, or the embeddings server's (a rules assistant
+        // with an embeddings model would otherwise call it with no key).
+        if let Some(var) = &a.api_key_env {
+            if std::env::var_os(var).is_none() {
+                e.add(
+                    key("api_key_env"),
+                    &format!("names the environment variable {var}, which is not set"),
+                );
+            }
+        }
         if a.embeddings_model.is_some() && a.base_url.is_none() {
             e.add(
                 key("embeddings_model"),
@@ -307,14 +317,6 @@ fn openai_assistant(a: &AssistantConfig, key: &dyn Fn(&str) -> String, e: &mut E
     }
     if a.model.as_deref().is_none_or(|m| m.trim().is_empty()) {
         e.add(key("model"), "is required for an openai assistant");
-    }
-    if let Some(var) = &a.api_key_env {
-        if std::env::var_os(var).is_none() {
-            e.add(
-                key("api_key_env"),
-                &format!("names the environment variable {var}, which is not set"),
-            );
-        }
     }
     if a.on_failure == OnFailure::Fallback && a.fallback.trim().is_empty() {
         e.add(

@@ -11,6 +11,9 @@ use serde_json::{json, Value};
 use super::KnowledgeError;
 
 /// Inputs per request.
+/// Longest embeddings answer read, in bytes (a batch of large vectors is a
+/// few MiB).
+const MAX_ANSWER: usize = 64 * 1024 * 1024;
 const BATCH: usize = 64;
 
 pub struct Embedder {
@@ -63,12 +66,28 @@ impl Embedder {
             .await
             .map_err(|e| fail(e.without_url().to_string()))?;
         let status = response.status();
-        let body: Value = response
-            .json()
+        let mut response = response;
+        let mut bytes = Vec::new();
+        while let Some(chunk) = response
+            .chunk()
             .await
-            .map_err(|e| fail(format!("the answer is not JSON: {}", e.without_url())))?;
+            .map_err(|e| fail(format!("the answer was cut: {}", e.without_url())))?
+        {
+            if bytes.len() + chunk.len() > MAX_ANSWER {
+                return Err(fail("the answer is too large".into()));
+            }
+            bytes.extend_from_slice(&chunk);
+        }
+        let body: Value = serde_json::from_slice(&bytes)
+            .map_err(|e| fail(format!("the answer is not JSON: {e}")))?;
         if !status.is_success() {
-            let message = body["error"]["message"].as_str().unwrap_or_default();
+            // The server's own words, cut short (they reach the admin API).
+            let message: String = body["error"]["message"]
+                .as_str()
+                .unwrap_or_default()
+                .chars()
+                .take(300)
+                .collect();
             return Err(fail(format!("HTTP {}: {}", status.as_u16(), message)));
         }
         let data = body["data"]

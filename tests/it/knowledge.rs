@@ -310,6 +310,29 @@ fn an_assistant_of_one_tenant_cannot_answer_for_another() {
     );
 }
 
+#[test]
+fn a_rules_assistant_s_embeddings_key_must_be_set() {
+    let dir = tempfile::tempdir().unwrap();
+    let toml = crate::support::config_toml(
+        dir.path(),
+        "http://127.0.0.1:9/v21.0",
+        "127.0.0.1:0",
+        "127.0.0.1:0",
+        0,
+    )
+    .replace(
+        "kind = \"rules\"\n",
+        "kind = \"rules\"\nbase_url = \"http://127.0.0.1:9/v1\"\nembeddings_model = \"e\"\napi_key_env = \"SWITCHBOARD_TEST_NO_SUCH_KEY\"\n",
+    );
+    let err = switchboard::config::load_from_str(&toml, &[])
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("SWITCHBOARD_TEST_NO_SUCH_KEY, which is not set"),
+        "{err}"
+    );
+}
+
 /// A second tenant, Globex, with its own WhatsApp number and assistant.
 fn two_tenants() -> Edit {
     globex(Some("globex-bot"))

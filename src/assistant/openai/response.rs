@@ -286,34 +286,51 @@ async fn read_capped(
 /// (its `data:` lines joined), comments and other fields ignored.
 #[derive(Default)]
 struct Events {
+    /// The unfinished line (no newline in it yet).
     buffer: Vec<u8>,
     data: Vec<String>,
 }
 
 impl Events {
-    /// The events completed by `chunk`.
+    /// The events completed by `chunk`. Each byte is looked at once, and
+    /// the finished lines are dropped from the buffer at once (a long line
+    /// or a chunk of many lines costs no more than its length).
     fn push(&mut self, chunk: &[u8]) -> Vec<String> {
+        let searched = self.buffer.len();
         self.buffer.extend_from_slice(chunk);
+        let buffer = std::mem::take(&mut self.buffer);
         let mut out = Vec::new();
-        while let Some(end) = self.buffer.iter().position(|b| *b == b'\n') {
-            let line: Vec<u8> = self.buffer.drain(..=end).collect();
-            let line = String::from_utf8_lossy(&line);
-            let line = line.trim_end_matches(['\n', '\r']);
-            if line.is_empty() {
-                if !self.data.is_empty() {
-                    out.push(std::mem::take(&mut self.data).join("\n"));
-                }
-            } else if let Some(value) = line.strip_prefix("data:") {
-                let value = value.strip_prefix(' ').unwrap_or(value);
-                // `[DONE]` ends the stream even without a blank line after it.
-                if value == "[DONE]" && self.data.is_empty() {
-                    out.push(value.to_string());
-                } else {
-                    self.data.push(value.to_string());
-                }
+        let mut start = 0;
+        let mut from = searched;
+        while let Some(at) = buffer[from..].iter().position(|b| *b == b'\n') {
+            let end = from + at;
+            self.line(&buffer[start..=end], &mut out);
+            start = end + 1;
+            from = start;
+        }
+        self.buffer = buffer;
+        self.buffer.drain(..start);
+        out
+    }
+
+    /// Takes one line (its newline included), adding a finished event to
+    /// `out`.
+    fn line(&mut self, line: &[u8], out: &mut Vec<String>) {
+        let line = String::from_utf8_lossy(line);
+        let line = line.trim_end_matches(['\n', '\r']);
+        if line.is_empty() {
+            if !self.data.is_empty() {
+                out.push(std::mem::take(&mut self.data).join("\n"));
+            }
+        } else if let Some(value) = line.strip_prefix("data:") {
+            let value = value.strip_prefix(' ').unwrap_or(value);
+            // `[DONE]` ends the stream even without a blank line after it.
+            if value == "[DONE]" && self.data.is_empty() {
+                out.push(value.to_string());
+            } else {
+                self.data.push(value.to_string());
             }
         }
-        out
     }
 
     fn pending(&self) -> usize {
@@ -340,6 +357,23 @@ mod tests {
                 "split at {split}"
             );
         }
+    }
+
+    #[test]
+    fn many_lines_in_one_chunk_or_one_long_line_cost_their_length() {
+        // 200,000 lines in one chunk: each byte looked at once (this took
+        // minutes when each line was drained from the front).
+        let chunk = "data: x\n\n".repeat(200_000);
+        let mut e = Events::default();
+        let started = std::time::Instant::now();
+        assert_eq!(e.push(chunk.as_bytes()).len(), 200_000);
+        // A long line fed a byte at a time is searched once.
+        let mut e = Events::default();
+        for _ in 0..200_000 {
+            assert!(e.push(b"y").is_empty());
+        }
+        assert_eq!(e.push(b"\n\n").len(), 0, "not a data line");
+        eprintln!("took {:?}", started.elapsed());
     }
 
     #[test]

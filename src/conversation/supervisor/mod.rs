@@ -304,6 +304,9 @@ pub(super) async fn spawn(
         return;
     };
     entry.current.store(NO_EVENT, Ordering::Release);
+    // A fresh actor generates nothing yet (one that failed mid-answer did
+    // not say it stopped; left set, the conversation was never passivated).
+    entry.generating.store(false, Ordering::Release);
     // A fresh actor does whatever is due as it starts.
     entry.wake_pending = false;
     let args = ConversationArgs {
