@@ -6,14 +6,35 @@
 use crate::channels::platform::platform;
 use crate::event::Channel;
 
-/// The parts to send, in order.
+/// Parts of one message, at most: a longer text (a model repeating itself
+/// until its token limit) is cut after this many, never sent as dozens of
+/// messages.
+pub const MAX_PARTS: usize = 10;
+
+/// The parts to send, in order: at most [`MAX_PARTS`].
 pub fn shape(text: &str, channel: Channel, max_len: usize) -> Vec<String> {
+    // Only what can make the parts kept is looked at (a text of megabytes
+    // is not split whole).
+    let room = max_len.max(1).saturating_mul(MAX_PARTS + 1);
+    let text = match text.char_indices().nth(room) {
+        Some((end, _)) => &text[..end],
+        None => text,
+    };
     let text = if platform(channel).is_some_and(|p| p.plain_text()) {
         strip_markdown(text)
     } else {
         text.to_string()
     };
-    split(&text, max_len)
+    let mut parts = split(&text, max_len);
+    if parts.len() > MAX_PARTS {
+        tracing::warn!(
+            parts = parts.len(),
+            kept = MAX_PARTS,
+            "A message longer than the parts one message may take; the rest is not sent"
+        );
+        parts.truncate(MAX_PARTS);
+    }
+    parts
 }
 
 /// Removes markdown emphasis, headings, code fences and link syntax,
@@ -134,6 +155,17 @@ fn last_sentence_end(window: &str) -> Option<usize> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_runaway_text_is_cut_after_the_parts_a_message_may_take() {
+        let text = "The same sentence again. ".repeat(200_000);
+        let parts = shape(&text, Channel::Messenger, 2000);
+        assert_eq!(parts.len(), MAX_PARTS);
+        assert!(
+            parts.iter().all(|p| p.ends_with("again.")),
+            "cut at sentences"
+        );
+    }
 
     #[test]
     fn short_text_is_one_part() {
