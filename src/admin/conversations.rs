@@ -278,19 +278,6 @@ pub async fn message(
     if let Some(a) = &body.attachment {
         channels::attachment_type(record.channel, &a.kind).map_err(AdminError::Unprocessable)?;
     }
-    // A message goes out in at most MAX_PARTS parts: a longer one would be
-    // cut, so it is refused whole.
-    if let Some(integration) = ctx.integrations.get(&record.integration) {
-        let text = &body.text;
-        let most = integration
-            .max_message_length()
-            .saturating_mul(crate::conversation::shaping::MAX_PARTS);
-        if text.chars().count() > most {
-            return Err(AdminError::Unprocessable(format!(
-                "text is longer than the {most} characters one message may take here"
-            )));
-        }
-    }
     let template = ctx
         .integrations
         .get(&record.integration)

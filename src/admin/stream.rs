@@ -48,7 +48,9 @@ impl Open {
             (n < MAX_STREAMS).then_some(n + 1)
         })
         .map_err(|_| format!("{MAX_STREAMS} console streams are open on this instance"))?;
-        let open = Open { tenant: None };
+        // From here the place is given back by this value's drop, whatever
+        // is returned: one value, one place.
+        let mut open = Open { tenant: None };
         if let Some(t) = tenant {
             let mut by = crate::sync::lock(&BY_TENANT);
             let n = by
@@ -61,9 +63,7 @@ impl Open {
                 ));
             }
             *n += 1;
-            return Ok(Open {
-                tenant: Some(t.to_string()),
-            });
+            open.tenant = Some(t.to_string());
         }
         Ok(open)
     }
@@ -175,4 +175,35 @@ pub async fn stream(
         },
     );
     Ok(Sse::new(events).keep_alive(KeepAlive::new().interval(Duration::from_secs(15))))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Places are counted here and in other tests of this process: only
+    /// what this test adds is compared.
+    #[test]
+    fn every_place_taken_is_given_back_once() {
+        let before = OPEN.load(Ordering::Acquire);
+        for _ in 0..3 {
+            let tenant = Open::take(Some("counted-tenant")).unwrap();
+            let admin = Open::take(None).unwrap();
+            assert!(OPEN.load(Ordering::Acquire) >= before + 2);
+            drop(tenant);
+            drop(admin);
+        }
+        assert_eq!(OPEN.load(Ordering::Acquire), before);
+        let held: Vec<Open> = (0..MAX_STREAMS_PER_TENANT)
+            .map(|_| Open::take(Some("busy-tenant")).unwrap())
+            .collect();
+        assert!(Open::take(Some("busy-tenant")).is_err(), "a tenant's share");
+        assert!(
+            Open::take(Some("other-tenant")).is_ok(),
+            "others still get one"
+        );
+        drop(held);
+        assert!(Open::take(Some("busy-tenant")).is_ok(), "given back");
+        assert_eq!(OPEN.load(Ordering::Acquire), before);
+    }
 }

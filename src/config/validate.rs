@@ -266,8 +266,10 @@ fn assistants<'a>(c: &'a Config, e: &mut Errors) -> HashSet<&'a str> {
             AssistantKind::Openai => openai_assistant(a, &key, e),
         }
         // The model's key, or the embeddings server's (a rules assistant
-        // with an embeddings model would otherwise call it with no key).
-        if let Some(var) = &a.api_key_env {
+        // with an embeddings model would otherwise call it with no key); a
+        // rules assistant that calls no server uses none.
+        let calls_a_server = a.kind == AssistantKind::Openai || a.embeddings_model.is_some();
+        if let Some(var) = a.api_key_env.as_ref().filter(|_| calls_a_server) {
             if std::env::var_os(var).is_none() {
                 e.add(
                     key("api_key_env"),

@@ -6,17 +6,17 @@
 use crate::channels::platform::platform;
 use crate::event::Channel;
 
-/// Parts of one message, at most: a longer text (a model repeating itself
-/// until its token limit) is cut after this many, never sent as dozens of
-/// messages.
+/// Parts of one answer of the assistant, at most: a longer text (a model
+/// repeating itself until its token limit) is cut after this many, never
+/// sent as dozens of messages. A person's message is sent whole.
 pub const MAX_PARTS: usize = 10;
 
-/// The parts to send, in order: at most [`MAX_PARTS`].
-pub fn shape(text: &str, channel: Channel, max_len: usize) -> Vec<String> {
+/// The parts to send, in order: at most [`MAX_PARTS`] when `capped`.
+pub fn shape(text: &str, channel: Channel, max_len: usize, capped: bool) -> Vec<String> {
     // Only what can make the parts kept is looked at (a text of megabytes
     // is not split whole).
     let room = max_len.max(1).saturating_mul(MAX_PARTS + 1);
-    let text = match text.char_indices().nth(room) {
+    let text = match text.char_indices().nth(room).filter(|_| capped) {
         Some((end, _)) => &text[..end],
         None => text,
     };
@@ -26,7 +26,7 @@ pub fn shape(text: &str, channel: Channel, max_len: usize) -> Vec<String> {
         text.to_string()
     };
     let mut parts = split(&text, max_len);
-    if parts.len() > MAX_PARTS {
+    if capped && parts.len() > MAX_PARTS {
         tracing::warn!(
             parts = parts.len(),
             kept = MAX_PARTS,
@@ -159,12 +159,15 @@ mod tests {
     #[test]
     fn a_runaway_text_is_cut_after_the_parts_a_message_may_take() {
         let text = "The same sentence again. ".repeat(200_000);
-        let parts = shape(&text, Channel::Messenger, 2000);
+        let parts = shape(&text, Channel::Messenger, 2000, true);
         assert_eq!(parts.len(), MAX_PARTS);
         assert!(
             parts.iter().all(|p| p.ends_with("again.")),
             "cut at sentences"
         );
+        // A person's long message goes whole.
+        let text = "Paragraph of a person. ".repeat(1000);
+        assert_eq!(shape(&text, Channel::Messenger, 2000, false).len(), 12);
     }
 
     #[test]
@@ -219,7 +222,10 @@ mod tests {
             strip_markdown(md),
             "Hours\nOpen 9-5, Mon-Fri.\n• see site (https://x.example)\ncode\nuse snake_case and 2 * 3"
         );
-        assert_eq!(shape("**hi**", Channel::Whatsapp, 100), vec!["**hi**"]);
-        assert_eq!(shape("**hi**", Channel::Messenger, 100), vec!["hi"]);
+        assert_eq!(
+            shape("**hi**", Channel::Whatsapp, 100, true),
+            vec!["**hi**"]
+        );
+        assert_eq!(shape("**hi**", Channel::Messenger, 100, true), vec!["hi"]);
     }
 }

@@ -125,33 +125,31 @@ pub async fn receive(
     for skipped in &parsed.skipped {
         telemetry::item_skipped(channel, skipped.kind, &skipped.detail);
     }
-    if parsed.entries.iter().any(|e| {
+    let unknown = |e: &webhook::ParsedEntry| {
         state
             .integrations
             .by_account(&app_config.id, &e.account_id)
             .is_none()
-    }) {
-        // Perhaps connected on another instance a moment ago.
-        state.integrations.look_again().await;
-    }
+    };
+    // Perhaps connected on another instance a moment ago.
+    let looked = !parsed.entries.iter().any(unknown) || state.integrations.look_again().await;
+    // An unknown account this instance cannot be sure of (the store did not
+    // answer, or holds an integration it cannot use now): refused below, so
+    // that Meta delivers it again.
+    let doubtful = parsed.entries.iter().any(|e| {
+        unknown(e) && (!looked || state.integrations.doubtful(&app_config.id, &e.account_id))
+    });
     // A batch of only notifications the engine does not take (WhatsApp's
     // template and account updates, items skipped above) names no account
     // to look for: it is taken (200), or Meta would send it again for days.
     let names_accounts = !parsed.entries.is_empty();
-    let set_aside = parsed
-        .entries
-        .iter()
-        .any(|e| state.integrations.set_aside(&app_config.id, &e.account_id));
     let (events, known_entries) = to_events(&state, app_config, parsed, received_at);
-    if known_entries == 0 && set_aside {
-        // Connected, but its stored integration names what this instance's
-        // config does not have: refused, so that Meta delivers it again once
-        // the config is put right (an error is logged at every reload).
+    if known_entries == 0 && doubtful {
         return answer(
             channel,
             WebhookOutcome::Unavailable,
             StatusCode::SERVICE_UNAVAILABLE,
-            "this account's integration cannot be used until the config is put right",
+            "this account's integration cannot be used now",
         );
     }
     if known_entries == 0 && names_accounts {
@@ -194,7 +192,9 @@ pub async fn receive(
             for e in &events {
                 telemetry::event_accepted(e.channel, &e.kind);
             }
-            if !held.is_empty() {
+            // The others' events taken now are recognised when Meta brings
+            // the whole batch again.
+            if !held.is_empty() || doubtful {
                 return answer(
                     channel,
                     WebhookOutcome::Unavailable,

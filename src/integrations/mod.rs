@@ -67,6 +67,11 @@ struct Snapshot {
     /// (app, account id) of stored integrations this instance cannot use
     /// until its config names what they need.
     aside: std::collections::HashSet<(String, String)>,
+    /// Stored integrations that could not be read (a key missing here):
+    /// whose accounts they are is not known.
+    unreadable: bool,
+    /// Whether the store's integrations were read (always, without a store).
+    complete: bool,
 }
 
 impl Snapshot {
@@ -161,13 +166,17 @@ impl Integrations {
             .cloned()
     }
 
-    /// Whether `account` on `app` has a stored integration this instance
-    /// cannot use until its config names what that needs (an assistant, app
-    /// or tenant taken out of the config).
-    pub fn set_aside(&self, app: &str, account: &str) -> bool {
-        self.snapshot()
-            .aside
-            .contains(&(app.to_string(), account.to_string()))
+    /// Whether `account` on `app`, which no integration here has, may still
+    /// be one this instance cannot tell now: a stored integration names what
+    /// the config does not have (an assistant, app or tenant taken out), one
+    /// cannot be read (a key missing here), or the store's were never read
+    /// (it did not answer). Its webhooks are refused so that Meta brings
+    /// them again, never taken and dropped.
+    pub fn doubtful(&self, app: &str, account: &str) -> bool {
+        let s = self.snapshot();
+        (self.store.is_some() && !s.complete)
+            || s.unreadable
+            || s.aside.contains(&(app.to_string(), account.to_string()))
     }
 
     /// The key ring, when one is set.
@@ -191,6 +200,7 @@ impl Integrations {
         let previous = self.snapshot();
         let kept = |id: &str| previous.by_id.get(id).cloned();
         let mut aside = std::collections::HashSet::new();
+        let mut unreadable = false;
         let mut entries: HashMap<String, Entry> = self
             .from_config
             .iter()
@@ -233,14 +243,19 @@ impl Integrations {
                 }
                 Err(e) => {
                     tracing::error!(integration = %id, error = %e, "A stored integration cannot be read; ignored");
-                    if let Some(entry) = kept(&id) {
-                        entries.insert(id, entry);
+                    match kept(&id) {
+                        Some(entry) => {
+                            entries.insert(id, entry);
+                        }
+                        None => unreadable = true,
                     }
                 }
             }
         }
         let mut snapshot = Snapshot::build(entries.into_values());
         snapshot.aside = aside;
+        snapshot.unreadable = unreadable;
+        snapshot.complete = true;
         let snapshot = Arc::new(snapshot);
         // Deleted or disabled since: their token status is no longer said.
         for (id, before) in &previous.by_id {
@@ -260,12 +275,17 @@ impl Integrations {
     /// Looks in the store again, at most once a second, when a webhook or
     /// an event names something this instance does not know: a change made
     /// on another instance applies at once.
-    pub async fn look_again(&self) {
+    /// False when the store could not be read (what it holds is not known).
+    pub async fn look_again(&self) -> bool {
         // Never skipped: a caller that found a refresh in flight waits for
         // it (they are one at a time) and then reads the revision itself,
         // one small read when nothing changed.
-        if let Err(e) = self.refresh().await {
-            tracing::debug!(error = %e, "Integrations not reloaded");
+        match self.refresh().await {
+            Ok(_) => true,
+            Err(e) => {
+                tracing::debug!(error = %e, "Integrations not reloaded");
+                false
+            }
         }
     }
 

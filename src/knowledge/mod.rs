@@ -94,6 +94,9 @@ pub struct Knowledge {
     /// Whether the documents were ever read from the store: until then no
     /// index is "no documents" only as far as this instance knows.
     loaded: AtomicBool,
+    /// When a turn last tried to read them (ms): at most once a second, so
+    /// turns do not queue behind a store that does not answer.
+    tried_ms: AtomicU64,
     /// Held while documents are read and indexes built and swapped, so a
     /// refresh that read the store before a change here cannot put back
     /// what the change removed.
@@ -151,6 +154,7 @@ impl Knowledge {
             indexes: RwLock::new(HashMap::new()),
             revision: AtomicU64::new(u64::MAX),
             loaded: AtomicBool::new(false),
+            tried_ms: AtomicU64::new(0),
             changing: tokio::sync::Mutex::new(()),
         }
     }
@@ -381,8 +385,17 @@ impl Knowledge {
     /// no documents.
     pub async fn for_turn(&self, assistant: &str, query: &str) -> (Option<Retrieval>, bool) {
         if !self.loaded.load(Ordering::Acquire) {
-            if let Err(e) = self.refresh().await {
-                tracing::debug!(error = %e, "Knowledge base not read yet");
+            let now = now_ms();
+            let last = self.tried_ms.load(Ordering::Acquire);
+            let mine = now >= last.saturating_add(1000)
+                && self
+                    .tried_ms
+                    .compare_exchange(last, now, Ordering::AcqRel, Ordering::Acquire)
+                    .is_ok();
+            if mine {
+                if let Err(e) = self.refresh().await {
+                    tracing::debug!(error = %e, "Knowledge base not read yet");
+                }
             }
             if !self.loaded.load(Ordering::Acquire) {
                 let unknown = Retrieval {

@@ -20,10 +20,12 @@ use crate::support::*;
 /// the caller (as a bug in handling one particular event would), that the
 /// first `unavailable` turns fail as an unreachable store would, and that
 /// while `corrupt` is set conversation `acme-fb:PSID_Q` cannot be read,
-/// and that while `documents_down` is set knowledge documents cannot.
+/// that while `documents_down` is set knowledge documents cannot, and
+/// that while `records_down` is set stored integrations cannot.
 struct FaultyStore(
     EmbeddedStore,
     std::sync::atomic::AtomicU32,
+    std::sync::atomic::AtomicBool,
     std::sync::atomic::AtomicBool,
     std::sync::atomic::AtomicBool,
 );
@@ -33,6 +35,7 @@ impl FaultyStore {
         Self(
             store,
             AtomicU32::new(unavailable),
+            std::sync::atomic::AtomicBool::new(false),
             std::sync::atomic::AtomicBool::new(false),
             std::sync::atomic::AtomicBool::new(false),
         )
@@ -157,12 +160,18 @@ impl Store for FaultyStore {
         self.0.put_record(kind, key, value).await
     }
     async fn records(&self, kind: RecordKind) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
+        if kind == RecordKind::Integrations && self.4.load(Ordering::SeqCst) {
+            return Err(StoreError::Unavailable("records unreachable (test)".into()));
+        }
         self.0.records(kind).await
     }
     async fn delete_record(&self, kind: RecordKind, key: &str) -> Result<bool, StoreError> {
         self.0.delete_record(kind, key).await
     }
     async fn records_revision(&self, kind: RecordKind) -> Result<u64, StoreError> {
+        if kind == RecordKind::Integrations && self.4.load(Ordering::SeqCst) {
+            return Err(StoreError::Unavailable("records unreachable (test)".into()));
+        }
         self.0.records_revision(kind).await
     }
     async fn purge_integration(&self, integration: &str) -> Result<u64, StoreError> {
@@ -429,6 +438,28 @@ async fn a_knowledge_base_unread_at_start_is_not_taken_for_an_empty_one() {
     assert!(graph.texts_to("PSID_K1").is_empty(), "no fallback sent");
 
     store.3.store(false, Ordering::SeqCst);
+    // Read again by the next refresh (every 2 s): its passages are indexed.
+    let docs = format!("http://{}/api/v1/assistants/support/documents", engine.addr);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let list: serde_json::Value = reqwest::Client::new()
+            .get(&docs)
+            .bearer_auth("admin")
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        if list["passages"].as_u64().unwrap_or(0) > 0 {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "never indexed: {list}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     let body = messages_body(&[("PSID_K2", "m_k2", "can I return an unused item")]);
     assert_eq!(post_webhook(&url, body, Some(APP_SECRET)).await, 200);
     graph
@@ -469,4 +500,41 @@ async fn wait_view(
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+}
+
+/// A webhook naming an account this instance does not know while it cannot
+/// read the stored integrations is refused (Meta delivers it again), never
+/// taken and dropped; once it can read them, an account nobody connected
+/// is taken (200) and left.
+#[tokio::test]
+async fn an_unknown_account_is_refused_while_the_stored_integrations_cannot_be_read() {
+    let graph = GraphSim::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = local_config(dir.path(), &graph, 0);
+    let inner = EmbeddedStore::open(&config.store.path, config.store.cache_bytes()).unwrap();
+    let store = Arc::new(FaultyStore::new(inner, 0));
+    store.4.store(true, Ordering::SeqCst);
+    let engine = app::start_with_store(config, store.clone()).await.unwrap();
+    let url = format!("http://{}/webhooks/meta/main", engine.addr);
+    let elsewhere = || {
+        let now = switchboard::clock::now_ms();
+        serde_json::to_vec(&serde_json::json!({"object": "page", "entry": [{
+            "id": "PAGE_STORED", "time": now,
+            "messaging": [{"sender": {"id": "PSID_S"}, "recipient": {"id": "PAGE_STORED"},
+                           "timestamp": now, "message": {"mid": "m_s", "text": "hi"}}]
+        }]}))
+        .unwrap()
+    };
+    assert_eq!(post_webhook(&url, elsewhere(), Some(APP_SECRET)).await, 503);
+    // A known account's customers are answered meanwhile.
+    let body = messages_body(&[("PSID_OK", "m_ok", "hours")]);
+    assert_eq!(post_webhook(&url, body, Some(APP_SECRET)).await, 200);
+    store.4.store(false, Ordering::SeqCst);
+    assert_eq!(post_webhook(&url, elsewhere(), Some(APP_SECRET)).await, 200);
+    graph
+        .wait_for("the known account's answer", |_| {
+            !graph.texts_to("PSID_OK").is_empty()
+        })
+        .await;
+    engine.shutdown().await;
 }

@@ -67,16 +67,21 @@ pub async fn read(
         let chunk = match tokio::time::timeout_at(next.min(deadline), stream.next()).await {
             Err(_) if stalled => return Err(AssistantError::Stalled(chunk_timeout)),
             Err(_) => return Err(AssistantError::Timeout(timeout)),
-            Ok(None) => break,
+            Ok(None) => None,
             Ok(Some(Err(e))) => {
                 return Err(AssistantError::BadAnswer(format!(
                     "the stream was cut: {}",
                     e.without_url()
                 )))
             }
-            Ok(Some(Ok(bytes))) => bytes,
+            Ok(Some(Ok(bytes))) => Some(bytes),
         };
-        for data in events.push(&chunk) {
+        // At the end, an event without its closing blank line counts too.
+        let completed = match &chunk {
+            Some(bytes) => events.push(bytes),
+            None => events.finish(),
+        };
+        for data in completed {
             if data == "[DONE]" {
                 finished = true;
                 break;
@@ -111,7 +116,7 @@ pub async fn read(
                 return Err(AssistantError::BadAnswer("the answer is too long".into()));
             }
         }
-        if finished {
+        if finished || chunk.is_none() {
             break;
         }
         if events.pending() > MAX_ANSWER {
@@ -333,6 +338,20 @@ impl Events {
         }
     }
 
+    /// The events the end of the body completes: a last line without its
+    /// newline, an event without its blank line.
+    fn finish(&mut self) -> Vec<String> {
+        let mut out = Vec::new();
+        let rest = std::mem::take(&mut self.buffer);
+        if !rest.is_empty() {
+            self.line(&rest, &mut out);
+        }
+        if !self.data.is_empty() {
+            out.push(std::mem::take(&mut self.data).join("\n"));
+        }
+        out
+    }
+
     fn pending(&self) -> usize {
         self.buffer.len() + self.data.iter().map(String::len).sum::<usize>()
     }
@@ -357,6 +376,17 @@ mod tests {
                 "split at {split}"
             );
         }
+    }
+
+    #[test]
+    fn the_body_s_end_completes_its_last_event() {
+        let mut e = Events::default();
+        assert!(e.push(b"data: {\"a\":1}\n").is_empty());
+        assert_eq!(e.finish(), ["{\"a\":1}"]);
+        let mut e = Events::default();
+        assert!(e.push(b"data: [DONE]").is_empty());
+        assert_eq!(e.finish(), ["[DONE]"]);
+        assert!(Events::default().finish().is_empty());
     }
 
     #[test]

@@ -192,7 +192,8 @@ impl Conversation {
     }
 
     fn plan_parts_within(&mut self, text: &str, planned: Planned<'_>, now_ms: u64, max_len: usize) {
-        let parts = shaping::shape(text, self.integration.channel, max_len);
+        let capped = planned.author == Author::Ai;
+        let parts = shaping::shape(text, self.integration.channel, max_len, capped);
         let count = parts.len();
         for (i, text) in parts.into_iter().enumerate() {
             let seq = self.log(
