@@ -19,11 +19,11 @@ fn shaping(c: &mut Criterion) {
     let mut group = c.benchmark_group("reply_split");
     group.throughput(Throughput::Bytes(short.len() as u64));
     group.bench_function("short_answer_messenger", |b| {
-        b.iter(|| shape(short, ChannelKind::Messenger, 2000))
+        b.iter(|| shape(short, ChannelKind::Messenger, 2000, true))
     });
     group.throughput(Throughput::Bytes(long.len() as u64));
     group.bench_function("long_answer_messenger_2000", |b| {
-        b.iter(|| shape(&long, ChannelKind::Messenger, 2000))
+        b.iter(|| shape(&long, ChannelKind::Messenger, 2000, true))
     });
     group.bench_function("long_answer_split_320", |b| b.iter(|| split(&long, 320)));
     group.finish();
