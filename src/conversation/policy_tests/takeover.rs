@@ -109,3 +109,62 @@ fn an_echo_the_engine_did_not_send_is_a_person_in_the_inbox() {
         "the default auto_resume_after is 24h"
     );
 }
+
+#[test]
+fn a_customer_asking_again_keeps_the_person_and_their_timer() {
+    let settings =
+        serde_json::json!({"auto_resume_after": "24h", "escalation_keywords": ["human"]});
+    let mut c = Conversation::new(integration_with(settings), "fb:C", "C", None, T0);
+    // Sam takes it for a week.
+    c.apply(&agent("cmd1", takeover(Some(7 * 24 * 60)), T0), T0);
+    let week = T0 + 7 * 24 * H;
+    assert_eq!(c.record.auto_resume_ms, Some(week));
+    assert_eq!(
+        c.apply(&message("m1", "I still need a human", T0 + 5), T0 + 5),
+        EventOutcome::HumanMode
+    );
+    assert_eq!(c.record.takeover_by.as_deref(), Some("sam"), "still Sam's");
+    assert_eq!(c.record.auto_resume_ms, Some(week), "not the next day");
+}
+
+#[test]
+fn asking_again_never_gives_a_takeover_without_timer_one() {
+    let settings =
+        serde_json::json!({"auto_resume_after": "off", "escalation_keywords": ["human"]});
+    let mut c = Conversation::new(integration_with(settings), "fb:C", "C", None, T0);
+    c.apply(&agent("cmd1", takeover(Some(30)), T0), T0);
+    c.apply(&message("m1", "human please", T0 + 5), T0 + 5);
+    assert_eq!(c.record.auto_resume_ms, Some(T0 + 30 * 60_000), "kept");
+}
+
+#[test]
+fn a_takeover_whose_timer_passed_no_longer_silences_the_customer() {
+    let settings =
+        serde_json::json!({"auto_resume_after": "10m", "escalation_keywords": ["human"]});
+    let mut c = Conversation::new(integration_with(settings), "fb:C", "C", None, T0);
+    c.apply(&message("m1", "human", T0), T0);
+    let due = T0 + 10 * 60_000;
+    // The timer's wake has not been handled yet when the customer writes.
+    assert!(matches!(
+        c.apply(&message("m2", "hours?", due + 10), due + 10),
+        EventOutcome::Queued { .. }
+    ));
+    assert_eq!(c.record.mode, Mode::Ai);
+}
+
+#[test]
+fn a_comment_from_someone_off_the_allowlist_is_kept_not_answered() {
+    let settings = serde_json::json!({"allowed_customers": ["TESTER"]});
+    let mut c = Conversation::new(integration_with(settings), "fb:C", "C", None, T0);
+    let comment = InboundEvent {
+        kind: EventKind::Comment {
+            comment_id: "c1".into(),
+            surface: crate::event::CommentSurface::Page,
+            text: "hours?".into(),
+            post_id: None,
+        },
+        ..message("unused", "", T0)
+    };
+    assert_eq!(c.apply(&comment, T0), EventOutcome::Recorded);
+    assert!(c.record.comments.is_empty());
+}

@@ -3,7 +3,7 @@
 //! away message of a disabled integration, and expiry after inactivity.
 
 use super::super::window;
-use super::{take_first, Conversation, EventOutcome, Inbound, Planned};
+use super::{take_first, Conversation, EventOutcome, Inbound, Planned, BY_KEYWORD};
 use crate::assistant::Answer;
 use crate::channels::choices;
 use crate::event::InboundEvent;
@@ -40,12 +40,14 @@ impl Conversation {
             return EventOutcome::RateLimited;
         }
         if self.escalates(text) {
-            self.take_over("keyword", self.default_resume_at(now_ms), now_ms);
+            self.take_over(BY_KEYWORD, self.default_resume_at(now_ms), now_ms);
         }
         if self.record.mode == Mode::Human {
             return EventOutcome::HumanMode;
         }
-        if !self.integration.enabled {
+        if !self.integration.enabled || !self.integration.answers(&self.record.customer) {
+            // Disabled, or a commenter not on the integration's allowlist:
+            // kept, not answered.
             return EventOutcome::Recorded;
         }
         self.record.comments.push(PendingComment {
@@ -148,7 +150,7 @@ impl Conversation {
             return EventOutcome::Recorded;
         }
         if self.escalates(&text) {
-            self.take_over("keyword", self.default_resume_at(now_ms), now_ms);
+            self.take_over(BY_KEYWORD, self.default_resume_at(now_ms), now_ms);
         }
         if self.record.mode == Mode::Human {
             return EventOutcome::HumanMode;

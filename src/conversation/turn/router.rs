@@ -12,6 +12,10 @@ impl Conversation {
             // Nothing changes; the actor does what is due.
             return EventOutcome::Ignored;
         }
+        // A takeover whose timer fired ends before the event is taken (its
+        // wake may still be on its way): the customer writing just after is
+        // answered, and a person's message then starts a takeover of its own.
+        self.auto_resume(now_ms);
         let idle_since = self.record.last_activity_ms;
         self.record.last_activity_ms = now_ms.max(self.record.last_activity_ms);
         if event.customer_name.is_some() && event.customer_name != self.record.customer_name {

@@ -168,12 +168,26 @@ impl Conversation {
         resume_at: Option<u64>,
         now_ms: u64,
     ) {
+        let automatic = [BY_KEYWORD, BY_INBOX, BY_ASSISTANT].contains(&by);
         if self.record.mode == Mode::Ai {
             self.record.takeover_since_ms = Some(now_ms);
+            self.record.takeover_by = Some(by.to_string());
+            self.record.auto_resume_ms = resume_at;
+        } else if automatic {
+            // Already a person's: a customer asking again, or the assistant
+            // or the inbox handing over again, keeps who has it and never
+            // brings the AI back sooner (a takeover without a timer keeps
+            // none; a later timer is kept).
+            self.record.auto_resume_ms = match (self.record.auto_resume_ms, resume_at) {
+                (Some(now), Some(new)) => Some(now.max(new)),
+                (kept, _) => kept,
+            };
+        } else {
+            // A person's own takeover command sets both.
+            self.record.takeover_by = Some(by.to_string());
+            self.record.auto_resume_ms = resume_at;
         }
         self.record.mode = Mode::Human;
-        self.record.takeover_by = Some(by.to_string());
-        self.record.auto_resume_ms = resume_at;
         self.record.pending = Vec::new();
         self.record.comments = Vec::new();
         self.record.reply_due_ms = None;
