@@ -188,7 +188,7 @@ impl GraphClient {
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.trim().parse::<u64>().ok())
             .map(Duration::from_secs);
-        let bytes = response.bytes().await;
+        let bytes = capped_body(response).await;
         if (200..300).contains(&status) {
             return Ok(bytes
                 .ok()
@@ -211,6 +211,25 @@ impl GraphClient {
         }
         Err(error)
     }
+}
+
+/// Longest Graph API answer read, in bytes (Meta's answers are a few
+/// hundred; a proxy's page or a wrong base URL may be anything). A longer
+/// one is read up to here.
+const MAX_ANSWER: usize = 256 * 1024;
+
+/// The answer's body, at most [`MAX_ANSWER`] bytes; an error when the
+/// connection was cut before it ended.
+async fn capped_body(mut response: reqwest::Response) -> Result<Vec<u8>, reqwest::Error> {
+    let mut body = Vec::new();
+    while let Some(chunk) = response.chunk().await? {
+        let room = MAX_ANSWER - body.len();
+        body.extend_from_slice(&chunk[..chunk.len().min(room)]);
+        if body.len() == MAX_ANSWER {
+            break;
+        }
+    }
+    Ok(body)
 }
 
 /// `{account_id}/messages`: the Send API's and the WhatsApp Cloud API's

@@ -9,8 +9,6 @@
 //! window errors (10 with subcode 2018278, 2534022, 131047) are refused,
 //! never retried.
 
-use serde::Deserialize;
-
 use crate::config::ChannelKind;
 use crate::telemetry::Label;
 
@@ -131,18 +129,19 @@ impl SendError {
 
     /// Maps an HTTP error response from the Graph API.
     pub fn from_response(status: u16, body: &[u8]) -> Self {
-        let parsed: Option<MetaErrorBody> = serde_json::from_slice(body).ok();
-        // A gateway's 502/504 without Meta's error body: the gateway gave up
-        // waiting for Meta, which may well have sent it. (Other 5xx are
-        // retried: an unknown outcome waits for a confirmation that a part
-        // without one, a comment reply, never gets.)
-        let gateway = parsed.is_none() && matches!(status, 502 | 504);
+        let parsed = MetaErrorDetail::read(body);
+        // A gateway's or proxy's timeout (502, 504, 408, 499) without Meta's
+        // error body: it gave up waiting for Meta, which may well have sent
+        // it. (Other 5xx are retried: an unknown outcome waits for a
+        // confirmation that a part without one, a comment reply, never
+        // gets.)
+        let gateway = parsed.is_none() && matches!(status, 408 | 499 | 502 | 504);
         let (code, subcode, message, transient) = match parsed {
-            Some(b) => (
-                b.error.code.unwrap_or(0),
-                b.error.error_subcode,
-                b.error.message.unwrap_or_default(),
-                b.error.is_transient.unwrap_or(false),
+            Some(e) => (
+                e.code.unwrap_or(0),
+                e.error_subcode,
+                e.message.unwrap_or_default(),
+                e.is_transient.unwrap_or(false),
             ),
             None => (
                 0,
@@ -172,8 +171,8 @@ fn classify(status: u16, code: i64, subcode: Option<i64>, transient: bool) -> Se
         // Application, user, Page and API throttling; the business-use-case
         // limits of Pages (80001), Instagram (80002), Messenger (80006) and
         // WhatsApp Business Accounts (80007); WhatsApp throughput and pair
-        // limits.
-        (4 | 17 | 32 | 613 | 80001 | 80002 | 80006 | 80007 | 130429 | 131056, _) => {
+        // limits, and its spam rate limit (131048).
+        (4 | 17 | 32 | 613 | 80001 | 80002 | 80006 | 80007 | 130429 | 131048 | 131056, _) => {
             SendErrorKind::Throttled
         }
         (190, _) => SendErrorKind::TokenExpired,
@@ -181,7 +180,12 @@ fn classify(status: u16, code: i64, subcode: Option<i64>, transient: bool) -> Se
             SendErrorKind::WindowClosed
         }
         _ if status == 429 => SendErrorKind::Throttled,
-        _ if status >= 500 || transient || matches!(code, 1 | 2) => SendErrorKind::Server,
+        // Meta's temporary failures, whatever the status: unknown and
+        // transient errors (1, 2), a temporary send failure (1200), WhatsApp's
+        // generic and temporarily unavailable errors (131000, 133004).
+        _ if status >= 500 || transient || matches!(code, 1 | 2 | 1200 | 131000 | 133004) => {
+            SendErrorKind::Server
+        }
         _ => SendErrorKind::Rejected,
     }
 }
@@ -193,17 +197,44 @@ fn truncate(s: &str, max: usize) -> String {
     }
 }
 
-#[derive(Deserialize)]
-struct MetaErrorBody {
-    error: MetaErrorDetail,
-}
-
-#[derive(Deserialize)]
+/// Meta's error object (`{"error": {"message", "type", "code",
+/// "error_subcode", "is_transient", "fbtrace_id"}}`).
 struct MetaErrorDetail {
     message: Option<String>,
     code: Option<i64>,
     error_subcode: Option<i64>,
     is_transient: Option<bool>,
+}
+
+impl MetaErrorDetail {
+    /// Meta's error in `body`, read field by field (a code sent as a string
+    /// is still a code); `None` when the body is not Meta's: a proxy's own
+    /// `{"error": ...}` carries none of Meta's `code`, `type` or
+    /// `fbtrace_id`.
+    fn read(body: &[u8]) -> Option<Self> {
+        let v: serde_json::Value = serde_json::from_slice(body).ok()?;
+        let e = v.get("error")?.as_object()?;
+        let number = |key: &str| {
+            e.get(key).and_then(|x| {
+                x.as_i64()
+                    .or_else(|| x.as_str().and_then(|s| s.trim().parse().ok()))
+            })
+        };
+        let code = number("code");
+        let meta = code.is_some() || e.contains_key("type") || e.contains_key("fbtrace_id");
+        if !meta {
+            return None;
+        }
+        Some(Self {
+            message: e
+                .get("message")
+                .and_then(|m| m.as_str())
+                .map(str::to_string),
+            code,
+            error_subcode: number("error_subcode"),
+            is_transient: e.get("is_transient").and_then(|t| t.as_bool()),
+        })
+    }
 }
 
 #[cfg(test)]
@@ -261,6 +292,37 @@ mod tests {
             r#"{"error":{"message":"An unexpected error has occurred.","code":2,"is_transient":true}}"#,
         );
         assert!(e.retryable());
+    }
+
+    #[test]
+    fn a_proxy_s_answer_is_not_meta_s_and_meta_s_temporary_codes_are_retried() {
+        // A proxy timing out, with or without a JSON body of its own: the
+        // request may have reached Meta.
+        for (status, body) in [
+            (408, ""),
+            (499, ""),
+            (504, r#"{"error":{"message":"upstream timeout"}}"#),
+            (502, r#"{"error":{}}"#),
+        ] {
+            assert_eq!(
+                err(status, body).kind,
+                SendErrorKind::Ambiguous,
+                "{status} {body}"
+            );
+        }
+        // A code sent as a string is still Meta's code.
+        let e = err(
+            400,
+            r#"{"error":{"message":"(#613) Calls to this api have exceeded the rate limit.","type":"OAuthException","code":"613"}}"#,
+        );
+        assert_eq!(e.kind, SendErrorKind::Throttled);
+        for code in [1200, 131000, 133004] {
+            let body =
+                format!(r#"{{"error":{{"message":"temporary","code":{code},"fbtrace_id":"A"}}}}"#);
+            assert_eq!(err(400, &body).kind, SendErrorKind::Server, "{code}");
+        }
+        let spam = r#"{"error":{"message":"(#131048) Spam rate limit hit","type":"OAuthException","code":131048}}"#;
+        assert_eq!(err(400, spam).kind, SendErrorKind::Throttled);
     }
 
     #[test]

@@ -59,9 +59,16 @@ pub(super) async fn once(request: reqwest::RequestBuilder) -> Result<bytes::Byte
 
 pub(super) fn from_status(status: u16, body: &[u8]) -> GmailError {
     #[derive(Deserialize, Default)]
+    struct Reason {
+        #[serde(default)]
+        reason: String,
+    }
+    #[derive(Deserialize, Default)]
     struct Detail {
         #[serde(default)]
         message: String,
+        #[serde(default)]
+        errors: Vec<Reason>,
     }
     #[derive(Deserialize, Default)]
     struct Body {
@@ -70,9 +77,24 @@ pub(super) fn from_status(status: u16, body: &[u8]) -> GmailError {
     }
     let b: Body = serde_json::from_slice(body).unwrap_or_default();
     let message = truncate(&b.error.message);
+    // Google's usage limits: per second, per user, per day, the mailbox's
+    // sending limit. They pass; the reply waits and is tried again.
+    let limited = b.error.errors.iter().any(|e| {
+        matches!(
+            e.reason.as_str(),
+            "rateLimitExceeded"
+                | "userRateLimitExceeded"
+                | "dailyLimitExceeded"
+                | "quotaExceeded"
+                | "limitExceeded"
+        )
+    }) || {
+        let m = message.to_ascii_lowercase();
+        m.contains("rate limit") || m.contains("limit exceeded") || m.contains("quota exceeded")
+    };
     match status {
         429 => GmailError::Throttled,
-        403 if message.to_ascii_lowercase().contains("rate limit") => GmailError::Throttled,
+        403 if limited => GmailError::Throttled,
         500..=599 => GmailError::Server(format!("{status} {message}")),
         _ => GmailError::Rejected(format!("{status} {message}")),
     }
@@ -96,4 +118,19 @@ pub(super) fn describe(e: &reqwest::Error) -> String {
 
 pub(super) fn truncate(s: &str) -> String {
     s.chars().take(200).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn usage_limits_pass_and_are_tried_again_other_refusals_are_final() {
+        let daily = br#"{"error":{"code":403,"message":"Daily Limit Exceeded","errors":[{"domain":"usageLimits","reason":"dailyLimitExceeded"}]}}"#;
+        assert!(matches!(from_status(403, daily), GmailError::Throttled));
+        let sending = br#"{"error":{"code":403,"message":"Mail sending limit exceeded"}}"#;
+        assert!(matches!(from_status(403, sending), GmailError::Throttled));
+        let denied = br#"{"error":{"code":403,"message":"Request had insufficient authentication scopes.","errors":[{"reason":"insufficientPermissions"}]}}"#;
+        assert!(matches!(from_status(403, denied), GmailError::Rejected(_)));
+    }
 }
