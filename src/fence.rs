@@ -157,6 +157,33 @@ impl Drop for FenceGuard {
 mod tests {
     use super::*;
 
+    /// The send loop's protocol: a write guard taken before the call and
+    /// held until the call's mark is written keeps a revoke from closing
+    /// writes in between (the mark would be refused and the part sent again
+    /// by the next owner).
+    #[test]
+    fn a_revoke_waits_for_the_mark_of_a_call_that_ended() {
+        let lease = Arc::new(Lease::default());
+        let fence = Fence::new(lease.clone(), lease.acquire());
+        let recording = fence.enter_write().unwrap();
+        drop(fence.enter().unwrap()); // the call, ended
+        let releasing = {
+            let lease = lease.clone();
+            std::thread::spawn(move || lease.release(Duration::from_secs(5)))
+        };
+        while fence.is_current() {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        std::thread::sleep(Duration::from_millis(50));
+        assert!(fence.enter().is_err(), "no new call");
+        let mark = fence.enter_write();
+        assert!(mark.is_ok(), "the mark is still written");
+        drop(mark);
+        drop(recording);
+        assert_eq!(releasing.join().unwrap(), 0);
+        assert!(fence.enter_write().is_err(), "released");
+    }
+
     #[test]
     fn a_released_or_reassigned_lease_refuses_older_fences() {
         let lease = Arc::new(Lease::default());

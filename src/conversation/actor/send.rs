@@ -87,6 +87,12 @@ pub(super) async fn flush_outbox(state: &mut ConversationState) -> Result<(), Ac
                 continue;
             }
         };
+        // Held until the send's mark is written: a revoke waits for that
+        // write too, not only for the call (the call ending first, the mark
+        // was refused and the next owner sent the part again).
+        let Ok(_recording) = state.args.fence.enter_write() else {
+            return Err(Fenced.into());
+        };
         let result = ctx
             .outbound
             .send(
