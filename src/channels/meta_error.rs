@@ -98,6 +98,20 @@ impl SendError {
         }
     }
 
+    /// Not attempted: the platform throttles the account, which rests for
+    /// `left` more.
+    pub(crate) fn resting(left: std::time::Duration) -> Self {
+        let mut e = Self::without_answer(
+            SendErrorKind::Throttled,
+            format!(
+                "not attempted: the platform throttles this account for {} s more",
+                left.as_secs().max(1)
+            ),
+        );
+        e.retry_after = Some(left);
+        e
+    }
+
     /// Not attempted: the conversation's partition moved to another
     /// instance.
     pub fn fenced() -> Self {

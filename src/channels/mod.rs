@@ -5,6 +5,7 @@
 
 pub mod choices;
 pub mod comments;
+mod cooldown;
 pub mod gmail;
 pub mod graph;
 pub mod instagram;
@@ -61,6 +62,8 @@ pub struct Outbound {
     /// By integration: its rate and its limiter, made at its first call
     /// (integrations come and go at run time).
     pacers: Arc<Mutex<HashMap<String, Pacer>>>,
+    /// Accounts the platform is throttling, resting.
+    cooldowns: Arc<cooldown::Cooldowns>,
     /// Gmail mailboxes' API (paced by their quota itself).
     gmail: Option<Arc<gmail::api::GmailApi>>,
     /// The web chat sockets open on this instance.
@@ -83,6 +86,7 @@ impl Outbound {
         Self {
             graph: Arc::new(graph),
             pacers: Arc::new(Mutex::new(HashMap::new())),
+            cooldowns: Arc::default(),
             gmail: None,
             web: Arc::default(),
         }
@@ -133,15 +137,21 @@ impl Outbound {
         about: About<'_>,
         fence: &Fence,
     ) -> Result<Sent, SendError> {
+        let graph_api = !matches!(integration.channel, ChannelKind::Gmail | ChannelKind::Web);
+        if graph_api {
+            self.cooldowns.check(&integration.id)?;
+        }
         if integration.channel != ChannelKind::Gmail {
             self.paced(integration).await;
         }
         if let Some(c) = &part.comment {
             let (path, body) = comments::reply_call(c.surface, &c.comment_id, &part.text);
-            return self
+            let result = self
                 .graph
                 .send_for_id(integration, &path, &body, comments::ID_POINTER, fence)
                 .await;
+            self.cooldowns.note(&integration.id, &result);
+            return result;
         }
         let Some(platform) = platform(integration.channel) else {
             return Err(SendError::unsupported(integration.channel));
@@ -185,7 +195,8 @@ impl Outbound {
             return gmail::reply::send(api, integration, &body, about.answering, maybe_sent, fence)
                 .await;
         }
-        self.graph
+        let result = self
+            .graph
             .send_for_id(
                 integration,
                 &messages_path(integration),
@@ -193,7 +204,9 @@ impl Outbound {
                 platform.id_pointer(),
                 fence,
             )
-            .await
+            .await;
+        self.cooldowns.note(&integration.id, &result);
+        result
     }
 
     /// A reply frame to the visitor's sockets here (those elsewhere read it
@@ -237,8 +250,11 @@ impl Outbound {
             self.web.deliver(&conversation, &body);
             return Ok(());
         }
+        self.cooldowns.check(&integration.id)?;
         self.paced(integration).await;
-        self.graph.indicate(integration, &body).await
+        let result = self.graph.indicate(integration, &body).await;
+        self.cooldowns.note(&integration.id, &result);
+        result
     }
 
     /// Sets a Page's Messenger profile (greeting, Get Started button).

@@ -138,7 +138,15 @@ pub(super) async fn flush_outbox(state: &mut ConversationState) -> Result<(), Ac
             Err(e) if e.retryable() => {
                 tracing::warn!(conversation = %state.args.id, error = %e, "Platform kept failing; the reply waits in the outbox");
                 ctx.alerts.send_failed(conv.integration(), &e.to_string());
-                conv.retry_outbox_at(now + ctx.config.outbound.retry_later.as_millis() as u64);
+                // Not before the platform said (an account resting for a
+                // throttle says how long too).
+                let later = ctx
+                    .config
+                    .outbound
+                    .retry_later
+                    .max(e.retry_after.unwrap_or_default())
+                    .min(std::time::Duration::from_secs(3600));
+                conv.retry_outbox_at(now + later.as_millis() as u64);
                 telemetry::reply(channel, ReplyOutcome::RetryLater);
                 report(conv, &item, CommandOutcome::Queued);
                 persist(state).await?;
