@@ -145,6 +145,38 @@ impl Fence {
 #[derive(Debug)]
 pub struct FenceGuard(Option<Arc<Lease>>);
 
+/// A write place held from the end of a platform call the platform took
+/// until the write recording it: a revoke waits for that write too (the
+/// call ending first, the revoke closed writes, the mark was refused and
+/// the next owner sent the part again). Equal to any other: it is no part
+/// of what was sent.
+#[derive(Debug, Clone, Default)]
+pub struct Recording {
+    /// Given back when the last clone is dropped.
+    _held: Option<Arc<FenceGuard>>,
+}
+
+impl PartialEq for Recording {
+    fn eq(&self, _: &Self) -> bool {
+        true
+    }
+}
+
+impl Eq for Recording {}
+
+impl Fence {
+    /// Ends platform call `call` (which the platform took), keeping a write
+    /// place until the returned value is dropped: taken before the call's
+    /// place is given back, so a revoke never sees neither.
+    pub fn recording(&self, call: FenceGuard) -> Recording {
+        let write = self.enter_write().ok();
+        drop(call);
+        Recording {
+            _held: write.map(Arc::new),
+        }
+    }
+}
+
 impl Drop for FenceGuard {
     fn drop(&mut self) {
         if let Some(lease) = &self.0 {
@@ -157,16 +189,15 @@ impl Drop for FenceGuard {
 mod tests {
     use super::*;
 
-    /// The send loop's protocol: a write guard taken before the call and
-    /// held until the call's mark is written keeps a revoke from closing
-    /// writes in between (the mark would be refused and the part sent again
-    /// by the next owner).
+    /// The send loop's protocol: a call the platform took hands its place
+    /// over to a write place held until the call's mark is written, so a
+    /// revoke cannot close writes in between (the mark would be refused and
+    /// the part sent again by the next owner).
     #[test]
     fn a_revoke_waits_for_the_mark_of_a_call_that_ended() {
         let lease = Arc::new(Lease::default());
         let fence = Fence::new(lease.clone(), lease.acquire());
-        let recording = fence.enter_write().unwrap();
-        drop(fence.enter().unwrap()); // the call, ended
+        let recording = fence.recording(fence.enter().unwrap()); // the call, ended
         let releasing = {
             let lease = lease.clone();
             std::thread::spawn(move || lease.release(Duration::from_secs(5)))

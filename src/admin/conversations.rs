@@ -19,7 +19,7 @@ use crate::channels;
 use crate::clock::now_ms;
 use crate::config::ChannelKind;
 use crate::conversation::commands::CommandOutcome;
-use crate::conversation::turn::BY_AGENT;
+use crate::conversation::turn::{BY_AGENT, BY_ASSISTANT, BY_INBOX, BY_KEYWORD};
 use crate::conversation::{window, EngineContext};
 use crate::event::{AgentAction, ConversationId, EventKind, InboundEvent};
 use crate::store::{ConversationFilter, ConversationRecord, Mode};
@@ -217,6 +217,13 @@ pub async fn takeover(
         .map(|b| b.trim().to_string())
         .filter(|b| !b.is_empty())
         .unwrap_or_else(|| BY_AGENT.to_string());
+    // The engine's own names for takeovers nobody asked for (a keyword,
+    // the inbox, the assistant) are not a person's.
+    if [BY_KEYWORD, BY_INBOX, BY_ASSISTANT].contains(&by.as_str()) {
+        return Err(AdminError::Unprocessable(format!(
+            "by: {by:?} is the engine's name for a takeover nobody asked for; name the person"
+        )));
+    }
     let record = find(&ctx, &id).await?;
     let action = AgentAction::Takeover {
         by,

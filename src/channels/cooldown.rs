@@ -43,7 +43,9 @@ impl Cooldowns {
         let Err(e) = result else {
             return;
         };
-        if e.kind != SendErrorKind::Throttled {
+        // WhatsApp's limit for one customer (131056) is that pair's, not
+        // the account's.
+        if e.kind != SendErrorKind::Throttled || e.code == 131056 || e.resting {
             return;
         }
         let until = Instant::now() + e.retry_after.unwrap_or(DEFAULT).min(LONGEST);
@@ -73,8 +75,10 @@ mod tests {
             .retry_after
             .is_some_and(|d| d > Duration::from_secs(50)));
         assert!(c.check("b").is_ok(), "another account calls on");
-        // Another failure kind rests nothing.
+        // Another failure kind, or one customer's pair limit, rests nothing.
         c.note("b", &Err::<(), _>(SendError::from_response(500, b"")));
+        let pair = br#"{"error":{"message":"(#131056) (Business Account, Consumer Account) pair rate limit hit","code":131056}}"#;
+        c.note("b", &Err::<(), _>(SendError::from_response(400, pair)));
         assert!(c.check("b").is_ok());
     }
 }

@@ -57,7 +57,7 @@ impl GraphClient {
     ) -> Result<Value, SendError> {
         self.post_attempts(channel, path, token, body, self.policy.max_attempts, fence)
             .await
-            .map(|(answer, _)| answer)
+            .map(|(answer, _, _)| answer)
     }
 
     /// One attempt only, for best-effort calls (typing indicators) that
@@ -71,7 +71,7 @@ impl GraphClient {
     ) -> Result<Value, SendError> {
         self.post_attempts(channel, path, token, body, 1, &Fence::none())
             .await
-            .map(|(answer, _)| answer)
+            .map(|(answer, _, _)| answer)
     }
 
     /// POSTs a message `body` to `path` for `integration` and returns the
@@ -84,7 +84,7 @@ impl GraphClient {
         id_pointer: &str,
         fence: &Fence,
     ) -> Result<Sent, SendError> {
-        let (answer, at_ms) = self
+        let (answer, at_ms, recording) = self
             .post_attempts(
                 integration.channel,
                 path,
@@ -99,7 +99,11 @@ impl GraphClient {
             .and_then(Value::as_str)
             .unwrap_or_default()
             .to_string();
-        Ok(Sent { message_id, at_ms })
+        Ok(Sent {
+            message_id,
+            at_ms,
+            recording,
+        })
     }
 
     /// One attempt at an indicator (`typing_on`, WhatsApp typing) on the
@@ -127,7 +131,7 @@ impl GraphClient {
         body: &Value,
         max_attempts: u32,
         fence: &Fence,
-    ) -> Result<(Value, u64), SendError> {
+    ) -> Result<(Value, u64, crate::fence::Recording), SendError> {
         let url = format!("{}/{}", self.base_url, path);
         let mut attempt = 1;
         loop {
@@ -136,14 +140,16 @@ impl GraphClient {
             };
             let started = crate::clock::now_ms();
             let answer = self.post_once(&url, token, body).await;
-            // Not kept through the backoff: nothing is in flight then.
-            drop(owned);
             match answer {
                 Ok(v) => {
                     telemetry::send_request(channel, SendOutcome::Ok);
-                    return Ok((v, started));
+                    // Kept as a write place until the send's mark is
+                    // written.
+                    return Ok((v, started, fence.recording(owned)));
                 }
                 Err(e) => {
+                    // Not kept through the backoff: nothing is in flight then.
+                    drop(owned);
                     telemetry::send_request(channel, e.kind);
                     // A `Retry-After` longer than the policy's longest pause
                     // ends the attempts: the part waits in the outbox

@@ -67,6 +67,9 @@ pub struct SendError {
     pub message: String,
     /// The platform's `Retry-After`, when it gave one.
     pub retry_after: Option<std::time::Duration>,
+    /// Not attempted: the account rests after the platform throttled it
+    /// (nothing failed; its part waits the rest out).
+    pub resting: bool,
 }
 
 impl SendError {
@@ -95,6 +98,7 @@ impl SendError {
             subcode: None,
             message: message.into(),
             retry_after: None,
+            resting: false,
         }
     }
 
@@ -109,6 +113,7 @@ impl SendError {
             ),
         );
         e.retry_after = Some(left);
+        e.resting = true;
         e
     }
 
@@ -127,6 +132,7 @@ impl SendError {
             subcode: None,
             message: message.into(),
             retry_after: None,
+            resting: false,
         }
     }
 
@@ -138,6 +144,7 @@ impl SendError {
             subcode: None,
             message: format!("no outbound client for channel {}", channel.as_str()),
             retry_after: None,
+            resting: false,
         }
     }
 
@@ -176,6 +183,7 @@ impl SendError {
             subcode,
             message: truncate(&message, 300),
             retry_after: None,
+            resting: false,
         }
     }
 }

@@ -51,6 +51,9 @@ pub struct Sent {
     /// stamps the message between this and its answer, so delivery and
     /// read watermarks are compared with this, not with the answer's time.
     pub at_ms: u64,
+    /// A write place held until the send's mark is written (see
+    /// [`crate::fence::Recording`]).
+    pub recording: crate::fence::Recording,
 }
 
 /// Outbound calls for every channel, over one shared Graph API client,
@@ -230,6 +233,7 @@ impl Outbound {
         Sent {
             message_id: format!("web-out.{}", part.seq),
             at_ms: crate::clock::now_ms(),
+            recording: Default::default(),
         }
     }
 
@@ -250,11 +254,11 @@ impl Outbound {
             self.web.deliver(&conversation, &body);
             return Ok(());
         }
+        // Not while the account rests; a typing indicator's own throttling
+        // (one best-effort call) rests nothing.
         self.cooldowns.check(&integration.id)?;
         self.paced(integration).await;
-        let result = self.graph.indicate(integration, &body).await;
-        self.cooldowns.note(&integration.id, &result);
-        result
+        self.graph.indicate(integration, &body).await
     }
 
     /// Sets a Page's Messenger profile (greeting, Get Started button).

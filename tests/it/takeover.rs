@@ -29,6 +29,14 @@ async fn takeover_silences_the_ai_and_resume_brings_it_back() {
     // Answered, and the answer written.
     desk.settled("PSID_T", 2).await;
 
+    // The engine's own names are not a person's.
+    let (status, _) = desk
+        .post(
+            "/conversations/acme-fb:PSID_T/takeover",
+            json!({"by": "keyword"}),
+        )
+        .await;
+    assert_eq!(status, 422);
     let (status, view) = desk
         .post(
             "/conversations/acme-fb:PSID_T/takeover",

@@ -15,6 +15,10 @@ pub enum GmailError {
     HistoryGone,
     #[error("Gmail is rate limiting the mailbox")]
     Throttled,
+    /// A daily or sending limit of the mailbox is spent: nothing is tried
+    /// again for [`OVER_LIMIT_WAIT`].
+    #[error("the mailbox's Gmail daily or sending limit is spent: {0}")]
+    OverLimit(String),
     #[error("Gmail failed: {0}")]
     Server(String),
     /// The request provably never left.
@@ -28,6 +32,9 @@ pub enum GmailError {
     #[error("this instance no longer owns the mailbox's conversation")]
     Fenced,
 }
+
+/// How long replies wait once a mailbox's daily or sending limit is spent.
+pub const OVER_LIMIT_WAIT: std::time::Duration = std::time::Duration::from_secs(3600);
 
 impl GmailError {
     pub fn retryable(&self) -> bool {
@@ -77,23 +84,24 @@ pub(super) fn from_status(status: u16, body: &[u8]) -> GmailError {
     }
     let b: Body = serde_json::from_slice(body).unwrap_or_default();
     let message = truncate(&b.error.message);
-    // Google's usage limits: per second, per user, per day, the mailbox's
-    // sending limit. They pass; the reply waits and is tried again.
-    let limited = b.error.errors.iter().any(|e| {
-        matches!(
-            e.reason.as_str(),
-            "rateLimitExceeded"
-                | "userRateLimitExceeded"
-                | "dailyLimitExceeded"
-                | "quotaExceeded"
-                | "limitExceeded"
-        )
-    }) || {
-        let m = message.to_ascii_lowercase();
-        m.contains("rate limit") || m.contains("limit exceeded") || m.contains("quota exceeded")
-    };
+    // Google's usage limits: per second and per user (they pass in
+    // seconds), per day and the mailbox's sending limit (hours).
+    let reasons: Vec<&str> = b.error.errors.iter().map(|e| e.reason.as_str()).collect();
+    let lower = message.to_ascii_lowercase();
+    let daily = reasons
+        .iter()
+        .any(|r| matches!(*r, "dailyLimitExceeded" | "quotaExceeded" | "limitExceeded"))
+        || lower.contains("daily limit")
+        || lower.contains("sending limit")
+        || lower.contains("quota exceeded");
+    let limited = daily
+        || reasons
+            .iter()
+            .any(|r| matches!(*r, "rateLimitExceeded" | "userRateLimitExceeded"))
+        || lower.contains("rate limit");
     match status {
         429 => GmailError::Throttled,
+        403 if daily => GmailError::OverLimit(message),
         403 if limited => GmailError::Throttled,
         500..=599 => GmailError::Server(format!("{status} {message}")),
         _ => GmailError::Rejected(format!("{status} {message}")),
@@ -127,9 +135,18 @@ mod tests {
     #[test]
     fn usage_limits_pass_and_are_tried_again_other_refusals_are_final() {
         let daily = br#"{"error":{"code":403,"message":"Daily Limit Exceeded","errors":[{"domain":"usageLimits","reason":"dailyLimitExceeded"}]}}"#;
-        assert!(matches!(from_status(403, daily), GmailError::Throttled));
+        assert!(matches!(from_status(403, daily), GmailError::OverLimit(_)));
         let sending = br#"{"error":{"code":403,"message":"Mail sending limit exceeded"}}"#;
-        assert!(matches!(from_status(403, sending), GmailError::Throttled));
+        assert!(matches!(
+            from_status(403, sending),
+            GmailError::OverLimit(_)
+        ));
+        let user = br#"{"error":{"code":403,"message":"User-rate limit exceeded","errors":[{"reason":"userRateLimitExceeded"}]}}"#;
+        assert!(matches!(from_status(403, user), GmailError::Throttled));
+        // A spent limit waits an hour in the outbox, not tried every few seconds.
+        let e = crate::channels::gmail::reply::send_error(from_status(403, daily));
+        assert_eq!(e.kind, crate::channels::SendErrorKind::Throttled);
+        assert_eq!(e.retry_after, Some(OVER_LIMIT_WAIT));
         let denied = br#"{"error":{"code":403,"message":"Request had insufficient authentication scopes.","errors":[{"reason":"insufficientPermissions"}]}}"#;
         assert!(matches!(from_status(403, denied), GmailError::Rejected(_)));
     }

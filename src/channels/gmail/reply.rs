@@ -160,6 +160,7 @@ pub async fn send(
             return Ok(Sent {
                 message_id: found,
                 at_ms: crate::clock::now_ms(),
+                recording: Default::default(),
             });
         }
     }
@@ -184,6 +185,7 @@ pub async fn send(
     Ok(Sent {
         message_id: id,
         at_ms,
+        recording: Default::default(),
     })
 }
 
@@ -191,7 +193,7 @@ pub async fn send(
 pub fn send_error(e: GmailError) -> SendError {
     let kind = match &e {
         GmailError::Expired(_) => SendErrorKind::TokenExpired,
-        GmailError::Throttled => SendErrorKind::Throttled,
+        GmailError::Throttled | GmailError::OverLimit(_) => SendErrorKind::Throttled,
         GmailError::Server(_) => SendErrorKind::Server,
         GmailError::Transport(_) => SendErrorKind::Transport,
         GmailError::Ambiguous(_) => SendErrorKind::Ambiguous,
@@ -200,6 +202,9 @@ pub fn send_error(e: GmailError) -> SendError {
     };
     let mut err = SendError::refused(e.to_string());
     err.kind = kind;
+    if matches!(e, GmailError::OverLimit(_)) {
+        err.retry_after = Some(super::error::OVER_LIMIT_WAIT);
+    }
     err
 }
 

@@ -87,12 +87,8 @@ pub(super) async fn flush_outbox(state: &mut ConversationState) -> Result<(), Ac
                 continue;
             }
         };
-        // Held until the send's mark is written: a revoke waits for that
-        // write too, not only for the call (the call ending first, the mark
-        // was refused and the next owner sent the part again).
-        let Ok(_recording) = state.args.fence.enter_write() else {
-            return Err(Fenced.into());
-        };
+        // A sent part's write place, held until its mark is written below.
+        let mut _recording = None;
         let result = ctx
             .outbound
             .send(
@@ -110,6 +106,7 @@ pub(super) async fn flush_outbox(state: &mut ConversationState) -> Result<(), Ac
         let now = now_ms();
         let outcome = match result {
             Ok(sent) => {
+                _recording = Some(sent.recording.clone());
                 ctx.integrations.tokens.accepted(&conv.integration().id);
                 ctx.alerts.send_succeeded(&conv.integration().id);
                 // From when the request the platform took went out: a
@@ -136,16 +133,19 @@ pub(super) async fn flush_outbox(state: &mut ConversationState) -> Result<(), Ac
                 return Ok(());
             }
             Err(e) if e.retryable() => {
-                tracing::warn!(conversation = %state.args.id, error = %e, "Platform kept failing; the reply waits in the outbox");
-                ctx.alerts.send_failed(conv.integration(), &e.to_string());
-                // Not before the platform said (an account resting for a
-                // throttle says how long too).
-                let later = ctx
-                    .config
-                    .outbound
-                    .retry_later
-                    .max(e.retry_after.unwrap_or_default())
-                    .min(std::time::Duration::from_secs(3600));
+                let asked = e.retry_after.unwrap_or_default();
+                let later = if e.resting {
+                    // Not attempted (the account rests): nothing failed, and
+                    // the part goes once the rest is over.
+                    tracing::debug!(conversation = %state.args.id, error = %e, "The account rests; the reply waits");
+                    asked
+                } else {
+                    tracing::warn!(conversation = %state.args.id, error = %e, "Platform kept failing; the reply waits in the outbox");
+                    ctx.alerts.send_failed(conv.integration(), &e.to_string());
+                    // Not before the platform said.
+                    ctx.config.outbound.retry_later.max(asked)
+                }
+                .min(std::time::Duration::from_secs(3600));
                 conv.retry_outbox_at(now + later.as_millis() as u64);
                 telemetry::reply(channel, ReplyOutcome::RetryLater);
                 report(conv, &item, CommandOutcome::Queued);

@@ -128,7 +128,7 @@ fn a_customer_asking_again_keeps_the_person_and_their_timer() {
 }
 
 #[test]
-fn asking_again_never_gives_a_takeover_without_timer_one() {
+fn asking_again_keeps_a_persons_timer_when_the_default_is_off() {
     let settings =
         serde_json::json!({"auto_resume_after": "off", "escalation_keywords": ["human"]});
     let mut c = Conversation::new(integration_with(settings), "fb:C", "C", None, T0);

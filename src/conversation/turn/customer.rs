@@ -39,15 +39,18 @@ impl Conversation {
         if status == MessageStatus::RateLimited {
             return EventOutcome::RateLimited;
         }
+        if !self.integration.answers(&self.record.customer) {
+            // A commenter not on the integration's allowlist: kept, not
+            // answered (and not handed over), as in messages.
+            return EventOutcome::Recorded;
+        }
         if self.escalates(text) {
             self.take_over(BY_KEYWORD, self.default_resume_at(now_ms), now_ms);
         }
         if self.record.mode == Mode::Human {
             return EventOutcome::HumanMode;
         }
-        if !self.integration.enabled || !self.integration.answers(&self.record.customer) {
-            // Disabled, or a commenter not on the integration's allowlist:
-            // kept, not answered.
+        if !self.integration.enabled {
             return EventOutcome::Recorded;
         }
         self.record.comments.push(PendingComment {
