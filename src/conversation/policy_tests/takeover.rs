@@ -168,3 +168,21 @@ fn a_comment_from_someone_off_the_allowlist_is_kept_not_answered() {
     assert_eq!(c.apply(&comment, T0), EventOutcome::Recorded);
     assert!(c.record.comments.is_empty());
 }
+
+#[test]
+fn a_person_writing_keeps_the_ai_from_speaking_up_mid_exchange() {
+    let settings =
+        serde_json::json!({"auto_resume_after": "30m", "escalation_keywords": ["human"]});
+    let mut c = Conversation::new(integration_with(settings), "fb:C", "C", None, T0);
+    c.apply(&message("m1", "human", T0), T0);
+    assert_eq!(c.record.auto_resume_ms, Some(T0 + 30 * 60_000));
+    // The person answers from the Page inbox 20 minutes in.
+    let at = T0 + 20 * 60_000;
+    c.apply(&echo("m_inbox", at), at);
+    assert_eq!(c.record.auto_resume_ms, Some(at + 30 * 60_000));
+    assert_eq!(
+        c.record.takeover_by.as_deref(),
+        Some("keyword"),
+        "same owner"
+    );
+}

@@ -123,3 +123,15 @@ fn analytics_count_inbound_outbound_deliveries_and_reads_per_day() {
     );
     assert_eq!(day.day, (T0 / (24 * H)) as u32);
 }
+
+#[test]
+fn a_stamp_ahead_of_the_arrival_does_not_hold_the_window_open() {
+    let mut c = Conversation::new(integration(100, 0, true), "fb:C", "C", None, T0);
+    let ahead = InboundEvent {
+        received_at_ms: T0,
+        ..message("m1", "hi", T0 + 20 * H)
+    };
+    c.apply(&ahead, T0);
+    assert_eq!(c.record.last_inbound_ms, Some(T0 + 60_000));
+    assert_eq!(c.record.window_opened_ms, Some(T0 + 60_000));
+}

@@ -9,6 +9,10 @@ use crate::channels::choices;
 use crate::event::InboundEvent;
 use crate::store::{CommentRef, Direction, MessageStatus, Mode, PendingComment, PendingInbound};
 
+/// How far ahead of its arrival a message's own time is believed for the
+/// messaging window.
+const WINDOW_CLOCK_SKEW_MS: u64 = 60_000;
+
 impl Conversation {
     /// A public comment: answered by the assistant under the comment, no
     /// delay and no messaging window; a person's takeover silences it too.
@@ -116,12 +120,17 @@ impl Conversation {
         {
             self.expire();
         }
+        // The platform opened the window when it received the message: a
+        // stamp ahead of the arrival (a clock off by hours, believed up to a
+        // day for ordering) must not hold it open past the platform's.
+        let opened = event
+            .timestamp_ms
+            .min(event.received_at_ms.saturating_add(WINDOW_CLOCK_SKEW_MS));
         let last_inbound = self.record.last_inbound_ms;
-        if last_inbound.is_none_or(|t| event.timestamp_ms >= t.saturating_add(window::STANDARD_MS))
-        {
-            self.record.window_opened_ms = Some(event.timestamp_ms);
+        if last_inbound.is_none_or(|t| opened >= t.saturating_add(window::STANDARD_MS)) {
+            self.record.window_opened_ms = Some(opened);
         }
-        self.record.last_inbound_ms = Some(last_inbound.unwrap_or(0).max(event.timestamp_ms));
+        self.record.last_inbound_ms = Some(last_inbound.unwrap_or(0).max(opened));
         self.count(event.timestamp_ms, |c| c.inbound += 1);
         let Inbound {
             key,
@@ -158,7 +167,7 @@ impl Conversation {
         if self.record.mode == Mode::Human {
             return EventOutcome::HumanMode;
         }
-        if window::ai_may_answer(event.channel, event.timestamp_ms, now_ms).is_err() {
+        if window::ai_may_answer(event.channel, opened, now_ms).is_err() {
             return EventOutcome::WindowClosed;
         }
         if !self.integration.enabled {

@@ -55,9 +55,7 @@ impl Conversation {
             AgentAction::Message { text, attachment } => match self.agent_tag(now_ms) {
                 Err(closed) => CommandResult::Refused(closed.to_string()),
                 Ok(_) => {
-                    if self.record.mode == Mode::Ai {
-                        self.take_over(BY_AGENT, self.default_resume_at(now_ms), now_ms);
-                    }
+                    self.person_writes(BY_AGENT, now_ms);
                     self.plan_agent_message(text, attachment.as_ref(), command, now_ms);
                     CommandResult::Queued
                 }
@@ -146,10 +144,28 @@ impl Conversation {
         }
         self.remember(mid.to_string(), now_ms);
         self.count(event.timestamp_ms, |c| c.outbound += 1);
-        if self.record.mode == Mode::Ai {
-            self.take_over(BY_INBOX, self.default_resume_at(now_ms), now_ms);
-        }
+        self.person_writes(BY_INBOX, now_ms);
         EventOutcome::Recorded
+    }
+
+    /// A person wrote to the customer: the conversation becomes theirs (as
+    /// `by`), or, already a person's, its timer is pushed to at least
+    /// `auto_resume_after` from now, so the AI does not speak up in the
+    /// middle of their exchange (a takeover without a timer keeps none).
+    fn person_writes(&mut self, by: &str, now_ms: u64) {
+        if self.record.mode == Mode::Ai {
+            self.take_over(by, self.default_resume_at(now_ms), now_ms);
+            return;
+        }
+        if let (Some(at), Some(later)) =
+            (self.record.auto_resume_ms, self.default_resume_at(now_ms))
+        {
+            if later > at {
+                self.record.auto_resume_ms = Some(later);
+                self.unsaved.takeover_changed = true;
+                self.dirty = true;
+            }
+        }
     }
 
     /// When a takeover started now ends by itself, by the integration's
