@@ -156,6 +156,16 @@ pub struct Recording {
     _held: Option<Arc<FenceGuard>>,
 }
 
+impl Recording {
+    /// A write place taken before a call that cannot hand its own over (a
+    /// mailbox's send, made of several calls), held until the mark.
+    pub fn held(write: FenceGuard) -> Self {
+        Self {
+            _held: Some(Arc::new(write)),
+        }
+    }
+}
+
 impl PartialEq for Recording {
     fn eq(&self, _: &Self) -> bool {
         true

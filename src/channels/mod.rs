@@ -182,13 +182,16 @@ impl Outbound {
         let mut body = platform.message_body(customer, &outbound, tag);
         if integration.channel == ChannelKind::Web {
             // Not from an instance that no longer owns the conversation.
-            let Ok(_owned) = fence.enter() else {
+            let Ok(owned) = fence.enter() else {
                 return Err(SendError::fenced());
             };
             if let Some(name) = about.sender {
                 body["name"] = serde_json::json!(name);
             }
-            return Ok(self.web_message(integration, customer, part, &mut body));
+            let mut sent = self.web_message(integration, customer, part, &mut body);
+            // Delivered: a write place until its mark is written.
+            sent.recording = fence.recording(owned);
+            return Ok(sent);
         }
         if integration.channel == ChannelKind::Gmail {
             let Some(api) = &self.gmail else {

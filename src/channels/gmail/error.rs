@@ -88,17 +88,22 @@ pub(super) fn from_status(status: u16, body: &[u8]) -> GmailError {
     // seconds), per day and the mailbox's sending limit (hours).
     let reasons: Vec<&str> = b.error.errors.iter().map(|e| e.reason.as_str()).collect();
     let lower = message.to_ascii_lowercase();
+    // By Google's reason, or the words of the daily and sending limits
+    // ("quota exceeded" alone may be a per-minute quota).
     let daily = reasons
         .iter()
-        .any(|r| matches!(*r, "dailyLimitExceeded" | "quotaExceeded" | "limitExceeded"))
+        .any(|r| matches!(*r, "dailyLimitExceeded" | "limitExceeded"))
         || lower.contains("daily limit")
-        || lower.contains("sending limit")
-        || lower.contains("quota exceeded");
+        || lower.contains("sending limit");
     let limited = daily
-        || reasons
-            .iter()
-            .any(|r| matches!(*r, "rateLimitExceeded" | "userRateLimitExceeded"))
-        || lower.contains("rate limit");
+        || reasons.iter().any(|r| {
+            matches!(
+                *r,
+                "rateLimitExceeded" | "userRateLimitExceeded" | "quotaExceeded"
+            )
+        })
+        || lower.contains("rate limit")
+        || lower.contains("quota exceeded");
     match status {
         429 => GmailError::Throttled,
         403 if daily => GmailError::OverLimit(message),

@@ -176,6 +176,12 @@ pub async fn send(
     let raw =
         build(&integration.account_id, to, &answering, text, part).map_err(SendError::refused)?;
     let at_ms = crate::clock::now_ms();
+    // A write place from before the send until its mark is written: a
+    // revoke between the two would refuse the mark, and the next owner
+    // would send the email again.
+    let Ok(write) = fence.enter_write() else {
+        return Err(SendError::fenced());
+    };
     let id = match api.send(integration, &raw, Some(thread), fence).await {
         Ok(id) => id,
         // Gmail may have taken it before failing: confirmed, not repeated.
@@ -185,7 +191,7 @@ pub async fn send(
     Ok(Sent {
         message_id: id,
         at_ms,
-        recording: Default::default(),
+        recording: crate::fence::Recording::held(write),
     })
 }
 

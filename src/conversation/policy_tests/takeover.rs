@@ -186,3 +186,17 @@ fn a_person_writing_keeps_the_ai_from_speaking_up_mid_exchange() {
         "same owner"
     );
 }
+
+#[test]
+fn a_person_writing_keeps_a_short_takeover_short() {
+    let settings = serde_json::json!({"auto_resume_after": "24h"});
+    let mut c = Conversation::new(integration_with(settings), "fb:C", "C", None, T0);
+    c.apply(&agent("cmd1", takeover(Some(5)), T0), T0);
+    let at = T0 + 4 * 60_000;
+    c.apply(&echo("m_inbox", at), at);
+    assert_eq!(
+        c.record.auto_resume_ms,
+        Some(at + 5 * 60_000),
+        "its own 5 minutes"
+    );
+}

@@ -149,22 +149,27 @@ impl Conversation {
     }
 
     /// A person wrote to the customer: the conversation becomes theirs (as
-    /// `by`), or, already a person's, its timer is pushed to at least
-    /// `auto_resume_after` from now, so the AI does not speak up in the
-    /// middle of their exchange (a takeover without a timer keeps none).
+    /// `by`), or, already a person's, its timer is pushed so that at least
+    /// the takeover's own span (`auto_resume_after` at most) is left from
+    /// now: the AI does not speak up in the middle of their exchange, and a
+    /// short takeover stays short (a takeover without a timer keeps none).
     fn person_writes(&mut self, by: &str, now_ms: u64) {
         if self.record.mode == Mode::Ai {
             self.take_over(by, self.default_resume_at(now_ms), now_ms);
             return;
         }
-        if let (Some(at), Some(later)) =
-            (self.record.auto_resume_ms, self.default_resume_at(now_ms))
-        {
-            if later > at {
-                self.record.auto_resume_ms = Some(later);
-                self.unsaved.takeover_changed = true;
-                self.dirty = true;
-            }
+        let Some(at) = self.record.auto_resume_ms else {
+            return;
+        };
+        let mut span = at.saturating_sub(self.record.takeover_since_ms.unwrap_or(at));
+        if let Some(default) = self.default_resume_at(now_ms) {
+            span = span.min(default.saturating_sub(now_ms));
+        }
+        let later = now_ms.saturating_add(span);
+        if later > at {
+            self.record.auto_resume_ms = Some(later);
+            self.unsaved.takeover_changed = true;
+            self.dirty = true;
         }
     }
 

@@ -408,9 +408,16 @@ impl Mailboxes {
                 (None, Some(att)) => match self.api.attachment(config, &email.id, att, fence).await
                 {
                     Ok(b) => Some(b),
+                    // A spent limit passes: the mail is read again later,
+                    // its attachment with it.
                     Err(e)
                         if e.retryable()
-                            || matches!(e, GmailError::Expired(_) | GmailError::Fenced) =>
+                            || matches!(
+                                e,
+                                GmailError::Expired(_)
+                                    | GmailError::Fenced
+                                    | GmailError::OverLimit(_)
+                            ) =>
                     {
                         return Err(e)
                     }
