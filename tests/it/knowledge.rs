@@ -287,8 +287,9 @@ async fn an_assistant_serving_two_tenants_takes_no_documents() {
     assert!(body["error"].as_str().unwrap().contains("acme, globex"));
 }
 
-#[test]
-fn an_assistant_of_one_tenant_cannot_answer_for_another() {
+/// Why the test config does not load with `keys` added to the rules
+/// assistant and `tail` after it.
+fn refused_with(keys: &str, tail: &str) -> String {
     let dir = tempfile::tempdir().unwrap();
     let toml = crate::support::config_toml(
         dir.path(),
@@ -297,13 +298,16 @@ fn an_assistant_of_one_tenant_cannot_answer_for_another() {
         "127.0.0.1:0",
         0,
     )
-    .replace(
-        "kind = \"rules\"\n",
-        "kind = \"rules\"\ntenant = \"globex\"\n",
-    ) + "\n[[tenants]]\nid = \"globex\"\n";
-    let err = switchboard::config::load_from_str(&toml, &[])
+    .replace("kind = \"rules\"\n", &format!("kind = \"rules\"\n{keys}"))
+        + tail;
+    switchboard::config::load_from_str(&toml, &[])
         .unwrap_err()
-        .to_string();
+        .to_string()
+}
+
+#[test]
+fn an_assistant_of_one_tenant_cannot_answer_for_another() {
+    let err = refused_with("tenant = \"globex\"\n", "\n[[tenants]]\nid = \"globex\"\n");
     assert!(
         err.contains("assistant \"support\" belongs to tenant \"globex\", not \"acme\""),
         "{err}"
@@ -312,21 +316,10 @@ fn an_assistant_of_one_tenant_cannot_answer_for_another() {
 
 #[test]
 fn a_rules_assistant_s_embeddings_key_must_be_set() {
-    let dir = tempfile::tempdir().unwrap();
-    let toml = crate::support::config_toml(
-        dir.path(),
-        "http://127.0.0.1:9/v21.0",
-        "127.0.0.1:0",
-        "127.0.0.1:0",
-        0,
-    )
-    .replace(
-        "kind = \"rules\"\n",
-        "kind = \"rules\"\nbase_url = \"http://127.0.0.1:9/v1\"\nembeddings_model = \"e\"\napi_key_env = \"SWITCHBOARD_TEST_NO_SUCH_KEY\"\n",
+    let err = refused_with(
+        "base_url = \"http://127.0.0.1:9/v1\"\nembeddings_model = \"e\"\napi_key_env = \"SWITCHBOARD_TEST_NO_SUCH_KEY\"\n",
+        "",
     );
-    let err = switchboard::config::load_from_str(&toml, &[])
-        .unwrap_err()
-        .to_string();
     assert!(
         err.contains("SWITCHBOARD_TEST_NO_SUCH_KEY, which is not set"),
         "{err}"

@@ -442,15 +442,7 @@ async fn a_knowledge_base_unread_at_start_is_not_taken_for_an_empty_one() {
     let docs = format!("http://{}/api/v1/assistants/support/documents", engine.addr);
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     loop {
-        let list: serde_json::Value = reqwest::Client::new()
-            .get(&docs)
-            .bearer_auth("admin")
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let (_, list) = admin_get(&docs).await;
         if list["passages"].as_u64().unwrap_or(0) > 0 {
             break;
         }
@@ -482,17 +474,9 @@ async fn wait_view(
     let url = format!("http://{}/api/v1/conversations/{id}", engine.addr);
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     loop {
-        let r = reqwest::Client::new()
-            .get(&url)
-            .bearer_auth("admin")
-            .send()
-            .await
-            .unwrap();
-        if r.status() == 200 {
-            let v: serde_json::Value = r.json().await.unwrap();
-            if done(&v) {
-                return v;
-            }
+        let (status, v) = admin_get(&url).await;
+        if status == 200 && done(&v) {
+            return v;
         }
         assert!(
             tokio::time::Instant::now() < deadline,
@@ -537,4 +521,16 @@ async fn an_unknown_account_is_refused_while_the_stored_integrations_cannot_be_r
         })
         .await;
     engine.shutdown().await;
+}
+
+/// GET `url` with the admin token: (status, JSON body or null).
+async fn admin_get(url: &str) -> (u16, serde_json::Value) {
+    let r = reqwest::Client::new()
+        .get(url)
+        .bearer_auth("admin")
+        .send()
+        .await
+        .unwrap();
+    let status = r.status().as_u16();
+    (status, r.json().await.unwrap_or(serde_json::Value::Null))
 }
