@@ -152,6 +152,27 @@ pub fn reply_call(surface: CommentSurface, comment_id: &str, text: &str) -> (Str
     (format!("{comment_id}/{edge}"), json!({ "message": text }))
 }
 
+/// Where a comment's replies are read, and the fields asked for.
+pub fn replies_call(surface: CommentSurface, comment_id: &str) -> (String, &'static str) {
+    match surface {
+        CommentSurface::Instagram => (format!("{comment_id}/replies"), "id,text,from"),
+        CommentSurface::Page => (format!("{comment_id}/comments"), "id,message,from"),
+    }
+}
+
+/// The id of a reply in `listing` (a comment's replies as the Graph API
+/// lists them) with this `text`, from `account` when the listing says who
+/// wrote it.
+pub fn find_reply(listing: &Value, account: &str, text: &str) -> Option<String> {
+    listing["data"].as_array()?.iter().find_map(|r| {
+        let said = r["text"].as_str().or_else(|| r["message"].as_str())?;
+        let by = r["from"]["id"].as_str();
+        (said.trim() == text.trim() && by.is_none_or(|by| by == account))
+            .then(|| r["id"].as_str().map(str::to_string))
+            .flatten()
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use crate::channels::webhook::parse;

@@ -171,6 +171,34 @@ impl GraphClient {
     /// platform without a status coming back is ambiguous (never retried
     /// here: the caller confirms it first). A 2xx status means accepted,
     /// whatever the body says or however much of it arrived.
+    /// One GET of `{graph_base_url}/{path}` with `query`: a read, never
+    /// retried here.
+    pub async fn get(
+        &self,
+        path: &str,
+        token: &Secret,
+        query: &[(&str, &str)],
+    ) -> Result<Value, SendError> {
+        let url = format!("{}/{}", self.base_url, path);
+        let response = self
+            .http
+            .get(&url)
+            .query(query)
+            .bearer_auth(token.expose())
+            .send()
+            .await
+            .map_err(|e| SendError::transport(describe_reqwest(&e)))?;
+        let status = response.status().as_u16();
+        let bytes = capped_body(response)
+            .await
+            .map_err(|e| SendError::transport(describe_reqwest(&e)))?;
+        if !(200..300).contains(&status) {
+            return Err(SendError::from_response(status, &bytes));
+        }
+        serde_json::from_slice(&bytes)
+            .map_err(|_| SendError::refused("the Graph API's answer is not JSON"))
+    }
+
     async fn post_once(&self, url: &str, token: &Secret, body: &Value) -> Result<Value, SendError> {
         let response = self
             .http

@@ -240,6 +240,33 @@ impl Outbound {
         }
     }
 
+    /// The id of the account's public reply `text` under `comment`, if the
+    /// comment's replies show one: a reply whose answer was lost is
+    /// confirmed here, as no echo or status ever confirms it.
+    pub async fn find_comment_reply(
+        &self,
+        integration: &IntegrationConfig,
+        comment: &crate::store::CommentRef,
+        text: &str,
+    ) -> Result<Option<String>, SendError> {
+        self.cooldowns.check(&integration.id)?;
+        self.paced(integration).await;
+        let (path, fields) = comments::replies_call(comment.surface, &comment.comment_id);
+        let listing = self
+            .graph
+            .get(
+                &path,
+                &integration.access_token,
+                &[("fields", fields), ("limit", "100")],
+            )
+            .await?;
+        Ok(comments::find_reply(
+            &listing,
+            &integration.account_id,
+            text,
+        ))
+    }
+
     /// Shows the typing indicator to the customer (WhatsApp names the
     /// customer's last message, `last_mid`, and marks it read).
     pub async fn typing_on(

@@ -312,6 +312,46 @@ async fn without_any_confirmation_the_part_is_resent_after_the_wait() {
     b.engine.shutdown().await;
 }
 
+/// A public reply has no echo or status: one whose answer came after the
+/// timeout is found among the comment's replies once the wait has passed,
+/// and not posted again.
+#[tokio::test]
+async fn a_lost_answer_to_a_public_reply_is_found_under_the_comment_not_posted_twice() {
+    let b = Bench::start(Some(Fault::LateAnswer), false).await;
+    let now = switchboard::clock::now_ms();
+    let feed = serde_json::to_vec(&json!({"object": "page", "entry": [{"id": PAGE, "time": now, "changes": [
+        {"field": "feed", "value": {"from": {"id": "USER_C", "name": "Ana"}, "post_id": format!("{PAGE}_9"),
+         "comment_id": "9_1", "item": "comment", "verb": "add", "created_time": now / 1000,
+         "message": "What are your hours?"}}]}]}))
+    .unwrap();
+    assert_eq!(post_webhook(&b.url(), feed, Some(APP_SECRET)).await, 200);
+    let posted = || {
+        b.sim
+            .calls()
+            .into_iter()
+            .filter(|c| c.status == 200 && c.kind == Some(CallKind::PageCommentReply))
+            .count()
+    };
+    // Past the confirmation wait (4 s) and the late answer (1.5 s).
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(8);
+    while tokio::time::Instant::now() < deadline {
+        assert!(posted() <= 1, "posted again: {:#?}", b.sim.calls());
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(posted(), 1);
+    let metrics = b.metrics().await;
+    assert_eq!(
+        counted(
+            &metrics,
+            "switchboard_ambiguous_sends_total",
+            "outcome=\"resent\""
+        ),
+        0,
+        "{metrics}"
+    );
+    b.engine.shutdown().await;
+}
+
 /// Meta delivers a refused webhook again later, and the echo that confirms
 /// a send may be among them: after the engine turned a webhook away (here a
 /// request whose body never came, 408), a part waiting for its echo is not

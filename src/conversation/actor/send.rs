@@ -60,6 +60,13 @@ pub(super) async fn flush_outbox(state: &mut ConversationState) -> Result<(), Ac
             return Ok(());
         };
         if resend {
+            // A public reply has no echo or status: the comment's replies
+            // say whether it went (a failed read leaves it to the resend).
+            if let Some(id) = comment_reply_found(&ctx, conv).await {
+                conv.part_sent(id, now);
+                persist(state).await?;
+                continue;
+            }
             telemetry::part_resent(&state.args.id, channel);
             conv.resend_unconfirmed(now + wait);
             persist(state).await?;
@@ -179,6 +186,24 @@ pub(super) async fn flush_outbox(state: &mut ConversationState) -> Result<(), Ac
         };
         report(conv, &item, outcome);
         persist(state).await?;
+    }
+}
+
+/// The id of the first part's public reply, if it is a comment reply the
+/// comment's replies show.
+async fn comment_reply_found(ctx: &EngineContext, conv: &Conversation) -> Option<String> {
+    let part = conv.record.outbox.first()?;
+    let comment = part.comment.as_ref()?;
+    match ctx
+        .outbound
+        .find_comment_reply(conv.integration(), comment, &part.text)
+        .await
+    {
+        Ok(found) => found,
+        Err(e) => {
+            tracing::debug!(conversation = %conv.record.id, error = %e, "The comment's replies could not be read; the reply is sent again");
+            None
+        }
     }
 }
 

@@ -20,7 +20,8 @@ mod control;
 pub mod faults;
 pub mod gmail;
 pub mod model;
-pub mod receipts;
+mod reads;
+mod receipts;
 mod tokens;
 pub mod validate;
 
@@ -296,6 +297,11 @@ async fn graph(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
+    if method == Method::GET {
+        if let Some(listing) = reads::comment_replies(&state, &segments(uri.path())) {
+            return listing;
+        }
+    }
     let seq = state.seq.fetch_add(1, Ordering::Relaxed);
     let path = uri.path().to_string();
     let token_fingerprint = if state.record_limit > 0 {
@@ -365,7 +371,7 @@ async fn graph(
             tokio::time::sleep(std::time::Duration::from_millis(late_ms)).await;
             (status, Json(response)).into_response()
         }
-        Some(Fault::CutAnswer) => cut_answer(status, &response),
+        Some(Fault::CutAnswer) => reads::cut_answer(status, &response),
         Some(Fault::HtmlAnswer) => (
             status,
             [(axum::http::header::CONTENT_TYPE, "text/html")],
@@ -374,32 +380,6 @@ async fn graph(
             .into_response(),
         _ => (status, Json(response)).into_response(),
     }
-}
-
-/// A 200 whose status line and headers arrive (announcing the whole JSON
-/// body) and whose connection then drops after half the body.
-fn cut_answer(status: StatusCode, response: &Value) -> Response {
-    let bytes = response.to_string().into_bytes();
-    let half = bytes::Bytes::copy_from_slice(&bytes[..bytes.len() / 2]);
-    let chunks: Vec<Result<bytes::Bytes, std::io::Error>> = vec![
-        Ok(half),
-        Err(std::io::Error::new(
-            std::io::ErrorKind::ConnectionReset,
-            "connection cut mid-body",
-        )),
-    ];
-    let body = axum::body::Body::from_stream(futures_util::stream::iter(chunks));
-    let mut out = Response::new(body);
-    *out.status_mut() = status;
-    out.headers_mut().insert(
-        axum::http::header::CONTENT_TYPE,
-        axum::http::HeaderValue::from_static("application/json"),
-    );
-    out.headers_mut().insert(
-        axum::http::header::CONTENT_LENGTH,
-        axum::http::HeaderValue::from(bytes.len()),
-    );
-    out
 }
 
 /// The fate of one call. A refused valid call keeps its description so
