@@ -160,6 +160,15 @@ pub fn replies_call(surface: CommentSurface, comment_id: &str) -> (String, &'sta
     }
 }
 
+/// The listing's order and size: newest first where the API can be told
+/// (Page comments come oldest first otherwise), few enough to read whole.
+pub fn replies_query(surface: CommentSurface) -> &'static [(&'static str, &'static str)] {
+    match surface {
+        CommentSurface::Instagram => &[("limit", "50")],
+        CommentSurface::Page => &[("limit", "50"), ("order", "reverse_chronological")],
+    }
+}
+
 /// The id of a reply in `listing` (a comment's replies as the Graph API
 /// lists them) with this `text`, from `account` when the listing says who
 /// wrote it.
@@ -175,6 +184,7 @@ pub fn find_reply(listing: &Value, account: &str, text: &str) -> Option<String> 
 
 #[cfg(test)]
 mod tests {
+    use super::find_reply;
     use crate::channels::webhook::parse;
     use crate::event::{CommentSurface, EventKind};
 
@@ -238,5 +248,29 @@ mod tests {
         assert_eq!(body, serde_json::json!({"message": "Yes!"}));
         let (path, _) = super::reply_call(CommentSurface::Page, "77_88", "Yes!");
         assert_eq!(path, "77_88/comments");
+    }
+
+    #[test]
+    fn a_reply_is_the_account_s_with_the_same_text() {
+        let page = serde_json::json!({"data": [
+            {"id": "9_5", "message": "We're open 9-5.", "from": {"id": "USER_2", "name": "Bo"}},
+            {"id": "9_6", "message": " We're open 9-5. ", "from": {"id": "PAGE_1", "name": "Acme"}}
+        ]});
+        assert_eq!(
+            find_reply(&page, "PAGE_1", "We're open 9-5.").as_deref(),
+            Some("9_6")
+        );
+        assert_eq!(find_reply(&page, "PAGE_1", "Another text"), None);
+        assert_eq!(
+            find_reply(&page, "PAGE_2", "We're open 9-5."),
+            None,
+            "another author"
+        );
+        let ig = serde_json::json!({"data": [{"id": "17_1", "text": "Hi!", "from": {"id": "IG_1", "username": "acme"}}]});
+        assert_eq!(find_reply(&ig, "IG_1", "Hi!").as_deref(), Some("17_1"));
+        assert_eq!(
+            find_reply(&serde_json::json!({"error": {}}), "IG_1", "Hi!"),
+            None
+        );
     }
 }

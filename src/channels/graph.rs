@@ -166,11 +166,6 @@ impl GraphClient {
         }
     }
 
-    /// One call. A request that provably never left (no connection) is a
-    /// transport error, retried at once; one that may have reached the
-    /// platform without a status coming back is ambiguous (never retried
-    /// here: the caller confirms it first). A 2xx status means accepted,
-    /// whatever the body says or however much of it arrived.
     /// One GET of `{graph_base_url}/{path}` with `query`: a read, never
     /// retried here.
     pub async fn get(
@@ -199,6 +194,11 @@ impl GraphClient {
             .map_err(|_| SendError::refused("the Graph API's answer is not JSON"))
     }
 
+    /// One call. A request that provably never left (no connection) is a
+    /// transport error, retried at once; one that may have reached the
+    /// platform without a status coming back is ambiguous (never retried
+    /// here: the caller confirms it first). A 2xx status means accepted,
+    /// whatever the body says or however much of it arrived.
     async fn post_once(&self, url: &str, token: &Secret, body: &Value) -> Result<Value, SendError> {
         let response = self
             .http

@@ -252,14 +252,14 @@ impl Outbound {
         self.cooldowns.check(&integration.id)?;
         self.paced(integration).await;
         let (path, fields) = comments::replies_call(comment.surface, &comment.comment_id);
+        let mut query = vec![("fields", fields)];
+        query.extend_from_slice(comments::replies_query(comment.surface));
         let listing = self
             .graph
-            .get(
-                &path,
-                &integration.access_token,
-                &[("fields", fields), ("limit", "100")],
-            )
-            .await?;
+            .get(&path, &integration.access_token, &query)
+            .await;
+        self.cooldowns.note(&integration.id, &listing);
+        let listing = listing?;
         Ok(comments::find_reply(
             &listing,
             &integration.account_id,

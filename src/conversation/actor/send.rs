@@ -63,7 +63,9 @@ pub(super) async fn flush_outbox(state: &mut ConversationState) -> Result<(), Ac
             // A public reply has no echo or status: the comment's replies
             // say whether it went (a failed read leaves it to the resend).
             if let Some(id) = comment_reply_found(&ctx, conv).await {
+                ctx.alerts.send_succeeded(&conv.integration().id);
                 conv.part_sent(id, now);
+                telemetry::reply(channel, ReplyOutcome::Sent);
                 persist(state).await?;
                 continue;
             }
@@ -201,7 +203,7 @@ async fn comment_reply_found(ctx: &EngineContext, conv: &Conversation) -> Option
     {
         Ok(found) => found,
         Err(e) => {
-            tracing::debug!(conversation = %conv.record.id, error = %e, "The comment's replies could not be read; the reply is sent again");
+            tracing::warn!(conversation = %conv.record.id, error = %e, "The comment's replies could not be read (the token may lack the permission to read comments); the reply is sent again");
             None
         }
     }
