@@ -93,6 +93,17 @@ impl Bench {
         }
     }
 
+    /// Asserts how many parts were sent again after their wait.
+    async fn assert_resent(&self, n: u64) {
+        let metrics = self.metrics().await;
+        let resent = counted(
+            &metrics,
+            "switchboard_ambiguous_sends_total",
+            "outcome=\"resent\"",
+        );
+        assert_eq!(resent, n, "{metrics}");
+    }
+
     fn url(&self) -> String {
         format!("http://{}/webhooks/meta/main", self.engine.addr)
     }
@@ -299,16 +310,7 @@ async fn without_any_confirmation_the_part_is_resent_after_the_wait() {
     let body = messages_body(&[("C_LOST", "m_lost", "What are your hours?")]);
     assert_eq!(post_webhook(&b.url(), body, Some(APP_SECRET)).await, 200);
     b.wait_for_replies("C_LOST", 2).await;
-    let metrics = b.metrics().await;
-    assert_eq!(
-        counted(
-            &metrics,
-            "switchboard_ambiguous_sends_total",
-            "outcome=\"resent\""
-        ),
-        1,
-        "{metrics}"
-    );
+    b.assert_resent(1).await;
     b.engine.shutdown().await;
 }
 
@@ -339,16 +341,7 @@ async fn a_lost_answer_to_a_public_reply_is_found_under_the_comment_not_posted_t
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     assert_eq!(posted(), 1);
-    let metrics = b.metrics().await;
-    assert_eq!(
-        counted(
-            &metrics,
-            "switchboard_ambiguous_sends_total",
-            "outcome=\"resent\""
-        ),
-        0,
-        "{metrics}"
-    );
+    b.assert_resent(0).await;
     b.engine.shutdown().await;
 }
 
