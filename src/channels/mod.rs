@@ -73,6 +73,28 @@ pub struct Outbound {
     pub web: Arc<web::hub::WebHub>,
 }
 
+/// Audio and video calls a second per Messenger Page or Instagram account,
+/// at most (Meta's Send API limit for them).
+const MEDIA_RATE: u32 = 10;
+
+/// The second limiter a part waits for, if any: Meta's Send API takes
+/// audio and video at 10 calls a second per Page or Instagram account (text
+/// and the rest at 300).
+fn media_pacing(integration: &IntegrationConfig, part: &OutboxItem) -> Option<(String, u32)> {
+    let heavy = part
+        .attachment
+        .as_ref()
+        .is_some_and(|a| matches!(a.kind.as_str(), "audio" | "video"));
+    let meta_send_api = matches!(
+        integration.channel,
+        ChannelKind::Messenger | ChannelKind::Instagram
+    );
+    (heavy && meta_send_api).then(|| {
+        let rate = MEDIA_RATE.min(integration.send_rate_per_second());
+        (format!("{}#media", integration.id), rate)
+    })
+}
+
 /// An account's send rate and its limiter.
 type Pacer = (u32, Arc<DefaultDirectRateLimiter>);
 
@@ -103,17 +125,22 @@ impl Outbound {
 
     /// Waits for the account's turn to call the platform.
     async fn paced(&self, integration: &IntegrationConfig) {
-        let rate = integration.send_rate_per_second();
+        self.paced_as(&integration.id, integration.send_rate_per_second())
+            .await;
+    }
+
+    /// Waits for a turn of limiter `key` at `rate` calls a second.
+    async fn paced_as(&self, key: &str, rate: u32) {
         let pacer = {
             let Ok(mut pacers) = self.pacers.lock() else {
                 return;
             };
-            match pacers.get(&integration.id) {
+            match pacers.get(key) {
                 Some((r, p)) if *r == rate => p.clone(),
                 _ => {
                     let per_second = NonZeroU32::new(rate).unwrap_or(NonZeroU32::MIN);
                     let p = Arc::new(RateLimiter::direct(Quota::per_second(per_second)));
-                    pacers.insert(integration.id.clone(), (rate, p.clone()));
+                    pacers.insert(key.to_string(), (rate, p.clone()));
                     p
                 }
             }
@@ -146,6 +173,9 @@ impl Outbound {
         }
         if integration.channel != ChannelKind::Gmail {
             self.paced(integration).await;
+        }
+        if let Some((key, rate)) = media_pacing(integration, part) {
+            self.paced_as(&key, rate).await;
         }
         if let Some(c) = &part.comment {
             let (path, body) = comments::reply_call(c.surface, &c.comment_id, &part.text);
@@ -309,5 +339,41 @@ impl Outbound {
             )
             .await
             .map(|_| ())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn audio_and_video_on_meta_s_send_api_wait_for_their_own_rate() {
+        let integration = |channel: &str| -> IntegrationConfig {
+            serde_json::from_value(serde_json::json!({
+                "id": "fb", "tenant": "t", "channel": channel, "app": "main",
+                "account_id": "P", "access_token": "t", "assistant": "a",
+            }))
+            .unwrap()
+        };
+        let part = |kind: Option<&str>| -> OutboxItem {
+            let mut v = serde_json::json!({"seq": 1, "text": "", "part_id": "p",
+                "received_at_ms": 0, "delay_ms": 0, "first_of_turn": true});
+            if let Some(kind) = kind {
+                v["attachment"] = serde_json::json!({"type": kind, "url": "https://x.test/f"});
+            }
+            serde_json::from_value(v).unwrap()
+        };
+        let messenger = integration("messenger");
+        assert_eq!(
+            media_pacing(&messenger, &part(Some("video"))),
+            Some(("fb#media".to_string(), 10))
+        );
+        assert!(media_pacing(&integration("instagram"), &part(Some("audio"))).is_some());
+        assert_eq!(media_pacing(&messenger, &part(Some("image"))), None);
+        assert_eq!(media_pacing(&messenger, &part(None)), None);
+        assert_eq!(
+            media_pacing(&integration("whatsapp"), &part(Some("video"))),
+            None
+        );
     }
 }
