@@ -78,6 +78,13 @@ impl Embedder {
             }
             bytes.extend_from_slice(&chunk);
         }
+        if matches!(status.as_u16(), 401 | 403) {
+            // Not the server's words: some echo the key they refused.
+            return Err(fail(format!(
+                "HTTP {}: the embeddings server refused the API key",
+                status.as_u16()
+            )));
+        }
         let body: Value = serde_json::from_slice(&bytes)
             .map_err(|e| fail(format!("the answer is not JSON: {e}")))?;
         if !status.is_success() {
@@ -124,4 +131,43 @@ pub fn normalized(mut v: Vec<f32>) -> Vec<f32> {
 
 pub fn dot(a: &[f32], b: &[f32]) -> f32 {
     a.iter().zip(b).map(|(x, y)| x * y).sum()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A server that refuses the key and echoes it back in its message:
+    /// the error says it was refused, never the key.
+    #[tokio::test]
+    async fn a_refused_key_is_never_repeated_in_the_error() {
+        let app = axum::Router::new().route(
+            "/v1/embeddings",
+            axum::routing::post(|| async {
+                (
+                    axum::http::StatusCode::UNAUTHORIZED,
+                    axum::Json(
+                        json!({"error": {"message": "Incorrect API key provided: sk-secret-123"}}),
+                    ),
+                )
+            }),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        let embedder = Embedder::new(
+            &format!("http://{addr}/v1"),
+            "e",
+            Some("sk-secret-123".into()),
+            Duration::from_secs(5),
+        )
+        .unwrap();
+        let e = embedder
+            .embed(&["hi".to_string()])
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("refused the API key"), "{e}");
+        assert!(!e.contains("sk-secret"), "{e}");
+    }
 }
