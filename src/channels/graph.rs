@@ -457,4 +457,27 @@ mod tests {
         assert_eq!(refused.retry_after, Some(Duration::from_secs(3600)));
         assert_eq!(arrivals.lock().unwrap().len(), 1, "asked once");
     }
+
+    /// An answer far larger than any of Meta's (a proxy's page, a wrong
+    /// base URL) is read only up to the cap: a 2xx still counts as sent
+    /// (without an id), a gateway's page is still an unknown outcome.
+    #[tokio::test]
+    async fn a_huge_answer_is_read_up_to_the_cap_and_still_classified() {
+        let huge = format!(r#"{{"message_id":"m_4","pad":"{}"}}"#, "x".repeat(4 << 20));
+        let (client, _) = scripted(vec![answer("200 OK", "", &huge)]).await;
+        let sent = send(&client).await.expect("sent");
+        assert_eq!(sent, Value::Null, "its id cut off with the rest");
+        let page = format!("<html>{}</html>", "y".repeat(4 << 20));
+        let (client, arrivals) = scripted(vec![answer("502 Bad Gateway", "", &page)]).await;
+        let lost = send(&client).await.expect_err("gateway");
+        assert_eq!(
+            lost.kind,
+            crate::channels::meta_error::SendErrorKind::Ambiguous
+        );
+        assert_eq!(
+            arrivals.lock().unwrap().len(),
+            1,
+            "never asked again at once"
+        );
+    }
 }
