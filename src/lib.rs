@@ -12,6 +12,7 @@ pub mod admin;
 pub mod alerts;
 pub mod app;
 pub mod assistant;
+pub mod body;
 pub mod bus;
 pub mod channels;
 pub mod clock;

@@ -34,7 +34,8 @@ const MAX_STREAMS_PER_TENANT: usize = 32;
 /// How often a tenant key's stream checks that the key still exists.
 const KEY_CHECK: Duration = Duration::from_secs(5);
 static OPEN: AtomicUsize = AtomicUsize::new(0);
-static BY_TENANT: std::sync::Mutex<Option<HashMap<String, usize>>> = std::sync::Mutex::new(None);
+static BY_TENANT: std::sync::Mutex<std::collections::BTreeMap<String, usize>> =
+    std::sync::Mutex::new(std::collections::BTreeMap::new());
 
 /// Counts a stream as open (and its tenant's, for a tenant key) until it is
 /// dropped, however it ends.
@@ -53,10 +54,7 @@ impl Open {
         let mut open = Open { tenant: None };
         if let Some(t) = tenant {
             let mut by = crate::sync::lock(&BY_TENANT);
-            let n = by
-                .get_or_insert_with(HashMap::new)
-                .entry(t.to_string())
-                .or_insert(0);
+            let n = by.entry(t.to_string()).or_insert(0);
             if *n >= MAX_STREAMS_PER_TENANT {
                 return Err(format!(
                     "{MAX_STREAMS_PER_TENANT} console streams of this tenant are open on this instance"
@@ -74,12 +72,10 @@ impl Drop for Open {
         OPEN.fetch_sub(1, Ordering::AcqRel);
         if let Some(t) = &self.tenant {
             let mut by = crate::sync::lock(&BY_TENANT);
-            if let Some(map) = by.as_mut() {
-                if let Some(n) = map.get_mut(t) {
-                    *n = n.saturating_sub(1);
-                    if *n == 0 {
-                        map.remove(t);
-                    }
+            if let Some(n) = by.get_mut(t) {
+                *n = n.saturating_sub(1);
+                if *n == 0 {
+                    by.remove(t);
                 }
             }
         }

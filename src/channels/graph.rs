@@ -184,9 +184,10 @@ impl GraphClient {
             .await
             .map_err(|e| SendError::transport(describe_reqwest(&e)))?;
         let status = response.status().as_u16();
-        let bytes = capped_body(response)
+        let bytes = crate::body::read(response, MAX_ANSWER)
             .await
-            .map_err(|e| SendError::transport(describe_reqwest(&e)))?;
+            .map_err(|e| SendError::transport(describe_reqwest(&e)))?
+            .bytes;
         if !(200..300).contains(&status) {
             return Err(SendError::from_response(status, &bytes));
         }
@@ -222,7 +223,9 @@ impl GraphClient {
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.trim().parse::<u64>().ok())
             .map(Duration::from_secs);
-        let bytes = capped_body(response).await;
+        let bytes = crate::body::read(response, MAX_ANSWER)
+            .await
+            .map(|read| read.bytes);
         if (200..300).contains(&status) {
             return Ok(bytes
                 .ok()
@@ -251,20 +254,6 @@ impl GraphClient {
 /// hundred; a proxy's page or a wrong base URL may be anything). A longer
 /// one is read up to here.
 const MAX_ANSWER: usize = 256 * 1024;
-
-/// The answer's body, at most [`MAX_ANSWER`] bytes; an error when the
-/// connection was cut before it ended.
-async fn capped_body(mut response: reqwest::Response) -> Result<Vec<u8>, reqwest::Error> {
-    let mut body = Vec::new();
-    while let Some(chunk) = response.chunk().await? {
-        let room = MAX_ANSWER - body.len();
-        body.extend_from_slice(&chunk[..chunk.len().min(room)]);
-        if body.len() == MAX_ANSWER {
-            break;
-        }
-    }
-    Ok(body)
-}
 
 /// `{account_id}/messages`: the Send API's and the WhatsApp Cloud API's
 /// path alike.

@@ -179,12 +179,10 @@ impl Outbound {
         }
         if let Some(c) = &part.comment {
             let (path, body) = comments::reply_call(c.surface, &c.comment_id, &part.text);
-            let result = self
-                .graph
-                .send_for_id(integration, &path, &body, comments::ID_POINTER, fence)
-                .await;
-            self.cooldowns.note(&integration.id, &result);
-            return result;
+            let call =
+                self.graph
+                    .send_for_id(integration, &path, &body, comments::ID_POINTER, fence);
+            return self.noted(integration, call).await;
         }
         let Some(platform) = platform(integration.channel) else {
             return Err(SendError::unsupported(integration.channel));
@@ -231,16 +229,21 @@ impl Outbound {
             return gmail::reply::send(api, integration, &body, about.answering, maybe_sent, fence)
                 .await;
         }
-        let result = self
+        let path = messages_path(integration);
+        let call = self
             .graph
-            .send_for_id(
-                integration,
-                &messages_path(integration),
-                &body,
-                platform.id_pointer(),
-                fence,
-            )
-            .await;
+            .send_for_id(integration, &path, &body, platform.id_pointer(), fence);
+        self.noted(integration, call).await
+    }
+
+    /// `call` for `integration`'s account, its outcome noted: a throttled
+    /// one makes the account rest.
+    async fn noted<T>(
+        &self,
+        integration: &IntegrationConfig,
+        call: impl std::future::Future<Output = Result<T, SendError>>,
+    ) -> Result<T, SendError> {
+        let result = call.await;
         self.cooldowns.note(&integration.id, &result);
         result
     }
@@ -284,12 +287,8 @@ impl Outbound {
         let (path, fields) = comments::replies_call(comment.surface, &comment.comment_id);
         let mut query = vec![("fields", fields)];
         query.extend_from_slice(comments::replies_query(comment.surface));
-        let listing = self
-            .graph
-            .get(&path, &integration.access_token, &query)
-            .await;
-        self.cooldowns.note(&integration.id, &listing);
-        let listing = listing?;
+        let call = self.graph.get(&path, &integration.access_token, &query);
+        let listing = self.noted(integration, call).await?;
         Ok(comments::find_reply(
             &listing,
             &integration.account_id,

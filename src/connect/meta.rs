@@ -320,19 +320,15 @@ impl MetaClient<'_> {
     }
 }
 
-async fn read<T: serde::de::DeserializeOwned>(mut r: reqwest::Response) -> Result<T, MetaError> {
+async fn read<T: serde::de::DeserializeOwned>(r: reqwest::Response) -> Result<T, MetaError> {
     let status = r.status();
-    let mut body = Vec::new();
-    while let Some(chunk) = r
-        .chunk()
+    let read = crate::body::read(r, MAX_ANSWER)
         .await
-        .map_err(|e| MetaError::Unreachable(e.without_url().to_string()))?
-    {
-        if body.len() + chunk.len() > MAX_ANSWER {
-            return Err(MetaError::Refused("an answer too large to read".into()));
-        }
-        body.extend_from_slice(&chunk);
+        .map_err(|e| MetaError::Unreachable(e.without_url().to_string()))?;
+    if !read.whole {
+        return Err(MetaError::Refused("an answer too large to read".into()));
     }
+    let body = read.bytes;
     if !status.is_success() {
         // Meta's own words (read by the one place that reads Meta's
         // errors), never the request: it carries tokens.

@@ -66,18 +66,13 @@ impl Embedder {
             .await
             .map_err(|e| fail(e.without_url().to_string()))?;
         let status = response.status();
-        let mut response = response;
-        let mut bytes = Vec::new();
-        while let Some(chunk) = response
-            .chunk()
+        let read = crate::body::read(response, MAX_ANSWER)
             .await
-            .map_err(|e| fail(format!("the answer was cut: {}", e.without_url())))?
-        {
-            if bytes.len() + chunk.len() > MAX_ANSWER {
-                return Err(fail("the answer is too large".into()));
-            }
-            bytes.extend_from_slice(&chunk);
+            .map_err(|e| fail(format!("the answer was cut: {}", e.without_url())))?;
+        if !read.whole {
+            return Err(fail("the answer is too large".into()));
         }
+        let bytes = read.bytes;
         if matches!(status.as_u16(), 401 | 403) {
             // Not the server's words: some echo the key they refused.
             return Err(fail(format!(
