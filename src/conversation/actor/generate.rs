@@ -245,9 +245,7 @@ pub(super) async fn answered(
             conv.plan_reply_upto(&answer, answered.covers, now);
         }
         Err(AssistantError::NoMatch) => {
-            if conv.newest_pending().is_some() {
-                let resume = conv.default_resume_at(now);
-                conv.take_over(BY_ASSISTANT, resume, now);
+            if conv.assistant_hands_over(now) {
                 tracing::info!(conversation = %state.args.id, "Nothing in the knowledge base answers; a person takes the conversation over");
             }
         }
@@ -259,9 +257,7 @@ pub(super) async fn answered(
                     conv.plan_reply_upto(&Answer::text(text), answered.covers, now);
                 }
                 FailurePolicy::Handover => {
-                    if conv.newest_pending().is_some() {
-                        let resume = conv.default_resume_at(now);
-                        conv.take_over(BY_ASSISTANT, resume, now);
+                    if conv.assistant_hands_over(now) {
                         tracing::info!(conversation = %state.args.id, "The assistant gave no answer; a person takes the conversation over");
                     }
                 }

@@ -18,7 +18,7 @@ pub use task::{Alive, Exit};
 use super::commands::CommandOutcome;
 use super::supervisor::SupervisorMsg;
 use super::timers::TimerHandle;
-use super::turn::{CommandResult, Conversation, EventOutcome, BY_ASSISTANT};
+use super::turn::{CommandResult, Conversation, EventOutcome};
 use super::EngineContext;
 use crate::assistant::{Answer, FailurePolicy, ReplyRequest};
 use crate::bus::Delivery;
@@ -425,13 +425,11 @@ async fn plan_reply(state: &mut ConversationState) -> Result<(), ActorProcessing
         // over, or it failed and hands over): a person takes the turn. Left
         // pending, the messages' past reply time would wake the actor to ask
         // again at once, for ever.
-        None if conv.newest_pending().is_some() => {
-            let now = now_ms();
-            let resume = conv.default_resume_at(now);
-            conv.take_over(BY_ASSISTANT, resume, now);
-            tracing::info!(conversation = %state.args.id, "The assistant has no answer; a person takes the conversation over");
+        None => {
+            if conv.assistant_hands_over(now_ms()) {
+                tracing::info!(conversation = %state.args.id, "The assistant has no answer; a person takes the conversation over");
+            }
         }
-        None => {}
     }
     Ok(())
 }

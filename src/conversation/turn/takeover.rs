@@ -173,6 +173,18 @@ impl Conversation {
         }
     }
 
+    /// The assistant has no answer for the waiting messages (nothing in the
+    /// knowledge base fits, or it failed, and it hands over): a person takes
+    /// the conversation, for `auto_resume_after`. False when nothing waits.
+    pub(in crate::conversation) fn assistant_hands_over(&mut self, now_ms: u64) -> bool {
+        if self.newest_pending().is_none() {
+            return false;
+        }
+        let resume = self.default_resume_at(now_ms);
+        self.take_over(BY_ASSISTANT, resume, now_ms);
+        true
+    }
+
     /// When a takeover started now ends by itself, by the integration's
     /// `auto_resume_after`.
     pub(in crate::conversation) fn default_resume_at(&self, now_ms: u64) -> Option<u64> {
