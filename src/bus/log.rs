@@ -25,6 +25,7 @@
 //! logged). Damage elsewhere (bytes that changed on disk) is skipped,
 //! logged, up to the next record that checks out; nothing past it is cut.
 
+mod files;
 mod scan;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -35,6 +36,7 @@ use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
+use self::files::{open_committed, segment_bases};
 use self::scan::{scan_segment, Scan};
 use crate::sync::lock;
 
@@ -213,52 +215,8 @@ pub fn open_with(dir: &Path, segment_bytes: u64) -> std::io::Result<Opened> {
             sync_dir(parent)?;
         }
     }
-    let committed_path = dir.join("committed");
-    let committed_file = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .open(&committed_path)
-        .map_err(|e| context("cannot open", &committed_path, e))?;
-    committed_file.try_lock().map_err(|e| match e {
-        std::fs::TryLockError::WouldBlock => std::io::Error::new(
-            ErrorKind::WouldBlock,
-            format!(
-                "the bus log in {} is in use by another engine",
-                dir.display()
-            ),
-        ),
-        std::fs::TryLockError::Error(e) => context("cannot lock", &committed_path, e),
-    })?;
-    let committed = {
-        let mut b = [0u8; 16];
-        match committed_file.read_exact_at(&mut b, 0) {
-            Ok(()) => {
-                let value = u64::from_le_bytes(b[..8].try_into().unwrap_or_default());
-                let check = u64::from_le_bytes(b[8..].try_into().unwrap_or_default());
-                if value ^ CHECK == check {
-                    value
-                } else {
-                    tracing::warn!(dir = %dir.display(), "The bus log's resume offset is unreadable; replaying the whole log");
-                    0
-                }
-            }
-            Err(_) => 0,
-        }
-    };
-    let mut bases = BTreeSet::new();
-    for entry in std::fs::read_dir(dir).map_err(|e| context("cannot list", dir, e))? {
-        let name = entry?.file_name();
-        let name = name.to_string_lossy();
-        if let Some(base) = name
-            .strip_suffix(".log")
-            .and_then(|s| s.parse::<u64>().ok())
-            .filter(|b| *b < MAX_BASE)
-        {
-            bases.insert(base);
-        }
-    }
+    let (committed_file, committed) = open_committed(dir)?;
+    let bases = segment_bases(dir)?;
     let segments = Arc::new(Segments {
         dir: dir.to_path_buf(),
         bases: Mutex::new(bases.clone()),

@@ -22,6 +22,7 @@ pub mod compact;
 mod documents;
 mod group_commit;
 mod keys;
+mod letters;
 mod migrate;
 mod records;
 mod repair;
@@ -338,76 +339,30 @@ impl Store for EmbeddedStore {
     }
 
     async fn dead_letter(&self, letter: DeadLetter) -> Result<(), StoreError> {
-        let bytes = serde_json::to_vec(&letter).map_err(corrupt)?;
-        self.writer
-            .write(true, move |tx| {
-                let t = tx.t;
-                let last = match tx.tx.last_key_value(&t.dead_letters) {
-                    Some(g) => keys::value_u64(&g.key()?),
-                    None => None,
-                };
-                let next = last.map_or(1, |n| n + 1);
-                tx.tx
-                    .insert(&t.dead_letters, next.to_be_bytes().to_vec(), bytes);
-                Ok(())
-            })
-            .await?;
-        Ok(())
+        letters::put_dead_letter(self, letter).await
     }
 
     async fn dead_letters(&self) -> Result<Vec<DeadLetter>, StoreError> {
-        let snap = self.db.read_tx();
-        let mut out = Vec::new();
-        for g in snap.iter(&self.t.dead_letters) {
-            let (_, v) = row(g)?;
-            out.push(serde_json::from_slice::<DeadLetter>(&v).map_err(corrupt)?);
-        }
-        out.sort_by_key(|d| d.at_ms);
-        Ok(out)
+        letters::dead_letters(self)
     }
 
     async fn put_quarantine(&self, record: QuarantineRecord) -> Result<(), StoreError> {
         fit([record.conversation.as_str()])?;
-        let bytes = serde_json::to_vec(&record).map_err(corrupt)?;
-        self.writer
-            .write(true, move |tx| {
-                tx.tx
-                    .insert(&tx.t.quarantine, keys::of(&record.conversation), bytes);
-                Ok(())
-            })
-            .await?;
-        Ok(())
+        letters::put_quarantine(self, record).await
     }
 
     async fn quarantine(&self, id: &str) -> Result<Option<QuarantineRecord>, StoreError> {
         fit([id])?;
-        let snap = self.db.read_tx();
-        let Some(v) = snap.get(&self.t.quarantine, keys::of(id))? else {
-            return Ok(None);
-        };
-        serde_json::from_slice(&v).map(Some).map_err(corrupt)
+        letters::quarantine(self, id)
     }
 
     async fn quarantines(&self) -> Result<Vec<QuarantineRecord>, StoreError> {
-        let snap = self.db.read_tx();
-        let mut out = Vec::new();
-        for g in snap.iter(&self.t.quarantine) {
-            let (_, v) = row(g)?;
-            out.push(serde_json::from_slice(&v).map_err(corrupt)?);
-        }
-        Ok(out)
+        letters::quarantines(self)
     }
 
     async fn remove_quarantine(&self, id: &str) -> Result<(), StoreError> {
         fit([id])?;
-        let key = keys::of(id);
-        self.writer
-            .write(true, move |tx| {
-                tx.tx.remove(&tx.t.quarantine, key);
-                Ok(())
-            })
-            .await?;
-        Ok(())
+        letters::remove_quarantine(self, id).await
     }
 
     async fn put_document(&self, doc: DocumentRecord) -> Result<(), StoreError> {
