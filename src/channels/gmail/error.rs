@@ -47,15 +47,35 @@ impl GmailError {
 
 /// One request: its body on a 2xx (empty when cut after the status), or
 /// the error.
+/// Past this a 2xx answer is refused: Gmail takes mail of at most 50 MB
+/// with its attachments, about 68 MB as the API's base64 JSON.
+pub(super) const MAX_ANSWER: usize = 100 << 20;
+
+/// What is read of an error's answer (its reason and message).
+const MAX_ERROR_ANSWER: usize = 64 << 10;
+
 pub(super) async fn once(request: reqwest::RequestBuilder) -> Result<bytes::Bytes, GmailError> {
+    once_within(request, MAX_ANSWER).await
+}
+
+/// [`once`] with a 2xx answer refused past `cap` bytes.
+async fn once_within(
+    request: reqwest::RequestBuilder,
+    cap: usize,
+) -> Result<bytes::Bytes, GmailError> {
     match request.send().await {
         Ok(response) => {
             let status = response.status().as_u16();
-            match response.bytes().await {
-                Ok(b) if (200..300).contains(&status) => Ok(b),
+            let ok = (200..300).contains(&status);
+            let cap = if ok { cap } else { MAX_ERROR_ANSWER };
+            match crate::body::read(response, cap).await {
+                Ok(b) if ok && !b.whole => Err(GmailError::Rejected(format!(
+                    "{status} answer larger than {cap} bytes"
+                ))),
+                Ok(b) if ok => Ok(bytes::Bytes::from(b.bytes)),
                 // Accepted, though the body was cut.
-                Err(_) if (200..300).contains(&status) => Ok(bytes::Bytes::new()),
-                Ok(b) => Err(from_status(status, &b)),
+                Err(_) if ok => Ok(bytes::Bytes::new()),
+                Ok(b) => Err(from_status(status, &b.bytes)),
                 Err(_) => Err(from_status(status, b"")),
             }
         }
@@ -154,5 +174,57 @@ mod tests {
         assert_eq!(e.retry_after, Some(OVER_LIMIT_WAIT));
         let denied = br#"{"error":{"code":403,"message":"Request had insufficient authentication scopes.","errors":[{"reason":"insufficientPermissions"}]}}"#;
         assert!(matches!(from_status(403, denied), GmailError::Rejected(_)));
+    }
+
+    /// A server that answers every request with `answer` and closes.
+    async fn serving(answer: String) -> String {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            while let Ok((mut socket, _)) = listener.accept().await {
+                let answer = answer.clone();
+                tokio::spawn(async move {
+                    let mut head = vec![0u8; 8192];
+                    let _ = socket.read(&mut head).await;
+                    let _ = socket.write_all(answer.as_bytes()).await;
+                });
+            }
+        });
+        format!("http://{addr}/gmail/v1/users/me/messages/m1")
+    }
+
+    fn http(status: &str, body: &str) -> String {
+        format!(
+            "HTTP/1.1 {status}\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+            body.len()
+        )
+    }
+
+    /// An answer past the cap (a wrong base URL, a server that
+    /// misbehaves) is refused for good instead of held whole; an error
+    /// page of any size is still classified by its status.
+    #[tokio::test]
+    async fn answers_are_read_with_a_bound_and_still_classified() {
+        let client = reqwest::Client::new();
+        let big = format!(r#"{{"id":"m1","raw":"{}"}}"#, "x".repeat(4096));
+        let url = serving(http("200 OK", &big)).await;
+        let e = once_within(client.get(&url), 1024)
+            .await
+            .expect_err("too large");
+        assert!(matches!(e, GmailError::Rejected(_)), "{e:?}");
+        assert!(!e.retryable());
+        assert_eq!(
+            once_within(client.get(&url), 1 << 20)
+                .await
+                .expect("whole")
+                .len(),
+            big.len()
+        );
+        let page = format!("<html>{}</html>", "y".repeat(1 << 20));
+        let url = serving(http("503 Service Unavailable", &page)).await;
+        let e = once(client.get(&url)).await.expect_err("server");
+        assert!(matches!(e, GmailError::Server(_)), "{e:?}");
+        assert!(e.retryable());
     }
 }
