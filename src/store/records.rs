@@ -54,6 +54,10 @@ pub struct PendingInbound {
     #[serde(default)]
     pub attachments: Vec<Attachment>,
     pub received_at_ms: u64,
+    /// When the customer sent it, by the platform (0: not known): webhooks
+    /// may arrive out of order, the assistant reads them in this order.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub sent_at_ms: u64,
 }
 
 /// Who a reply part comes from.

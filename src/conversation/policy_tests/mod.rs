@@ -115,6 +115,33 @@ fn messages_during_a_delay_join_the_same_turn() {
     assert_eq!(c.record.next_deadline(), None);
 }
 
+/// Webhooks may arrive out of order: the assistant reads the customer's
+/// messages in the order they were sent (a tie keeps arrival order), and
+/// the reply's part ids still derive from the first to arrive.
+#[test]
+fn messages_arriving_out_of_order_are_read_in_the_order_sent() {
+    let mut c = Conversation::new(integration(100, 1000, true), "fb:C", "C", None, 0);
+    let mut late = message("m2", "and do you ship to Oslo?", T0 + 40);
+    late.received_at_ms = T0 + 50;
+    c.apply(&late, T0 + 50);
+    let mut early = message("m1", "hi, I ordered a lamp", T0 + 10);
+    early.received_at_ms = T0 + 60;
+    c.apply(&early, T0 + 60);
+    let mut same = message("m3", "thanks", T0 + 40);
+    same.received_at_ms = T0 + 70;
+    c.apply(&same, T0 + 70);
+    assert_eq!(
+        c.pending_request().0,
+        ["hi, I ordered a lamp", "and do you ship to Oslo?", "thanks"]
+    );
+    c.plan_reply("answer", T0 + 2000);
+    assert_eq!(
+        c.record.outbox[0].part_id,
+        part_id("fb:C", "m2", 0),
+        "ids from the first to arrive"
+    );
+}
+
 #[test]
 fn duplicates_and_rate_limit() {
     let mut c = Conversation::new(integration(2, 0, true), "fb:C", "C", None, 0);

@@ -189,6 +189,7 @@ impl Conversation {
             text,
             attachments,
             received_at_ms: event.received_at_ms,
+            sent_at_ms: event.timestamp_ms,
         });
         if starts_turn {
             // An email is answered when ready: no delay, no typing.

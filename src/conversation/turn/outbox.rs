@@ -90,18 +90,18 @@ impl Conversation {
         self.record.typing_refresh_ms.is_some_and(|t| t <= now_ms)
     }
 
-    /// Takes the pending messages for the assistant: texts and attachments.
+    /// Takes the pending messages for the assistant: texts and
+    /// attachments, in the order the customer sent them (webhooks may
+    /// arrive out of order; a tie keeps the order of arrival).
     pub fn pending_request(&self) -> (Vec<String>, Vec<Attachment>) {
-        let texts = self
-            .record
-            .pending
+        let mut sent: Vec<&PendingInbound> = self.record.pending.iter().collect();
+        sent.sort_by_key(|p| p.sent_at_ms);
+        let texts = sent
             .iter()
             .map(|p| p.text.clone())
             .filter(|t| !t.is_empty())
             .collect();
-        let attachments = self
-            .record
-            .pending
+        let attachments = sent
             .iter()
             .flat_map(|p| p.attachments.iter().cloned())
             .collect();
