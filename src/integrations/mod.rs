@@ -350,7 +350,9 @@ impl Integrations {
         if config.assistant(&c.assistant).is_none() {
             return Some(format!("assistant \"{}\"", c.assistant));
         }
-        if !config.apps.iter().any(|a| a.id == c.app) {
+        // Only Meta's channels come through an app (Gmail and web chat
+        // have none).
+        if c.channel.is_meta() && !config.apps.iter().any(|a| a.id == c.app) {
             return Some(format!("app \"{}\"", c.app));
         }
         if !config.tenants.iter().any(|t| t.id == c.tenant) {

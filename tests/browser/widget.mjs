@@ -65,6 +65,32 @@ try {
   await other.getByText("Reconnecting...").waitFor({ timeout: 10000 });
   await other.screenshot({ path: join(shots, "widget-refused.png") });
   step("other origin refused");
+
+  // A socket that stays open and carries nothing (a network switch, a NAT
+  // that forgot the connection): the widget finds it out by its probe and
+  // sends on a new socket, answered once.
+  const quietContext = await browser.newContext({ viewport: { width: 900, height: 700 } });
+  const quiet = await quietContext.newPage();
+  let sockets = 0, silenced = false;
+  await quiet.routeWebSocket(/\/ws$/, (ws) => {
+    const first = ++sockets === 1;
+    const server = ws.connectToServer();
+    ws.onMessage((m) => { if (!(first && silenced)) server.send(m); });
+    server.onMessage((m) => { if (!(first && silenced)) ws.send(m); });
+  });
+  await quiet.goto(env("PAGE_URL"));
+  await quiet.getByRole("button", { name: "Open chat" }).click();
+  await quiet.getByText("Hi! Ask us anything.").waitFor({ timeout: 10000 });
+  silenced = true;
+  const quietBox = quiet.getByRole("textbox", { name: "Message" });
+  await quietBox.fill("what are your hours?");
+  await quietBox.press("Enter");
+  await quiet.getByText("We're open 9-5.").waitFor({ timeout: 30000 });
+  await quiet.waitForTimeout(3000);
+  const quietAnswers = await quiet.getByText("We're open 9-5.").count();
+  if (quietAnswers !== 1) throw new Error(`${quietAnswers} answers on the silenced socket's page`);
+  if (sockets < 2) throw new Error("answered without a new socket");
+  step("silent socket: found out, sent again, answered once");
 } finally {
   await browser.close();
 }

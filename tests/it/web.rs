@@ -307,3 +307,127 @@ async fn a_stopping_engine_closes_widget_sockets_and_releases_its_store() {
     let mut ws = open(&desk, ORIGIN).await.unwrap();
     hello(&mut ws, None, 0).await;
 }
+
+/// A socket takes the chat's settings of now, not of when it opened: once
+/// its page's origin is removed, or the chat is deleted, the next frame
+/// ends it with a reason (no acknowledgement promising an answer that will
+/// never come), and the widget's new socket gets the new settings.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_socket_ends_when_its_chat_drops_its_origin_or_is_deleted() {
+    crate::integrations::keys(crate::integrations::KEY1);
+    let desk = Desk::start(0, "").await;
+    let other = "http://other.test";
+    let (status, body) = desk
+        .post(
+            "/integrations",
+            json!({"id": "shop-web", "tenant": "acme", "channel": "web",
+                   "assistant": "support", "allowed_origins": [ORIGIN, other]}),
+        )
+        .await;
+    assert_eq!(status, 201, "{body}");
+    let mut ws = open_to(&desk, "shop-web", ORIGIN).await.unwrap();
+    hello(&mut ws, None, 0).await;
+    let (status, body) = desk
+        .request(
+            reqwest::Method::PATCH,
+            "/integrations/shop-web",
+            Some(json!({"allowed_origins": [other]})),
+            "admin",
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    say(
+        &mut ws,
+        json!({"type": "message", "client_id": "g1", "text": "hello?"}),
+    )
+    .await;
+    let error = next(&mut ws, "error").await;
+    assert!(
+        error["reason"].as_str().unwrap().contains("changed"),
+        "{error}"
+    );
+    assert!(ws
+        .next()
+        .await
+        .is_none_or(|m| matches!(m, Ok(Message::Close(_)) | Err(_))));
+    assert_eq!(open_to(&desk, "shop-web", ORIGIN).await.err(), Some(403));
+
+    let mut ws = open_to(&desk, "shop-web", other).await.unwrap();
+    hello(&mut ws, None, 0).await;
+    let (status, body) = desk
+        .request(
+            reqwest::Method::DELETE,
+            "/integrations/shop-web",
+            None,
+            "admin",
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    say(
+        &mut ws,
+        json!({"type": "message", "client_id": "g2", "text": "anyone there?"}),
+    )
+    .await;
+    let frame = next_any(&mut ws).await;
+    assert_eq!(frame["type"], "error", "not acknowledged: {frame}");
+}
+
+/// The next text frame, whatever its type, within 10 s.
+async fn next_any(ws: &mut Socket) -> Value {
+    loop {
+        let msg = tokio::time::timeout(Duration::from_secs(10), ws.next())
+            .await
+            .expect("a frame")
+            .unwrap()
+            .unwrap();
+        if let Message::Text(t) = msg {
+            return serde_json::from_str(&t).unwrap();
+        }
+    }
+}
+
+/// Read marks sent sooner than the socket passes them on are kept, not
+/// dropped: the newest reaches the conversation a few seconds later.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_read_mark_sent_soon_after_another_is_passed_on_later() {
+    let desk = Desk::start_with(0, "", WEB).await;
+    let mut ws = open(&desk, ORIGIN).await.unwrap();
+    let conversation = hello(&mut ws, None, 0).await["conversation"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    // Each reply read as soon as it shows: the second mark comes within
+    // seconds of the first.
+    for (id, text) in [
+        ("r1", "what are your hours?"),
+        ("r2", "and on Sunday, what are your hours?"),
+    ] {
+        say(
+            &mut ws,
+            json!({"type": "message", "client_id": id, "text": text}),
+        )
+        .await;
+        let seq = next(&mut ws, "message").await["seq"].as_u64().unwrap();
+        say(&mut ws, json!({"type": "read", "seq": seq})).await;
+    }
+    let id = conversation.replace(':', "%3A");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+    loop {
+        let (status, body) = desk.get(&format!("/conversations/{id}")).await;
+        assert_eq!(status, 200, "{body}");
+        let read = body["messages"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|m| m["direction"] == "out" && m["status"] == "read")
+            .count();
+        if read == 2 {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the second reply never marked read: {body}"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}

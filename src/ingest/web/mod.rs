@@ -30,7 +30,10 @@ use crate::conversation::EngineContext;
 use crate::event::{ConversationId, EventKind, InboundEvent};
 use crate::telemetry::{self, WebhookOutcome};
 
+mod shown;
 mod slots;
+
+use shown::{lines_after, Shown};
 
 /// The widget's script.
 const WIDGET_JS: &str = include_str!("widget.js");
@@ -121,8 +124,9 @@ async fn socket(
     let origin = headers
         .get(header::ORIGIN)
         .and_then(|v| v.to_str().ok())
-        .unwrap_or_default();
-    if !config.allowed_origins.iter().any(|o| o == origin) {
+        .unwrap_or_default()
+        .to_string();
+    if !config.allowed_origins.contains(&origin) {
         return refuse(
             StatusCode::FORBIDDEN,
             WebhookOutcome::Unauthorized,
@@ -168,7 +172,7 @@ async fn socket(
         .max_frame_size(16 * 1024)
         .on_upgrade(move |ws| async move {
             let _slot = slot;
-            session(ctx, config, ws, slots::client(peer.ip())).await;
+            session(ctx, config, origin, ws, slots::client(peer.ip())).await;
             drop(open);
         })
 }
@@ -217,6 +221,7 @@ fn identify(config: &IntegrationConfig, first: &str) -> Result<(String, String, 
 async fn session(
     ctx: Arc<EngineContext>,
     config: Arc<IntegrationConfig>,
+    origin: String,
     mut ws: WebSocket,
     ip: std::net::IpAddr,
 ) {
@@ -258,6 +263,7 @@ async fn session(
     if send(&mut ws, &welcome).await {
         let of = SocketOf {
             config: &config,
+            origin: &origin,
             conversation: &conversation,
             customer: &customer,
             ip,
@@ -270,6 +276,8 @@ async fn session(
 /// Whose a socket is.
 struct SocketOf<'a> {
     config: &'a IntegrationConfig,
+    /// The page's origin the socket was opened from.
+    origin: &'a str,
     conversation: &'a ConversationId,
     customer: &'a str,
     ip: std::net::IpAddr,
@@ -286,7 +294,7 @@ async fn converse(
     let mut window = (tokio::time::Instant::now(), 0u32);
     let idle = tokio::time::sleep(IDLE);
     tokio::pin!(idle);
-    let mut read_mark: (u64, Option<tokio::time::Instant>) = (0, None);
+    let mut reads = ReadMarks::default();
     let mut stopping = ctx.stopping.subscribe();
     loop {
         tokio::select! {
@@ -309,7 +317,14 @@ async fn converse(
                 if window.0.elapsed() > Duration::from_secs(10) {
                     window = (tokio::time::Instant::now(), 0);
                 }
+                if !still_allowed(ctx, of) {
+                    let _ = send(ws, &json!({"type": "error", "reason": GONE})).await;
+                    return;
+                }
                 let answer = match serde_json::from_str::<ClientFrame>(&text) {
+                    // A message sent again because the engine was busy
+                    // spends none of the visitor's or the address's quota.
+                    Ok(ClientFrame::Message { client_id, .. }) if behind(ctx) => busy(&client_id),
                     Ok(ClientFrame::Message { client_id, text }) => {
                         window.1 += 1;
                         let limits = per_ip(ctx.config.server.web_per_ip_per_minute);
@@ -320,15 +335,9 @@ async fn converse(
                             take(ctx, of, &client_id, &text).await
                         }
                     }
-                    // Passed on when it marks a newer line, at most every
-                    // few seconds, and not while the engine is behind.
                     Ok(ClientFrame::Read { seq }) => {
-                        let due = read_mark.1.is_none_or(|t| t.elapsed() >= READ_EVERY);
-                        if seq > read_mark.0 && due && !behind(ctx) {
-                            read_mark = (seq, Some(tokio::time::Instant::now()));
-                            let event = event(of, EventKind::Read { watermark: now_ms() });
-                            let _ = ctx.bus.publish(std::slice::from_ref(&event)).await;
-                        }
+                        reads.wanted = reads.wanted.max(seq);
+                        reads.pass(ctx, of).await;
                         continue;
                     }
                     Ok(ClientFrame::Ping) => json!({"type": "pong"}),
@@ -349,6 +358,11 @@ async fn converse(
                 }
             }
             _ = catch_up.tick() => {
+                if !still_allowed(ctx, of) {
+                    let _ = send(ws, &json!({"type": "error", "reason": GONE})).await;
+                    return;
+                }
+                reads.pass(ctx, of).await;
                 for line in lines_after(ctx, of.conversation, shown.floor, CATCH_UP_LINES).await {
                     if shown.add(line["seq"].as_u64()) && !send(ws, &line).await {
                         return;
@@ -370,8 +384,7 @@ async fn take(ctx: &EngineContext, of: &SocketOf<'_>, client_id: &str, text: &st
                       "reason": format!("a message is 1 to {MAX_TEXT} characters")});
     }
     if behind(ctx) {
-        telemetry::webhook_request("web", WebhookOutcome::Overloaded);
-        return json!({"type": "error", "client_id": client_id, "retry": true, "reason": "busy; sending again"});
+        return busy(client_id);
     }
     // As a webhook of this tenant would get 503: not taken while its
     // conversations cannot be handled.
@@ -398,6 +411,59 @@ async fn take(ctx: &EngineContext, of: &SocketOf<'_>, client_id: &str, text: &st
     }
 }
 
+/// The engine is behind: the message is to be sent again later.
+fn busy(client_id: &str) -> Value {
+    telemetry::webhook_request("web", WebhookOutcome::Overloaded);
+    json!({"type": "error", "client_id": client_id, "retry": true, "reason": "busy; sending again"})
+}
+
+/// Why a socket is closed when its chat changed under it.
+const GONE: &str = "this chat has changed; reconnecting";
+
+/// Whether the socket's chat still takes it as it was opened: the
+/// integration is there, still takes its page's origin, and signs its
+/// users with the same key (a deleted integration stops at once; a removed
+/// origin or a rotated identity key ends its sockets, whose widgets then
+/// open new ones under the new settings).
+fn still_allowed(ctx: &EngineContext, of: &SocketOf<'_>) -> bool {
+    ctx.integrations.get(&of.config.id).is_some_and(|now| {
+        now.channel == ChannelKind::Web
+            && now.allowed_origins.iter().any(|o| o == of.origin)
+            && now.identity_secret.expose() == of.config.identity_secret.expose()
+    })
+}
+
+/// The visitor's read marks: the newest is passed on at most every
+/// [`READ_EVERY`] and not while the engine is behind, and one that came
+/// sooner waits for its turn instead of being dropped.
+#[derive(Default)]
+struct ReadMarks {
+    /// The newest line the widget said it showed.
+    wanted: u64,
+    /// The newest passed on, and when.
+    passed: u64,
+    at: Option<tokio::time::Instant>,
+}
+
+impl ReadMarks {
+    async fn pass(&mut self, ctx: &EngineContext, of: &SocketOf<'_>) {
+        let due = self.at.is_none_or(|t| t.elapsed() >= READ_EVERY);
+        if self.wanted <= self.passed || !due || behind(ctx) {
+            return;
+        }
+        let event = event(
+            of,
+            EventKind::Read {
+                watermark: now_ms(),
+            },
+        );
+        if ctx.bus.publish(std::slice::from_ref(&event)).await.is_ok() {
+            self.passed = self.wanted;
+            self.at = Some(tokio::time::Instant::now());
+        }
+    }
+}
+
 fn event(of: &SocketOf<'_>, kind: EventKind) -> InboundEvent {
     let now = now_ms();
     InboundEvent {
@@ -420,57 +486,4 @@ fn behind(ctx: &EngineContext) -> bool {
         server.max_backlog_events,
         server.max_backlog_age,
     )
-}
-
-/// The lines a socket has shown: every one up to `floor` (the widget had
-/// them), and these after it.
-struct Shown {
-    floor: u64,
-    seqs: std::collections::BTreeSet<u64>,
-}
-
-impl Shown {
-    fn new(floor: u64) -> Self {
-        Self {
-            floor,
-            seqs: Default::default(),
-        }
-    }
-
-    /// Marks `seq` shown; whether it was new. (Frames without a `seq`,
-    /// like typing, are always new.)
-    fn add(&mut self, seq: Option<u64>) -> bool {
-        let Some(seq) = seq else {
-            return true;
-        };
-        if seq <= self.floor || !self.seqs.insert(seq) {
-            return false;
-        }
-        // Bounded: the oldest become the floor.
-        while self.seqs.len() > 1000 {
-            if let Some(first) = self.seqs.pop_first() {
-                self.floor = first;
-            }
-        }
-        true
-    }
-}
-
-/// The conversation's lines after `seq` that the widget shows, oldest first.
-async fn lines_after(
-    ctx: &EngineContext,
-    conversation: &ConversationId,
-    seq: u64,
-    limit: usize,
-) -> Vec<Value> {
-    let mut lines: Vec<Value> = match ctx.store.messages(conversation, limit).await {
-        Ok(m) => m
-            .iter()
-            .filter(|m| m.seq > seq)
-            .filter_map(frames::line)
-            .collect(),
-        Err(_) => Vec::new(),
-    };
-    lines.sort_by_key(|l| l["seq"].as_u64());
-    lines
 }

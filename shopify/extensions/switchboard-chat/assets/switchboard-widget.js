@@ -21,13 +21,27 @@
     set: function (k, v) { try { localStorage.setItem(key + k, v); } catch (e) {} }
   };
   // Messages sent and not yet acknowledged: sent again after a reconnect
-  // with the same client id (the engine answers each once).
-  var pending = JSON.parse(store.get("pending") || "[]");
+  // with the same client id (the engine answers each once). Kept per
+  // signed-in user (a shared computer's next user never sends them), and
+  // read again before each change (another tab may have added or taken
+  // some since).
+  var pendingKey = "pending" + (script.dataset.userId ? ":u:" + script.dataset.userId : "");
+  function loadPending() {
+    try { var l = JSON.parse(store.get(pendingKey) || "[]"); return Array.isArray(l) ? l : []; }
+    catch (e) { return []; }
+  }
+  var pending = loadPending();
   // The newest reply this page shows: a new page load asks for the whole
   // history, a reconnect for what came after it.
   var lastSeq = 0;
   var seen = {};
+  // How often each message was refused for now ("busy").
+  var retries = {};
   var ws = null, backoff = 500, timer = null, open = false, typingTimer = null;
+  // A socket can look open and carry nothing (a network switch, a NAT or a
+  // proxy that forgot it): after a ping or a message, some frame must come
+  // within PROBE_MS, else the socket is dropped and a new one opened.
+  var PROBE_MS = 10000, PING_MS = 25000, probing = null;
 
   var host = document.createElement("div");
   host.setAttribute("data-switchboard-chat", integration);
@@ -121,7 +135,28 @@
   function markRead() {
     if (ws && ws.readyState === 1 && lastSeq) ws.send(JSON.stringify({ type: "read", seq: lastSeq }));
   }
-  function savePending() { store.set("pending", JSON.stringify(pending)); }
+  function changePending(f) {
+    pending = f(loadPending());
+    store.set(pendingKey, JSON.stringify(pending));
+  }
+  function dropPending(id) {
+    changePending(function (l) { return l.filter(function (p) { return p.id !== id; }); });
+  }
+  function probe() {
+    var s = ws;
+    if (!s || s.readyState !== 1 || probing) return;
+    try { s.send('{"type":"ping"}'); } catch (e) {}
+    probing = setTimeout(function () {
+      probing = null;
+      if (ws !== s) return;
+      ws = null;
+      try { s.close(); } catch (e) {}
+      retry();
+    }, PROBE_MS);
+  }
+  // While the chat is open or a message waits: a socket that went quiet
+  // is found within a ping and its probe.
+  setInterval(function () { if (open || pending.length) probe(); }, PING_MS);
   function transmit(p) {
     if (ws && ws.readyState === 1) ws.send(JSON.stringify({ type: "message", client_id: p.id, text: p.text }));
   }
@@ -129,15 +164,17 @@
     text = text.trim();
     if (!text) return;
     var p = { id: "c" + Date.now().toString(36) + Math.random().toString(36).slice(2, 10), text: text };
-    pending.push(p); savePending();
+    changePending(function (l) { l.push(p); return l; });
     bubble("visitor", text, p.id, " wait");
     transmit(p);
+    probe();
   }
   $("form").addEventListener("submit", function (e) { e.preventDefault(); submit(input.value); input.value = ""; });
 
   function connect() {
     if (ws && ws.readyState <= 1) return;
     clearTimeout(timer);
+    clearTimeout(probing); probing = null;
     var s;
     try { s = new WebSocket(wsUrl); } catch (e) { retry(); return; }
     ws = s;
@@ -152,6 +189,7 @@
     };
     s.onmessage = function (e) {
       if (ws !== s) return;
+      clearTimeout(probing); probing = null;
       var f; try { f = JSON.parse(e.data); } catch (x) { return; }
       if (f.type === "welcome") {
         backoff = 500; statusEl.textContent = "";
@@ -161,11 +199,15 @@
         if (f.title) { $(".title").textContent = f.title; panel.setAttribute("aria-label", f.title); }
         if (f.greeting && !log.childElementCount) bubble("ai", f.greeting, "greeting");
         (f.history || []).forEach(show);
-        pending.forEach(transmit);
+        pending = loadPending();
+        pending.forEach(function (p) {
+          if (!log.querySelector('[data-id="' + p.id + '"]')) bubble("visitor", p.text, p.id, " wait");
+          transmit(p);
+        });
       } else if (f.type === "message") {
         show(f);
       } else if (f.type === "ack") {
-        pending = pending.filter(function (p) { return p.id !== f.client_id; }); savePending();
+        dropPending(f.client_id);
         var el = log.querySelector('[data-id="' + f.client_id + '"]');
         if (el) el.classList.remove("wait");
       } else if (f.type === "typing") {
@@ -174,11 +216,17 @@
         clearTimeout(typingTimer);
         typingTimer = setTimeout(function () { typingEl.textContent = ""; }, 30000);
       } else if (f.type === "error") {
-        if (f.client_id && f.retry) setTimeout(function () {
-          pending.filter(function (p) { return p.id === f.client_id; }).forEach(transmit);
-        }, 2000);
-        else if (f.client_id) {
-          pending = pending.filter(function (p) { return p.id !== f.client_id; }); savePending();
+        // Sent again later, waiting longer each time (with jitter: widgets
+        // do not all come back at the same moment).
+        if (f.client_id && f.retry) {
+          var tries = (retries[f.client_id] || 0) + 1;
+          retries[f.client_id] = tries;
+          var wait = Math.min(2000 * Math.pow(2, tries - 1), 30000);
+          setTimeout(function () {
+            loadPending().filter(function (p) { return p.id === f.client_id; }).forEach(transmit);
+          }, wait / 2 + Math.random() * wait / 2);
+        } else if (f.client_id) {
+          dropPending(f.client_id);
           statusEl.textContent = f.reason || "Not sent";
         } else {
           statusEl.textContent = f.reason || "The chat is not available";
@@ -199,7 +247,10 @@
     backoff = Math.min(backoff * 2, 30000);
   }
   // After a laptop wakes or the network comes back: reconnect at once.
-  document.addEventListener("visibilitychange", function () { if (!document.hidden && open) { backoff = 500; connect(); } });
+  // A socket that looks open is probed: it may have died meanwhile.
+  document.addEventListener("visibilitychange", function () {
+    if (!document.hidden && open) { backoff = 500; connect(); probe(); }
+  });
   window.addEventListener("online", function () { backoff = 500; connect(); });
   // A socket from before the network went away is likely dead: closed, so
   // what is typed meanwhile waits and goes once the network is back.
