@@ -70,6 +70,8 @@ struct Snapshot {
     /// Stored integrations that could not be read (a key missing here):
     /// whose accounts they are is not known.
     unreadable: bool,
+    /// The ids of stored integrations set aside or unreadable here.
+    unusable: std::collections::HashSet<String>,
     /// Whether the store's integrations were read (always, without a store).
     complete: bool,
 }
@@ -179,6 +181,15 @@ impl Integrations {
             || s.aside.contains(&(app.to_string(), account.to_string()))
     }
 
+    /// Whether integration `id`, which this instance does not have, may
+    /// still exist: its stored record is set aside or unreadable here, or
+    /// the store's were never read. Its conversations' events wait; they
+    /// are never taken for a deleted integration's and dropped.
+    pub fn doubtful_id(&self, id: &str) -> bool {
+        let s = self.snapshot();
+        (self.store.is_some() && !s.complete) || s.unusable.contains(id)
+    }
+
     /// The key ring, when one is set.
     pub fn keys(&self) -> Option<&KeyRing> {
         self.keys.as_ref()
@@ -201,6 +212,7 @@ impl Integrations {
         let kept = |id: &str| previous.by_id.get(id).cloned();
         let mut aside = std::collections::HashSet::new();
         let mut unreadable = false;
+        let mut unusable = std::collections::HashSet::new();
         let mut entries: HashMap<String, Entry> = self
             .from_config
             .iter()
@@ -220,6 +232,7 @@ impl Integrations {
                     if let Some(missing) = self.missing_reference(&config) {
                         tracing::error!(integration = %id, missing, "A stored integration names what the config no longer has; ignored until it does");
                         aside.insert((config.app.clone(), config.account_id.clone()));
+                        unusable.insert(id.clone());
                         if let Some(entry) = kept(&id) {
                             entries.insert(id, entry);
                         }
@@ -243,6 +256,7 @@ impl Integrations {
                 }
                 Err(e) => {
                     tracing::error!(integration = %id, error = %e, "A stored integration cannot be read; ignored");
+                    unusable.insert(id.clone());
                     match kept(&id) {
                         Some(entry) => {
                             entries.insert(id, entry);
@@ -255,6 +269,7 @@ impl Integrations {
         let mut snapshot = Snapshot::build(entries.into_values());
         snapshot.aside = aside;
         snapshot.unreadable = unreadable;
+        snapshot.unusable = unusable;
         snapshot.complete = true;
         let snapshot = Arc::new(snapshot);
         // Deleted or disabled since: their token status is no longer said.

@@ -534,3 +534,65 @@ async fn admin_get(url: &str) -> (u16, serde_json::Value) {
     let status = r.status().as_u16();
     (status, r.json().await.unwrap_or(serde_json::Value::Null))
 }
+
+/// An event of an integration this instance cannot tell now (created
+/// through the API, its stored record unreadable while the store is out)
+/// waits for the store: it is never taken for a deleted integration's and
+/// dropped; once the stored integrations are read, it is answered.
+#[tokio::test]
+async fn an_event_of_an_integration_not_readable_now_waits_and_is_answered() {
+    crate::integrations::keys(crate::integrations::KEY1);
+    let graph = GraphSim::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = local_config(dir.path(), &graph, 0);
+    let engine = app::start(config.clone()).await.unwrap();
+    let created = reqwest::Client::new()
+        .post(format!("http://{}/api/v1/integrations", engine.addr))
+        .bearer_auth("admin")
+        .json(&serde_json::json!({
+            "id": "acme-fb2", "tenant": "acme", "channel": "messenger", "app": "main",
+            "account_id": "PAGE_2", "access_token": "EAAG-page-2-token", "assistant": "support",
+            "response_delay_ms": 0
+        }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(created.status(), 201);
+    engine.shutdown().await;
+    // Taken while the engine was stopping (another instance's webhook).
+    let bus = switchboard::bus::embedded::EmbeddedBus::open(&config.store.path).unwrap();
+    let now = switchboard::clock::now_ms();
+    let event = switchboard::event::InboundEvent {
+        conversation: switchboard::event::ConversationId::new("acme-fb2", "PSID_W"),
+        integration: "acme-fb2".into(),
+        channel: switchboard::config::ChannelKind::Messenger,
+        customer: "PSID_W".into(),
+        timestamp_ms: now,
+        received_at_ms: now,
+        customer_name: None,
+        kind: switchboard::event::EventKind::Message {
+            mid: "m_w".into(),
+            text: Some("what are your hours?".into()),
+            attachments: vec![],
+            quick_reply: None,
+        },
+    };
+    switchboard::bus::Bus::publish(bus.as_ref(), &[event])
+        .await
+        .unwrap();
+    drop(bus);
+
+    let inner = EmbeddedStore::open(&config.store.path, config.store.cache_bytes()).unwrap();
+    let store = Arc::new(FaultyStore::new(inner, 0));
+    store.4.store(true, Ordering::SeqCst);
+    let engine = app::start_with_store(config, store.clone()).await.unwrap();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert!(graph.texts_to("PSID_W").is_empty());
+    store.4.store(false, Ordering::SeqCst);
+    graph
+        .wait_for("the answer once the integrations are read", |_| {
+            !graph.texts_to("PSID_W").is_empty()
+        })
+        .await;
+    engine.shutdown().await;
+}

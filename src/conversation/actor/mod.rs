@@ -26,7 +26,7 @@ use crate::channels::SendErrorKind;
 use crate::clock::now_ms;
 use crate::event::{Attachment, ConversationId, EventKind};
 use crate::fence::{Fence, Fenced};
-use crate::store::OutboxItem;
+use crate::store::{OutboxItem, StoreError};
 use crate::telemetry::{self, ReplyOutcome};
 
 /// How long a turn's write is retried while the store is unavailable
@@ -145,7 +145,18 @@ impl task::Behaviour for ConversationState {
         let ctx = &state.args.ctx;
         if !ctx.integrations.contains_key(integration_id) {
             // Perhaps created on another instance a moment ago.
-            ctx.integrations.look_again().await;
+            let read = ctx.integrations.look_again().await;
+            if !ctx.integrations.contains_key(integration_id)
+                && (!read || ctx.integrations.doubtful_id(integration_id))
+            {
+                // Not known to be deleted: the events wait (a failure the
+                // supervisor retries with backoff, not counted against
+                // them) until the stored integrations can be read.
+                return Err(StoreError::Unavailable(format!(
+                    "integration {integration_id:?} cannot be told here now (the stored integrations are not readable)"
+                ))
+                .into());
+            }
         }
         let Some(integration) = ctx.integrations.get(integration_id) else {
             tracing::warn!(conversation = %id, "Integration no longer configured; its events are skipped");
