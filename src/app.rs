@@ -411,11 +411,12 @@ async fn follow_ownership(
 /// before their events arrive.
 async fn announce_quarantines(store: &Arc<dyn Store>, supervisor: &ActorRef<SupervisorMsg>) {
     match store.quarantines().await {
-        Ok(list) if !list.is_empty() => {
+        // The whole list, empty too: one lifted on another instance is
+        // forgotten here.
+        Ok(list) => {
             let ids = list.into_iter().map(|q| q.conversation).collect();
             let _ = supervisor.send_message(SupervisorMsg::Quarantined(ids));
         }
-        Ok(_) => {}
         Err(e) => tracing::warn!(error = %e, "Cannot read quarantined conversations"),
     }
 }

@@ -158,6 +158,15 @@ pub(super) async fn intercept(
     if !state.entries.get(id).is_some_and(|e| e.quarantined) {
         return Intercepted::No;
     }
+    // Resumed on another instance since this one learnt of it: handled.
+    if let Ok(None) = state.args.ctx.store.quarantine(id).await {
+        if let Some(entry) = state.entries.get_mut(id) {
+            entry.quarantined = false;
+            entry.failures = 0;
+            entry.outside_failures = 0;
+        }
+        return Intercepted::No;
+    }
     match keep(state, id, "", 0, std::slice::from_ref(d), &d.fence).await {
         Ok(()) => {
             state.args.inflight.add_permits(1);

@@ -596,3 +596,40 @@ async fn an_event_of_an_integration_not_readable_now_waits_and_is_answered() {
         .await;
     engine.shutdown().await;
 }
+
+/// A quarantine this instance learnt of at start and that was lifted
+/// elsewhere since (another instance's resume removed the record) is not
+/// kept alive here: the customer's next message is answered, never put
+/// back into a new quarantine record.
+#[tokio::test]
+async fn a_quarantine_lifted_elsewhere_does_not_swallow_the_next_message() {
+    let graph = GraphSim::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = local_config(dir.path(), &graph, 0);
+    let store = Arc::new(FaultyStore::new(
+        EmbeddedStore::open(&config.store.path, config.store.cache_bytes()).unwrap(),
+        0,
+    ));
+    store
+        .put_quarantine(QuarantineRecord {
+            conversation: "acme-fb:PSID_R".into(),
+            reason: "failed three times".into(),
+            since_ms: switchboard::clock::now_ms(),
+            failures: 3,
+            events: Vec::new(),
+        })
+        .await
+        .unwrap();
+    let engine = app::start_with_store(config, store.clone()).await.unwrap();
+    // Lifted by another instance.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    store.remove_quarantine("acme-fb:PSID_R").await.unwrap();
+    let url = format!("http://{}/webhooks/meta/main", engine.addr);
+    let body = messages_body(&[("PSID_R", "m_r1", "hours")]);
+    assert_eq!(post_webhook(&url, body, Some(APP_SECRET)).await, 200);
+    graph
+        .wait_for("the answer", |_| !graph.texts_to("PSID_R").is_empty())
+        .await;
+    assert!(store.quarantine("acme-fb:PSID_R").await.unwrap().is_none());
+    engine.shutdown().await;
+}

@@ -42,7 +42,7 @@ pub enum SupervisorMsg {
     Revoked(Vec<u32>),
     /// Events handed out and not finished, and resident actors.
     Stats(RpcReplyPort<(usize, usize)>),
-    /// These conversations are quarantined in the store.
+    /// These conversations, and no others, are quarantined in the store.
     Quarantined(Vec<String>),
     /// A Gmail mailbox's read (see `mailbox.rs`) has ended.
     MailboxRead(Box<mailbox::ReadEnded>),
@@ -366,16 +366,26 @@ fn revoked(state: &mut SupervisorState, partitions: &[u32]) {
             _ => {}
         }
     }
-    state
-        .entries
-        .retain(|_, e| e.actor.is_some() || !e.inflight.is_empty() || e.respawn_scheduled);
+    // A quarantine of a partition still here is remembered (as by `sweep`).
+    state.entries.retain(|_, e| {
+        e.actor.is_some() || !e.inflight.is_empty() || e.respawn_scheduled || e.quarantined
+    });
     tracing::info!(partitions = ?partitions, actors = stopped, "Actors of revoked partitions stopped");
 }
 
 /// Conversations the store keeps quarantined (at start, and for
 /// partitions that come to this instance): their events are kept, not
-/// handled, until resumed.
+/// handled, until resumed. One marked here and missing from the list was
+/// resumed (perhaps on another instance): it is handled again.
 fn mark_quarantined(state: &mut SupervisorState, ids: Vec<String>) {
+    let listed: std::collections::HashSet<&str> = ids.iter().map(String::as_str).collect();
+    for (id, entry) in state.entries.iter_mut() {
+        if entry.quarantined && !listed.contains(id.as_ref()) {
+            entry.quarantined = false;
+            entry.failures = 0;
+            entry.outside_failures = 0;
+        }
+    }
     for id in ids {
         let entry = state
             .entries
