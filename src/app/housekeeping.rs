@@ -13,11 +13,14 @@ use crate::bus::Bus;
 use crate::clock::now_ms;
 use crate::config::Config;
 use crate::integrations::Integrations;
-use crate::store::Store;
+use crate::store::{RetentionStep, Store, StoreError};
 use crate::telemetry;
 
-/// Conversations the retention sweep looks at per second.
+/// Conversations a retention step looks at.
 const RETENTION_STEP: usize = 200;
+
+/// Retention steps a second at most (each bounded in rows).
+const RETENTION_STEPS_PER_TICK: usize = 10;
 
 /// The chores, and once at start the purges the last stop cut short (in
 /// the same task, so stopping the engine stops both).
@@ -69,34 +72,25 @@ async fn chores(
     loop {
         tick.tick().await;
         // Retention, a small step a second (about 17 million conversations
-        // a day).
-        let now = now_ms();
-        let cutoff = now.saturating_sub(retention.as_millis() as u64);
-        match store
-            .purge_old_lines(now, cutoff, sweep.as_deref(), RETENTION_STEP)
-            .await
-        {
-            Ok(step) => {
-                if std::mem::take(&mut sweep_failing) {
-                    tracing::info!("Retention sweep going again");
-                }
-                removed += step.lines_removed;
-                forgotten += step.ids_forgotten;
-                sweep = step.next;
-                if sweep.is_none() && removed + forgotten > 0 {
-                    tracing::info!(
-                        lines = removed,
-                        ids = forgotten,
-                        "Message-log lines past store.retention deleted, message ids past their dedup window forgotten"
-                    );
-                    (removed, forgotten) = (0, 0);
-                }
+        // a day), and more while steps stop at their bound of rows (lines
+        // pile up faster than one step a second deletes).
+        for _ in 0..RETENTION_STEPS_PER_TICK {
+            let now = now_ms();
+            let cutoff = now.saturating_sub(retention.as_millis() as u64);
+            let step = store
+                .purge_old_lines(now, cutoff, sweep.as_deref(), RETENTION_STEP)
+                .await;
+            let full = step.as_ref().is_ok_and(|s| s.full);
+            retention_step(
+                step,
+                &mut sweep,
+                &mut sweep_failing,
+                &mut removed,
+                &mut forgotten,
+            );
+            if !full {
+                break;
             }
-            Err(e) if !sweep_failing => {
-                sweep_failing = true;
-                tracing::warn!(error = %e, "Retention sweep stopped: old lines and expired message ids are kept until it goes again");
-            }
-            Err(e) => tracing::debug!(error = %e, "Retention step not taken"),
         }
         telemetry::bus_lag(bus.lag());
         seconds += 1;
@@ -135,5 +129,39 @@ async fn chores(
                 Err(e) => tracing::warn!(error = %e, "Cannot delete old audit entries"),
             }
         }
+    }
+}
+
+/// Takes one retention step's outcome: where the sweep goes on, what it
+/// deleted (logged once a round), and whether it fails (said once).
+fn retention_step(
+    step: Result<RetentionStep, StoreError>,
+    sweep: &mut Option<String>,
+    failing: &mut bool,
+    removed: &mut u64,
+    forgotten: &mut u64,
+) {
+    match step {
+        Ok(step) => {
+            if std::mem::take(failing) {
+                tracing::info!("Retention sweep going again");
+            }
+            *removed += step.lines_removed;
+            *forgotten += step.ids_forgotten;
+            *sweep = step.next;
+            if sweep.is_none() && *removed + *forgotten > 0 {
+                tracing::info!(
+                    lines = *removed,
+                    ids = *forgotten,
+                    "Message-log lines past store.retention deleted, message ids past their dedup window forgotten"
+                );
+                (*removed, *forgotten) = (0, 0);
+            }
+        }
+        Err(e) if !*failing => {
+            *failing = true;
+            tracing::warn!(error = %e, "Retention sweep stopped: old lines and expired message ids are kept until it goes again");
+        }
+        Err(e) => tracing::debug!(error = %e, "Retention step not taken"),
     }
 }

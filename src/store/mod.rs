@@ -251,6 +251,8 @@ pub struct RetentionStep {
     pub ids_forgotten: u64,
     /// Where the next step starts; `None`: the sweep went round.
     pub next: Option<String>,
+    /// The step stopped at its bound of rows: more is due now.
+    pub full: bool,
 }
 
 /// Small records of the engine's control plane, by kind and key.

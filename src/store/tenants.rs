@@ -310,6 +310,7 @@ impl Store for TenantStores {
             total.conversations += step.conversations;
             total.lines_removed += step.lines_removed;
             total.ids_forgotten += step.ids_forgotten;
+            total.full |= step.full;
             if let Some(n) = step.next {
                 next = Some(match next {
                     Some(current) if current <= n => current,

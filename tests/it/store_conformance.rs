@@ -167,6 +167,50 @@ async fn retention_sweeps_old_lines_in_steps() {
     assert_eq!((again.conversations, again.lines_removed), (5, 0));
 }
 
+/// Retention (embedded store) of a conversation with more old lines than
+/// one step deletes: each step stays within its bound of rows (no turn
+/// waits behind one huge deletion) and says more is due; the sweep goes on
+/// in the same conversation and ends with every old line gone.
+#[tokio::test]
+async fn retention_of_a_long_conversation_goes_in_bounded_steps() {
+    let under = embedded().await;
+    let s = under.store;
+    let day = 86_400_000;
+    for (id, n) in [("fb:L0", 10_000u64), ("fb:L1", 3)] {
+        let lines = (1..=n)
+            .map(|seq| {
+                let mut l = line(seq, Direction::In, "x");
+                l.time_ms = NOW - 100 * day + seq;
+                l
+            })
+            .collect();
+        s.commit_turn(turn(&record(id, "fb"), lines, &[]).into())
+            .await
+            .unwrap();
+    }
+    let cutoff = NOW - 90 * day;
+    let (mut after, mut removed, mut steps, mut full) = (None::<String>, 0, 0, 0);
+    loop {
+        let step = s
+            .purge_old_lines(NOW, cutoff, after.as_deref(), 200)
+            .await
+            .unwrap();
+        assert!(step.lines_removed <= 4_096, "{step:?}");
+        removed += step.lines_removed;
+        steps += 1;
+        full += usize::from(step.full);
+        after = step.next;
+        if after.is_none() {
+            break;
+        }
+        assert!(steps < 20, "the sweep never ends");
+    }
+    assert_eq!(removed, 10_003);
+    assert!(full >= 2, "{full} full steps in {steps}");
+    assert!(s.messages("fb:L0", 10).await.unwrap().is_empty());
+    assert!(s.messages("fb:L1", 10).await.unwrap().is_empty());
+}
+
 /// Purging an integration (embedded store) with more rows than one write
 /// step: everything of its conversations goes, over several steps, and
 /// nothing of the integrations whose ids sort right beside it.

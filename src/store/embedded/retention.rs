@@ -15,6 +15,11 @@ use super::keys::{self, Key, Parts};
 use super::EmbeddedStore;
 use crate::store::{RetentionStep, StoreError};
 
+/// Rows one step deletes at most (a write of the writer thread: a
+/// conversation with years of lines is swept over several steps, and no
+/// turn waits behind one huge deletion).
+pub(super) const ROWS_PER_STEP: usize = 4_096;
+
 /// The one field of a line the sweep reads.
 #[derive(Deserialize)]
 struct LineTime {
@@ -50,13 +55,31 @@ pub(super) async fn sweep_step(
             }
             let (mut removed, mut forgotten) = (0u64, 0u64);
             let mut doomed = Vec::new();
-            for id in &ids {
+            // The conversation where the step ran out of rows (it is swept
+            // again by the next step, from its start).
+            let mut full_at = None;
+            for (at, id) in ids.iter().enumerate() {
+                if doomed.len() >= ROWS_PER_STEP {
+                    full_at = Some(at);
+                    break;
+                }
                 let expired = Key::new().str(id).u64(now_ms.saturating_add(1)).done();
                 for g in tx.tx.range(&t.remembered, keys::of(id)..expired) {
+                    if doomed.len() >= ROWS_PER_STEP {
+                        full_at = Some(at);
+                        break;
+                    }
                     doomed.push((&t.remembered, g.key()?));
                     forgotten += 1;
                 }
+                if full_at.is_some() {
+                    break;
+                }
                 for g in tx.tx.prefix(&t.messages, keys::of(id)) {
+                    if doomed.len() >= ROWS_PER_STEP {
+                        full_at = Some(at);
+                        break;
+                    }
                     let (key, value) = g.into_inner()?;
                     // A line that cannot be read is kept (and ends the
                     // conversation's step).
@@ -68,19 +91,26 @@ pub(super) async fn sweep_step(
                     doomed.push((&t.messages, key));
                     removed += 1;
                 }
+                if full_at.is_some() {
+                    break;
+                }
             }
             for (table, key) in doomed {
                 tx.tx.remove(table, key);
             }
             // A full window goes on after its last id, even when some of
             // its keys could not be read.
-            let next = if read >= limit {
-                ids.last().cloned()
-            } else {
-                None
+            // A step out of rows goes on at the conversation it stopped in
+            // (after the empty id: from the start).
+            let next = match full_at {
+                Some(0) => Some(after.clone().unwrap_or_default()),
+                Some(at) => ids.get(at - 1).cloned(),
+                None if read >= limit => ids.last().cloned(),
+                None => None,
             };
             Ok(RetentionStep {
-                conversations: ids.len(),
+                conversations: full_at.unwrap_or(ids.len()),
+                full: full_at.is_some(),
                 lines_removed: removed,
                 ids_forgotten: forgotten,
                 next,
