@@ -787,6 +787,32 @@ async fn tenant_keys(under: Under) {
 
 /// Control records by kind and key, with a revision that moves with every
 /// change; and a purge that takes one integration's conversations only.
+/// Writes conversation `id` with every kind of row a conversation has:
+/// state, lines, dedup ids, a takeover, a timer, a quarantine.
+async fn every_kind_of_row(s: &dyn Store, id: &str, integration: &str) {
+    let mut state = record(id, integration);
+    state.mode = Mode::Human;
+    state.auto_resume_ms = Some(NOW + 600_000);
+    state.reply_due_ms = Some(NOW + 9_000);
+    let mut w = turn(
+        &state,
+        vec![line(1, Direction::In, "hi")],
+        &[("m1", NOW + 60_000)],
+    );
+    w.takeover_changed = true;
+    w.deadline_changed = true;
+    s.commit_turn(w.into()).await.unwrap();
+    s.put_quarantine(switchboard::store::QuarantineRecord {
+        conversation: id.to_string(),
+        reason: "test".into(),
+        since_ms: NOW,
+        failures: 3,
+        events: Vec::new(),
+    })
+    .await
+    .unwrap();
+}
+
 async fn control_records_and_purge(under: Under) {
     use switchboard::store::RecordKind;
     let s = under.store;
@@ -825,27 +851,7 @@ async fn control_records_and_purge(under: Under) {
     // Every kind of row a conversation has: state, lines, dedup ids, a
     // takeover, a quarantine.
     for (id, integration) in [("gone:A", "gone"), ("gone:B", "gone"), ("kept:A", "kept")] {
-        let mut state = record(id, integration);
-        state.mode = Mode::Human;
-        state.auto_resume_ms = Some(NOW + 600_000);
-        state.reply_due_ms = Some(NOW + 9_000);
-        let mut w = turn(
-            &state,
-            vec![line(1, Direction::In, "hi")],
-            &[("m1", NOW + 60_000)],
-        );
-        w.takeover_changed = true;
-        w.deadline_changed = true;
-        s.commit_turn(w.into()).await.unwrap();
-        s.put_quarantine(switchboard::store::QuarantineRecord {
-            conversation: id.to_string(),
-            reason: "test".into(),
-            since_ms: NOW,
-            failures: 3,
-            events: Vec::new(),
-        })
-        .await
-        .unwrap();
+        every_kind_of_row(s.as_ref(), id, integration).await;
     }
     assert_eq!(s.purge_integration("gone").await.unwrap(), 2);
     let takeovers: Vec<String> = s
@@ -1127,4 +1133,72 @@ async fn upgrade_of_an_earlier_keyspace_on_scylla() {
     );
     scylla::migrate(&config).await.unwrap();
     upgrade_of_an_earlier_keyspace(config).await;
+}
+
+/// A purge of the ScyllaDB store cut short (a timeout, a stop) stays noted
+/// and is finished by the next start (`resume_purges`), or before its id is
+/// used again (`finish_purge`); another integration's rows stay.
+async fn a_scylla_purge_cut_short_is_finished(s: ScyllaStore) {
+    for (id, integration) in [
+        ("gone:A", "gone"),
+        ("gone:B", "gone"),
+        ("again:A", "again"),
+        ("again:B", "again"),
+        ("kept:A", "kept"),
+    ] {
+        every_kind_of_row(&s, id, integration).await;
+    }
+    assert_eq!(
+        s.purge_integration_partly("gone", 1).await.unwrap(),
+        (1, false)
+    );
+    assert_eq!(
+        s.purge_integration_partly("again", 1).await.unwrap(),
+        (1, false)
+    );
+    let left = |id: &'static str| {
+        let s = &s;
+        async move { s.conversation(id).await.unwrap().is_some() }
+    };
+    assert!(left("gone:A").await || left("gone:B").await, "not done yet");
+    // "again" is used again: what is left of it goes first.
+    assert_eq!(s.finish_purge("again").await.unwrap(), 1);
+    assert!(!left("again:A").await && !left("again:B").await);
+    assert_eq!(
+        s.finish_purge("again").await.unwrap(),
+        0,
+        "its note is gone"
+    );
+    assert_eq!(s.resume_purges(&["kept".into()]).await.unwrap(), 1);
+    assert!(!left("gone:A").await && !left("gone:B").await);
+    assert!(s.messages("gone:A", 10).await.unwrap().is_empty());
+    assert!(left("kept:A").await);
+    assert_eq!(
+        s.resume_purges(&[]).await.unwrap(),
+        0,
+        "nothing noted any more"
+    );
+}
+
+#[tokio::test]
+async fn a_scylla_purge_cut_short_is_finished_on_kassandra() {
+    let config = scylla_config(vec![kassandra().to_string()], true);
+    scylla::apply_statements(&config, &schema_for_kassandra(&config))
+        .await
+        .unwrap();
+    let store = ScyllaStore::open_on_schema(&config).await.unwrap();
+    a_scylla_purge_cut_short_is_finished(store).await;
+}
+
+#[tokio::test]
+#[ignore = "needs SCYLLA_URI: a real ScyllaDB (see README, Testing)"]
+async fn a_scylla_purge_cut_short_is_finished_on_scylla() {
+    let uri = std::env::var("SCYLLA_URI").expect("SCYLLA_URI");
+    let config = scylla_config(
+        uri.split(',').map(|s| s.trim().to_string()).collect(),
+        false,
+    );
+    scylla::migrate(&config).await.unwrap();
+    let store = ScyllaStore::open_on_schema(&config).await.unwrap();
+    a_scylla_purge_cut_short_is_finished(store).await;
 }

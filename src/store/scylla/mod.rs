@@ -447,6 +447,18 @@ impl Store for ScyllaStore {
             .await
     }
 
+    async fn finish_purge(&self, integration: &str) -> Result<u64, StoreError> {
+        let timer = &self.st.delete_timer;
+        self.records
+            .finish_purge(&self.session, integration, timer)
+            .await
+    }
+
+    async fn resume_purges(&self, live: &[String]) -> Result<u64, StoreError> {
+        let timer = &self.st.delete_timer;
+        self.records.resume_purges(&self.session, live, timer).await
+    }
+
     async fn put_document(&self, doc: DocumentRecord) -> Result<(), StoreError> {
         self.docs.put(&self.session, doc).await
     }

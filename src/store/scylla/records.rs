@@ -9,6 +9,10 @@ use scylla::statement::prepared::PreparedStatement;
 use super::{corrupt, has_row, read_revision, unavailable};
 use crate::store::{RecordKind, StoreError};
 
+/// The kind of the control records that note a purge under way (the key
+/// is the integration).
+const PURGING: &str = "purging";
+
 pub(super) struct RecordStatements {
     upsert: PreparedStatement,
     select: PreparedStatement,
@@ -149,13 +153,35 @@ impl RecordStatements {
     }
 
     /// Deletes every conversation of `integration` with its rows and its
-    /// analytics; returns how many conversations went.
+    /// analytics; returns how many conversations went. A note (control
+    /// record of kind `purging`) says it is under way until it is done, so
+    /// a purge cut short (a timeout, a stop) is finished by
+    /// [`Self::finish_purge`] or [`Self::resume_purges`].
     pub(super) async fn purge_integration(
         &self,
         session: &Session,
         integration: &str,
         purge_timer: &PreparedStatement,
     ) -> Result<u64, StoreError> {
+        Ok(self
+            .purge_at_most(session, integration, purge_timer, usize::MAX)
+            .await?
+            .0)
+    }
+
+    /// At most `limit` conversations of a purge: (how many went, whether
+    /// the purge is done; if not, its note stays).
+    pub(super) async fn purge_at_most(
+        &self,
+        session: &Session,
+        integration: &str,
+        purge_timer: &PreparedStatement,
+        limit: usize,
+    ) -> Result<(u64, bool), StoreError> {
+        session
+            .execute_unpaged(&self.upsert, (PURGING, integration, Vec::<u8>::new()))
+            .await
+            .map_err(unavailable)?;
         // The integration's partition of the conversation index lists them.
         let rows = session
             .execute_iter(self.conversations.clone(), (integration,))
@@ -165,26 +191,20 @@ impl RecordStatements {
             .map_err(corrupt)?;
         let rows: Vec<(String,)> = rows.try_collect().await.map_err(unavailable)?;
         let mut purged = 0;
-        for (id,) in rows {
-            for statement in &self.purge {
-                session
-                    .execute_unpaged(statement, (id.as_str(),))
-                    .await
-                    .map_err(unavailable)?;
-            }
-            session
-                .execute_unpaged(purge_timer, (super::timer_shard(&id), id.as_str()))
-                .await
-                .map_err(unavailable)?;
-            // Row by row: the index partitions of an integration that
-            // stays in service (history purged) keep taking rows.
-            for statement in &self.purge_indexed {
-                session
-                    .execute_unpaged(statement, (integration, id.as_str()))
-                    .await
-                    .map_err(unavailable)?;
-            }
+        for (id,) in rows.iter().take(limit) {
+            self.purge_one(session, integration, id, purge_timer)
+                .await?;
             purged += 1;
+        }
+        if rows.len() > limit {
+            return Ok((purged, false));
+        }
+        // Once more: a turn that was still being written as its
+        // conversation's rows went wrote them again (without an index row
+        // when its state was not new that day, so no later purge finds it).
+        for (id,) in &rows {
+            self.purge_one(session, integration, id, purge_timer)
+                .await?;
         }
         // Counters are best effort (see counters.rs): so is their purge.
         let cql = format!(
@@ -194,6 +214,114 @@ impl RecordStatements {
         if let Err(e) = session.query_unpaged(cql, (integration,)).await {
             tracing::warn!(integration, error = %e, "Analytics of a purged integration not deleted");
         }
+        session
+            .execute_unpaged(&self.delete, (PURGING, integration))
+            .await
+            .map_err(unavailable)?;
+        Ok((purged, true))
+    }
+
+    /// One conversation's rows, its timer and its index rows.
+    async fn purge_one(
+        &self,
+        session: &Session,
+        integration: &str,
+        id: &str,
+        purge_timer: &PreparedStatement,
+    ) -> Result<(), StoreError> {
+        for statement in &self.purge {
+            session
+                .execute_unpaged(statement, (id,))
+                .await
+                .map_err(unavailable)?;
+        }
+        session
+            .execute_unpaged(purge_timer, (super::timer_shard(id), id))
+            .await
+            .map_err(unavailable)?;
+        // Row by row: the index partitions of an integration that stays in
+        // service (history purged) keep taking rows.
+        for statement in &self.purge_indexed {
+            session
+                .execute_unpaged(statement, (integration, id))
+                .await
+                .map_err(unavailable)?;
+        }
+        Ok(())
+    }
+
+    /// Finishes the purge of `integration` if one is noted as under way.
+    pub(super) async fn finish_purge(
+        &self,
+        session: &Session,
+        integration: &str,
+        purge_timer: &PreparedStatement,
+    ) -> Result<u64, StoreError> {
+        if !has_row(
+            session,
+            &self.select_one,
+            (PURGING, integration),
+            integration,
+        )
+        .await?
+        {
+            return Ok(0);
+        }
+        self.purge_integration(session, integration, purge_timer)
+            .await
+    }
+
+    /// Finishes every purge noted as under way, but those of `live`
+    /// integrations (created again since), whose notes are dropped.
+    pub(super) async fn resume_purges(
+        &self,
+        session: &Session,
+        live: &[String],
+        purge_timer: &PreparedStatement,
+    ) -> Result<u64, StoreError> {
+        let noted: Vec<(String, Vec<u8>)> = session
+            .execute_iter(self.select.clone(), (PURGING,))
+            .await
+            .map_err(unavailable)?
+            .rows_stream::<(String, Vec<u8>)>()
+            .map_err(corrupt)?
+            .try_collect()
+            .await
+            .map_err(unavailable)?;
+        let mut purged = 0;
+        for (integration, _) in noted {
+            if live.contains(&integration) {
+                session
+                    .execute_unpaged(&self.delete, (PURGING, integration.as_str()))
+                    .await
+                    .map_err(unavailable)?;
+                continue;
+            }
+            tracing::info!(integration = %integration, "Finishing a purge a stop cut short");
+            purged += self
+                .purge_integration(session, &integration, purge_timer)
+                .await?;
+        }
         Ok(purged)
+    }
+}
+
+impl super::ScyllaStore {
+    /// At most `conversations` conversations of a purge of `integration`:
+    /// (how many went, whether it is done). What is left stays noted, as
+    /// after a stop.
+    pub async fn purge_integration_partly(
+        &self,
+        integration: &str,
+        conversations: usize,
+    ) -> Result<(u64, bool), StoreError> {
+        self.records
+            .purge_at_most(
+                &self.session,
+                integration,
+                &self.st.delete_timer,
+                conversations,
+            )
+            .await
     }
 }
