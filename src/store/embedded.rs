@@ -19,6 +19,8 @@ use super::{
 };
 
 pub mod compact;
+#[cfg(test)]
+mod damaged_tests;
 mod documents;
 mod group_commit;
 mod keys;
@@ -55,6 +57,18 @@ pub struct EmbeddedStore {
     /// completed sync covers.
     written: AtomicU64,
     synced: AtomicU64,
+}
+
+/// A stored record, or `None` (logged with its key) when it does not read.
+fn readable<T: serde::de::DeserializeOwned>(key: &[u8], value: &[u8]) -> Option<T> {
+    match serde_json::from_slice(value) {
+        Ok(v) => Some(v),
+        Err(e) => {
+            let key = String::from_utf8_lossy(key);
+            tracing::warn!(key = %key, error = %e, "A stored record does not read; left out");
+            None
+        }
+    }
 }
 
 fn corrupt(e: serde_json::Error) -> StoreError {
@@ -246,8 +260,12 @@ impl Store for EmbeddedStore {
                 Bound::Excluded(keys::past(&first))
             };
             for g in snap.range(&self.t.conversations, (start, end)) {
-                let (_, v) = row(g)?;
-                let record: ConversationRecord = serde_json::from_slice(&v).map_err(corrupt)?;
+                let (k, v) = row(g)?;
+                // One record that does not read is left out (logged), not
+                // the whole listing: it is the quarantine's to show.
+                let Some(record) = readable::<ConversationRecord>(&k, &v) else {
+                    continue;
+                };
                 if filter.matches(&record) {
                     out.push(record);
                     if out.len() >= limit {
@@ -267,10 +285,13 @@ impl Store for EmbeddedStore {
         fit(integrations.iter().map(String::as_str))?;
         let snap = self.db.read_tx();
         let (mut total, mut active) = (0, 0);
-        rows_of(&snap, &self.t.conversations, integrations, |_, v| {
-            let record: ConversationRecord = serde_json::from_slice(v).map_err(corrupt)?;
+        rows_of(&snap, &self.t.conversations, integrations, |id, v| {
+            // A record that does not read still counts (as ScyllaDB's
+            // index counts it), as not active.
             total += 1;
-            if record.last_activity_ms >= active_since_ms {
+            if readable::<ConversationRecord>(id.as_bytes(), v)
+                .is_some_and(|r| r.last_activity_ms >= active_since_ms)
+            {
                 active += 1;
             }
             Ok(())
