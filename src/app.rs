@@ -296,6 +296,7 @@ pub async fn start_with_store(
     let grace = config.engine.shutdown_grace;
     let stopping = ctx.stopping.clone();
     let sockets = ctx.sockets.clone();
+    let store_at_stop = store.clone();
     let done = tokio::spawn(async move {
         let app = app.into_make_service_with_connect_info::<SocketAddr>();
         let (close_tx, close_rx) = oneshot::channel::<()>();
@@ -363,6 +364,11 @@ pub async fn start_with_store(
         }
         metrics_task.abort();
         let _ = metrics_task.await;
+        // What the store keeps for a later write (an interval sync, the
+        // analytics counters) is written now.
+        if let Err(e) = store_at_stop.sync().await {
+            tracing::warn!(error = %e, "Cannot sync the store at shutdown");
+        }
         tracing::info!("Engine stopped");
     });
     tracing::info!(%addr, %metrics_addr, "Engine started");

@@ -1202,3 +1202,32 @@ async fn a_scylla_purge_cut_short_is_finished_on_scylla() {
     let store = ScyllaStore::open_on_schema(&config).await.unwrap();
     a_scylla_purge_cut_short_is_finished(store).await;
 }
+
+/// The ScyllaDB store's analytics counts, written once a second, are
+/// written by a sync (as at a clean stop): a store opened afterwards reads
+/// them, none lost to the stop.
+#[tokio::test]
+#[ignore = "needs SCYLLA_URI: a real ScyllaDB (see README, Testing)"]
+async fn analytics_counts_survive_a_clean_stop_on_scylla() {
+    let uri = std::env::var("SCYLLA_URI").expect("SCYLLA_URI");
+    let config = scylla_config(
+        uri.split(',').map(|s| s.trim().to_string()).collect(),
+        false,
+    );
+    let day = DailyCount::day_of(NOW);
+    let s = ScyllaStore::open(&config).await.unwrap();
+    let mut w = turn(&record("fb:S", "fb"), vec![], &[]);
+    w.counts = vec![DailyCount {
+        day,
+        inbound: 3,
+        outbound: 0,
+        delivered: 0,
+        read: 0,
+    }];
+    s.commit_turn(w.into()).await.unwrap();
+    s.sync().await.unwrap();
+    drop(s);
+    let again = ScyllaStore::open(&config).await.unwrap();
+    let counts = again.daily_counts(&["fb".into()], day).await.unwrap();
+    assert_eq!(counts.first().map(|c| c.1.inbound), Some(3), "{counts:?}");
+}

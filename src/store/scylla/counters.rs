@@ -65,21 +65,15 @@ impl Counters {
         Self { inner, flusher }
     }
 
+    /// Writes what was added and not written yet (a clean stop does, so
+    /// only a crash loses the last second's counts).
+    pub async fn flush(&self) -> Result<(), StoreError> {
+        self.inner.flush().await
+    }
+
     /// Adds a turn's counts.
     pub fn add(&self, integration: &str, counts: &[DailyCount]) {
-        if counts.is_empty() {
-            return;
-        }
-        let mut pending = lock(&self.inner.pending);
-        for c in counts {
-            pending
-                .entry((integration.to_string(), c.day))
-                .or_insert_with(|| DailyCount {
-                    day: c.day,
-                    ..DailyCount::default()
-                })
-                .add(c);
-        }
+        add_to(&self.inner.pending, integration, counts);
     }
 
     /// The rollups of `integration` from `from_day` on, written and not.
@@ -164,7 +158,16 @@ impl Inner {
         if pending.is_empty() {
             return Ok(());
         }
-        let st = self.statements().await?;
+        let st = match self.statements().await {
+            Ok(st) => st,
+            Err(e) => {
+                // Certainly not written: kept for the next flush.
+                for ((integration, _), c) in pending {
+                    add_to(&self.pending, &integration, &[c]);
+                }
+                return Err(e);
+            }
+        };
         let mut batch = Batch::new(BatchType::Counter);
         let mut values: Values = Vec::new();
         for ((integration, day), c) in pending {
@@ -183,6 +186,27 @@ impl Inner {
             .await
             .map_err(unavailable)?;
         Ok(())
+    }
+}
+
+/// Adds `counts` of `integration` to those waiting to be written.
+fn add_to(
+    pending: &Mutex<HashMap<(String, u32), DailyCount>>,
+    integration: &str,
+    counts: &[DailyCount],
+) {
+    if counts.is_empty() {
+        return;
+    }
+    let mut pending = lock(pending);
+    for c in counts {
+        pending
+            .entry((integration.to_string(), c.day))
+            .or_insert_with(|| DailyCount {
+                day: c.day,
+                ..DailyCount::default()
+            })
+            .add(c);
     }
 }
 

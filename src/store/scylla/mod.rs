@@ -447,11 +447,14 @@ impl Store for ScyllaStore {
             .await
     }
 
-    async fn finish_purge(&self, integration: &str) -> Result<u64, StoreError> {
+    /// The analytics counts waiting for their write go now.
+    async fn sync(&self) -> Result<(), StoreError> {
+        self.counters.flush().await
+    }
+
+    async fn finish_purge(&self, id: &str) -> Result<u64, StoreError> {
         let timer = &self.st.delete_timer;
-        self.records
-            .finish_purge(&self.session, integration, timer)
-            .await
+        self.records.finish_purge(&self.session, id, timer).await
     }
 
     async fn resume_purges(&self, live: &[String]) -> Result<u64, StoreError> {
