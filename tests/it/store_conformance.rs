@@ -759,10 +759,16 @@ async fn knowledge_documents(under: Under) {
     let mut all = s.documents().await.unwrap();
     all.sort_by(|x, y| x.id.cmp(&y.id));
     assert_eq!(all, [doc("a", "d1"), doc("b", "d2")]);
-    // Let a time-based revision move on.
-    tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    // Changes made one right after the other each move the revision (an
+    // instance that read it between them reloads again).
+    let r2 = s.knowledge_revision().await.unwrap();
+    assert_ne!(r2, r1);
     assert!(s.delete_document("a", "d1").await.unwrap());
-    assert_ne!(s.knowledge_revision().await.unwrap(), r1);
+    let r3 = s.knowledge_revision().await.unwrap();
+    assert_ne!(r3, r2);
+    s.put_document(doc("c", "d3")).await.unwrap();
+    assert!(s.delete_document("c", "d3").await.unwrap());
+    assert_ne!(s.knowledge_revision().await.unwrap(), r3);
     assert!(!s.delete_document("a", "d1").await.unwrap());
     assert!(!s.delete_document("b", "d1").await.unwrap());
     assert_eq!(s.documents().await.unwrap(), [doc("b", "d2")]);

@@ -7,7 +7,6 @@ use scylla::client::session::Session;
 use scylla::statement::prepared::PreparedStatement;
 
 use super::{corrupt, has_row, read_revision, unavailable};
-use crate::clock::now_ms;
 use crate::store::{DocumentRecord, StoreError, TenantKeyRecord};
 
 pub(super) struct DocumentStatements {
@@ -65,7 +64,7 @@ impl DocumentStatements {
     }
 
     async fn bump(&self, session: &Session) -> Result<(), StoreError> {
-        let at = i64::try_from(now_ms()).unwrap_or(i64::MAX);
+        let at = super::records::new_revision();
         session
             .execute_unpaged(&self.bump, (0i32, at))
             .await

@@ -9,6 +9,21 @@ use scylla::statement::prepared::PreparedStatement;
 use super::{corrupt, has_row, read_revision, unavailable};
 use crate::store::{RecordKind, StoreError};
 
+/// A revision unlike the one before it: readers look for a change, not an
+/// order, so two bumps in one microsecond must not write the same value.
+/// The time in µs, then 8 bits counting this instance's bumps from a
+/// random start (two instances in one µs differ but for 1 in 256).
+pub(super) fn new_revision() -> i64 {
+    static BUMPS: std::sync::OnceLock<std::sync::atomic::AtomicU8> = std::sync::OnceLock::new();
+    let bumps = BUMPS.get_or_init(|| std::sync::atomic::AtomicU8::new(rand::random()));
+    let n = bumps.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let micros = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_micros());
+    let micros = i64::try_from(micros).unwrap_or(i64::MAX).min(i64::MAX >> 8);
+    (micros << 8) | i64::from(n)
+}
+
 /// The kind of the control records that note a purge under way (the key
 /// is the integration).
 const PURGING: &str = "purging";
@@ -88,10 +103,7 @@ impl RecordStatements {
     }
 
     async fn bump(&self, session: &Session, kind: RecordKind) -> Result<(), StoreError> {
-        let micros = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_micros());
-        let at = i64::try_from(micros).unwrap_or(i64::MAX);
+        let at = new_revision();
         session
             .execute_unpaged(&self.bump, (kind.as_str(), at))
             .await
