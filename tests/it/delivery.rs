@@ -345,6 +345,48 @@ async fn a_lost_answer_to_a_public_reply_is_found_under_the_comment_not_posted_t
     b.engine.shutdown().await;
 }
 
+/// A public reply whose call never reached Meta (a gateway answered 504)
+/// looks like one whose answer was lost: once the wait has passed it is
+/// looked for under the comment, not found, and posted again. The
+/// customer gets exactly one public reply.
+#[tokio::test]
+async fn a_public_reply_lost_on_its_way_is_posted_again_once() {
+    let b = Bench::start(Some(Fault::GatewayTimeout), false).await;
+    let now = switchboard::clock::now_ms();
+    let feed = serde_json::to_vec(&json!({"object": "page", "entry": [{"id": PAGE, "time": now, "changes": [
+        {"field": "feed", "value": {"from": {"id": "USER_G", "name": "Ana"}, "post_id": format!("{PAGE}_8"),
+         "comment_id": "8_1", "item": "comment", "verb": "add", "created_time": now / 1000,
+         "message": "What are your hours?"}}]}]}))
+    .unwrap();
+    assert_eq!(post_webhook(&b.url(), feed, Some(APP_SECRET)).await, 200);
+    let replies = |status: u16| {
+        b.sim
+            .calls()
+            .into_iter()
+            .filter(|c| c.status == status && c.kind == Some(CallKind::PageCommentReply))
+            .count()
+    };
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+    while replies(200) == 0 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "never posted again: {:#?}",
+            b.sim.calls()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(replies(504), 1, "{:#?}", b.sim.calls());
+    b.past_the_wait().await;
+    assert_eq!(
+        replies(200),
+        1,
+        "posted once more, not twice: {:#?}",
+        b.sim.calls()
+    );
+    b.assert_resent(1).await;
+    b.engine.shutdown().await;
+}
+
 /// Meta delivers a refused webhook again later, and the echo that confirms
 /// a send may be among them: after the engine turned a webhook away (here a
 /// request whose body never came, 408), a part waiting for its echo is not

@@ -3,7 +3,8 @@
 //! on WhatsApp), an expired token (190), window errors (10 / 2018278 on
 //! Messenger / Instagram, 131047 on WhatsApp) and added latency; and the
 //! ways a real network loses an answer to a call Meta accepted: a 200 that
-//! comes too late, one cut in the middle of its body, one that is HTML.
+//! comes too late, one cut in the middle of its body, one that is HTML;
+//! and a call lost on its way, answered 504 by a gateway.
 //!
 //! Shares are probabilities in `0.0..=1.0` drawn per call; `next` faults
 //! are deterministic: each of the next calls that can fail gets the next
@@ -32,6 +33,9 @@ pub enum Fault {
     CutAnswer,
     /// Accepted; the 200's body is an HTML page, not Meta's JSON.
     HtmlAnswer,
+    /// Never reaches Meta: a gateway in between answers 504 with its own
+    /// HTML page (the engine cannot tell this from a lost answer).
+    GatewayTimeout,
 }
 
 impl Fault {
@@ -82,6 +86,13 @@ impl Fault {
                 subcode: None,
                 message: "(#131047) Re-engagement message: more than 24 hours have passed since the recipient last replied".into(),
                 transient: false,
+            },
+            Self::GatewayTimeout => Refusal {
+                status: 504,
+                code: 0,
+                subcode: None,
+                message: "Gateway Timeout".into(),
+                transient: true,
             },
             Self::WindowClosed | Self::LateAnswer | Self::CutAnswer | Self::HtmlAnswer => {
                 Refusal {

@@ -378,6 +378,13 @@ async fn graph(
             "<html><body>Sorry, something went wrong.</body></html>",
         )
             .into_response(),
+        // A gateway's page: the call never reached Meta.
+        _ if status == StatusCode::GATEWAY_TIMEOUT => (
+            status,
+            [(axum::http::header::CONTENT_TYPE, "text/html")],
+            "<html><body><h1>504 Gateway Time-out</h1></body></html>",
+        )
+            .into_response(),
         _ => (status, Json(response)).into_response(),
     }
 }
