@@ -366,8 +366,8 @@ pub async fn start_with_store(
         let _ = metrics_task.await;
         // What the store keeps for a later write (an interval sync, the
         // analytics counters) is written now.
-        if let Err(e) = store_at_stop.sync().await {
-            tracing::warn!(error = %e, "Cannot sync the store at shutdown");
+        if let Err(e) = store_at_stop.close().await {
+            tracing::warn!(error = %e, "Cannot write what the store keeps for later at shutdown");
         }
         tracing::info!("Engine stopped");
     });
@@ -416,12 +416,13 @@ async fn follow_ownership(
 /// Tells the supervisor which conversations the store keeps quarantined,
 /// before their events arrive.
 async fn announce_quarantines(store: &Arc<dyn Store>, supervisor: &ActorRef<SupervisorMsg>) {
+    let read_at = std::time::Instant::now();
     match store.quarantines().await {
         // The whole list, empty too: one lifted on another instance is
         // forgotten here.
         Ok(list) => {
             let ids = list.into_iter().map(|q| q.conversation).collect();
-            let _ = supervisor.send_message(SupervisorMsg::Quarantined(ids));
+            let _ = supervisor.send_message(SupervisorMsg::Quarantined(ids, read_at));
         }
         Err(e) => tracing::warn!(error = %e, "Cannot read quarantined conversations"),
     }

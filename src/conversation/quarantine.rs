@@ -10,6 +10,7 @@
 //! again, in order, and the conversation is handled as usual.
 
 use std::sync::Arc;
+use std::time::Instant;
 
 use super::supervisor::SupervisorState;
 use crate::bus::Delivery;
@@ -35,6 +36,10 @@ pub(super) async fn start(state: &mut SupervisorState, id: &Arc<str>, reason: &s
     match kept {
         Ok(()) => {
             entry.quarantined = true;
+            state.quarantined_here.insert(id.clone(), Instant::now());
+            let Some(entry) = state.entries.get_mut(id) else {
+                return true;
+            };
             entry.actor = None;
             entry.stopping = false;
             telemetry::quarantined(&id, failures, reason);
@@ -160,6 +165,7 @@ pub(super) async fn intercept(
     }
     // Resumed on another instance since this one learnt of it: handled.
     if let Ok(None) = state.args.ctx.store.quarantine(id).await {
+        state.quarantined_here.remove(id);
         if let Some(entry) = state.entries.get_mut(id) {
             entry.quarantined = false;
             entry.failures = 0;
@@ -199,6 +205,7 @@ async fn release(state: &mut SupervisorState, id: &Arc<str>) -> Result<(), Store
         ctx.store.remove_quarantine(id).await?;
         tracing::info!(conversation = %id, events = events.len(), "Quarantine lifted; its events are handled again");
     }
+    state.quarantined_here.remove(id);
     if let Some(entry) = state.entries.get_mut(id) {
         entry.quarantined = false;
         entry.outside_failures = 0;

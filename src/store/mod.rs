@@ -144,6 +144,13 @@ pub trait Store: Send + Sync + 'static {
         Ok(())
     }
 
+    /// At a clean stop: writes what the store keeps for a later write (an
+    /// interval's sync, counts summed in memory). Called once, after the
+    /// last turn.
+    async fn close(&self) -> Result<(), StoreError> {
+        self.sync().await
+    }
+
     /// Whether committed turns may still be waiting for [`Store::sync`].
     fn syncs_later(&self) -> bool {
         false

@@ -360,6 +360,13 @@ impl Store for TenantStores {
         Ok(())
     }
 
+    async fn close(&self) -> Result<(), StoreError> {
+        for b in &self.backends {
+            b.store.close().await?;
+        }
+        Ok(())
+    }
+
     fn syncs_later(&self) -> bool {
         self.backends.iter().any(|b| b.store.syncs_later())
     }

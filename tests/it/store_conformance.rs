@@ -1210,7 +1210,7 @@ async fn a_scylla_purge_cut_short_is_finished_on_scylla() {
 }
 
 /// The ScyllaDB store's analytics counts, written once a second, are
-/// written by a sync (as at a clean stop): a store opened afterwards reads
+/// written at a clean stop (`close`): a store opened afterwards reads
 /// them, none lost to the stop.
 #[tokio::test]
 #[ignore = "needs SCYLLA_URI: a real ScyllaDB (see README, Testing)"]
@@ -1231,7 +1231,7 @@ async fn analytics_counts_survive_a_clean_stop_on_scylla() {
         read: 0,
     }];
     s.commit_turn(w.into()).await.unwrap();
-    s.sync().await.unwrap();
+    s.close().await.unwrap();
     drop(s);
     let again = ScyllaStore::open(&config).await.unwrap();
     let counts = again.daily_counts(&["fb".into()], day).await.unwrap();

@@ -321,7 +321,8 @@ async fn a_socket_ends_when_its_chat_drops_its_origin_or_is_deleted() {
         .post(
             "/integrations",
             json!({"id": "shop-web", "tenant": "acme", "channel": "web",
-                   "assistant": "support", "allowed_origins": [ORIGIN, other]}),
+                   "assistant": "support", "allowed_origins": [ORIGIN, other],
+                   "identity_secret": SECRET}),
         )
         .await;
     assert_eq!(status, 201, "{body}");
@@ -351,6 +352,40 @@ async fn a_socket_ends_when_its_chat_drops_its_origin_or_is_deleted() {
         .await
         .is_none_or(|m| matches!(m, Ok(Message::Close(_)) | Err(_))));
     assert_eq!(open_to(&desk, "shop-web", ORIGIN).await.err(), Some(403));
+
+    // A new identity key ends the sockets of signed-in users (their pages
+    // must come back with a hash of the new key), not the anonymous ones.
+    let mut anonymous = open_to(&desk, "shop-web", other).await.unwrap();
+    hello(&mut anonymous, None, 0).await;
+    let mut user = open_to(&desk, "shop-web", other).await.unwrap();
+    let hash = switchboard::channels::web::identity::user_hash(SECRET, "u-7");
+    say(
+        &mut user,
+        json!({"type": "hello", "user_id": "u-7", "user_hash": hash}),
+    )
+    .await;
+    next(&mut user, "welcome").await;
+    let (status, body) = desk
+        .request(
+            reqwest::Method::PATCH,
+            "/integrations/shop-web",
+            Some(json!({"identity_secret": "another-identity-secret-of-32-characters"})),
+            "admin",
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    say(
+        &mut user,
+        json!({"type": "message", "client_id": "g3", "text": "hello?"}),
+    )
+    .await;
+    assert_eq!(next_any(&mut user).await["type"], "error");
+    say(
+        &mut anonymous,
+        json!({"type": "message", "client_id": "g4", "text": "what are your hours?"}),
+    )
+    .await;
+    assert_eq!(next(&mut anonymous, "ack").await["client_id"], "g4");
 
     let mut ws = open_to(&desk, "shop-web", other).await.unwrap();
     hello(&mut ws, None, 0).await;

@@ -42,8 +42,9 @@ pub enum SupervisorMsg {
     Revoked(Vec<u32>),
     /// Events handed out and not finished, and resident actors.
     Stats(RpcReplyPort<(usize, usize)>),
-    /// These conversations, and no others, are quarantined in the store.
-    Quarantined(Vec<String>),
+    /// These conversations, and no others, were quarantined in the store
+    /// when it was read (at that instant).
+    Quarantined(Vec<String>, Instant),
     /// A Gmail mailbox's read (see `mailbox.rs`) has ended.
     MailboxRead(Box<mailbox::ReadEnded>),
     /// A conversation's actor (numbered `actor`) has ended.
@@ -69,6 +70,9 @@ pub struct SupervisorState {
     alive: Arc<Alive>,
     /// Gmail mailboxes being read now.
     mailbox_reads: HashMap<Arc<str>, mailbox::Reading>,
+    /// When each conversation was quarantined here (until resumed): a
+    /// list of quarantines read before that does not lift it.
+    pub(super) quarantined_here: HashMap<Arc<str>, Instant>,
 }
 
 pub struct ConversationSupervisor;
@@ -91,6 +95,7 @@ impl Actor for ConversationSupervisor {
             by_actor: HashMap::new(),
             alive: Arc::default(),
             mailbox_reads: Default::default(),
+            quarantined_here: HashMap::new(),
         })
     }
 
@@ -139,7 +144,7 @@ impl Actor for ConversationSupervisor {
             SupervisorMsg::Respawn(id) => respawn(&myself, state, id).await,
             SupervisorMsg::Sweep => sweep(state),
             SupervisorMsg::Revoked(partitions) => revoked(state, &partitions),
-            SupervisorMsg::Quarantined(ids) => mark_quarantined(state, ids),
+            SupervisorMsg::Quarantined(ids, read_at) => mark_quarantined(state, ids, read_at),
             SupervisorMsg::Stats(reply) => {
                 let inflight = state.entries.values().map(|e| e.inflight.len()).sum();
                 let _ = reply.send((inflight, state.by_actor.len()));
@@ -377,13 +382,17 @@ fn revoked(state: &mut SupervisorState, partitions: &[u32]) {
 /// partitions that come to this instance): their events are kept, not
 /// handled, until resumed. One marked here and missing from the list was
 /// resumed (perhaps on another instance): it is handled again.
-fn mark_quarantined(state: &mut SupervisorState, ids: Vec<String>) {
+fn mark_quarantined(state: &mut SupervisorState, ids: Vec<String>, read_at: Instant) {
     let listed: std::collections::HashSet<&str> = ids.iter().map(String::as_str).collect();
+    let here = &mut state.quarantined_here;
     for (id, entry) in state.entries.iter_mut() {
-        if entry.quarantined && !listed.contains(id.as_ref()) {
+        // One quarantined here after the list was read is not on it.
+        let newer = here.get(id).is_some_and(|at| *at >= read_at);
+        if entry.quarantined && !listed.contains(id.as_ref()) && !newer {
             entry.quarantined = false;
             entry.failures = 0;
             entry.outside_failures = 0;
+            here.remove(id);
         }
     }
     for id in ids {

@@ -264,6 +264,7 @@ async fn session(
         let of = SocketOf {
             config: &config,
             origin: &origin,
+            signed_in: visitor.is_empty(),
             conversation: &conversation,
             customer: &customer,
             ip,
@@ -278,6 +279,8 @@ struct SocketOf<'a> {
     config: &'a IntegrationConfig,
     /// The page's origin the socket was opened from.
     origin: &'a str,
+    /// The visitor is a user the site signed in (`user_hash`).
+    signed_in: bool,
     conversation: &'a ConversationId,
     customer: &'a str,
     ip: std::net::IpAddr,
@@ -336,7 +339,10 @@ async fn converse(
                         }
                     }
                     Ok(ClientFrame::Read { seq }) => {
-                        reads.wanted = reads.wanted.max(seq);
+                        if seq > reads.wanted {
+                            reads.wanted = seq;
+                            reads.wanted_at = now_ms();
+                        }
                         reads.pass(ctx, of).await;
                         continue;
                     }
@@ -421,15 +427,16 @@ fn busy(client_id: &str) -> Value {
 const GONE: &str = "this chat has changed; reconnecting";
 
 /// Whether the socket's chat still takes it as it was opened: the
-/// integration is there, still takes its page's origin, and signs its
-/// users with the same key (a deleted integration stops at once; a removed
-/// origin or a rotated identity key ends its sockets, whose widgets then
-/// open new ones under the new settings).
+/// integration is there, still takes its page's origin, and, for a
+/// signed-in user, signs users with the same key (a deleted integration
+/// stops at once; a removed origin or a rotated identity key ends its
+/// sockets: the first are refused from then on, the others must come back
+/// with a hash of the new key).
 fn still_allowed(ctx: &EngineContext, of: &SocketOf<'_>) -> bool {
     ctx.integrations.get(&of.config.id).is_some_and(|now| {
         now.channel == ChannelKind::Web
             && now.allowed_origins.iter().any(|o| o == of.origin)
-            && now.identity_secret.expose() == of.config.identity_secret.expose()
+            && (!of.signed_in || now.identity_secret.expose() == of.config.identity_secret.expose())
     })
 }
 
@@ -438,8 +445,10 @@ fn still_allowed(ctx: &EngineContext, of: &SocketOf<'_>) -> bool {
 /// sooner waits for its turn instead of being dropped.
 #[derive(Default)]
 struct ReadMarks {
-    /// The newest line the widget said it showed.
+    /// The newest line the widget said it showed, and when it said so
+    /// (the mark's time: lines sent later are not covered by it).
     wanted: u64,
+    wanted_at: u64,
     /// The newest passed on, and when.
     passed: u64,
     at: Option<tokio::time::Instant>,
@@ -454,7 +463,7 @@ impl ReadMarks {
         let event = event(
             of,
             EventKind::Read {
-                watermark: now_ms(),
+                watermark: self.wanted_at,
             },
         );
         if ctx.bus.publish(std::slice::from_ref(&event)).await.is_ok() {

@@ -25,7 +25,10 @@
   // signed-in user (a shared computer's next user never sends them), and
   // read again before each change (another tab may have added or taken
   // some since).
-  var pendingKey = "pending" + (script.dataset.userId ? ":u:" + script.dataset.userId : "");
+  var pendingKey = "pending:" + (script.dataset.userId ? "u:" + script.dataset.userId : "v");
+  // An earlier widget kept every user's under one key: whose they are is
+  // not known, so none of them is sent as someone else's.
+  try { localStorage.removeItem(key + "pending"); } catch (e) {}
   function loadPending() {
     try { var l = JSON.parse(store.get(pendingKey) || "[]"); return Array.isArray(l) ? l : []; }
     catch (e) { return []; }
@@ -35,8 +38,9 @@
   // history, a reconnect for what came after it.
   var lastSeq = 0;
   var seen = {};
-  // How often each message was refused for now ("busy").
-  var retries = {};
+  // Refusals for now ("busy", too many) in a row, and the wait after the
+  // last: while it runs, new messages wait too, so that they go in order.
+  var refusals = 0, holding = null;
   var ws = null, backoff = 500, timer = null, open = false, typingTimer = null;
   // A socket can look open and carry nothing (a network switch, a NAT or a
   // proxy that forgot it): after a ping or a message, some frame must come
@@ -166,6 +170,7 @@
     var p = { id: "c" + Date.now().toString(36) + Math.random().toString(36).slice(2, 10), text: text };
     changePending(function (l) { l.push(p); return l; });
     bubble("visitor", text, p.id, " wait");
+    if (holding) return;
     transmit(p);
     probe();
   }
@@ -175,7 +180,7 @@
     if (ws && ws.readyState <= 1) return;
     clearTimeout(timer);
     clearTimeout(probing); probing = null;
-    var s;
+    var s, welcomed = false, refused = false;
     try { s = new WebSocket(wsUrl); } catch (e) { retry(); return; }
     ws = s;
     // Each socket's handlers act only while it is the current one: an old
@@ -192,7 +197,9 @@
       clearTimeout(probing); probing = null;
       var f; try { f = JSON.parse(e.data); } catch (x) { return; }
       if (f.type === "welcome") {
+        welcomed = true;
         backoff = 500; statusEl.textContent = "";
+        clearTimeout(holding); holding = null;
         if (f.visitor) store.set("visitor", f.visitor);
         if (f.color) wrap.style.setProperty("--c", f.color);
         if (f.position === "left") wrap.classList.add("left");
@@ -207,6 +214,7 @@
       } else if (f.type === "message") {
         show(f);
       } else if (f.type === "ack") {
+        refusals = 0;
         dropPending(f.client_id);
         var el = log.querySelector('[data-id="' + f.client_id + '"]');
         if (el) el.classList.remove("wait");
@@ -218,17 +226,22 @@
       } else if (f.type === "error") {
         // Sent again later, waiting longer each time (with jitter: widgets
         // do not all come back at the same moment).
+        // Every message waiting goes again, in order, when it ends.
         if (f.client_id && f.retry) {
-          var tries = (retries[f.client_id] || 0) + 1;
-          retries[f.client_id] = tries;
-          var wait = Math.min(2000 * Math.pow(2, tries - 1), 30000);
-          setTimeout(function () {
-            loadPending().filter(function (p) { return p.id === f.client_id; }).forEach(transmit);
+          if (holding) return;
+          refusals += 1;
+          var wait = Math.min(2000 * Math.pow(2, refusals - 1), 30000);
+          holding = setTimeout(function () {
+            holding = null;
+            loadPending().forEach(transmit);
           }, wait / 2 + Math.random() * wait / 2);
         } else if (f.client_id) {
           dropPending(f.client_id);
           statusEl.textContent = f.reason || "Not sent";
         } else {
+          // Refused before the welcome (a user hash the engine does not
+          // take): trying again would be refused the same way.
+          if (!welcomed) refused = true;
           statusEl.textContent = f.reason || "The chat is not available";
         }
       }
@@ -236,7 +249,7 @@
     s.onclose = function () {
       if (ws !== s) return;
       ws = null;
-      if (open || pending.length) retry();
+      if (!refused && (open || pending.length)) retry();
     };
   }
   function retry() {

@@ -448,7 +448,7 @@ impl Store for ScyllaStore {
     }
 
     /// The analytics counts waiting for their write go now.
-    async fn sync(&self) -> Result<(), StoreError> {
+    async fn close(&self) -> Result<(), StoreError> {
         self.counters.flush().await
     }
 

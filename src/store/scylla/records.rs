@@ -303,6 +303,10 @@ impl RecordStatements {
         let mut purged = 0;
         for (integration, _) in noted {
             if live.contains(&integration) {
+                tracing::warn!(
+                    integration = %integration,
+                    "An integration purge cut short is not finished: an integration with this id is configured again, and keeps what is left"
+                );
                 session
                     .execute_unpaged(&self.delete, (PURGING, integration.as_str()))
                     .await
@@ -310,9 +314,15 @@ impl RecordStatements {
                 continue;
             }
             tracing::info!(integration = %integration, "Finishing a purge a stop cut short");
-            purged += self
+            match self
                 .purge_integration(session, &integration, purge_timer)
-                .await?;
+                .await
+            {
+                Ok(n) => purged += n,
+                Err(e) => {
+                    tracing::warn!(integration = %integration, error = %e, "Cannot finish an integration purge cut short; tried again at the next start")
+                }
+            }
         }
         Ok(purged)
     }
