@@ -211,7 +211,7 @@ impl GmailApi {
             let call = request(&self.http, &self.base)
                 .bearer_auth(&token.value)
                 .timeout(timeout);
-            let answer = once(call).await;
+            let answer = once(call, retry_ambiguous).await;
             // Not kept through the backoff: nothing is in flight then.
             drop(owned);
             let err = match answer {

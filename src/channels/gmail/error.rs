@@ -54,14 +54,21 @@ pub(super) const MAX_ANSWER: usize = 100 << 20;
 /// What is read of an error's answer (its reason and message).
 const MAX_ERROR_ANSWER: usize = 64 << 10;
 
-pub(super) async fn once(request: reqwest::RequestBuilder) -> Result<bytes::Bytes, GmailError> {
-    once_within(request, MAX_ANSWER).await
+/// `read`: the call only reads (a 2xx cut short is then an unknown outcome
+/// to try again, never an empty answer: a message or attachment is not
+/// taken for an unreadable one because a connection dropped).
+pub(super) async fn once(
+    request: reqwest::RequestBuilder,
+    read: bool,
+) -> Result<bytes::Bytes, GmailError> {
+    once_within(request, MAX_ANSWER, read).await
 }
 
 /// [`once`] with a 2xx answer refused past `cap` bytes.
 async fn once_within(
     request: reqwest::RequestBuilder,
     cap: usize,
+    read: bool,
 ) -> Result<bytes::Bytes, GmailError> {
     match request.send().await {
         Ok(response) => {
@@ -73,6 +80,9 @@ async fn once_within(
                     "{status} answer larger than {cap} bytes"
                 ))),
                 Ok(b) if ok => Ok(bytes::Bytes::from(b.bytes)),
+                Err(_) if ok && read => Err(GmailError::Ambiguous(
+                    "connection lost in the middle of the answer".into(),
+                )),
                 // Accepted, though the body was cut.
                 Err(_) if ok => Ok(bytes::Bytes::new()),
                 Ok(b) => Err(from_status(status, &b.bytes)),
@@ -114,7 +124,8 @@ pub(super) fn from_status(status: u16, body: &[u8]) -> GmailError {
         .iter()
         .any(|r| matches!(*r, "dailyLimitExceeded" | "limitExceeded"))
         || lower.contains("daily limit")
-        || lower.contains("sending limit");
+        || lower.contains("sending limit")
+        || lower.contains("(mail sending)");
     let limited = daily
         || reasons.iter().any(|r| {
             matches!(
@@ -125,6 +136,8 @@ pub(super) fn from_status(status: u16, body: &[u8]) -> GmailError {
         || lower.contains("rate limit")
         || lower.contains("quota exceeded");
     match status {
+        // Google says a spent sending limit with a 429 too.
+        429 if daily => GmailError::OverLimit(message),
         429 => GmailError::Throttled,
         403 if daily => GmailError::OverLimit(message),
         403 if limited => GmailError::Throttled,
@@ -209,13 +222,13 @@ mod tests {
         let client = reqwest::Client::new();
         let big = format!(r#"{{"id":"m1","raw":"{}"}}"#, "x".repeat(4096));
         let url = serving(http("200 OK", &big)).await;
-        let e = once_within(client.get(&url), 1024)
+        let e = once_within(client.get(&url), 1024, true)
             .await
             .expect_err("too large");
         assert!(matches!(e, GmailError::Rejected(_)), "{e:?}");
         assert!(!e.retryable());
         assert_eq!(
-            once_within(client.get(&url), 1 << 20)
+            once_within(client.get(&url), 1 << 20, true)
                 .await
                 .expect("whole")
                 .len(),
@@ -223,8 +236,39 @@ mod tests {
         );
         let page = format!("<html>{}</html>", "y".repeat(1 << 20));
         let url = serving(http("503 Service Unavailable", &page)).await;
-        let e = once(client.get(&url)).await.expect_err("server");
+        let e = once(client.get(&url), true).await.expect_err("server");
         assert!(matches!(e, GmailError::Server(_)), "{e:?}");
         assert!(e.retryable());
+    }
+
+    /// A 2xx whose connection drops mid-body: a read is tried again (the
+    /// message or attachment is not taken for an unreadable one), a send
+    /// was accepted.
+    #[tokio::test]
+    async fn a_2xx_cut_mid_body_is_tried_again_when_reading() {
+        let client = reqwest::Client::new();
+        let cut = "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 10000\r\n\r\n{\"data\":\"abc";
+        let url = serving(cut.to_string()).await;
+        let e = once(client.get(&url), true).await.expect_err("cut");
+        assert!(matches!(e, GmailError::Ambiguous(_)), "{e:?}");
+        assert!(e.retryable());
+        assert!(once(client.get(&url), false)
+            .await
+            .expect("sent")
+            .is_empty());
+    }
+
+    /// Google answers a spent sending limit with a 429 too: the reply
+    /// waits an hour, not a few seconds.
+    #[test]
+    fn a_429_for_the_sending_limit_waits_an_hour() {
+        let body = br#"{"error":{"code":429,"message":"User-rate limit exceeded.  Retry after 2026-12-08T15:00:00.000Z (Mail sending)","errors":[{"reason":"rateLimitExceeded"}]}}"#;
+        assert!(matches!(from_status(429, body), GmailError::OverLimit(_)));
+        let per_second =
+            br#"{"error":{"code":429,"message":"Too many concurrent requests for user"}}"#;
+        assert!(matches!(
+            from_status(429, per_second),
+            GmailError::Throttled
+        ));
     }
 }
