@@ -226,6 +226,9 @@ impl Outbound {
                 return Err(SendError::unsupported(integration.channel));
             };
             let maybe_sent = part.unconfirmed_until_ms.is_some();
+            // The assistant's answers say they are automatic (RFC 3834),
+            // so other responders do not answer them back.
+            body["auto"] = serde_json::json!(part.author == crate::store::Author::Ai);
             return gmail::reply::send(api, integration, &body, about.answering, maybe_sent, fence)
                 .await;
         }

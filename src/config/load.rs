@@ -245,6 +245,27 @@ assistant = "support"
         }
     }
 
+    /// A mailbox connected twice (its address in two cases) would answer
+    /// every email twice.
+    #[test]
+    fn one_mailbox_cannot_be_two_integrations() {
+        let mailbox = |id: &str, address: &str| {
+            format!(
+                "\n[[integrations]]\nid = \"{id}\"\ntenant = \"acme\"\nchannel = \"gmail\"\n\
+                 account_id = \"{address}\"\nassistant = \"support\"\n\
+                 oauth_client_id = \"c.apps.googleusercontent.com\"\n\
+                 oauth_client_secret = \"client-secret\"\nrefresh_token = \"refresh\"\n"
+            )
+        };
+        let text = format!(
+            "{MINIMAL}{}{}",
+            mailbox("mail-1", "support@acme.example"),
+            mailbox("mail-2", "Support@Acme.example")
+        );
+        let err = load_from_str(&text, &[]).expect_err("one mailbox twice");
+        assert!(err.to_string().contains("has this account"), "{err}");
+    }
+
     #[test]
     fn scylla_settings_are_checked_with_their_keys() {
         let ok =

@@ -442,7 +442,7 @@ fn integrations(
             // No account: the widget's socket names the integration.
         } else if g.account_id.trim().is_empty() {
             e.add(key("account_id"), "must not be empty");
-        } else if !accounts.insert((g.app.clone(), g.account_id.clone())) {
+        } else if !accounts.insert((g.app.clone(), account_key(g))) {
             e.add(
                 key("account_id"),
                 "another integration of the same app has this account",
@@ -480,4 +480,14 @@ fn unique_ids<'a>(
         }
     }
     seen
+}
+
+/// The account as two integrations must not share it: a mailbox's address
+/// in any case (Gmail's addresses are not case-sensitive).
+fn account_key(g: &crate::config::IntegrationConfig) -> String {
+    if g.channel == ChannelKind::Gmail {
+        g.account_id.trim().to_ascii_lowercase()
+    } else {
+        g.account_id.clone()
+    }
 }

@@ -168,6 +168,11 @@ async fn an_email_is_answered_in_its_thread_with_the_right_headers() {
         reply["headers"]["X-Switchboard-Part"].is_string(),
         "{reply}"
     );
+    // The assistant's answer says it is automatic (no responder answers it).
+    assert_eq!(
+        reply["headers"]["Auto-Submitted"], "auto-replied",
+        "{reply}"
+    );
     assert_eq!(reply["text"], "We're open 9-5.");
     assert!(
         reply["html"]

@@ -121,7 +121,8 @@ pub enum EmailKind {
     OwnSent { part: Option<String> },
     /// Not answered, with the reason (a metric label: `draft`,
     /// `from_mailbox` (sent to itself, or a forged sender), `no_sender`,
-    /// `auto_submitted`, `bulk`, `list`, `auto_reply`, `spam`, `not_inbox`).
+    /// `bounce`, `no_reply`, `auto_submitted`, `bulk`, `list`, `auto_reply`,
+    /// `spam`, `not_inbox`).
     Skipped(&'static str),
 }
 
@@ -135,6 +136,9 @@ pub struct Email {
     pub internal_date_ms: u64,
     /// (address, lower-cased; display name).
     pub from: Option<(String, Option<String>)>,
+    /// Where the sender asks replies to go (a web form's mail: the
+    /// customer who filled it in), the first address.
+    pub reply_to: Option<(String, Option<String>)>,
     /// The first `To` address (a sent message's recipient).
     pub to: Option<String>,
     pub subject: String,
@@ -159,7 +163,7 @@ impl Email {
         walk(&payload, &mut plain, &mut html, &mut files);
         let text = match (plain, html) {
             (Some(t), _) => t,
-            (None, Some(h)) => html2text::from_read(h.as_bytes(), 100).unwrap_or(h),
+            (None, Some(h)) => html_text(&h),
             (None, None) => String::new(),
         };
         Self {
@@ -169,6 +173,8 @@ impl Email {
             history_id: message.history_id,
             internal_date_ms: message.internal_date,
             from: header("From").and_then(|v| parse_address(&v)),
+            reply_to: header("Reply-To")
+                .and_then(|v| parse_address(&v).or_else(|| v.split(',').find_map(parse_address))),
             to: header("To")
                 .and_then(|v| v.split(',').find_map(parse_address))
                 .map(|(a, _)| a),
@@ -185,6 +191,15 @@ impl Email {
             .iter()
             .find(|h| h.name.eq_ignore_ascii_case(name))
             .map(|h| h.value.as_str())
+    }
+
+    /// Who is answered: the `Reply-To` address when there is one (other
+    /// than the mailbox), else the sender.
+    pub fn customer(&self, mailbox: &str) -> Option<(String, Option<String>)> {
+        self.reply_to
+            .clone()
+            .filter(|(a, _)| !a.eq_ignore_ascii_case(mailbox))
+            .or_else(|| self.from.clone())
     }
 
     fn has_label(&self, label: &str) -> bool {
@@ -204,15 +219,27 @@ impl Email {
                 part: self.header(PART_HEADER).map(|p| p.trim().to_string()),
             };
         }
-        if self
-            .from
-            .as_ref()
-            .is_some_and(|(a, _)| a.eq_ignore_ascii_case(mailbox))
-        {
+        // Sent to itself, or a forged sender; a form the mailbox mails to
+        // itself names the customer in `Reply-To`.
+        let Some((customer, _)) = self.customer(mailbox) else {
+            return EmailKind::Skipped("no_sender");
+        };
+        if customer.eq_ignore_ascii_case(mailbox) {
             return EmailKind::Skipped("from_mailbox");
         }
-        if self.from.is_none() {
-            return EmailKind::Skipped("no_sender");
+        // A delivery failure (an empty return path, the mail system's own
+        // sender) or an address that takes no answers.
+        let local = customer.split('@').next().unwrap_or_default();
+        if self.header("Return-Path").is_some_and(|v| v.trim() == "<>")
+            || matches!(local, "mailer-daemon" | "postmaster")
+        {
+            return EmailKind::Skipped("bounce");
+        }
+        if matches!(
+            local.replace(['-', '_', '.'], "").as_str(),
+            "noreply" | "donotreply" | "dontreply"
+        ) {
+            return EmailKind::Skipped("no_reply");
         }
         if self
             .header("Auto-Submitted")
@@ -321,6 +348,78 @@ fn decode_text(bytes: &[u8], charset: &str) -> String {
     }
 }
 
+/// HTML this deep or this long is read by dropping its tags: the
+/// converter's table layout recurses as deep as the markup, and an email
+/// built to be deep would exhaust a worker's stack.
+const MAX_HTML_DEPTH: usize = 200;
+const MAX_HTML_BYTES: usize = 1 << 20;
+
+/// An HTML body as text.
+fn html_text(h: &str) -> String {
+    if h.len() > MAX_HTML_BYTES || html_depth(h) > MAX_HTML_DEPTH {
+        return strip_tags(h);
+    }
+    html2text::from_read(h.as_bytes(), 100).unwrap_or_else(|_| strip_tags(h))
+}
+
+/// How deep the markup's elements nest, at most (an upper bound: an
+/// element left open counts as open).
+fn html_depth(h: &str) -> usize {
+    const VOID: [&str; 14] = [
+        "area", "base", "br", "col", "embed", "hr", "img", "input", "link", "meta", "param",
+        "source", "track", "wbr",
+    ];
+    let (mut depth, mut deepest) = (0usize, 0usize);
+    let mut rest = h;
+    while let Some(at) = rest.find('<') {
+        rest = &rest[at + 1..];
+        let end = rest.find('>').unwrap_or(rest.len());
+        let tag = &rest[..end];
+        if let Some(closing) = tag.strip_prefix('/') {
+            if !closing.is_empty() {
+                depth = depth.saturating_sub(1);
+            }
+        } else if tag.starts_with(|c: char| c.is_ascii_alphabetic()) && !tag.ends_with('/') {
+            let name: String = tag
+                .chars()
+                .take_while(char::is_ascii_alphanumeric)
+                .collect::<String>()
+                .to_ascii_lowercase();
+            if !VOID.contains(&name.as_str()) {
+                depth += 1;
+                deepest = deepest.max(depth);
+            }
+        }
+        rest = &rest[end..];
+    }
+    deepest
+}
+
+/// The text between the tags, with the common entities read.
+fn strip_tags(h: &str) -> String {
+    let mut out = String::with_capacity(h.len().min(1 << 16));
+    let mut in_tag = false;
+    for c in h.chars() {
+        match c {
+            '<' => in_tag = true,
+            '>' if in_tag => {
+                in_tag = false;
+                out.push(' ');
+            }
+            c if !in_tag => out.push(c),
+            _ => {}
+        }
+    }
+    let out = out
+        .replace("&nbsp;", " ")
+        .replace("&lt;", "<")
+        .replace("&gt;", ">")
+        .replace("&quot;", "\"")
+        .replace("&#39;", "'")
+        .replace("&amp;", "&");
+    out.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
 /// `"Ann Lee" <ann@example.com>` or `ann@example.com`: (lower-cased
 /// address, name).
 pub fn parse_address(value: &str) -> Option<(String, Option<String>)> {
@@ -342,26 +441,44 @@ pub fn parse_address(value: &str) -> Option<(String, Option<String>)> {
 
 /// The customer's own words: quoted history (`> ` lines, "On ... wrote:"
 /// and what follows, Outlook's "-----Original Message-----" and `From:`
-/// blocks) and trailing blank lines removed.
+/// blocks) and trailing blank lines removed. Words written below or
+/// between `> ` quoted lines are kept.
 pub fn trim_quoted(text: &str) -> String {
     let text = text.replace("\r\n", "\n");
     let lines: Vec<&str> = text.lines().collect();
     let mut kept: Vec<&str> = Vec::new();
-    for (i, line) in lines.iter().enumerate() {
+    let mut i = 0;
+    while let Some(line) = lines.get(i) {
         let t = line.trim();
         let next = lines.get(i + 1).map(|l| l.trim()).unwrap_or_default();
-        let attribution = t.starts_with("On ")
-            && (t.ends_with("wrote:") || (!t.contains("wrote") && next.ends_with("wrote:")));
+        let two_lines = !t.ends_with("wrote:") && !t.contains("wrote") && next.ends_with("wrote:");
+        let attribution = t.starts_with("On ") && (t.ends_with("wrote:") || two_lines);
         let outlook = t.starts_with("-----Original Message-----")
             || t.starts_with("________________________________")
             || (t.starts_with("From:") && next.starts_with("Sent:"));
-        if attribution || outlook {
-            break;
-        }
-        if t.starts_with('>') {
+        if attribution {
+            // A quote marked with `>` may have answers below it; one that
+            // is not marked runs to the end.
+            let after = i + if two_lines { 2 } else { 1 };
+            let marked = lines
+                .iter()
+                .skip(after)
+                .map(|l| l.trim())
+                .find(|l| !l.is_empty())
+                .is_some_and(|l| l.starts_with('>'));
+            if !marked {
+                break;
+            }
+            i = after;
             continue;
         }
-        kept.push(line.trim_end());
+        if outlook {
+            break;
+        }
+        if !t.starts_with('>') {
+            kept.push(line.trim_end());
+        }
+        i += 1;
     }
     while kept.last().is_some_and(|l| l.is_empty()) {
         kept.pop();

@@ -136,6 +136,15 @@ pub fn build(
     Ok(message.formatted())
 }
 
+/// `raw` marked `Auto-Submitted: auto-replied` (RFC 3834): mail systems
+/// and other responders do not answer it back, so two of them never write
+/// to each other without end.
+pub fn auto_submitted(raw: Vec<u8>) -> Vec<u8> {
+    let mut out = b"Auto-Submitted: auto-replied\r\n".to_vec();
+    out.extend_from_slice(&raw);
+    out
+}
+
 /// Sends a reply part (the body `Gmail::message_body` made), answering the
 /// customer's message `answering_mid` when known. A part that `maybe_sent`
 /// (an earlier attempt's answer was lost) is first looked for in the
@@ -150,6 +159,7 @@ pub async fn send(
 ) -> Result<Sent, SendError> {
     let field = |k: &str| body.get(k).and_then(Value::as_str).unwrap_or_default();
     let (to, thread, text, part) = (field("to"), field("threadId"), field("text"), field("part"));
+    let automatic = body.get("auto").and_then(Value::as_bool) == Some(true);
     if maybe_sent && !part.is_empty() {
         let id = message_id(&integration.account_id, part);
         if let Some(found) = api
@@ -173,8 +183,9 @@ pub async fn send(
         },
         None => Answering::default(),
     };
-    let raw =
-        build(&integration.account_id, to, &answering, text, part).map_err(SendError::refused)?;
+    let raw = build(&integration.account_id, to, &answering, text, part)
+        .map(|raw| if automatic { auto_submitted(raw) } else { raw })
+        .map_err(SendError::refused)?;
     let at_ms = crate::clock::now_ms();
     // A write place from before the send until its mark is written: a
     // revoke between the two would refuse the mark, and the next owner
@@ -248,6 +259,12 @@ mod tests {
         assert!(t.contains("To: ann@example.com\n"), "{t}");
         assert!(t.contains("multipart/alternative"), "{t}");
         assert!(t.contains("text/plain") && t.contains("text/html"), "{t}");
+        assert!(!t.contains("Auto-Submitted"), "a person's reply: {t}");
+        let automatic = text_of(&auto_submitted(raw));
+        assert!(
+            automatic.starts_with("Auto-Submitted: auto-replied\n") && automatic.ends_with(&t),
+            "{automatic}"
+        );
     }
 
     #[test]

@@ -119,7 +119,14 @@ fn start(myself: &ActorRef<SupervisorMsg>, state: &mut SupervisorState, id: Arc<
         let mut pause = Duration::from_secs(1);
         let mut attempt = 1;
         while fence.is_current() {
-            match sync.sync(&integration, &fence).await {
+            // A read that panics (a bug met on one odd email) ends as a
+            // failed one: the mailbox is read again later, never left
+            // marked as being read for good.
+            let read = std::panic::AssertUnwindSafe(sync.sync(&integration, &fence));
+            let result = futures_util::FutureExt::catch_unwind(read)
+                .await
+                .unwrap_or_else(|_| Err("the mailbox read stopped on a bug".to_string()));
+            match result {
                 Ok(()) => break,
                 Err(e) if attempt >= ATTEMPTS => {
                     tracing::warn!(integration = %integration, error = %e, "Mailbox not read after several tries; the next check tries again");

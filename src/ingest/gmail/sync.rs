@@ -327,7 +327,7 @@ impl Mailboxes {
     ) -> Result<Option<InboundEvent>, GmailError> {
         let (customer, name, kind) = match email.kind(&config.account_id) {
             EmailKind::Customer => {
-                let Some((address, name)) = email.from.clone() else {
+                let Some((address, name)) = email.customer(&config.account_id) else {
                     return Ok(None);
                 };
                 let attachments = self.keep_files(config, email, fence).await?;

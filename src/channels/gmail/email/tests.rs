@@ -179,3 +179,100 @@ fn a_message_without_payload_or_with_odd_fields_does_not_fail() {
         serde_json::from_value::<GmailMessage>(json!({"id": "x", "historyId": "nope"})).is_err()
     );
 }
+
+/// A web form's mail names the customer in `Reply-To`: sent by a form
+/// service, or by the mailbox to itself, it is the customer's and is
+/// answered to them.
+#[test]
+fn a_form_mail_is_answered_to_its_reply_to_address() {
+    let mailbox = "support@acme.example";
+    let form = |from: &str| {
+        message(
+            &["INBOX"],
+            &[
+                ("From", from),
+                ("Reply-To", "\"Ann Lee\" <Ann@Example.com>"),
+            ],
+            json!([{"mimeType": "text/plain", "body": {"size": 5, "data": b64(b"Where is my order?")}}]),
+        )
+    };
+    for from in ["Shop forms <mailer@forms.example>", "support@acme.example"] {
+        let e = Email::read(&form(from));
+        assert_eq!(e.kind(mailbox), EmailKind::Customer, "{from}");
+        assert_eq!(
+            e.customer(mailbox),
+            Some(("ann@example.com".to_string(), Some("Ann Lee".to_string())))
+        );
+    }
+    // A reply-to naming the mailbox itself changes nothing.
+    let own = message(
+        &["INBOX"],
+        &[
+            ("From", "support@acme.example"),
+            ("Reply-To", "support@acme.example"),
+        ],
+        json!([]),
+    );
+    assert_eq!(
+        Email::read(&own).kind(mailbox),
+        EmailKind::Skipped("from_mailbox")
+    );
+}
+
+/// Delivery failures and addresses that take no answers are not answered
+/// (an answer would bounce, or start a loop with a mail system).
+#[test]
+fn bounces_and_no_reply_senders_are_not_answered() {
+    let mailbox = "support@acme.example";
+    let bounce = Email::read(&customer_mail(&[("Return-Path", "<>")]));
+    assert_eq!(bounce.kind(mailbox), EmailKind::Skipped("bounce"));
+    for (from, why) in [
+        (
+            "Mail Delivery Subsystem <MAILER-DAEMON@example.com>",
+            "bounce",
+        ),
+        ("no-reply@shop.example", "no_reply"),
+        ("Do Not Reply <do_not_reply@bank.example>", "no_reply"),
+    ] {
+        let m = message(&["INBOX"], &[("From", from)], json!([]));
+        assert_eq!(
+            Email::read(&m).kind(mailbox),
+            EmailKind::Skipped(why),
+            "{from}"
+        );
+    }
+}
+
+/// Words written below or between `>` quoted lines are the customer's.
+#[test]
+fn answers_written_under_a_quote_are_kept() {
+    assert_eq!(
+        trim_quoted("On Tue, 2 Jan 2024, Acme <support@acme.example> wrote:\n> Your order number?\nIt's #4521"),
+        "It's #4521"
+    );
+    assert_eq!(
+        trim_quoted("Hi\n\nOn Tue, 2 Jan 2024 at 10:00, Acme <s@a.example>\nwrote:\n> Which colour?\nBlue\n> And the size?\nLarge"),
+        "Hi\n\nBlue\nLarge"
+    );
+}
+
+/// HTML nested far deeper than any real email is read by dropping its
+/// tags, on a small stack: the converter's recursion never meets it.
+#[test]
+fn deeply_nested_html_is_read_without_deep_recursion() {
+    let html = format!(
+        "<table><tr><td>{}Where is my order?{}</td></tr></table>",
+        "<div>".repeat(20_000),
+        "</div>".repeat(20_000)
+    );
+    assert!(html_depth(&html) > MAX_HTML_DEPTH);
+    assert_eq!(html_depth("<p>a<br>b<img src=x/></p><hr>"), 1);
+    let text = std::thread::Builder::new()
+        .stack_size(256 << 10)
+        .spawn(move || html_text(&html))
+        .unwrap()
+        .join()
+        .expect("no stack overflow");
+    assert_eq!(text, "Where is my order?");
+    assert_eq!(strip_tags("<p>Fish &amp; chips</p>"), "Fish & chips");
+}

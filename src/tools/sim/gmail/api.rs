@@ -342,6 +342,7 @@ async fn send(
         "References",
         "Message-ID",
         "X-Switchboard-Part",
+        "Auto-Submitted",
     ] {
         if let Some(v) = parsed.header_raw(name) {
             kept.push((name.to_string(), v.trim().to_string()));
