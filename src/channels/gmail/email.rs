@@ -338,13 +338,18 @@ fn charset(part: &Part) -> String {
         .unwrap_or_else(|| "utf-8".to_string())
 }
 
-/// UTF-8, or Latin-1 / Windows-1252 read byte by byte.
+/// The part's text in its charset (the single-byte ones and the CJK
+/// ones mail uses, windows-1251, KOI8-R, ISO-2022-JP, GBK, Shift_JIS,
+/// EUC-KR among them); UTF-8 when it names none or one not known.
 fn decode_text(bytes: &[u8], charset: &str) -> String {
     match charset {
-        "iso-8859-1" | "latin1" | "windows-1252" | "us-ascii" => {
-            bytes.iter().map(|&b| char::from(b)).collect()
-        }
-        _ => String::from_utf8_lossy(bytes).into_owned(),
+        "" | "utf-8" | "utf8" => String::from_utf8_lossy(bytes).into_owned(),
+        // Latin-1 as mail means it: Windows-1252 (its € and quotes).
+        "iso-8859-1" | "latin1" | "us-ascii" => decode_text(bytes, "windows-1252"),
+        other => match mail_parser::decoders::charsets::map::charset_decoder(other.as_bytes()) {
+            Some(decode) => decode(bytes),
+            None => String::from_utf8_lossy(bytes).into_owned(),
+        },
     }
 }
 

@@ -276,3 +276,26 @@ fn deeply_nested_html_is_read_without_deep_recursion() {
     assert_eq!(text, "Where is my order?");
     assert_eq!(strip_tags("<p>Fish &amp; chips</p>"), "Fish & chips");
 }
+
+/// Mail in the charsets customers' mail programs still use is read as
+/// they wrote it.
+#[test]
+fn text_in_other_charsets_is_read_as_written() {
+    assert_eq!(
+        decode_text(&[0xCF, 0xF0, 0xE8, 0xE2, 0xE5, 0xF2], "windows-1251"),
+        "Привет"
+    );
+    assert_eq!(
+        decode_text(&[0xF0, 0xD2, 0xC9, 0xD7, 0xC5, 0xD4], "koi8-r"),
+        "Привет"
+    );
+    assert_eq!(
+        decode_text(&[0x80, 0x20, 0x93, 0x61, 0x94], "windows-1252"),
+        "€ “a”"
+    );
+    assert_eq!(decode_text(&[0x80], "iso-8859-1"), "€");
+    // こんにちは in Shift_JIS.
+    let sjis = [0x82, 0xB1, 0x82, 0xF1, 0x82, 0xC9, 0x82, 0xBF, 0x82, 0xCD];
+    assert_eq!(decode_text(&sjis, "shift_jis"), "こんにちは");
+    assert_eq!(decode_text("héllo".as_bytes(), "x-unknown"), "héllo");
+}
