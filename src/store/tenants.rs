@@ -360,11 +360,16 @@ impl Store for TenantStores {
         Ok(())
     }
 
+    /// Every backend closes, also after one fails (the first error is
+    /// said).
     async fn close(&self) -> Result<(), StoreError> {
+        let mut first = Ok(());
         for b in &self.backends {
-            b.store.close().await?;
+            if let Err(e) = b.store.close().await {
+                first = first.and(Err(e));
+            }
         }
-        Ok(())
+        first
     }
 
     fn syncs_later(&self) -> bool {

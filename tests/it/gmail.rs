@@ -387,6 +387,26 @@ async fn own_mail_and_automated_mail_are_not_answered() {
     assert_eq!(desk.replies().len(), 1);
 }
 
+/// An attachment whose download is cut short in every try (a slow link,
+/// a proxy that cuts large answers) is listed without its file, and the
+/// email is still answered: it is never dropped for it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_email_whose_attachment_download_keeps_being_cut_is_still_answered() {
+    let desk = mail_desk("1h", "").await;
+    desk.gmail_faults(|f| f.cut_attachments = true);
+    let mut m = mail("ivy@example.com", "Invoice", "hours?");
+    m.files = vec![SimFile {
+        name: "invoice.pdf".into(),
+        mime_type: "application/pdf".into(),
+        size: 512 * 1024,
+    }];
+    desk.gmail().deliver(m).unwrap();
+    desk.push().await;
+    let sent = desk.sent_mail(1).await;
+    assert_eq!(sent[0]["headers"]["To"], "ivy@example.com");
+    assert!(desk.gmail().calls("attachment") >= 1);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_5_mb_attachment_is_kept_listed_and_downloaded() {
     let desk = mail_desk("1h", "").await;

@@ -51,6 +51,17 @@ impl GmailError {
 /// with its attachments, about 68 MB as the API's base64 JSON.
 pub(super) const MAX_ANSWER: usize = 100 << 20;
 
+/// Why a read whose answer was cut short failed.
+pub const CUT: &str = "connection lost in the middle of the answer";
+
+impl GmailError {
+    /// A read whose answer was cut short (again and again, for one message
+    /// or file, it is that message's or file's own failure).
+    pub fn cut(&self) -> bool {
+        matches!(self, Self::Ambiguous(m) if m == CUT)
+    }
+}
+
 /// What is read of an error's answer (its reason and message).
 const MAX_ERROR_ANSWER: usize = 64 << 10;
 
@@ -80,9 +91,7 @@ async fn once_within(
                     "{status} answer larger than {cap} bytes"
                 ))),
                 Ok(b) if ok => Ok(bytes::Bytes::from(b.bytes)),
-                Err(_) if ok && read => Err(GmailError::Ambiguous(
-                    "connection lost in the middle of the answer".into(),
-                )),
+                Err(_) if ok && read => Err(GmailError::Ambiguous(CUT.into())),
                 // Accepted, though the body was cut.
                 Err(_) if ok => Ok(bytes::Bytes::new()),
                 Ok(b) => Err(from_status(status, &b.bytes)),

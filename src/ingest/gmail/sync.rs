@@ -296,6 +296,8 @@ impl Mailboxes {
         let own = match e {
             GmailError::Server(m) => m.starts_with(UNREADABLE),
             GmailError::Rejected(m) => m.starts_with("400") || m.starts_with("404"),
+            // Cut short in every one of its tries, sync after sync.
+            e if e.cut() => true,
             _ => false,
         };
         if !own {
@@ -408,6 +410,13 @@ impl Mailboxes {
                 (None, Some(att)) => match self.api.attachment(config, &email.id, att, fence).await
                 {
                     Ok(b) => Some(b),
+                    // Cut short in each of its tries (a slow link, a proxy
+                    // that cuts large answers): listed without it, the
+                    // email answered.
+                    Err(e) if e.cut() => {
+                        tracing::warn!(integration = %config.id, error = %e, "An attachment could not be fetched; listed without it");
+                        None
+                    }
                     // A spent limit passes: the mail is read again later,
                     // its attachment with it.
                     Err(e)

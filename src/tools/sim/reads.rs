@@ -45,7 +45,15 @@ pub(super) fn cut_answer(status: StatusCode, response: &Value) -> Response {
             "connection cut mid-body",
         )),
     ];
-    let body = axum::body::Body::from_stream(futures_util::stream::iter(chunks));
+    // The cut comes a moment after the first half (which then reaches
+    // the caller with the status line), as on a real network.
+    let chunks = futures_util::StreamExt::then(futures_util::stream::iter(chunks), |c| async {
+        if c.is_err() {
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        c
+    });
+    let body = axum::body::Body::from_stream(chunks);
     let mut out = Response::new(body);
     *out.status_mut() = status;
     out.headers_mut().insert(

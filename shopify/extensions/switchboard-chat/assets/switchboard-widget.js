@@ -240,7 +240,8 @@
           statusEl.textContent = f.reason || "Not sent";
         } else {
           // Refused before the welcome (a user hash the engine does not
-          // take): trying again would be refused the same way.
+          // take, perhaps not yet: a new key reaches every instance in
+          // time): tried again, but only twice a minute.
           if (!welcomed) refused = true;
           statusEl.textContent = f.reason || "The chat is not available";
         }
@@ -249,7 +250,8 @@
     s.onclose = function () {
       if (ws !== s) return;
       ws = null;
-      if (!refused && (open || pending.length)) retry();
+      if (refused) backoff = 30000;
+      if (open || pending.length) retry();
     };
   }
   function retry() {

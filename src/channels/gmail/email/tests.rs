@@ -265,8 +265,13 @@ fn deeply_nested_html_is_read_without_deep_recursion() {
         "<div>".repeat(20_000),
         "</div>".repeat(20_000)
     );
-    assert!(html_depth(&html) > MAX_HTML_DEPTH);
-    assert_eq!(html_depth("<p>a<br>b<img src=x/></p><hr>"), 1);
+    assert!(html_deeper_than(&html, MAX_HTML_DEPTH));
+    assert!(!html_deeper_than("<p>a<br>b<img src=x/></p><hr>", 1));
+    // Read as a parser reads them: `<div/>` opens a div, a closing tag of
+    // nothing open closes nothing; a `p` after a `p` closes it.
+    assert!(html_deeper_than(&"<div/>".repeat(300), MAX_HTML_DEPTH));
+    assert!(html_deeper_than(&"<div></b>".repeat(300), MAX_HTML_DEPTH));
+    assert!(!html_deeper_than(&"<p>line".repeat(300), MAX_HTML_DEPTH));
     let text = std::thread::Builder::new()
         .stack_size(256 << 10)
         .spawn(move || html_text(&html))
@@ -275,6 +280,18 @@ fn deeply_nested_html_is_read_without_deep_recursion() {
         .expect("no stack overflow");
     assert_eq!(text, "Where is my order?");
     assert_eq!(strip_tags("<p>Fish &amp; chips</p>"), "Fish & chips");
+    assert_eq!(
+        strip_tags("<html><head><title>T</title><style>p{color:red}</style></head><body><p>Where is it?</p><p>On Tue, Acme wrote:</p><blockquote>old</blockquote></body></html>"),
+        "Where is it?\n\nOn Tue, Acme wrote:\n\nold"
+    );
+    let deep = format!("{}Where?", "<div/>".repeat(20_000));
+    let text = std::thread::Builder::new()
+        .stack_size(256 << 10)
+        .spawn(move || html_text(&deep))
+        .unwrap()
+        .join()
+        .expect("no stack overflow");
+    assert_eq!(text, "Where?");
 }
 
 /// Mail in the charsets customers' mail programs still use is read as
@@ -298,4 +315,30 @@ fn text_in_other_charsets_is_read_as_written() {
     let sjis = [0x82, 0xB1, 0x82, 0xF1, 0x82, 0xC9, 0x82, 0xBF, 0x82, 0xCD];
     assert_eq!(decode_text(&sjis, "shift_jis"), "こんにちは");
     assert_eq!(decode_text("héllo".as_bytes(), "x-unknown"), "héllo");
+}
+
+/// A header naming several addresses: the first is the one answered.
+#[test]
+fn the_first_of_several_reply_to_addresses_is_answered() {
+    let mailbox = "support@acme.example";
+    for (reply_to, want) in [
+        ("a@x.example,b@y.example", ("a@x.example", None)),
+        (
+            "\"Lee, Ann\" <Ann@X.example>, Bob <b@y.example>",
+            ("ann@x.example", Some("Lee, Ann")),
+        ),
+    ] {
+        let m = message(
+            &["INBOX"],
+            &[("From", "forms@f.example"), ("Reply-To", reply_to)],
+            json!([]),
+        );
+        let e = Email::read(&m);
+        assert_eq!(
+            e.customer(mailbox),
+            Some((want.0.to_string(), want.1.map(str::to_string))),
+            "{reply_to}"
+        );
+    }
+    assert_eq!(parse_address("a@x.example,b@y.example"), None);
 }

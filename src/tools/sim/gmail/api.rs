@@ -287,13 +287,20 @@ async fn attachment(
         return unauthorized();
     };
     let boxes = lock(&s.mailboxes);
+    let cut = boxes
+        .get(&mailbox)
+        .is_some_and(|b| b.faults.cut_attachments);
     let found = boxes
         .get(&mailbox)
         .and_then(|b| b.messages.iter().find(|m| m.id == id))
         .and_then(|m| m.files.iter().find(|(a, _, _)| *a == att));
     match found {
         Some((_, _, bytes)) => {
-            Json(json!({"size": bytes.len(), "data": BASE64URL.encode(bytes)})).into_response()
+            let answer = json!({"size": bytes.len(), "data": BASE64URL.encode(bytes)});
+            if cut {
+                return super::super::reads::cut_answer(StatusCode::OK, &answer);
+            }
+            Json(answer).into_response()
         }
         None => error(StatusCode::NOT_FOUND, "Requested entity was not found."),
     }

@@ -85,6 +85,9 @@ pub struct GmailFaults {
     /// Messages (by subject) answered with a body that is not JSON.
     #[serde(default)]
     pub garbled_subjects: Vec<String>,
+    /// Attachments answered with a 200 whose connection drops mid-body.
+    #[serde(default)]
+    pub cut_attachments: bool,
 }
 
 #[derive(Debug, Clone)]
