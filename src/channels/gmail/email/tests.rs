@@ -256,6 +256,17 @@ fn answers_written_under_a_quote_are_kept() {
     );
 }
 
+/// `html` as text, read on a 256 KiB stack (a deep recursion would
+/// overflow it).
+fn on_a_small_stack(html: String) -> String {
+    std::thread::Builder::new()
+        .stack_size(256 << 10)
+        .spawn(move || html_text(&html))
+        .unwrap()
+        .join()
+        .expect("no stack overflow")
+}
+
 /// HTML nested far deeper than any real email is read by dropping its
 /// tags, on a small stack: the converter's recursion never meets it.
 #[test]
@@ -272,26 +283,14 @@ fn deeply_nested_html_is_read_without_deep_recursion() {
     assert!(html_deeper_than(&"<div/>".repeat(300), MAX_HTML_DEPTH));
     assert!(html_deeper_than(&"<div></b>".repeat(300), MAX_HTML_DEPTH));
     assert!(!html_deeper_than(&"<p>line".repeat(300), MAX_HTML_DEPTH));
-    let text = std::thread::Builder::new()
-        .stack_size(256 << 10)
-        .spawn(move || html_text(&html))
-        .unwrap()
-        .join()
-        .expect("no stack overflow");
-    assert_eq!(text, "Where is my order?");
+    assert_eq!(on_a_small_stack(html), "Where is my order?");
     assert_eq!(strip_tags("<p>Fish &amp; chips</p>"), "Fish & chips");
     assert_eq!(
         strip_tags("<html><head><title>T</title><style>p{color:red}</style></head><body><p>Where is it?</p><p>On Tue, Acme wrote:</p><blockquote>old</blockquote></body></html>"),
         "Where is it?\n\nOn Tue, Acme wrote:\n\nold"
     );
     let deep = format!("{}Where?", "<div/>".repeat(20_000));
-    let text = std::thread::Builder::new()
-        .stack_size(256 << 10)
-        .spawn(move || html_text(&deep))
-        .unwrap()
-        .join()
-        .expect("no stack overflow");
-    assert_eq!(text, "Where?");
+    assert_eq!(on_a_small_stack(deep), "Where?");
 }
 
 /// Mail in the charsets customers' mail programs still use is read as
