@@ -353,138 +353,6 @@ fn decode_text(bytes: &[u8], charset: &str) -> String {
     }
 }
 
-/// HTML this deep or this long is read by dropping its tags: the
-/// converter's table layout recurses as deep as the markup, and an email
-/// built to be deep would exhaust a worker's stack.
-const MAX_HTML_DEPTH: usize = 200;
-const MAX_HTML_BYTES: usize = 1 << 20;
-
-/// An HTML body as text.
-fn html_text(h: &str) -> String {
-    if h.len() > MAX_HTML_BYTES || html_deeper_than(h, MAX_HTML_DEPTH) {
-        return strip_tags(h);
-    }
-    html2text::from_read(h.as_bytes(), 100).unwrap_or_else(|_| strip_tags(h))
-}
-
-/// Elements without content, never open.
-const VOID: [&str; 14] = [
-    "area", "base", "br", "col", "embed", "hr", "img", "input", "link", "meta", "param", "source",
-    "track", "wbr",
-];
-
-/// Whether the markup's elements nest deeper than `limit`, read as an
-/// HTML parser does: `<div/>` opens a div like `<div>` (only void elements
-/// close themselves), a closing tag closes only an element that is open
-/// (with those opened inside it), and a `p`, `li`, `td`, `tr`, `dt`, `dd`
-/// or `option` closes the one of its kind it follows.
-fn html_deeper_than(h: &str, limit: usize) -> bool {
-    let mut open: Vec<String> = Vec::new();
-    let mut rest = h;
-    while let Some(at) = rest.find('<') {
-        rest = &rest[at + 1..];
-        let end = rest.find('>').unwrap_or(rest.len());
-        let tag = &rest[..end];
-        rest = &rest[end..];
-        let (closing, tag) = match tag.strip_prefix('/') {
-            Some(t) => (true, t),
-            None => (false, tag),
-        };
-        if !tag.starts_with(|c: char| c.is_ascii_alphabetic()) {
-            continue;
-        }
-        let name = tag
-            .chars()
-            .take_while(char::is_ascii_alphanumeric)
-            .collect::<String>()
-            .to_ascii_lowercase();
-        if closing {
-            if let Some(at) = open.iter().rposition(|n| *n == name) {
-                open.truncate(at);
-            }
-            continue;
-        }
-        if VOID.contains(&name.as_str()) {
-            continue;
-        }
-        let sibling = matches!(
-            name.as_str(),
-            "p" | "li" | "td" | "tr" | "dt" | "dd" | "option"
-        );
-        if sibling && open.last() == Some(&name) {
-            open.pop();
-        }
-        open.push(name);
-        if open.len() > limit {
-            return true;
-        }
-    }
-    false
-}
-
-/// The text between the tags, a line for each block, with the common
-/// entities read; what `<style>`, `<script>`, `<head>` and `<title>` hold
-/// is left out.
-fn strip_tags(h: &str) -> String {
-    let mut out = String::with_capacity(h.len().min(1 << 16));
-    let mut rest = h;
-    let mut hidden: Option<String> = None;
-    while let Some(at) = rest.find('<') {
-        if hidden.is_none() {
-            out.push_str(&rest[..at]);
-        }
-        rest = &rest[at + 1..];
-        let end = rest.find('>').unwrap_or(rest.len());
-        let tag = rest[..end].to_ascii_lowercase();
-        rest = rest.get(end + 1..).unwrap_or_default();
-        let closing = tag.starts_with('/');
-        let name: String = tag
-            .trim_start_matches('/')
-            .chars()
-            .take_while(char::is_ascii_alphanumeric)
-            .collect();
-        match &hidden {
-            Some(h) if closing && *h == name => hidden = None,
-            Some(_) => {}
-            None if !closing && matches!(name.as_str(), "style" | "script" | "head" | "title") => {
-                hidden = Some(name)
-            }
-            None if matches!(
-                name.as_str(),
-                "br" | "p" | "div" | "tr" | "li" | "blockquote" | "h1" | "h2" | "h3" | "table"
-            ) =>
-            {
-                out.push('\n')
-            }
-            None => out.push(' '),
-        }
-    }
-    if hidden.is_none() {
-        out.push_str(rest);
-    }
-    let out = out
-        .replace("&nbsp;", " ")
-        .replace("&lt;", "<")
-        .replace("&gt;", ">")
-        .replace("&quot;", "\"")
-        .replace("&#39;", "'")
-        .replace("&amp;", "&");
-    let lines: Vec<String> = out
-        .lines()
-        .map(|l| l.split_whitespace().collect::<Vec<_>>().join(" "))
-        .collect();
-    let mut text = String::new();
-    for line in lines {
-        // At most one blank line in a row.
-        if line.is_empty() && (text.is_empty() || text.ends_with("\n\n")) {
-            continue;
-        }
-        text.push_str(&line);
-        text.push('\n');
-    }
-    text.trim().to_string()
-}
-
 /// The addresses of an address header, split at the commas between them
 /// (not those inside a quoted name or `<...>`).
 pub fn address_list(value: &str) -> Vec<&str> {
@@ -577,5 +445,10 @@ pub fn trim_quoted(text: &str) -> String {
     kept.join("\n")
 }
 
+mod html;
 #[cfg(test)]
 mod tests;
+
+use html::html_text;
+#[cfg(test)]
+use html::{html_deeper_than, strip_tags, MAX_HTML_DEPTH};

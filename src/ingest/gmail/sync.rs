@@ -296,13 +296,14 @@ impl Mailboxes {
         let own = match e {
             GmailError::Server(m) => m.starts_with(UNREADABLE),
             GmailError::Rejected(m) => m.starts_with("400") || m.starts_with("404"),
-            // Cut short in every one of its tries, sync after sync.
-            e if e.cut() => true,
             _ => false,
         };
-        if !own {
-            return false;
-        }
+        own && self.counted_out(id)
+    }
+
+    /// Counts one more failure of `key` (a message, or a message's file):
+    /// whether that was the last one it is given.
+    fn counted_out(&self, id: &str) -> bool {
         let mut failures = crate::sync::lock(&self.failures);
         let n = failures.entry(id.to_string()).or_insert(0);
         *n += 1;
@@ -316,7 +317,9 @@ impl Mailboxes {
     fn forget_failures(&self, id: &str) {
         let mut failures = crate::sync::lock(&self.failures);
         if !failures.is_empty() {
-            failures.remove(id);
+            // The message's, and its files'.
+            let files = format!("{id}/");
+            failures.retain(|k, _| k != id && !k.starts_with(&files));
         }
     }
 
@@ -410,10 +413,14 @@ impl Mailboxes {
                 (None, Some(att)) => match self.api.attachment(config, &email.id, att, fence).await
                 {
                     Ok(b) => Some(b),
-                    // Cut short in each of its tries (a slow link, a proxy
-                    // that cuts large answers): listed without it, the
-                    // email answered.
+                    // Cut short in its tries, read after read (a slow link, a
+                    // proxy that cuts large answers): listed without it,
+                    // the email answered. Until then the email is read
+                    // again later, its file with it.
                     Err(e) if e.cut() => {
+                        if !self.counted_out(&format!("{}/{att}", email.id)) {
+                            return Err(e);
+                        }
                         tracing::warn!(integration = %config.id, error = %e, "An attachment could not be fetched; listed without it");
                         None
                     }

@@ -283,8 +283,31 @@ fn deeply_nested_html_is_read_without_deep_recursion() {
     assert!(html_deeper_than(&"<div/>".repeat(300), MAX_HTML_DEPTH));
     assert!(html_deeper_than(&"<div></b>".repeat(300), MAX_HTML_DEPTH));
     assert!(!html_deeper_than(&"<p>line".repeat(300), MAX_HTML_DEPTH));
+    // A closing tag a parser ignores (not the element open last) closes
+    // nothing here either; comments and script text are not markup.
+    assert!(html_deeper_than(
+        &"<div><marquee></div>".repeat(300),
+        MAX_HTML_DEPTH
+    ));
+    assert!(html_deeper_than(&"<x-a></x-b>".repeat(300), MAX_HTML_DEPTH));
+    assert!(html_deeper_than(
+        &"<div><!-- ></div> -->".repeat(300),
+        MAX_HTML_DEPTH
+    ));
+    assert!(html_deeper_than(
+        &"<div><script></div></script>".repeat(300),
+        MAX_HTML_DEPTH
+    ));
+    assert!(!html_deeper_than(
+        &"<div><p>a</div>".repeat(300),
+        MAX_HTML_DEPTH
+    ));
+    assert!(!html_deeper_than("<b>a<i>b</b>c</i>", MAX_HTML_DEPTH));
     assert_eq!(on_a_small_stack(html), "Where is my order?");
     assert_eq!(strip_tags("<p>Fish &amp; chips</p>"), "Fish & chips");
+    assert_eq!(strip_tags("<script>if(a<b){}</script>Hi"), "Hi");
+    assert_eq!(strip_tags("<style/>Hi <title>x"), "Hi x");
+    assert_eq!(strip_tags("a < b, no tag"), "a < b, no tag");
     assert_eq!(
         strip_tags("<html><head><title>T</title><style>p{color:red}</style></head><body><p>Where is it?</p><p>On Tue, Acme wrote:</p><blockquote>old</blockquote></body></html>"),
         "Where is it?\n\nOn Tue, Acme wrote:\n\nold"
