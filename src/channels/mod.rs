@@ -167,8 +167,7 @@ impl Outbound {
         about: About<'_>,
         fence: &Fence,
     ) -> Result<Sent, SendError> {
-        let graph_api = !matches!(integration.channel, ChannelKind::Gmail | ChannelKind::Web);
-        if graph_api {
+        if integration.channel.is_meta() {
             self.cooldowns.check(&integration.id)?;
         }
         if integration.channel != ChannelKind::Gmail {

@@ -165,12 +165,7 @@ pub(super) async fn intercept(
     }
     // Resumed on another instance since this one learnt of it: handled.
     if let Ok(None) = state.args.ctx.store.quarantine(id).await {
-        state.quarantined_here.remove(id);
-        if let Some(entry) = state.entries.get_mut(id) {
-            entry.quarantined = false;
-            entry.failures = 0;
-            entry.outside_failures = 0;
-        }
+        forget(state, id);
         return Intercepted::No;
     }
     match keep(state, id, "", 0, std::slice::from_ref(d), &d.fence).await {
@@ -205,11 +200,17 @@ async fn release(state: &mut SupervisorState, id: &Arc<str>) -> Result<(), Store
         ctx.store.remove_quarantine(id).await?;
         tracing::info!(conversation = %id, events = events.len(), "Quarantine lifted; its events are handled again");
     }
+    forget(state, id);
+    Ok(())
+}
+
+/// The conversation is not quarantined (any more): it is handled again,
+/// its failures counted afresh.
+pub(super) fn forget(state: &mut SupervisorState, id: &str) {
     state.quarantined_here.remove(id);
     if let Some(entry) = state.entries.get_mut(id) {
         entry.quarantined = false;
         entry.outside_failures = 0;
         entry.failures = 0;
     }
-    Ok(())
 }

@@ -43,6 +43,12 @@ impl GmailError {
             Self::Throttled | Self::Server(_) | Self::Transport(_) | Self::Ambiguous(_)
         )
     }
+
+    /// A read whose answer was cut short (again and again, for one file,
+    /// it is that file's own failure).
+    pub fn cut(&self) -> bool {
+        matches!(self, Self::Ambiguous(m) if m == CUT)
+    }
 }
 
 /// One request: its body on a 2xx (empty when cut after the status), or
@@ -53,14 +59,6 @@ pub(super) const MAX_ANSWER: usize = 100 << 20;
 
 /// Why a read whose answer was cut short failed.
 pub const CUT: &str = "connection lost in the middle of the answer";
-
-impl GmailError {
-    /// A read whose answer was cut short (again and again, for one message
-    /// or file, it is that message's or file's own failure).
-    pub fn cut(&self) -> bool {
-        matches!(self, Self::Ambiguous(m) if m == CUT)
-    }
-}
 
 /// What is read of an error's answer (its reason and message).
 const MAX_ERROR_ANSWER: usize = 64 << 10;

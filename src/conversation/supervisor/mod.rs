@@ -384,16 +384,20 @@ fn revoked(state: &mut SupervisorState, partitions: &[u32]) {
 /// resumed (perhaps on another instance): it is handled again.
 fn mark_quarantined(state: &mut SupervisorState, ids: Vec<String>, read_at: Instant) {
     let listed: std::collections::HashSet<&str> = ids.iter().map(String::as_str).collect();
-    let here = &mut state.quarantined_here;
-    for (id, entry) in state.entries.iter_mut() {
+    let here = &state.quarantined_here;
+    let lifted: Vec<Arc<str>> = state
+        .entries
+        .iter()
         // One quarantined here after the list was read is not on it.
-        let newer = here.get(id).is_some_and(|at| *at >= read_at);
-        if entry.quarantined && !listed.contains(id.as_ref()) && !newer {
-            entry.quarantined = false;
-            entry.failures = 0;
-            entry.outside_failures = 0;
-            here.remove(id);
-        }
+        .filter(|(id, e)| {
+            e.quarantined
+                && !listed.contains(id.as_ref())
+                && here.get(*id).is_none_or(|at| *at < read_at)
+        })
+        .map(|(id, _)| id.clone())
+        .collect();
+    for id in lifted {
+        quarantine::forget(state, &id);
     }
     for id in ids {
         let entry = state

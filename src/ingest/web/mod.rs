@@ -33,7 +33,7 @@ use crate::telemetry::{self, WebhookOutcome};
 mod shown;
 mod slots;
 
-use shown::{lines_after, Shown};
+use shown::{lines_after, ReadMarks, Shown};
 
 /// The widget's script.
 const WIDGET_JS: &str = include_str!("widget.js");
@@ -320,8 +320,7 @@ async fn converse(
                 if window.0.elapsed() > Duration::from_secs(10) {
                     window = (tokio::time::Instant::now(), 0);
                 }
-                if !still_allowed(ctx, of) {
-                    let _ = send(ws, &json!({"type": "error", "reason": GONE})).await;
+                if changed_under(ctx, of, ws).await {
                     return;
                 }
                 let answer = match serde_json::from_str::<ClientFrame>(&text) {
@@ -339,10 +338,7 @@ async fn converse(
                         }
                     }
                     Ok(ClientFrame::Read { seq }) => {
-                        if seq > reads.wanted {
-                            reads.wanted = seq;
-                            reads.wanted_at = now_ms();
-                        }
+                        reads.said(seq);
                         reads.pass(ctx, of).await;
                         continue;
                     }
@@ -364,8 +360,7 @@ async fn converse(
                 }
             }
             _ = catch_up.tick() => {
-                if !still_allowed(ctx, of) {
-                    let _ = send(ws, &json!({"type": "error", "reason": GONE})).await;
+                if changed_under(ctx, of, ws).await {
                     return;
                 }
                 reads.pass(ctx, of).await;
@@ -389,9 +384,7 @@ async fn take(ctx: &EngineContext, of: &SocketOf<'_>, client_id: &str, text: &st
         return json!({"type": "error", "client_id": client_id,
                       "reason": format!("a message is 1 to {MAX_TEXT} characters")});
     }
-    if behind(ctx) {
-        return busy(client_id);
-    }
+    // (Not taken while the engine is behind: `converse` answers busy.)
     // As a webhook of this tenant would get 503: not taken while its
     // conversations cannot be handled.
     if !ctx.health.serves(&of.config.id) {
@@ -426,6 +419,16 @@ fn busy(client_id: &str) -> Value {
 /// Why a socket is closed when its chat changed under it.
 const GONE: &str = "this chat has changed; reconnecting";
 
+/// Ends the socket with a reason when its chat no longer takes it (see
+/// [`still_allowed`]): whether it did.
+async fn changed_under(ctx: &EngineContext, of: &SocketOf<'_>, ws: &mut WebSocket) -> bool {
+    if still_allowed(ctx, of) {
+        return false;
+    }
+    let _ = send(ws, &json!({"type": "error", "reason": GONE})).await;
+    true
+}
+
 /// Whether the socket's chat still takes it as it was opened: the
 /// integration is there, still takes its page's origin, and, for a
 /// signed-in user, signs users with the same key (a deleted integration
@@ -438,39 +441,6 @@ fn still_allowed(ctx: &EngineContext, of: &SocketOf<'_>) -> bool {
             && now.allowed_origins.iter().any(|o| o == of.origin)
             && (!of.signed_in || now.identity_secret.expose() == of.config.identity_secret.expose())
     })
-}
-
-/// The visitor's read marks: the newest is passed on at most every
-/// [`READ_EVERY`] and not while the engine is behind, and one that came
-/// sooner waits for its turn instead of being dropped.
-#[derive(Default)]
-struct ReadMarks {
-    /// The newest line the widget said it showed, and when it said so
-    /// (the mark's time: lines sent later are not covered by it).
-    wanted: u64,
-    wanted_at: u64,
-    /// The newest passed on, and when.
-    passed: u64,
-    at: Option<tokio::time::Instant>,
-}
-
-impl ReadMarks {
-    async fn pass(&mut self, ctx: &EngineContext, of: &SocketOf<'_>) {
-        let due = self.at.is_none_or(|t| t.elapsed() >= READ_EVERY);
-        if self.wanted <= self.passed || !due || behind(ctx) {
-            return;
-        }
-        let event = event(
-            of,
-            EventKind::Read {
-                watermark: self.wanted_at,
-            },
-        );
-        if ctx.bus.publish(std::slice::from_ref(&event)).await.is_ok() {
-            self.passed = self.wanted;
-            self.at = Some(tokio::time::Instant::now());
-        }
-    }
 }
 
 fn event(of: &SocketOf<'_>, kind: EventKind) -> InboundEvent {

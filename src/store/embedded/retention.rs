@@ -58,7 +58,7 @@ pub(super) async fn sweep_step(
             // The conversation where the step ran out of rows (it is swept
             // again by the next step, from its start).
             let mut full_at = None;
-            for (at, id) in ids.iter().enumerate() {
+            'sweep: for (at, id) in ids.iter().enumerate() {
                 if doomed.len() >= ROWS_PER_STEP {
                     full_at = Some(at);
                     break;
@@ -67,18 +67,15 @@ pub(super) async fn sweep_step(
                 for g in tx.tx.range(&t.remembered, keys::of(id)..expired) {
                     if doomed.len() >= ROWS_PER_STEP {
                         full_at = Some(at);
-                        break;
+                        break 'sweep;
                     }
                     doomed.push((&t.remembered, g.key()?));
                     forgotten += 1;
                 }
-                if full_at.is_some() {
-                    break;
-                }
                 for g in tx.tx.prefix(&t.messages, keys::of(id)) {
                     if doomed.len() >= ROWS_PER_STEP {
                         full_at = Some(at);
-                        break;
+                        break 'sweep;
                     }
                     let (key, value) = g.into_inner()?;
                     // A line that cannot be read is kept (and ends the
@@ -91,17 +88,14 @@ pub(super) async fn sweep_step(
                     doomed.push((&t.messages, key));
                     removed += 1;
                 }
-                if full_at.is_some() {
-                    break;
-                }
             }
             for (table, key) in doomed {
                 tx.tx.remove(table, key);
             }
             // A full window goes on after its last id, even when some of
-            // its keys could not be read.
-            // A step out of rows goes on at the conversation it stopped in
-            // (after the empty id: from the start).
+            // its keys could not be read; a step out of rows goes on at the
+            // conversation it stopped in (after the empty id: from the
+            // start).
             let next = match full_at {
                 Some(0) => Some(after.clone().unwrap_or_default()),
                 Some(at) => ids.get(at - 1).cloned(),

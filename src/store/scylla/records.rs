@@ -130,8 +130,17 @@ impl RecordStatements {
         session: &Session,
         kind: RecordKind,
     ) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
+        self.rows_of(session, kind.as_str()).await
+    }
+
+    /// Every (key, value) of the control records of `kind`.
+    async fn rows_of(
+        &self,
+        session: &Session,
+        kind: &str,
+    ) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
         let rows = session
-            .execute_iter(self.select.clone(), (kind.as_str(),))
+            .execute_iter(self.select.clone(), (kind,))
             .await
             .map_err(unavailable)?
             .rows_stream::<(String, Vec<u8>)>()
@@ -291,15 +300,7 @@ impl RecordStatements {
         live: &[String],
         purge_timer: &PreparedStatement,
     ) -> Result<u64, StoreError> {
-        let noted: Vec<(String, Vec<u8>)> = session
-            .execute_iter(self.select.clone(), (PURGING,))
-            .await
-            .map_err(unavailable)?
-            .rows_stream::<(String, Vec<u8>)>()
-            .map_err(corrupt)?
-            .try_collect()
-            .await
-            .map_err(unavailable)?;
+        let noted = self.rows_of(session, PURGING).await?;
         let mut purged = 0;
         for (integration, _) in noted {
             if live.contains(&integration) {
