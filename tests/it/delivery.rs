@@ -314,19 +314,25 @@ async fn without_any_confirmation_the_part_is_resent_after_the_wait() {
     b.engine.shutdown().await;
 }
 
+/// `user` comments "What are your hours?" (comment `comment`) under the
+/// Page's post `post`: Meta's feed webhook, taken with 200.
+async fn comment_asks(b: &Bench, user: &str, post: &str, comment: &str) {
+    let now = switchboard::clock::now_ms();
+    let feed = serde_json::to_vec(&json!({"object": "page", "entry": [{"id": PAGE, "time": now, "changes": [
+        {"field": "feed", "value": {"from": {"id": user, "name": "Ana"}, "post_id": format!("{PAGE}_{post}"),
+         "comment_id": comment, "item": "comment", "verb": "add", "created_time": now / 1000,
+         "message": "What are your hours?"}}]}]}))
+    .unwrap();
+    assert_eq!(post_webhook(&b.url(), feed, Some(APP_SECRET)).await, 200);
+}
+
 /// A public reply has no echo or status: one whose answer came after the
 /// timeout is found among the comment's replies once the wait has passed,
 /// and not posted again.
 #[tokio::test]
 async fn a_lost_answer_to_a_public_reply_is_found_under_the_comment_not_posted_twice() {
     let b = Bench::start(Some(Fault::LateAnswer), false).await;
-    let now = switchboard::clock::now_ms();
-    let feed = serde_json::to_vec(&json!({"object": "page", "entry": [{"id": PAGE, "time": now, "changes": [
-        {"field": "feed", "value": {"from": {"id": "USER_C", "name": "Ana"}, "post_id": format!("{PAGE}_9"),
-         "comment_id": "9_1", "item": "comment", "verb": "add", "created_time": now / 1000,
-         "message": "What are your hours?"}}]}]}))
-    .unwrap();
-    assert_eq!(post_webhook(&b.url(), feed, Some(APP_SECRET)).await, 200);
+    comment_asks(&b, "USER_C", "9", "9_1").await;
     let posted = || {
         b.sim
             .calls()
@@ -352,13 +358,7 @@ async fn a_lost_answer_to_a_public_reply_is_found_under_the_comment_not_posted_t
 #[tokio::test]
 async fn a_public_reply_lost_on_its_way_is_posted_again_once() {
     let b = Bench::start(Some(Fault::GatewayTimeout), false).await;
-    let now = switchboard::clock::now_ms();
-    let feed = serde_json::to_vec(&json!({"object": "page", "entry": [{"id": PAGE, "time": now, "changes": [
-        {"field": "feed", "value": {"from": {"id": "USER_G", "name": "Ana"}, "post_id": format!("{PAGE}_8"),
-         "comment_id": "8_1", "item": "comment", "verb": "add", "created_time": now / 1000,
-         "message": "What are your hours?"}}]}]}))
-    .unwrap();
-    assert_eq!(post_webhook(&b.url(), feed, Some(APP_SECRET)).await, 200);
+    comment_asks(&b, "USER_G", "8", "8_1").await;
     let replies = |status: u16| {
         b.sim
             .calls()
